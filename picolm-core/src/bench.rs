@@ -1,0 +1,221 @@
+//! A llama-bench style benchmark: prompt processing (`pp N`: N tokens evaluated as one batched prefill from an
+//! empty cache) and text generation (`tg N`: N single-token decode steps from an empty cache), repeated, for each
+//! requested thread count; reports tokens/s as mean ± standard deviation, peak RSS and the kernel path in use.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::Error;
+use crate::memory::MemoryUsage;
+use crate::model::kv_cache::KvType;
+use crate::model::{Model, ModelParams};
+use crate::session::{Session, SessionParams};
+
+/// What to measure.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BenchParams {
+    /// Prompt length of the `pp` test (0 = skip).
+    pub n_prompt: usize,
+    /// Generated tokens of the `tg` test (0 = skip).
+    pub n_gen: usize,
+    /// Thread counts to test.
+    pub threads: Vec<usize>,
+    /// Timed repetitions of each test (after one untimed warm-up).
+    pub repetitions: usize,
+    /// Prefill batch size.
+    pub n_batch: usize,
+    /// Load options other than context and threads (streaming mode, ...).
+    pub model: ModelParams,
+    /// KV cache format.
+    pub kv_type: KvType,
+}
+
+impl Default for BenchParams {
+    fn default() -> Self {
+        BenchParams { n_prompt: 512, n_gen: 128, threads: vec![1, 2], repetitions: 3, n_batch: 512, model: ModelParams::default(), kv_type: KvType::F16 }
+    }
+}
+
+/// One measured test.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchRow {
+    /// `"pp512"`, `"tg128"`, ...
+    pub test: String,
+    /// Threads used.
+    pub n_threads: usize,
+    /// Tokens per second of each timed repetition.
+    pub samples: Vec<f64>,
+}
+
+impl BenchRow {
+    /// Mean tokens/s.
+    pub fn mean(&self) -> f64 {
+        self.samples.iter().sum::<f64>() / self.samples.len().max(1) as f64
+    }
+
+    /// Sample standard deviation of tokens/s (0 for a single sample).
+    pub fn sd(&self) -> f64 {
+        let n = self.samples.len();
+        if n < 2 {
+            return 0.0;
+        }
+        let m = self.mean();
+        (self.samples.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+    }
+}
+
+/// The full benchmark outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchReport {
+    /// Model file.
+    pub model_path: String,
+    /// Model file size in bytes.
+    pub model_bytes: u64,
+    /// Weight types present, e.g. `"Q4_1, Q8_0, F32"`.
+    pub weight_types: String,
+    /// The CPU kernel path chosen at run time.
+    pub cpu_path: String,
+    /// Measurements.
+    pub rows: Vec<BenchRow>,
+    /// Peak resident memory of the process at the end.
+    pub memory: MemoryUsage,
+}
+
+impl BenchReport {
+    /// Machine-readable form (one JSON object).
+    pub fn to_json(&self) -> String {
+        let rows: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{{\"test\":\"{}\",\"n_threads\":{},\"tokens_per_second_mean\":{:.3},\"tokens_per_second_sd\":{:.3},\"samples\":[{}]}}",
+                    r.test,
+                    r.n_threads,
+                    r.mean(),
+                    r.sd(),
+                    r.samples.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>().join(",")
+                )
+            })
+            .collect();
+        format!(
+            "{{\"model\":{},\"model_bytes\":{},\"weight_types\":\"{}\",\"cpu_path\":\"{}\",\"peak_rss_bytes\":{},\"rss_anon_bytes\":{},\"rss_file_bytes\":{},\"results\":[{}]}}",
+            json_string(&self.model_path),
+            self.model_bytes,
+            self.weight_types,
+            self.cpu_path,
+            self.memory.peak_rss,
+            self.memory.rss_anon,
+            self.memory.rss_file,
+            rows.join(",")
+        )
+    }
+
+    /// Human-readable table in llama-bench's layout.
+    pub fn to_table(&self) -> String {
+        let mut s = format!(
+            "model: {} ({:.1} MiB, {})\ncpu path: {}\n| threads | test    |              t/s |\n|--------:|:--------|-----------------:|\n",
+            self.model_path,
+            self.model_bytes as f64 / (1 << 20) as f64,
+            self.weight_types,
+            self.cpu_path
+        );
+        for r in &self.rows {
+            s += &format!("| {:>7} | {:<7} | {:>8.2} ± {:<5.2} |\n", r.n_threads, r.test, r.mean(), r.sd());
+        }
+        s += &format!(
+            "peak RSS: {:.1} MiB (anonymous {:.1} MiB, file {:.1} MiB now)\n",
+            self.memory.peak_rss as f64 / (1 << 20) as f64,
+            self.memory.rss_anon as f64 / (1 << 20) as f64,
+            self.memory.rss_file as f64 / (1 << 20) as f64
+        );
+        s
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out += "\\\"",
+            '\\' => out += "\\\\",
+            c if (c as u32) < 0x20 => out += &format!("\\u{:04x}", c as u32),
+            c => out.push(c),
+        }
+    }
+    out + "\""
+}
+
+/// Deterministic, valid, non-special token ids for benchmark prompts.
+fn bench_tokens(model: &Model, n: usize) -> Vec<u32> {
+    let nv = model.config().n_vocab as u64;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (1000 + x % (nv.saturating_sub(2000).max(1))) as u32 % nv as u32
+        })
+        .collect()
+}
+
+/// Runs the benchmark on the model at `path`.
+pub fn run_bench(path: &Path, params: &BenchParams, progress: &mut dyn FnMut(&BenchRow)) -> Result<BenchReport, Error> {
+    if params.threads.is_empty() || params.repetitions == 0 {
+        return Err(Error::InvalidArgument { name: "bench".into(), why: "need at least one thread count and repetition".into() });
+    }
+    let n_ctx = (params.n_prompt.max(params.n_gen) + 1).max(16);
+    let mut rows = Vec::new();
+    let mut report_model = None;
+    for &t in &params.threads {
+        let model = Arc::new(Model::load(path, &ModelParams { n_ctx, n_threads: t, ..params.model.clone() })?);
+        let mut session = Session::new(model.clone(), &SessionParams { n_ctx, n_batch: params.n_batch.min(n_ctx), kv_type: params.kv_type })?;
+        if params.n_prompt > 0 {
+            let tokens = bench_tokens(&model, params.n_prompt);
+            let mut row = BenchRow { test: format!("pp{}", params.n_prompt), n_threads: t, samples: Vec::new() };
+            for rep in 0..=params.repetitions {
+                session.reset();
+                let t0 = Instant::now();
+                session.eval(&tokens)?;
+                let s = t0.elapsed().as_secs_f64();
+                if rep > 0 {
+                    row.samples.push(params.n_prompt as f64 / s);
+                }
+            }
+            progress(&row);
+            rows.push(row);
+        }
+        if params.n_gen > 0 {
+            let tokens = bench_tokens(&model, params.n_gen);
+            let mut row = BenchRow { test: format!("tg{}", params.n_gen), n_threads: t, samples: Vec::new() };
+            for rep in 0..=params.repetitions {
+                session.reset();
+                let t0 = Instant::now();
+                for &tok in &tokens {
+                    session.eval(&[tok])?;
+                }
+                let s = t0.elapsed().as_secs_f64();
+                if rep > 0 {
+                    row.samples.push(params.n_gen as f64 / s);
+                }
+            }
+            progress(&row);
+            rows.push(row);
+        }
+        report_model = Some(model);
+    }
+    let model = report_model.expect("at least one thread count");
+    let mut types: Vec<&str> = model.file().tensors().iter().map(|t| t.ggml_type.name()).collect();
+    types.sort_unstable();
+    types.dedup();
+    Ok(BenchReport {
+        model_path: path.display().to_string(),
+        model_bytes: model.file().len(),
+        weight_types: types.join(", "),
+        cpu_path: crate::simd::cpu_path().to_string(),
+        rows,
+        memory: MemoryUsage::current().unwrap_or_default(),
+    })
+}

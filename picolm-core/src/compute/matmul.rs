@@ -1,0 +1,158 @@
+//! Matrix multiplication of a batch of activations by a weight matrix stored in any supported format.
+//!
+//! Following ggml, the activations are converted once per call to the weight type's dot-product format
+//! ([`quant::vec_dot_type`]: Q8_0 / Q8_1 / Q8_K / F16 / BF16 / F32), and every output is a fused
+//! dequantize-and-dot over the weight row, read in place from the memory map. Rows are split across the pool's
+//! threads.
+
+use rayon::prelude::*;
+
+use crate::gguf::GgufFile;
+use crate::model::weights::MatrixRef;
+use crate::quant;
+use crate::simd::{self, VecDotFn};
+
+/// Reusable buffers of [`matmul`]: they grow to the largest batch seen and are never shrunk, so the token loop
+/// does not allocate.
+#[derive(Debug, Default)]
+pub struct MatmulScratch {
+    /// Activations converted to the weights' dot-product format, one row per token.
+    x_converted: Vec<u8>,
+    /// Row-major (weight row, token) results of a batched call before transposition.
+    out_by_row: Vec<f32>,
+}
+
+impl MatmulScratch {
+    /// Bytes currently held.
+    pub fn capacity_bytes(&self) -> usize {
+        self.x_converted.capacity() + self.out_by_row.capacity() * 4
+    }
+}
+
+/// Rows handed to one task: enough work per task to amortise scheduling, enough tasks to balance threads.
+fn rows_per_task(rows: usize, n_tokens: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let by_balance = rows.div_ceil(threads * 8);
+    // For big batches each row already carries n_tokens dot products.
+    let min_rows = if n_tokens >= 8 { 1 } else { 4 };
+    by_balance.max(min_rows)
+}
+
+/// How weights are paged when the model runs in streaming mode: matrices are processed in slabs of rows, the next
+/// slabs are prefetched (asynchronous read-ahead) while the current one computes, and finished slabs are released
+/// from the resident set, so resident weight pages stay within a few slabs whatever the model size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// Bytes of weights processed between two release points.
+    pub slab_bytes: usize,
+    /// How far ahead of the current slab read-ahead is requested.
+    pub prefetch_bytes: usize,
+}
+
+/// `y[t * w.rows + r] = sum_c W[r, c] * x[t * w.cols + c]` for `t < n_tokens`.
+///
+/// `x` holds `n_tokens * w.cols` activations and `y` `n_tokens * w.rows` outputs. Must be called inside
+/// [`crate::compute::ComputePool::run`] to use the model's threads. With `stream`, the matrix is processed slab by
+/// slab with read-ahead and release advice on the mapped file. Panics only on a caller bug (slice lengths that
+/// disagree with the shape checked at load).
+pub fn matmul(
+    w: &MatrixRef,
+    file: &GgufFile,
+    x: &[f32],
+    n_tokens: usize,
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+    stream: Option<&StreamConfig>,
+) {
+    let w_bytes = w.bytes(file);
+    assert_eq!(x.len(), n_tokens * w.cols, "matmul: activations of {}", w.name);
+    assert_eq!(y.len(), n_tokens * w.rows, "matmul: outputs of {}", w.name);
+    let dot_ty = quant::vec_dot_type(w.ty);
+    let x_row_bytes = dot_ty.row_bytes(w.cols as u64).expect("shape checked at load") as usize;
+
+    // 1. Convert the activations once.
+    let xc = &mut scratch.x_converted;
+    xc.resize(n_tokens * x_row_bytes, 0);
+    xc.par_chunks_mut(x_row_bytes).zip(x.par_chunks(w.cols)).for_each(|(dst, src)| {
+        quant::quantize_row_unchecked(dot_ty, src, dst);
+    });
+    let xc: &[u8] = xc;
+    let kernel: VecDotFn = match simd::vec_dot_kernel(w.ty) {
+        Some(k) => k,
+        None => quant::kernels(w.ty).vec_dot,
+    };
+    let rows_in_slab = match stream {
+        Some(s) => (s.slab_bytes / w.row_bytes.max(1)).clamp(1, w.rows),
+        None => w.rows,
+    };
+    let out = &mut scratch.out_by_row;
+    if n_tokens > 1 {
+        out.resize(n_tokens * w.rows, 0.0);
+    }
+    let mut r0 = 0;
+    while r0 < w.rows {
+        let r1 = (r0 + rows_in_slab).min(w.rows);
+        if let Some(s) = stream {
+            let ahead_start = w.offset + r1 * w.row_bytes;
+            file.advise_willneed(ahead_start as u64, s.prefetch_bytes as u64);
+        }
+        let slab = &w_bytes[r0 * w.row_bytes..r1 * w.row_bytes];
+        if n_tokens == 1 {
+            rows_times_one(kernel, w, slab, xc, &mut y[r0..r1]);
+        } else {
+            rows_times_batch(kernel, w, slab, xc, x_row_bytes, n_tokens, &mut out[r0 * n_tokens..r1 * n_tokens]);
+        }
+        if stream.is_some() {
+            file.advise_dontneed((w.offset + r0 * w.row_bytes) as u64, ((r1 - r0) * w.row_bytes) as u64);
+        }
+        r0 = r1;
+    }
+    if n_tokens > 1 {
+        // Transpose (row, token) results into token-major activations.
+        let out: &[f32] = out;
+        let rows = w.rows;
+        y.par_chunks_mut(rows).enumerate().for_each(|(t, yt)| {
+            for (r, v) in yt.iter_mut().enumerate() {
+                *v = out[r * n_tokens + t];
+            }
+        });
+    }
+}
+
+/// Decode: one output per weight row of `slab`.
+fn rows_times_one(kernel: VecDotFn, w: &MatrixRef, slab: &[u8], xc: &[u8], y: &mut [f32]) {
+    let (cols, row_bytes) = (w.cols, w.row_bytes);
+    let chunk = rows_per_task(y.len(), 1);
+    y.par_chunks_mut(chunk).enumerate().for_each(|(ci, out)| {
+        let r0 = ci * chunk;
+        for (i, o) in out.iter_mut().enumerate() {
+            let r = r0 + i;
+            *o = kernel(cols, &slab[r * row_bytes..(r + 1) * row_bytes], xc);
+        }
+    });
+}
+
+/// Batch: each weight row of `slab` is read once and dotted with every token; results stored by row.
+fn rows_times_batch(
+    kernel: VecDotFn,
+    w: &MatrixRef,
+    slab: &[u8],
+    xc: &[u8],
+    x_row_bytes: usize,
+    n_tokens: usize,
+    out: &mut [f32],
+) {
+    let (cols, row_bytes) = (w.cols, w.row_bytes);
+    let rows = out.len() / n_tokens;
+    let chunk = rows_per_task(rows, n_tokens);
+    out.par_chunks_mut(chunk * n_tokens).enumerate().for_each(|(ci, block)| {
+        let r0 = ci * chunk;
+        for (i, row_out) in block.chunks_mut(n_tokens).enumerate() {
+            let r = r0 + i;
+            let wr = &slab[r * row_bytes..(r + 1) * row_bytes];
+            for (t, o) in row_out.iter_mut().enumerate() {
+                *o = kernel(cols, wr, &xc[t * x_row_bytes..(t + 1) * x_row_bytes]);
+            }
+        }
+    });
+}

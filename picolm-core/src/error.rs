@@ -1,0 +1,63 @@
+//! The crate-wide error type: every fallible public function returns [`Error`] or one of the module errors it wraps.
+
+use thiserror::Error as ThisError;
+
+/// Any error PicoLM can report. Module errors convert into it with `?`.
+#[derive(Debug, ThisError)]
+#[non_exhaustive]
+pub enum Error {
+    /// The GGUF file is unreadable or malformed.
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+    /// The tokenizer could not be built or could not process the input.
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    /// Conversion between tensor formats failed.
+    #[error(transparent)]
+    Quant(#[from] crate::quant::QuantError),
+    /// The model could not be loaded or evaluated.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    /// A sampler setting is out of range.
+    #[error(transparent)]
+    Sampler(#[from] crate::sampler::SamplerParamError),
+    /// The prompt does not fit in the context.
+    #[error("prompt of {n_prompt} tokens does not fit in the context of {n_ctx} tokens")]
+    PromptTooLong {
+        /// Prompt length in tokens.
+        n_prompt: usize,
+        /// Context length.
+        n_ctx: usize,
+    },
+    /// The context cannot hold the tokens to evaluate.
+    #[error("context overflow: {needed} positions needed, the context holds {n_ctx}")]
+    ContextOverflow {
+        /// Positions needed.
+        needed: usize,
+        /// Context length.
+        n_ctx: usize,
+    },
+    /// Generation was asked for with an empty prompt.
+    #[error("empty prompt: at least one token is needed")]
+    EmptyPrompt,
+    /// Sampling was asked for before any token was evaluated.
+    #[error("no logits: evaluate at least one token before sampling")]
+    NoLogits,
+    /// A saved session state does not fit this model or is damaged.
+    #[error("invalid session state: {0}")]
+    InvalidState(String),
+    /// A grammar or schema is invalid, or the constrained output cannot continue.
+    #[error("grammar error: {0}")]
+    Grammar(String),
+    /// An input/output error (state files, output streams).
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A caller-supplied argument is invalid.
+    #[error("invalid argument {name}: {why}")]
+    InvalidArgument {
+        /// Which argument.
+        name: String,
+        /// What is wrong.
+        why: String,
+    },
+}

@@ -1,0 +1,272 @@
+//! The Llama forward pass, top to bottom: embedding lookup, then per block RMSNorm → Q/K/V projections → RoPE →
+//! causal grouped-query attention over the KV cache → output projection → residual add → RMSNorm → SwiGLU
+//! feed-forward → residual add; finally RMSNorm and the output projection to logits.
+//!
+//! A call processes a batch of consecutive tokens as matrices (prefill), or a single token (decode), with the same
+//! code path.
+
+use half::f16;
+use rayon::prelude::*;
+
+use crate::compute::{matmul, ops, MatmulScratch};
+use crate::model::kv_cache::{KvCache, KvPart, KvType};
+use crate::model::weights::MatrixRef;
+use crate::model::{Model, ModelError};
+use crate::quant;
+
+/// Which logits a forward call produces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logits {
+    /// Only for the last token of the batch (generation).
+    Last,
+    /// For every token of the batch (perplexity, scoring).
+    All,
+}
+
+/// Activation buffers for batches of up to `capacity` tokens; allocated once per session.
+#[derive(Debug)]
+pub struct ForwardBuffers {
+    capacity: usize,
+    x: Vec<f32>,
+    xb: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    attn: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    proj: Vec<f32>,
+    logits: Vec<f32>,
+    n_logits: usize,
+    mm: MatmulScratch,
+}
+
+impl ForwardBuffers {
+    /// Buffers for batches of up to `capacity` tokens of `model`.
+    pub fn new(model: &Model, capacity: usize) -> ForwardBuffers {
+        let c = model.config();
+        let capacity = capacity.max(1);
+        let z = |n: usize| vec![0.0f32; n];
+        ForwardBuffers {
+            capacity,
+            x: z(capacity * c.n_embd),
+            xb: z(capacity * c.n_embd),
+            q: z(capacity * c.q_dim()),
+            k: z(capacity * c.kv_dim()),
+            v: z(capacity * c.kv_dim()),
+            attn: z(capacity * c.q_dim()),
+            gate: z(capacity * c.n_ff),
+            up: z(capacity * c.n_ff),
+            proj: z(capacity * c.n_embd),
+            logits: Vec::new(),
+            n_logits: 0,
+            mm: MatmulScratch::default(),
+        }
+    }
+
+    /// Largest batch one forward call accepts.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Logits of the last call: `n_rows * n_vocab` values (one row for [`Logits::Last`]).
+    pub fn logits(&self) -> &[f32] {
+        &self.logits[..self.n_logits]
+    }
+
+    /// Mutable logits of the last call (samplers and grammars edit them in place).
+    pub fn logits_mut(&mut self) -> &mut [f32] {
+        &mut self.logits[..self.n_logits]
+    }
+
+    /// Resizes the logits to one row of `n_vocab` values and returns it (restoring saved state).
+    pub fn set_logits_len(&mut self, n_vocab: usize) -> &mut [f32] {
+        if self.logits.len() < n_vocab {
+            self.logits.resize(n_vocab, 0.0);
+        }
+        self.n_logits = n_vocab;
+        &mut self.logits[..n_vocab]
+    }
+
+    /// Bytes held by the buffers.
+    pub fn n_bytes(&self) -> usize {
+        let f = self.x.capacity()
+            + self.xb.capacity()
+            + self.q.capacity()
+            + self.k.capacity()
+            + self.v.capacity()
+            + self.attn.capacity()
+            + self.gate.capacity()
+            + self.up.capacity()
+            + self.proj.capacity()
+            + self.logits.capacity();
+        f * 4 + self.mm.capacity_bytes()
+    }
+}
+
+/// Runs `tokens` (at positions `pos0..pos0 + tokens.len()`) through the model, appending their keys and values to
+/// `kv`, and leaves the requested logits in `buf`.
+pub fn forward(
+    model: &Model,
+    kv: &mut KvCache,
+    buf: &mut ForwardBuffers,
+    tokens: &[u32],
+    pos0: usize,
+    logits: Logits,
+) -> Result<(), ModelError> {
+    let cfg = model.config();
+    let n = tokens.len();
+    if n == 0 {
+        return Err(ModelError::EmptyBatch);
+    }
+    if n > buf.capacity {
+        return Err(ModelError::BatchTooLarge { n_tokens: n, capacity: buf.capacity });
+    }
+    let end = pos0.checked_add(n).unwrap_or(usize::MAX);
+    if end > kv.n_ctx() || end > model.rope().n_positions() {
+        return Err(ModelError::ContextOverflow { needed: end, n_ctx: kv.n_ctx().min(model.rope().n_positions()) });
+    }
+    if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
+        return Err(ModelError::InvalidToken { id: bad, n_vocab: cfg.n_vocab });
+    }
+    model.pool().run(|| forward_checked(model, kv, buf, tokens, pos0, logits));
+    Ok(())
+}
+
+fn forward_checked(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, tokens: &[u32], pos0: usize, mode: Logits) {
+    let cfg = model.config();
+    let w = model.weights();
+    let file = model.file();
+    let n = tokens.len();
+    let (d, qd, kvd, ff) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);
+    let hd = cfg.head_dim;
+
+    // Embedding lookup: dequantize one row of the token table per token.
+    let emb = &w.token_embd;
+    let emb_bytes = emb.bytes(file);
+    for (t, &tok) in tokens.iter().enumerate() {
+        let r = tok as usize;
+        quant::dequantize_row_unchecked(
+            emb.ty,
+            &emb_bytes[r * emb.row_bytes..(r + 1) * emb.row_bytes],
+            &mut buf.x[t * d..(t + 1) * d],
+        );
+        if model.stream_config().is_some() {
+            file.advise_dontneed((emb.offset + r * emb.row_bytes) as u64, emb.row_bytes as u64);
+        }
+    }
+
+    let stream = model.stream_config();
+    let mm = |m: &MatrixRef, x: &[f32], y: &mut [f32], s: &mut MatmulScratch| matmul(m, file, x, n, y, s, stream);
+
+    for (l, lw) in w.layers.iter().enumerate() {
+        // Attention block.
+        for t in 0..n {
+            ops::rms_norm(&buf.x[t * d..(t + 1) * d], &lw.attn_norm, cfg.rms_eps, &mut buf.xb[t * d..(t + 1) * d]);
+        }
+        let xb = &buf.xb[..n * d];
+        mm(&lw.wq, xb, &mut buf.q[..n * qd], &mut buf.mm);
+        mm(&lw.wk, xb, &mut buf.k[..n * kvd], &mut buf.mm);
+        mm(&lw.wv, xb, &mut buf.v[..n * kvd], &mut buf.mm);
+        for t in 0..n {
+            let pos = pos0 + t;
+            model.rope().apply(&mut buf.q[t * qd..(t + 1) * qd], hd, pos);
+            model.rope().apply(&mut buf.k[t * kvd..(t + 1) * kvd], hd, pos);
+            kv.store(l, pos, &buf.k[t * kvd..(t + 1) * kvd], &buf.v[t * kvd..(t + 1) * kvd]);
+        }
+        attention(model, kv, l, &buf.q[..n * qd], &mut buf.attn[..n * qd], pos0);
+        mm(&lw.wo, &buf.attn[..n * qd], &mut buf.proj[..n * d], &mut buf.mm);
+        ops::add_assign(&mut buf.x[..n * d], &buf.proj[..n * d]);
+
+        // Feed-forward block.
+        for t in 0..n {
+            ops::rms_norm(&buf.x[t * d..(t + 1) * d], &lw.ffn_norm, cfg.rms_eps, &mut buf.xb[t * d..(t + 1) * d]);
+        }
+        let xb = &buf.xb[..n * d];
+        mm(&lw.w_gate, xb, &mut buf.gate[..n * ff], &mut buf.mm);
+        mm(&lw.w_up, xb, &mut buf.up[..n * ff], &mut buf.mm);
+        ops::swiglu(&mut buf.gate[..n * ff], &buf.up[..n * ff]);
+        mm(&lw.w_down, &buf.gate[..n * ff], &mut buf.proj[..n * d], &mut buf.mm);
+        ops::add_assign(&mut buf.x[..n * d], &buf.proj[..n * d]);
+    }
+
+    // Output: final norm and projection for the rows asked for.
+    let first = match mode {
+        Logits::Last => n - 1,
+        Logits::All => 0,
+    };
+    let rows = n - first;
+    for t in first..n {
+        ops::rms_norm(&buf.x[t * d..(t + 1) * d], &w.output_norm, cfg.rms_eps, &mut buf.xb[t * d..(t + 1) * d]);
+    }
+    let nv = cfg.n_vocab;
+    if buf.logits.len() < rows * nv {
+        buf.logits.resize(rows * nv, 0.0);
+    }
+    buf.n_logits = rows * nv;
+    matmul(&w.output, file, &buf.xb[first * d..n * d], rows, &mut buf.logits[..rows * nv], &mut buf.mm, stream);
+}
+
+/// Causal grouped-query attention for the batch: token `t` (at position `pos0 + t`) attends to positions
+/// `0..=pos0 + t` of layer `l`. Single pass with an online softmax (no score buffer); query heads run in parallel.
+fn attention(model: &Model, kv: &KvCache, l: usize, q: &[f32], out: &mut [f32], pos0: usize) {
+    let cfg = model.config();
+    let (hd, n_head) = (cfg.head_dim, cfg.n_head);
+    let group = cfg.n_head / cfg.n_head_kv;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let round_query = kv.kv_type() == KvType::F16;
+
+    out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
+        let (t, h) = (i / n_head, i % n_head);
+        let g = h / group;
+        let n_pos = pos0 + t + 1;
+        // Like ggml, the query is rounded to the cache's 16-bit format before the dot products.
+        let mut qh = [0.0f32; MAX_HEAD_DIM];
+        let qh = &mut qh[..hd];
+        qh.copy_from_slice(&q[i * hd..(i + 1) * hd]);
+        if round_query {
+            qh.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
+        }
+        let mut row = [0.0f32; MAX_HEAD_DIM];
+        let row = &mut row[..hd];
+        o.fill(0.0);
+        let (mut m, mut sum) = (f32::NEG_INFINITY, 0.0f32);
+        for p in 0..n_pos {
+            kv.head(KvPart::Key, l, p, g, row);
+            let s = dot(qh, row) * scale;
+            if s > m {
+                let c = (m - s).exp();
+                sum *= c;
+                o.iter_mut().for_each(|v| *v *= c);
+                m = s;
+            }
+            let wgt = (s - m).exp();
+            sum += wgt;
+            kv.head(KvPart::Value, l, p, g, row);
+            for (acc, &v) in o.iter_mut().zip(row.iter()) {
+                *acc += wgt * v;
+            }
+        }
+        let inv = 1.0 / sum;
+        o.iter_mut().for_each(|v| *v *= inv);
+    });
+}
+
+/// Largest head size supported (checked when the configuration is read).
+pub const MAX_HEAD_DIM: usize = 1024;
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for j in 0..8 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}

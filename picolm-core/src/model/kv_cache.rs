@@ -1,0 +1,154 @@
+//! The key/value cache: for every layer and position, the rotated key and the value of each KV head, allocated for
+//! exactly the context asked for. Stored as 16-bit floats (default) or Q8_0 blocks (about half the bytes again).
+
+use crate::ggml_type::GgmlType;
+use crate::quant;
+
+/// Storage format of the KV cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum KvType {
+    /// IEEE half precision (2 bytes per value); what llama.cpp uses by default.
+    #[default]
+    F16,
+    /// Q8_0 blocks (34 bytes per 32 values). Needs a head size that is a multiple of 32.
+    Q8_0,
+}
+
+impl KvType {
+    /// The block format of the cache rows.
+    pub fn ggml_type(self) -> GgmlType {
+        match self {
+            KvType::F16 => GgmlType::F16,
+            KvType::Q8_0 => GgmlType::Q8_0,
+        }
+    }
+
+    /// Parses `"f16"` / `"q8_0"` (case-insensitive).
+    pub fn from_name(name: &str) -> Option<KvType> {
+        match name.to_ascii_lowercase().as_str() {
+            "f16" => Some(KvType::F16),
+            "q8_0" | "q8" => Some(KvType::Q8_0),
+            _ => None,
+        }
+    }
+
+    /// Lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+}
+
+/// Which half of the cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvPart {
+    /// Keys.
+    Key,
+    /// Values.
+    Value,
+}
+
+/// Keys and values of past positions.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    ty: KvType,
+    n_layer: usize,
+    n_ctx: usize,
+    kv_dim: usize,
+    head_dim: usize,
+    row_bytes: usize,
+    k: Vec<u8>,
+    v: Vec<u8>,
+}
+
+impl KvCache {
+    /// A zeroed cache for `n_layer` layers, `n_ctx` positions and rows of `kv_dim` values (heads of `head_dim`).
+    /// Returns `None` when `ty` cannot store heads of this size (Q8_0 needs multiples of 32).
+    pub fn new(ty: KvType, n_layer: usize, n_ctx: usize, kv_dim: usize, head_dim: usize) -> Option<KvCache> {
+        let g = ty.ggml_type();
+        if head_dim % g.block_size() != 0 {
+            return None;
+        }
+        let row_bytes = g.row_bytes(kv_dim as u64)? as usize;
+        let n = n_layer.checked_mul(n_ctx)?.checked_mul(row_bytes)?;
+        Some(KvCache { ty, n_layer, n_ctx, kv_dim, head_dim, row_bytes, k: vec![0; n], v: vec![0; n] })
+    }
+
+    /// Storage format.
+    pub fn kv_type(&self) -> KvType {
+        self.ty
+    }
+
+    /// Positions the cache can hold.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+
+    /// Bytes allocated for keys and values.
+    pub fn n_bytes(&self) -> usize {
+        self.k.len() + self.v.len()
+    }
+
+    /// Bytes of one stored row (one position of one layer, keys or values).
+    pub fn row_bytes(&self) -> usize {
+        self.row_bytes
+    }
+
+    fn offset(&self, layer: usize, pos: usize) -> usize {
+        debug_assert!(layer < self.n_layer && pos < self.n_ctx);
+        (layer * self.n_ctx + pos) * self.row_bytes
+    }
+
+    /// Stores the key and value rows (`kv_dim` values each) of `pos` in `layer`.
+    pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
+        let (o, rb, t) = (self.offset(layer, pos), self.row_bytes, self.ty.ggml_type());
+        quant::quantize_row_unchecked(t, k, &mut self.k[o..o + rb]);
+        quant::quantize_row_unchecked(t, v, &mut self.v[o..o + rb]);
+    }
+
+    /// Bytes of one head within a row, and the offset of head `g` in the row.
+    fn head_span(&self, g: usize) -> (usize, usize) {
+        let t = self.ty.ggml_type();
+        let per_value = |n: usize| n / t.block_size() * t.block_bytes();
+        (per_value(g * self.head_dim), per_value(self.head_dim))
+    }
+
+    /// The stored bytes of KV head `g` at `pos` of `layer`, and a reader that converts them to `f32`.
+    pub fn head(&self, part: KvPart, layer: usize, pos: usize, g: usize, out: &mut [f32]) {
+        let (start, len) = self.head_span(g);
+        let o = self.offset(layer, pos) + start;
+        let store = match part {
+            KvPart::Key => &self.k,
+            KvPart::Value => &self.v,
+        };
+        quant::dequantize_row_unchecked(self.ty.ggml_type(), &store[o..o + len], out);
+    }
+
+    /// Raw bytes of positions `0..n_pos` of `layer` (for saving state).
+    pub fn layer_bytes(&self, part: KvPart, layer: usize, n_pos: usize) -> &[u8] {
+        let o = self.offset(layer, 0);
+        let store = match part {
+            KvPart::Key => &self.k,
+            KvPart::Value => &self.v,
+        };
+        &store[o..o + n_pos * self.row_bytes]
+    }
+
+    /// Mutable raw bytes of positions `0..n_pos` of `layer` (for loading state).
+    pub fn layer_bytes_mut(&mut self, part: KvPart, layer: usize, n_pos: usize) -> &mut [u8] {
+        let o = self.offset(layer, 0);
+        let rb = self.row_bytes;
+        let store = match part {
+            KvPart::Key => &mut self.k,
+            KvPart::Value => &mut self.v,
+        };
+        &mut store[o..o + n_pos * rb]
+    }
+
+    /// Width of a stored row in values.
+    pub fn kv_dim(&self) -> usize {
+        self.kv_dim
+    }
+}

@@ -1,0 +1,227 @@
+//! A loaded Llama-architecture model: hyper-parameters, weights (zero-copy over the mapped file), tokenizer, RoPE
+//! tables and the compute pool. Per-conversation state (KV cache, buffers) lives in [`crate::session::Session`].
+
+pub mod config;
+pub mod forward;
+pub mod kv_cache;
+pub mod rope;
+pub mod weights;
+
+use std::path::Path;
+
+use thiserror::Error;
+
+use crate::compute::{ComputePool, StreamConfig};
+use crate::gguf::{GgufError, GgufFile};
+use crate::tokenizer::Tokenizer;
+use crate::GgmlType;
+
+pub use config::LlamaConfig;
+pub use forward::{forward, ForwardBuffers, Logits};
+pub use kv_cache::{KvCache, KvType};
+pub use rope::RopeTable;
+pub use weights::{LayerWeights, LlamaWeights, MatrixRef};
+
+/// Errors of model loading and evaluation.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// The file could not be read or parsed.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// A tensor could not be converted.
+    #[error(transparent)]
+    Quant(#[from] crate::quant::QuantError),
+    /// `general.architecture` names a model family this engine does not implement.
+    #[error("unsupported model architecture {0:?} (supported: llama)")]
+    UnsupportedArchitecture(String),
+    /// A hyper-parameter is missing its invariants.
+    #[error("invalid hyper-parameter {name}: {value}")]
+    InvalidHyperParameter {
+        /// Which one.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// A load or run parameter is out of range.
+    #[error("invalid parameter {name}: {value}")]
+    InvalidParameter {
+        /// Which one.
+        name: String,
+        /// Its value.
+        value: String,
+    },
+    /// A tensor has the wrong shape.
+    #[error("tensor {name} has shape {found:?}, expected {expected:?}")]
+    TensorShape {
+        /// Tensor name.
+        name: String,
+        /// Expected ggml dims.
+        expected: Vec<u64>,
+        /// Dims in the file.
+        found: Vec<u64>,
+    },
+    /// A tensor is stored in a type that cannot be used as a weight.
+    #[error("tensor {name} has type {ty}, which cannot be used as a weight")]
+    UnsupportedWeightType {
+        /// Tensor name.
+        name: String,
+        /// Its type.
+        ty: GgmlType,
+    },
+    /// The positions needed exceed the context.
+    #[error("context overflow: {needed} positions needed, the context holds {n_ctx}")]
+    ContextOverflow {
+        /// Positions the request needs.
+        needed: usize,
+        /// Positions available.
+        n_ctx: usize,
+    },
+    /// A token id is not in the vocabulary.
+    #[error("token id {id} is outside the vocabulary (size {n_vocab})")]
+    InvalidToken {
+        /// The id.
+        id: u32,
+        /// Vocabulary size.
+        n_vocab: usize,
+    },
+    /// A forward call was given no tokens.
+    #[error("empty batch: nothing to evaluate")]
+    EmptyBatch,
+    /// A forward call was given more tokens than its buffers hold.
+    #[error("batch of {n_tokens} tokens exceeds the buffer capacity {capacity}")]
+    BatchTooLarge {
+        /// Tokens given.
+        n_tokens: usize,
+        /// Capacity.
+        capacity: usize,
+    },
+    /// The worker threads could not be started.
+    #[error("could not start the compute threads: {0}")]
+    ThreadPool(String),
+    /// The tokenizer could not be built.
+    #[error(transparent)]
+    Tokenizer(#[from] crate::tokenizer::TokenizerError),
+}
+
+/// How to load a model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelParams {
+    /// Largest context (positions) any session of this model may use; `0` means the model's training context,
+    /// capped at 4096. RoPE tables are built for this many positions.
+    pub n_ctx: usize,
+    /// Worker threads (`0` = one per CPU).
+    pub n_threads: usize,
+    /// Streaming mode: weights are paged in slab by slab with read-ahead and released after use, so the resident
+    /// set stays small whatever the model size (for boards with less RAM than the model).
+    pub stream_weights: bool,
+    /// Slab size in bytes for streaming mode (`0` = 4 MiB). Resident weight pages stay within about two slabs
+    /// plus the read-ahead window.
+    pub stream_slab_bytes: usize,
+}
+
+impl Default for ModelParams {
+    fn default() -> Self {
+        ModelParams { n_ctx: 0, n_threads: 0, stream_weights: false, stream_slab_bytes: 0 }
+    }
+}
+
+/// Default streaming slab.
+pub const DEFAULT_STREAM_SLAB_BYTES: usize = 4 << 20;
+
+/// Largest context used when the caller asks for "the model's own" context.
+pub const DEFAULT_MAX_CTX: usize = 4096;
+
+/// A model ready to evaluate. Immutable after load, `Send + Sync`: share it between sessions with `Arc`.
+#[derive(Debug)]
+pub struct Model {
+    file: GgufFile,
+    config: LlamaConfig,
+    weights: LlamaWeights,
+    tokenizer: Tokenizer,
+    rope: RopeTable,
+    pool: ComputePool,
+    n_ctx: usize,
+    stream: Option<StreamConfig>,
+}
+
+impl Model {
+    /// Opens and checks a GGUF model file.
+    pub fn load(path: impl AsRef<Path>, params: &ModelParams) -> Result<Model, ModelError> {
+        let file = GgufFile::open(path)?;
+        Model::from_gguf(file, params)
+    }
+
+    /// Builds a model over an already opened GGUF file.
+    pub fn from_gguf(file: GgufFile, params: &ModelParams) -> Result<Model, ModelError> {
+        let config = LlamaConfig::from_gguf(&file)?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        if tokenizer.n_vocab() != config.n_vocab {
+            return Err(ModelError::InvalidHyperParameter {
+                name: "vocabulary size".into(),
+                value: format!("tokenizer has {} tokens, model {}", tokenizer.n_vocab(), config.n_vocab),
+            });
+        }
+        let weights = LlamaWeights::from_gguf(&file, &config)?;
+        let n_ctx = if params.n_ctx == 0 { config.n_ctx_train.min(DEFAULT_MAX_CTX) } else { params.n_ctx };
+        if n_ctx > 1 << 20 {
+            return Err(ModelError::InvalidParameter { name: "n_ctx".into(), value: n_ctx.to_string() });
+        }
+        let rope = RopeTable::new(config.rope_dim, config.rope_freq_base, n_ctx);
+        let pool = ComputePool::new(params.n_threads)?;
+        let stream = params.stream_weights.then(|| {
+            let slab = if params.stream_slab_bytes == 0 { DEFAULT_STREAM_SLAB_BYTES } else { params.stream_slab_bytes };
+            StreamConfig { slab_bytes: slab, prefetch_bytes: slab * 2 }
+        });
+        if stream.is_some() {
+            // Everything read while loading (metadata, norms) leaves the resident set; weights are paged on demand.
+            file.advise_dontneed(0, file.len());
+        }
+        Ok(Model { file, config, weights, tokenizer, rope, pool, n_ctx, stream })
+    }
+
+    /// Hyper-parameters.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// Tensor locations.
+    pub fn weights(&self) -> &LlamaWeights {
+        &self.weights
+    }
+
+    /// The tokenizer built from the file's metadata.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The underlying GGUF file (metadata lookup, tensor bytes).
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+
+    /// RoPE tables.
+    pub fn rope(&self) -> &RopeTable {
+        &self.rope
+    }
+
+    /// The compute pool.
+    pub fn pool(&self) -> &ComputePool {
+        &self.pool
+    }
+
+    /// Number of compute threads.
+    pub fn n_threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
+    /// The streaming configuration, when the model was loaded in streaming mode.
+    pub fn stream_config(&self) -> Option<&StreamConfig> {
+        self.stream.as_ref()
+    }
+
+    /// Largest context a session may use.
+    pub fn n_ctx(&self) -> usize {
+        self.n_ctx
+    }
+}

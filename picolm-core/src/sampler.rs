@@ -1,0 +1,260 @@
+//! Token selection: greedy argmax, or seeded sampling with repetition penalty, top-k, top-p, min-p and temperature
+//! (applied in llama.cpp's order: penalties → top-k → top-p → min-p → temperature → draw).
+
+use std::collections::VecDeque;
+
+use crate::compute::ops::argmax;
+
+/// Sampling settings. The defaults are greedy decoding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplerParams {
+    /// Softmax temperature; `<= 0` selects greedy argmax.
+    pub temperature: f32,
+    /// Keep only the `top_k` most likely tokens (`0` = all).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probabilities sum to at least `top_p` (`>= 1` = all).
+    pub top_p: f32,
+    /// Drop tokens whose probability is below `min_p` times the most likely one's (`0` = off).
+    pub min_p: f32,
+    /// Divide positive (multiply negative) logits of recently seen tokens by this (`1` = off).
+    pub repeat_penalty: f32,
+    /// How many recent tokens the penalty looks at.
+    pub repeat_last_n: usize,
+    /// Seed of the random generator (same seed, same settings, same prompt → same output).
+    pub seed: u64,
+}
+
+impl Default for SamplerParams {
+    fn default() -> Self {
+        SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0 }
+    }
+}
+
+/// Why a sampler setting was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid sampler setting {name} = {value}: {why}")]
+pub struct SamplerParamError {
+    /// Setting name.
+    pub name: &'static str,
+    /// Its value, printed.
+    pub value: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+impl SamplerParams {
+    /// Checks the ranges: finite temperature, `0 <= top_p`, `0 <= min_p <= 1`, `repeat_penalty > 0`.
+    pub fn validate(&self) -> Result<(), SamplerParamError> {
+        let err = |name, value: f32, why| Err(SamplerParamError { name, value: value.to_string(), why });
+        if !self.temperature.is_finite() {
+            return err("temperature", self.temperature, "must be a finite number");
+        }
+        if !(self.top_p.is_finite() && self.top_p >= 0.0) {
+            return err("top_p", self.top_p, "must be >= 0");
+        }
+        if !(self.min_p.is_finite() && (0.0..=1.0).contains(&self.min_p)) {
+            return err("min_p", self.min_p, "must be in [0, 1]");
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return err("repeat_penalty", self.repeat_penalty, "must be > 0");
+        }
+        Ok(())
+    }
+
+    /// Whether this is greedy decoding.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+    }
+}
+
+/// A small, fast, seedable generator (PCG-XSH-RR 64/32).
+#[derive(Clone, Debug)]
+pub struct Rng {
+    state: u64,
+}
+
+impl Rng {
+    const MUL: u64 = 6364136223846793005;
+    const INC: u64 = 1442695040888963407;
+
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Rng {
+        let mut r = Rng { state: 0 };
+        r.next_u32();
+        r.state = r.state.wrapping_add(seed);
+        r.next_u32();
+        r
+    }
+
+    /// Next 32 random bits.
+    pub fn next_u32(&mut self) -> u32 {
+        let old = self.state;
+        self.state = old.wrapping_mul(Self::MUL).wrapping_add(Self::INC);
+        let xorshifted = (((old >> 18) ^ old) >> 27) as u32;
+        xorshifted.rotate_right((old >> 59) as u32)
+    }
+
+    /// Uniform in `[0, 1)`.
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
+    }
+}
+
+/// Stateful token selector for one generation.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    params: SamplerParams,
+    rng: Rng,
+    recent: VecDeque<u32>,
+    candidates: Vec<(u32, f32)>,
+}
+
+impl Sampler {
+    /// A sampler with checked settings.
+    pub fn new(params: SamplerParams) -> Result<Sampler, SamplerParamError> {
+        params.validate()?;
+        let rng = Rng::new(params.seed);
+        Ok(Sampler { recent: VecDeque::with_capacity(params.repeat_last_n), params, rng, candidates: Vec::new() })
+    }
+
+    /// The settings.
+    pub fn params(&self) -> &SamplerParams {
+        &self.params
+    }
+
+    /// Records a token that is now part of the context (prompt or generated) for the repetition penalty.
+    pub fn accept(&mut self, token: u32) {
+        if self.params.repeat_last_n == 0 {
+            return;
+        }
+        if self.recent.len() == self.params.repeat_last_n {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(token);
+    }
+
+    /// Chooses the next token from `logits` (edited in place by the penalty). Tokens whose logit is `-inf`
+    /// (masked by a grammar) are never chosen unless every token is masked.
+    pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
+        if self.params.repeat_penalty != 1.0 {
+            let p = self.params.repeat_penalty;
+            let mut seen: Vec<u32> = self.recent.iter().copied().collect();
+            seen.sort_unstable();
+            seen.dedup();
+            for t in seen {
+                if let Some(l) = logits.get_mut(t as usize) {
+                    *l = if *l > 0.0 { *l / p } else { *l * p };
+                }
+            }
+        }
+        if self.params.is_greedy() {
+            return argmax(logits).unwrap_or(0) as u32;
+        }
+        self.sample_distribution(logits)
+    }
+
+    fn sample_distribution(&mut self, logits: &[f32]) -> u32 {
+        let p = &self.params;
+        let c = &mut self.candidates;
+        c.clear();
+        c.extend(logits.iter().enumerate().filter(|(_, l)| **l > f32::NEG_INFINITY).map(|(i, &l)| (i as u32, l)));
+        if c.is_empty() {
+            return argmax(logits).unwrap_or(0) as u32;
+        }
+        let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        if p.top_k > 0 && p.top_k < c.len() {
+            c.select_nth_unstable_by(p.top_k - 1, by_logit_desc);
+            c.truncate(p.top_k);
+        }
+        c.sort_unstable_by(by_logit_desc);
+        // Probabilities at temperature 1 for top-p / min-p (as llama.cpp does before the temperature step).
+        let softmax = |c: &[(u32, f32)], temp: f32| -> Vec<f32> {
+            let max = c[0].1;
+            let e: Vec<f32> = c.iter().map(|x| ((x.1 - max) / temp).exp()).collect();
+            let s: f32 = e.iter().sum();
+            e.into_iter().map(|v| v / s).collect()
+        };
+        if p.top_p < 1.0 {
+            let probs = softmax(c, 1.0);
+            let mut cum = 0.0;
+            let mut keep = c.len();
+            for (i, pr) in probs.iter().enumerate() {
+                cum += pr;
+                if cum >= p.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            c.truncate(keep.max(1));
+        }
+        if p.min_p > 0.0 {
+            let max = c[0].1;
+            let threshold = max + p.min_p.ln();
+            let keep = c.iter().take_while(|x| x.1 >= threshold).count();
+            c.truncate(keep.max(1));
+        }
+        let probs = softmax(c, p.temperature);
+        let r = self.rng.next_f32();
+        let mut cum = 0.0;
+        for (i, pr) in probs.iter().enumerate() {
+            cum += pr;
+            if r < cum {
+                return c[i].0;
+            }
+        }
+        c[c.len() - 1].0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_takes_argmax_lowest_index_on_ties() {
+        let mut s = Sampler::new(SamplerParams::default()).unwrap();
+        assert_eq!(s.sample(&mut [0.1, 2.0, 2.0, -1.0]), 1);
+    }
+
+    #[test]
+    fn same_seed_same_choices_and_top_k_one_is_greedy() {
+        let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
+        let params = SamplerParams { temperature: 0.9, top_p: 0.95, min_p: 0.02, seed: 7, ..Default::default() };
+        let run = |params: &SamplerParams| {
+            let mut s = Sampler::new(params.clone()).unwrap();
+            (0..50).map(|_| s.sample(&mut logits.clone())).collect::<Vec<_>>()
+        };
+        assert_eq!(run(&params), run(&params));
+        let varied = run(&params);
+        assert!(varied.iter().any(|&t| t != varied[0]), "sampling at T=0.9 should vary");
+        let k1 = SamplerParams { top_k: 1, ..params.clone() };
+        let best = argmax(&logits).unwrap() as u32;
+        assert!(run(&k1).iter().all(|&t| t == best));
+    }
+
+    #[test]
+    fn masked_tokens_are_never_sampled() {
+        let mut logits = vec![f32::NEG_INFINITY; 10];
+        logits[3] = -5.0;
+        logits[7] = -5.5;
+        let mut s = Sampler::new(SamplerParams { temperature: 1.5, seed: 1, ..Default::default() }).unwrap();
+        for _ in 0..200 {
+            let t = s.sample(&mut logits.clone());
+            assert!(t == 3 || t == 7);
+        }
+    }
+
+    #[test]
+    fn repeat_penalty_demotes_seen_tokens() {
+        let mut s = Sampler::new(SamplerParams { repeat_penalty: 2.0, ..Default::default() }).unwrap();
+        s.accept(0);
+        assert_eq!(s.sample(&mut [3.0, 2.0, -1.0]), 1);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        assert!(Sampler::new(SamplerParams { temperature: f32::NAN, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplerParams { min_p: 1.5, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplerParams { repeat_penalty: 0.0, ..Default::default() }).is_err());
+    }
+}

@@ -1,0 +1,348 @@
+//! x86-64 kernels using AVX2 + FMA + F16C (Haswell and later, Zen): integer multiply-accumulate of quantized weight
+//! blocks with 8-bit activation blocks, as in ggml.
+//!
+//! Every public function here is a safe wrapper that checks slice lengths and then calls a `#[target_feature]`
+//! function; wrappers are only handed out by [`kernel`] after [`available`] confirmed the CPU features.
+
+use std::arch::x86_64::*;
+
+use super::VecDotFn;
+use crate::ggml_type::GgmlType;
+
+/// Whether this CPU has AVX2, FMA and F16C.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+/// The AVX2 kernel for weights of type `ty`, if there is one. Call only when [`available`] is true.
+pub fn kernel(ty: GgmlType) -> Option<VecDotFn> {
+    Some(match ty {
+        GgmlType::F32 => dot_f32,
+        GgmlType::F16 => dot_f16,
+        GgmlType::BF16 => dot_bf16,
+        GgmlType::Q4_0 => dot_q4_0,
+        GgmlType::Q4_1 => dot_q4_1,
+        GgmlType::Q5_0 => dot_q5_0,
+        GgmlType::Q5_1 => dot_q5_1,
+        GgmlType::Q8_0 => dot_q8_0,
+        GgmlType::Q4_K => dot_q4_k,
+        GgmlType::Q6_K => dot_q6_k,
+        _ => return None,
+    })
+}
+
+/// Checks that `w` and `x` hold `n / block` blocks of the given sizes; returns the block count.
+fn blocks(n: usize, block: usize, w: &[u8], w_bytes: usize, x: &[u8], x_bytes: usize) -> usize {
+    assert!(n % block == 0, "row length {n} is not a multiple of {block}");
+    let nb = n / block;
+    assert!(w.len() >= nb * w_bytes && x.len() >= nb * x_bytes, "kernel slices too short for {n} values");
+    nb
+}
+
+macro_rules! safe_kernel {
+    ($name:ident, $inner:ident, $block:expr, $wb:expr, $xb:expr) => {
+        fn $name(n: usize, w: &[u8], x: &[u8]) -> f32 {
+            let nb = blocks(n, $block, w, $wb, x, $xb);
+            // SAFETY: handed out by `kernel` only after `available()` confirmed AVX2/FMA/F16C; `blocks` checked that
+            // both slices hold `nb` whole blocks, and the kernel reads only inside those blocks.
+            unsafe { $inner(nb, w.as_ptr(), x.as_ptr()) }
+        }
+    };
+}
+
+safe_kernel!(dot_f32, f32_avx2, 8, 32, 32);
+safe_kernel!(dot_f16, f16_avx2, 8, 16, 16);
+safe_kernel!(dot_bf16, bf16_avx2, 8, 16, 16);
+safe_kernel!(dot_q4_0, q4_0_avx2, 32, 18, 34);
+safe_kernel!(dot_q4_1, q4_1_avx2, 32, 20, 36);
+safe_kernel!(dot_q5_0, q5_0_avx2, 32, 22, 34);
+safe_kernel!(dot_q5_1, q5_1_avx2, 32, 24, 36);
+safe_kernel!(dot_q8_0, q8_0_avx2, 32, 34, 34);
+safe_kernel!(dot_q4_k, q4_k_avx2, 256, 144, 292);
+safe_kernel!(dot_q6_k, q6_k_avx2, 256, 210, 292);
+
+// ---- helpers (all inlined into the target-feature functions) ----
+
+#[inline(always)]
+unsafe fn rd_u16(p: *const u8) -> u16 {
+    u16::from_le_bytes([*p, *p.add(1)])
+}
+
+#[inline(always)]
+unsafe fn fp16(p: *const u8) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(p) as i32)))
+}
+
+#[inline(always)]
+unsafe fn load256(p: *const u8) -> __m256i {
+    _mm256_loadu_si256(p as *const __m256i)
+}
+
+#[inline(always)]
+unsafe fn hsum_ps(x: __m256) -> f32 {
+    let r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    let r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    _mm_cvtss_f32(r)
+}
+
+/// 32 nibbles → 32 bytes: low nibbles of the 16 bytes first (values 0..15), then the high nibbles (16..31).
+#[inline(always)]
+unsafe fn nibbles32(p: *const u8) -> __m256i {
+    let tmp = _mm_loadu_si128(p as *const __m128i);
+    let both = _mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+}
+
+/// Byte `k` is 0xFF when bit `k` of the little-endian u32 at `p` is set.
+#[inline(always)]
+unsafe fn bits32(p: *const u8) -> __m256i {
+    let x = u32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)]);
+    let shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x as i32), shuf);
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+}
+
+/// Sum of products of signed bytes, in 8 f32 lanes.
+#[inline(always)]
+unsafe fn dot_i8_ps(x: __m256i, y: __m256i) -> __m256 {
+    let ax = _mm256_sign_epi8(x, x);
+    let sy = _mm256_sign_epi8(y, x);
+    let dot = _mm256_maddubs_epi16(ax, sy);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)))
+}
+
+/// Sum of products of unsigned `x` and signed `y` bytes, in 8 f32 lanes.
+#[inline(always)]
+unsafe fn dot_u8i8_ps(x: __m256i, y: __m256i) -> __m256 {
+    let dot = _mm256_maddubs_epi16(x, y);
+    _mm256_cvtepi32_ps(_mm256_madd_epi16(dot, _mm256_set1_epi16(1)))
+}
+
+// ---- float formats: 8 values per "block" ----
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f32_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let (w, x) = (w as *const f32, x as *const f32);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 4 <= nb {
+        for (k, a) in acc.iter_mut().enumerate() {
+            let o = (i + k) * 8;
+            *a = _mm256_fmadd_ps(_mm256_loadu_ps(w.add(o)), _mm256_loadu_ps(x.add(o)), *a);
+        }
+        i += 4;
+    }
+    while i < nb {
+        acc[0] = _mm256_fmadd_ps(_mm256_loadu_ps(w.add(i * 8)), _mm256_loadu_ps(x.add(i * 8)), acc[0]);
+        i += 1;
+    }
+    hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let ld = |p: *const u8, i: usize| _mm256_cvtph_ps(_mm_loadu_si128(p.add(i * 16) as *const __m128i));
+    let mut i = 0;
+    while i + 4 <= nb {
+        for (k, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(ld(w, i + k), ld(x, i + k), *a);
+        }
+        i += 4;
+    }
+    while i < nb {
+        acc[0] = _mm256_fmadd_ps(ld(w, i), ld(x, i), acc[0]);
+        i += 1;
+    }
+    hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bf16_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let ld = |p: *const u8, i: usize| {
+        let v = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(i * 16) as *const __m128i));
+        _mm256_castsi256_ps(_mm256_slli_epi32(v, 16))
+    };
+    for i in 0..nb {
+        acc = _mm256_fmadd_ps(ld(w, i), ld(x, i), acc);
+    }
+    hsum_ps(acc)
+}
+
+// ---- 32-wide formats against Q8_0 (d, qs[32]) or Q8_1 (d, s, qs[32]) ----
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * 18), x.add(i * 34));
+        let d = _mm256_set1_ps(fp16(wb) * fp16(xb));
+        let qw = _mm256_sub_epi8(nibbles32(wb.add(2)), _mm256_set1_epi8(8));
+        acc = _mm256_fmadd_ps(d, dot_i8_ps(qw, load256(xb.add(2))), acc);
+    }
+    hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0.0f32;
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * 20), x.add(i * 36));
+        mins += fp16(wb.add(2)) * fp16(xb.add(2));
+        let d = _mm256_set1_ps(fp16(wb) * fp16(xb));
+        acc = _mm256_fmadd_ps(d, dot_u8i8_ps(nibbles32(wb.add(4)), load256(xb.add(4))), acc);
+    }
+    hsum_ps(acc) + mins
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_0_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * 22), x.add(i * 34));
+        let d = _mm256_set1_ps(fp16(wb) * fp16(xb));
+        // value = nibble + 16 * bit - 16: OR 0xF0 (i.e. subtract 16) where the fifth bit is clear.
+        let hi = _mm256_andnot_si256(bits32(wb.add(2)), _mm256_set1_epi8(0xF0u8 as i8));
+        let qw = _mm256_or_si256(nibbles32(wb.add(6)), hi);
+        acc = _mm256_fmadd_ps(d, dot_i8_ps(qw, load256(xb.add(2))), acc);
+    }
+    hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_1_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0.0f32;
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * 24), x.add(i * 36));
+        mins += fp16(wb.add(2)) * fp16(xb.add(2));
+        let d = _mm256_set1_ps(fp16(wb) * fp16(xb));
+        let hi = _mm256_and_si256(bits32(wb.add(4)), _mm256_set1_epi8(0x10));
+        let qw = _mm256_or_si256(nibbles32(wb.add(8)), hi);
+        acc = _mm256_fmadd_ps(d, dot_u8i8_ps(qw, load256(xb.add(4))), acc);
+    }
+    hsum_ps(acc) + mins
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * 34), x.add(i * 34));
+        let d = _mm256_set1_ps(fp16(wb) * fp16(xb));
+        acc = _mm256_fmadd_ps(d, dot_i8_ps(load256(wb.add(2)), load256(xb.add(2))), acc);
+    }
+    hsum_ps(acc)
+}
+
+// ---- K-quants against Q8_K (f32 d, qs[256], bsums[16] i16) ----
+
+/// The 6-bit scales and mins of a Q4_K/Q5_K block (ggml's `get_scale_min_k4` for j = 0..8).
+#[inline(always)]
+unsafe fn scales_mins_k4(q: *const u8) -> ([u8; 8], [u8; 8]) {
+    let q = std::slice::from_raw_parts(q, 12);
+    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
+    for j in 0..8 {
+        if j < 4 {
+            sc[j] = q[j] & 63;
+            m[j] = q[j + 4] & 63;
+        } else {
+            sc[j] = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+            m[j] = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+        }
+    }
+    (sc, m)
+}
+
+#[inline(always)]
+unsafe fn q8k_d(xb: *const u8) -> f32 {
+    f32::from_le_bytes([*xb, *xb.add(1), *xb.add(2), *xb.add(3)])
+}
+
+#[inline(always)]
+unsafe fn q8k_bsum(xb: *const u8, k: usize) -> i32 {
+    i16::from_le_bytes([*xb.add(260 + 2 * k), *xb.add(261 + 2 * k)]) as i32
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = 0.0f32;
+    let m4 = _mm256_set1_epi8(0x0F);
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * 144), x.add(i * 292));
+        let dx = q8k_d(xb);
+        let d = fp16(wb) * dx;
+        let dmin = fp16(wb.add(2)) * dx;
+        let (sc, m) = scales_mins_k4(wb.add(4));
+        let mut summ = 0i32;
+        for j in 0..8 {
+            summ += m[j] as i32 * (q8k_bsum(xb, 2 * j) + q8k_bsum(xb, 2 * j + 1));
+        }
+        acc_m += dmin * summ as f32;
+        let (qs, q8) = (wb.add(16), xb.add(4));
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..4 {
+            let bits = load256(qs.add(32 * j));
+            let lo = _mm256_and_si256(bits, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            let pl = _mm256_maddubs_epi16(lo, load256(q8.add(64 * j)));
+            let ph = _mm256_maddubs_epi16(hi, load256(q8.add(64 * j + 32)));
+            let pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j] as i16));
+            let ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1] as i16));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc) - acc_m
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let m4 = _mm256_set1_epi8(0x0F);
+    let m2 = _mm256_set1_epi8(0x03);
+    let m32 = _mm256_set1_epi8(32);
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * 210), x.add(i * 292));
+        let d = fp16(wb.add(208)) * q8k_d(xb);
+        let scales = wb.add(192) as *const i8;
+        let mut sumi = _mm256_setzero_si256();
+        for half in 0..2 {
+            let ql = wb.add(64 * half);
+            let qh = load256(wb.add(128 + 32 * half));
+            let q8 = xb.add(4 + 128 * half);
+            let sc = scales.add(8 * half);
+            let b1 = load256(ql);
+            let b2 = load256(ql.add(32));
+            let h = [
+                _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4),
+            ];
+            let q = [
+                _mm256_or_si256(_mm256_and_si256(b1, m4), h[0]),
+                _mm256_or_si256(_mm256_and_si256(b2, m4), h[1]),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), h[2]),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), h[3]),
+            ];
+            for (k, qk) in q.iter().enumerate() {
+                let y = load256(q8.add(32 * k));
+                // (q - 32) * y = q * y - 32 * y, both in i16 without overflow.
+                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, y), _mm256_maddubs_epi16(m32, y));
+                let s = _mm256_set_m128i(
+                    _mm_set1_epi16(*sc.add(2 * k + 1) as i16),
+                    _mm_set1_epi16(*sc.add(2 * k) as i16),
+                );
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc)
+}

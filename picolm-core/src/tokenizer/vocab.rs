@@ -1,0 +1,187 @@
+//! The vocabulary of a GGUF model: token strings, scores, token types, special ids and flags.
+
+use std::collections::HashMap;
+
+use super::error::TokenizerError;
+use crate::gguf::GgufFile;
+
+/// The tokenizer algorithm a vocabulary uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenizerKind {
+    /// GPT-2 style byte-level BPE with merges (`tokenizer.ggml.model = "gpt2"`).
+    Bpe,
+    /// SentencePiece-style vocabulary with scores and byte fallback (`"llama"`).
+    SentencePiece,
+}
+
+/// Token types as stored in `tokenizer.ggml.token_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TokenType {
+    /// Ordinary text token.
+    Normal = 1,
+    /// The unknown token.
+    Unknown = 2,
+    /// Control token (BOS, EOS, chat markers): parsed from text only on request, rendered only on request.
+    Control = 3,
+    /// User-defined token: always parsed as one token, rendered as its text.
+    UserDefined = 4,
+    /// Unused slot.
+    Unused = 5,
+    /// Byte fallback token `<0xXX>`.
+    Byte = 6,
+}
+
+impl TokenType {
+    fn from_i32(v: i32) -> TokenType {
+        match v {
+            2 => TokenType::Unknown,
+            3 => TokenType::Control,
+            4 => TokenType::UserDefined,
+            5 => TokenType::Unused,
+            6 => TokenType::Byte,
+            _ => TokenType::Normal,
+        }
+    }
+}
+
+/// Token strings that end a generation in some model family (llama.cpp's list).
+const EOG_TEXTS: &[&str] = &[
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+    "_<EOT>",
+    "<|end_of_text|>",
+    "<end_of_utterance>",
+];
+
+/// Everything the tokenizers need from the metadata.
+#[derive(Clone, Debug)]
+pub struct Vocab {
+    pub(crate) kind: TokenizerKind,
+    pub(crate) pre: String,
+    pub(crate) tokens: Vec<String>,
+    pub(crate) scores: Vec<f32>,
+    pub(crate) types: Vec<TokenType>,
+    pub(crate) token_to_id: HashMap<String, u32>,
+    pub(crate) merges: Vec<String>,
+    pub(crate) bos: Option<u32>,
+    pub(crate) eos: Option<u32>,
+    pub(crate) unk: Option<u32>,
+    pub(crate) add_bos: bool,
+    pub(crate) add_eos: bool,
+    pub(crate) add_space_prefix: bool,
+    pub(crate) eog: Vec<u32>,
+}
+
+fn special_id(g: &GgufFile, key: &str, n_vocab: usize) -> Result<Option<u32>, TokenizerError> {
+    match g.get_u64(key)? {
+        None => Ok(None),
+        Some(id) if (id as usize) < n_vocab && id <= u32::MAX as u64 => Ok(Some(id as u32)),
+        Some(id) => Err(TokenizerError::SpecialTokenOutOfRange { key: key.to_string(), id, n_vocab }),
+    }
+}
+
+impl Vocab {
+    /// Reads and checks the `tokenizer.ggml.*` metadata.
+    pub fn from_gguf(g: &GgufFile) -> Result<Vocab, TokenizerError> {
+        let model = g.require_str("tokenizer.ggml.model")?;
+        let kind = match model {
+            "gpt2" => TokenizerKind::Bpe,
+            "llama" => TokenizerKind::SentencePiece,
+            other => return Err(TokenizerError::UnsupportedModel(other.to_string())),
+        };
+        let tokens = g.require_str_array("tokenizer.ggml.tokens")?.to_vec();
+        let n = tokens.len();
+        if n == 0 {
+            return Err(TokenizerError::EmptyVocabulary);
+        }
+        let check_len = |key: &str, got: usize| {
+            if got != n {
+                Err(TokenizerError::LengthMismatch { key: key.to_string(), got, n_vocab: n })
+            } else {
+                Ok(())
+            }
+        };
+        let scores = match g.get_f32_array("tokenizer.ggml.scores")? {
+            Some(s) => {
+                check_len("tokenizer.ggml.scores", s.len())?;
+                s.to_vec()
+            }
+            None => vec![0.0; n],
+        };
+        let types = match g.get_i32_array("tokenizer.ggml.token_type")? {
+            Some(t) => {
+                check_len("tokenizer.ggml.token_type", t.len())?;
+                t.iter().map(|&v| TokenType::from_i32(v)).collect()
+            }
+            None => vec![TokenType::Normal; n],
+        };
+        let merges = match kind {
+            TokenizerKind::Bpe => g.get_str_array("tokenizer.ggml.merges")?.map(|m| m.to_vec()).unwrap_or_default(),
+            TokenizerKind::SentencePiece => Vec::new(),
+        };
+        let mut token_to_id = HashMap::with_capacity(n);
+        for (i, t) in tokens.iter().enumerate() {
+            // Like llama.cpp, the last of duplicate strings wins.
+            token_to_id.insert(t.clone(), i as u32);
+        }
+        let bos = special_id(g, "tokenizer.ggml.bos_token_id", n)?;
+        let eos = special_id(g, "tokenizer.ggml.eos_token_id", n)?;
+        let unk = special_id(g, "tokenizer.ggml.unknown_token_id", n)?;
+        let eot = special_id(g, "tokenizer.ggml.eot_token_id", n)?;
+        let eom = special_id(g, "tokenizer.ggml.eom_token_id", n)?;
+        for key in ["tokenizer.ggml.padding_token_id", "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.separator_token_id"] {
+            special_id(g, key, n)?;
+        }
+        let default_bos = kind == TokenizerKind::SentencePiece;
+        let add_bos = g.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(default_bos);
+        let add_eos = g.get_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
+        let add_space_prefix = g.get_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(kind == TokenizerKind::SentencePiece);
+        let pre = g.get_str("tokenizer.ggml.pre")?.unwrap_or("default").to_string();
+
+        let mut eog: Vec<u32> = [eos, eot, eom].into_iter().flatten().collect();
+        for t in EOG_TEXTS {
+            if let Some(&id) = token_to_id.get(*t) {
+                eog.push(id);
+            }
+        }
+        eog.sort_unstable();
+        eog.dedup();
+        Ok(Vocab {
+            kind,
+            pre,
+            tokens,
+            scores,
+            types,
+            token_to_id,
+            merges,
+            bos,
+            eos,
+            unk,
+            add_bos,
+            add_eos,
+            add_space_prefix,
+            eog,
+        })
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether the vocabulary is empty (never, for a loaded one).
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Type of a token (`Normal` for ids out of range).
+    pub fn token_type(&self, id: u32) -> TokenType {
+        self.types.get(id as usize).copied().unwrap_or(TokenType::Normal)
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of PicoLM: fetches the real model (once), then the Rust unit and end-to-end tests, the C library
+# tests (header drift check, C API tests under sanitizers, CLI tests) and the Python package tests.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+echo "== fetching models"
+scripts/fetch-models.sh
+
+echo "== Rust tests"
+cargo test --release --workspace
+
+if [ -f Makefile ]; then
+  echo "== C library: header drift, C API tests, CLI tests"
+  make check-header
+  make test-c
+fi
+
+if [ -x scripts/test-python.sh ]; then
+  echo "== Python package tests"
+  scripts/test-python.sh
+fi
+echo "== all tests passed"
