@@ -1,55 +1,57 @@
-//! Errors of tokenizer construction and decoding.
+//! Errors of the tokenizer.
 
 use thiserror::Error;
 
-/// Why a tokenizer could not be built from a vocabulary, or a decode failed.
+use crate::gguf::GgufError;
+
+/// Why a tokenizer could not be built, or ids could not be decoded.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum TokenizerError {
-    /// The metadata could not be read.
+    /// A metadata lookup failed.
     #[error(transparent)]
-    Gguf(#[from] crate::gguf::GgufError),
-    /// `tokenizer.ggml.model` names a tokenizer this engine does not implement.
-    #[error("unsupported tokenizer model {0:?} (supported: gpt2, llama)")]
+    Gguf(#[from] GgufError),
+    /// Unsupported `tokenizer.ggml.model`.
+    #[error("unsupported tokenizer model {0:?}")]
     UnsupportedModel(String),
-    /// A special token id lies outside the vocabulary.
-    #[error("{key} = {id} is outside the vocabulary of {n_vocab} tokens")]
-    SpecialTokenOutOfRange {
-        /// Metadata key.
-        key: String,
-        /// The id.
-        id: u64,
-        /// Vocabulary size.
-        n_vocab: usize,
-    },
-    /// Two parallel vocabulary arrays differ in length.
-    #[error("{key} has {got} entries, but the vocabulary has {n_vocab} tokens")]
+    /// Empty token list.
+    #[error("the vocabulary is empty")]
+    EmptyVocabulary,
+    /// A per-token array has the wrong length.
+    #[error("{key} has {got} entries, but the vocabulary has {n_vocab}")]
     LengthMismatch {
-        /// Metadata key.
+        /// Key.
         key: String,
         /// Its length.
         got: usize,
-        /// Vocabulary size.
+        /// Token count.
         n_vocab: usize,
     },
-    /// The vocabulary is empty.
-    #[error("the vocabulary is empty")]
-    EmptyVocabulary,
-    /// A BPE merge line is malformed.
-    #[error("merge #{index} {line:?} is not two space-separated parts")]
+    /// A special token id is out of range.
+    #[error("special token {key} = {id} is outside the vocabulary of {n_vocab} tokens")]
+    SpecialTokenOutOfRange {
+        /// Key.
+        key: String,
+        /// Id.
+        id: u64,
+        /// Token count.
+        n_vocab: usize,
+    },
+    /// A bad merge line.
+    #[error("BPE merge #{index} {line:?} is not two known tokens")]
     BadMerge {
-        /// Position in the merges array.
+        /// Index.
         index: usize,
-        /// The line.
+        /// Line.
         line: String,
     },
-    /// A pre-tokenizer pattern failed to compile (a bug, reported rather than panicking).
-    #[error("pre-tokenizer pattern failed: {0}")]
+    /// A regex failed to compile.
+    #[error("pre-tokenizer regex: {0}")]
     Regex(String),
-    /// Decoded bytes are not valid UTF-8.
-    #[error("decoded tokens are not valid UTF-8 (first bad byte at offset {offset})")]
+    /// Invalid UTF-8 output.
+    #[error("decoded text is not valid UTF-8 at byte {offset}")]
     InvalidUtf8 {
-        /// Byte offset of the first invalid sequence.
+        /// Offset.
         offset: usize,
     },
 }

@@ -83,7 +83,8 @@ impl Tokenizer {
                 out.push(b);
             }
         }
-        let frags = special::partition(v, &self.inner.specials, text, parse_special);
+        // Like llama.cpp, empty text has no fragments (so no space prefix either).
+        let frags = if text.is_empty() { Vec::new() } else { special::partition(v, &self.inner.specials, text, parse_special) };
         match &self.inner.algorithm {
             Algorithm::Bpe(bpe) => {
                 for f in frags {
@@ -165,14 +166,20 @@ impl Tokenizer {
         out
     }
 
-    /// The exact bytes of a token sequence. For SentencePiece vocabularies with the space prefix, the one leading
-    /// space the prefix added is removed (as llama.cpp's detokenizer does).
+    /// The exact bytes of a token sequence. For SentencePiece vocabularies with the space prefix, the space the
+    /// encoder adds at the start of the text and after every special token is removed again, so that
+    /// `decode(encode(s)) == s`.
     pub fn decode(&self, ids: &[u32], unparse_special: bool) -> Vec<u8> {
         let mut out = Vec::new();
-        let mut strip_space = self.v().kind == TokenizerKind::SentencePiece && self.v().add_space_prefix;
+        let prefixing = self.v().kind == TokenizerKind::SentencePiece && self.v().add_space_prefix;
+        let mut strip_space = prefixing;
         for &id in ids {
             let start = out.len();
             self.append_piece(id, unparse_special, &mut out);
+            if matches!(self.token_type(id), TokenType::Control | TokenType::UserDefined | TokenType::Unknown) {
+                strip_space = prefixing;
+                continue;
+            }
             if strip_space && out.len() > start {
                 if out[start] == b' ' {
                     out.remove(start);
