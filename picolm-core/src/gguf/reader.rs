@@ -276,9 +276,10 @@ impl GgufFile {
         }
         let n_tensors = c.u64(&|| "tensor count".into())?;
         let n_kv = c.u64(&|| "metadata count".into())?;
-        // Each KV pair takes at least 8 (key length) + 4 (type) + 1 bytes; each tensor info at least 8 + 4 + 8 + 4 + 8.
+        // Each KV pair takes at least 8 (key length) + 4 (type) + 1 bytes; each tensor info at least 8 (name length)
+        // + 4 (n_dims) + 4 (type) + 8 (offset).
         c.check_count(n_kv, 13, &|| "metadata".into())?;
-        c.check_count(n_tensors, 32, &|| "tensor infos".into())?;
+        c.check_count(n_tensors, 24, &|| "tensor infos".into())?;
 
         let mut metadata = Vec::with_capacity(n_kv as usize);
         let mut meta_index = HashMap::with_capacity(n_kv as usize);
