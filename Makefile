@@ -1,0 +1,88 @@
+# PicoLM: build, test and install the C library (libpicolm.so / libpicolm.a), its header and the picolm CLI.
+#   make                 library + CLI (build/picolm)
+#   make header          regenerate include/picolm.h with cbindgen
+#   make check-header    fail if include/picolm.h differs from what cbindgen generates
+#   make test-c          C API tests (AddressSanitizer + UndefinedBehaviorSanitizer) and CLI tests
+#   make install PREFIX=/usr/local
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+CC ?= cc
+CARGO ?= cargo
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+REL := $(CARGO_TARGET_DIR)/release
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+CSTD := -std=c11 -Wall -Wextra -Werror -pedantic
+MODELS ?= $(CURDIR)/models
+SHARED ?= $(CURDIR)/../shared
+# Extra libraries a static link of a Rust library needs (cargo rustc -- --print native-static-libs).
+STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+
+.PHONY: all lib cli header check-header test-c test-c-valgrind install clean
+
+all: cli
+
+lib:
+	$(CARGO) build --release -p picolm-ffi
+	ln -sf libpicolm.so $(REL)/libpicolm.so.0
+
+build/picolm: bindings/c/picolm.c include/picolm.h lib
+	@mkdir -p build
+	$(CC) $(CSTD) -O2 -Iinclude bindings/c/picolm.c -L$(REL) -lpicolm -Wl,-rpath,'$$ORIGIN/../target/release' -Wl,-rpath,$(REL) -o $@
+
+cli: build/picolm
+
+header:
+	$(CARGO) run --release -q -p picolm-gen-header -- include/picolm.h
+
+check-header:
+	@mkdir -p build
+	$(CARGO) run --release -q -p picolm-gen-header -- build/picolm.h.generated
+	@diff -u include/picolm.h build/picolm.h.generated && echo "include/picolm.h is up to date"
+
+build/golden.h: scripts/golden_c_header.py
+	@mkdir -p build
+	python3 scripts/golden_c_header.py $(SHARED)/golden/smollm2-greedy.json > $@
+
+build/test_api: tests/c/test_api.c include/picolm.h build/golden.h lib
+	$(CC) $(CSTD) -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -Iinclude -Ibuild tests/c/test_api.c \
+	  -L$(REL) -lpicolm -Wl,-rpath,$(REL) -lpthread -o $@
+
+build/test_api_static: tests/c/test_api.c include/picolm.h build/golden.h lib
+	$(CC) $(CSTD) -g -O1 -Iinclude -Ibuild tests/c/test_api.c $(REL)/libpicolm.a $(STATIC_LIBS) -o $@
+
+EXAMPLES := $(patsubst examples/c/%.c,build/examples/%,$(wildcard examples/c/*.c))
+build/examples/%: examples/c/%.c include/picolm.h lib
+	@mkdir -p build/examples
+	$(CC) $(CSTD) -O2 -Iinclude $< -L$(REL) -lpicolm -Wl,-rpath,$(REL) -lpthread -o $@
+
+test-c: build/test_api build/test_api_static build/picolm $(EXAMPLES)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  PICOLM_MODELS=$(MODELS) build/test_api
+	PICOLM_MODELS=$(MODELS) build/test_api_static --quick
+	PICOLM_MODELS=$(MODELS) bash tests/c/cli_test.sh build/picolm
+	@for e in $(EXAMPLES); do echo "== $$e"; PICOLM_MODELS=$(MODELS) $$e $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf > /dev/null || exit 1; done
+
+test-c-valgrind: build/test_api_static
+	PICOLM_MODELS=$(MODELS) valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite build/test_api_static --quick
+
+build/picolm.pc: picolm.pc.in
+	@mkdir -p build
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' $< > $@
+
+install: lib build/picolm.pc
+	@mkdir -p build
+	$(CC) $(CSTD) -O2 -Iinclude bindings/c/picolm.c -L$(REL) -lpicolm -Wl,-rpath,$(LIBDIR) -o build/picolm.installed
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)
+	install -m 0755 $(REL)/libpicolm.so $(DESTDIR)$(LIBDIR)/libpicolm.so.$(VERSION)
+	ln -sf libpicolm.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libpicolm.so.0
+	ln -sf libpicolm.so.0 $(DESTDIR)$(LIBDIR)/libpicolm.so
+	install -m 0644 $(REL)/libpicolm.a $(DESTDIR)$(LIBDIR)/libpicolm.a
+	install -m 0644 include/picolm.h $(DESTDIR)$(INCLUDEDIR)/picolm.h
+	install -m 0644 build/picolm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/picolm.pc
+	install -m 0755 build/picolm.installed $(DESTDIR)$(BINDIR)/picolm
+
+clean:
+	rm -rf build

@@ -1,0 +1,226 @@
+//! Result codes, the per-thread last-error message and the panic boundary.
+
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use picolm_core::gguf::GgufError;
+use picolm_core::model::ModelError;
+use picolm_core::Error;
+
+/// Result of every fallible call. `PICOLM_OK` is 0; every error is positive.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum picolm_result {
+    /// Success.
+    PICOLM_OK = 0,
+    /// A required pointer argument was NULL.
+    PICOLM_ERR_NULL_ARG = 1,
+    /// An argument is out of range or inconsistent (including a wrong `struct_size`).
+    PICOLM_ERR_INVALID_ARG = 2,
+    /// A string argument is not valid UTF-8.
+    PICOLM_ERR_INVALID_UTF8 = 3,
+    /// A file could not be read or written.
+    PICOLM_ERR_IO = 4,
+    /// The model file is malformed or inconsistent.
+    PICOLM_ERR_BAD_FILE = 5,
+    /// The model or option is valid but not supported by this build.
+    PICOLM_ERR_UNSUPPORTED = 6,
+    /// The prompt (or state) does not fit in the context.
+    PICOLM_ERR_CONTEXT_OVERFLOW = 7,
+    /// The caller's buffer is too small; the needed size was written to the size out-parameter.
+    PICOLM_ERR_BUFFER_TOO_SMALL = 8,
+    /// A saved session state is damaged or belongs to another model.
+    PICOLM_ERR_STATE = 9,
+    /// A grammar or JSON schema is invalid.
+    PICOLM_ERR_GRAMMAR = 10,
+    /// The requested item (metadata key, ...) does not exist.
+    PICOLM_ERR_NOT_FOUND = 11,
+    /// An internal error (a bug) was caught at the boundary; the object involved should be freed.
+    PICOLM_ERR_PANIC = 12,
+    /// The session is being used by another thread.
+    PICOLM_ERR_BUSY = 13,
+}
+
+use picolm_result::*;
+
+/// A failure on its way to the caller: a code and a detailed message.
+pub(crate) struct Failure {
+    pub code: picolm_result,
+    pub message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(code: picolm_result, message: impl Into<String>) -> Failure {
+        Failure { code, message: message.into() }
+    }
+
+    pub(crate) fn null(arg: &str) -> Failure {
+        Failure::new(PICOLM_ERR_NULL_ARG, format!("argument `{arg}` is NULL"))
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Failure {
+        Failure::new(PICOLM_ERR_INVALID_ARG, message)
+    }
+}
+
+fn code_of_model_error(e: &ModelError) -> picolm_result {
+    match e {
+        ModelError::Gguf(GgufError::Io { .. }) | ModelError::Gguf(GgufError::NotAFile(_)) => PICOLM_ERR_IO,
+        ModelError::UnsupportedArchitecture(_) | ModelError::UnsupportedWeightType { .. } => PICOLM_ERR_UNSUPPORTED,
+        ModelError::InvalidParameter { .. } | ModelError::InvalidToken { .. } | ModelError::EmptyBatch => {
+            PICOLM_ERR_INVALID_ARG
+        }
+        ModelError::ContextOverflow { .. } | ModelError::BatchTooLarge { .. } => PICOLM_ERR_CONTEXT_OVERFLOW,
+        ModelError::ThreadPool(_) => PICOLM_ERR_IO,
+        _ => PICOLM_ERR_BAD_FILE,
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        let code = match &e {
+            Error::Gguf(GgufError::Io { .. }) | Error::Gguf(GgufError::NotAFile(_)) => PICOLM_ERR_IO,
+            Error::Gguf(_) | Error::Tokenizer(_) | Error::Quant(_) => PICOLM_ERR_BAD_FILE,
+            Error::Model(m) => code_of_model_error(m),
+            Error::PromptTooLong { .. } | Error::ContextOverflow { .. } => PICOLM_ERR_CONTEXT_OVERFLOW,
+            Error::InvalidState(_) => PICOLM_ERR_STATE,
+            Error::Grammar(_) => PICOLM_ERR_GRAMMAR,
+            Error::Io(_) => PICOLM_ERR_IO,
+            _ => PICOLM_ERR_INVALID_ARG,
+        };
+        Failure::new(code, e.to_string())
+    }
+}
+
+impl From<ModelError> for Failure {
+    fn from(e: ModelError) -> Failure {
+        Failure::new(code_of_model_error(&e), e.to_string())
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(message: &str) {
+    let c = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
+    LAST_ERROR.with(|l| *l.borrow_mut() = c);
+}
+
+/// Runs an entry point body: catches panics, records the message of a failure for
+/// `picolm_last_error_message`, and returns the code.
+pub(crate) fn guard(body: impl FnOnce() -> Result<(), Failure>) -> picolm_result {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => PICOLM_OK,
+        Ok(Err(f)) => {
+            set_last_error(&f.message);
+            crate::log::log(crate::log::picolm_log_level::PICOLM_LOG_ERROR, &f.message);
+            f.code
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            set_last_error(&format!("internal error: {what}"));
+            PICOLM_ERR_PANIC
+        }
+    }
+}
+
+/// A static, NUL-terminated description of a result code (never NULL; do not free).
+#[no_mangle]
+pub extern "C" fn picolm_strerror(result: picolm_result) -> *const libc::c_char {
+    let s: &'static str = match result {
+        PICOLM_OK => "success\0",
+        PICOLM_ERR_NULL_ARG => "a required pointer argument is NULL\0",
+        PICOLM_ERR_INVALID_ARG => "invalid argument\0",
+        PICOLM_ERR_INVALID_UTF8 => "string is not valid UTF-8\0",
+        PICOLM_ERR_IO => "input/output error\0",
+        PICOLM_ERR_BAD_FILE => "malformed or inconsistent model file\0",
+        PICOLM_ERR_UNSUPPORTED => "not supported\0",
+        PICOLM_ERR_CONTEXT_OVERFLOW => "does not fit in the context\0",
+        PICOLM_ERR_BUFFER_TOO_SMALL => "buffer too small\0",
+        PICOLM_ERR_STATE => "invalid session state\0",
+        PICOLM_ERR_GRAMMAR => "invalid grammar or schema\0",
+        PICOLM_ERR_NOT_FOUND => "not found\0",
+        PICOLM_ERR_PANIC => "internal error\0",
+        PICOLM_ERR_BUSY => "session in use by another thread\0",
+    };
+    s.as_ptr() as *const libc::c_char
+}
+
+/// The detailed message of the last failed call on this thread ("" if none). The pointer stays valid until the
+/// next failing call on the same thread; do not free.
+#[no_mangle]
+pub extern "C" fn picolm_last_error_message() -> *const libc::c_char {
+    LAST_ERROR.with(|l| l.borrow().as_ptr())
+}
+
+/// Reads a caller string given as pointer + length.
+///
+/// # Safety
+/// `ptr` must point to `len` readable bytes (or be NULL, which is an error unless `len == 0`).
+pub(crate) unsafe fn str_arg<'a>(ptr: *const libc::c_char, len: usize, name: &str) -> Result<&'a str, Failure> {
+    if ptr.is_null() {
+        if len == 0 {
+            return Ok("");
+        }
+        return Err(Failure::null(name));
+    }
+    // SAFETY: the caller guarantees `len` readable bytes at `ptr` (documented on every entry point).
+    let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+    std::str::from_utf8(bytes).map_err(|e| {
+        Failure::new(PICOLM_ERR_INVALID_UTF8, format!("`{name}` is not valid UTF-8 (bad byte at offset {})", e.valid_up_to()))
+    })
+}
+
+/// Reads a NUL-terminated caller string.
+///
+/// # Safety
+/// `ptr` must be NULL or point to a NUL-terminated string.
+pub(crate) unsafe fn cstr_arg<'a>(ptr: *const libc::c_char, name: &str) -> Result<&'a str, Failure> {
+    if ptr.is_null() {
+        return Err(Failure::null(name));
+    }
+    // SAFETY: the caller guarantees a NUL-terminated string.
+    let c = unsafe { std::ffi::CStr::from_ptr(ptr) };
+    c.to_str().map_err(|e| {
+        Failure::new(PICOLM_ERR_INVALID_UTF8, format!("`{name}` is not valid UTF-8 (bad byte at offset {})", e.valid_up_to()))
+    })
+}
+
+/// Copies `bytes` plus a NUL into a caller buffer; `needed` receives `bytes.len() + 1`.
+///
+/// # Safety
+/// `buf` must be NULL or point to `cap` writable bytes; `needed` must be NULL or writable.
+pub(crate) unsafe fn write_out(bytes: &[u8], buf: *mut libc::c_char, cap: usize, needed: *mut usize) -> Result<(), Failure> {
+    if !needed.is_null() {
+        // SAFETY: non-NULL out-parameter supplied by the caller.
+        unsafe { *needed = bytes.len() + 1 };
+    }
+    if buf.is_null() || cap < bytes.len() + 1 {
+        return Err(Failure::new(
+            PICOLM_ERR_BUFFER_TOO_SMALL,
+            format!("buffer of {cap} bytes is too small: {} needed", bytes.len() + 1),
+        ));
+    }
+    // SAFETY: `cap >= len + 1` writable bytes at `buf` (checked above, guaranteed by the caller).
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf as *mut u8, bytes.len());
+        *buf.add(bytes.len()) = 0;
+    }
+    Ok(())
+}
+
+/// Checks the `struct_size` field of a caller params struct.
+pub(crate) fn check_struct_size(name: &str, given: usize, expected: usize) -> Result<(), Failure> {
+    if given != expected {
+        return Err(Failure::invalid(format!(
+            "{name}.struct_size is {given}, this library expects {expected}: initialise it with {name}_default()"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! `picolm_session_generate`: streaming generation with a piece callback.
+
+use picolm_core::generate::{GenerateParams, StopReason};
+use picolm_core::sampler::SamplerParams;
+
+use crate::error::{check_struct_size, cstr_arg, guard, picolm_result, str_arg, Failure};
+use crate::log::{log, picolm_log_level};
+use crate::session::{session_ref, picolm_session};
+
+/// Generation options. Initialise with `picolm_generate_params_default` (greedy, 256 tokens).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct picolm_generate_params {
+    /// Must be `sizeof(picolm_generate_params)`.
+    pub struct_size: usize,
+    /// Most new tokens.
+    pub max_tokens: u32,
+    /// Temperature; <= 0 is greedy.
+    pub temperature: f32,
+    /// Keep the k most likely tokens (0 = off).
+    pub top_k: u32,
+    /// Nucleus sampling threshold (1 = off).
+    pub top_p: f32,
+    /// Minimum probability relative to the best token (0 = off).
+    pub min_p: f32,
+    /// Repetition penalty (1 = off).
+    pub repeat_penalty: f32,
+    /// Tokens the repetition penalty looks back over.
+    pub repeat_last_n: u32,
+    /// Random seed.
+    pub seed: u64,
+    /// Stop strings: `n_stop` NUL-terminated UTF-8 strings (may be NULL when `n_stop` is 0). Generation stops
+    /// before the first occurrence; the stop string is not delivered.
+    pub stop: *const *const libc::c_char,
+    /// Number of stop strings.
+    pub n_stop: usize,
+    /// Constrain the output to one JSON value (RFC 8259).
+    pub json_mode: bool,
+    /// JSON Schema (NUL-terminated UTF-8) the output must satisfy, or NULL.
+    pub json_schema: *const libc::c_char,
+    /// Add BOS/EOS to the prompt as the model asks (default true).
+    pub add_special: bool,
+    /// Parse control-token text in the prompt as tokens (default true).
+    pub parse_special: bool,
+    /// Keep generating past end-of-generation tokens (benchmarks, tests; default false).
+    pub ignore_eog: bool,
+}
+
+/// Why a generation ended.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum picolm_stop_reason {
+    /// The model produced an end-of-generation token.
+    PICOLM_STOP_EOG = 0,
+    /// `max_tokens` reached.
+    PICOLM_STOP_MAX_TOKENS = 1,
+    /// A stop string appeared.
+    PICOLM_STOP_STRING = 2,
+    /// The JSON value is complete.
+    PICOLM_STOP_GRAMMAR_COMPLETE = 3,
+    /// The context is full.
+    PICOLM_STOP_CONTEXT_FULL = 4,
+    /// `picolm_session_cancel` was called.
+    PICOLM_STOP_CANCELLED = 5,
+    /// The piece callback returned false.
+    PICOLM_STOP_CALLBACK = 6,
+}
+
+/// Counters of a finished generation.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct picolm_generation_info {
+    /// Prompt tokens.
+    pub n_prompt: u32,
+    /// Prompt tokens reused from the session's cache.
+    pub n_reused: u32,
+    /// Generated tokens.
+    pub n_generated: u32,
+    /// Why generation ended.
+    pub stop_reason: picolm_stop_reason,
+    /// Seconds spent on the prompt.
+    pub prefill_seconds: f64,
+    /// Seconds spent generating.
+    pub decode_seconds: f64,
+}
+
+/// Receives a piece of generated text: `len` bytes of whole UTF-8 characters at `utf8` (valid only during the
+/// call; also NUL-terminated). Return false to stop generation.
+pub type picolm_piece_callback = Option<unsafe extern "C" fn(utf8: *const libc::c_char, len: usize, user_data: *mut libc::c_void) -> bool>;
+
+/// Fills `params` with the defaults: 256 tokens, greedy, no penalties, seed 0, special tokens parsed.
+///
+/// # Safety
+/// `params` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_generate_params_default(params: *mut picolm_generate_params) -> picolm_result {
+    guard(|| {
+        if params.is_null() {
+            return Err(Failure::null("params"));
+        }
+        let p = picolm_generate_params {
+            struct_size: std::mem::size_of::<picolm_generate_params>(),
+            max_tokens: 256,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 0,
+            stop: std::ptr::null(),
+            n_stop: 0,
+            json_mode: false,
+            json_schema: std::ptr::null(),
+            add_special: true,
+            parse_special: true,
+            ignore_eog: false,
+        };
+        // SAFETY: non-NULL writable.
+        unsafe { params.write(p) };
+        Ok(())
+    })
+}
+
+fn stop_reason(r: StopReason) -> picolm_stop_reason {
+    use picolm_stop_reason::*;
+    match r {
+        StopReason::EndOfGeneration => PICOLM_STOP_EOG,
+        StopReason::MaxTokens => PICOLM_STOP_MAX_TOKENS,
+        StopReason::StopString => PICOLM_STOP_STRING,
+        StopReason::ConstraintComplete => PICOLM_STOP_GRAMMAR_COMPLETE,
+        StopReason::ContextFull => PICOLM_STOP_CONTEXT_FULL,
+        StopReason::Cancelled => PICOLM_STOP_CANCELLED,
+        StopReason::CallbackStopped => PICOLM_STOP_CALLBACK,
+    }
+}
+
+/// Generates a continuation of `prompt` (UTF-8, `prompt_len` bytes), reusing the cached prefix of the session's
+/// previous turns. Each piece goes to `on_piece` (may be NULL). `params` may be NULL for the defaults; `info` may
+/// be NULL. A prompt longer than the context returns PICOLM_ERR_CONTEXT_OVERFLOW. Cancellation and the callback
+/// returning false end the call with PICOLM_OK and the matching stop reason.
+///
+/// # Safety
+/// `session` live and not used by another thread; `prompt` `prompt_len` readable bytes; `params` NULL or valid
+/// (its stop strings readable); `info` NULL or writable; `on_piece` a valid function or NULL.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_session_generate(
+    session: *mut picolm_session,
+    prompt: *const libc::c_char,
+    prompt_len: usize,
+    params: *const picolm_generate_params,
+    on_piece: picolm_piece_callback,
+    user_data: *mut libc::c_void,
+    info: *mut picolm_generation_info,
+) -> picolm_result {
+    guard(|| {
+        // SAFETY: caller contract for every pointer.
+        let s = unsafe { session_ref(session) }?;
+        let prompt = unsafe { str_arg(prompt, prompt_len, "prompt") }?;
+        let p = if params.is_null() {
+            let mut d = std::mem::MaybeUninit::<picolm_generate_params>::uninit();
+            // SAFETY: writes a full struct.
+            unsafe { picolm_generate_params_default(d.as_mut_ptr()) };
+            unsafe { d.assume_init() }
+        } else {
+            let size = unsafe { std::ptr::addr_of!((*params).struct_size).read() };
+            check_struct_size("picolm_generate_params", size, std::mem::size_of::<picolm_generate_params>())?;
+            unsafe { *params }
+        };
+        let mut stop = Vec::with_capacity(p.n_stop);
+        if p.n_stop > 0 {
+            if p.stop.is_null() {
+                return Err(Failure::null("params.stop"));
+            }
+            for i in 0..p.n_stop {
+                // SAFETY: `n_stop` readable string pointers (caller contract).
+                let sp = unsafe { *p.stop.add(i) };
+                stop.push(unsafe { cstr_arg(sp, "params.stop[i]") }?.to_string());
+            }
+        }
+        let gp = GenerateParams {
+            max_tokens: p.max_tokens as usize,
+            sampler: SamplerParams {
+                temperature: p.temperature,
+                top_k: p.top_k as usize,
+                top_p: p.top_p,
+                min_p: p.min_p,
+                repeat_penalty: p.repeat_penalty,
+                repeat_last_n: p.repeat_last_n as usize,
+                seed: p.seed,
+            },
+            stop,
+            stop_at_eog: !p.ignore_eog,
+        };
+        let mut g = crate::session::lock(s)?;
+        let constraint = crate::tools::constraint_for(g.model(), p.json_mode, p.json_schema)?;
+        let tokens = g.model().tokenizer().encode(prompt, p.add_special, p.parse_special);
+        s.cancel.reset();
+        let mut piece_buf: Vec<u8> = Vec::new();
+        let mut deliver = |piece: &str| -> bool {
+            match on_piece {
+                None => true,
+                Some(cb) => {
+                    piece_buf.clear();
+                    piece_buf.extend_from_slice(piece.as_bytes());
+                    piece_buf.push(0);
+                    // SAFETY: the caller's callback; the buffer is valid and NUL-terminated during the call.
+                    unsafe { cb(piece_buf.as_ptr() as *const libc::c_char, piece.len(), user_data) }
+                }
+            }
+        };
+        let out = g.generate(&tokens, &gp, constraint, Some(s.cancel.clone()), &mut deliver)?;
+        let st = out.stats;
+        log(
+            picolm_log_level::PICOLM_LOG_INFO,
+            &format!(
+                "generated {} tokens ({}): prefill {:.1} tok/s, decode {:.1} tok/s",
+                st.n_generated,
+                out.stop_reason.as_str(),
+                st.prefill_tokens_per_second(),
+                st.decode_tokens_per_second()
+            ),
+        );
+        if !info.is_null() {
+            let i = picolm_generation_info {
+                n_prompt: st.n_prompt as u32,
+                n_reused: st.n_reused as u32,
+                n_generated: st.n_generated as u32,
+                stop_reason: stop_reason(out.stop_reason),
+                prefill_seconds: st.prefill.as_secs_f64(),
+                decode_seconds: st.decode.as_secs_f64(),
+            };
+            // SAFETY: non-NULL writable out-parameter.
+            unsafe { info.write(i) };
+        }
+        Ok(())
+    })
+}

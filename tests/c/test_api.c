@@ -1,0 +1,238 @@
+/*
+ * Tests of the C API against the built library with the real SmolLM2 model: happy paths and every error path
+ * (NULL arguments, bad paths, malformed files, tiny buffers, invalid UTF-8, context overflow, cancellation from
+ * another thread, callback stop, state save/load). Run under ASan+UBSan (make test-c) and valgrind.
+ * `--quick` skips the slower cases (used for the static-link and valgrind runs).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "picolm.h"
+#include "golden.h"
+
+static int failures = 0, passes = 0;
+#define CHECK(cond)                                                                                  \
+    do {                                                                                             \
+        if (cond) passes++;                                                                          \
+        else { failures++; fprintf(stderr, "FAIL %s:%d: %s (%s)\n", __FILE__, __LINE__, #cond, picolm_last_error_message()); } \
+    } while (0)
+
+static char model_path[4096];
+
+struct collect { char text[65536]; size_t len; int pieces; int stop_after; };
+
+static bool collect_piece(const char *utf8, size_t len, void *user_data) {
+    struct collect *c = user_data;
+    if (c->len + len < sizeof c->text) { memcpy(c->text + c->len, utf8, len); c->len += len; c->text[c->len] = 0; }
+    c->pieces++;
+    /* pieces are whole UTF-8 characters: never end on a lead or continuation byte that is incomplete */
+    return c->stop_after == 0 || c->pieces < c->stop_after;
+}
+
+static void test_errors_without_model(void) {
+    picolm_model *m = (picolm_model *)0x1;
+    CHECK(picolm_model_load(NULL, NULL, &m) == PICOLM_ERR_NULL_ARG && m == NULL);
+    CHECK(picolm_model_load("/nonexistent/x.gguf", NULL, &m) == PICOLM_ERR_IO && m == NULL);
+    CHECK(strstr(picolm_last_error_message(), "/nonexistent/x.gguf") != NULL);
+    CHECK(picolm_model_load("/tmp", NULL, &m) == PICOLM_ERR_IO);
+    CHECK(picolm_model_load("x", NULL, NULL) == PICOLM_ERR_NULL_ARG);
+    char bad[] = "/tmp/picolm-bad-XXXXXX";
+    int fd = mkstemp(bad);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(write(fd, "GGUF\x03\x00\x00\x00garbage", 15) == 15);
+        close(fd);
+        CHECK(picolm_model_load(bad, NULL, &m) == PICOLM_ERR_BAD_FILE);
+        unlink(bad);
+    }
+    picolm_model_params p;
+    CHECK(picolm_model_params_default(NULL) == PICOLM_ERR_NULL_ARG);
+    CHECK(picolm_model_params_default(&p) == PICOLM_OK);
+    p.struct_size = 3;
+    CHECK(picolm_model_load(model_path, &p, &m) == PICOLM_ERR_INVALID_ARG);
+    picolm_model_free(NULL);
+    picolm_session_free(NULL);
+    CHECK(picolm_session_cancel(NULL) == PICOLM_ERR_NULL_ARG);
+    CHECK(strlen(picolm_strerror(PICOLM_ERR_BUFFER_TOO_SMALL)) > 0);
+    CHECK(strcmp(picolm_version(), "0.1.0") == 0);
+}
+
+static void test_tokens(picolm_model *m) {
+    uint32_t ids[64];
+    size_t n = 0;
+    const char *p = GOLDEN_PROMPT;
+    CHECK(picolm_tokenize(m, p, strlen(p), true, true, ids, 64, &n) == PICOLM_OK);
+    CHECK(n == sizeof GOLDEN_PROMPT_IDS / sizeof GOLDEN_PROMPT_IDS[0]);
+    CHECK(memcmp(ids, GOLDEN_PROMPT_IDS, sizeof GOLDEN_PROMPT_IDS) == 0);
+    size_t n2 = 0;
+    CHECK(picolm_tokenize(m, p, strlen(p), true, true, ids, 2, &n2) == PICOLM_ERR_BUFFER_TOO_SMALL && n2 == n);
+    CHECK(picolm_tokenize(m, "\xff\xfe", 2, true, true, ids, 64, &n2) == PICOLM_ERR_INVALID_UTF8);
+    CHECK(picolm_tokenize(NULL, p, 1, true, true, ids, 64, &n2) == PICOLM_ERR_NULL_ARG);
+    CHECK(picolm_tokenize(m, NULL, 5, true, true, ids, 64, &n2) == PICOLM_ERR_NULL_ARG);
+    char text[256];
+    size_t need = 0;
+    CHECK(picolm_detokenize(m, ids, n, false, text, sizeof text, &need) == PICOLM_OK);
+    CHECK(strcmp(text, p) == 0 && need == strlen(p) + 1);
+    CHECK(picolm_detokenize(m, ids, n, false, text, 3, &need) == PICOLM_ERR_BUFFER_TOO_SMALL && need == strlen(p) + 1);
+    uint32_t bad_id = 99999999u;
+    CHECK(picolm_detokenize(m, &bad_id, 1, false, text, sizeof text, &need) == PICOLM_ERR_INVALID_ARG);
+    char meta[128];
+    CHECK(picolm_model_meta(m, "general.architecture", meta, sizeof meta, &need) == PICOLM_OK && strcmp(meta, "llama") == 0);
+    CHECK(picolm_model_meta(m, "no.such.key", meta, sizeof meta, &need) == PICOLM_ERR_NOT_FOUND);
+    CHECK(picolm_model_meta(m, "general.architecture", meta, 2, &need) == PICOLM_ERR_BUFFER_TOO_SMALL && need == 6);
+    picolm_model_info info;
+    CHECK(picolm_model_get_info(m, &info) == PICOLM_OK && info.n_vocab == 49152 && info.n_layer == 30);
+}
+
+static void test_generate(picolm_model *m) {
+    picolm_session *s = NULL;
+    CHECK(picolm_session_new(m, NULL, &s) == PICOLM_OK && s);
+    picolm_generate_params gp;
+    picolm_generate_params_default(&gp);
+    gp.max_tokens = 8;
+    struct collect c = {0};
+    picolm_generation_info gi;
+    const char *p = GOLDEN_PROMPT;
+    CHECK(picolm_session_generate(s, p, strlen(p), &gp, collect_piece, &c, &gi) == PICOLM_OK);
+    CHECK(gi.n_generated == 8 && gi.stop_reason == PICOLM_STOP_MAX_TOKENS && gi.n_prompt == 5);
+    /* The streamed text equals the golden ids' text. */
+    char want[1024];
+    size_t need = 0;
+    picolm_detokenize(m, GOLDEN_Q4_1_IDS, 8, false, want, sizeof want, &need);
+    CHECK(strcmp(c.text, want) == 0);
+    if (strcmp(c.text, want) != 0) fprintf(stderr, "  got %s\n  want %s\n", c.text, want);
+
+    /* Second turn reuses the cached prompt. */
+    struct collect c2 = {0};
+    CHECK(picolm_session_generate(s, p, strlen(p), &gp, collect_piece, &c2, &gi) == PICOLM_OK);
+    CHECK(gi.n_reused == 4 && strcmp(c2.text, c.text) == 0);
+
+    /* Callback stop. */
+    struct collect c3 = {0};
+    c3.stop_after = 2;
+    gp.max_tokens = 20;
+    CHECK(picolm_session_generate(s, p, strlen(p), &gp, collect_piece, &c3, &gi) == PICOLM_OK);
+    CHECK(gi.stop_reason == PICOLM_STOP_CALLBACK && c3.pieces == 2);
+
+    /* Stop strings are not delivered. */
+    const char *stops[] = {"France"};
+    gp.stop = stops;
+    gp.n_stop = 1;
+    gp.max_tokens = 30;
+    struct collect c4 = {0};
+    CHECK(picolm_session_generate(s, p, strlen(p), &gp, collect_piece, &c4, &gi) == PICOLM_OK);
+    CHECK(strstr(c4.text, "France") == NULL);
+    gp.stop = NULL;
+    gp.n_stop = 0;
+
+    /* Errors. */
+    CHECK(picolm_session_generate(s, "\xc3", 1, &gp, NULL, NULL, NULL) == PICOLM_ERR_INVALID_UTF8);
+    CHECK(picolm_session_generate(NULL, p, 1, &gp, NULL, NULL, NULL) == PICOLM_ERR_NULL_ARG);
+    gp.struct_size = 1;
+    CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, NULL) == PICOLM_ERR_INVALID_ARG);
+    picolm_generate_params_default(&gp);
+    gp.temperature = 0.0f / 0.0f;
+    CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, NULL) == PICOLM_ERR_INVALID_ARG);
+    picolm_generate_params_default(&gp);
+
+    /* State save/load round trip into a fresh session gives the same continuation. */
+    char path[] = "/tmp/picolm-state-XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    CHECK(picolm_session_save_state(s, path) == PICOLM_OK);
+    picolm_session *s2 = NULL;
+    CHECK(picolm_session_new(m, NULL, &s2) == PICOLM_OK);
+    CHECK(picolm_session_load_state(s2, path) == PICOLM_OK);
+    size_t n1 = 0, n2 = 0;
+    picolm_session_n_tokens(s, &n1);
+    picolm_session_n_tokens(s2, &n2);
+    CHECK(n1 == n2 && n1 > 0);
+    FILE *f = fopen(path, "r+b");
+    if (f) { fseek(f, 0, SEEK_SET); fputc('X', f); fclose(f); }
+    CHECK(picolm_session_load_state(s2, path) == PICOLM_ERR_STATE);
+    CHECK(picolm_session_load_state(s2, "/nonexistent/state") == PICOLM_ERR_IO);
+    unlink(path);
+    picolm_memory_report mem;
+    CHECK(picolm_session_memory(s, &mem) == PICOLM_OK && mem.peak_rss > 0 && mem.kv_bytes > 0);
+    picolm_session_free(s2);
+    picolm_session_free(s);
+}
+
+static void test_context_overflow(picolm_model *m) {
+    picolm_session_params sp;
+    picolm_session_params_default(&sp);
+    sp.n_ctx = 16;
+    picolm_session *s = NULL;
+    CHECK(picolm_session_new(m, &sp, &s) == PICOLM_OK);
+    const char *longp = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen";
+    CHECK(picolm_session_generate(s, longp, strlen(longp), NULL, NULL, NULL, NULL) == PICOLM_ERR_CONTEXT_OVERFLOW);
+    CHECK(strstr(picolm_last_error_message(), "16") != NULL);
+    sp.n_ctx = 100000000;
+    picolm_session *s2 = NULL;
+    CHECK(picolm_session_new(m, &sp, &s2) == PICOLM_ERR_INVALID_ARG && s2 == NULL);
+    picolm_session_free(s);
+}
+
+struct cancel_arg { picolm_session *s; };
+
+static void *cancel_later(void *arg) {
+    struct cancel_arg *a = arg;
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    picolm_session_cancel(a->s);
+    return NULL;
+}
+
+static void test_cancel(picolm_model *m) {
+    picolm_session *s = NULL;
+    CHECK(picolm_session_new(m, NULL, &s) == PICOLM_OK);
+    picolm_generate_params gp;
+    picolm_generate_params_default(&gp);
+    gp.max_tokens = 100000;
+    gp.temperature = 0.8f;
+    gp.ignore_eog = true;
+    pthread_t t;
+    struct cancel_arg a = {s};
+    pthread_create(&t, NULL, cancel_later, &a);
+    picolm_generation_info gi;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(picolm_session_generate(s, "Tell me a long story.", 21, &gp, NULL, NULL, &gi) == PICOLM_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    pthread_join(t, NULL);
+    double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CHECK(gi.stop_reason == PICOLM_STOP_CANCELLED);
+    CHECK(secs < 30.0);
+    picolm_session_free(s);
+}
+
+int main(int argc, char **argv) {
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    const char *dir = getenv("PICOLM_MODELS");
+    snprintf(model_path, sizeof model_path, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", dir ? dir : "models");
+    if (access(model_path, R_OK) != 0) {
+        fprintf(stderr, "model %s is missing: run scripts/fetch-models.sh\n", model_path);
+        return 1;
+    }
+    test_errors_without_model();
+    picolm_model_params mp;
+    picolm_model_params_default(&mp);
+    mp.n_threads = 2;
+    mp.n_ctx = 512;
+    picolm_model *m = NULL;
+    CHECK(picolm_model_load(model_path, &mp, &m) == PICOLM_OK && m);
+    if (!m) return 1;
+    test_tokens(m);
+    test_generate(m);
+    test_context_overflow(m);
+    if (!quick) test_cancel(m);
+    picolm_model_free(m);
+    printf("%d passed, %d failed\n", passes, failures);
+    return failures ? 1 : 0;
+}
