@@ -1,0 +1,211 @@
+//! Generation behaviour on the real SmolLM2 model: seeded sampling, streaming pieces, stop strings, limits,
+//! cancellation, prompt-prefix reuse and KV state save/load.
+
+use std::sync::Arc;
+
+use picolm_core::{
+    CancelToken, Error, GenerateParams, Model, ModelParams, SamplerParams, Session, SessionParams, StopReason,
+};
+use picolm_integration_tests::*;
+
+fn model() -> Arc<Model> {
+    let path = model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
+    Arc::new(Model::load(path, &ModelParams { n_ctx: 512, n_threads: 2, ..Default::default() }).expect("load"))
+}
+
+fn session(model: &Arc<Model>, n_ctx: usize) -> Session {
+    Session::new(model.clone(), &SessionParams { n_ctx, ..Default::default() }).expect("session")
+}
+
+fn sampled(seed: u64) -> GenerateParams {
+    GenerateParams {
+        max_tokens: 24,
+        sampler: SamplerParams {
+            temperature: 0.9,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.02,
+            repeat_penalty: 1.1,
+            seed,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+const PROMPT: &str = "Once upon a time, in a small village by the sea,";
+
+#[test]
+fn seeded_sampling_is_reproducible_and_depends_on_the_seed() {
+    let m = model();
+    let tokens = m.tokenizer().encode(PROMPT, true, true);
+    let run = |seed: u64| {
+        let mut s = session(&m, 256);
+        s.generate(&tokens, &sampled(seed), None, None, &mut |_| true).unwrap().tokens
+    };
+    let a = run(11);
+    assert_eq!(a.len(), 24);
+    assert_eq!(a, run(11), "same seed and settings must give the same tokens");
+    let others: Vec<Vec<u32>> = [12, 13, 14].iter().map(|&s| run(s)).collect();
+    assert!(others.iter().any(|o| o != &a), "three other seeds all reproduced seed 11's sample");
+}
+
+#[test]
+fn streamed_pieces_are_the_text_and_the_decoded_tokens() {
+    let m = model();
+    let tokens = m.tokenizer().encode(PROMPT, true, true);
+    let mut s = session(&m, 256);
+    let mut pieces = Vec::new();
+    let out = s
+        .generate(&tokens, &sampled(5), None, None, &mut |p| {
+            pieces.push(p.to_string());
+            true
+        })
+        .unwrap();
+    assert!(pieces.iter().all(|p| !p.is_empty()), "empty piece delivered");
+    assert_eq!(pieces.concat(), out.text);
+    let body: Vec<u32> = out.tokens.iter().copied().filter(|&t| !m.tokenizer().is_eog(t)).collect();
+    assert_eq!(String::from_utf8(m.tokenizer().decode(&body, false)).unwrap(), out.text);
+    assert_eq!(out.stats.n_generated, out.tokens.len());
+    assert_eq!(out.stats.n_prompt, tokens.len());
+}
+
+#[test]
+fn a_stop_string_ends_generation_and_is_not_delivered() {
+    let m = model();
+    let tokens = m.tokenizer().encode("The capital of France is", true, true);
+    let mut s = session(&m, 256);
+    let greedy = GenerateParams { max_tokens: 16, ..Default::default() };
+    let full = s.generate(&tokens, &greedy, None, None, &mut |_| true).unwrap().text;
+    // Stop at the first occurrence of a string that appears inside the greedy continuation, spanning tokens.
+    let stop = full.chars().skip(3).take(4).collect::<String>();
+    let cut = full.find(&stop).unwrap();
+    let params = GenerateParams { stop: vec!["zzzz-not-there".into(), stop.clone()], ..greedy };
+    let mut delivered = String::new();
+    let out = s
+        .generate(&tokens, &params, None, None, &mut |p| {
+            delivered.push_str(p);
+            true
+        })
+        .unwrap();
+    assert_eq!(out.stop_reason, StopReason::StopString);
+    assert_eq!(out.text, full[..cut], "text before the stop string {stop:?}");
+    assert_eq!(delivered, out.text, "no part of the stop string was streamed");
+}
+
+#[test]
+fn limits_end_generation_with_their_reason() {
+    let m = model();
+    let tokens = m.tokenizer().encode(PROMPT, true, true);
+    // max_tokens
+    let mut s = session(&m, 256);
+    let out = s.generate(&tokens, &GenerateParams { max_tokens: 3, stop_at_eog: false, ..Default::default() }, None, None, &mut |_| true).unwrap();
+    assert_eq!((out.tokens.len(), out.stop_reason), (3, StopReason::MaxTokens));
+    // A full context stops generation cleanly, after exactly the positions that fit.
+    let n_ctx = tokens.len() + 6;
+    let mut s = session(&m, n_ctx);
+    let out = s.generate(&tokens, &GenerateParams { max_tokens: 100, stop_at_eog: false, ..Default::default() }, None, None, &mut |_| true).unwrap();
+    assert_eq!(out.stop_reason, StopReason::ContextFull);
+    assert_eq!(s.tokens().len(), n_ctx);
+    assert_eq!(out.tokens.len(), 7, "6 evaluated positions plus the last sampled token");
+    // The callback can stop generation.
+    let mut s = session(&m, 256);
+    let mut n = 0;
+    let out = s
+        .generate(&tokens, &sampled(1), None, None, &mut |_| {
+            n += 1;
+            n < 2
+        })
+        .unwrap();
+    assert_eq!((out.stop_reason, n), (StopReason::CallbackStopped, 2));
+}
+
+#[test]
+fn prompt_errors_are_typed() {
+    let m = model();
+    let mut s = session(&m, 32);
+    let long = m.tokenizer().encode(&"word ".repeat(100), true, true);
+    match s.generate(&long, &GenerateParams::default(), None, None, &mut |_| true) {
+        Err(Error::PromptTooLong { n_prompt, n_ctx: 32 }) => assert_eq!(n_prompt, long.len()),
+        other => panic!("expected PromptTooLong, got {other:?}"),
+    }
+    assert!(matches!(s.generate(&[], &GenerateParams::default(), None, None, &mut |_| true), Err(Error::EmptyPrompt)));
+    let bad = GenerateParams { sampler: SamplerParams { temperature: f32::NAN, ..Default::default() }, ..Default::default() };
+    assert!(matches!(s.generate(&[1, 2], &bad, None, None, &mut |_| true), Err(Error::Sampler(_))));
+    let out_of_vocab = m.config().n_vocab as u32;
+    assert!(s.generate(&[out_of_vocab], &GenerateParams::default(), None, None, &mut |_| true).is_err());
+    assert!(Session::new(m.clone(), &SessionParams { n_ctx: 100_000, ..Default::default() }).is_err());
+}
+
+#[test]
+fn cancellation_stops_between_tokens() {
+    let m = model();
+    let tokens = m.tokenizer().encode(PROMPT, true, true);
+    let mut s = session(&m, 256);
+    let cancel = CancelToken::new();
+    let c = cancel.clone();
+    let mut n = 0;
+    let out = s
+        .generate(&tokens, &GenerateParams { max_tokens: 50, stop_at_eog: false, ..Default::default() }, None, Some(cancel), &mut |_| {
+            n += 1;
+            if n == 3 {
+                c.cancel();
+            }
+            true
+        })
+        .unwrap();
+    assert_eq!(out.stop_reason, StopReason::Cancelled);
+    assert!(out.tokens.len() < 10, "generation went on for {} tokens after cancel", out.tokens.len());
+    // Already cancelled before start: the prompt is not even evaluated fully, nothing is generated.
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let mut s = session(&m, 256);
+    let out = s.generate(&tokens, &GenerateParams::default(), None, Some(cancel), &mut |_| true).unwrap();
+    assert_eq!((out.stop_reason, out.tokens.len()), (StopReason::Cancelled, 0));
+}
+
+#[test]
+fn a_shared_prompt_prefix_is_reused_and_gives_the_same_output() {
+    let m = model();
+    let tok = m.tokenizer();
+    let first = tok.encode("User: Name a color.\nAssistant:", true, true);
+    let second = tok.encode("User: Name a color.\nAssistant: Blue.\nUser: Name a fruit.\nAssistant:", true, true);
+    let common = first.iter().zip(&second).take_while(|(a, b)| a == b).count();
+    assert!(common > 5);
+    let greedy = GenerateParams { max_tokens: 8, ..Default::default() };
+    let mut s = session(&m, 256);
+    s.generate(&first, &greedy, None, None, &mut |_| true).unwrap();
+    let reused = s.generate(&second, &greedy, None, None, &mut |_| true).unwrap();
+    assert_eq!(reused.stats.n_reused, common);
+    let fresh = session(&m, 256).generate(&second, &greedy, None, None, &mut |_| true).unwrap();
+    assert_eq!(reused.tokens, fresh.tokens);
+}
+
+#[test]
+fn saved_state_restores_the_conversation_exactly() {
+    let m = model();
+    let tokens = m.tokenizer().encode(PROMPT, true, true);
+    let greedy = GenerateParams { max_tokens: 12, ..Default::default() };
+    let mut s = session(&m, 256);
+    s.eval(&tokens).unwrap();
+    let mut saved = Vec::new();
+    s.save_state(&mut saved).unwrap();
+    let expected = s.generate(&tokens, &greedy, None, None, &mut |_| true).unwrap();
+
+    let mut restored = session(&m, 256);
+    restored.load_state(&mut saved.as_slice()).unwrap();
+    assert_eq!(restored.tokens(), tokens.as_slice());
+    let again = restored.generate(&tokens, &greedy, None, None, &mut |_| true).unwrap();
+    assert_eq!(again.stats.n_reused, tokens.len(), "the restored cache serves the whole prompt");
+    assert_eq!(again.tokens, expected.tokens);
+
+    // Damaged or foreign states are refused and leave the session empty.
+    for bad in [&saved[..7], &saved[..saved.len() - 1], b"NOTASTATEFILE-at-all".as_slice()] {
+        let mut r = session(&m, 256);
+        assert!(matches!(r.load_state(&mut &bad[..]), Err(Error::InvalidState(_))));
+        assert!(r.tokens().is_empty());
+    }
+    let mut small = session(&m, 8);
+    assert!(small.load_state(&mut saved.as_slice()).is_err());
+    assert!(small.tokens().is_empty());
+}
