@@ -19,7 +19,7 @@ SHARED ?= $(CURDIR)/../shared
 # Extra libraries a static link of a Rust library needs (cargo rustc -- --print native-static-libs).
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
-.PHONY: all lib cli header check-header test-c test-c-valgrind install clean
+.PHONY: all lib cli header check-header test-c test-c-valgrind test-install install clean
 
 all: cli
 
@@ -83,6 +83,19 @@ install: lib build/picolm.pc
 	install -m 0644 include/picolm.h $(DESTDIR)$(INCLUDEDIR)/picolm.h
 	install -m 0644 build/picolm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/picolm.pc
 	install -m 0755 build/picolm.installed $(DESTDIR)$(BINDIR)/picolm
+
+# Installs into a scratch prefix, then builds and runs examples/c/stream.c the way a user would: with pkg-config
+# (shared library) and against libpicolm.a with the static flags of picolm.pc.
+test-install:
+	rm -rf build/prefix
+	$(MAKE) -s install PREFIX=$(CURDIR)/build/prefix
+	@mkdir -p build/installed
+	PKG_CONFIG_PATH=$(CURDIR)/build/prefix/lib/pkgconfig sh -c '$(CC) $(CSTD) -O2 examples/c/stream.c $$(pkg-config --cflags --libs picolm) -o build/installed/stream'
+	PKG_CONFIG_PATH=$(CURDIR)/build/prefix/lib/pkgconfig sh -c '$(CC) $(CSTD) -O2 $$(pkg-config --cflags picolm) examples/c/stream.c build/prefix/lib/libpicolm.a $$(pkg-config --static --libs-only-other --libs-only-l picolm | sed "s/-lpicolm//") -o build/installed/stream-static'
+	LD_LIBRARY_PATH=$(CURDIR)/build/prefix/lib build/installed/stream $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf | grep -q .
+	build/installed/stream-static $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf | grep -q .
+	! ldd build/installed/stream-static | grep -q libpicolm
+	@echo "install test passed: $$(ls build/prefix/lib build/prefix/include build/prefix/lib/pkgconfig | tr '\n' ' ')"
 
 clean:
 	rm -rf build

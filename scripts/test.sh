@@ -15,6 +15,14 @@ if [ -f Makefile ]; then
   echo "== C library: header drift, C API tests, CLI tests"
   make check-header
   make test-c
+  echo "== C library: install to a prefix, build an example with pkg-config (shared and static)"
+  make test-install
+  if command -v valgrind >/dev/null 2>&1; then
+    echo "== C library: valgrind (memory errors and leaks) on the statically linked API tests"
+    make test-c-valgrind
+  else
+    echo "== C library: valgrind skipped: valgrind is not installed (apt-get install valgrind)"
+  fi
 fi
 
 if [ -x scripts/test-python.sh ]; then

@@ -24,7 +24,11 @@ int main(int argc, char **argv) {
         return 1;
     }
     picolm_session *session = NULL;
-    picolm_session_new(model, NULL, &session);
+    if (picolm_session_new(model, NULL, &session) != PICOLM_OK) {
+        fprintf(stderr, "session failed: %s\n", picolm_last_error_message());
+        picolm_model_free(model);
+        return 1;
+    }
     picolm_generate_params params;
     picolm_generate_params_default(&params);
     params.max_tokens = 64;
