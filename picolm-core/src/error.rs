@@ -47,8 +47,11 @@ pub enum Error {
     #[error("invalid session state: {0}")]
     InvalidState(String),
     /// A grammar or schema is invalid, or the constrained output cannot continue.
-    #[error("grammar error: {0}")]
-    Grammar(String),
+    #[error(transparent)]
+    Grammar(#[from] crate::grammar::GrammarError),
+    /// A chat prompt could not be rendered.
+    #[error(transparent)]
+    Chat(#[from] crate::chat::ChatError),
     /// An input/output error (state files, output streams).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

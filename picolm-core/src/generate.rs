@@ -292,7 +292,8 @@ impl Session {
             if st.output.tokens.len() >= st.params.max_tokens {
                 return Ok(self.end(st, StopReason::MaxTokens));
             }
-            let remaining = st.params.max_tokens - st.output.tokens.len();
+            // Tokens that may still be produced: the limit, and the free context positions.
+            let remaining = (st.params.max_tokens - st.output.tokens.len()).min(self.n_ctx() - self.tokens().len());
             let logits = self.logits_mut().ok_or(Error::NoLogits)?;
             if let Some(c) = st.constraint.as_mut() {
                 c.mask_logits(logits, remaining)?;
@@ -302,7 +303,11 @@ impl Session {
             st.output.tokens.push(tok);
             st.output.stats.n_generated += 1;
             let tokenizer = self.model().tokenizer();
-            if st.params.stop_at_eog && tokenizer.is_eog(tok) && st.constraint.is_none() {
+            if st.params.stop_at_eog && tokenizer.is_eog(tok) {
+                // A constraint masks end tokens where its output may not end, and records the ending.
+                if let Some(c) = st.constraint.as_mut() {
+                    c.accept_token(tok)?;
+                }
                 return Ok(self.end(st, StopReason::EndOfGeneration));
             }
             if let Some(c) = st.constraint.as_mut() {

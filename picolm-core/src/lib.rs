@@ -18,6 +18,9 @@ pub use ggml_type::GgmlType;
 pub mod compute;
 pub mod model;
 pub mod generate;
+pub mod grammar;
+pub mod chat;
+pub mod agent;
 pub mod sampler;
 pub mod session;
 

@@ -143,6 +143,7 @@ pub struct Model {
     pool: ComputePool,
     n_ctx: usize,
     stream: Option<StreamConfig>,
+    grammar_vocab: std::sync::OnceLock<std::sync::Arc<crate::grammar::VocabIndex>>,
 }
 
 impl Model {
@@ -177,7 +178,7 @@ impl Model {
             // Everything read while loading (metadata, norms) leaves the resident set; weights are paged on demand.
             file.advise_dontneed(0, file.len());
         }
-        Ok(Model { file, config, weights, tokenizer, rope, pool, n_ctx, stream })
+        Ok(Model { file, config, weights, tokenizer, rope, pool, n_ctx, stream, grammar_vocab: Default::default() })
     }
 
     /// Hyper-parameters.
@@ -223,5 +224,10 @@ impl Model {
     /// Largest context a session may use.
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
+    }
+
+    /// The vocabulary index used by grammar-constrained decoding, built on first use and shared afterwards.
+    pub fn grammar_vocab(&self) -> std::sync::Arc<crate::grammar::VocabIndex> {
+        self.grammar_vocab.get_or_init(|| std::sync::Arc::new(crate::grammar::VocabIndex::new(&self.tokenizer))).clone()
     }
 }

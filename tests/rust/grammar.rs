@@ -1,0 +1,196 @@
+//! Grammar-constrained decoding on the real SmolLM2 vocabulary and model: random-logit generations checked by an
+//! independent parser and validator, real-model JSON and schema runs, and the tool-call loop end to end.
+
+use std::sync::{Arc, Mutex};
+
+use picolm_core::agent::{Agent, AgentEvent, AgentParams, AgentStop, Tool, ToolChoice, ToolSpec};
+use picolm_core::chat::{ChatMessage, ChatTemplate};
+use picolm_core::grammar::{validate as validate_schema, Grammar, JsonConstraint};
+use picolm_core::sampler::Rng;
+use picolm_core::{GenerateParams, Model, ModelParams, SamplerParams, Session, SessionParams, StopReason};
+use picolm_integration_tests::model_path;
+use serde_json::{json, Value};
+
+fn load(file: &str) -> Arc<Model> {
+    Arc::new(Model::load(model_path(file), &ModelParams { n_ctx: 1024, n_threads: 2, ..Default::default() }).unwrap())
+}
+
+fn schemas() -> Vec<Value> {
+    vec![
+        json!(true),
+        json!({"type":"object","properties":{"name":{"type":"string","maxLength":24},"age":{"type":"integer"},"email":{"type":["string","null"]}},"required":["name","age"]}),
+        json!({"type":"array","items":{"type":"object","properties":{"sensor":{"enum":["temp","humidity","co2"]},"value":{"type":"number"}},"required":["sensor","value"]},"minItems":1,"maxItems":3}),
+        json!({"anyOf":[{"type":"object","properties":{"on":{"type":"boolean"}},"required":["on"]},{"type":"object","properties":{"level":{"type":"integer"}},"required":["level"]}]}),
+        json!({"type":"object","properties":{"text":{"type":"string","minLength":2,"maxLength":40},"tags":{"type":"array","items":{"type":"string"}}},"required":["text","tags"]}),
+    ]
+}
+
+#[test]
+fn random_logit_generations_on_the_real_vocabulary_parse_and_validate() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let vocab = model.grammar_vocab();
+    let mut rng = Rng::new(7);
+    let mut n = 0;
+    for s in schemas() {
+        let g = Arc::new(Grammar::from_schema(&s).unwrap());
+        let needed = g.min_close(&g.initial_state());
+        for i in 0..120 {
+            let max_tokens = needed + i % 50;
+            let mut c = JsonConstraint::new(g.clone(), vocab.clone());
+            let mut ids = Vec::new();
+            let mut done = false;
+            for k in 0..max_tokens {
+                let allowed = match c.allowed_tokens(max_tokens - k) {
+                    Ok(a) => a,
+                    Err(e) => panic!("schema {s}: {e} after {:?}", model.tokenizer().decode_string(&ids, false)),
+                };
+                // Random logits: a uniformly random allowed token, biased half the time to short tokens.
+                let t = allowed[rng.next_u32() as usize % allowed.len()];
+                c.accept(t).unwrap();
+                ids.push(t);
+                if c.complete() {
+                    done = true;
+                    break;
+                }
+            }
+            let text = model.tokenizer().decode_string(&ids, false).expect("constrained output is UTF-8");
+            if !done {
+                // Only a top-level number may be unfinished here, and it may end now.
+                assert!(g.can_end(&g.advance(&g.initial_state(), text.as_bytes())), "schema {s}: cut off: {text:?}");
+            }
+            let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("schema {s}: {text:?}: {e}"));
+            assert!(validate_schema(&v, &s), "schema {s}: {text} does not validate");
+            n += 1;
+        }
+    }
+    assert_eq!(n, 600);
+}
+
+fn chat_prompt(model: &Model, user: &str) -> Vec<u32> {
+    let t = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    t.encode(model.tokenizer(), &t.render(&[ChatMessage::new("user", user)], true).unwrap())
+}
+
+#[test]
+fn real_model_json_and_schema_outputs_parse_and_validate() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+    let prompts = [
+        "Describe a person as JSON with name and age.",
+        "Turn the light on and list two sensor readings. Reply in JSON.",
+    ];
+    let mut n = 0;
+    for (si, s) in schemas().into_iter().enumerate() {
+        for (pi, p) in prompts.iter().enumerate() {
+            for (temperature, extra) in [(0.0, 48), (0.9, 24), (1.5, 0)] {
+                let g = Arc::new(Grammar::from_schema(&s).unwrap());
+                let max_tokens = g.min_close(&g.initial_state()) + extra;
+                let c = JsonConstraint::new(g, model.grammar_vocab());
+                let params = GenerateParams {
+                    max_tokens,
+                    sampler: SamplerParams { temperature, top_k: 40, seed: (si * 10 + pi) as u64, ..Default::default() },
+                    ..Default::default()
+                };
+                let out = session.generate(&chat_prompt(&model, p), &params, Some(Box::new(c)), None, &mut |_| true).unwrap();
+                assert!(
+                    matches!(out.stop_reason, StopReason::ConstraintComplete | StopReason::EndOfGeneration),
+                    "{s} / {p}: stopped by {:?}: {:?}",
+                    out.stop_reason,
+                    out.text
+                );
+                let v: Value = serde_json::from_str(&out.text).unwrap_or_else(|e| panic!("{s} / {p}: {:?}: {e}", out.text));
+                assert!(validate_schema(&v, &s), "{s} / {p}: {} does not validate", out.text);
+                assert!(out.tokens.len() <= max_tokens);
+                n += 1;
+            }
+        }
+    }
+    assert_eq!(n, 30);
+}
+
+/// The IoT demo's tools: a sensor table and relays; `fail` makes `read_sensor` fail for unknown names.
+fn iot_tools(log: Arc<Mutex<Vec<String>>>) -> Vec<Tool> {
+    let l1 = log.clone();
+    let read_sensor = Tool::new(
+        ToolSpec {
+            name: "read_sensor".into(),
+            description: "Read a sensor value".into(),
+            parameters: json!({"type":"object","properties":{"name":{"enum":["temperature","humidity"]}},"required":["name"]}),
+        },
+        move |args: &Value| {
+            l1.lock().unwrap().push(format!("read_sensor {args}"));
+            match args["name"].as_str() {
+                Some("temperature") => Ok("21.5 C".to_string()),
+                Some("humidity") => Ok("40 %".to_string()),
+                other => Err(format!("unknown sensor {other:?}")),
+            }
+        },
+    );
+    let l2 = log;
+    let set_relay = Tool::new(
+        ToolSpec {
+            name: "set_relay".into(),
+            description: "Switch a relay on or off".into(),
+            parameters: json!({"type":"object","properties":{"id":{"type":"integer"},"on":{"type":"boolean"}},"required":["id","on"]}),
+        },
+        move |args: &Value| {
+            l2.lock().unwrap().push(format!("set_relay {args}"));
+            Ok(format!("relay {} is {}", args["id"], if args["on"] == json!(true) { "on" } else { "off" }))
+        },
+    );
+    vec![read_sensor, set_relay]
+}
+
+#[test]
+fn tool_loop_calls_a_tool_feeds_the_result_back_and_answers() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let mut agent = Agent::new(iot_tools(log.clone()), template, 1).unwrap();
+    let params = AgentParams { tool_choice: ToolChoice::Required, ..Default::default() };
+    let mut events = Vec::new();
+    let out = agent
+        .run(&mut session, &[ChatMessage::new("user", "What is the temperature?")], &params, None, &mut |e| {
+            events.push(match e {
+                AgentEvent::AnswerPiece(p) => format!("piece {p}"),
+                AgentEvent::ToolCall(c) => format!("call {} {}", c.name, c.arguments),
+                AgentEvent::ToolResult { content, is_error, .. } => format!("result {content} {is_error}"),
+            });
+            true
+        })
+        .unwrap();
+    eprintln!("events: {events:#?}\noutcome: {out:#?}");
+    assert_eq!(out.stop, AgentStop::Answered, "{out:?}");
+    assert!(!out.calls.is_empty());
+    let specs: Vec<ToolSpec> = agent.tools().cloned().collect();
+    for (call, result) in &out.calls {
+        let spec = specs.iter().find(|s| s.name == call.name).expect("a registered tool");
+        assert!(validate_schema(&call.arguments, &spec.parameters), "{call:?}");
+        assert!(out.messages.iter().any(|m| m.role == "tool" && &m.content == result));
+    }
+    assert_eq!(log.lock().unwrap().len(), out.calls.len());
+    assert!(!out.answer.is_empty());
+    assert!(out.prompt_tokens_evaluated < out.prompt_tokens_total, "the KV cache is reused across steps");
+}
+
+#[test]
+fn a_failing_tool_becomes_a_tool_message() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+    let failing = Tool::new(
+        ToolSpec {
+            name: "read_sensor".into(),
+            description: "Read a sensor value".into(),
+            parameters: json!({"type":"object","properties":{"name":{"type":"string","maxLength":16}},"required":["name"]}),
+        },
+        |_: &Value| -> Result<String, String> { Err("sensor bus not responding".into()) },
+    );
+    let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let mut agent = Agent::new(vec![failing], template, 1).unwrap();
+    let params = AgentParams { tool_choice: ToolChoice::Required, max_iterations: 3, ..Default::default() };
+    let out = agent.run(&mut session, &[ChatMessage::new("user", "Read the temperature sensor.")], &params, None, &mut |_| true).unwrap();
+    let tool_msgs: Vec<_> = out.messages.iter().filter(|m| m.role == "tool").collect();
+    assert!(!tool_msgs.is_empty());
+    assert!(tool_msgs[0].content.contains("sensor bus not responding"));
+}
