@@ -94,6 +94,64 @@ typedef enum picolm_result {
 } picolm_result;
 
 /**
+ * Tool policy of a loop run.
+ */
+typedef enum picolm_tool_choice {
+  /**
+   * The model decides with its first token.
+   */
+  PICOLM_TOOL_CHOICE_AUTO = 0,
+  /**
+   * The model must call a tool before it may answer.
+   */
+  PICOLM_TOOL_CHOICE_REQUIRED = 1,
+  /**
+   * No tool calls.
+   */
+  PICOLM_TOOL_CHOICE_NONE = 2,
+} picolm_tool_choice;
+
+/**
+ * How a loop run ended.
+ */
+typedef enum picolm_agent_stop {
+  /**
+   * The model answered.
+   */
+  PICOLM_AGENT_ANSWERED = 0,
+  /**
+   * `max_iterations` reached.
+   */
+  PICOLM_AGENT_MAX_ITERATIONS = 1,
+  /**
+   * Cancelled (callback returned false or `picolm_session_cancel`).
+   */
+  PICOLM_AGENT_CANCELLED = 2,
+  /**
+   * An external tool was called: its calls are in `picolm_agent_result.tool_calls_json`.
+   */
+  PICOLM_AGENT_TOOL_CALLS_PENDING = 3,
+} picolm_agent_stop;
+
+/**
+ * Kinds of loop events.
+ */
+typedef enum picolm_agent_event_kind {
+  /**
+   * `text` is a piece of the answer.
+   */
+  PICOLM_EVENT_ANSWER_PIECE = 0,
+  /**
+   * The model called a tool: `tool_name`, `call_id`, `text` = the arguments as JSON.
+   */
+  PICOLM_EVENT_TOOL_CALL = 1,
+  /**
+   * A handler returned: `tool_name`, `call_id`, `text` = the result, `is_error`.
+   */
+  PICOLM_EVENT_TOOL_RESULT = 2,
+} picolm_agent_event_kind;
+
+/**
  * Why a generation ended.
  */
 typedef enum picolm_stop_reason {
@@ -160,6 +218,11 @@ typedef enum picolm_kv_type {
 } picolm_kv_type;
 
 /**
+ * A tool-call loop over one model: its tools and chat template.
+ */
+typedef struct picolm_agent picolm_agent;
+
+/**
  * An opaque loaded model. Thread-safe: share it between threads and sessions.
  */
 typedef struct picolm_model picolm_model;
@@ -168,6 +231,148 @@ typedef struct picolm_model picolm_model;
  * An opaque conversation. Use from one thread at a time; `picolm_session_cancel` may be called from any thread.
  */
 typedef struct picolm_session picolm_session;
+
+/**
+ * Where a tool handler writes its result. Valid only during the handler call.
+ */
+typedef struct picolm_tool_result picolm_tool_result;
+
+/**
+ * One chat message: NUL-terminated UTF-8 strings. `tool_call_id` and `name` may be NULL (they matter only for
+ * `tool` messages).
+ */
+typedef struct picolm_chat_message {
+  /**
+   * `system`, `user`, `assistant` or `tool`.
+   */
+  const char *role;
+  /**
+   * The text.
+   */
+  const char *content;
+  /**
+   * For `tool` messages: the id of the call answered (or NULL).
+   */
+  const char *tool_call_id;
+  /**
+   * For `tool` messages: the tool's name (or NULL).
+   */
+  const char *name;
+} picolm_chat_message;
+
+/**
+ * Loop settings. Initialise with `picolm_agent_params_default`.
+ */
+typedef struct picolm_agent_params {
+  /**
+   * Must be `sizeof(picolm_agent_params)`.
+   */
+  uintptr_t struct_size;
+  /**
+   * Most model steps (default 5).
+   */
+  uint32_t max_iterations;
+  /**
+   * Token limit per step (default 192).
+   */
+  uint32_t max_tokens;
+  /**
+   * Temperature (default 0: greedy).
+   */
+  float temperature;
+  /**
+   * Top-k (0 = off).
+   */
+  uint32_t top_k;
+  /**
+   * Top-p (1 = off).
+   */
+  float top_p;
+  /**
+   * Seed.
+   */
+  uint64_t seed;
+  /**
+   * Tool policy.
+   */
+  enum picolm_tool_choice tool_choice;
+} picolm_agent_params;
+
+/**
+ * A tool handler: gets the arguments as JSON text (valid against the tool's schema; NUL-terminated, `len`
+ * bytes) and writes its result with `picolm_tool_result_set`. Runs on the thread that called
+ * `picolm_agent_run`.
+ */
+typedef void (*picolm_tool_handler)(const char *arguments_json,
+                                    uintptr_t len,
+                                    struct picolm_tool_result *result,
+                                    void *user_data);
+
+/**
+ * The outcome of `picolm_agent_run`. Strings are owned by the library: release with `picolm_agent_result_free`.
+ */
+typedef struct picolm_agent_result {
+  /**
+   * How the run ended.
+   */
+  enum picolm_agent_stop stop;
+  /**
+   * Model steps run.
+   */
+  uint32_t iterations;
+  /**
+   * Tool calls executed by handlers.
+   */
+  uint32_t n_tool_calls;
+  /**
+   * The final answer (NUL-terminated; empty unless answered).
+   */
+  char *answer;
+  /**
+   * With PICOLM_AGENT_TOOL_CALLS_PENDING: `{"tool_calls":[…]}` in OpenAI's shape (arguments as JSON strings),
+   * else NULL.
+   */
+  char *tool_calls_json;
+  /**
+   * The whole conversation after the run as a JSON array of `{"role","content",…}` messages.
+   */
+  char *messages_json;
+} picolm_agent_result;
+
+/**
+ * A loop event. Every pointer is valid only during the callback.
+ */
+typedef struct picolm_agent_event {
+  /**
+   * What happened.
+   */
+  enum picolm_agent_event_kind kind;
+  /**
+   * Answer piece, arguments JSON, or result text (NUL-terminated, `text_len` bytes).
+   */
+  const char *text;
+  /**
+   * Bytes of `text`.
+   */
+  uintptr_t text_len;
+  /**
+   * The tool (NULL for answer pieces).
+   */
+  const char *tool_name;
+  /**
+   * The call id (NULL for answer pieces).
+   */
+  const char *call_id;
+  /**
+   * Whether the tool failed (results only).
+   */
+  bool is_error;
+} picolm_agent_event;
+
+/**
+ * Event callback; return false to stop the loop.
+ */
+typedef bool (*picolm_agent_event_callback)(const struct picolm_agent_event *event, void *user_data);
 
 /**
  * Generation options. Initialise with `picolm_generate_params_default` (greedy, 256 tokens).
@@ -454,6 +659,115 @@ extern "C" {
  * The library version as a static NUL-terminated string ("0.1.0"). Never NULL; do not free.
  */
 const char *picolm_version(void);
+
+/**
+ * Renders `n` messages with the model's chat template (its `tokenizer.chat_template`, or the built-in format its
+ * vocabulary suggests) into `buf` (NUL-terminated). `add_generation_prompt` appends the assistant's turn opening.
+ * `*needed` receives the bytes needed including the NUL (PICOLM_ERR_BUFFER_TOO_SMALL when `cap` is smaller).
+ * Pass the result to `picolm_session_generate` with `parse_special` true. Thread-safe.
+ *
+ * # Safety
+ * `model` live; `msgs` `n` readable messages; `buf` NULL or `cap` writable bytes; `needed` NULL or writable.
+ */
+enum picolm_result picolm_chat_apply_template(const struct picolm_model *model,
+                                              const struct picolm_chat_message *msgs,
+                                              uintptr_t n,
+                                              bool add_generation_prompt,
+                                              char *buf,
+                                              uintptr_t cap,
+                                              uintptr_t *needed);
+
+/**
+ * Sets the result of a tool call: `text` (UTF-8, `len` bytes) goes back to the model as the tool's message;
+ * `is_error` marks a failure (the model then sees `error: <text>`). A handler that never calls this reports an
+ * error to the model.
+ *
+ * # Safety
+ * `result` the pointer passed to the handler; `text` `len` readable bytes.
+ */
+enum picolm_result picolm_tool_result_set(struct picolm_tool_result *result,
+                                          const char *text,
+                                          uintptr_t len,
+                                          bool is_error);
+
+/**
+ * Fills `params` with the defaults.
+ *
+ * # Safety
+ * `params` NULL or writable.
+ */
+enum picolm_result picolm_agent_params_default(struct picolm_agent_params *params);
+
+/**
+ * Creates an empty tool-call loop for `model` (tools are added with `picolm_agent_add_tool`). Free with
+ * `picolm_agent_free`.
+ *
+ * # Safety
+ * `model` live; `out` writable.
+ */
+enum picolm_result picolm_agent_new(const struct picolm_model *model,
+                                    struct picolm_agent **out);
+
+/**
+ * Releases a loop. NULL is a no-op.
+ *
+ * # Safety
+ * `agent` NULL or from `picolm_agent_new`, freed once.
+ */
+void picolm_agent_free(struct picolm_agent *agent);
+
+/**
+ * Registers a tool: `name`, `description` and `parameters_schema` (a JSON Schema of the arguments object) as
+ * NUL-terminated UTF-8. With a `handler`, the loop calls it (with `user_data`, on the thread running the loop);
+ * with a NULL handler the tool is external: the loop stops at its calls with
+ * PICOLM_AGENT_TOOL_CALLS_PENDING. Invalid names, duplicate names and unsupported schemas are errors
+ * (PICOLM_ERR_INVALID_ARG / PICOLM_ERR_GRAMMAR), reported here or by the next `picolm_agent_run`.
+ *
+ * # Safety
+ * `agent` live and not running; strings NUL-terminated.
+ */
+enum picolm_result picolm_agent_add_tool(struct picolm_agent *agent,
+                                         const char *name,
+                                         const char *description,
+                                         const char *parameters_schema,
+                                         picolm_tool_handler handler,
+                                         void *user_data);
+
+/**
+ * Registers external tools (no handlers) from a JSON array of OpenAI tool definitions
+ * (`[{"type":"function","function":{"name":…,"description":…,"parameters":{…}}}]`).
+ *
+ * # Safety
+ * `agent` live and not running; `tools_json` NUL-terminated.
+ */
+enum picolm_result picolm_agent_add_tools_json(struct picolm_agent *agent, const char *tools_json);
+
+/**
+ * Releases the strings of a result (and sets them to NULL). NULL is a no-op.
+ *
+ * # Safety
+ * `result` NULL or filled by `picolm_agent_run`.
+ */
+void picolm_agent_result_free(struct picolm_agent_result *result);
+
+/**
+ * Runs the tool-call loop on `session` for the conversation `msgs` (ending with the user's message): each step
+ * the model answers or calls a registered tool with schema-valid arguments; handlers run and their results go
+ * back as `tool` messages; until an answer, an external tool call, or `max_iterations`. Events (answer pieces,
+ * calls, results) go to `on_event` (may be NULL). The KV cache is reused across steps. `result` (may be NULL)
+ * receives the outcome; free it with `picolm_agent_result_free`.
+ *
+ * # Safety
+ * All pointers live/valid as documented; the session is used by this thread only for the duration.
+ */
+enum picolm_result picolm_agent_run(struct picolm_agent *agent,
+                                    struct picolm_session *session,
+                                    const struct picolm_chat_message *msgs,
+                                    uintptr_t n,
+                                    const struct picolm_agent_params *params,
+                                    picolm_agent_event_callback on_event,
+                                    void *user_data,
+                                    struct picolm_agent_result *result);
 
 /**
  * A static, NUL-terminated description of a result code (never NULL; do not free).

@@ -56,6 +56,11 @@ static void print_help(FILE *f) {
           "  -c CTX             context length (default: model's, at most 2048)\n"
           "  -j THREADS         compute threads (default: min(4, CPUs))\n"
           "  --json             constrain output to one JSON value\n"
+          "  --schema FILE      constrain output to JSON valid against the JSON Schema in FILE\n"
+          "  --chat             wrap the prompt as a user message in the model's chat template\n"
+          "  --tools FILE       tool-call mode: FILE holds OpenAI tool definitions (JSON array); prints the\n"
+          "                     model's {\"tool_calls\":[...]} JSON (PicoClaw's format) or its text answer\n"
+          "  --tool-choice C    auto (default), required or none (with --tools)\n"
           "  --cache FILE       load/save the KV cache state (skips prefill of a repeated prompt)\n"
           "  --top-k K          keep the K most likely tokens (default off)\n"
           "  --min-p P          min-p sampling (default off)\n"
@@ -152,13 +157,77 @@ static int load_model(const char *path, long threads, long ctx, bool stream, pic
     return 0;
 }
 
+/* Reads a whole file into a NUL-terminated malloc'd buffer; prints the reason and returns NULL on failure. */
+static char *read_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { fprintf(stderr, "picolm: cannot open %s: %s\n", path, strerror(errno)); return NULL; }
+    size_t len = 0;
+    char *buf = read_all(f, &len);
+    fclose(f);
+    if (!buf) fprintf(stderr, "picolm: cannot read %s\n", path);
+    return buf;
+}
+
+/* Renders one user message with the model's chat template; returns a malloc'd prompt or NULL (error printed). */
+static char *chat_prompt(picolm_model *model, const char *user) {
+    picolm_chat_message m = { "user", user, NULL, NULL };
+    size_t need = 0;
+    picolm_result r = picolm_chat_apply_template(model, &m, 1, true, NULL, 0, &need);
+    if (r != PICOLM_ERR_BUFFER_TOO_SMALL && r != PICOLM_OK) { api_error(r, "cannot apply the chat template"); return NULL; }
+    char *buf = malloc(need);
+    if (!buf) return NULL;
+    r = picolm_chat_apply_template(model, &m, 1, true, buf, need, &need);
+    if (r != PICOLM_OK) { free(buf); api_error(r, "cannot apply the chat template"); return NULL; }
+    return buf;
+}
+
+static bool print_answer_event(const picolm_agent_event *ev, void *user_data) {
+    (void)user_data;
+    if (ev->kind == PICOLM_EVENT_ANSWER_PIECE) { fwrite(ev->text, 1, ev->text_len, stdout); fflush(stdout); }
+    return true;
+}
+
+/* Tool-call mode: one model step over external tools; prints the tool calls JSON or the streamed answer. */
+static int run_tools(picolm_model *model, picolm_session *session, const char *tools_json, const char *user,
+                     picolm_tool_choice choice, long n, float temp, long seed) {
+    picolm_agent *agent = NULL;
+    picolm_result r = picolm_agent_new(model, &agent);
+    if (r != PICOLM_OK) return api_error(r, "cannot create the tool loop");
+    r = picolm_agent_add_tools_json(agent, tools_json);
+    if (r != PICOLM_OK) { picolm_agent_free(agent); return api_error(r, "bad --tools file"); }
+    picolm_agent_params ap;
+    picolm_agent_params_default(&ap);
+    ap.max_iterations = 1;
+    ap.max_tokens = (uint32_t)n;
+    ap.temperature = temp;
+    ap.seed = (uint64_t)seed;
+    ap.tool_choice = choice;
+    picolm_chat_message m = { "user", user, NULL, NULL };
+    picolm_agent_result res;
+    memset(&res, 0, sizeof res);
+    g_session = session;
+    signal(SIGINT, on_sigint);
+    r = picolm_agent_run(agent, session, &m, 1, &ap, print_answer_event, NULL, &res);
+    signal(SIGINT, SIG_DFL);
+    g_session = NULL;
+    int rc = 0;
+    if (r != PICOLM_OK) rc = api_error(r, "tool-call step failed");
+    else if (res.stop == PICOLM_AGENT_TOOL_CALLS_PENDING) printf("%s\n", res.tool_calls_json);
+    else fputc('\n', stdout);
+    picolm_agent_result_free(&res);
+    picolm_agent_free(agent);
+    return rc;
+}
+
 static int cmd_generate(int argc, char **argv) {
     const char *model_path = argv[1];
     const char *prompt = NULL, *cache = NULL, *stops[MAX_STOPS];
     size_t n_stops = 0;
     long n = 256, seed = 42, ctx = 0, threads = default_threads(), top_k = 0;
     float temp = 0.8f, top_p = 0.9f, min_p = 0.0f, rep = 1.0f;
-    bool json = false, raw_special = false, stream = false;
+    bool json = false, raw_special = false, stream = false, chat = false;
+    const char *schema_path = NULL, *tools_path = NULL;
+    picolm_tool_choice choice = PICOLM_TOOL_CHOICE_AUTO;
     picolm_kv_type kv = PICOLM_KV_F16;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
@@ -187,6 +256,16 @@ static int cmd_generate(int argc, char **argv) {
             else return usage_error("--kv expects f16 or q8_0, got '%s'", v);
         }
         else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--schema")) { NEED_VALUE(); schema_path = v; }
+        else if (!strcmp(a, "--tools")) { NEED_VALUE(); tools_path = v; }
+        else if (!strcmp(a, "--chat")) chat = true;
+        else if (!strcmp(a, "--tool-choice")) {
+            NEED_VALUE();
+            if (!strcmp(v, "auto")) choice = PICOLM_TOOL_CHOICE_AUTO;
+            else if (!strcmp(v, "required")) choice = PICOLM_TOOL_CHOICE_REQUIRED;
+            else if (!strcmp(v, "none")) choice = PICOLM_TOOL_CHOICE_NONE;
+            else return usage_error("--tool-choice expects auto, required or none, got '%s'", v);
+        }
         else if (!strcmp(a, "--raw-special")) raw_special = true;
         else if (!strcmp(a, "--stream-weights")) stream = true;
         else return usage_error("unknown option '%s'", a);
@@ -203,9 +282,12 @@ static int cmd_generate(int argc, char **argv) {
     }
     if (prompt_len == 0) { free(stdin_prompt); return usage_error("%s", "empty prompt (give -p PROMPT or pipe text in)"); }
 
+    char *schema = NULL, *tools = NULL, *templated = NULL;
+    if (schema_path && !(schema = read_file(schema_path))) { free(stdin_prompt); return 1; }
+    if (tools_path && !(tools = read_file(tools_path))) { free(schema); free(stdin_prompt); return 1; }
     picolm_model *model = NULL;
     int rc = load_model(model_path, threads, ctx ? ctx : 0, stream, kv, &model);
-    if (rc) { free(stdin_prompt); return rc; }
+    if (rc) { free(schema); free(tools); free(stdin_prompt); return rc; }
     picolm_model_info info;
     picolm_model_get_info(model, &info);
     picolm_session_params sp;
@@ -220,6 +302,16 @@ static int cmd_generate(int argc, char **argv) {
         if (r != PICOLM_OK) fprintf(stderr, "picolm: ignoring cache %s: %s\n", cache, picolm_last_error_message());
     }
 
+    if (tools) {
+        rc = run_tools(model, session, tools, prompt, choice, n, temp, seed);
+        goto done;
+    }
+    if (chat) {
+        if (!(templated = chat_prompt(model, prompt))) { rc = 1; goto done; }
+        prompt = templated;
+        prompt_len = strlen(templated);
+    }
+
     picolm_generate_params gp;
     picolm_generate_params_default(&gp);
     gp.max_tokens = (uint32_t)n;
@@ -232,6 +324,7 @@ static int cmd_generate(int argc, char **argv) {
     gp.stop = stops;
     gp.n_stop = n_stops;
     gp.json_mode = json;
+    gp.json_schema = schema;
     gp.parse_special = !raw_special;
 
     g_session = session;
@@ -261,6 +354,9 @@ static int cmd_generate(int argc, char **argv) {
 done:
     picolm_session_free(session);
     picolm_model_free(model);
+    free(templated);
+    free(schema);
+    free(tools);
     free(stdin_prompt);
     return rc;
 }

@@ -47,7 +47,7 @@ impl<F: FnMut(&Value) -> Result<String, String> + Send> ToolHandler for F {
 pub struct Tool {
     /// Its description.
     pub spec: ToolSpec,
-    handler: Box<dyn ToolHandler>,
+    handler: Option<Box<dyn ToolHandler>>,
 }
 
 impl std::fmt::Debug for Tool {
@@ -59,7 +59,53 @@ impl std::fmt::Debug for Tool {
 impl Tool {
     /// A tool from its description and handler.
     pub fn new(spec: ToolSpec, handler: impl ToolHandler + 'static) -> Tool {
-        Tool { spec, handler: Box::new(handler) }
+        Tool { spec, handler: Some(Box::new(handler)) }
+    }
+
+    /// A tool the caller runs itself: when the model calls it, the loop stops with
+    /// [`AgentStop::ToolCallsPending`] and hands the calls over (PicoClaw's mode).
+    pub fn external(spec: ToolSpec) -> Tool {
+        Tool { spec, handler: None }
+    }
+}
+
+impl ToolSpec {
+    /// Reads a tool from OpenAI's `{"type":"function","function":{name, description, parameters}}` or from a bare
+    /// `{name, description, parameters}` object.
+    pub fn from_json(v: &Value) -> Result<ToolSpec, Error> {
+        let f = v.get("function").unwrap_or(v);
+        let bad = |why: String| Error::InvalidArgument { name: "tool definition".into(), why };
+        let name = f.get("name").and_then(Value::as_str).ok_or_else(|| bad(format!("no \"name\" string in {v}")))?;
+        let description = f.get("description").and_then(Value::as_str).unwrap_or("").to_string();
+        let parameters = f.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+        Ok(ToolSpec { name: name.to_string(), description, parameters })
+    }
+
+    /// Checks the name (1–64 characters of `A-Z a-z 0-9 _ -`) and that the parameters are an object schema the
+    /// grammar can enforce.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !valid_tool_name(&self.name) {
+            return Err(Error::InvalidArgument {
+                name: "tool name".into(),
+                why: format!("{:?}: use 1-64 characters of A-Z a-z 0-9 _ -", self.name),
+            });
+        }
+        if self.parameters.get("type").and_then(Value::as_str) != Some("object") {
+            return Err(Error::InvalidArgument {
+                name: format!("parameters of tool {}", self.name),
+                why: "must be a JSON Schema with \"type\": \"object\"".into(),
+            });
+        }
+        Grammar::from_schema(&self.parameters)?;
+        Ok(())
+    }
+
+    /// Reads a JSON array of tool definitions (see [`ToolSpec::from_json`]).
+    pub fn list_from_json(text: &str) -> Result<Vec<ToolSpec>, Error> {
+        let v: Value = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidArgument { name: "tools".into(), why: format!("not JSON: {e}") })?;
+        let list = v.as_array().ok_or_else(|| Error::InvalidArgument { name: "tools".into(), why: "expected a JSON array".into() })?;
+        list.iter().map(ToolSpec::from_json).collect()
     }
 }
 
@@ -164,6 +210,9 @@ pub enum AgentStop {
     MaxIterations,
     /// The cancel token was set or the event callback returned `false`.
     Cancelled,
+    /// The model called an external tool (see [`Tool::external`]): the calls are in
+    /// [`AgentOutcome::pending_calls`]; add their results as `tool` messages and run again.
+    ToolCallsPending,
 }
 
 /// The outcome of a loop run.
@@ -183,6 +232,8 @@ pub struct AgentOutcome {
     pub prompt_tokens_evaluated: usize,
     /// Prompt tokens over all steps, before prefix reuse.
     pub prompt_tokens_total: usize,
+    /// Calls of external tools waiting for their results ([`AgentStop::ToolCallsPending`]).
+    pub pending_calls: Vec<ToolCall>,
 }
 
 /// The states of the loop.
@@ -321,25 +372,19 @@ impl Agent {
             return Err(Error::InvalidArgument { name: "tools".into(), why: "at least one tool is needed".into() });
         }
         for (i, t) in tools.iter().enumerate() {
-            if !valid_tool_name(&t.spec.name) {
-                return Err(Error::InvalidArgument {
-                    name: "tool name".into(),
-                    why: format!("{:?}: use 1-64 characters of A-Z a-z 0-9 _ -", t.spec.name),
-                });
-            }
+            t.spec.validate()?;
             if tools[..i].iter().any(|o| o.spec.name == t.spec.name) {
                 return Err(Error::InvalidArgument { name: "tool name".into(), why: format!("{:?} is registered twice", t.spec.name) });
-            }
-            if t.spec.parameters.get("type").and_then(Value::as_str) != Some("object") {
-                return Err(Error::InvalidArgument {
-                    name: format!("parameters of tool {}", t.spec.name),
-                    why: "must be a JSON Schema with \"type\": \"object\"".into(),
-                });
             }
         }
         let specs: Vec<ToolSpec> = tools.iter().map(|t| t.spec.clone()).collect();
         let grammar = Arc::new(Grammar::from_schema(&tool_call_schema(&specs, max_calls_per_step.max(1)))?);
         Ok(Agent { tools, template, grammar })
+    }
+
+    /// Gives the tools back (to add more and build a new loop).
+    pub fn into_tools(self) -> Vec<Tool> {
+        self.tools
     }
 
     /// The registered tools.
@@ -390,6 +435,7 @@ impl Agent {
             stop: AgentStop::MaxIterations,
             prompt_tokens_evaluated: 0,
             prompt_tokens_total: 0,
+            pending_calls: Vec::new(),
         };
         let mut state = LoopState::ModelStep { answer_only: params.tool_choice == ToolChoice::None };
         loop {
@@ -472,12 +518,22 @@ impl Agent {
         out: &mut AgentOutcome,
         on_event: &mut dyn FnMut(AgentEvent<'_>) -> bool,
     ) -> LoopState {
+        let external = |c: &ToolCall| self.tools.iter().any(|t| t.spec.name == c.name && t.handler.is_none());
+        if calls.iter().any(external) {
+            for c in &calls {
+                if !on_event(AgentEvent::ToolCall(c)) {
+                    return LoopState::Done(AgentStop::Cancelled);
+                }
+            }
+            out.pending_calls = calls;
+            return LoopState::Done(AgentStop::ToolCallsPending);
+        }
         for call in calls {
             if !on_event(AgentEvent::ToolCall(&call)) {
                 return LoopState::Done(AgentStop::Cancelled);
             }
             let tool = self.tools.iter_mut().find(|t| t.spec.name == call.name).expect("the grammar only allows registered names");
-            let handler = &mut tool.handler;
+            let handler = tool.handler.as_mut().expect("external tools were handled above");
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.call(&call.arguments)))
                 .unwrap_or_else(|_| Err("the tool handler panicked".to_string()));
             let (content, is_error) = match result {

@@ -11,6 +11,7 @@
 //! be used by one thread at a time, except `picolm_session_cancel`, which any thread may call at any time.
 #![allow(non_camel_case_types)]
 
+mod agent;
 mod error;
 mod generate;
 mod log;
@@ -19,6 +20,7 @@ mod session;
 mod tokens;
 mod tools;
 
+pub use agent::*;
 pub use error::*;
 pub use generate::*;
 pub use log::*;

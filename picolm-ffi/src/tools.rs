@@ -6,22 +6,29 @@ use std::sync::Arc;
 use picolm_core::bench::{run_bench, BenchParams};
 use picolm_core::model::{KvType, Model, ModelParams};
 use picolm_core::perplexity::perplexity;
+use picolm_core::grammar::{Grammar, JsonConstraint};
 use picolm_core::TokenConstraint;
 
 use crate::error::{cstr_arg, guard, picolm_result, str_arg, write_out, Failure};
 use crate::model::{model_ref, picolm_model};
 
-/// The grammar constraint for the JSON options of a generation (none when both are off).
+/// The grammar constraint for the JSON options of a generation (none when both are off): a JSON Schema when
+/// `schema` is non-NULL, else any JSON value when `json_mode`.
 pub(crate) fn constraint_for(
     model: &Arc<Model>,
     json_mode: bool,
     schema: *const libc::c_char,
 ) -> Result<Option<Box<dyn TokenConstraint>>, Failure> {
-    let _ = model;
-    if !json_mode && schema.is_null() {
+    let grammar = if !schema.is_null() {
+        // SAFETY: the caller passes a NUL-terminated schema (documented on `picolm_generate_params`).
+        let text = unsafe { cstr_arg(schema, "params.json_schema") }?;
+        Grammar::from_schema_str(text).map_err(picolm_core::Error::from)?
+    } else if json_mode {
+        Grammar::json()
+    } else {
         return Ok(None);
-    }
-    Err(Failure::new(picolm_result::PICOLM_ERR_UNSUPPORTED, "JSON-constrained generation is not available in this build"))
+    };
+    Ok(Some(Box::new(JsonConstraint::new(Arc::new(grammar), model.grammar_vocab()))))
 }
 
 /// Perplexity of the model on `text` (UTF-8, `text_len` bytes) by llama.cpp's method: chunks of `n_ctx` tokens,

@@ -41,5 +41,36 @@ cmp -s /tmp/picolm-cli.out /tmp/picolm-cli.first && pass=$((pass + 1)) || { fail
 rm -f "$cache"
 check "tokenize" 0 "$bin" tokenize "$model" -p "The capital of France is"
 grep -qx "504 3575 282 4649 314" /tmp/picolm-cli.out && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: tokenize ids"; }
+tmpd=$(mktemp -d)
+# --json: the output must parse (checked by Python's json module, independent of the engine).
+check "json mode" 0 "$bin" "$model" --chat -p "Describe a dog as JSON." --json -n 64 -t 0.8 -s 5
+python3 -c "import json,sys; json.load(open('/tmp/picolm-cli.out'))" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --json output does not parse"; cat /tmp/picolm-cli.out; }
+echo '{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}' > "$tmpd/schema.json"
+check "schema mode" 0 "$bin" "$model" --chat -p "Describe Alice, 30, as JSON." --schema "$tmpd/schema.json" -n 64 -t 0
+python3 -c "
+import json; v = json.load(open('/tmp/picolm-cli.out'))
+assert set(v) == {'name', 'age'} and isinstance(v['name'], str) and isinstance(v['age'], int), v" \
+  && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --schema output invalid"; cat /tmp/picolm-cli.out; }
+echo '{"type":"string","pattern":"x"}' > "$tmpd/bad.json"
+check "unsupported schema" 1 "$bin" "$model" -p hi --schema "$tmpd/bad.json"
+has_err "pattern"
+check "missing schema file" 1 "$bin" "$model" -p hi --schema "$tmpd/none.json"
+has_err "cannot open"
+cat > "$tmpd/tools.json" <<'JSON'
+[{"type":"function","function":{"name":"read_sensor","description":"Read a sensor value","parameters":{"type":"object","properties":{"name":{"enum":["temperature","humidity"]}},"required":["name"]}}},
+ {"type":"function","function":{"name":"set_relay","description":"Switch a relay on or off","parameters":{"type":"object","properties":{"id":{"type":"integer"},"on":{"type":"boolean"}},"required":["id","on"]}}}]
+JSON
+check "tool-call mode" 0 "$bin" "$model" -p "Turn on relay 2." --tools "$tmpd/tools.json" --tool-choice required -t 0 -n 160
+python3 -c "
+import json; v = json.load(open('/tmp/picolm-cli.out'))
+c = v['tool_calls'][0]; assert c['type'] == 'function' and c['id']
+f = c['function']; args = json.loads(f['arguments'])
+assert (f['name'] == 'set_relay' and set(args) == {'id', 'on'}) or (f['name'] == 'read_sensor' and args['name'] in ('temperature', 'humidity')), v" \
+  && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: tool-call output is not PicoClaw's shape"; cat /tmp/picolm-cli.out; }
+check "bad tool-choice" 2 "$bin" "$model" -p hi --tools "$tmpd/tools.json" --tool-choice maybe
+echo '[{"function":{}}]' > "$tmpd/badtools.json"
+check "bad tools file" 1 "$bin" "$model" -p hi --tools "$tmpd/badtools.json"
+has_err "name"
+rm -rf "$tmpd"
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

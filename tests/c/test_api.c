@@ -212,6 +212,179 @@ static void test_cancel(picolm_model *m) {
     picolm_session_free(s);
 }
 
+
+/* Checks that `text` is one JSON object with the given keys, by a tiny independent scan (no grammar code). */
+static bool looks_like_object_with(const char *text, const char *key1, const char *key2) {
+    const char *a = text;
+    while (*a == ' ' || *a == '\n') a++;
+    size_t n = strlen(text);
+    while (n > 0 && (text[n - 1] == ' ' || text[n - 1] == '\n')) n--;
+    return *a == '{' && n > 0 && text[n - 1] == '}' && strstr(text, key1) && (!key2 || strstr(text, key2));
+}
+
+static void test_json_and_chat(picolm_model *m) {
+    picolm_session *s = NULL;
+    CHECK(picolm_session_new(m, NULL, &s) == PICOLM_OK);
+    picolm_chat_message msg = { "user", "Describe a cat named Tom, aged 3, as JSON.", NULL, NULL };
+    char prompt[1024];
+    size_t need = 0;
+    CHECK(picolm_chat_apply_template(m, &msg, 1, true, prompt, sizeof prompt, &need) == PICOLM_OK);
+    CHECK(strstr(prompt, "<|im_start|>user\nDescribe") != NULL && strstr(prompt, "<|im_start|>assistant\n") != NULL);
+    CHECK(picolm_chat_apply_template(m, &msg, 1, true, prompt, 4, &need) == PICOLM_ERR_BUFFER_TOO_SMALL && need > 4);
+    picolm_chat_message bad_role = { "robot", "x", NULL, NULL };
+    CHECK(picolm_chat_apply_template(m, &bad_role, 1, true, prompt, sizeof prompt, &need) == PICOLM_ERR_INVALID_ARG);
+    CHECK(strstr(picolm_last_error_message(), "robot") != NULL);
+    CHECK(picolm_chat_apply_template(m, NULL, 1, true, prompt, sizeof prompt, &need) == PICOLM_ERR_NULL_ARG);
+    CHECK(picolm_chat_apply_template(m, &msg, 1, true, prompt, sizeof prompt, &need) == PICOLM_OK);
+
+    picolm_generate_params gp;
+    picolm_generate_params_default(&gp);
+    gp.max_tokens = 64;
+    gp.json_schema = "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"},\"age\":{\"type\":\"integer\"}},"
+                     "\"required\":[\"name\",\"age\"]}";
+    struct collect c;
+    memset(&c, 0, sizeof c);
+    picolm_generation_info gi;
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, collect_piece, &c, &gi) == PICOLM_OK);
+    CHECK(gi.stop_reason == PICOLM_STOP_GRAMMAR_COMPLETE);
+    CHECK(looks_like_object_with(c.text, "\"name\"", "\"age\""));
+    printf("  schema output: %s\n", c.text);
+
+    gp.json_schema = NULL;
+    gp.json_mode = true;
+    gp.temperature = 1.0f;
+    gp.seed = 3;
+    struct collect c2;
+    memset(&c2, 0, sizeof c2);
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, collect_piece, &c2, &gi) == PICOLM_OK);
+    CHECK(gi.stop_reason == PICOLM_STOP_GRAMMAR_COMPLETE || gi.stop_reason == PICOLM_STOP_EOG);
+    CHECK(gi.n_generated <= 64);
+
+    gp.json_mode = false;
+    gp.json_schema = "{\"type\":\"string\",\"pattern\":\"^a\"}";
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_GRAMMAR);
+    CHECK(strstr(picolm_last_error_message(), "pattern") != NULL);
+    gp.json_schema = "{not json";
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_GRAMMAR);
+    gp.json_schema = "{\"type\":\"\xff\"}";
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_INVALID_UTF8);
+    gp.json_schema = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},\"required\":[\"a\"]}";
+    gp.max_tokens = 3;
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_GRAMMAR);
+    CHECK(strstr(picolm_last_error_message(), "too small") != NULL);
+    picolm_session_free(s);
+}
+
+struct relay_state { int calls; int last_id; bool last_on; };
+
+/* set_relay handler: a tiny parse of {"id":N,"on":B} written for the test. */
+static void set_relay(const char *args, size_t len, picolm_tool_result *result, void *user_data) {
+    struct relay_state *st = user_data;
+    st->calls++;
+    const char *id = strstr(args, "\"id\":");
+    st->last_id = id ? atoi(id + 5) : -1;
+    st->last_on = strstr(args, "true") != NULL;
+    char out[64];
+    snprintf(out, sizeof out, "relay %d is now %s", st->last_id, st->last_on ? "on" : "off");
+    CHECK(len == strlen(args));
+    picolm_tool_result_set(result, out, strlen(out), false);
+}
+
+static void failing_sensor(const char *args, size_t len, picolm_tool_result *result, void *user_data) {
+    (void)args; (void)len; (void)user_data;
+    const char *e = "sensor bus timeout";
+    picolm_tool_result_set(result, e, strlen(e), true);
+}
+
+struct event_log { int calls, results, pieces; bool saw_error; char answer[512]; };
+
+static bool on_agent_event(const picolm_agent_event *ev, void *user_data) {
+    struct event_log *log = user_data;
+    if (ev->kind == PICOLM_EVENT_TOOL_CALL) { log->calls++; printf("  [call] %s(%s)\n", ev->tool_name, ev->text); }
+    if (ev->kind == PICOLM_EVENT_TOOL_RESULT) {
+        log->results++;
+        log->saw_error |= ev->is_error;
+        printf("  [result] %s -> %s%s\n", ev->tool_name, ev->text, ev->is_error ? " (error)" : "");
+    }
+    if (ev->kind == PICOLM_EVENT_ANSWER_PIECE) {
+        log->pieces++;
+        strncat(log->answer, ev->text, sizeof log->answer - strlen(log->answer) - 1);
+    }
+    return true;
+}
+
+static void test_agent(picolm_model *m) {
+    picolm_agent *a = NULL;
+    CHECK(picolm_agent_new(NULL, &a) == PICOLM_ERR_NULL_ARG);
+    CHECK(picolm_agent_new(m, &a) == PICOLM_OK && a);
+    struct relay_state st = {0};
+    const char *relay_schema = "{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"on\":{\"type\":\"boolean\"}},"
+                               "\"required\":[\"id\",\"on\"]}";
+    CHECK(picolm_agent_add_tool(a, "set relay!", "bad name", relay_schema, set_relay, &st) == PICOLM_ERR_INVALID_ARG);
+    CHECK(picolm_agent_add_tool(a, "set_relay", "x", "{\"type\":\"string\"}", set_relay, &st) == PICOLM_ERR_INVALID_ARG);
+    CHECK(picolm_agent_add_tool(a, "set_relay", "x", "{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#\"}}}", set_relay, &st) == PICOLM_ERR_GRAMMAR);
+    CHECK(picolm_agent_add_tool(a, "set_relay", "Switch a relay on or off", relay_schema, set_relay, &st) == PICOLM_OK);
+    CHECK(picolm_agent_add_tool(a, "set_relay", "dup", relay_schema, set_relay, &st) == PICOLM_ERR_INVALID_ARG);
+    picolm_session *s = NULL;
+    CHECK(picolm_session_new(m, NULL, &s) == PICOLM_OK);
+    picolm_agent_params ap;
+    CHECK(picolm_agent_params_default(&ap) == PICOLM_OK);
+    ap.tool_choice = PICOLM_TOOL_CHOICE_REQUIRED;
+    picolm_chat_message msg = { "user", "Turn on relay 2.", NULL, NULL };
+    struct event_log log;
+    memset(&log, 0, sizeof log);
+    picolm_agent_result res;
+    memset(&res, 0, sizeof res);
+    CHECK(picolm_agent_run(a, s, &msg, 1, &ap, on_agent_event, &log, &res) == PICOLM_OK);
+    CHECK(res.stop == PICOLM_AGENT_ANSWERED && st.calls >= 1 && log.calls == st.calls && log.results == st.calls);
+    CHECK(res.n_tool_calls == (uint32_t)st.calls && res.answer && strlen(res.answer) > 0);
+    CHECK(res.messages_json && strstr(res.messages_json, "\"role\":\"tool\"") != NULL);
+    printf("  answer: %s\n", res.answer);
+    picolm_agent_result_free(&res);
+    CHECK(res.answer == NULL && res.messages_json == NULL);
+    picolm_agent_result_free(&res); /* twice is harmless */
+    picolm_agent_result_free(NULL);
+
+    /* A failing handler becomes a tool message. */
+    picolm_agent *b = NULL;
+    CHECK(picolm_agent_new(m, &b) == PICOLM_OK);
+    CHECK(picolm_agent_add_tool(b, "read_sensor", "Read a sensor",
+                                "{\"type\":\"object\",\"properties\":{\"name\":{\"enum\":[\"temperature\"]}},\"required\":[\"name\"]}",
+                                failing_sensor, NULL) == PICOLM_OK);
+    memset(&log, 0, sizeof log);
+    ap.max_iterations = 3;
+    picolm_chat_message q = { "user", "What is the temperature?", NULL, NULL };
+    CHECK(picolm_agent_run(b, s, &q, 1, &ap, on_agent_event, &log, &res) == PICOLM_OK);
+    CHECK(log.saw_error && strstr(res.messages_json, "sensor bus timeout") != NULL);
+    picolm_agent_result_free(&res);
+
+    /* External tools (PicoClaw): the loop stops with the calls in OpenAI's shape. */
+    picolm_agent *c = NULL;
+    CHECK(picolm_agent_new(m, &c) == PICOLM_OK);
+    CHECK(picolm_agent_add_tools_json(c, "[{\"type\":\"function\",\"function\":{\"name\":\"set_relay\",\"description\":\"Switch a relay\","
+                                         "\"parameters\":{\"type\":\"object\",\"properties\":{\"id\":{\"type\":\"integer\"},\"on\":{\"type\":\"boolean\"}},"
+                                         "\"required\":[\"id\",\"on\"]}}}]") == PICOLM_OK);
+    CHECK(picolm_agent_add_tools_json(c, "[{\"function\":{}}]") == PICOLM_ERR_INVALID_ARG);
+    CHECK(picolm_agent_run(c, s, &msg, 1, &ap, NULL, NULL, &res) == PICOLM_OK);
+    CHECK(res.stop == PICOLM_AGENT_TOOL_CALLS_PENDING && res.tool_calls_json != NULL);
+    if (res.tool_calls_json) {
+        printf("  pending: %s\n", res.tool_calls_json);
+        CHECK(strncmp(res.tool_calls_json, "{\"tool_calls\":[{\"id\":", 21) == 0);
+        CHECK(strstr(res.tool_calls_json, "\"arguments\":\"{\\\"id\\\":") != NULL || strstr(res.tool_calls_json, "\"arguments\":\"{\\\"on\\\":") != NULL);
+    }
+    picolm_agent_result_free(&res);
+
+    picolm_agent *empty = NULL;
+    CHECK(picolm_agent_new(m, &empty) == PICOLM_OK);
+    CHECK(picolm_agent_run(empty, s, &msg, 1, &ap, NULL, NULL, NULL) == PICOLM_ERR_INVALID_ARG);
+    picolm_agent_free(empty);
+    picolm_agent_free(NULL);
+    picolm_agent_free(c);
+    picolm_agent_free(b);
+    picolm_agent_free(a);
+    picolm_session_free(s);
+}
+
 int main(int argc, char **argv) {
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     const char *dir = getenv("PICOLM_MODELS");
@@ -231,6 +404,8 @@ int main(int argc, char **argv) {
     test_tokens(m);
     test_generate(m);
     test_context_overflow(m);
+    test_json_and_chat(m);
+    if (!quick) test_agent(m);
     if (!quick) test_cancel(m);
     picolm_model_free(m);
     printf("%d passed, %d failed\n", passes, failures);

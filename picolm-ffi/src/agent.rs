@@ -1,0 +1,510 @@
+//! Chat templates and the tool-call loop from C: `picolm_chat_apply_template`, and `picolm_agent_*` (register
+//! tools with a handler function pointer + `user_data`, or as external tools the caller runs; run the loop on a
+//! session with an event callback).
+
+use std::sync::Arc;
+
+use picolm_core::agent::{Agent, AgentEvent, AgentParams, AgentStop, Tool, ToolChoice, ToolSpec, tool_calls_json};
+use picolm_core::chat::{ChatMessage, ChatTemplate};
+use picolm_core::generate::GenerateParams;
+use picolm_core::model::Model;
+use picolm_core::sampler::SamplerParams;
+
+use crate::error::{check_struct_size, cstr_arg, guard, picolm_result, write_out, Failure};
+use crate::model::{model_ref, picolm_model};
+use crate::session::{lock, picolm_session, session_ref};
+
+/// One chat message: NUL-terminated UTF-8 strings. `tool_call_id` and `name` may be NULL (they matter only for
+/// `tool` messages).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct picolm_chat_message {
+    /// `system`, `user`, `assistant` or `tool`.
+    pub role: *const libc::c_char,
+    /// The text.
+    pub content: *const libc::c_char,
+    /// For `tool` messages: the id of the call answered (or NULL).
+    pub tool_call_id: *const libc::c_char,
+    /// For `tool` messages: the tool's name (or NULL).
+    pub name: *const libc::c_char,
+}
+
+/// Reads `n` C messages.
+///
+/// # Safety
+/// `msgs` NULL (only with `n == 0`) or `n` readable messages with valid strings.
+unsafe fn read_messages(msgs: *const picolm_chat_message, n: usize) -> Result<Vec<ChatMessage>, Failure> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if msgs.is_null() {
+        return Err(Failure::null("messages"));
+    }
+    let opt = |p: *const libc::c_char, name: &str| -> Result<Option<String>, Failure> {
+        // SAFETY: NULL or a NUL-terminated string (caller contract).
+        if p.is_null() { Ok(None) } else { unsafe { cstr_arg(p, name) }.map(|s| Some(s.to_string())) }
+    };
+    (0..n)
+        .map(|i| {
+            // SAFETY: `n` readable messages (caller contract).
+            let m = unsafe { *msgs.add(i) };
+            Ok(ChatMessage {
+                role: unsafe { cstr_arg(m.role, "messages[i].role") }?.to_string(),
+                content: unsafe { cstr_arg(m.content, "messages[i].content") }?.to_string(),
+                tool_call_id: opt(m.tool_call_id, "messages[i].tool_call_id")?,
+                name: opt(m.name, "messages[i].name")?,
+            })
+        })
+        .collect()
+}
+
+fn template_for(model: &Model) -> Result<ChatTemplate, Failure> {
+    Ok(ChatTemplate::for_model(model.file(), model.tokenizer()).map_err(picolm_core::Error::from)?)
+}
+
+/// Renders `n` messages with the model's chat template (its `tokenizer.chat_template`, or the built-in format its
+/// vocabulary suggests) into `buf` (NUL-terminated). `add_generation_prompt` appends the assistant's turn opening.
+/// `*needed` receives the bytes needed including the NUL (PICOLM_ERR_BUFFER_TOO_SMALL when `cap` is smaller).
+/// Pass the result to `picolm_session_generate` with `parse_special` true. Thread-safe.
+///
+/// # Safety
+/// `model` live; `msgs` `n` readable messages; `buf` NULL or `cap` writable bytes; `needed` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_chat_apply_template(
+    model: *const picolm_model,
+    msgs: *const picolm_chat_message,
+    n: usize,
+    add_generation_prompt: bool,
+    buf: *mut libc::c_char,
+    cap: usize,
+    needed: *mut usize,
+) -> picolm_result {
+    guard(|| {
+        // SAFETY: caller contract.
+        let m = unsafe { model_ref(model) }?;
+        let messages = unsafe { read_messages(msgs, n) }?;
+        let text = template_for(&m.model)?.render(&messages, add_generation_prompt).map_err(picolm_core::Error::from)?;
+        // SAFETY: caller contract for the output buffer.
+        unsafe { write_out(text.as_bytes(), buf, cap, needed) }
+    })
+}
+
+/// Where a tool handler writes its result. Valid only during the handler call.
+pub struct picolm_tool_result {
+    text: Option<Result<String, String>>,
+}
+
+/// Sets the result of a tool call: `text` (UTF-8, `len` bytes) goes back to the model as the tool's message;
+/// `is_error` marks a failure (the model then sees `error: <text>`). A handler that never calls this reports an
+/// error to the model.
+///
+/// # Safety
+/// `result` the pointer passed to the handler; `text` `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_tool_result_set(
+    result: *mut picolm_tool_result,
+    text: *const libc::c_char,
+    len: usize,
+    is_error: bool,
+) -> picolm_result {
+    guard(|| {
+        // SAFETY: caller contract.
+        let r = unsafe { result.as_mut() }.ok_or_else(|| Failure::null("result"))?;
+        let t = unsafe { crate::error::str_arg(text, len, "text") }?.to_string();
+        r.text = Some(if is_error { Err(t) } else { Ok(t) });
+        Ok(())
+    })
+}
+
+/// A tool handler: gets the arguments as JSON text (valid against the tool's schema; NUL-terminated, `len`
+/// bytes) and writes its result with `picolm_tool_result_set`. Runs on the thread that called
+/// `picolm_agent_run`.
+pub type picolm_tool_handler = Option<
+    unsafe extern "C" fn(arguments_json: *const libc::c_char, len: usize, result: *mut picolm_tool_result, user_data: *mut libc::c_void),
+>;
+
+/// Kinds of loop events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum picolm_agent_event_kind {
+    /// `text` is a piece of the answer.
+    PICOLM_EVENT_ANSWER_PIECE = 0,
+    /// The model called a tool: `tool_name`, `call_id`, `text` = the arguments as JSON.
+    PICOLM_EVENT_TOOL_CALL = 1,
+    /// A handler returned: `tool_name`, `call_id`, `text` = the result, `is_error`.
+    PICOLM_EVENT_TOOL_RESULT = 2,
+}
+
+/// A loop event. Every pointer is valid only during the callback.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct picolm_agent_event {
+    /// What happened.
+    pub kind: picolm_agent_event_kind,
+    /// Answer piece, arguments JSON, or result text (NUL-terminated, `text_len` bytes).
+    pub text: *const libc::c_char,
+    /// Bytes of `text`.
+    pub text_len: usize,
+    /// The tool (NULL for answer pieces).
+    pub tool_name: *const libc::c_char,
+    /// The call id (NULL for answer pieces).
+    pub call_id: *const libc::c_char,
+    /// Whether the tool failed (results only).
+    pub is_error: bool,
+}
+
+/// Event callback; return false to stop the loop.
+pub type picolm_agent_event_callback = Option<unsafe extern "C" fn(event: *const picolm_agent_event, user_data: *mut libc::c_void) -> bool>;
+
+/// Tool policy of a loop run.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum picolm_tool_choice {
+    /// The model decides with its first token.
+    PICOLM_TOOL_CHOICE_AUTO = 0,
+    /// The model must call a tool before it may answer.
+    PICOLM_TOOL_CHOICE_REQUIRED = 1,
+    /// No tool calls.
+    PICOLM_TOOL_CHOICE_NONE = 2,
+}
+
+/// Loop settings. Initialise with `picolm_agent_params_default`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct picolm_agent_params {
+    /// Must be `sizeof(picolm_agent_params)`.
+    pub struct_size: usize,
+    /// Most model steps (default 5).
+    pub max_iterations: u32,
+    /// Token limit per step (default 192).
+    pub max_tokens: u32,
+    /// Temperature (default 0: greedy).
+    pub temperature: f32,
+    /// Top-k (0 = off).
+    pub top_k: u32,
+    /// Top-p (1 = off).
+    pub top_p: f32,
+    /// Seed.
+    pub seed: u64,
+    /// Tool policy.
+    pub tool_choice: picolm_tool_choice,
+}
+
+/// How a loop run ended.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum picolm_agent_stop {
+    /// The model answered.
+    PICOLM_AGENT_ANSWERED = 0,
+    /// `max_iterations` reached.
+    PICOLM_AGENT_MAX_ITERATIONS = 1,
+    /// Cancelled (callback returned false or `picolm_session_cancel`).
+    PICOLM_AGENT_CANCELLED = 2,
+    /// An external tool was called: its calls are in `picolm_agent_result.tool_calls_json`.
+    PICOLM_AGENT_TOOL_CALLS_PENDING = 3,
+}
+
+/// Fills `params` with the defaults.
+///
+/// # Safety
+/// `params` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_agent_params_default(params: *mut picolm_agent_params) -> picolm_result {
+    guard(|| {
+        if params.is_null() {
+            return Err(Failure::null("params"));
+        }
+        let d = AgentParams::default();
+        let p = picolm_agent_params {
+            struct_size: std::mem::size_of::<picolm_agent_params>(),
+            max_iterations: d.max_iterations as u32,
+            max_tokens: d.generate.max_tokens as u32,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+            tool_choice: picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO,
+        };
+        // SAFETY: non-NULL writable (caller contract).
+        unsafe { params.write(p) };
+        Ok(())
+    })
+}
+
+struct CHandler {
+    f: unsafe extern "C" fn(*const libc::c_char, usize, *mut picolm_tool_result, *mut libc::c_void),
+    user_data: *mut libc::c_void,
+}
+
+// SAFETY: the handler is only called from `picolm_agent_run`, on the caller's thread; the C caller owns the
+// thread-safety of `user_data` (documented on `picolm_agent_add_tool`).
+unsafe impl Send for CHandler {}
+
+impl picolm_core::agent::ToolHandler for CHandler {
+    fn call(&mut self, arguments: &serde_json::Value) -> Result<String, String> {
+        let mut text = arguments.to_string().into_bytes();
+        let len = text.len();
+        text.push(0);
+        let mut r = picolm_tool_result { text: None };
+        // SAFETY: a valid NUL-terminated buffer and result slot for the duration of the call.
+        unsafe { (self.f)(text.as_ptr() as *const libc::c_char, len, &mut r, self.user_data) };
+        r.text.unwrap_or_else(|| Err("the tool handler set no result".into()))
+    }
+}
+
+/// A tool-call loop over one model: its tools and chat template.
+pub struct picolm_agent {
+    model: Arc<Model>,
+    tools: Vec<Tool>,
+    agent: Option<Agent>,
+}
+
+/// Creates an empty tool-call loop for `model` (tools are added with `picolm_agent_add_tool`). Free with
+/// `picolm_agent_free`.
+///
+/// # Safety
+/// `model` live; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_agent_new(model: *const picolm_model, out: *mut *mut picolm_agent) -> picolm_result {
+    guard(|| {
+        // SAFETY: caller contract.
+        let m = unsafe { model_ref(model) }?;
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        let a = Box::new(picolm_agent { model: m.model.clone(), tools: Vec::new(), agent: None });
+        // SAFETY: non-NULL writable.
+        unsafe { *out = Box::into_raw(a) };
+        Ok(())
+    })
+}
+
+/// Releases a loop. NULL is a no-op.
+///
+/// # Safety
+/// `agent` NULL or from `picolm_agent_new`, freed once.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_agent_free(agent: *mut picolm_agent) {
+    if !agent.is_null() {
+        // SAFETY: from Box::into_raw, freed once (caller contract).
+        drop(unsafe { Box::from_raw(agent) });
+    }
+}
+
+fn add(a: &mut picolm_agent, tool: Tool) -> Result<(), Failure> {
+    tool.spec.validate()?;
+    if a.agent.is_some() {
+        // Rebuild on the next run: tools may be added between runs.
+        let old = a.agent.take().expect("checked");
+        a.tools = old.into_tools();
+    }
+    if a.tools.iter().any(|t| t.spec.name == tool.spec.name) {
+        return Err(Failure::invalid(format!("tool {:?} is already registered", tool.spec.name)));
+    }
+    a.tools.push(tool);
+    Ok(())
+}
+
+/// Registers a tool: `name`, `description` and `parameters_schema` (a JSON Schema of the arguments object) as
+/// NUL-terminated UTF-8. With a `handler`, the loop calls it (with `user_data`, on the thread running the loop);
+/// with a NULL handler the tool is external: the loop stops at its calls with
+/// PICOLM_AGENT_TOOL_CALLS_PENDING. Invalid names, duplicate names and unsupported schemas are errors
+/// (PICOLM_ERR_INVALID_ARG / PICOLM_ERR_GRAMMAR), reported here or by the next `picolm_agent_run`.
+///
+/// # Safety
+/// `agent` live and not running; strings NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_agent_add_tool(
+    agent: *mut picolm_agent,
+    name: *const libc::c_char,
+    description: *const libc::c_char,
+    parameters_schema: *const libc::c_char,
+    handler: picolm_tool_handler,
+    user_data: *mut libc::c_void,
+) -> picolm_result {
+    guard(|| {
+        // SAFETY: caller contract.
+        let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
+        let name = unsafe { cstr_arg(name, "name") }?;
+        let description = if description.is_null() { "" } else { unsafe { cstr_arg(description, "description") }? };
+        let schema = unsafe { cstr_arg(parameters_schema, "parameters_schema") }?;
+        let parameters: serde_json::Value = serde_json::from_str(schema)
+            .map_err(|e| Failure::invalid(format!("parameters_schema of tool {name:?} is not JSON: {e}")))?;
+        let spec = ToolSpec { name: name.to_string(), description: description.to_string(), parameters };
+        let tool = match handler {
+            Some(f) => Tool::new(spec, CHandler { f, user_data }),
+            None => Tool::external(spec),
+        };
+        add(a, tool)
+    })
+}
+
+/// Registers external tools (no handlers) from a JSON array of OpenAI tool definitions
+/// (`[{"type":"function","function":{"name":…,"description":…,"parameters":{…}}}]`).
+///
+/// # Safety
+/// `agent` live and not running; `tools_json` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_agent_add_tools_json(agent: *mut picolm_agent, tools_json: *const libc::c_char) -> picolm_result {
+    guard(|| {
+        // SAFETY: caller contract.
+        let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
+        let text = unsafe { cstr_arg(tools_json, "tools_json") }?;
+        for spec in ToolSpec::list_from_json(text)? {
+            add(a, Tool::external(spec))?;
+        }
+        Ok(())
+    })
+}
+
+/// The outcome of `picolm_agent_run`. Strings are owned by the library: release with `picolm_agent_result_free`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct picolm_agent_result {
+    /// How the run ended.
+    pub stop: picolm_agent_stop,
+    /// Model steps run.
+    pub iterations: u32,
+    /// Tool calls executed by handlers.
+    pub n_tool_calls: u32,
+    /// The final answer (NUL-terminated; empty unless answered).
+    pub answer: *mut libc::c_char,
+    /// With PICOLM_AGENT_TOOL_CALLS_PENDING: `{"tool_calls":[…]}` in OpenAI's shape (arguments as JSON strings),
+    /// else NULL.
+    pub tool_calls_json: *mut libc::c_char,
+    /// The whole conversation after the run as a JSON array of `{"role","content",…}` messages.
+    pub messages_json: *mut libc::c_char,
+}
+
+fn c_string(s: &str) -> *mut libc::c_char {
+    std::ffi::CString::new(s.replace('\0', " ")).expect("NULs replaced").into_raw()
+}
+
+/// Releases the strings of a result (and sets them to NULL). NULL is a no-op.
+///
+/// # Safety
+/// `result` NULL or filled by `picolm_agent_run`.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_agent_result_free(result: *mut picolm_agent_result) {
+    // SAFETY: caller contract; each string came from CString::into_raw and is freed once (then NULLed).
+    if let Some(r) = unsafe { result.as_mut() } {
+        for p in [&mut r.answer, &mut r.tool_calls_json, &mut r.messages_json] {
+            if !p.is_null() {
+                drop(unsafe { std::ffi::CString::from_raw(*p) });
+                *p = std::ptr::null_mut();
+            }
+        }
+    }
+}
+
+/// Runs the tool-call loop on `session` for the conversation `msgs` (ending with the user's message): each step
+/// the model answers or calls a registered tool with schema-valid arguments; handlers run and their results go
+/// back as `tool` messages; until an answer, an external tool call, or `max_iterations`. Events (answer pieces,
+/// calls, results) go to `on_event` (may be NULL). The KV cache is reused across steps. `result` (may be NULL)
+/// receives the outcome; free it with `picolm_agent_result_free`.
+///
+/// # Safety
+/// All pointers live/valid as documented; the session is used by this thread only for the duration.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_agent_run(
+    agent: *mut picolm_agent,
+    session: *mut picolm_session,
+    msgs: *const picolm_chat_message,
+    n: usize,
+    params: *const picolm_agent_params,
+    on_event: picolm_agent_event_callback,
+    user_data: *mut libc::c_void,
+    result: *mut picolm_agent_result,
+) -> picolm_result {
+    guard(|| {
+        // SAFETY: caller contract for every pointer.
+        let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
+        let s = unsafe { session_ref(session) }?;
+        let messages = unsafe { read_messages(msgs, n) }?;
+        let p = if params.is_null() {
+            let mut d = std::mem::MaybeUninit::<picolm_agent_params>::uninit();
+            // SAFETY: writes a full struct.
+            unsafe { picolm_agent_params_default(d.as_mut_ptr()) };
+            unsafe { d.assume_init() }
+        } else {
+            let size = unsafe { std::ptr::addr_of!((*params).struct_size).read() };
+            check_struct_size("picolm_agent_params", size, std::mem::size_of::<picolm_agent_params>())?;
+            unsafe { *params }
+        };
+        let mut g = lock(s)?;
+        if !Arc::ptr_eq(g.model(), &a.model) {
+            return Err(Failure::invalid("the session belongs to a different model than the agent"));
+        }
+        if a.agent.is_none() {
+            if a.tools.is_empty() {
+                return Err(Failure::invalid("no tools registered: add tools with picolm_agent_add_tool"));
+            }
+            let template = template_for(&a.model)?;
+            a.agent = Some(Agent::new(std::mem::take(&mut a.tools), template, 1)?);
+        }
+        let agent = a.agent.as_mut().expect("built above");
+        let ap = AgentParams {
+            max_iterations: p.max_iterations as usize,
+            generate: GenerateParams {
+                max_tokens: p.max_tokens as usize,
+                sampler: SamplerParams { temperature: p.temperature, top_k: p.top_k as usize, top_p: p.top_p, seed: p.seed, ..Default::default() },
+                ..Default::default()
+            },
+            tool_choice: match p.tool_choice {
+                picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO => ToolChoice::Auto,
+                picolm_tool_choice::PICOLM_TOOL_CHOICE_REQUIRED => ToolChoice::Required,
+                picolm_tool_choice::PICOLM_TOOL_CHOICE_NONE => ToolChoice::None,
+            },
+            max_calls_per_step: 1,
+        };
+        s.cancel.reset();
+        let mut emit = |e: AgentEvent<'_>| -> bool {
+            let Some(cb) = on_event else { return true };
+            let (kind, text, name, id, is_error) = match e {
+                AgentEvent::AnswerPiece(p) => (picolm_agent_event_kind::PICOLM_EVENT_ANSWER_PIECE, p.to_string(), None, None, false),
+                AgentEvent::ToolCall(c) => {
+                    (picolm_agent_event_kind::PICOLM_EVENT_TOOL_CALL, c.arguments.to_string(), Some(&c.name), Some(&c.id), false)
+                }
+                AgentEvent::ToolResult { call, content, is_error } => {
+                    (picolm_agent_event_kind::PICOLM_EVENT_TOOL_RESULT, content.to_string(), Some(&call.name), Some(&call.id), is_error)
+                }
+            };
+            let cs = |s: &str| std::ffi::CString::new(s.replace('\0', " ")).expect("NULs replaced");
+            let text_c = cs(&text);
+            let name_c = name.map(|n| cs(n));
+            let id_c = id.map(|i| cs(i));
+            let ev = picolm_agent_event {
+                kind,
+                text: text_c.as_ptr(),
+                text_len: text_c.as_bytes().len(),
+                tool_name: name_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+                call_id: id_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+                is_error,
+            };
+            // SAFETY: the caller's callback with pointers valid for the call.
+            unsafe { cb(&ev, user_data) }
+        };
+        let out = agent.run(&mut g, &messages, &ap, Some(s.cancel.clone()), &mut emit)?;
+        if let Some(r) = unsafe { result.as_mut() } {
+            let messages_json = serde_json::to_string(&out.messages).expect("messages serialize");
+            *r = picolm_agent_result {
+                stop: match out.stop {
+                    AgentStop::Answered => picolm_agent_stop::PICOLM_AGENT_ANSWERED,
+                    AgentStop::MaxIterations => picolm_agent_stop::PICOLM_AGENT_MAX_ITERATIONS,
+                    AgentStop::Cancelled => picolm_agent_stop::PICOLM_AGENT_CANCELLED,
+                    AgentStop::ToolCallsPending => picolm_agent_stop::PICOLM_AGENT_TOOL_CALLS_PENDING,
+                },
+                iterations: out.iterations as u32,
+                n_tool_calls: out.calls.len() as u32,
+                answer: c_string(&out.answer),
+                tool_calls_json: if out.pending_calls.is_empty() {
+                    std::ptr::null_mut()
+                } else {
+                    c_string(&tool_calls_json(&out.pending_calls))
+                },
+                messages_json: c_string(&messages_json),
+            };
+        }
+        Ok(())
+    })
+}
