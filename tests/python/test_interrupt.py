@@ -1,0 +1,77 @@
+"""Ctrl-C during generation raises KeyboardInterrupt promptly and leaves the model usable."""
+
+from __future__ import annotations
+
+import _thread
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+import picolm
+
+LONG = "Write a very long story about a dragon who learns to cook. Chapter 1:"
+
+
+def _interrupt_soon(how: str, delay: float = 0.4) -> threading.Timer:
+    main = threading.main_thread().ident
+
+    def fire() -> None:
+        if how == "signal":
+            signal.pthread_kill(main, signal.SIGINT)
+        else:
+            _thread.interrupt_main()
+
+    t = threading.Timer(delay, fire)
+    t.start()
+    return t
+
+
+def _run_until_interrupted(run) -> float:
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        while time.monotonic() - start < 30:
+            run()
+    return time.monotonic() - start
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pthread_kill")
+@pytest.mark.parametrize("how", ["signal", "interrupt_main"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_interrupt_is_prompt(q4_path, how, stream):
+    with picolm.Model(q4_path, n_ctx=512, n_threads=2) as m:
+        ref = m.generate_full("The capital of France is", max_tokens=12)
+
+        def run() -> None:
+            if stream:
+                for _ in m.generate(LONG, max_tokens=450, temperature=0.8, stream=True):
+                    pass
+            else:
+                m.generate(LONG, max_tokens=450, temperature=0.8)
+
+        t = _interrupt_soon(how)
+        elapsed = _run_until_interrupted(run)
+        t.join()
+        assert elapsed < 0.4 + 2.0
+        # The model still works and gives the same greedy output.
+        again = m.generate_full("The capital of France is", max_tokens=12)
+        assert again.tokens == ref.tokens
+
+
+def test_interrupt_during_prefill(q4_path):
+    with picolm.Model(q4_path, n_ctx=512, n_threads=2, n_batch=8) as m:
+        prompt = "word " * 480
+
+        def run() -> None:
+            m.reset()
+            m.generate(prompt, max_tokens=1)
+
+        t = _interrupt_soon("interrupt_main", 0.3)
+        elapsed = _run_until_interrupted(run)
+        t.join()
+        assert elapsed < 0.3 + 2.0
+        cached = m.cached_tokens
+        assert len(cached) % 8 == 0  # stopped between batches, keeping what was evaluated
+        assert cached == m.tokenize(prompt)[: len(cached)]
