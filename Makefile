@@ -14,7 +14,7 @@ export CARGO_TARGET_DIR ?= $(CURDIR)/target
 REL := $(CARGO_TARGET_DIR)/release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 CSTD := -std=c11 -Wall -Wextra -Werror -pedantic
-MODELS ?= $(CURDIR)/models
+MODELS ?= $(or $(PICOLM_MODELS),$(CURDIR)/models)
 SHARED ?= $(CURDIR)/../shared
 # Extra libraries a static link of a Rust library needs (cargo rustc -- --print native-static-libs).
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
