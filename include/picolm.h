@@ -1008,6 +1008,21 @@ enum picolm_result picolm_bench(const char *path,
                                 uintptr_t cap,
                                 uintptr_t *needed);
 
+/**
+ * Quantizes the GGUF model at `src_path` into `dst_path` (both NUL-terminated paths). `type_name` is one of
+ * F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K Q4_K_M Q5_K_M (case-insensitive); tensor types
+ * follow llama.cpp's rules (norms F32, output Q6_K, `_M` mixes, fallbacks for rows that are not whole K blocks).
+ * `bytes_in` / `bytes_out` (may be NULL) receive the tensor data sizes. Uses all CPUs.
+ *
+ * # Safety
+ * Strings NUL-terminated; out-parameters NULL or writable.
+ */
+enum picolm_result picolm_model_quantize(const char *src_path,
+                                         const char *dst_path,
+                                         const char *type_name,
+                                         uint64_t *bytes_in,
+                                         uint64_t *bytes_out);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

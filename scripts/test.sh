@@ -11,6 +11,9 @@ scripts/fetch-models.sh
 echo "== Rust tests"
 cargo test --release --workspace
 
+echo "== ARM kernels under qemu (skipped with the reason when the cross tools are missing)"
+scripts/test-arm.sh
+
 if [ -f Makefile ]; then
   echo "== C library: header drift, C API tests, CLI tests"
   make check-header

@@ -6,6 +6,7 @@
  *   picolm perplexity MODEL.gguf -f TEXT_FILE [-c 512] [-b 512] [--chunks N] [-j THREADS] [--json]
  *   picolm bench MODEL.gguf [-p 512] [-n 128] [-j 1,2] [-r 3] [--stream-weights] [--kv q8_0] [--json]
  *   picolm tokenize MODEL.gguf [-p TEXT] [--no-special]
+ *   picolm quantize IN.gguf OUT.gguf TYPE       (TYPE: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K Q4_K_M Q5_K_M F16 ...)
  *
  * Only generated text goes to stdout; statistics and errors go to stderr. Exit status: 0 success, 1 runtime
  * error, 2 usage error. Written against the public C API only (include/picolm.h).
@@ -47,6 +48,8 @@ static void print_help(FILE *f) {
           "       picolm perplexity MODEL.gguf -f FILE   perplexity of a text (llama.cpp's method)\n"
           "       picolm bench MODEL.gguf [options]      prefill/decode speed (llama-bench style)\n"
           "       picolm tokenize MODEL.gguf -p TEXT      print token ids\n"
+          "       picolm quantize IN.gguf OUT.gguf TYPE  quantize (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K\n"
+          "                                              Q4_K_M Q5_K_M F16 BF16 F32)\n"
           "\nGeneration options:\n"
           "  -p PROMPT          prompt (default: read standard input)\n"
           "  -n N               max tokens to generate (default 256)\n"
@@ -494,6 +497,15 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--version")) { printf("picolm %s\n", picolm_version()); return 0; }
     if (!strcmp(argv[1], "perplexity")) return cmd_perplexity(argc, argv);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
+    if (!strcmp(argv[1], "quantize")) {
+        if (argc != 5) return usage_error("%s", "quantize needs IN.gguf OUT.gguf TYPE");
+        uint64_t in = 0, out = 0;
+        picolm_result r = picolm_model_quantize(argv[2], argv[3], argv[4], &in, &out);
+        if (r != PICOLM_OK) return api_error(r, "quantization failed");
+        fprintf(stderr, "quantized %s -> %s (%s): %.1f MiB -> %.1f MiB of tensor data\n", argv[2], argv[3], argv[4],
+                in / 1048576.0, out / 1048576.0);
+        return 0;
+    }
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc, argv);
     if (argv[1][0] == '-') return usage_error("the first argument must be the model file, got '%s'", argv[1]);
     return cmd_generate(argc, argv);

@@ -31,4 +31,5 @@ pub use session::{Session, SessionParams};
 pub mod perplexity;
 pub mod memory;
 pub mod bench;
+pub mod quantize;
 pub mod simd;

@@ -193,3 +193,14 @@ pub(crate) fn nearest_int(v: f32) -> i32 {
 
 #[cfg(test)]
 mod tests;
+
+/// The 16 signed scales of a Q3_K block's packed `scales[12]` (shared with the SIMD kernels).
+pub(crate) fn q3_k_scales(s: &[u8]) -> [i32; 16] {
+    kquants::q3_scales(s)
+}
+
+/// The 6-bit scale and min of sub-block `j` (0..8) of a Q4_K/Q5_K block's packed `scales[12]`.
+#[allow(dead_code)] // used by the aarch64 kernels
+pub(crate) fn k4_scale_min(j: usize, scales: &[u8]) -> (u8, u8) {
+    kquants::scale_min_k4(j, scales)
+}

@@ -5,6 +5,8 @@
 //! reference on random blocks. [`vec_dot_kernel`] returns the best kernel for a weight type on this CPU, or `None`
 //! to use the scalar path.
 
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 
@@ -20,6 +22,9 @@ pub fn cpu_path() -> &'static str {
     if x86_avx2::available() {
         return "x86_64-avx2-fma";
     }
+    #[cfg(target_arch = "aarch64")]
+    return if aarch64_neon::has_dotprod() { "aarch64-neon-dotprod" } else { "aarch64-neon" };
+    #[allow(unreachable_code)]
     "scalar"
 }
 
@@ -33,8 +38,13 @@ pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
     if x86_avx2::available() {
         return x86_avx2::kernel(ty);
     }
-    let _ = ty;
-    None
+    #[cfg(target_arch = "aarch64")]
+    return aarch64_neon::kernel(ty);
+    #[allow(unreachable_code)]
+    {
+        let _ = ty;
+        None
+    }
 }
 
 #[cfg(test)]
@@ -76,6 +86,29 @@ mod tests {
         let magnitude: f32 = w.iter().zip(x).map(|(a, b)| (a * b).abs()).sum::<f32>().max(1e-6);
         let tol = 2e-5 * magnitude + 1e-6;
         assert!((reference - fast).abs() <= tol, "{ty}: n={n} reference {reference} simd {fast} (tol {tol})");
+    }
+
+    /// The CPUs with SIMD paths must actually hand out kernels (so the comparison below cannot silently skip).
+    #[test]
+    fn simd_kernels_exist_on_simd_cpus() {
+        eprintln!("cpu path: {}", cpu_path());
+        if std::env::var_os("PICOLM_FORCE_SCALAR").is_some() {
+            return;
+        }
+        let expected: &[GgmlType] = match cpu_path() {
+            p if p.starts_with("x86_64-avx2") => &[
+                GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
+                GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K,
+                GgmlType::Q6_K,
+            ],
+            p if p.starts_with("aarch64-neon") => {
+                &[GgmlType::F32, GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K]
+            }
+            _ => &[],
+        };
+        for &ty in expected {
+            assert!(vec_dot_kernel(ty).is_some(), "no {} kernel for {ty}", cpu_path());
+        }
     }
 
     #[test]

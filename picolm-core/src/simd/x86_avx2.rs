@@ -25,7 +25,10 @@ pub fn kernel(ty: GgmlType) -> Option<VecDotFn> {
         GgmlType::Q5_0 => dot_q5_0,
         GgmlType::Q5_1 => dot_q5_1,
         GgmlType::Q8_0 => dot_q8_0,
+        GgmlType::Q2_K => dot_q2_k,
+        GgmlType::Q3_K => dot_q3_k,
         GgmlType::Q4_K => dot_q4_k,
+        GgmlType::Q5_K => dot_q5_k,
         GgmlType::Q6_K => dot_q6_k,
         _ => return None,
     })
@@ -58,7 +61,10 @@ safe_kernel!(dot_q4_1, q4_1_avx2, 32, 20, 36);
 safe_kernel!(dot_q5_0, q5_0_avx2, 32, 22, 34);
 safe_kernel!(dot_q5_1, q5_1_avx2, 32, 24, 36);
 safe_kernel!(dot_q8_0, q8_0_avx2, 32, 34, 34);
+safe_kernel!(dot_q2_k, q2_k_avx2, 256, 84, 292);
+safe_kernel!(dot_q3_k, q3_k_avx2, 256, 110, 292);
 safe_kernel!(dot_q4_k, q4_k_avx2, 256, 144, 292);
+safe_kernel!(dot_q5_k, q5_k_avx2, 256, 176, 292);
 safe_kernel!(dot_q6_k, q6_k_avx2, 256, 210, 292);
 
 // ---- helpers (all inlined into the target-feature functions) ----
@@ -345,4 +351,108 @@ unsafe fn q6_k_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_ps(acc)
+}
+
+/// Multiplies 16 i16 products by two group scales (lanes 0..7 by `lo`, 8..15 by `hi`) and sums pairs to i32.
+#[inline(always)]
+unsafe fn scale_pairs(p: __m256i, lo: i32, hi: i32) -> __m256i {
+    _mm256_madd_epi16(p, _mm256_set_m128i(_mm_set1_epi16(hi as i16), _mm_set1_epi16(lo as i16)))
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q2_k_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = 0.0f32;
+    let m3 = _mm256_set1_epi8(3);
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * 84), x.add(i * 292));
+        let dx = q8k_d(xb);
+        let d = fp16(wb.add(80)) * dx;
+        let dmin = fp16(wb.add(82)) * dx;
+        let scales = std::slice::from_raw_parts(wb, 16);
+        let mut summ = 0i32;
+        for (g, &sc) in scales.iter().enumerate() {
+            summ += (sc >> 4) as i32 * q8k_bsum(xb, g);
+        }
+        acc_m += dmin * summ as f32;
+        let mut sumi = _mm256_setzero_si256();
+        for half in 0..2 {
+            let bits = load256(wb.add(16 + 32 * half));
+            for s in 0..4 {
+                let q = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * s as i32)), m3);
+                let y = load256(xb.add(4 + 128 * half + 32 * s));
+                let g = half * 8 + 2 * s;
+                let p = _mm256_maddubs_epi16(q, y);
+                sumi = _mm256_add_epi32(sumi, scale_pairs(p, (scales[g] & 0xF) as i32, (scales[g + 1] & 0xF) as i32));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc) - acc_m
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q3_k_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let m3 = _mm256_set1_epi8(3);
+    let four = _mm256_set1_epi8(4);
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * 110), x.add(i * 292));
+        let d = fp16(wb.add(108)) * q8k_d(xb);
+        let scales = crate::quant::q3_k_scales(std::slice::from_raw_parts(wb.add(96), 12));
+        let hm = load256(wb);
+        let mut sumi = _mm256_setzero_si256();
+        for half in 0..2 {
+            let bits = load256(wb.add(32 + 32 * half));
+            for s in 0..4 {
+                let low = _mm256_and_si256(_mm256_srl_epi16(bits, _mm_cvtsi32_si128(2 * s as i32)), m3);
+                let bit = _mm256_set1_epi8((1u8 << (half * 4 + s)) as i8);
+                // 4 where the high bit is clear: q = low - 4 there, q = low elsewhere.
+                let sub = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), _mm256_setzero_si256()), four);
+                let y = load256(xb.add(4 + 128 * half + 32 * s));
+                let p = _mm256_sub_epi16(_mm256_maddubs_epi16(low, y), _mm256_maddubs_epi16(sub, y));
+                let g = half * 8 + 2 * s;
+                sumi = _mm256_add_epi32(sumi, scale_pairs(p, scales[g], scales[g + 1]));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_k_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_m = 0.0f32;
+    let m4 = _mm256_set1_epi8(0x0F);
+    let one = _mm256_set1_epi8(1);
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * 176), x.add(i * 292));
+        let dx = q8k_d(xb);
+        let d = fp16(wb) * dx;
+        let dmin = fp16(wb.add(2)) * dx;
+        let (sc, m) = scales_mins_k4(wb.add(4));
+        let mut summ = 0i32;
+        for j in 0..8 {
+            summ += m[j] as i32 * (q8k_bsum(xb, 2 * j) + q8k_bsum(xb, 2 * j + 1));
+        }
+        acc_m += dmin * summ as f32;
+        let qh = load256(wb.add(16));
+        let (qs, q8) = (wb.add(48), xb.add(4));
+        let mut sumi = _mm256_setzero_si256();
+        for j in 0..4 {
+            let bits = load256(qs.add(32 * j));
+            let hl = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)), one), 4);
+            let hh = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)), one), 4);
+            let lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hl);
+            let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh);
+            let pl = _mm256_maddubs_epi16(lo, load256(q8.add(64 * j)));
+            let ph = _mm256_maddubs_epi16(hi, load256(q8.add(64 * j + 32)));
+            let pl = _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j] as i16));
+            let ph = _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1] as i16));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc) - acc_m
 }

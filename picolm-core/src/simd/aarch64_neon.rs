@@ -1,0 +1,272 @@
+//! aarch64 kernels using NEON (every 64-bit Raspberry Pi), with the `sdot` instruction where the CPU has the
+//! dot-product extension (Pi 5's Cortex-A76; not the Cortex-A53/A72 of the Zero 2W, 3 and 4).
+//!
+//! `sdot` is emitted with inline assembly (`.arch_extension dotprod`) because its intrinsic is not stable in Rust;
+//! the `sdot` variants are only handed out when `is_aarch64_feature_detected!("dotprod")` is true. Every public
+//! function is a safe wrapper that checks slice lengths first.
+
+use std::arch::aarch64::*;
+
+use super::VecDotFn;
+use crate::ggml_type::GgmlType;
+
+/// Whether the CPU has the dot-product extension.
+pub fn has_dotprod() -> bool {
+    std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
+/// The NEON kernel for weights of type `ty`, if there is one (NEON is part of every aarch64 CPU).
+pub fn kernel(ty: GgmlType) -> Option<VecDotFn> {
+    let dot = has_dotprod();
+    Some(match ty {
+        GgmlType::F32 => dot_f32,
+        GgmlType::F16 => dot_f16,
+        GgmlType::Q4_0 if dot => dot_q4_0_sdot,
+        GgmlType::Q4_0 => dot_q4_0,
+        GgmlType::Q4_1 if dot => dot_q4_1_sdot,
+        GgmlType::Q4_1 => dot_q4_1,
+        GgmlType::Q8_0 if dot => dot_q8_0_sdot,
+        GgmlType::Q8_0 => dot_q8_0,
+        GgmlType::Q4_K if dot => dot_q4_k_sdot,
+        GgmlType::Q4_K => dot_q4_k,
+        GgmlType::Q6_K if dot => dot_q6_k_sdot,
+        GgmlType::Q6_K => dot_q6_k,
+        _ => return None,
+    })
+}
+
+fn blocks(n: usize, block: usize, w: &[u8], w_bytes: usize, x: &[u8], x_bytes: usize) -> usize {
+    assert!(n % block == 0, "row length {n} is not a multiple of {block}");
+    let nb = n / block;
+    assert!(w.len() >= nb * w_bytes && x.len() >= nb * x_bytes, "kernel slices too short for {n} values");
+    nb
+}
+
+macro_rules! safe_kernel {
+    ($name:ident, $inner:ident, $dot:expr, $block:expr, $wb:expr, $xb:expr) => {
+        fn $name(n: usize, w: &[u8], x: &[u8]) -> f32 {
+            let nb = blocks(n, $block, w, $wb, x, $xb);
+            // SAFETY: NEON is mandatory on aarch64; the `sdot` variants are only handed out by `kernel` when the
+            // CPU reports the dot-product extension; `blocks` checked that both slices hold `nb` whole blocks and
+            // the kernel reads only inside them.
+            unsafe { $inner::<$dot>(nb, w.as_ptr(), x.as_ptr()) }
+        }
+    };
+}
+
+safe_kernel!(dot_q4_0, q4_0_neon, false, 32, 18, 34);
+safe_kernel!(dot_q4_0_sdot, q4_0_neon, true, 32, 18, 34);
+safe_kernel!(dot_q4_1, q4_1_neon, false, 32, 20, 36);
+safe_kernel!(dot_q4_1_sdot, q4_1_neon, true, 32, 20, 36);
+safe_kernel!(dot_q8_0, q8_0_neon, false, 32, 34, 34);
+safe_kernel!(dot_q8_0_sdot, q8_0_neon, true, 32, 34, 34);
+safe_kernel!(dot_q4_k, q4_k_neon, false, 256, 144, 292);
+safe_kernel!(dot_q4_k_sdot, q4_k_neon, true, 256, 144, 292);
+safe_kernel!(dot_q6_k, q6_k_neon, false, 256, 210, 292);
+safe_kernel!(dot_q6_k_sdot, q6_k_neon, true, 256, 210, 292);
+
+fn dot_f32(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, 16, w, 64, x, 64);
+    // SAFETY: NEON is mandatory on aarch64; both slices hold `nb * 16` f32 values (checked above).
+    unsafe { f32_neon(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+fn dot_f16(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, 8, w, 16, x, 16);
+    // SAFETY: NEON is mandatory on aarch64 (`fcvtl` is base NEON); both slices hold `nb * 8` f16 values.
+    unsafe { f16_neon(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+// ---- helpers ----
+
+#[inline(always)]
+unsafe fn fp16(p: *const u8) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([*p, *p.add(1)])).to_f32()
+}
+
+/// `acc + Σ a·b` over groups of 4 bytes, as `sdot` computes it (or its NEON equivalent without the extension).
+#[inline(always)]
+unsafe fn dot_i8<const SDOT: bool>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    if SDOT {
+        let mut acc = acc;
+        std::arch::asm!(
+            ".arch_extension dotprod",
+            "sdot {acc:v}.4s, {a:v}.16b, {b:v}.16b",
+            acc = inout(vreg) acc,
+            a = in(vreg) a,
+            b = in(vreg) b,
+            options(pure, nomem, nostack)
+        );
+        acc
+    } else {
+        let lo = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+        let hi = vmull_high_s8(a, b);
+        vaddq_s32(acc, vaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)))
+    }
+}
+
+/// Widens 4 half floats to f32 (`fcvtl`, base NEON).
+#[inline(always)]
+unsafe fn cvt_f16x4(bits: uint16x4_t) -> float32x4_t {
+    let out: float32x4_t;
+    std::arch::asm!("fcvtl {o:v}.4s, {i:v}.4h", o = out(vreg) out, i = in(vreg) bits, options(pure, nomem, nostack));
+    out
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn f32_neon(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let (w, x) = (w as *const f32, x as *const f32);
+    let mut acc = [vdupq_n_f32(0.0); 4];
+    for i in 0..nb {
+        for (k, a) in acc.iter_mut().enumerate() {
+            *a = vfmaq_f32(*a, vld1q_f32(w.add(16 * i + 4 * k)), vld1q_f32(x.add(16 * i + 4 * k)));
+        }
+    }
+    vaddvq_f32(vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3])))
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn f16_neon(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let (w, x) = (w as *const u16, x as *const u16);
+    let mut acc0 = vdupq_n_f32(0.0);
+    let mut acc1 = vdupq_n_f32(0.0);
+    for i in 0..nb {
+        let wv = vld1q_u16(w.add(8 * i));
+        let xv = vld1q_u16(x.add(8 * i));
+        acc0 = vfmaq_f32(acc0, cvt_f16x4(vget_low_u16(wv)), cvt_f16x4(vget_low_u16(xv)));
+        acc1 = vfmaq_f32(acc1, cvt_f16x4(vget_high_u16(wv)), cvt_f16x4(vget_high_u16(xv)));
+    }
+    vaddvq_f32(vaddq_f32(acc0, acc1))
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q8_0_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = vdupq_n_f32(0.0);
+    for i in 0..nb {
+        let (wb, xb) = (w.add(34 * i), x.add(34 * i));
+        let wq = (wb.add(2) as *const i8, xb.add(2) as *const i8);
+        let s = dot_i8::<SDOT>(vdupq_n_s32(0), vld1q_s8(wq.0), vld1q_s8(wq.1));
+        let s = dot_i8::<SDOT>(s, vld1q_s8(wq.0.add(16)), vld1q_s8(wq.1.add(16)));
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16(wb) * fp16(xb));
+    }
+    vaddvq_f32(acc)
+}
+
+/// The 32 nibbles of a Q4 block as bytes: (low nibbles = elements 0..16, high nibbles = elements 16..32).
+#[inline(always)]
+unsafe fn nibbles(p: *const u8) -> (uint8x16_t, uint8x16_t) {
+    let v = vld1q_u8(p);
+    (vandq_u8(v, vdupq_n_u8(0x0F)), vshrq_n_u8(v, 4))
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q4_0_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = vdupq_n_f32(0.0);
+    let eight = vdupq_n_s8(8);
+    for i in 0..nb {
+        let (wb, xb) = (w.add(18 * i), x.add(34 * i));
+        let (lo, hi) = nibbles(wb.add(2));
+        let lo = vsubq_s8(vreinterpretq_s8_u8(lo), eight);
+        let hi = vsubq_s8(vreinterpretq_s8_u8(hi), eight);
+        let y = xb.add(2) as *const i8;
+        let s = dot_i8::<SDOT>(vdupq_n_s32(0), lo, vld1q_s8(y));
+        let s = dot_i8::<SDOT>(s, hi, vld1q_s8(y.add(16)));
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16(wb) * fp16(xb));
+    }
+    vaddvq_f32(acc)
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q4_1_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = vdupq_n_f32(0.0);
+    let mut mins = 0.0f32;
+    for i in 0..nb {
+        let (wb, xb) = (w.add(20 * i), x.add(36 * i));
+        mins += fp16(wb.add(2)) * fp16(xb.add(2));
+        let (lo, hi) = nibbles(wb.add(4));
+        let y = xb.add(4) as *const i8;
+        // Nibbles are 0..15, so they are valid signed bytes.
+        let s = dot_i8::<SDOT>(vdupq_n_s32(0), vreinterpretq_s8_u8(lo), vld1q_s8(y));
+        let s = dot_i8::<SDOT>(s, vreinterpretq_s8_u8(hi), vld1q_s8(y.add(16)));
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16(wb) * fp16(xb));
+    }
+    vaddvq_f32(acc) + mins
+}
+
+#[inline(always)]
+unsafe fn q8k_d(xb: *const u8) -> f32 {
+    f32::from_le_bytes([*xb, *xb.add(1), *xb.add(2), *xb.add(3)])
+}
+
+#[inline(always)]
+unsafe fn q8k_bsum(xb: *const u8, k: usize) -> i32 {
+    i16::from_le_bytes([*xb.add(260 + 2 * k), *xb.add(261 + 2 * k)]) as i32
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q4_k_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut total = 0.0f32;
+    for i in 0..nb {
+        let (wb, xb) = (w.add(144 * i), x.add(292 * i));
+        let dx = q8k_d(xb);
+        let scales = std::slice::from_raw_parts(wb.add(4), 12);
+        let mut summ = 0i32;
+        let mut sumi = 0i32;
+        for j in 0..4 {
+            let (sc_lo, m_lo) = crate::quant::k4_scale_min(2 * j, scales);
+            let (sc_hi, m_hi) = crate::quant::k4_scale_min(2 * j + 1, scales);
+            summ += m_lo as i32 * (q8k_bsum(xb, 4 * j) + q8k_bsum(xb, 4 * j + 1));
+            summ += m_hi as i32 * (q8k_bsum(xb, 4 * j + 2) + q8k_bsum(xb, 4 * j + 3));
+            let q = wb.add(16 + 32 * j);
+            let y = xb.add(4 + 64 * j) as *const i8;
+            let (a_lo, a_hi) = nibbles(q);
+            let (b_lo, b_hi) = nibbles(q.add(16));
+            let s_lo = dot_i8::<SDOT>(vdupq_n_s32(0), vreinterpretq_s8_u8(a_lo), vld1q_s8(y));
+            let s_lo = dot_i8::<SDOT>(s_lo, vreinterpretq_s8_u8(b_lo), vld1q_s8(y.add(16)));
+            let s_hi = dot_i8::<SDOT>(vdupq_n_s32(0), vreinterpretq_s8_u8(a_hi), vld1q_s8(y.add(32)));
+            let s_hi = dot_i8::<SDOT>(s_hi, vreinterpretq_s8_u8(b_hi), vld1q_s8(y.add(48)));
+            sumi += vaddvq_s32(s_lo) * sc_lo as i32 + vaddvq_s32(s_hi) * sc_hi as i32;
+        }
+        total += fp16(wb) * dx * sumi as f32 - fp16(wb.add(2)) * dx * summ as f32;
+    }
+    total
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q6_k_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut total = 0.0f32;
+    let m4 = vdupq_n_u8(0x0F);
+    let m3 = vdupq_n_u8(0x03);
+    let m32 = vdupq_n_s8(32);
+    for i in 0..nb {
+        let (wb, xb) = (w.add(210 * i), x.add(292 * i));
+        let scales = wb.add(192) as *const i8;
+        let mut sumi = 0i32;
+        for half in 0..2 {
+            let ql = wb.add(64 * half);
+            let qh = wb.add(128 + 32 * half);
+            let y = xb.add(4 + 128 * half) as *const i8;
+            for part in 0..2 {
+                // 16 of the 32 positions l of this half.
+                let l = 16 * part;
+                let a = vld1q_u8(ql.add(l));
+                let b = vld1q_u8(ql.add(32 + l));
+                let h = vld1q_u8(qh.add(l));
+                let q = [
+                    vorrq_u8(vandq_u8(a, m4), vshlq_n_u8(vandq_u8(h, m3), 4)),
+                    vorrq_u8(vandq_u8(b, m4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h, 2), m3), 4)),
+                    vorrq_u8(vshrq_n_u8(a, 4), vshlq_n_u8(vandq_u8(vshrq_n_u8(h, 4), m3), 4)),
+                    vorrq_u8(vshrq_n_u8(b, 4), vshlq_n_u8(vshrq_n_u8(h, 6), 4)),
+                ];
+                for (k, qk) in q.iter().enumerate() {
+                    let v = vsubq_s8(vreinterpretq_s8_u8(*qk), m32);
+                    let s = dot_i8::<SDOT>(vdupq_n_s32(0), v, vld1q_s8(y.add(32 * k + l)));
+                    // Value index half*128 + 32k + l: group (32k + l) / 16 = 2k + part.
+                    sumi += vaddvq_s32(s) * *scales.add(8 * half + 2 * k + part) as i32;
+                }
+            }
+        }
+        total += fp16(wb.add(208)) * q8k_d(xb) * sumi as f32;
+    }
+    total
+}
