@@ -404,7 +404,7 @@ int main(int argc, char **argv) {
     test_tokens(m);
     test_generate(m);
     test_context_overflow(m);
-    test_json_and_chat(m);
+    if (!quick) test_json_and_chat(m);
     if (!quick) test_agent(m);
     if (!quick) test_cancel(m);
     picolm_model_free(m);

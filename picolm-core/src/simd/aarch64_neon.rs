@@ -7,7 +7,7 @@
 
 use std::arch::aarch64::*;
 
-use super::VecDotFn;
+use super::{blocks, VecDotFn};
 use crate::ggml_type::GgmlType;
 
 /// Whether the CPU has the dot-product extension.
@@ -35,12 +35,6 @@ pub fn kernel(ty: GgmlType) -> Option<VecDotFn> {
     })
 }
 
-fn blocks(n: usize, block: usize, w: &[u8], w_bytes: usize, x: &[u8], x_bytes: usize) -> usize {
-    assert!(n % block == 0, "row length {n} is not a multiple of {block}");
-    let nb = n / block;
-    assert!(w.len() >= nb * w_bytes && x.len() >= nb * x_bytes, "kernel slices too short for {n} values");
-    nb
-}
 
 macro_rules! safe_kernel {
     ($name:ident, $inner:ident, $dot:expr, $block:expr, $wb:expr, $xb:expr) => {

@@ -16,6 +16,16 @@ use crate::ggml_type::GgmlType;
 /// dot-product format. Safe to call: lengths are checked by the wrapper (panics on a caller bug).
 pub type VecDotFn = fn(n: usize, w: &[u8], x: &[u8]) -> f32;
 
+/// Checks that `w` and `x` hold `n / block` blocks of the given sizes; returns the block count. Panics on a
+/// caller bug (the kernels' safe wrappers call it before any pointer arithmetic).
+#[allow(dead_code)] // unused on targets without SIMD kernels
+fn blocks(n: usize, block: usize, w: &[u8], w_bytes: usize, x: &[u8], x_bytes: usize) -> usize {
+    assert!(n % block == 0, "row length {n} is not a multiple of {block}");
+    let nb = n / block;
+    assert!(w.len() >= nb * w_bytes && x.len() >= nb * x_bytes, "kernel slices too short for {n} values");
+    nb
+}
+
 /// The kernel path in use on this CPU (`"x86_64-avx2-fma"`, `"scalar"`, ...).
 pub fn cpu_path() -> &'static str {
     #[cfg(target_arch = "x86_64")]

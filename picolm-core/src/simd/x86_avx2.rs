@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::VecDotFn;
+use super::{blocks, VecDotFn};
 use crate::ggml_type::GgmlType;
 
 /// Whether this CPU has AVX2, FMA and F16C.
@@ -34,13 +34,6 @@ pub fn kernel(ty: GgmlType) -> Option<VecDotFn> {
     })
 }
 
-/// Checks that `w` and `x` hold `n / block` blocks of the given sizes; returns the block count.
-fn blocks(n: usize, block: usize, w: &[u8], w_bytes: usize, x: &[u8], x_bytes: usize) -> usize {
-    assert!(n % block == 0, "row length {n} is not a multiple of {block}");
-    let nb = n / block;
-    assert!(w.len() >= nb * w_bytes && x.len() >= nb * x_bytes, "kernel slices too short for {n} values");
-    nb
-}
 
 macro_rules! safe_kernel {
     ($name:ident, $inner:ident, $block:expr, $wb:expr, $xb:expr) => {

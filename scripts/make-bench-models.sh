@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Makes the benchmark models with TinyLlama-1.1B's shapes (22 layers, 2048 wide, 5632 FFN, 32/4 heads): random
+# N(0, 0.02) weights with a fixed seed from ../shared/tools/make_synthetic_llama.py (SmolLM2's tokenizer), written
+# as F16, then quantized by PicoLM's own quantizer to Q4_0, Q8_0 and Q4_K_M.
+# Usage: scripts/make-bench-models.sh [OUT_DIR]   (default: models/bench; about 4.5 GB)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+out="${1:-models/bench}"
+shared="${PICOLM_SHARED:-$root/../shared}"
+models="$(scripts/fetch-models.sh)"
+mkdir -p "$out"
+python3 -c "import numpy, gguf" 2>/dev/null || python3 -m pip install --quiet numpy gguf
+f16="$out/tinyllama-shape-F16.gguf"
+if [ ! -s "$f16" ]; then
+  python3 "$shared/tools/make_synthetic_llama.py" "$models/SmolLM2-135M-Instruct.Q4_1.gguf" "$f16.part" 1234
+  mv "$f16.part" "$f16"
+fi
+make -s cli >&2
+for t in Q4_0 Q8_0 Q4_K_M; do
+  dst="$out/tinyllama-shape-$t.gguf"
+  [ -s "$dst" ] || build/picolm quantize "$f16" "$dst" "$t"
+done
+ls -l "$out"
