@@ -70,7 +70,7 @@ if [ -w "$base" ] && [ -f "$base/memory.limit_in_bytes" ]; then
   echo $((limit_mb * 1024 * 1024)) > "$cg/memory.memsw.limit_in_bytes" 2>/dev/null || true
   # Start every run with the model out of the page cache, as after a reboot of the board.
   drop() { sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
-  incg() { sh -c 'echo $$ > "$0/cgroup.procs" && shift && exec "$@"' "$cg" "$@"; }
+  incg() { sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@"; }
   echo
   echo "inside a memory cgroup limited to $limit_mb MiB:"
   echo
