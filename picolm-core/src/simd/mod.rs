@@ -26,8 +26,17 @@ fn blocks(n: usize, block: usize, w: &[u8], w_bytes: usize, x: &[u8], x_bytes: u
     nb
 }
 
-/// The kernel path in use on this CPU (`"x86_64-avx2-fma"`, `"scalar"`, ...).
+/// Whether `PICOLM_FORCE_SCALAR` is set (read once): every kernel is then the scalar reference.
+fn force_scalar() -> bool {
+    static FORCE_SCALAR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FORCE_SCALAR.get_or_init(|| std::env::var_os("PICOLM_FORCE_SCALAR").is_some())
+}
+
+/// The kernel path in use on this CPU (`"x86_64-avx2-fma"`, `"aarch64-neon-dotprod"`, `"scalar"`, ...).
 pub fn cpu_path() -> &'static str {
+    if force_scalar() {
+        return "scalar (PICOLM_FORCE_SCALAR)";
+    }
     #[cfg(target_arch = "x86_64")]
     if x86_avx2::available() {
         return "x86_64-avx2-fma";
@@ -40,8 +49,7 @@ pub fn cpu_path() -> &'static str {
 
 /// The fastest dot-product kernel for weights of type `ty` on this CPU, if a SIMD one exists.
 pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
-    static FORCE_SCALAR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *FORCE_SCALAR.get_or_init(|| std::env::var_os("PICOLM_FORCE_SCALAR").is_some()) {
+    if force_scalar() {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
@@ -102,9 +110,6 @@ mod tests {
     #[test]
     fn simd_kernels_exist_on_simd_cpus() {
         eprintln!("cpu path: {}", cpu_path());
-        if std::env::var_os("PICOLM_FORCE_SCALAR").is_some() {
-            return;
-        }
         let expected: &[GgmlType] = match cpu_path() {
             p if p.starts_with("x86_64-avx2") => &[
                 GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
