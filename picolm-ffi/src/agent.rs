@@ -10,7 +10,7 @@ use picolm_core::generate::GenerateParams;
 use picolm_core::model::Model;
 use picolm_core::sampler::SamplerParams;
 
-use crate::error::{check_struct_size, cstr_arg, guard, picolm_result, write_out, Failure};
+use crate::error::{read_params, cstr_arg, guard, picolm_result, write_out, Failure};
 use crate::model::{model_ref, picolm_model};
 use crate::session::{lock, picolm_session, session_ref};
 
@@ -421,16 +421,8 @@ pub unsafe extern "C" fn picolm_agent_run(
         let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
         let s = unsafe { session_ref(session) }?;
         let messages = unsafe { read_messages(msgs, n) }?;
-        let p = if params.is_null() {
-            let mut d = std::mem::MaybeUninit::<picolm_agent_params>::uninit();
-            // SAFETY: writes a full struct.
-            unsafe { picolm_agent_params_default(d.as_mut_ptr()) };
-            unsafe { d.assume_init() }
-        } else {
-            let size = unsafe { std::ptr::addr_of!((*params).struct_size).read() };
-            check_struct_size("picolm_agent_params", size, std::mem::size_of::<picolm_agent_params>())?;
-            unsafe { *params }
-        };
+        // SAFETY: caller contract of `params`.
+        let p = unsafe { read_params(params, "picolm_agent_params", picolm_agent_params_default) }?;
         let mut g = lock(s)?;
         if !Arc::ptr_eq(g.model(), &a.model) {
             return Err(Failure::invalid("the session belongs to a different model than the agent"));

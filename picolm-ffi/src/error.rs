@@ -215,6 +215,31 @@ pub(crate) unsafe fn write_out(bytes: &[u8], buf: *mut libc::c_char, cap: usize,
     Ok(())
 }
 
+/// A caller's params struct, or the defaults when `params` is NULL. Every params struct is `#[repr(C)]` with
+/// `struct_size: usize` as its first field; it is read and checked before the rest of the struct is trusted.
+///
+/// # Safety
+/// `params` is NULL or points to a readable params struct of the caller; `default` fully initialises a `T`.
+pub(crate) unsafe fn read_params<T: Copy>(
+    params: *const T,
+    name: &str,
+    default: unsafe extern "C" fn(*mut T) -> picolm_result,
+) -> Result<T, Failure> {
+    if params.is_null() {
+        let mut d = std::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: `default` writes a full struct into `d` (its contract), so it is initialised afterwards.
+        unsafe {
+            default(d.as_mut_ptr());
+            return Ok(d.assume_init());
+        }
+    }
+    // SAFETY: non-NULL caller struct whose first field is `struct_size: usize` (layout documented in the header).
+    let size = unsafe { (params as *const usize).read() };
+    check_struct_size(name, size, std::mem::size_of::<T>())?;
+    // SAFETY: the size matches this library's layout, so the whole struct is readable as a `T`.
+    Ok(unsafe { *params })
+}
+
 /// Checks the `struct_size` field of a caller params struct.
 pub(crate) fn check_struct_size(name: &str, given: usize, expected: usize) -> Result<(), Failure> {
     if given != expected {

@@ -3,7 +3,7 @@
 use picolm_core::generate::{GenerateParams, StopReason};
 use picolm_core::sampler::SamplerParams;
 
-use crate::error::{check_struct_size, cstr_arg, guard, picolm_result, str_arg, Failure};
+use crate::error::{read_params, cstr_arg, guard, picolm_result, str_arg, Failure};
 use crate::log::{log, picolm_log_level};
 use crate::session::{session_ref, picolm_session};
 
@@ -157,16 +157,8 @@ pub unsafe extern "C" fn picolm_session_generate(
         // SAFETY: caller contract for every pointer.
         let s = unsafe { session_ref(session) }?;
         let prompt = unsafe { str_arg(prompt, prompt_len, "prompt") }?;
-        let p = if params.is_null() {
-            let mut d = std::mem::MaybeUninit::<picolm_generate_params>::uninit();
-            // SAFETY: writes a full struct.
-            unsafe { picolm_generate_params_default(d.as_mut_ptr()) };
-            unsafe { d.assume_init() }
-        } else {
-            let size = unsafe { std::ptr::addr_of!((*params).struct_size).read() };
-            check_struct_size("picolm_generate_params", size, std::mem::size_of::<picolm_generate_params>())?;
-            unsafe { *params }
-        };
+        // SAFETY: caller contract of `params`.
+        let p = unsafe { read_params(params, "picolm_generate_params", picolm_generate_params_default) }?;
         let mut stop = Vec::with_capacity(p.n_stop);
         if p.n_stop > 0 {
             if p.stop.is_null() {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use picolm_core::model::{KvType, Model, ModelParams};
 
-use crate::error::{check_struct_size, cstr_arg, guard, picolm_result, write_out, Failure};
+use crate::error::{read_params, cstr_arg, guard, picolm_result, write_out, Failure};
 use crate::log::{log, picolm_log_level};
 
 /// Storage format of a session's KV cache.
@@ -92,19 +92,8 @@ pub unsafe extern "C" fn picolm_model_load(
         unsafe { *out = std::ptr::null_mut() };
         // SAFETY: documented contract of `path`.
         let path = unsafe { cstr_arg(path, "path") }?;
-        let p = if params.is_null() {
-            let mut d = std::mem::MaybeUninit::<picolm_model_params>::uninit();
-            // SAFETY: writes a full struct into `d`.
-            unsafe { picolm_model_params_default(d.as_mut_ptr()) };
-            // SAFETY: initialised just above.
-            unsafe { d.assume_init() }
-        } else {
-            // SAFETY: documented contract of `params` (struct_size checked before other fields are trusted).
-            let size = unsafe { std::ptr::addr_of!((*params).struct_size).read() };
-            check_struct_size("picolm_model_params", size, std::mem::size_of::<picolm_model_params>())?;
-            // SAFETY: the caller's struct has our layout (size checked).
-            unsafe { *params }
-        };
+        // SAFETY: documented contract of `params`.
+        let p = unsafe { read_params(params, "picolm_model_params", picolm_model_params_default) }?;
         if !p.use_mmap {
             return Err(Failure::new(picolm_result::PICOLM_ERR_UNSUPPORTED, "use_mmap = false is not supported"));
         }

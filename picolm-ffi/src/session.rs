@@ -6,7 +6,7 @@ use picolm_core::memory::MemoryUsage;
 use picolm_core::session::{Session, SessionParams};
 use picolm_core::CancelToken;
 
-use crate::error::{check_struct_size, cstr_arg, guard, picolm_result, Failure};
+use crate::error::{read_params, cstr_arg, guard, picolm_result, Failure};
 use crate::model::{model_ref, picolm_model};
 
 /// Session options. Initialise with `picolm_session_params_default`.
@@ -60,14 +60,8 @@ pub unsafe extern "C" fn picolm_session_new(
         unsafe { *out = std::ptr::null_mut() };
         // SAFETY: caller contract.
         let m = unsafe { model_ref(model) }?;
-        let n_ctx = if params.is_null() {
-            0
-        } else {
-            // SAFETY: caller contract; size checked before trusting the rest.
-            let size = unsafe { std::ptr::addr_of!((*params).struct_size).read() };
-            check_struct_size("picolm_session_params", size, std::mem::size_of::<picolm_session_params>())?;
-            unsafe { (*params).n_ctx as usize }
-        };
+        // SAFETY: caller contract of `params`.
+        let n_ctx = unsafe { read_params(params, "picolm_session_params", picolm_session_params_default) }?.n_ctx as usize;
         let sp = SessionParams { n_ctx, n_batch: m.n_batch, kv_type: m.kv_type };
         let session = Session::new(Arc::clone(&m.model), &sp)?;
         let handle = Box::new(picolm_session { session: Mutex::new(session), cancel: CancelToken::new() });

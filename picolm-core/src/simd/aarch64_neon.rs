@@ -7,7 +7,7 @@
 
 use std::arch::aarch64::*;
 
-use super::{blocks, VecDotFn};
+use super::{blocks, q8k_bsum, q8k_d, VecDotFn};
 use crate::ggml_type::GgmlType;
 
 /// Whether the CPU has the dot-product extension.
@@ -187,15 +187,6 @@ unsafe fn q4_1_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> 
     vaddvq_f32(acc) + mins
 }
 
-#[inline(always)]
-unsafe fn q8k_d(xb: *const u8) -> f32 {
-    f32::from_le_bytes([*xb, *xb.add(1), *xb.add(2), *xb.add(3)])
-}
-
-#[inline(always)]
-unsafe fn q8k_bsum(xb: *const u8, k: usize) -> i32 {
-    i16::from_le_bytes([*xb.add(260 + 2 * k), *xb.add(261 + 2 * k)]) as i32
-}
 
 #[target_feature(enable = "neon")]
 unsafe fn q4_k_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {

@@ -26,6 +26,26 @@ fn blocks(n: usize, block: usize, w: &[u8], w_bytes: usize, x: &[u8], x_bytes: u
     nb
 }
 
+/// The f32 scale of the Q8_K activation block at `xb` (layout: f32 d, i8 qs[256], i16 bsums[16]).
+///
+/// # Safety
+/// `xb` points to a whole Q8_K block (292 readable bytes).
+#[allow(dead_code)] // unused on targets without K-quant kernels
+#[inline(always)]
+unsafe fn q8k_d(xb: *const u8) -> f32 {
+    f32::from_le_bytes([*xb, *xb.add(1), *xb.add(2), *xb.add(3)])
+}
+
+/// The sum of the 16 activations of group `k` (0..16) of the Q8_K block at `xb`.
+///
+/// # Safety
+/// As [`q8k_d`].
+#[allow(dead_code)]
+#[inline(always)]
+unsafe fn q8k_bsum(xb: *const u8, k: usize) -> i32 {
+    i16::from_le_bytes([*xb.add(260 + 2 * k), *xb.add(261 + 2 * k)]) as i32
+}
+
 /// Whether `PICOLM_FORCE_SCALAR` is set (read once): every kernel is then the scalar reference.
 fn force_scalar() -> bool {
     static FORCE_SCALAR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

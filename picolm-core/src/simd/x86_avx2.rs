@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{blocks, VecDotFn};
+use super::{blocks, q8k_bsum, q8k_d, VecDotFn};
 use crate::ggml_type::GgmlType;
 
 /// Whether this CPU has AVX2, FMA and F16C.
@@ -317,15 +317,6 @@ unsafe fn scales_mins_k4(q: *const u8) -> ([u8; 8], [u8; 8]) {
     (sc, m)
 }
 
-#[inline(always)]
-unsafe fn q8k_d(xb: *const u8) -> f32 {
-    f32::from_le_bytes([*xb, *xb.add(1), *xb.add(2), *xb.add(3)])
-}
-
-#[inline(always)]
-unsafe fn q8k_bsum(xb: *const u8, k: usize) -> i32 {
-    i16::from_le_bytes([*xb.add(260 + 2 * k), *xb.add(261 + 2 * k)]) as i32
-}
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_k_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
