@@ -376,8 +376,13 @@ pub struct picolm_agent_result {
     pub messages_json: *mut libc::c_char,
 }
 
+/// `s` as a C string (a NUL inside the text becomes a space, so nothing is cut off silently).
+fn c_text(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s.replace('\0', " ")).expect("NULs replaced")
+}
+
 fn c_string(s: &str) -> *mut libc::c_char {
-    std::ffi::CString::new(s.replace('\0', " ")).expect("NULs replaced").into_raw()
+    c_text(s).into_raw()
 }
 
 /// Releases the strings of a result (and sets them to NULL). NULL is a no-op.
@@ -461,10 +466,9 @@ pub unsafe extern "C" fn picolm_agent_run(
                     (picolm_agent_event_kind::PICOLM_EVENT_TOOL_RESULT, content.to_string(), Some(&call.name), Some(&call.id), is_error)
                 }
             };
-            let cs = |s: &str| std::ffi::CString::new(s.replace('\0', " ")).expect("NULs replaced");
-            let text_c = cs(&text);
-            let name_c = name.map(|n| cs(n));
-            let id_c = id.map(|i| cs(i));
+            let text_c = c_text(&text);
+            let name_c = name.map(|n| c_text(n));
+            let id_c = id.map(|i| c_text(i));
             let ev = picolm_agent_event {
                 kind,
                 text: text_c.as_ptr(),

@@ -29,6 +29,8 @@ pub struct Grammar {
     schema: CompiledSchema,
     any: NodeId,
     max_ws: u8,
+    /// Literal ids of `true`, `false` and `null` (values of unconstrained nodes).
+    keywords: [u32; 3],
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,15 +150,11 @@ impl Stack {
 impl Grammar {
     /// A grammar for a compiled schema; runs of more than `max_ws` whitespace bytes between tokens are refused.
     pub fn new(mut schema: CompiledSchema, max_ws: u8) -> Grammar {
-        for word in [&b"true"[..], b"false", b"null"] {
-            if !schema.literals.iter().any(|l| l == word) {
-                schema.literals.push(word.to_vec());
-            }
-        }
+        let keywords = [b"true".to_vec(), b"false".to_vec(), b"null".to_vec()].map(|w| schema.literal(w));
         let any = schema.nodes.len() as NodeId;
         schema.nodes.push(SchemaNode::Any);
         schema.min_len.push(1);
-        Grammar { schema, any, max_ws }
+        Grammar { schema, any, max_ws, keywords }
     }
 
     /// The compiled schema.
@@ -298,12 +296,12 @@ impl Grammar {
                 b'"' => push(string(NONE), out),
                 b'-' | b'0'..=b'9' => self.start_number(false, b, s, parent_top, out),
                 b't' | b'f' | b'n' => {
-                    let word: &[u8] = match b {
-                        b't' => b"true",
-                        b'f' => b"false",
-                        _ => b"null",
+                    let lit = match b {
+                        b't' => self.keywords[0],
+                        b'f' => self.keywords[1],
+                        _ => self.keywords[2],
                     };
-                    push(Frame::Lit { lit: self.keyword(word), pos: 1 }, out);
+                    push(Frame::Lit { lit, pos: 1 }, out);
                 }
                 _ => {}
             },
@@ -332,11 +330,6 @@ impl Grammar {
             }
             _ => {}
         }
-    }
-
-    /// The literal id of `true`, `false` or `null` ([`Grammar::new`] puts all three in the table).
-    fn keyword(&self, word: &[u8]) -> u32 {
-        self.schema.literals.iter().position(|l| l == word).expect("keywords are in the literal table") as u32
     }
 
     fn start_number(&self, integer_only: bool, b: u8, s: &Stack, parent_top: Frame, out: &mut State) {

@@ -131,7 +131,8 @@ impl CompiledSchema {
         CompiledSchema::compile(&v)
     }
 
-    fn literal(&mut self, bytes: Vec<u8>) -> u32 {
+    /// The id of a literal, added to the table if it is not there yet.
+    pub(crate) fn literal(&mut self, bytes: Vec<u8>) -> u32 {
         if let Some(i) = self.literals.iter().position(|l| *l == bytes) {
             return i as u32;
         }

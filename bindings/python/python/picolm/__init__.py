@@ -24,6 +24,7 @@ step. Ctrl-C (``KeyboardInterrupt``) is honoured between prompt batches and betw
 
 from __future__ import annotations
 
+from . import _errors
 from ._errors import (
     ClosedError,
     ContextOverflowError,
@@ -63,25 +64,11 @@ __all__ = [
     "AgentResult",
     "TokenStream",
     "GenerationResult",
-    "PicoLMError",
-    "ModelLoadError",
-    "ContextOverflowError",
-    "GrammarError",
-    "InvalidArgumentError",
-    "StateError",
-    "ClosedError",
+    *_errors.__all__,
     "__version__",
 ]
 
 # Show the public module in reprs and tracebacks (``picolm.ClosedError`` rather than ``picolm._errors...``).
-for _cls in (
-    PicoLMError,
-    ModelLoadError,
-    ContextOverflowError,
-    GrammarError,
-    InvalidArgumentError,
-    StateError,
-    ClosedError,
-):
-    _cls.__module__ = __name__
-del _cls
+for _name in _errors.__all__:
+    getattr(_errors, _name).__module__ = __name__
+del _name
