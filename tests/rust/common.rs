@@ -41,3 +41,26 @@ pub fn golden_model_file(key: &str) -> String {
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array().expect("array").iter().map(|x| x.as_u64().expect("integer") as u32).collect()
 }
+
+/// Asserts that evaluating `tokens` as one batched prefill and one token at a time gives bit-identical logits
+/// after every prefix length a batch ends on, and the same greedy continuation (the batched path uses the same
+/// kernels' per-token arithmetic as decode).
+pub fn assert_batched_prefill_equals_token_by_token(model: &std::sync::Arc<picolm_core::Model>, prompt: &str) {
+    use picolm_core::{GenerateParams, SamplerParams, Session, SessionParams};
+    let tokens = model.tokenizer().encode(prompt, true, true);
+    assert!(tokens.len() > 8, "prompt too short for the check");
+    let session = |n_batch| {
+        Session::new(model.clone(), &SessionParams { n_ctx: 256, n_batch, ..Default::default() }).expect("session")
+    };
+    let (mut batched, mut single) = (session(64), session(1));
+    batched.eval(&tokens).unwrap();
+    single.eval(&tokens).unwrap();
+    let (a, b) = (batched.logits().unwrap(), single.logits().unwrap());
+    let differing = a.iter().zip(b).filter(|(x, y)| x.to_bits() != y.to_bits()).count();
+    assert_eq!(differing, 0, "{differing} of {} logits differ between batched and token-by-token prefill", a.len());
+    let params = GenerateParams { max_tokens: 16, sampler: SamplerParams::default(), ..Default::default() };
+    let (mut s1, mut s2) = (session(64), session(1));
+    let g1 = s1.generate(&tokens, &params, None, None, &mut |_| true).unwrap();
+    let g2 = s2.generate(&tokens, &params, None, None, &mut |_| true).unwrap();
+    assert_eq!(g1.tokens, g2.tokens, "greedy continuation differs between batched and token-by-token prefill");
+}

@@ -209,3 +209,8 @@ fn saved_state_restores_the_conversation_exactly() {
     assert!(small.load_state(&mut saved.as_slice()).is_err());
     assert!(small.tokens().is_empty());
 }
+
+#[test]
+fn batched_prefill_equals_token_by_token_prefill() {
+    assert_batched_prefill_equals_token_by_token(&model(), "The history of the lighthouse on the northern cape began when");
+}

@@ -33,7 +33,10 @@ fn run_model(key: &str) -> Vec<Outcome> {
         let logits = session.logits().unwrap();
         for pair in case["first_step_top5"].as_array().unwrap() {
             let (id, want) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap() as f32);
-            let tol = 0.02 * want.abs().max(1.0);
+            // F32/F16: 2 %. Q4_1: 5 %, because every matmul re-quantizes its input to 8 bits and a last-bit float
+            // difference (summation order) flips some of those roundings; the scalar reference, the AVX2 kernels
+            // and llama.cpp land up to ~3 % apart on this file's first-step logits.
+            let tol = if key.contains("Q4_1") { 0.05 } else { 0.02 } * want.abs().max(1.0);
             assert!(
                 (logits[id] - want).abs() <= tol,
                 "{key} {prompt:?}: logit of {id} is {}, llama.cpp {want}",

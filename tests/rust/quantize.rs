@@ -44,6 +44,9 @@ fn quantized_files_load_and_keep_perplexity() {
             }
             _ => assert_eq!(ty("blk.0.ffn_up.weight"), GgmlType::Q8_0),
         }
+        let model = Arc::new(Model::load(&dst, &ModelParams { n_ctx: 512, n_threads: 2, ..Default::default() }).unwrap());
+        assert_batched_prefill_equals_token_by_token(&model, "In the spring of that year the sailors of the harbour");
+        drop(model);
         let p = ppl(&dst, &text);
         let rel = (p - base) / base;
         eprintln!("{scheme}: perplexity {p:.4} vs F32 {base:.4} ({:+.2}%)", rel * 100.0);

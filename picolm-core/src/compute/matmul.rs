@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::gguf::GgufFile;
 use crate::model::weights::MatrixRef;
 use crate::quant;
-use crate::simd::{self, VecDotFn};
+use crate::simd::{self, ActivationRows, TileKernel, TileShape, VecDotFn, TILE_TOKENS};
 
 /// Reusable buffers of [`matmul`]: they grow to the largest batch seen and are never shrunk, so the token loop
 /// does not allocate.
@@ -18,6 +18,10 @@ use crate::simd::{self, VecDotFn};
 pub struct MatmulScratch {
     /// Activations converted to the weights' dot-product format, one row per token.
     x_converted: Vec<u8>,
+    /// The f32 block scales of `x_converted` read by the tile kernels.
+    x_scales: Vec<f32>,
+    /// The block sums of `x_converted` read by the tile kernels.
+    x_sums: Vec<i32>,
     /// Row-major (weight row, token) results of a batched call before transposition.
     out_by_row: Vec<f32>,
 }
@@ -25,17 +29,18 @@ pub struct MatmulScratch {
 impl MatmulScratch {
     /// Bytes currently held.
     pub fn capacity_bytes(&self) -> usize {
-        self.x_converted.capacity() + self.out_by_row.capacity() * 4
+        self.x_converted.capacity() + (self.x_scales.capacity() + self.x_sums.capacity() + self.out_by_row.capacity()) * 4
     }
 }
 
-/// Rows handed to one task: enough work per task to amortise scheduling, enough tasks to balance threads.
-fn rows_per_task(rows: usize, n_tokens: usize) -> usize {
+/// Rows handed to one task: enough work per task to amortise scheduling, enough tasks to balance threads, and a
+/// whole number of the kernel's row tiles (`granule`).
+fn rows_per_task(rows: usize, n_tokens: usize, granule: usize) -> usize {
     let threads = rayon::current_num_threads().max(1);
     let by_balance = rows.div_ceil(threads * 8);
     // For big batches each row already carries n_tokens dot products.
     let min_rows = if n_tokens >= 8 { 1 } else { 4 };
-    by_balance.max(min_rows)
+    by_balance.max(min_rows).next_multiple_of(granule)
 }
 
 /// How weights are paged when the model runs in streaming mode: matrices are processed in slabs of rows, the next
@@ -76,10 +81,33 @@ pub fn matmul(
     xc.par_chunks_mut(x_row_bytes).zip(x.par_chunks(w.cols)).for_each(|(dst, src)| {
         quant::quantize_row_unchecked(dot_ty, src, dst);
     });
-    let xc: &[u8] = xc;
-    let kernel: VecDotFn = match simd::vec_dot_kernel(w.ty) {
-        Some(k) => k,
-        None => quant::kernels(w.ty).vec_dot,
+    let blocks_per_row = w.cols / dot_ty.block_size();
+    let per_block = simd::scales_per_block(dot_ty);
+    let kernel = match simd::tile_kernel(w.ty) {
+        Some(tile) => {
+            let (xs, sums) = (&mut scratch.x_scales, &mut scratch.x_sums);
+            if per_block > 0 {
+                xs.resize(n_tokens * blocks_per_row * per_block, 0.0);
+                sums.resize(n_tokens * blocks_per_row, 0);
+                xs.par_chunks_mut(blocks_per_row * per_block)
+                    .zip(sums.par_chunks_mut(blocks_per_row))
+                    .zip(xc.par_chunks(x_row_bytes))
+                    .for_each(|((sc, su), src)| simd::prepare_activations(dot_ty, src, sc, su));
+            }
+            Kernel::Tile(tile)
+        }
+        None => Kernel::Dot(simd::vec_dot_kernel(w.ty).unwrap_or(quant::kernels(w.ty).vec_dot)),
+    };
+    let x = Activations {
+        rows: ActivationRows {
+            bytes: &scratch.x_converted,
+            row_bytes: x_row_bytes,
+            blocks_per_row,
+            scales_per_block: per_block,
+            scales: &scratch.x_scales,
+            sums: &scratch.x_sums,
+        },
+        kernel,
     };
     let rows_in_slab = match stream {
         Some(s) => (s.slab_bytes / w.row_bytes.max(1)).clamp(1, w.rows),
@@ -98,9 +126,9 @@ pub fn matmul(
         }
         let slab = &w_bytes[r0 * w.row_bytes..r1 * w.row_bytes];
         if n_tokens == 1 {
-            rows_times_one(kernel, w, slab, xc, &mut y[r0..r1]);
+            rows_times_one(&x, w, slab, &mut y[r0..r1]);
         } else {
-            rows_times_batch(kernel, w, slab, xc, x_row_bytes, n_tokens, &mut out[r0 * n_tokens..r1 * n_tokens]);
+            rows_times_batch(&x, w, slab, n_tokens, &mut out[r0 * n_tokens..r1 * n_tokens]);
         }
         if stream.is_some() {
             file.advise_dontneed((w.offset + r0 * w.row_bytes) as u64, ((r1 - r0) * w.row_bytes) as u64);
@@ -119,40 +147,81 @@ pub fn matmul(
     }
 }
 
+/// The kernel a matmul uses: a tile kernel or a plain one-row, one-token dot product.
+#[derive(Clone, Copy)]
+enum Kernel {
+    Tile(TileKernel),
+    Dot(VecDotFn),
+}
+
+impl Kernel {
+    /// Weight rows handled together; tasks take whole multiples of it.
+    fn rows_per_call(self) -> usize {
+        match self {
+            Kernel::Tile(k) => k.max_rows,
+            Kernel::Dot(_) => 1,
+        }
+    }
+}
+
+/// Converted activations and the kernel that consumes them.
+struct Activations<'a> {
+    rows: ActivationRows<'a>,
+    kernel: Kernel,
+}
+
+impl Activations<'_> {
+    /// Results of the weight rows in `rows` (whole rows of `row_bytes`) times the activation rows `tokens` (at most
+    /// [`TILE_TOKENS`]): result `(r, t)` goes to `out[r * ld + t - tokens.start]`.
+    fn tile(&self, cols: usize, rows: &[u8], row_bytes: usize, tokens: std::ops::Range<usize>, ld: usize, out: &mut [f32]) {
+        let n_rows = rows.len() / row_bytes;
+        let step = self.kernel.rows_per_call();
+        let mut r = 0;
+        while r < n_rows {
+            let take = step.min(n_rows - r);
+            let w = &rows[r * row_bytes..(r + take) * row_bytes];
+            let o = &mut out[r * ld..];
+            match self.kernel {
+                Kernel::Tile(k) => {
+                    let shape = TileShape { rows: take, tokens: tokens.len(), ld };
+                    (k.run)(cols, w, row_bytes, &self.rows, tokens.start, shape, o)
+                }
+                Kernel::Dot(dot) => {
+                    let rb = self.rows.row_bytes;
+                    for (o, t) in o.iter_mut().zip(tokens.clone()) {
+                        *o = dot(cols, w, &self.rows.bytes[t * rb..(t + 1) * rb]);
+                    }
+                }
+            }
+            r += take;
+        }
+    }
+}
+
 /// Decode: one output per weight row of `slab`.
-fn rows_times_one(kernel: VecDotFn, w: &MatrixRef, slab: &[u8], xc: &[u8], y: &mut [f32]) {
+fn rows_times_one(x: &Activations<'_>, w: &MatrixRef, slab: &[u8], y: &mut [f32]) {
     let (cols, row_bytes) = (w.cols, w.row_bytes);
-    let chunk = rows_per_task(y.len(), 1);
+    let chunk = rows_per_task(y.len(), 1, x.kernel.rows_per_call());
     y.par_chunks_mut(chunk).enumerate().for_each(|(ci, out)| {
         let r0 = ci * chunk;
-        for (i, o) in out.iter_mut().enumerate() {
-            let r = r0 + i;
-            *o = kernel(cols, &slab[r * row_bytes..(r + 1) * row_bytes], xc);
-        }
+        x.tile(cols, &slab[r0 * row_bytes..(r0 + out.len()) * row_bytes], row_bytes, 0..1, 1, out);
     });
 }
 
-/// Batch: each weight row of `slab` is read once and dotted with every token; results stored by row.
-fn rows_times_batch(
-    kernel: VecDotFn,
-    w: &MatrixRef,
-    slab: &[u8],
-    xc: &[u8],
-    x_row_bytes: usize,
-    n_tokens: usize,
-    out: &mut [f32],
-) {
+/// Batch: each task takes a group of weight rows and walks the tokens in tiles of [`TILE_TOKENS`], so a tile's
+/// activations stay in L1 while the group's rows pass over them; results are stored by row.
+fn rows_times_batch(x: &Activations<'_>, w: &MatrixRef, slab: &[u8], n_tokens: usize, out: &mut [f32]) {
     let (cols, row_bytes) = (w.cols, w.row_bytes);
     let rows = out.len() / n_tokens;
-    let chunk = rows_per_task(rows, n_tokens);
+    let chunk = rows_per_task(rows, n_tokens, x.kernel.rows_per_call());
     out.par_chunks_mut(chunk * n_tokens).enumerate().for_each(|(ci, block)| {
         let r0 = ci * chunk;
-        for (i, row_out) in block.chunks_mut(n_tokens).enumerate() {
-            let r = r0 + i;
-            let wr = &slab[r * row_bytes..(r + 1) * row_bytes];
-            for (t, o) in row_out.iter_mut().enumerate() {
-                *o = kernel(cols, wr, &xc[t * x_row_bytes..(t + 1) * x_row_bytes]);
-            }
+        let block_rows = &slab[r0 * row_bytes..(r0 + block.len() / n_tokens) * row_bytes];
+        let mut t0 = 0;
+        while t0 < n_tokens {
+            let t1 = (t0 + TILE_TOKENS).min(n_tokens);
+            x.tile(cols, block_rows, row_bytes, t0..t1, n_tokens, &mut block[t0..]);
+            t0 = t1;
         }
     });
 }

@@ -9,12 +9,118 @@
 mod aarch64_neon;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
+#[cfg(target_arch = "x86_64")]
+mod x86_rows8;
+#[cfg(target_arch = "x86_64")]
+mod x86_tiles;
 
 use crate::ggml_type::GgmlType;
 
 /// A dot product of `n` weights (one row, in the weight format) with activations in the weight format's
 /// dot-product format. Safe to call: lengths are checked by the wrapper (panics on a caller bug).
 pub type VecDotFn = fn(n: usize, w: &[u8], x: &[u8]) -> f32;
+
+/// Most activation rows (tokens) one [`TileFn`] call handles.
+pub const TILE_TOKENS: usize = 4;
+
+/// The activation rows of a matmul, converted to the weights' dot-product format, with what the tile kernels read
+/// besides the blocks: each block's f16 scale (and Q8_1 sum term) as f32, and each block's integer sum of quants.
+#[derive(Clone, Copy, Debug)]
+pub struct ActivationRows<'a> {
+    /// `n_tokens` rows of `row_bytes` bytes.
+    pub bytes: &'a [u8],
+    /// Bytes of one converted row.
+    pub row_bytes: usize,
+    /// Blocks in one row.
+    pub blocks_per_row: usize,
+    /// [`scales_per_block`] of the format: 0 when the format carries f32 scales itself (Q8_K).
+    pub scales_per_block: usize,
+    /// `n_tokens * blocks_per_row * scales_per_block` values (see [`prepare_activations`]).
+    pub scales: &'a [f32],
+    /// `n_tokens * blocks_per_row` sums when `scales_per_block > 0`, else empty.
+    pub sums: &'a [i32],
+}
+
+/// Where the outputs of one [`TileFn`] call go: `rows x tokens` results, result `(r, t)` at `out[r * ld + t]`.
+#[derive(Clone, Copy, Debug)]
+pub struct TileShape {
+    /// Consecutive weight rows (1 to the kernel's `max_rows`).
+    pub rows: usize,
+    /// Consecutive tokens (1 to [`TILE_TOKENS`]).
+    pub tokens: usize,
+    /// Distance in `out` between the results of two rows.
+    pub ld: usize,
+}
+
+/// Dot products of `shape.rows` consecutive weight rows (`n` values each, `w_row_bytes` apart in `w`) with
+/// activation rows `first .. first + shape.tokens`. Each result is bit-identical whatever the tile's shape, so
+/// batched prefill equals token-by-token evaluation. Safe to call: lengths are checked (panics on a caller bug).
+pub type TileFn =
+    fn(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, first: usize, shape: TileShape, out: &mut [f32]);
+
+/// A tile kernel and the most weight rows it takes per call.
+#[derive(Clone, Copy)]
+pub struct TileKernel {
+    /// The kernel.
+    pub run: TileFn,
+    /// Most rows per call (results are the same for any split; larger tiles are faster).
+    pub max_rows: usize,
+}
+
+impl std::fmt::Debug for TileKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TileKernel").field("max_rows", &self.max_rows).finish()
+    }
+}
+
+/// f32 values [`prepare_activations`] writes per block of the dot-product format `dot_ty` (0: none needed).
+pub fn scales_per_block(dot_ty: GgmlType) -> usize {
+    match dot_ty {
+        GgmlType::Q8_0 => 1,
+        GgmlType::Q8_1 => 2,
+        _ => 0,
+    }
+}
+
+/// For one converted activation row of a Q8_0/Q8_1 format: each block's f16 scale(s) as f32 (`d`, or `d, s` for
+/// Q8_1) into `scales`, and each block's sum of quants into `sums`. Nothing for other formats.
+pub fn prepare_activations(dot_ty: GgmlType, row: &[u8], scales: &mut [f32], sums: &mut [i32]) {
+    let per = scales_per_block(dot_ty);
+    if per == 0 {
+        return;
+    }
+    let block_bytes = dot_ty.block_bytes();
+    let qs_at = block_bytes - 32;
+    for ((blk, sc), sum) in row.chunks_exact(block_bytes).zip(scales.chunks_exact_mut(per)).zip(sums.iter_mut()) {
+        for (j, v) in sc.iter_mut().enumerate() {
+            *v = half::f16::from_le_bytes([blk[2 * j], blk[2 * j + 1]]).to_f32();
+        }
+        *sum = blk[qs_at..].iter().map(|&q| q as i8 as i32).sum();
+    }
+}
+
+/// The tile kernel for weights of type `ty` on this CPU, if there is one (see [`TileFn`]).
+pub fn tile_kernel(ty: GgmlType) -> Option<TileKernel> {
+    if force_scalar() {
+        return None;
+    }
+    tile_kernels(ty).into_iter().next().map(|(_, k)| k)
+}
+
+/// Every tile kernel for `ty` this CPU can run, best first, with a name (the tests check them all).
+fn tile_kernels(ty: GgmlType) -> Vec<(&'static str, TileKernel)> {
+    let mut found = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    if x86_avx2::available() {
+        if x86_tiles::has_avx512_vnni() {
+            found.extend(x86_rows8::kernel(ty).map(|k| ("avx512vnni-rows8", k)));
+            found.extend(x86_tiles::kernel(ty, true).map(|k| ("avx512vnni-row", k)));
+        }
+        found.extend(x86_tiles::kernel(ty, false).map(|k| ("avx2-row", k)));
+    }
+    let _ = ty;
+    found
+}
 
 /// Checks that `w` and `x` hold `n / block` blocks of the given sizes; returns the block count. Panics on a
 /// caller bug (the kernels' safe wrappers call it before any pointer arithmetic).
@@ -59,7 +165,7 @@ pub fn cpu_path() -> &'static str {
     }
     #[cfg(target_arch = "x86_64")]
     if x86_avx2::available() {
-        return "x86_64-avx2-fma";
+        return if x86_tiles::has_avx512_vnni() { "x86_64-avx2-fma+avx512vnni" } else { "x86_64-avx2-fma" };
     }
     #[cfg(target_arch = "aarch64")]
     return if aarch64_neon::has_dotprod() { "aarch64-neon-dotprod" } else { "aarch64-neon" };
@@ -144,6 +250,109 @@ mod tests {
         for &ty in expected {
             assert!(vec_dot_kernel(ty).is_some(), "no {} kernel for {ty}", cpu_path());
         }
+        if cpu_path().starts_with("x86_64-avx2") {
+            for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+                assert!(tile_kernel(ty).is_some(), "no tile kernel for {ty}");
+            }
+        }
+    }
+
+    /// A tile check's data: `rows` quantized weight rows and `xs.len()` converted activation rows.
+    struct TileCase {
+        wq: Vec<u8>,
+        w_row_bytes: usize,
+        xq: Vec<u8>,
+        x_row_bytes: usize,
+        scales: Vec<f32>,
+        sums: Vec<i32>,
+        blocks: usize,
+        per_block: usize,
+    }
+
+    impl TileCase {
+        fn new(ty: GgmlType, n: usize, ws: &[Vec<f32>], xs: &[Vec<f32>]) -> TileCase {
+            let w_row_bytes = ty.row_bytes(n as u64).unwrap() as usize;
+            let mut wq = vec![0u8; w_row_bytes * ws.len()];
+            for (w, row) in ws.iter().zip(wq.chunks_exact_mut(w_row_bytes)) {
+                quant::quantize_row(ty, w, row).unwrap();
+            }
+            let xt = quant::vec_dot_type(ty);
+            let x_row_bytes = xt.row_bytes(n as u64).unwrap() as usize;
+            let (blocks, per_block) = (n / xt.block_size(), scales_per_block(xt));
+            let sums_per_row = if per_block > 0 { blocks } else { 0 };
+            let mut xq = vec![0u8; x_row_bytes * xs.len()];
+            let mut scales = vec![0f32; blocks * per_block * xs.len()];
+            let mut sums = vec![0i32; sums_per_row * xs.len()];
+            for (i, x) in xs.iter().enumerate() {
+                let row = &mut xq[i * x_row_bytes..(i + 1) * x_row_bytes];
+                quant::quantize_row(xt, x, row).unwrap();
+                let sc = &mut scales[i * blocks * per_block..(i + 1) * blocks * per_block];
+                prepare_activations(xt, row, sc, &mut sums[i * sums_per_row..(i + 1) * sums_per_row]);
+            }
+            TileCase { wq, w_row_bytes, xq, x_row_bytes, scales, sums, blocks, per_block }
+        }
+
+        fn rows(&self) -> ActivationRows<'_> {
+            ActivationRows {
+                bytes: &self.xq,
+                row_bytes: self.x_row_bytes,
+                blocks_per_row: self.blocks,
+                scales_per_block: self.per_block,
+                scales: &self.scales,
+                sums: &self.sums,
+            }
+        }
+
+        /// Results of weight rows `r0 .. r0 + rows` times tokens `t0 .. t0 + tokens` in one call.
+        fn run(&self, k: &TileKernel, n: usize, r0: usize, rows: usize, t0: usize, tokens: usize) -> Vec<f32> {
+            let mut out = vec![f32::NAN; rows * tokens];
+            let shape = TileShape { rows, tokens, ld: tokens };
+            (k.run)(n, &self.wq[r0 * self.w_row_bytes..], self.w_row_bytes, &self.rows(), t0, shape, &mut out);
+            out
+        }
+    }
+
+    #[test]
+    fn tile_kernels_match_the_scalar_reference_and_do_not_depend_on_the_tile_shape() {
+        let mut checked = 0;
+        for ty in GgmlType::ALL {
+            for (name, k) in tile_kernels(ty) {
+                for (seed, n) in [(1u64, 256usize), (2, 512), (3, 1536), (4, 4096)] {
+                    for scale in [1e-3f32, 1.0, 50.0] {
+                        // Nine weight rows (one full tile of eight and a partial one), some all-zero or extreme.
+                        let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed + 20 + r, n, scale)).collect();
+                        ws[2] = vec![0.0; n];
+                        ws[5] = (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect();
+                        let mut xs: Vec<Vec<f32>> = (0..5u64).map(|t| values(seed + 10 + t, n, scale)).collect();
+                        xs[1] = vec![0.0; n];
+                        let case = TileCase::new(ty, n, &ws, &xs);
+                        let wide = case.run(&k, n, 0, k.max_rows, 0, TILE_TOKENS);
+                        for r in 0..k.max_rows {
+                            for t in 0..TILE_TOKENS {
+                                let one = case.run(&k, n, r, 1, t, 1)[0];
+                                let got = wide[r * TILE_TOKENS + t];
+                                assert_eq!(one.to_bits(), got.to_bits(), "{ty} {name}: row {r} token {t} depends on the tile");
+                                let xq = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                                let wq = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
+                                let reference = quant::vec_dot(ty, n, wq, xq).unwrap();
+                                let magnitude: f32 = ws[r].iter().zip(&xs[t]).map(|(a, b)| (a * b).abs()).sum::<f32>();
+                                let tol = 2e-5 * magnitude.max(1e-6) + 1e-6;
+                                assert!((reference - got).abs() <= tol, "{ty} {name}: n={n} reference {reference} tile {got}");
+                                checked += 1;
+                            }
+                        }
+                        // A partial tile at the end of the matrix (last row, tokens 2..5) agrees too.
+                        let last = ws.len() - 1;
+                        let part = case.run(&k, n, last, 1, 1, TILE_TOKENS);
+                        for (i, v) in part.iter().enumerate() {
+                            let one = case.run(&k, n, last, 1, 1 + i, 1)[0];
+                            assert_eq!(v.to_bits(), one.to_bits(), "{ty} {name}: partial tile");
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("{checked} tile results checked on {}", cpu_path());
     }
 
     #[test]

@@ -1,0 +1,225 @@
+//! x86-64 AVX-512 VNNI kernels with one output per vector lane: eight weight rows times up to [`TILE_TOKENS`]
+//! tokens per call, for the 32-wide formats Q4_0, Q4_1 and Q8_0.
+//!
+//! Lane `r` of every vector belongs to weight row `r`. Each weight block of the eight rows is transposed in
+//! registers so that one 32-bit lane holds four consecutive weights of its row, and `vpdpbusd` multiplies them
+//! with the same four activations broadcast to every lane. A block then costs eight `vpdpbusd` per token for
+//! eight rows, and its scales are applied once per lane (one conversion and one FMA per block, token and eight
+//! rows) instead of once per eight partial sums as in the one-row kernels. The transposition is paid once per
+//! block and shared by the tokens of the tile.
+//!
+//! Lanes never interact, so a result does not depend on the tile's shape: one token (decode) and four tokens
+//! (prefill) give bit-identical values, and a partial tile (fewer than eight rows) repeats the last row in the
+//! unused lanes and drops them.
+
+use std::arch::x86_64::*;
+
+use super::x86_tiles::{check, toks, Layout, Tok};
+use super::{ActivationRows, TileFn, TileKernel, TileShape, TILE_TOKENS};
+use crate::ggml_type::GgmlType;
+
+/// Rows per call.
+const ROWS: usize = 8;
+
+/// The eight-row kernel for weights of type `ty`. Call only when AVX2/FMA/F16C and AVX-512 VNNI/VL/BW are present.
+pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
+    let run: TileFn = match ty {
+        GgmlType::Q4_0 => rows8_q4_0,
+        GgmlType::Q4_1 => rows8_q4_1,
+        GgmlType::Q8_0 => rows8_q8_0,
+        _ => return None,
+    };
+    Some(TileKernel { run, max_rows: ROWS })
+}
+
+const L_Q4_0: Layout = Layout { block: 32, w_bytes: 18, x_bytes: 34, x_scales: true };
+const L_Q4_1: Layout = Layout { block: 32, w_bytes: 20, x_bytes: 36, x_scales: true };
+const L_Q8_0: Layout = Layout { block: 32, w_bytes: 34, x_bytes: 34, x_scales: true };
+
+macro_rules! rows8_entry {
+    ($name:ident, $inner:ident, $layout:expr) => {
+        fn $name(
+            n: usize,
+            w: &[u8],
+            w_row_bytes: usize,
+            x: &ActivationRows<'_>,
+            first: usize,
+            shape: TileShape,
+            out: &mut [f32],
+        ) {
+            #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512vnni,avx512vl,avx512bw")]
+            unsafe fn run<const NT: usize>(nb: usize, rows: &WeightRows, t: [Tok; NT]) -> [[f32; ROWS]; NT] {
+                $inner::<NT>(nb, rows, &t)
+            }
+            let nb = check(n, &$layout, ROWS, w, w_row_bytes, x, first, shape, out);
+            let rows = WeightRows::new(w, w_row_bytes, shape.rows);
+            let mut put = |t: usize, lanes: &[f32; ROWS]| {
+                for (r, v) in lanes[..shape.rows].iter().enumerate() {
+                    out[r * shape.ld + t] = *v;
+                }
+            };
+            // SAFETY: handed out by `kernel` only after the CPU features above were detected; `check` verified that
+            // `shape.rows` weight rows of `nb` blocks and every token's row, scales and sums are in bounds, and
+            // `WeightRows` points the unused lanes at the last valid row.
+            if shape.tokens == TILE_TOKENS {
+                let res = unsafe { run::<TILE_TOKENS>(nb, &rows, toks(x, first)) };
+                for (t, lanes) in res.iter().enumerate() {
+                    put(t, lanes);
+                }
+            } else {
+                for t in 0..shape.tokens {
+                    put(t, &unsafe { run::<1>(nb, &rows, toks(x, first + t)) }[0]);
+                }
+            }
+        }
+    };
+}
+
+rows8_entry!(rows8_q4_0, q4_0_rows8, L_Q4_0);
+rows8_entry!(rows8_q4_1, q4_1_rows8, L_Q4_1);
+rows8_entry!(rows8_q8_0, q8_0_rows8, L_Q8_0);
+
+/// The start of each of the eight rows of a tile (rows past the tile's end repeat its last row), and their byte
+/// offsets from the first row for gathers.
+struct WeightRows {
+    p: [*const u8; ROWS],
+    offsets: [i32; ROWS],
+}
+
+impl WeightRows {
+    fn new(w: &[u8], row_bytes: usize, rows: usize) -> WeightRows {
+        let off = |r: usize| r.min(rows - 1) * row_bytes;
+        // Offsets fit in i32: a tile spans at most 8 rows of a matrix whose rows are far below 256 MiB.
+        assert!(off(ROWS - 1) < i32::MAX as usize, "weight rows too long for a gather");
+        WeightRows { p: std::array::from_fn(|r| w[off(r)..].as_ptr()), offsets: std::array::from_fn(|r| off(r) as i32) }
+    }
+}
+
+#[inline(always)]
+unsafe fn load128(p: *const u8) -> __m128i {
+    _mm_loadu_si128(p as *const __m128i)
+}
+
+/// Dword `j` (bytes `4j..4j+4`) of the 16 bytes at `p[r] + at`, for `j = 0..4`, each as a vector with lane `r`
+/// from row `r`: a 4x8 transpose of 32-bit lanes.
+#[inline(always)]
+unsafe fn transpose16(rows: &WeightRows, at: usize) -> [__m256i; 4] {
+    let ld = |r: usize, s: usize| {
+        _mm256_inserti128_si256(_mm256_castsi128_si256(load128(rows.p[r].add(at))), load128(rows.p[s].add(at)), 1)
+    };
+    let (a0, a1, a2, a3) = (ld(0, 4), ld(1, 5), ld(2, 6), ld(3, 7));
+    let (t0, t1) = (_mm256_unpacklo_epi32(a0, a1), _mm256_unpackhi_epi32(a0, a1));
+    let (t2, t3) = (_mm256_unpacklo_epi32(a2, a3), _mm256_unpackhi_epi32(a2, a3));
+    [
+        _mm256_unpacklo_epi64(t0, t2),
+        _mm256_unpackhi_epi64(t0, t2),
+        _mm256_unpacklo_epi64(t1, t3),
+        _mm256_unpackhi_epi64(t1, t3),
+    ]
+}
+
+/// The 32-bit words at `p[r] + at` of the eight rows (one gather).
+#[inline(always)]
+unsafe fn gather_dwords(rows: &WeightRows, at: usize) -> __m256i {
+    let idx = _mm256_loadu_si256(rows.offsets.as_ptr() as *const __m256i);
+    _mm256_i32gather_epi32::<1>(rows.p[0].add(at) as *const i32, idx)
+}
+
+/// The f16 values in the low (`HIGH = false`) or high halves of eight 32-bit lanes, as f32.
+#[inline(always)]
+unsafe fn halves_to_f32<const HIGH: bool>(v: __m256i) -> __m256 {
+    let v = if HIGH { _mm256_srli_epi32(v, 16) } else { v };
+    _mm256_cvtph_ps(_mm256_cvtepi32_epi16(v))
+}
+
+/// Low and high nibbles of 16 transposed bytes: lanes hold weights 0..16 (low) and 16..32 (high) of the block,
+/// four per lane in order.
+#[inline(always)]
+unsafe fn nibbles_transposed(rows: &WeightRows, at: usize) -> [__m256i; 8] {
+    let d = transpose16(rows, at);
+    let m4 = _mm256_set1_epi8(0x0F);
+    let lo = |v: __m256i| _mm256_and_si256(v, m4);
+    let hi = |v: __m256i| _mm256_and_si256(_mm256_srli_epi32(v, 4), m4);
+    [lo(d[0]), lo(d[1]), lo(d[2]), lo(d[3]), hi(d[0]), hi(d[1]), hi(d[2]), hi(d[3])]
+}
+
+/// Per token: the i32 sums over one block of `weights (unsigned bytes) x activations` for the eight rows, with
+/// two dependency chains (even and odd groups of four).
+#[inline(always)]
+unsafe fn block_dot(wq: &[__m256i; 8], y: *const u8) -> __m256i {
+    let bc = |k: usize| _mm256_set1_epi32((y.add(4 * k) as *const i32).read_unaligned());
+    let mut even = _mm256_setzero_si256();
+    let mut odd = _mm256_setzero_si256();
+    for k in (0..8).step_by(2) {
+        even = _mm256_dpbusd_epi32(even, wq[k], bc(k));
+        odd = _mm256_dpbusd_epi32(odd, wq[k + 1], bc(k + 1));
+    }
+    _mm256_add_epi32(even, odd)
+}
+
+/// Shared loop of the formats whose weights are stored as `u - offset` with unsigned `u` (Q4_0: nibbles, offset
+/// 8; Q8_0: bytes flipped to `w + 128`, offset 128) against Q8_0 activations:
+/// `sum (u - offset) y = sum u y - offset * sum y`.
+#[inline(always)]
+unsafe fn offset_rows8<const NT: usize>(
+    nb: usize,
+    rows: &WeightRows,
+    wb: usize,
+    offset: i32,
+    t: &[Tok; NT],
+    decode: impl Fn(usize) -> [__m256i; 8],
+) -> [[f32; ROWS]; NT] {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for b in 0..nb {
+        let dw = halves_to_f32::<false>(gather_dwords(rows, b * wb));
+        let wq = decode(b * wb + 2);
+        for i in 0..NT {
+            let isum = block_dot(&wq, t[i].x.add(b * 34 + 2));
+            let isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(offset * *t[i].sum.add(b)));
+            let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&*t[i].s.add(b)));
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[i]);
+        }
+    }
+    store(&acc)
+}
+
+#[inline(always)]
+fn store<const NT: usize>(acc: &[__m256; NT]) -> [[f32; ROWS]; NT] {
+    let mut out = [[0f32; ROWS]; NT];
+    for (o, a) in out.iter_mut().zip(acc) {
+        // SAFETY (of the intrinsic): `o` holds 8 f32; only called from kernels compiled with AVX.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
+    }
+    out
+}
+
+#[inline(always)]
+unsafe fn q4_0_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
+    offset_rows8::<NT>(nb, rows, 18, 8, t, |at| nibbles_transposed(rows, at))
+}
+
+#[inline(always)]
+unsafe fn q8_0_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
+    let flip = _mm256_set1_epi8(0x80u8 as i8);
+    offset_rows8::<NT>(nb, rows, 34, 128, t, |at| {
+        let (a, b) = (transpose16(rows, at), transpose16(rows, at + 16));
+        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]].map(|v| _mm256_xor_si256(v, flip))
+    })
+}
+
+#[inline(always)]
+unsafe fn q4_1_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    for b in 0..nb {
+        let dm = gather_dwords(rows, b * 20);
+        let (dw, mw) = (halves_to_f32::<false>(dm), halves_to_f32::<true>(dm));
+        let wq = nibbles_transposed(rows, b * 20 + 4);
+        for i in 0..NT {
+            let isum = block_dot(&wq, t[i].x.add(b * 36 + 4));
+            let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&*t[i].s.add(2 * b)));
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[i]);
+            acc[i] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(&*t[i].s.add(2 * b + 1)), acc[i]);
+        }
+    }
+    store(&acc)
+}

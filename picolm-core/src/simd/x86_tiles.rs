@@ -1,0 +1,422 @@
+//! x86-64 row-tile kernels: one weight row against up to [`TILE_TOKENS`] activation rows at once, for the formats
+//! that dominate real models (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K).
+//!
+//! A tile decodes each weight block once (nibbles, scales, mins) and multiplies it with every token of the tile, so
+//! batched prefill pays the decoding cost once per block instead of once per block and token. Decode (one token)
+//! runs the same code with a one-token tile, and every token's accumulation happens in the same order whatever the
+//! tile width: batched prefill and token-by-token evaluation give bit-identical results.
+//!
+//! Two instruction paths share the kernel bodies through the [`IntOps`] trait: AVX2 (`maddubs` + `madd`) and
+//! AVX-512 VNNI on 256-bit vectors (`vpdpbusd` / `vpdpwssd`, Ice Lake, Sapphire Rapids, Zen 4 and later). The
+//! integer results of both are exact and equal; only the instruction count differs.
+
+use std::arch::x86_64::*;
+
+use super::{ActivationRows, TileFn, TileKernel, TileShape, TILE_TOKENS};
+use crate::ggml_type::GgmlType;
+
+/// Whether this CPU has AVX-512 VNNI with 256-bit (VL) and byte/word (BW) instructions.
+pub fn has_avx512_vnni() -> bool {
+    is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") && is_x86_feature_detected!("avx512bw")
+}
+
+/// The one-row tile kernel for weights of type `ty`. Call only when AVX2/FMA/F16C are present (`vnni`: also
+/// [`has_avx512_vnni`]).
+pub fn kernel(ty: GgmlType, vnni: bool) -> Option<TileKernel> {
+    let run: TileFn = match (ty, vnni) {
+        (GgmlType::Q4_0, false) => tile_q4_0_avx2,
+        (GgmlType::Q4_0, true) => tile_q4_0_vnni,
+        (GgmlType::Q4_1, false) => tile_q4_1_avx2,
+        (GgmlType::Q4_1, true) => tile_q4_1_vnni,
+        (GgmlType::Q8_0, false) => tile_q8_0_avx2,
+        (GgmlType::Q8_0, true) => tile_q8_0_vnni,
+        (GgmlType::Q4_K, false) => tile_q4_k_avx2,
+        (GgmlType::Q4_K, true) => tile_q4_k_vnni,
+        (GgmlType::Q6_K, false) => tile_q6_k_avx2,
+        (GgmlType::Q6_K, true) => tile_q6_k_vnni,
+        _ => return None,
+    };
+    Some(TileKernel { run, max_rows: 1 })
+}
+
+// ---- integer primitives of the two paths ----
+
+/// The integer multiply-accumulate steps a kernel needs, implemented per instruction set.
+trait IntOps {
+    /// i32 lanes holding the sums of four products of the unsigned bytes of `u` with the signed bytes of `s`.
+    /// Exact for `u <= 128`, `|s| <= 127` (no `maddubs` saturation).
+    unsafe fn dot4(u: __m256i, s: __m256i) -> __m256i;
+    /// `acc` plus the pairwise-summed i32 products of the i16 lanes of `a` and `b`.
+    unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i;
+}
+
+/// AVX2: `vpmaddubsw` + `vpmaddwd`.
+struct Avx2;
+
+impl IntOps for Avx2 {
+    #[inline(always)]
+    unsafe fn dot4(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+    #[inline(always)]
+    unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+    }
+}
+
+/// AVX-512 VNNI on 256-bit vectors: `vpdpbusd` and `vpdpwssd`.
+struct Vnni;
+
+impl IntOps for Vnni {
+    #[inline(always)]
+    unsafe fn dot4(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    }
+    #[inline(always)]
+    unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+        _mm256_dpwssd_epi32(acc, a, b)
+    }
+}
+
+// ---- safe entry points ----
+
+/// Per-format layout used by the length checks of the safe wrappers.
+pub(super) struct Layout {
+    pub block: usize,
+    pub w_bytes: usize,
+    pub x_bytes: usize,
+    /// Whether the kernel reads [`ActivationRows::scales`] and [`ActivationRows::sums`].
+    pub x_scales: bool,
+}
+
+/// Checks every slice a tile will read; returns the number of blocks per row. Panics on a caller bug.
+#[allow(clippy::too_many_arguments)] // the arguments of a `TileFn` call plus the kernel's layout and tile height
+pub(super) fn check(
+    n: usize,
+    l: &Layout,
+    max_rows: usize,
+    w: &[u8],
+    w_row_bytes: usize,
+    x: &ActivationRows<'_>,
+    first: usize,
+    shape: TileShape,
+    out: &[f32],
+) -> usize {
+    assert!(n.is_multiple_of(l.block), "row length {n} is not a multiple of {}", l.block);
+    let nb = n / l.block;
+    assert!((1..=TILE_TOKENS).contains(&shape.tokens), "tile of {} tokens", shape.tokens);
+    assert!((1..=max_rows).contains(&shape.rows), "tile of {} rows", shape.rows);
+    assert!(out.len() >= (shape.rows - 1) * shape.ld + shape.tokens && shape.ld >= shape.tokens, "tile output too short");
+    assert!(w_row_bytes >= nb * l.w_bytes, "weight rows too short for {n} values");
+    assert!(w.len() >= (shape.rows - 1) * w_row_bytes + nb * l.w_bytes, "weight tile too short");
+    let last = first + shape.tokens;
+    assert!(x.blocks_per_row == nb, "activations of {} blocks for {nb}", x.blocks_per_row);
+    assert!(x.row_bytes >= nb * l.x_bytes && x.bytes.len() >= last * x.row_bytes, "activations too short");
+    if l.x_scales {
+        assert!(x.scales_per_block > 0, "activation scales missing");
+        assert!(x.scales.len() >= last * nb * x.scales_per_block && x.sums.len() >= last * nb, "activation scales too short");
+    }
+    nb
+}
+
+/// Pointers of one token of a tile: its activation row, its f32 block scales and its block sums.
+#[derive(Clone, Copy)]
+pub(super) struct Tok {
+    pub x: *const u8,
+    pub s: *const f32,
+    pub sum: *const i32,
+}
+
+/// The pointers of tokens `first .. first + NT` (lengths checked by [`check`]).
+pub(super) fn toks<const NT: usize>(x: &ActivationRows<'_>, first: usize) -> [Tok; NT] {
+    let per_row = x.blocks_per_row * x.scales_per_block;
+    let sums_per_row = if x.scales_per_block > 0 { x.blocks_per_row } else { 0 };
+    std::array::from_fn(|i| Tok {
+        x: x.bytes[(first + i) * x.row_bytes..].as_ptr(),
+        s: x.scales[(first + i) * per_row..].as_ptr(),
+        sum: x.sums[(first + i) * sums_per_row..].as_ptr(),
+    })
+}
+
+macro_rules! tile_entry {
+    ($name:ident, $inner:ident, $ops:ty, $feat:literal, $layout:expr) => {
+        fn $name(
+            n: usize,
+            w: &[u8],
+            w_row_bytes: usize,
+            x: &ActivationRows<'_>,
+            first: usize,
+            shape: TileShape,
+            out: &mut [f32],
+        ) {
+            #[target_feature(enable = $feat)]
+            unsafe fn run<const NT: usize>(nb: usize, w: *const u8, t: [Tok; NT]) -> [f32; NT] {
+                $inner::<$ops, NT>(nb, w, &t)
+            }
+            let nb = check(n, &$layout, 1, w, w_row_bytes, x, first, shape, out);
+            // SAFETY: handed out by `kernel` only after the CPU features of `$feat` were detected; `check` verified
+            // that the weight row and every token's row and scales hold `nb` whole blocks, and the kernels read
+            // only inside those blocks.
+            if shape.tokens == TILE_TOKENS {
+                out[..TILE_TOKENS].copy_from_slice(&unsafe { run::<TILE_TOKENS>(nb, w.as_ptr(), toks(x, first)) });
+            } else {
+                for (i, o) in out[..shape.tokens].iter_mut().enumerate() {
+                    *o = unsafe { run::<1>(nb, w.as_ptr(), toks(x, first + i)) }[0];
+                }
+            }
+        }
+    };
+}
+
+const L_Q4_0: Layout = Layout { block: 32, w_bytes: 18, x_bytes: 34, x_scales: true };
+const L_Q4_1: Layout = Layout { block: 32, w_bytes: 20, x_bytes: 36, x_scales: true };
+const L_Q8_0: Layout = Layout { block: 32, w_bytes: 34, x_bytes: 34, x_scales: true };
+const L_Q4_K: Layout = Layout { block: 256, w_bytes: 144, x_bytes: 292, x_scales: false };
+const L_Q6_K: Layout = Layout { block: 256, w_bytes: 210, x_bytes: 292, x_scales: false };
+
+tile_entry!(tile_q4_0_avx2, q4_0_rows, Avx2, "avx2,fma,f16c", L_Q4_0);
+tile_entry!(tile_q4_0_vnni, q4_0_rows, Vnni, "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw", L_Q4_0);
+tile_entry!(tile_q4_1_avx2, q4_1_rows, Avx2, "avx2,fma,f16c", L_Q4_1);
+tile_entry!(tile_q4_1_vnni, q4_1_rows, Vnni, "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw", L_Q4_1);
+tile_entry!(tile_q8_0_avx2, q8_0_rows, Avx2, "avx2,fma,f16c", L_Q8_0);
+tile_entry!(tile_q8_0_vnni, q8_0_rows, Vnni, "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw", L_Q8_0);
+tile_entry!(tile_q4_k_avx2, q4_k_rows, Avx2, "avx2,fma,f16c", L_Q4_K);
+tile_entry!(tile_q4_k_vnni, q4_k_rows, Vnni, "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw", L_Q4_K);
+tile_entry!(tile_q6_k_avx2, q6_k_rows, Avx2, "avx2,fma,f16c", L_Q6_K);
+tile_entry!(tile_q6_k_vnni, q6_k_rows, Vnni, "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw", L_Q6_K);
+
+// ---- helpers ----
+
+#[inline(always)]
+unsafe fn rd_u16(p: *const u8) -> u16 {
+    u16::from_le_bytes([*p, *p.add(1)])
+}
+
+#[inline(always)]
+unsafe fn fp16(p: *const u8) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(p) as i32)))
+}
+
+#[inline(always)]
+unsafe fn load256(p: *const u8) -> __m256i {
+    _mm256_loadu_si256(p as *const __m256i)
+}
+
+#[inline(always)]
+unsafe fn hsum_ps(x: __m256) -> f32 {
+    let r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    let r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    _mm_cvtss_f32(r)
+}
+
+/// 32 nibbles → 32 bytes: low nibbles of the 16 bytes first, then the high nibbles.
+#[inline(always)]
+unsafe fn nibbles32(p: *const u8) -> __m256i {
+    let tmp = _mm_loadu_si128(p as *const __m128i);
+    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp), _mm256_set1_epi8(0x0F))
+}
+
+/// The f16 scales at `p` and `p + stride`, as two broadcast vectors (one conversion for both).
+#[inline(always)]
+unsafe fn scale_pair(p: *const u8, stride: usize) -> [__m256; 2] {
+    let both = rd_u16(p) as u32 | (rd_u16(p.add(stride)) as u32) << 16;
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(both as i32));
+    [_mm256_broadcastss_ps(v), _mm256_broadcastss_ps(_mm_movehdup_ps(v))]
+}
+
+/// Two accumulators per token (even and odd blocks), added at the end: enough independent FMA chains for one
+/// token, and the same order for any tile width.
+#[inline(always)]
+fn finish<const NT: usize>(acc: &[[__m256; 2]; NT]) -> [f32; NT] {
+    // SAFETY (of the intrinsics): only called from kernels compiled with AVX2.
+    std::array::from_fn(|i| unsafe { hsum_ps(_mm256_add_ps(acc[i][0], acc[i][1])) })
+}
+
+// ---- 32-wide formats: weight row of `nb` blocks against Q8_0 / Q8_1 rows with f32 scales ----
+
+/// Shared loop of the signed 32-wide formats (Q4_0, Q8_0): `decode(block)` gives the block's signed weights.
+#[inline(always)]
+unsafe fn signed32_rows<D: IntOps, const NT: usize>(
+    nb: usize,
+    w: *const u8,
+    wb: usize,
+    t: &[Tok; NT],
+    decode: impl Fn(*const u8) -> __m256i,
+) -> [f32; NT] {
+    let mut acc = [[_mm256_setzero_ps(); 2]; NT];
+    let mut b = 0;
+    while b < nb {
+        let pair = b + 1 < nb;
+        let dw = scale_pair(w.add(b * wb), if pair { wb } else { 0 });
+        for k in 0..2 {
+            if k == 1 && !pair {
+                break;
+            }
+            let bk = b + k;
+            let q = decode(w.add(bk * wb + 2));
+            let aq = _mm256_sign_epi8(q, q);
+            for i in 0..NT {
+                let y = load256(t[i].x.add(bk * 34 + 2));
+                let p = _mm256_mul_ps(_mm256_cvtepi32_ps(D::dot4(aq, _mm256_sign_epi8(y, q))), dw[k]);
+                acc[i][k] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t[i].s.add(bk)), acc[i][k]);
+            }
+        }
+        b += 2;
+    }
+    finish(&acc)
+}
+
+#[inline(always)]
+unsafe fn q4_0_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
+    let eight = _mm256_set1_epi8(8);
+    signed32_rows::<D, NT>(nb, w, 18, t, |p| _mm256_sub_epi8(nibbles32(p), eight))
+}
+
+#[inline(always)]
+unsafe fn q8_0_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
+    signed32_rows::<D, NT>(nb, w, 34, t, |p| load256(p))
+}
+
+#[inline(always)]
+unsafe fn q4_1_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
+    let mut acc = [[_mm256_setzero_ps(); 2]; NT];
+    let mut mins = [0f32; NT];
+    let mut b = 0;
+    while b < nb {
+        let pair = b + 1 < nb;
+        let step = if pair { 20 } else { 0 };
+        let dw = scale_pair(w.add(b * 20), step);
+        let mw = scale_pair(w.add(b * 20 + 2), step);
+        for k in 0..2 {
+            if k == 1 && !pair {
+                break;
+            }
+            let bk = b + k;
+            let q = nibbles32(w.add(bk * 20 + 4));
+            let m = _mm256_cvtss_f32(mw[k]);
+            for i in 0..NT {
+                let y = load256(t[i].x.add(bk * 36 + 4));
+                let p = _mm256_mul_ps(_mm256_cvtepi32_ps(D::dot4(q, y)), dw[k]);
+                acc[i][k] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t[i].s.add(2 * bk)), acc[i][k]);
+                mins[i] += m * *t[i].s.add(2 * bk + 1);
+            }
+        }
+        b += 2;
+    }
+    let sums = finish(&acc);
+    std::array::from_fn(|i| sums[i] + mins[i])
+}
+
+// ---- K-quants against Q8_K (f32 d @0, i8 qs[256] @4, i16 bsums[16] @260) ----
+
+/// The scales and mins of a Q4_K block as i16 lanes: scales `[s0 x16, s1 x16]`-style pairs are built by the caller;
+/// here lane `2j` and `2j + 1` of the returned mins vector both hold `m[j]` (so `madd` with the 16 bsums gives
+/// `m[j] * (bsum[2j] + bsum[2j+1])`).
+#[inline(always)]
+unsafe fn q4_k_scales_mins(q: *const u8) -> ([i16; 8], __m256i) {
+    let q = std::slice::from_raw_parts(q, 12);
+    let (mut sc, mut m) = ([0i16; 8], [0i16; 8]);
+    for j in 0..8 {
+        let (s, mm) = if j < 4 {
+            (q[j] & 63, q[j + 4] & 63)
+        } else {
+            ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+        };
+        sc[j] = s as i16;
+        m[j] = mm as i16;
+    }
+    let mins = _mm256_set_epi16(
+        m[7], m[7], m[6], m[6], m[5], m[5], m[4], m[4], m[3], m[3], m[2], m[2], m[1], m[1], m[0], m[0],
+    );
+    (sc, mins)
+}
+
+#[inline(always)]
+unsafe fn q4_k_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    let m4 = _mm256_set1_epi8(0x0F);
+    for b in 0..nb {
+        let wb = w.add(b * 144);
+        let (d, dmin) = (fp16(wb), fp16(wb.add(2)));
+        let (sc, mins) = q4_k_scales_mins(wb.add(4));
+        // Two integer chains per token (low and high nibbles) so that the multiply-accumulate latency overlaps.
+        let mut sumi = [[_mm256_setzero_si256(); 2]; NT];
+        for j in 0..4 {
+            let bits = load256(wb.add(16 + 32 * j));
+            let lo = _mm256_and_si256(bits, m4);
+            let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            let (sl, sh) = (_mm256_set1_epi16(sc[2 * j]), _mm256_set1_epi16(sc[2 * j + 1]));
+            for i in 0..NT {
+                let q8 = t[i].x.add(b * 292 + 4 + 64 * j);
+                sumi[i][0] = D::madd_acc(sumi[i][0], _mm256_maddubs_epi16(lo, load256(q8)), sl);
+                sumi[i][1] = D::madd_acc(sumi[i][1], _mm256_maddubs_epi16(hi, load256(q8.add(32))), sh);
+            }
+        }
+        for i in 0..NT {
+            let xb = t[i].x.add(b * 292);
+            let dx = (xb as *const f32).read_unaligned();
+            let summ = _mm256_madd_epi16(load256(xb.add(260)), mins);
+            let sumi = _mm256_add_epi32(sumi[i][0], sumi[i][1]);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d * dx), acc[i]);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_set1_ps(-dmin * dx), acc[i]);
+        }
+    }
+    std::array::from_fn(|i| hsum_ps(acc[i]))
+}
+
+#[inline(always)]
+unsafe fn q6_k_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    let m4 = _mm256_set1_epi8(0x0F);
+    let m2 = _mm256_set1_epi8(0x03);
+    for b in 0..nb {
+        let wb = w.add(b * 210);
+        let d = fp16(wb.add(208));
+        let sc8 = _mm_loadu_si128(wb.add(192) as *const __m128i);
+        // The 16 group scales as i16: (q - 32) * y summed with scales = q * y with scales - 32 * scales . bsums.
+        let sc16 = _mm256_cvtepi8_epi16(sc8);
+        // Two integer chains per token (even and odd 32-value groups), as in Q4_K.
+        let mut sumi = [[_mm256_setzero_si256(); 2]; NT];
+        for half in 0..2 {
+            let ql = wb.add(64 * half);
+            let qh = load256(wb.add(128 + 32 * half));
+            let (b1, b2) = (load256(ql), load256(ql.add(32)));
+            let q = [
+                _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
+                _mm256_or_si256(
+                    _mm256_and_si256(b2, m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                    _mm256_and_si256(qh, _mm256_set1_epi8(0x30)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), _mm256_set1_epi8(0x30)),
+                ),
+            ];
+            for (k, qk) in q.iter().enumerate() {
+                // Scales of the two 16-value groups of these 32 values: lanes 0..7 and 8..15.
+                let g = 8 * half + 2 * k;
+                let s = _mm256_set_m128i(
+                    _mm_set1_epi16(*wb.add(192 + g + 1) as i8 as i16),
+                    _mm_set1_epi16(*wb.add(192 + g) as i8 as i16),
+                );
+                for i in 0..NT {
+                    let y = load256(t[i].x.add(b * 292 + 4 + 128 * half + 32 * k));
+                    sumi[i][k & 1] = D::madd_acc(sumi[i][k & 1], _mm256_maddubs_epi16(*qk, y), s);
+                }
+            }
+        }
+        for i in 0..NT {
+            let xb = t[i].x.add(b * 292);
+            let dx = (xb as *const f32).read_unaligned();
+            let corr = _mm256_slli_epi32(_mm256_madd_epi16(load256(xb.add(260)), sc16), 5);
+            let total = _mm256_sub_epi32(_mm256_add_epi32(sumi[i][0], sumi[i][1]), corr);
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d * dx), acc[i]);
+        }
+    }
+    std::array::from_fn(|i| hsum_ps(acc[i]))
+}
