@@ -79,7 +79,7 @@ pub fn matmul(
     let xc = &mut scratch.x_converted;
     xc.resize(n_tokens * x_row_bytes, 0);
     xc.par_chunks_mut(x_row_bytes).zip(x.par_chunks(w.cols)).for_each(|(dst, src)| {
-        quant::quantize_row_unchecked(dot_ty, src, dst);
+        simd::quantize_activations(dot_ty, src, dst);
     });
     let blocks_per_row = w.cols / dot_ty.block_size();
     let per_block = simd::scales_per_block(dot_ty);

@@ -10,6 +10,8 @@ mod aarch64_neon;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
+mod x86_quantize;
+#[cfg(target_arch = "x86_64")]
 mod x86_rows8;
 #[cfg(target_arch = "x86_64")]
 mod x86_tiles;
@@ -97,6 +99,16 @@ pub fn prepare_activations(dot_ty: GgmlType, row: &[u8], scales: &mut [f32], sum
         }
         *sum = blk[qs_at..].iter().map(|&q| q as i8 as i32).sum();
     }
+}
+
+/// Quantizes one activation row `src` into `dst` in the dot-product format `ty` (exactly the bytes of
+/// [`quant::quantize_row_unchecked`], with SIMD where this CPU has a quantizer for `ty`). Panics on a length bug.
+pub fn quantize_activations(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if !force_scalar() && x86_avx2::available() && x86_quantize::quantize(ty, src, dst) {
+        return;
+    }
+    crate::quant::quantize_row_unchecked(ty, src, dst);
 }
 
 /// The tile kernel for weights of type `ty` on this CPU, if there is one (see [`TileFn`]).
@@ -353,6 +365,32 @@ mod tests {
             }
         }
         eprintln!("{checked} tile results checked on {}", cpu_path());
+    }
+
+    #[test]
+    fn activation_quantizers_give_the_reference_bytes() {
+        for ty in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+            for (seed, n) in [(1u64, 256usize), (2, 512), (3, 4096)] {
+                let mut cases = vec![values(seed, n, 1.0), values(seed, n, 1e-3), values(seed, n, 300.0), vec![0.0; n]];
+                // Exact halves and ties (x.5 steps), repeated magnitudes of both signs, a lone NaN and infinity.
+                // Q8_0/Q8_1: amax 127 gives d = 1, so k + 0.5 are exact ties (rounded away from zero).
+                cases.push((0..n).map(|i| if i % 32 == 0 { 127.0 } else { (i % 41) as f32 - 20.5 }).collect());
+                // Q8_K: max -16 gives iscale 8, so odd sixteenths are exact ties (rounded to even).
+                cases.push((0..n).map(|i| if i % 256 == 0 { -16.0 } else { ((i % 61) as f32 - 30.0) / 16.0 }).collect());
+                cases.push((0..n).map(|i| if i % 7 == 0 { -2.0 } else if i % 5 == 0 { 2.0 } else { 1.0 }).collect());
+                let mut special = values(seed, n, 1.0);
+                special[3] = f32::NAN;
+                special[n - 1] = f32::INFINITY;
+                cases.push(special);
+                for x in cases {
+                    let bytes = ty.row_bytes(n as u64).unwrap() as usize;
+                    let (mut want, mut got) = (vec![0u8; bytes], vec![0u8; bytes]);
+                    quant::quantize_row_unchecked(ty, &x, &mut want);
+                    quantize_activations(ty, &x, &mut got);
+                    assert_eq!(want, got, "{ty}: n={n} bytes differ from the reference");
+                }
+            }
+        }
     }
 
     #[test]

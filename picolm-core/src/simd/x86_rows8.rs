@@ -1,5 +1,5 @@
 //! x86-64 AVX-512 VNNI kernels with one output per vector lane: eight weight rows times up to [`TILE_TOKENS`]
-//! tokens per call, for the 32-wide formats Q4_0, Q4_1 and Q8_0.
+//! tokens per call, for Q4_0, Q4_1, Q8_0 and Q4_K.
 //!
 //! Lane `r` of every vector belongs to weight row `r`. Each weight block of the eight rows is transposed in
 //! registers so that one 32-bit lane holds four consecutive weights of its row, and `vpdpbusd` multiplies them
@@ -27,6 +27,7 @@ pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
         GgmlType::Q4_0 => rows8_q4_0,
         GgmlType::Q4_1 => rows8_q4_1,
         GgmlType::Q8_0 => rows8_q8_0,
+        GgmlType::Q4_K => rows8_q4_k,
         _ => return None,
     };
     Some(TileKernel { run, max_rows: ROWS })
@@ -35,6 +36,7 @@ pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
 const L_Q4_0: Layout = Layout { block: 32, w_bytes: 18, x_bytes: 34, x_scales: true };
 const L_Q4_1: Layout = Layout { block: 32, w_bytes: 20, x_bytes: 36, x_scales: true };
 const L_Q8_0: Layout = Layout { block: 32, w_bytes: 34, x_bytes: 34, x_scales: true };
+const L_Q4_K: Layout = Layout { block: 256, w_bytes: 144, x_bytes: 292, x_scales: false };
 
 macro_rules! rows8_entry {
     ($name:ident, $inner:ident, $layout:expr) => {
@@ -78,6 +80,7 @@ macro_rules! rows8_entry {
 rows8_entry!(rows8_q4_0, q4_0_rows8, L_Q4_0);
 rows8_entry!(rows8_q4_1, q4_1_rows8, L_Q4_1);
 rows8_entry!(rows8_q8_0, q8_0_rows8, L_Q8_0);
+rows8_entry!(rows8_q4_k, q4_k_rows8, L_Q4_K);
 
 /// The start of each of the eight rows of a tile (rows past the tile's end repeat its last row), and their byte
 /// offsets from the first row for gathers.
@@ -203,7 +206,11 @@ unsafe fn q8_0_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
     let flip = _mm256_set1_epi8(0x80u8 as i8);
     offset_rows8::<NT>(nb, rows, 34, 128, t, |at| {
         let (a, b) = (transpose16(rows, at), transpose16(rows, at + 16));
-        [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]].map(|v| _mm256_xor_si256(v, flip))
+        let mut wq = [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]];
+        for v in wq.iter_mut() {
+            *v = _mm256_xor_si256(*v, flip);
+        }
+        wq
     })
 }
 
@@ -219,6 +226,81 @@ unsafe fn q4_1_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
             let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&*t[i].s.add(2 * b)));
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[i]);
             acc[i] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(&*t[i].s.add(2 * b + 1)), acc[i]);
+        }
+    }
+    store(&acc)
+}
+
+// ---- Q4_K: d, dmin (f16) @0, 12 bytes of 6-bit scales and mins @4, 128 bytes of nibbles @16; against Q8_K
+// (f32 d @0, i8 qs[256] @4, i16 bsums[16] @260) ----
+
+/// Lane-wise bytes `k` of 32-bit lanes as i32.
+#[inline(always)]
+unsafe fn byte_lanes(v: __m256i, k: i32) -> __m256i {
+    _mm256_and_si256(_mm256_srlv_epi32(v, _mm256_set1_epi32(8 * k)), _mm256_set1_epi32(0xFF))
+}
+
+/// Bytes `2h` and `2h + 1` of 32-bit lanes as the two i16 halves of each lane.
+#[inline(always)]
+unsafe fn byte_pair_lanes(v: __m256i, h: i32) -> __m256i {
+    let v = _mm256_srlv_epi32(v, _mm256_set1_epi32(16 * h));
+    let lo = _mm256_and_si256(v, _mm256_set1_epi32(0xFF));
+    let hi = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0xFF00)), 8);
+    _mm256_or_si256(lo, hi)
+}
+
+#[inline(always)]
+unsafe fn q4_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    let m4 = _mm256_set1_epi8(0x0F);
+    let (c3f, c0f, c30) = (_mm256_set1_epi8(0x3F), _mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+    for b in 0..nb {
+        let base = b * 144;
+        let dd = gather_dwords(rows, base);
+        let (dw, dmin) = (halves_to_f32::<false>(dd), halves_to_f32::<true>(dd));
+        // ggml's get_scale_min_k4, four sub-blocks per 32-bit lane: scales/mins 0..4 are the low six bits of
+        // bytes 0..4 / 4..8; 4..8 take their low four bits from bytes 8..12 and their top two from the top bits
+        // of bytes 0..4 / 4..8.
+        let (g0, g1, g2) = (gather_dwords(rows, base + 4), gather_dwords(rows, base + 8), gather_dwords(rows, base + 12));
+        let top = |g: __m256i| _mm256_and_si256(_mm256_srli_epi32(g, 2), c30);
+        let sc_lo = _mm256_and_si256(g0, c3f);
+        let sc_hi = _mm256_or_si256(_mm256_and_si256(g2, c0f), top(g0));
+        let m_lo = _mm256_and_si256(g1, c3f);
+        let m_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(g2, 4), c0f), top(g1));
+        let mins = [byte_pair_lanes(m_lo, 0), byte_pair_lanes(m_lo, 1), byte_pair_lanes(m_hi, 0), byte_pair_lanes(m_hi, 1)];
+
+        let mut total = [_mm256_setzero_si256(); NT];
+        for j in 0..4 {
+            let (a, c) = (transpose16(rows, base + 16 + 32 * j), transpose16(rows, base + 32 + 32 * j));
+            let raw = [a[0], a[1], a[2], a[3], c[0], c[1], c[2], c[3]];
+            for half in 0..2 {
+                let g = 2 * j + half;
+                // (Loops, not `array::map`: a closure called through `map` is not compiled with this function's
+                // target features, and its intrinsics would become calls.)
+                let mut wq = raw;
+                for v in wq.iter_mut() {
+                    *v = _mm256_and_si256(if half == 0 { *v } else { _mm256_srli_epi32(*v, 4) }, m4);
+                }
+                let sc = byte_lanes(if g < 4 { sc_lo } else { sc_hi }, (g % 4) as i32);
+                for i in 0..NT {
+                    let isum = block_dot(&wq, t[i].x.add(b * 292 + 4 + 32 * g));
+                    total[i] = _mm256_add_epi32(total[i], _mm256_mullo_epi32(isum, sc));
+                }
+            }
+        }
+        for i in 0..NT {
+            let xb = t[i].x.add(b * 292);
+            // Sums of the activations of each 32-value sub-block, as i16 pairs (g0, g1) (g2, g3) | (g4, g5) (g6, g7).
+            let g32 = _mm256_madd_epi16(_mm256_loadu_si256(xb.add(260) as *const __m256i), _mm256_set1_epi16(1));
+            let g16 = _mm256_packs_epi32(g32, g32);
+            let mut summ = _mm256_setzero_si256();
+            for (k, lane) in [0, 1, 4, 5].into_iter().enumerate() {
+                let pair = _mm256_permutevar8x32_epi32(g16, _mm256_set1_epi32(lane));
+                summ = _mm256_dpwssd_epi32(summ, mins[k], pair);
+            }
+            let dx = _mm256_set1_ps((xb as *const f32).read_unaligned());
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[i]), _mm256_mul_ps(dw, dx), acc[i]);
+            acc[i] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_mul_ps(dmin, dx), acc[i]);
         }
     }
     store(&acc)

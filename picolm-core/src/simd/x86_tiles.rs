@@ -228,9 +228,23 @@ unsafe fn scale_pair(p: *const u8, stride: usize) -> [__m256; 2] {
 /// Two accumulators per token (even and odd blocks), added at the end: enough independent FMA chains for one
 /// token, and the same order for any tile width.
 #[inline(always)]
-fn finish<const NT: usize>(acc: &[[__m256; 2]; NT]) -> [f32; NT] {
-    // SAFETY (of the intrinsics): only called from kernels compiled with AVX2.
-    std::array::from_fn(|i| unsafe { hsum_ps(_mm256_add_ps(acc[i][0], acc[i][1])) })
+unsafe fn finish<const NT: usize>(acc: &[[__m256; 2]; NT]) -> [f32; NT] {
+    // Loops, not `array::from_fn`: a closure would not be compiled with the caller's target features.
+    let mut out = [0f32; NT];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = hsum_ps(_mm256_add_ps(a[0], a[1]));
+    }
+    out
+}
+
+/// The horizontal sum of each token's accumulator.
+#[inline(always)]
+unsafe fn sums<const NT: usize>(acc: &[__m256; NT]) -> [f32; NT] {
+    let mut out = [0f32; NT];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = hsum_ps(*a);
+    }
+    out
 }
 
 // ---- 32-wide formats: weight row of `nb` blocks against Q8_0 / Q8_1 rows with f32 scales ----
@@ -304,8 +318,11 @@ unsafe fn q4_1_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[To
         }
         b += 2;
     }
-    let sums = finish(&acc);
-    std::array::from_fn(|i| sums[i] + mins[i])
+    let mut out = finish(&acc);
+    for (o, m) in out.iter_mut().zip(mins) {
+        *o += m;
+    }
+    out
 }
 
 // ---- K-quants against Q8_K (f32 d @0, i8 qs[256] @4, i16 bsums[16] @260) ----
@@ -362,7 +379,7 @@ unsafe fn q4_k_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[To
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_set1_ps(-dmin * dx), acc[i]);
         }
     }
-    std::array::from_fn(|i| hsum_ps(acc[i]))
+    sums(&acc)
 }
 
 #[inline(always)]
@@ -418,5 +435,5 @@ unsafe fn q6_k_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[To
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d * dx), acc[i]);
         }
     }
-    std::array::from_fn(|i| hsum_ps(acc[i]))
+    sums(&acc)
 }
