@@ -11,6 +11,11 @@ scripts/fetch-models.sh
 echo "== Rust tests"
 cargo test --release --workspace
 
+if grep -q avx512_vnni /proc/cpuinfo 2>/dev/null; then
+  echo "== x86 AVX2 kernels end to end on this AVX-512 CPU (PICOLM_NO_AVX512=1)"
+  PICOLM_NO_AVX512=1 cargo test --release -p picolm-integration-tests --test generation --test golden_greedy
+fi
+
 echo "== ARM kernels under qemu (skipped with the reason when the cross tools are missing)"
 scripts/test-arm.sh
 

@@ -116,19 +116,30 @@ pub fn tile_kernel(ty: GgmlType) -> Option<TileKernel> {
     if force_scalar() {
         return None;
     }
-    tile_kernels(ty).into_iter().next().map(|(_, k)| k)
+    #[cfg(target_arch = "x86_64")]
+    if x86_avx2::available() {
+        if avx512_allowed() {
+            if let Some(k) = x86_rows8::kernel(ty) {
+                return Some(k);
+            }
+        }
+        return x86_tiles::kernel(ty);
+    }
+    let _ = ty;
+    None
 }
 
 /// Every tile kernel for `ty` this CPU can run, best first, with a name (the tests check them all).
+#[cfg(test)]
 fn tile_kernels(ty: GgmlType) -> Vec<(&'static str, TileKernel)> {
+    #[allow(unused_mut)] // nothing to add on targets without tile kernels
     let mut found = Vec::new();
     #[cfg(target_arch = "x86_64")]
     if x86_avx2::available() {
-        if x86_tiles::has_avx512_vnni() {
+        if avx512_allowed() {
             found.extend(x86_rows8::kernel(ty).map(|k| ("avx512vnni-rows8", k)));
-            found.extend(x86_tiles::kernel(ty, true).map(|k| ("avx512vnni-row", k)));
         }
-        found.extend(x86_tiles::kernel(ty, false).map(|k| ("avx2-row", k)));
+        found.extend(x86_tiles::kernel(ty).map(|k| ("avx2-row", k)));
     }
     let _ = ty;
     found
@@ -170,6 +181,14 @@ fn force_scalar() -> bool {
     *FORCE_SCALAR.get_or_init(|| std::env::var_os("PICOLM_FORCE_SCALAR").is_some())
 }
 
+/// Whether `PICOLM_NO_AVX512` is set (read once): x86-64 then uses its AVX2 kernels even on AVX-512 CPUs (to
+/// compare paths, or to test the AVX2 path end to end on an AVX-512 machine).
+#[cfg(target_arch = "x86_64")]
+fn avx512_allowed() -> bool {
+    static ALLOWED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALLOWED.get_or_init(|| std::env::var_os("PICOLM_NO_AVX512").is_none() && x86_rows8::available())
+}
+
 /// The kernel path in use on this CPU (`"x86_64-avx2-fma"`, `"aarch64-neon-dotprod"`, `"scalar"`, ...).
 pub fn cpu_path() -> &'static str {
     if force_scalar() {
@@ -177,7 +196,7 @@ pub fn cpu_path() -> &'static str {
     }
     #[cfg(target_arch = "x86_64")]
     if x86_avx2::available() {
-        return if x86_tiles::has_avx512_vnni() { "x86_64-avx2-fma+avx512vnni" } else { "x86_64-avx2-fma" };
+        return if avx512_allowed() { "x86_64-avx2-fma+avx512vnni" } else { "x86_64-avx2-fma" };
     }
     #[cfg(target_arch = "aarch64")]
     return if aarch64_neon::has_dotprod() { "aarch64-neon-dotprod" } else { "aarch64-neon" };

@@ -1,5 +1,5 @@
 //! x86-64 AVX-512 VNNI kernels with one output per vector lane: eight weight rows times up to [`TILE_TOKENS`]
-//! tokens per call, for Q4_0, Q4_1, Q8_0 and Q4_K.
+//! tokens per call, for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K.
 //!
 //! Lane `r` of every vector belongs to weight row `r`. Each weight block of the eight rows is transposed in
 //! registers so that one 32-bit lane holds four consecutive weights of its row, and `vpdpbusd` multiplies them
@@ -21,6 +21,17 @@ use crate::ggml_type::GgmlType;
 /// Rows per call.
 const ROWS: usize = 8;
 
+/// Software prefetch distance in bytes along each weight row.
+const PREFETCH: usize = 512;
+
+/// Whether this CPU has AVX-512 VNNI with 256-bit (VL) and byte/word (BW) instructions.
+pub fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512bw")
+}
+
 /// The eight-row kernel for weights of type `ty`. Call only when AVX2/FMA/F16C and AVX-512 VNNI/VL/BW are present.
 pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
     let run: TileFn = match ty {
@@ -28,6 +39,7 @@ pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
         GgmlType::Q4_1 => rows8_q4_1,
         GgmlType::Q8_0 => rows8_q8_0,
         GgmlType::Q4_K => rows8_q4_k,
+        GgmlType::Q6_K => rows8_q6_k,
         _ => return None,
     };
     Some(TileKernel { run, max_rows: ROWS })
@@ -37,6 +49,7 @@ const L_Q4_0: Layout = Layout { block: 32, w_bytes: 18, x_bytes: 34, x_scales: t
 const L_Q4_1: Layout = Layout { block: 32, w_bytes: 20, x_bytes: 36, x_scales: true };
 const L_Q8_0: Layout = Layout { block: 32, w_bytes: 34, x_bytes: 34, x_scales: true };
 const L_Q4_K: Layout = Layout { block: 256, w_bytes: 144, x_bytes: 292, x_scales: false };
+const L_Q6_K: Layout = Layout { block: 256, w_bytes: 210, x_bytes: 292, x_scales: false };
 
 macro_rules! rows8_entry {
     ($name:ident, $inner:ident, $layout:expr) => {
@@ -81,6 +94,7 @@ rows8_entry!(rows8_q4_0, q4_0_rows8, L_Q4_0);
 rows8_entry!(rows8_q4_1, q4_1_rows8, L_Q4_1);
 rows8_entry!(rows8_q8_0, q8_0_rows8, L_Q8_0);
 rows8_entry!(rows8_q4_k, q4_k_rows8, L_Q4_K);
+rows8_entry!(rows8_q6_k, q6_k_rows8, L_Q6_K);
 
 /// The start of each of the eight rows of a tile (rows past the tile's end repeat its last row), and their byte
 /// offsets from the first row for gathers.
@@ -95,6 +109,16 @@ impl WeightRows {
         // Offsets fit in i32: a tile spans at most 8 rows of a matrix whose rows are far below 256 MiB.
         assert!(off(ROWS - 1) < i32::MAX as usize, "weight rows too long for a gather");
         WeightRows { p: std::array::from_fn(|r| w[off(r)..].as_ptr()), offsets: std::array::from_fn(|r| off(r) as i32) }
+    }
+}
+
+/// Asks for the cache line `ahead` bytes past `at` in each of the eight rows (software prefetch: eight row
+/// streams at once are more than the hardware prefetchers keep ahead of in decode). Prefetches never fault, so
+/// addresses past the end of the matrix are harmless.
+#[inline(always)]
+unsafe fn prefetch_rows(rows: &WeightRows, at: usize, ahead: usize) {
+    for p in rows.p {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at + ahead) as *const i8);
     }
 }
 
@@ -146,18 +170,35 @@ unsafe fn nibbles_transposed(rows: &WeightRows, at: usize) -> [__m256i; 8] {
     [lo(d[0]), lo(d[1]), lo(d[2]), lo(d[3]), hi(d[0]), hi(d[1]), hi(d[2]), hi(d[3])]
 }
 
-/// Per token: the i32 sums over one block of `weights (unsigned bytes) x activations` for the eight rows, with
+/// Per token: the i32 sums over one block of 32 of `weights (unsigned bytes) x activations` for the eight rows, with
 /// two dependency chains (even and odd groups of four).
 #[inline(always)]
 unsafe fn block_dot(wq: &[__m256i; 8], y: *const u8) -> __m256i {
-    let bc = |k: usize| _mm256_set1_epi32((y.add(4 * k) as *const i32).read_unaligned());
-    let mut even = _mm256_setzero_si256();
-    let mut odd = _mm256_setzero_si256();
-    for k in (0..8).step_by(2) {
-        even = _mm256_dpbusd_epi32(even, wq[k], bc(k));
-        odd = _mm256_dpbusd_epi32(odd, wq[k + 1], bc(k + 1));
+    let (a, b) = half_dots(wq, y);
+    _mm256_add_epi32(a, b)
+}
+
+/// As [`block_dot`] with one dependency chain: for kernels that run several of these side by side.
+#[inline(always)]
+unsafe fn chain_dot(wq: &[__m256i; 8], y: *const u8) -> __m256i {
+    let mut sum = _mm256_setzero_si256();
+    for (k, w) in wq.iter().enumerate() {
+        sum = _mm256_dpbusd_epi32(sum, *w, _mm256_set1_epi32((y.add(4 * k) as *const i32).read_unaligned()));
     }
-    _mm256_add_epi32(even, odd)
+    sum
+}
+
+/// As [`block_dot`], split into the sums over the first and the last 16 values.
+#[inline(always)]
+unsafe fn half_dots(wq: &[__m256i; 8], y: *const u8) -> (__m256i, __m256i) {
+    let bc = |k: usize| _mm256_set1_epi32((y.add(4 * k) as *const i32).read_unaligned());
+    let mut first = _mm256_setzero_si256();
+    let mut last = _mm256_setzero_si256();
+    for k in 0..4 {
+        first = _mm256_dpbusd_epi32(first, wq[k], bc(k));
+        last = _mm256_dpbusd_epi32(last, wq[k + 4], bc(k + 4));
+    }
+    (first, last)
 }
 
 /// Shared loop of the formats whose weights are stored as `u - offset` with unsigned `u` (Q4_0: nibbles, offset
@@ -174,6 +215,9 @@ unsafe fn offset_rows8<const NT: usize>(
 ) -> [[f32; ROWS]; NT] {
     let mut acc = [_mm256_setzero_ps(); NT];
     for b in 0..nb {
+        if b % 2 == 0 {
+            prefetch_rows(rows, b * wb, PREFETCH);
+        }
         let dw = halves_to_f32::<false>(gather_dwords(rows, b * wb));
         let wq = decode(b * wb + 2);
         for i in 0..NT {
@@ -218,6 +262,9 @@ unsafe fn q8_0_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
 unsafe fn q4_1_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
     let mut acc = [_mm256_setzero_ps(); NT];
     for b in 0..nb {
+        if b % 2 == 0 {
+            prefetch_rows(rows, b * 20, PREFETCH);
+        }
         let dm = gather_dwords(rows, b * 20);
         let (dw, mw) = (halves_to_f32::<false>(dm), halves_to_f32::<true>(dm));
         let wq = nibbles_transposed(rows, b * 20 + 4);
@@ -256,6 +303,8 @@ unsafe fn q4_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
     let (c3f, c0f, c30) = (_mm256_set1_epi8(0x3F), _mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
     for b in 0..nb {
         let base = b * 144;
+        prefetch_rows(rows, base, PREFETCH);
+        prefetch_rows(rows, base + 64, PREFETCH);
         let dd = gather_dwords(rows, base);
         let (dw, dmin) = (halves_to_f32::<false>(dd), halves_to_f32::<true>(dd));
         // ggml's get_scale_min_k4, four sub-blocks per 32-bit lane: scales/mins 0..4 are the low six bits of
@@ -283,7 +332,7 @@ unsafe fn q4_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
                 }
                 let sc = byte_lanes(if g < 4 { sc_lo } else { sc_hi }, (g % 4) as i32);
                 for i in 0..NT {
-                    let isum = block_dot(&wq, t[i].x.add(b * 292 + 4 + 32 * g));
+                    let isum = chain_dot(&wq, t[i].x.add(b * 292 + 4 + 32 * g));
                     total[i] = _mm256_add_epi32(total[i], _mm256_mullo_epi32(isum, sc));
                 }
             }
@@ -301,6 +350,93 @@ unsafe fn q4_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
             let dx = _mm256_set1_ps((xb as *const f32).read_unaligned());
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[i]), _mm256_mul_ps(dw, dx), acc[i]);
             acc[i] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_mul_ps(dmin, dx), acc[i]);
+        }
+    }
+    store(&acc)
+}
+
+// ---- Q6_K: ql[128] @0 (low four bits), qh[64] @128 (top two bits), 16 i8 scales @192, d (f16) @208; against
+// Q8_K. Value = d * scale * (q - 32), so sum (q - 32) y scale = sum q y scale - 32 * sum scale bsum. ----
+
+/// Byte `k` of 32-bit lanes, sign-extended to i32.
+#[inline(always)]
+unsafe fn signed_byte_lanes(v: __m256i, k: i32) -> __m256i {
+    _mm256_srai_epi32(_mm256_sllv_epi32(v, _mm256_set1_epi32(24 - 8 * k)), 24)
+}
+
+#[inline(always)]
+unsafe fn q6_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
+    let mut acc = [_mm256_setzero_ps(); NT];
+    let (m4, m2, m30) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x03), _mm256_set1_epi8(0x30));
+    for b in 0..nb {
+        let base = b * 210;
+        prefetch_rows(rows, base, PREFETCH);
+        prefetch_rows(rows, base + 64, PREFETCH);
+        prefetch_rows(rows, base + 128, PREFETCH);
+        // The dword at 206 ends the block: its high half is d.
+        let dw = halves_to_f32::<true>(gather_dwords(rows, base + 206));
+        let sc4 = [
+            gather_dwords(rows, base + 192),
+            gather_dwords(rows, base + 196),
+            gather_dwords(rows, base + 200),
+            gather_dwords(rows, base + 204),
+        ];
+        let mut total = [_mm256_setzero_si256(); NT];
+        for half in 0..2 {
+            let h = {
+                let (x, y) = (transpose16(rows, base + 128 + 32 * half), transpose16(rows, base + 144 + 32 * half));
+                [x[0], x[1], x[2], x[3], y[0], y[1], y[2], y[3]]
+            };
+            for lowbits in 0..2 {
+                // Quarter `lowbits` (low nibbles) and `lowbits + 2` (high nibbles) share these 32 bytes of ql.
+                let at = base + 64 * half + 32 * lowbits;
+                let q = {
+                    let (x, y) = (transpose16(rows, at), transpose16(rows, at + 16));
+                    [x[0], x[1], x[2], x[3], y[0], y[1], y[2], y[3]]
+                };
+                for high_nibble in 0..2 {
+                    let quarter = lowbits + 2 * high_nibble;
+                    let mut wq = q;
+                    for (w, hk) in wq.iter_mut().zip(&h) {
+                        let low = if high_nibble == 0 { *w } else { _mm256_srli_epi32(*w, 4) };
+                        let top = match quarter {
+                            0 => _mm256_slli_epi32(_mm256_and_si256(*hk, m2), 4),
+                            1 => _mm256_slli_epi32(_mm256_and_si256(_mm256_srli_epi32(*hk, 2), m2), 4),
+                            2 => _mm256_and_si256(*hk, m30),
+                            _ => _mm256_and_si256(_mm256_srli_epi32(*hk, 2), m30),
+                        };
+                        *w = _mm256_or_si256(_mm256_and_si256(low, m4), top);
+                    }
+                    // Scale groups of 16: 8 * half + 2 * quarter and the next one.
+                    let g = 8 * half + 2 * quarter;
+                    let sa = signed_byte_lanes(sc4[g / 4], (g % 4) as i32);
+                    let sb = signed_byte_lanes(sc4[g / 4], (g % 4 + 1) as i32);
+                    for i in 0..NT {
+                        let (a, c) = half_dots(&wq, t[i].x.add(b * 292 + 4 + 128 * half + 32 * quarter));
+                        let s = _mm256_add_epi32(_mm256_mullo_epi32(a, sa), _mm256_mullo_epi32(c, sb));
+                        total[i] = _mm256_add_epi32(total[i], s);
+                    }
+                }
+            }
+        }
+        // Scale pairs (2k, 2k + 1) as the i16 halves of each lane, for the bsums correction.
+        let mut pairs = [_mm256_setzero_si256(); 8];
+        for (k, p) in pairs.iter_mut().enumerate() {
+            let v = sc4[k / 2];
+            let j = 2 * (k % 2) as i32;
+            let lo = _mm256_and_si256(signed_byte_lanes(v, j), _mm256_set1_epi32(0xFFFF));
+            *p = _mm256_or_si256(lo, _mm256_slli_epi32(signed_byte_lanes(v, j + 1), 16));
+        }
+        for i in 0..NT {
+            let xb = t[i].x.add(b * 292);
+            let mut corr = _mm256_setzero_si256();
+            for (k, p) in pairs.iter().enumerate() {
+                let bs = _mm256_set1_epi32((xb.add(260 + 4 * k) as *const i32).read_unaligned());
+                corr = _mm256_dpwssd_epi32(corr, *p, bs);
+            }
+            let sum = _mm256_sub_epi32(total[i], _mm256_slli_epi32(corr, 5));
+            let dx = _mm256_set1_ps((xb as *const f32).read_unaligned());
+            acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum), _mm256_mul_ps(dw, dx), acc[i]);
         }
     }
     store(&acc)

@@ -1,81 +1,41 @@
-//! x86-64 row-tile kernels: one weight row against up to [`TILE_TOKENS`] activation rows at once, for the formats
-//! that dominate real models (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K).
+//! x86-64 AVX2 row-tile kernels: one weight row against up to [`TILE_TOKENS`] activation rows at once, for the
+//! formats that dominate real models (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K), on CPUs without AVX-512 VNNI (those use
+//! [`super::x86_rows8`]).
 //!
 //! A tile decodes each weight block once (nibbles, scales, mins) and multiplies it with every token of the tile, so
 //! batched prefill pays the decoding cost once per block instead of once per block and token. Decode (one token)
 //! runs the same code with a one-token tile, and every token's accumulation happens in the same order whatever the
 //! tile width: batched prefill and token-by-token evaluation give bit-identical results.
-//!
-//! Two instruction paths share the kernel bodies through the [`IntOps`] trait: AVX2 (`maddubs` + `madd`) and
-//! AVX-512 VNNI on 256-bit vectors (`vpdpbusd` / `vpdpwssd`, Ice Lake, Sapphire Rapids, Zen 4 and later). The
-//! integer results of both are exact and equal; only the instruction count differs.
 
 use std::arch::x86_64::*;
 
 use super::{ActivationRows, TileFn, TileKernel, TileShape, TILE_TOKENS};
 use crate::ggml_type::GgmlType;
 
-/// Whether this CPU has AVX-512 VNNI with 256-bit (VL) and byte/word (BW) instructions.
-pub fn has_avx512_vnni() -> bool {
-    is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") && is_x86_feature_detected!("avx512bw")
-}
-
-/// The one-row tile kernel for weights of type `ty`. Call only when AVX2/FMA/F16C are present (`vnni`: also
-/// [`has_avx512_vnni`]).
-pub fn kernel(ty: GgmlType, vnni: bool) -> Option<TileKernel> {
-    let run: TileFn = match (ty, vnni) {
-        (GgmlType::Q4_0, false) => tile_q4_0_avx2,
-        (GgmlType::Q4_0, true) => tile_q4_0_vnni,
-        (GgmlType::Q4_1, false) => tile_q4_1_avx2,
-        (GgmlType::Q4_1, true) => tile_q4_1_vnni,
-        (GgmlType::Q8_0, false) => tile_q8_0_avx2,
-        (GgmlType::Q8_0, true) => tile_q8_0_vnni,
-        (GgmlType::Q4_K, false) => tile_q4_k_avx2,
-        (GgmlType::Q4_K, true) => tile_q4_k_vnni,
-        (GgmlType::Q6_K, false) => tile_q6_k_avx2,
-        (GgmlType::Q6_K, true) => tile_q6_k_vnni,
+/// The one-row tile kernel for weights of type `ty`. Call only when AVX2/FMA/F16C are present.
+pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
+    let run: TileFn = match ty {
+        GgmlType::Q4_0 => tile_q4_0,
+        GgmlType::Q4_1 => tile_q4_1,
+        GgmlType::Q8_0 => tile_q8_0,
+        GgmlType::Q4_K => tile_q4_k,
+        GgmlType::Q6_K => tile_q6_k,
         _ => return None,
     };
     Some(TileKernel { run, max_rows: 1 })
 }
 
-// ---- integer primitives of the two paths ----
-
-/// The integer multiply-accumulate steps a kernel needs, implemented per instruction set.
-trait IntOps {
-    /// i32 lanes holding the sums of four products of the unsigned bytes of `u` with the signed bytes of `s`.
-    /// Exact for `u <= 128`, `|s| <= 127` (no `maddubs` saturation).
-    unsafe fn dot4(u: __m256i, s: __m256i) -> __m256i;
-    /// `acc` plus the pairwise-summed i32 products of the i16 lanes of `a` and `b`.
-    unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i;
+/// i32 lanes holding the sums of four products of the unsigned bytes of `u` with the signed bytes of `s`.
+/// Exact for `u <= 128`, `|s| <= 127` (no `vpmaddubsw` saturation).
+#[inline(always)]
+unsafe fn dot4(u: __m256i, s: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 }
 
-/// AVX2: `vpmaddubsw` + `vpmaddwd`.
-struct Avx2;
-
-impl IntOps for Avx2 {
-    #[inline(always)]
-    unsafe fn dot4(u: __m256i, s: __m256i) -> __m256i {
-        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
-    }
-    #[inline(always)]
-    unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-        _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
-    }
-}
-
-/// AVX-512 VNNI on 256-bit vectors: `vpdpbusd` and `vpdpwssd`.
-struct Vnni;
-
-impl IntOps for Vnni {
-    #[inline(always)]
-    unsafe fn dot4(u: __m256i, s: __m256i) -> __m256i {
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
-    }
-    #[inline(always)]
-    unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-        _mm256_dpwssd_epi32(acc, a, b)
-    }
+/// `acc` plus the pairwise-summed i32 products of the i16 lanes of `a` and `b`.
+#[inline(always)]
+unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
 }
 
 // ---- safe entry points ----
@@ -139,7 +99,7 @@ pub(super) fn toks<const NT: usize>(x: &ActivationRows<'_>, first: usize) -> [To
 }
 
 macro_rules! tile_entry {
-    ($name:ident, $inner:ident, $ops:ty, $feat:literal, $layout:expr) => {
+    ($name:ident, $inner:ident, $layout:expr) => {
         fn $name(
             n: usize,
             w: &[u8],
@@ -149,12 +109,12 @@ macro_rules! tile_entry {
             shape: TileShape,
             out: &mut [f32],
         ) {
-            #[target_feature(enable = $feat)]
+            #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn run<const NT: usize>(nb: usize, w: *const u8, t: [Tok; NT]) -> [f32; NT] {
-                $inner::<$ops, NT>(nb, w, &t)
+                $inner::<NT>(nb, w, &t)
             }
             let nb = check(n, &$layout, 1, w, w_row_bytes, x, first, shape, out);
-            // SAFETY: handed out by `kernel` only after the CPU features of `$feat` were detected; `check` verified
+            // SAFETY: handed out by `kernel` only after AVX2/FMA/F16C were detected; `check` verified
             // that the weight row and every token's row and scales hold `nb` whole blocks, and the kernels read
             // only inside those blocks.
             if shape.tokens == TILE_TOKENS {
@@ -174,16 +134,11 @@ const L_Q8_0: Layout = Layout { block: 32, w_bytes: 34, x_bytes: 34, x_scales: t
 const L_Q4_K: Layout = Layout { block: 256, w_bytes: 144, x_bytes: 292, x_scales: false };
 const L_Q6_K: Layout = Layout { block: 256, w_bytes: 210, x_bytes: 292, x_scales: false };
 
-tile_entry!(tile_q4_0_avx2, q4_0_rows, Avx2, "avx2,fma,f16c", L_Q4_0);
-tile_entry!(tile_q4_0_vnni, q4_0_rows, Vnni, "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw", L_Q4_0);
-tile_entry!(tile_q4_1_avx2, q4_1_rows, Avx2, "avx2,fma,f16c", L_Q4_1);
-tile_entry!(tile_q4_1_vnni, q4_1_rows, Vnni, "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw", L_Q4_1);
-tile_entry!(tile_q8_0_avx2, q8_0_rows, Avx2, "avx2,fma,f16c", L_Q8_0);
-tile_entry!(tile_q8_0_vnni, q8_0_rows, Vnni, "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw", L_Q8_0);
-tile_entry!(tile_q4_k_avx2, q4_k_rows, Avx2, "avx2,fma,f16c", L_Q4_K);
-tile_entry!(tile_q4_k_vnni, q4_k_rows, Vnni, "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw", L_Q4_K);
-tile_entry!(tile_q6_k_avx2, q6_k_rows, Avx2, "avx2,fma,f16c", L_Q6_K);
-tile_entry!(tile_q6_k_vnni, q6_k_rows, Vnni, "avx2,fma,f16c,avx512vnni,avx512vl,avx512bw", L_Q6_K);
+tile_entry!(tile_q4_0, q4_0_rows, L_Q4_0);
+tile_entry!(tile_q4_1, q4_1_rows, L_Q4_1);
+tile_entry!(tile_q8_0, q8_0_rows, L_Q8_0);
+tile_entry!(tile_q4_k, q4_k_rows, L_Q4_K);
+tile_entry!(tile_q6_k, q6_k_rows, L_Q6_K);
 
 // ---- helpers ----
 
@@ -251,7 +206,7 @@ unsafe fn sums<const NT: usize>(acc: &[__m256; NT]) -> [f32; NT] {
 
 /// Shared loop of the signed 32-wide formats (Q4_0, Q8_0): `decode(block)` gives the block's signed weights.
 #[inline(always)]
-unsafe fn signed32_rows<D: IntOps, const NT: usize>(
+unsafe fn signed32_rows<const NT: usize>(
     nb: usize,
     w: *const u8,
     wb: usize,
@@ -272,7 +227,7 @@ unsafe fn signed32_rows<D: IntOps, const NT: usize>(
             let aq = _mm256_sign_epi8(q, q);
             for i in 0..NT {
                 let y = load256(t[i].x.add(bk * 34 + 2));
-                let p = _mm256_mul_ps(_mm256_cvtepi32_ps(D::dot4(aq, _mm256_sign_epi8(y, q))), dw[k]);
+                let p = _mm256_mul_ps(_mm256_cvtepi32_ps(dot4(aq, _mm256_sign_epi8(y, q))), dw[k]);
                 acc[i][k] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t[i].s.add(bk)), acc[i][k]);
             }
         }
@@ -282,18 +237,18 @@ unsafe fn signed32_rows<D: IntOps, const NT: usize>(
 }
 
 #[inline(always)]
-unsafe fn q4_0_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
+unsafe fn q4_0_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
     let eight = _mm256_set1_epi8(8);
-    signed32_rows::<D, NT>(nb, w, 18, t, |p| _mm256_sub_epi8(nibbles32(p), eight))
+    signed32_rows::<NT>(nb, w, 18, t, |p| _mm256_sub_epi8(nibbles32(p), eight))
 }
 
 #[inline(always)]
-unsafe fn q8_0_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
-    signed32_rows::<D, NT>(nb, w, 34, t, |p| load256(p))
+unsafe fn q8_0_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
+    signed32_rows::<NT>(nb, w, 34, t, |p| load256(p))
 }
 
 #[inline(always)]
-unsafe fn q4_1_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
+unsafe fn q4_1_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
     let mut acc = [[_mm256_setzero_ps(); 2]; NT];
     let mut mins = [0f32; NT];
     let mut b = 0;
@@ -311,7 +266,7 @@ unsafe fn q4_1_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[To
             let m = _mm256_cvtss_f32(mw[k]);
             for i in 0..NT {
                 let y = load256(t[i].x.add(bk * 36 + 4));
-                let p = _mm256_mul_ps(_mm256_cvtepi32_ps(D::dot4(q, y)), dw[k]);
+                let p = _mm256_mul_ps(_mm256_cvtepi32_ps(dot4(q, y)), dw[k]);
                 acc[i][k] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t[i].s.add(2 * bk)), acc[i][k]);
                 mins[i] += m * *t[i].s.add(2 * bk + 1);
             }
@@ -350,7 +305,7 @@ unsafe fn q4_k_scales_mins(q: *const u8) -> ([i16; 8], __m256i) {
 }
 
 #[inline(always)]
-unsafe fn q4_k_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
+unsafe fn q4_k_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
     let mut acc = [_mm256_setzero_ps(); NT];
     let m4 = _mm256_set1_epi8(0x0F);
     for b in 0..nb {
@@ -366,8 +321,8 @@ unsafe fn q4_k_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[To
             let (sl, sh) = (_mm256_set1_epi16(sc[2 * j]), _mm256_set1_epi16(sc[2 * j + 1]));
             for i in 0..NT {
                 let q8 = t[i].x.add(b * 292 + 4 + 64 * j);
-                sumi[i][0] = D::madd_acc(sumi[i][0], _mm256_maddubs_epi16(lo, load256(q8)), sl);
-                sumi[i][1] = D::madd_acc(sumi[i][1], _mm256_maddubs_epi16(hi, load256(q8.add(32))), sh);
+                sumi[i][0] = madd_acc(sumi[i][0], _mm256_maddubs_epi16(lo, load256(q8)), sl);
+                sumi[i][1] = madd_acc(sumi[i][1], _mm256_maddubs_epi16(hi, load256(q8.add(32))), sh);
             }
         }
         for i in 0..NT {
@@ -383,7 +338,7 @@ unsafe fn q4_k_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[To
 }
 
 #[inline(always)]
-unsafe fn q6_k_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
+unsafe fn q6_k_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
     let mut acc = [_mm256_setzero_ps(); NT];
     let m4 = _mm256_set1_epi8(0x0F);
     let m2 = _mm256_set1_epi8(0x03);
@@ -423,7 +378,7 @@ unsafe fn q6_k_rows<D: IntOps, const NT: usize>(nb: usize, w: *const u8, t: &[To
                 );
                 for i in 0..NT {
                     let y = load256(t[i].x.add(b * 292 + 4 + 128 * half + 32 * k));
-                    sumi[i][k & 1] = D::madd_acc(sumi[i][k & 1], _mm256_maddubs_epi16(*qk, y), s);
+                    sumi[i][k & 1] = madd_acc(sumi[i][k & 1], _mm256_maddubs_epi16(*qk, y), s);
                 }
             }
         }
