@@ -170,6 +170,8 @@ pub fn run_bench(path: &Path, params: &BenchParams, progress: &mut dyn FnMut(&Be
     let mut rows = Vec::new();
     let mut report_model = None;
     for &t in &params.threads {
+        // The previous thread count's model is released first, so peak RSS counts one mapping of the file.
+        drop(report_model.take());
         let model = Arc::new(Model::load(path, &ModelParams { n_ctx, n_threads: t, ..params.model.clone() })?);
         let mut session = Session::new(model.clone(), &SessionParams { n_ctx, n_batch: params.n_batch.min(n_ctx), kv_type: params.kv_type })?;
         if params.n_prompt > 0 {

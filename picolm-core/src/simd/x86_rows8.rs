@@ -112,8 +112,9 @@ impl WeightRows {
     }
 }
 
-/// Asks for the cache line `ahead` bytes past `at` in each of the eight rows (software prefetch: eight row
-/// streams at once are more than the hardware prefetchers keep ahead of in decode). Prefetches never fault, so
+/// Asks for the cache line `ahead` bytes past `at` in each of the eight rows. Used in decode (one-token tiles),
+/// where the rows stream from memory once per token and eight streams at once are more than the hardware
+/// prefetchers keep ahead of; a prefill tile re-reads rows that are already cached. Prefetches never fault, so
 /// addresses past the end of the matrix are harmless.
 #[inline(always)]
 unsafe fn prefetch_rows(rows: &WeightRows, at: usize, ahead: usize) {
@@ -215,7 +216,7 @@ unsafe fn offset_rows8<const NT: usize>(
 ) -> [[f32; ROWS]; NT] {
     let mut acc = [_mm256_setzero_ps(); NT];
     for b in 0..nb {
-        if b % 2 == 0 {
+        if NT == 1 && b % 2 == 0 {
             prefetch_rows(rows, b * wb, PREFETCH);
         }
         let dw = halves_to_f32::<false>(gather_dwords(rows, b * wb));
@@ -262,7 +263,7 @@ unsafe fn q8_0_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
 unsafe fn q4_1_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
     let mut acc = [_mm256_setzero_ps(); NT];
     for b in 0..nb {
-        if b % 2 == 0 {
+        if NT == 1 && b % 2 == 0 {
             prefetch_rows(rows, b * 20, PREFETCH);
         }
         let dm = gather_dwords(rows, b * 20);
@@ -303,8 +304,10 @@ unsafe fn q4_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
     let (c3f, c0f, c30) = (_mm256_set1_epi8(0x3F), _mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
     for b in 0..nb {
         let base = b * 144;
-        prefetch_rows(rows, base, PREFETCH);
-        prefetch_rows(rows, base + 64, PREFETCH);
+        if NT == 1 {
+            prefetch_rows(rows, base, PREFETCH);
+            prefetch_rows(rows, base + 64, PREFETCH);
+        }
         let dd = gather_dwords(rows, base);
         let (dw, dmin) = (halves_to_f32::<false>(dd), halves_to_f32::<true>(dd));
         // ggml's get_scale_min_k4, four sub-blocks per 32-bit lane: scales/mins 0..4 are the low six bits of
@@ -370,9 +373,11 @@ unsafe fn q6_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
     let (m4, m2, m30) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x03), _mm256_set1_epi8(0x30));
     for b in 0..nb {
         let base = b * 210;
-        prefetch_rows(rows, base, PREFETCH);
-        prefetch_rows(rows, base + 64, PREFETCH);
-        prefetch_rows(rows, base + 128, PREFETCH);
+        if NT == 1 {
+            prefetch_rows(rows, base, PREFETCH);
+            prefetch_rows(rows, base + 64, PREFETCH);
+            prefetch_rows(rows, base + 128, PREFETCH);
+        }
         // The dword at 206 ends the block: its high half is d.
         let dw = halves_to_f32::<true>(gather_dwords(rows, base + 206));
         let sc4 = [
