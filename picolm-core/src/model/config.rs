@@ -71,8 +71,12 @@ impl LlamaConfig {
                 n_embd / n_head
             }
         };
-        if head_dim == 0 || head_dim % 2 != 0 || head_dim > 1024 {
+        if head_dim == 0 || head_dim % 2 != 0 || head_dim > super::forward::MAX_HEAD_DIM {
             return Err(invalid("head dimension", head_dim.to_string()));
+        }
+        let group = n_head / n_head_kv;
+        if group > super::forward::MAX_GROUP || group * head_dim > super::forward::MAX_GROUP_VALUES {
+            return Err(invalid("attention.head_count_kv", format!("{n_head_kv}: {group} query heads of {head_dim} per KV head")));
         }
         let rope_dim = file.get_u32(&key("rope.dimension_count"))?.map_or(head_dim, |v| v as usize);
         if rope_dim == 0 || rope_dim > head_dim || rope_dim % 2 != 0 {

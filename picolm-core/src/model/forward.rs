@@ -212,48 +212,62 @@ fn forward_checked(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, to
 fn attention(model: &Model, kv: &KvCache, l: usize, q: &[f32], out: &mut [f32], pos0: usize) {
     let cfg = model.config();
     let (hd, n_head) = (cfg.head_dim, cfg.n_head);
-    let group = cfg.n_head / cfg.n_head_kv;
+    let (group, n_head_kv) = (cfg.n_head / cfg.n_head_kv, cfg.n_head_kv);
     let scale = 1.0 / (hd as f32).sqrt();
     let round_query = kv.kv_type() == KvType::F16;
 
-    out.par_chunks_mut(hd).enumerate().for_each(|(i, o)| {
-        let (t, h) = (i / n_head, i % n_head);
-        let g = h / group;
+    // One task per (token, KV head): each cached key and value row is converted once and used by the `group`
+    // query heads that share it. Every query head still runs its own online softmax over the positions in order,
+    // so the results do not depend on how tokens are batched.
+    out.par_chunks_mut(group * hd).enumerate().for_each(|(i, o)| {
+        let (t, g) = (i / n_head_kv, i % n_head_kv);
         let n_pos = pos0 + t + 1;
-        // Like ggml, the query is rounded to the cache's 16-bit format before the dot products.
-        let mut qh = [0.0f32; MAX_HEAD_DIM];
-        let qh = &mut qh[..hd];
-        qh.copy_from_slice(&q[i * hd..(i + 1) * hd]);
+        // Like ggml, the queries are rounded to the cache's 16-bit format before the dot products.
+        let mut qg = [0.0f32; MAX_GROUP_VALUES];
+        let qg = &mut qg[..group * hd];
+        let first_head = t * n_head + g * group;
+        qg.copy_from_slice(&q[first_head * hd..(first_head + group) * hd]);
         if round_query {
-            qh.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
+            qg.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
         }
-        let mut row = [0.0f32; MAX_HEAD_DIM];
-        let row = &mut row[..hd];
+        let (mut krow, mut vrow) = ([0.0f32; MAX_HEAD_DIM], [0.0f32; MAX_HEAD_DIM]);
+        let (krow, vrow) = (&mut krow[..hd], &mut vrow[..hd]);
         o.fill(0.0);
-        let (mut m, mut sum) = (f32::NEG_INFINITY, 0.0f32);
+        let mut m = [f32::NEG_INFINITY; MAX_GROUP];
+        let mut sum = [0.0f32; MAX_GROUP];
         for p in 0..n_pos {
-            kv.head(KvPart::Key, l, p, g, row);
-            let s = dot(qh, row) * scale;
-            if s > m {
-                let c = (m - s).exp();
-                sum *= c;
-                o.iter_mut().for_each(|v| *v *= c);
-                m = s;
-            }
-            let wgt = (s - m).exp();
-            sum += wgt;
-            kv.head(KvPart::Value, l, p, g, row);
-            for (acc, &v) in o.iter_mut().zip(row.iter()) {
-                *acc += wgt * v;
+            kv.head(KvPart::Key, l, p, g, krow);
+            kv.head(KvPart::Value, l, p, g, vrow);
+            for (j, (oh, qh)) in o.chunks_exact_mut(hd).zip(qg.chunks_exact(hd)).enumerate() {
+                let s = dot(qh, krow) * scale;
+                if s > m[j] {
+                    let c = (m[j] - s).exp();
+                    sum[j] *= c;
+                    oh.iter_mut().for_each(|v| *v *= c);
+                    m[j] = s;
+                }
+                let wgt = (s - m[j]).exp();
+                sum[j] += wgt;
+                for (acc, &v) in oh.iter_mut().zip(vrow.iter()) {
+                    *acc += wgt * v;
+                }
             }
         }
-        let inv = 1.0 / sum;
-        o.iter_mut().for_each(|v| *v *= inv);
+        for (oh, s) in o.chunks_exact_mut(hd).zip(sum) {
+            let inv = 1.0 / s;
+            oh.iter_mut().for_each(|v| *v *= inv);
+        }
     });
 }
 
 /// Largest head size supported (checked when the configuration is read).
 pub const MAX_HEAD_DIM: usize = 1024;
+
+/// Largest number of query heads sharing one KV head (checked when the configuration is read).
+pub const MAX_GROUP: usize = 64;
+
+/// Largest `group * head_dim` (checked when the configuration is read).
+pub const MAX_GROUP_VALUES: usize = 8192;
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];

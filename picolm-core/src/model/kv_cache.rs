@@ -123,7 +123,7 @@ impl KvCache {
             KvPart::Key => &self.k,
             KvPart::Value => &self.v,
         };
-        quant::dequantize_row_unchecked(self.ty.ggml_type(), &store[o..o + len], out);
+        crate::simd::dequantize_row(self.ty.ggml_type(), &store[o..o + len], out);
     }
 
     /// Raw bytes of positions `0..n_pos` of `layer` (for saving state).

@@ -111,6 +111,16 @@ pub fn quantize_activations(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
     crate::quant::quantize_row_unchecked(ty, src, dst);
 }
 
+/// Converts one row of `ty` values to f32 (exactly [`quant::dequantize_row_unchecked`], with SIMD for F16 where
+/// the CPU has it). Panics on a length bug.
+pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if ty == GgmlType::F16 && !force_scalar() && x86_avx2::available() {
+        return x86_avx2::f16_to_f32(src, dst);
+    }
+    crate::quant::dequantize_row_unchecked(ty, src, dst);
+}
+
 /// The tile kernel for weights of type `ty` on this CPU, if there is one (see [`TileFn`]).
 pub fn tile_kernel(ty: GgmlType) -> Option<TileKernel> {
     if force_scalar() {
@@ -409,6 +419,17 @@ mod tests {
                     assert_eq!(want, got, "{ty}: n={n} bytes differ from the reference");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn f16_rows_convert_exactly() {
+        for n in [0usize, 1, 7, 8, 64, 67] {
+            let bits: Vec<u8> = (0..n).flat_map(|i| ((i as u16).wrapping_mul(40503) ^ 0x3c00).to_le_bytes()).collect();
+            let (mut want, mut got) = (vec![0f32; n], vec![1f32; n]);
+            quant::dequantize_row_unchecked(GgmlType::F16, &bits, &mut want);
+            dequantize_row(GgmlType::F16, &bits, &mut got);
+            assert_eq!(want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "n={n}");
         }
     }
 

@@ -60,6 +60,27 @@ safe_kernel!(dot_q4_k, q4_k_avx2, 256, 144, 292);
 safe_kernel!(dot_q5_k, q5_k_avx2, 256, 176, 292);
 safe_kernel!(dot_q6_k, q6_k_avx2, 256, 210, 292);
 
+/// F16 values (little-endian bytes) to f32: exact, as `half`'s conversion, eight values per F16C instruction.
+/// Panics when `src` does not hold `2 * dst.len()` bytes (a caller bug).
+pub fn f16_to_f32(src: &[u8], dst: &mut [f32]) {
+    assert_eq!(src.len(), 2 * dst.len(), "f16_to_f32: lengths disagree");
+    // SAFETY: handed out only after `available()` confirmed F16C; every load and store below is inside `src` and
+    // `dst` (eight values at a time, then the remainder one by one).
+    unsafe { f16_to_f32_f16c(src, dst) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_to_f32_f16c(src: &[u8], dst: &mut [f32]) {
+    let n8 = dst.len() / 8 * 8;
+    for i in (0..n8).step_by(8) {
+        let h = _mm_loadu_si128(src.as_ptr().add(2 * i) as *const __m128i);
+        _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+    }
+    for i in n8..dst.len() {
+        dst[i] = fp16(src.as_ptr().add(2 * i));
+    }
+}
+
 // ---- helpers (all inlined into the target-feature functions) ----
 
 #[inline(always)]
