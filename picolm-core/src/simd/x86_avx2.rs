@@ -81,25 +81,25 @@ unsafe fn f16_to_f32_f16c(src: &[u8], dst: &mut [f32]) {
     }
 }
 
-// ---- helpers (all inlined into the target-feature functions) ----
+// ---- helpers (all inlined into the target-feature functions; shared with `x86_tiles`) ----
 
 #[inline(always)]
-unsafe fn rd_u16(p: *const u8) -> u16 {
+pub(super) unsafe fn rd_u16(p: *const u8) -> u16 {
     u16::from_le_bytes([*p, *p.add(1)])
 }
 
 #[inline(always)]
-unsafe fn fp16(p: *const u8) -> f32 {
+pub(super) unsafe fn fp16(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(p) as i32)))
 }
 
 #[inline(always)]
-unsafe fn load256(p: *const u8) -> __m256i {
+pub(super) unsafe fn load256(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p as *const __m256i)
 }
 
 #[inline(always)]
-unsafe fn hsum_ps(x: __m256) -> f32 {
+pub(super) unsafe fn hsum_ps(x: __m256) -> f32 {
     let r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
     let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
     let r = _mm_add_ss(r, _mm_movehdup_ps(r));
@@ -108,7 +108,7 @@ unsafe fn hsum_ps(x: __m256) -> f32 {
 
 /// 32 nibbles → 32 bytes: low nibbles of the 16 bytes first (values 0..15), then the high nibbles (16..31).
 #[inline(always)]
-unsafe fn nibbles32(p: *const u8) -> __m256i {
+pub(super) unsafe fn nibbles32(p: *const u8) -> __m256i {
     let tmp = _mm_loadu_si128(p as *const __m128i);
     let both = _mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp);
     _mm256_and_si256(both, _mm256_set1_epi8(0x0F))

@@ -9,6 +9,7 @@
 
 use std::arch::x86_64::*;
 
+use super::x86_avx2::{fp16, hsum_ps, load256, nibbles32, rd_u16};
 use super::{ActivationRows, TileFn, TileKernel, TileShape, TILE_TOKENS};
 use crate::ggml_type::GgmlType;
 
@@ -140,37 +141,7 @@ tile_entry!(tile_q8_0, q8_0_rows, L_Q8_0);
 tile_entry!(tile_q4_k, q4_k_rows, L_Q4_K);
 tile_entry!(tile_q6_k, q6_k_rows, L_Q6_K);
 
-// ---- helpers ----
-
-#[inline(always)]
-unsafe fn rd_u16(p: *const u8) -> u16 {
-    u16::from_le_bytes([*p, *p.add(1)])
-}
-
-#[inline(always)]
-unsafe fn fp16(p: *const u8) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(rd_u16(p) as i32)))
-}
-
-#[inline(always)]
-unsafe fn load256(p: *const u8) -> __m256i {
-    _mm256_loadu_si256(p as *const __m256i)
-}
-
-#[inline(always)]
-unsafe fn hsum_ps(x: __m256) -> f32 {
-    let r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-    let r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-    let r = _mm_add_ss(r, _mm_movehdup_ps(r));
-    _mm_cvtss_f32(r)
-}
-
-/// 32 nibbles → 32 bytes: low nibbles of the 16 bytes first, then the high nibbles.
-#[inline(always)]
-unsafe fn nibbles32(p: *const u8) -> __m256i {
-    let tmp = _mm_loadu_si128(p as *const __m128i);
-    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp), _mm256_set1_epi8(0x0F))
-}
+// ---- helpers (the shared ones are in `x86_avx2`) ----
 
 /// The f16 scales at `p` and `p + stride`, as two broadcast vectors (one conversion for both).
 #[inline(always)]
