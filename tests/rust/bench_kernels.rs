@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use picolm_core::ggml_type::GgmlType;
 use picolm_core::quant;
-use picolm_core::simd::{self, ActivationRows, TileShape, TILE_TOKENS};
+use picolm_core::simd::{self, ActivationRows, TileShape};
 
 const ROWS: usize = 256;
 const COLS: usize = 2048;
@@ -80,8 +80,8 @@ fn main() {
             Some(k) => {
                 let run_tile = |tokens: usize, out: &mut [f32]| {
                     for r0 in (0..ROWS).step_by(k.max_rows) {
-                        for t0 in (0..tokens).step_by(TILE_TOKENS) {
-                            let shape = TileShape { rows: k.max_rows, tokens: TILE_TOKENS.min(tokens - t0), ld: tokens };
+                        for t0 in (0..tokens).step_by(k.max_tokens) {
+                            let shape = TileShape { rows: k.max_rows, tokens: k.max_tokens.min(tokens - t0), ld: tokens };
                             (k.run)(COLS, &w[r0 * w_row..], w_row, &x, t0, shape, &mut out[r0 * tokens + t0..]);
                         }
                     }

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use crate::gguf::GgufFile;
 use crate::model::weights::MatrixRef;
 use crate::quant;
-use crate::simd::{self, ActivationRows, TileKernel, TileShape, VecDotFn, TILE_TOKENS};
+use crate::simd::{self, ActivationRows, TileKernel, TileShape, VecDotFn, MAX_TILE_TOKENS};
 
 /// Reusable buffers of [`matmul`]: they grow to the largest batch seen and are never shrunk, so the token loop
 /// does not allocate.
@@ -162,6 +162,14 @@ impl Kernel {
             Kernel::Dot(_) => 1,
         }
     }
+
+    /// Tokens handled together.
+    fn tokens_per_call(self) -> usize {
+        match self {
+            Kernel::Tile(k) => k.max_tokens,
+            Kernel::Dot(_) => MAX_TILE_TOKENS,
+        }
+    }
 }
 
 /// Converted activations and the kernel that consumes them.
@@ -172,7 +180,7 @@ struct Activations<'a> {
 
 impl Activations<'_> {
     /// Results of the weight rows in `rows` (whole rows of `row_bytes`) times the activation rows `tokens` (at most
-    /// [`TILE_TOKENS`]): result `(r, t)` goes to `out[r * ld + t - tokens.start]`.
+    /// the kernel's `max_tokens`): result `(r, t)` goes to `out[r * ld + t - tokens.start]`.
     fn tile(&self, cols: usize, rows: &[u8], row_bytes: usize, tokens: std::ops::Range<usize>, ld: usize, out: &mut [f32]) {
         let n_rows = rows.len() / row_bytes;
         let step = self.kernel.rows_per_call();
@@ -208,7 +216,7 @@ fn rows_times_one(x: &Activations<'_>, w: &MatrixRef, slab: &[u8], y: &mut [f32]
     });
 }
 
-/// Batch: each task takes a group of weight rows and walks the tokens in tiles of [`TILE_TOKENS`], so a tile's
+/// Batch: each task takes a group of weight rows and walks the tokens in tiles of the kernel's `max_tokens`, so a tile's
 /// activations stay in L1 while the group's rows pass over them; results are stored by row.
 fn rows_times_batch(x: &Activations<'_>, w: &MatrixRef, slab: &[u8], n_tokens: usize, out: &mut [f32]) {
     let (cols, row_bytes) = (w.cols, w.row_bytes);
@@ -219,7 +227,7 @@ fn rows_times_batch(x: &Activations<'_>, w: &MatrixRef, slab: &[u8], n_tokens: u
         let block_rows = &slab[r0 * row_bytes..(r0 + block.len() / n_tokens) * row_bytes];
         let mut t0 = 0;
         while t0 < n_tokens {
-            let t1 = (t0 + TILE_TOKENS).min(n_tokens);
+            let t1 = (t0 + x.kernel.tokens_per_call()).min(n_tokens);
             x.tile(cols, block_rows, row_bytes, t0..t1, n_tokens, &mut block[t0..]);
             t0 = t1;
         }

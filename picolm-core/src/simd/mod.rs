@@ -22,8 +22,8 @@ use crate::ggml_type::GgmlType;
 /// dot-product format. Safe to call: lengths are checked by the wrapper (panics on a caller bug).
 pub type VecDotFn = fn(n: usize, w: &[u8], x: &[u8]) -> f32;
 
-/// Most activation rows (tokens) one [`TileFn`] call handles.
-pub const TILE_TOKENS: usize = 4;
+/// Most activation rows (tokens) any [`TileFn`] call handles; each kernel has its own [`TileKernel::max_tokens`].
+pub const MAX_TILE_TOKENS: usize = 8;
 
 /// The activation rows of a matmul, converted to the weights' dot-product format, with what the tile kernels read
 /// besides the blocks: each block's f16 scale (and Q8_1 sum term) as f32, and each block's integer sum of quants.
@@ -48,7 +48,7 @@ pub struct ActivationRows<'a> {
 pub struct TileShape {
     /// Consecutive weight rows (1 to the kernel's `max_rows`).
     pub rows: usize,
-    /// Consecutive tokens (1 to [`TILE_TOKENS`]).
+    /// Consecutive tokens (1 to the kernel's `max_tokens`).
     pub tokens: usize,
     /// Distance in `out` between the results of two rows.
     pub ld: usize,
@@ -67,11 +67,13 @@ pub struct TileKernel {
     pub run: TileFn,
     /// Most rows per call (results are the same for any split; larger tiles are faster).
     pub max_rows: usize,
+    /// Most tokens per call (at most [`MAX_TILE_TOKENS`]).
+    pub max_tokens: usize,
 }
 
 impl std::fmt::Debug for TileKernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TileKernel").field("max_rows", &self.max_rows).finish()
+        f.debug_struct("TileKernel").field("max_rows", &self.max_rows).field("max_tokens", &self.max_tokens).finish()
     }
 }
 
@@ -364,14 +366,15 @@ mod tests {
                         let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed + 20 + r, n, scale)).collect();
                         ws[2] = vec![0.0; n];
                         ws[5] = (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect();
-                        let mut xs: Vec<Vec<f32>> = (0..5u64).map(|t| values(seed + 10 + t, n, scale)).collect();
+                        let mut xs: Vec<Vec<f32>> =
+                            (0..MAX_TILE_TOKENS as u64 + 1).map(|t| values(seed + 10 + t, n, scale)).collect();
                         xs[1] = vec![0.0; n];
                         let case = TileCase::new(ty, n, &ws, &xs);
-                        let wide = case.run(&k, n, 0, k.max_rows, 0, TILE_TOKENS);
+                        let wide = case.run(&k, n, 0, k.max_rows, 0, k.max_tokens);
                         for r in 0..k.max_rows {
-                            for t in 0..TILE_TOKENS {
+                            for t in 0..k.max_tokens {
                                 let one = case.run(&k, n, r, 1, t, 1)[0];
-                                let got = wide[r * TILE_TOKENS + t];
+                                let got = wide[r * k.max_tokens + t];
                                 assert_eq!(one.to_bits(), got.to_bits(), "{ty} {name}: row {r} token {t} depends on the tile");
                                 let xq = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
                                 let wq = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
@@ -382,12 +385,15 @@ mod tests {
                                 checked += 1;
                             }
                         }
-                        // A partial tile at the end of the matrix (last row, tokens 2..5) agrees too.
+                        // Partial tiles at the end of the matrix (last row; all and some of the tokens from the
+                        // second) agree too.
                         let last = ws.len() - 1;
-                        let part = case.run(&k, n, last, 1, 1, TILE_TOKENS);
-                        for (i, v) in part.iter().enumerate() {
-                            let one = case.run(&k, n, last, 1, 1 + i, 1)[0];
-                            assert_eq!(v.to_bits(), one.to_bits(), "{ty} {name}: partial tile");
+                        for count in [k.max_tokens, k.max_tokens - 3] {
+                            let part = case.run(&k, n, last, 1, 1, count);
+                            for (i, v) in part.iter().enumerate() {
+                                let one = case.run(&k, n, last, 1, 1 + i, 1)[0];
+                                assert_eq!(v.to_bits(), one.to_bits(), "{ty} {name}: partial tile of {count} tokens");
+                            }
                         }
                     }
                 }

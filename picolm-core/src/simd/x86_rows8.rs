@@ -1,4 +1,4 @@
-//! x86-64 AVX-512 VNNI kernels with one output per vector lane: eight weight rows times up to [`TILE_TOKENS`]
+//! x86-64 AVX-512 VNNI kernels with one output per vector lane: eight weight rows times up to eight
 //! tokens per call, for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K.
 //!
 //! Lane `r` of every vector belongs to weight row `r`. Each weight block of the eight rows is transposed in
@@ -8,18 +8,21 @@
 //! rows) instead of once per eight partial sums as in the one-row kernels. The transposition is paid once per
 //! block and shared by the tokens of the tile.
 //!
-//! Lanes never interact, so a result does not depend on the tile's shape: one token (decode) and four tokens
+//! Lanes never interact, so a result does not depend on the tile's shape: one token (decode) and eight tokens
 //! (prefill) give bit-identical values, and a partial tile (fewer than eight rows) repeats the last row in the
 //! unused lanes and drops them.
 
 use std::arch::x86_64::*;
 
 use super::x86_tiles::{check, toks, Layout, Tok};
-use super::{ActivationRows, TileFn, TileKernel, TileShape, TILE_TOKENS};
+use super::{ActivationRows, TileFn, TileKernel, TileShape};
 use crate::ggml_type::GgmlType;
 
 /// Rows per call.
 const ROWS: usize = 8;
+
+/// Tokens per call: eight share each transposed weight block (AVX-512 has 32 vector registers).
+const TOKENS: usize = 8;
 
 /// Software prefetch distance in bytes along each weight row.
 const PREFETCH: usize = 512;
@@ -42,7 +45,7 @@ pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
         GgmlType::Q6_K => rows8_q6_k,
         _ => return None,
     };
-    Some(TileKernel { run, max_rows: ROWS })
+    Some(TileKernel { run, max_rows: ROWS, max_tokens: TOKENS })
 }
 
 const L_Q4_0: Layout = Layout { block: 32, w_bytes: 18, x_bytes: 34, x_scales: true };
@@ -66,7 +69,7 @@ macro_rules! rows8_entry {
             unsafe fn run<const NT: usize>(nb: usize, rows: &WeightRows, t: [Tok; NT]) -> [[f32; ROWS]; NT] {
                 $inner::<NT>(nb, rows, &t)
             }
-            let nb = check(n, &$layout, ROWS, w, w_row_bytes, x, first, shape, out);
+            let nb = check(n, &$layout, (ROWS, TOKENS), w, w_row_bytes, x, first, shape, out);
             let rows = WeightRows::new(w, w_row_bytes, shape.rows);
             let mut put = |t: usize, lanes: &[f32; ROWS]| {
                 for (r, v) in lanes[..shape.rows].iter().enumerate() {
@@ -76,14 +79,21 @@ macro_rules! rows8_entry {
             // SAFETY: handed out by `kernel` only after the CPU features above were detected; `check` verified that
             // `shape.rows` weight rows of `nb` blocks and every token's row, scales and sums are in bounds, and
             // `WeightRows` points the unused lanes at the last valid row.
-            if shape.tokens == TILE_TOKENS {
-                let res = unsafe { run::<TILE_TOKENS>(nb, &rows, toks(x, first)) };
-                for (t, lanes) in res.iter().enumerate() {
-                    put(t, lanes);
-                }
-            } else {
-                for t in 0..shape.tokens {
+            // Eight tokens at once, then four, then one by one (the same per-lane arithmetic in each).
+            let mut t = 0;
+            while t < shape.tokens {
+                let left = shape.tokens - t;
+                if left >= TOKENS {
+                    let res = unsafe { run::<TOKENS>(nb, &rows, toks(x, first + t)) };
+                    res.iter().enumerate().for_each(|(i, lanes)| put(t + i, lanes));
+                    t += TOKENS;
+                } else if left >= TOKENS / 2 {
+                    let res = unsafe { run::<{ TOKENS / 2 }>(nb, &rows, toks(x, first + t)) };
+                    res.iter().enumerate().for_each(|(i, lanes)| put(t + i, lanes));
+                    t += TOKENS / 2;
+                } else {
                     put(t, &unsafe { run::<1>(nb, &rows, toks(x, first + t)) }[0]);
+                    t += 1;
                 }
             }
         }

@@ -1,4 +1,4 @@
-//! x86-64 AVX2 row-tile kernels: one weight row against up to [`TILE_TOKENS`] activation rows at once, for the
+//! x86-64 AVX2 row-tile kernels: one weight row against up to four activation rows at once, for the
 //! formats that dominate real models (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K), on CPUs without AVX-512 VNNI (those use
 //! [`super::x86_rows8`]).
 //!
@@ -10,7 +10,10 @@
 use std::arch::x86_64::*;
 
 use super::x86_avx2::{fp16, hsum_ps, load256, nibbles32, rd_u16};
-use super::{ActivationRows, TileFn, TileKernel, TileShape, TILE_TOKENS};
+use super::{ActivationRows, TileFn, TileKernel, TileShape};
+
+/// Tokens per call: four, so that a token's accumulators stay in the sixteen AVX2 registers.
+const TOKENS: usize = 4;
 use crate::ggml_type::GgmlType;
 
 /// The one-row tile kernel for weights of type `ty`. Call only when AVX2/FMA/F16C are present.
@@ -23,7 +26,7 @@ pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
         GgmlType::Q6_K => tile_q6_k,
         _ => return None,
     };
-    Some(TileKernel { run, max_rows: 1 })
+    Some(TileKernel { run, max_rows: 1, max_tokens: TOKENS })
 }
 
 /// i32 lanes holding the sums of four products of the unsigned bytes of `u` with the signed bytes of `s`.
@@ -55,7 +58,7 @@ pub(super) struct Layout {
 pub(super) fn check(
     n: usize,
     l: &Layout,
-    max_rows: usize,
+    (max_rows, max_tokens): (usize, usize),
     w: &[u8],
     w_row_bytes: usize,
     x: &ActivationRows<'_>,
@@ -65,7 +68,7 @@ pub(super) fn check(
 ) -> usize {
     assert!(n.is_multiple_of(l.block), "row length {n} is not a multiple of {}", l.block);
     let nb = n / l.block;
-    assert!((1..=TILE_TOKENS).contains(&shape.tokens), "tile of {} tokens", shape.tokens);
+    assert!((1..=max_tokens).contains(&shape.tokens), "tile of {} tokens", shape.tokens);
     assert!((1..=max_rows).contains(&shape.rows), "tile of {} rows", shape.rows);
     assert!(out.len() >= (shape.rows - 1) * shape.ld + shape.tokens && shape.ld >= shape.tokens, "tile output too short");
     assert!(w_row_bytes >= nb * l.w_bytes, "weight rows too short for {n} values");
@@ -114,12 +117,12 @@ macro_rules! tile_entry {
             unsafe fn run<const NT: usize>(nb: usize, w: *const u8, t: [Tok; NT]) -> [f32; NT] {
                 $inner::<NT>(nb, w, &t)
             }
-            let nb = check(n, &$layout, 1, w, w_row_bytes, x, first, shape, out);
+            let nb = check(n, &$layout, (1, TOKENS), w, w_row_bytes, x, first, shape, out);
             // SAFETY: handed out by `kernel` only after AVX2/FMA/F16C were detected; `check` verified
             // that the weight row and every token's row and scales hold `nb` whole blocks, and the kernels read
             // only inside those blocks.
-            if shape.tokens == TILE_TOKENS {
-                out[..TILE_TOKENS].copy_from_slice(&unsafe { run::<TILE_TOKENS>(nb, w.as_ptr(), toks(x, first)) });
+            if shape.tokens == TOKENS {
+                out[..TOKENS].copy_from_slice(&unsafe { run::<TOKENS>(nb, w.as_ptr(), toks(x, first)) });
             } else {
                 for (i, o) in out[..shape.tokens].iter_mut().enumerate() {
                     *o = unsafe { run::<1>(nb, w.as_ptr(), toks(x, first + i)) }[0];
