@@ -161,9 +161,7 @@ fn forward_checked(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, to
 
     for (l, lw) in w.layers.iter().enumerate() {
         // Attention block.
-        for t in 0..n {
-            ops::rms_norm(&buf.x[t * d..(t + 1) * d], &lw.attn_norm, cfg.rms_eps, &mut buf.xb[t * d..(t + 1) * d]);
-        }
+        rms_norm_rows(&buf.x[..n * d], &lw.attn_norm, cfg.rms_eps, &mut buf.xb[..n * d]);
         let xb = &buf.xb[..n * d];
         mm(&lw.wq, xb, &mut buf.q[..n * qd], &mut buf.mm);
         mm(&lw.wk, xb, &mut buf.k[..n * kvd], &mut buf.mm);
@@ -176,18 +174,16 @@ fn forward_checked(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, to
         }
         attention(model, kv, l, &buf.q[..n * qd], &mut buf.attn[..n * qd], pos0);
         mm(&lw.wo, &buf.attn[..n * qd], &mut buf.proj[..n * d], &mut buf.mm);
-        ops::add_assign(&mut buf.x[..n * d], &buf.proj[..n * d]);
+        add_rows(&mut buf.x[..n * d], &buf.proj[..n * d], d);
 
         // Feed-forward block.
-        for t in 0..n {
-            ops::rms_norm(&buf.x[t * d..(t + 1) * d], &lw.ffn_norm, cfg.rms_eps, &mut buf.xb[t * d..(t + 1) * d]);
-        }
+        rms_norm_rows(&buf.x[..n * d], &lw.ffn_norm, cfg.rms_eps, &mut buf.xb[..n * d]);
         let xb = &buf.xb[..n * d];
         mm(&lw.w_gate, xb, &mut buf.gate[..n * ff], &mut buf.mm);
         mm(&lw.w_up, xb, &mut buf.up[..n * ff], &mut buf.mm);
-        ops::swiglu(&mut buf.gate[..n * ff], &buf.up[..n * ff]);
+        buf.gate[..n * ff].par_chunks_mut(ff).zip(buf.up[..n * ff].par_chunks(ff)).for_each(|(g, u)| ops::swiglu(g, u));
         mm(&lw.w_down, &buf.gate[..n * ff], &mut buf.proj[..n * d], &mut buf.mm);
-        ops::add_assign(&mut buf.x[..n * d], &buf.proj[..n * d]);
+        add_rows(&mut buf.x[..n * d], &buf.proj[..n * d], d);
     }
 
     // Output: final norm and projection for the rows asked for.
@@ -205,6 +201,18 @@ fn forward_checked(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, to
     }
     buf.n_logits = rows * nv;
     matmul(&w.output, file, &buf.xb[first * d..n * d], rows, &mut buf.logits[..rows * nv], &mut buf.mm, stream);
+}
+
+/// RMSNorm of each `weight.len()`-wide row of `x` into `out`, rows in parallel (each row's arithmetic is the same
+/// as alone).
+fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let d = weight.len();
+    x.par_chunks(d).zip(out.par_chunks_mut(d)).for_each(|(x, o)| ops::rms_norm(x, weight, eps, o));
+}
+
+/// `acc += x` for rows of `d` values, rows in parallel.
+fn add_rows(acc: &mut [f32], x: &[f32], d: usize) {
+    acc.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(a, b)| ops::add_assign(a, b));
 }
 
 /// Causal grouped-query attention for the batch: token `t` (at position `pos0 + t`) attends to positions
