@@ -76,10 +76,10 @@ macro_rules! rows8_entry {
                     out[r * shape.ld + t] = *v;
                 }
             };
-            // SAFETY: handed out by `kernel` only after the CPU features above were detected; `check` verified that
-            // `shape.rows` weight rows of `nb` blocks and every token's row, scales and sums are in bounds, and
-            // `WeightRows` points the unused lanes at the last valid row.
             // Eight tokens at once, then four, then one by one (the same per-lane arithmetic in each).
+            // SAFETY (of the `run` calls): handed out by `kernel` only after the CPU features above were detected;
+            // `check` verified that `shape.rows` weight rows of `nb` blocks and every token's row, scales and sums
+            // are in bounds, and `WeightRows` points the unused lanes at the last valid row.
             let mut t = 0;
             while t < shape.tokens {
                 let left = shape.tokens - t;
