@@ -25,6 +25,13 @@ pub fn kernel(ty: GgmlType) -> Option<VecDotFn> {
         GgmlType::Q4_0 => dot_q4_0,
         GgmlType::Q4_1 if dot => dot_q4_1_sdot,
         GgmlType::Q4_1 => dot_q4_1,
+        GgmlType::Q5_0 if dot => dot_q5_0_sdot,
+        GgmlType::Q5_0 => dot_q5_0,
+        GgmlType::Q5_1 if dot => dot_q5_1_sdot,
+        GgmlType::Q5_1 => dot_q5_1,
+        GgmlType::Q5_K if dot => dot_q5_k_sdot,
+        GgmlType::Q5_K => dot_q5_k,
+        GgmlType::BF16 => dot_bf16,
         GgmlType::Q8_0 if dot => dot_q8_0_sdot,
         GgmlType::Q8_0 => dot_q8_0,
         GgmlType::Q4_K if dot => dot_q4_k_sdot,
@@ -52,6 +59,12 @@ safe_kernel!(dot_q4_0, q4_0_neon, false, 32, 18, 34);
 safe_kernel!(dot_q4_0_sdot, q4_0_neon, true, 32, 18, 34);
 safe_kernel!(dot_q4_1, q4_1_neon, false, 32, 20, 36);
 safe_kernel!(dot_q4_1_sdot, q4_1_neon, true, 32, 20, 36);
+safe_kernel!(dot_q5_0, q5_0_neon, false, 32, 22, 34);
+safe_kernel!(dot_q5_0_sdot, q5_0_neon, true, 32, 22, 34);
+safe_kernel!(dot_q5_1, q5_1_neon, false, 32, 24, 36);
+safe_kernel!(dot_q5_1_sdot, q5_1_neon, true, 32, 24, 36);
+safe_kernel!(dot_q5_k, q5_k_neon, false, 256, 176, 292);
+safe_kernel!(dot_q5_k_sdot, q5_k_neon, true, 256, 176, 292);
 safe_kernel!(dot_q8_0, q8_0_neon, false, 32, 34, 34);
 safe_kernel!(dot_q8_0_sdot, q8_0_neon, true, 32, 34, 34);
 safe_kernel!(dot_q4_k, q4_k_neon, false, 256, 144, 292);
@@ -63,6 +76,12 @@ fn dot_f32(n: usize, w: &[u8], x: &[u8]) -> f32 {
     let nb = blocks(n, 16, w, 64, x, 64);
     // SAFETY: NEON is mandatory on aarch64; both slices hold `nb * 16` f32 values (checked above).
     unsafe { f32_neon(nb, w.as_ptr(), x.as_ptr()) }
+}
+
+fn dot_bf16(n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let nb = blocks(n, 8, w, 16, x, 16);
+    // SAFETY: NEON is mandatory on aarch64; both slices hold `nb * 8` bf16 values (checked above).
+    unsafe { bf16_neon(nb, w.as_ptr(), x.as_ptr()) }
 }
 
 fn dot_f16(n: usize, w: &[u8], x: &[u8]) -> f32 {
@@ -134,6 +153,22 @@ unsafe fn f16_neon(nb: usize, w: *const u8, x: *const u8) -> f32 {
 }
 
 #[target_feature(enable = "neon")]
+unsafe fn bf16_neon(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let (w, x) = (w as *const u16, x as *const u16);
+    let mut acc0 = vdupq_n_f32(0.0);
+    let mut acc1 = vdupq_n_f32(0.0);
+    // bf16 is the top half of an f32: widen by shifting 16 bits up.
+    let f = |v: uint16x4_t| vreinterpretq_f32_u32(vshll_n_u16::<16>(v));
+    for i in 0..nb {
+        let wv = vld1q_u16(w.add(8 * i));
+        let xv = vld1q_u16(x.add(8 * i));
+        acc0 = vfmaq_f32(acc0, f(vget_low_u16(wv)), f(vget_low_u16(xv)));
+        acc1 = vfmaq_f32(acc1, f(vget_high_u16(wv)), f(vget_high_u16(xv)));
+    }
+    vaddvq_f32(vaddq_f32(acc0, acc1))
+}
+
+#[target_feature(enable = "neon")]
 unsafe fn q8_0_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
     let mut acc = vdupq_n_f32(0.0);
     for i in 0..nb {
@@ -187,6 +222,100 @@ unsafe fn q4_1_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> 
     vaddvq_f32(acc) + mins
 }
 
+/// The fifth bits of a Q5_0/Q5_1 block as `0x10` bytes: (elements 0..16, elements 16..32) from the little-endian
+/// u32 at `p`.
+#[inline(always)]
+unsafe fn fifth_bits(p: *const u8) -> (uint8x16_t, uint8x16_t) {
+    let bit = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
+    let spread = |a: u8, b: u8| {
+        let v = vcombine_u8(vdup_n_u8(a), vdup_n_u8(b));
+        vandq_u8(vtstq_u8(v, bit), vdupq_n_u8(0x10))
+    };
+    (spread(*p, *p.add(1)), spread(*p.add(2), *p.add(3)))
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q5_0_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = vdupq_n_f32(0.0);
+    let sixteen = vdupq_n_s8(16);
+    for i in 0..nb {
+        let (wb, xb) = (w.add(22 * i), x.add(34 * i));
+        let (lo, hi) = nibbles(wb.add(6));
+        let (h_lo, h_hi) = fifth_bits(wb.add(2));
+        let lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, h_lo)), sixteen);
+        let hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(hi, h_hi)), sixteen);
+        let y = xb.add(2) as *const i8;
+        let s = dot_i8::<SDOT>(vdupq_n_s32(0), lo, vld1q_s8(y));
+        let s = dot_i8::<SDOT>(s, hi, vld1q_s8(y.add(16)));
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16(wb) * fp16(xb));
+    }
+    vaddvq_f32(acc)
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q5_1_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut acc = vdupq_n_f32(0.0);
+    let mut mins = 0.0f32;
+    for i in 0..nb {
+        let (wb, xb) = (w.add(24 * i), x.add(36 * i));
+        mins += fp16(wb.add(2)) * fp16(xb.add(2));
+        let (lo, hi) = nibbles(wb.add(8));
+        let (h_lo, h_hi) = fifth_bits(wb.add(4));
+        let y = xb.add(4) as *const i8;
+        // Values are 0..31, so they are valid signed bytes.
+        let s = dot_i8::<SDOT>(vdupq_n_s32(0), vreinterpretq_s8_u8(vorrq_u8(lo, h_lo)), vld1q_s8(y));
+        let s = dot_i8::<SDOT>(s, vreinterpretq_s8_u8(vorrq_u8(hi, h_hi)), vld1q_s8(y.add(16)));
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16(wb) * fp16(xb));
+    }
+    vaddvq_f32(acc) + mins
+}
+
+/// Shared by Q4_K and Q5_K: the 256-value block at `q` (128 bytes of nibbles) with optional fifth bits from the 32
+/// bytes at `qh` (bit `2j` for sub-block `2j`, bit `2j + 1` for sub-block `2j + 1`), 6-bit scales and mins at
+/// `scales`, against the Q8_K block at `xb`: returns `(sum of scale * q * y, sum of min * bsum)`.
+#[inline(always)]
+unsafe fn k4_block<const SDOT: bool>(q: *const u8, qh: Option<*const u8>, scales: &[u8], xb: *const u8) -> (i32, i32) {
+    let mut summ = 0i32;
+    let mut sumi = 0i32;
+    let top = |h: uint8x16_t, bit: i8| vshlq_n_u8::<4>(vandq_u8(vshlq_u8(h, vdupq_n_s8(-bit)), vdupq_n_u8(1)));
+    for j in 0..4 {
+        let (sc_lo, m_lo) = crate::quant::k4_scale_min(2 * j, scales);
+        let (sc_hi, m_hi) = crate::quant::k4_scale_min(2 * j + 1, scales);
+        summ += m_lo as i32 * (q8k_bsum(xb, 4 * j) + q8k_bsum(xb, 4 * j + 1));
+        summ += m_hi as i32 * (q8k_bsum(xb, 4 * j + 2) + q8k_bsum(xb, 4 * j + 3));
+        let qj = q.add(32 * j);
+        let y = xb.add(4 + 64 * j) as *const i8;
+        let (mut a_lo, mut a_hi) = nibbles(qj);
+        let (mut b_lo, mut b_hi) = nibbles(qj.add(16));
+        if let Some(qh) = qh {
+            let (ha, hb) = (vld1q_u8(qh), vld1q_u8(qh.add(16)));
+            let (lo_bit, hi_bit) = (2 * j as i8, 2 * j as i8 + 1);
+            a_lo = vorrq_u8(a_lo, top(ha, lo_bit));
+            b_lo = vorrq_u8(b_lo, top(hb, lo_bit));
+            a_hi = vorrq_u8(a_hi, top(ha, hi_bit));
+            b_hi = vorrq_u8(b_hi, top(hb, hi_bit));
+        }
+        let s_lo = dot_i8::<SDOT>(vdupq_n_s32(0), vreinterpretq_s8_u8(a_lo), vld1q_s8(y));
+        let s_lo = dot_i8::<SDOT>(s_lo, vreinterpretq_s8_u8(b_lo), vld1q_s8(y.add(16)));
+        let s_hi = dot_i8::<SDOT>(vdupq_n_s32(0), vreinterpretq_s8_u8(a_hi), vld1q_s8(y.add(32)));
+        let s_hi = dot_i8::<SDOT>(s_hi, vreinterpretq_s8_u8(b_hi), vld1q_s8(y.add(48)));
+        sumi += vaddvq_s32(s_lo) * sc_lo as i32 + vaddvq_s32(s_hi) * sc_hi as i32;
+    }
+    (sumi, summ)
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q5_k_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut total = 0.0f32;
+    for i in 0..nb {
+        let (wb, xb) = (w.add(176 * i), x.add(292 * i));
+        let dx = q8k_d(xb);
+        let scales = std::slice::from_raw_parts(wb.add(4), 12);
+        let (sumi, summ) = k4_block::<SDOT>(wb.add(48), Some(wb.add(16)), scales, xb);
+        total += fp16(wb) * dx * sumi as f32 - fp16(wb.add(2)) * dx * summ as f32;
+    }
+    total
+}
 
 #[target_feature(enable = "neon")]
 unsafe fn q4_k_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
@@ -195,23 +324,7 @@ unsafe fn q4_k_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> 
         let (wb, xb) = (w.add(144 * i), x.add(292 * i));
         let dx = q8k_d(xb);
         let scales = std::slice::from_raw_parts(wb.add(4), 12);
-        let mut summ = 0i32;
-        let mut sumi = 0i32;
-        for j in 0..4 {
-            let (sc_lo, m_lo) = crate::quant::k4_scale_min(2 * j, scales);
-            let (sc_hi, m_hi) = crate::quant::k4_scale_min(2 * j + 1, scales);
-            summ += m_lo as i32 * (q8k_bsum(xb, 4 * j) + q8k_bsum(xb, 4 * j + 1));
-            summ += m_hi as i32 * (q8k_bsum(xb, 4 * j + 2) + q8k_bsum(xb, 4 * j + 3));
-            let q = wb.add(16 + 32 * j);
-            let y = xb.add(4 + 64 * j) as *const i8;
-            let (a_lo, a_hi) = nibbles(q);
-            let (b_lo, b_hi) = nibbles(q.add(16));
-            let s_lo = dot_i8::<SDOT>(vdupq_n_s32(0), vreinterpretq_s8_u8(a_lo), vld1q_s8(y));
-            let s_lo = dot_i8::<SDOT>(s_lo, vreinterpretq_s8_u8(b_lo), vld1q_s8(y.add(16)));
-            let s_hi = dot_i8::<SDOT>(vdupq_n_s32(0), vreinterpretq_s8_u8(a_hi), vld1q_s8(y.add(32)));
-            let s_hi = dot_i8::<SDOT>(s_hi, vreinterpretq_s8_u8(b_hi), vld1q_s8(y.add(48)));
-            sumi += vaddvq_s32(s_lo) * sc_lo as i32 + vaddvq_s32(s_hi) * sc_hi as i32;
-        }
+        let (sumi, summ) = k4_block::<SDOT>(wb.add(16), None, scales, xb);
         total += fp16(wb) * dx * sumi as f32 - fp16(wb.add(2)) * dx * summ as f32;
     }
     total
