@@ -195,7 +195,7 @@ pub(crate) fn nearest_int(v: f32) -> i32 {
 mod tests;
 
 /// The 16 signed scales of a Q3_K block's packed `scales[12]` (shared with the SIMD kernels).
-#[allow(dead_code)] // used by the x86-64 kernels
+#[allow(dead_code)] // used by the x86-64 and aarch64 kernels
 pub(crate) fn q3_k_scales(s: &[u8]) -> [i32; 16] {
     kquants::q3_scales(s)
 }

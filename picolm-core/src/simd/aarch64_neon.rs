@@ -32,6 +32,10 @@ pub fn kernel(ty: GgmlType) -> Option<VecDotFn> {
         GgmlType::Q5_K if dot => dot_q5_k_sdot,
         GgmlType::Q5_K => dot_q5_k,
         GgmlType::BF16 => dot_bf16,
+        GgmlType::Q2_K if dot => dot_q2_k_sdot,
+        GgmlType::Q2_K => dot_q2_k,
+        GgmlType::Q3_K if dot => dot_q3_k_sdot,
+        GgmlType::Q3_K => dot_q3_k,
         GgmlType::Q8_0 if dot => dot_q8_0_sdot,
         GgmlType::Q8_0 => dot_q8_0,
         GgmlType::Q4_K if dot => dot_q4_k_sdot,
@@ -65,6 +69,10 @@ safe_kernel!(dot_q5_1, q5_1_neon, false, 32, 24, 36);
 safe_kernel!(dot_q5_1_sdot, q5_1_neon, true, 32, 24, 36);
 safe_kernel!(dot_q5_k, q5_k_neon, false, 256, 176, 292);
 safe_kernel!(dot_q5_k_sdot, q5_k_neon, true, 256, 176, 292);
+safe_kernel!(dot_q2_k, q2_k_neon, false, 256, 84, 292);
+safe_kernel!(dot_q2_k_sdot, q2_k_neon, true, 256, 84, 292);
+safe_kernel!(dot_q3_k, q3_k_neon, false, 256, 110, 292);
+safe_kernel!(dot_q3_k_sdot, q3_k_neon, true, 256, 110, 292);
 safe_kernel!(dot_q8_0, q8_0_neon, false, 32, 34, 34);
 safe_kernel!(dot_q8_0_sdot, q8_0_neon, true, 32, 34, 34);
 safe_kernel!(dot_q4_k, q4_k_neon, false, 256, 144, 292);
@@ -326,6 +334,65 @@ unsafe fn q4_k_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> 
         let scales = std::slice::from_raw_parts(wb.add(4), 12);
         let (sumi, summ) = k4_block::<SDOT>(wb.add(16), None, scales, xb);
         total += fp16(wb) * dx * sumi as f32 - fp16(wb.add(2)) * dx * summ as f32;
+    }
+    total
+}
+
+/// Q2_K and Q3_K: two bits per value in `qs` (32 bytes per 128 values; bits `2s..2s+2` of byte `l` are value
+/// `32s + l`), minus an optional per-value offset `sub(half, s, part)` (Q3_K's missing high bit), times 16-value
+/// group scales `scale(g)`: returns the integer sum against the Q8_K block at `xb`.
+#[inline(always)]
+unsafe fn two_bit_block<const SDOT: bool>(
+    qs: *const u8,
+    xb: *const u8,
+    sub: impl Fn(usize, usize, usize) -> int8x16_t,
+    scale: impl Fn(usize) -> i32,
+) -> i32 {
+    let m3 = vdupq_n_u8(3);
+    let mut sumi = 0i32;
+    for half in 0..2 {
+        let y = xb.add(4 + 128 * half) as *const i8;
+        for part in 0..2 {
+            let bits = vld1q_u8(qs.add(32 * half + 16 * part));
+            for s in 0..4 {
+                let q = vandq_u8(vshlq_u8(bits, vdupq_n_s8(-2 * s as i8)), m3);
+                let q = vsubq_s8(vreinterpretq_s8_u8(q), sub(half, s, part));
+                let d = dot_i8::<SDOT>(vdupq_n_s32(0), q, vld1q_s8(y.add(32 * s + 16 * part)));
+                sumi += vaddvq_s32(d) * scale(8 * half + 2 * s + part);
+            }
+        }
+    }
+    sumi
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q2_k_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut total = 0.0f32;
+    for i in 0..nb {
+        let (wb, xb) = (w.add(84 * i), x.add(292 * i));
+        let dx = q8k_d(xb);
+        let scales = std::slice::from_raw_parts(wb, 16);
+        let summ: i32 = (0..16).map(|g| (scales[g] >> 4) as i32 * q8k_bsum(xb, g)).sum();
+        let sumi = two_bit_block::<SDOT>(wb.add(16), xb, |_, _, _| vdupq_n_s8(0), |g| (scales[g] & 0xF) as i32);
+        total += fp16(wb.add(80)) * dx * sumi as f32 - fp16(wb.add(82)) * dx * summ as f32;
+    }
+    total
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q3_k_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let mut total = 0.0f32;
+    for i in 0..nb {
+        let (wb, xb) = (w.add(110 * i), x.add(292 * i));
+        let scales = crate::quant::q3_k_scales(std::slice::from_raw_parts(wb.add(96), 12));
+        let hm = [vld1q_u8(wb), vld1q_u8(wb.add(16))];
+        // 4 where the high bit (bit 4 * half + s of hmask[l]) is clear: q = low - 4 there.
+        let sub = |half: usize, s: usize, part: usize| {
+            let set = vtstq_u8(hm[part], vdupq_n_u8(1u8 << (4 * half + s)));
+            vreinterpretq_s8_u8(vbicq_u8(vdupq_n_u8(4), set))
+        };
+        let sumi = two_bit_block::<SDOT>(wb.add(32), xb, sub, |g| scales[g]);
+        total += fp16(wb.add(108)) * q8k_d(xb) * sumi as f32;
     }
     total
 }
