@@ -176,18 +176,6 @@ unsafe fn bf16_neon(nb: usize, w: *const u8, x: *const u8) -> f32 {
     vaddvq_f32(vaddq_f32(acc0, acc1))
 }
 
-#[target_feature(enable = "neon")]
-unsafe fn q8_0_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
-    let mut acc = vdupq_n_f32(0.0);
-    for i in 0..nb {
-        let (wb, xb) = (w.add(34 * i), x.add(34 * i));
-        let wq = (wb.add(2) as *const i8, xb.add(2) as *const i8);
-        let s = dot_i8::<SDOT>(vdupq_n_s32(0), vld1q_s8(wq.0), vld1q_s8(wq.1));
-        let s = dot_i8::<SDOT>(s, vld1q_s8(wq.0.add(16)), vld1q_s8(wq.1.add(16)));
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16(wb) * fp16(xb));
-    }
-    vaddvq_f32(acc)
-}
 
 /// The 32 nibbles of a Q4 block as bytes: (low nibbles = elements 0..16, high nibbles = elements 16..32).
 #[inline(always)]
@@ -196,39 +184,7 @@ unsafe fn nibbles(p: *const u8) -> (uint8x16_t, uint8x16_t) {
     (vandq_u8(v, vdupq_n_u8(0x0F)), vshrq_n_u8(v, 4))
 }
 
-#[target_feature(enable = "neon")]
-unsafe fn q4_0_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
-    let mut acc = vdupq_n_f32(0.0);
-    let eight = vdupq_n_s8(8);
-    for i in 0..nb {
-        let (wb, xb) = (w.add(18 * i), x.add(34 * i));
-        let (lo, hi) = nibbles(wb.add(2));
-        let lo = vsubq_s8(vreinterpretq_s8_u8(lo), eight);
-        let hi = vsubq_s8(vreinterpretq_s8_u8(hi), eight);
-        let y = xb.add(2) as *const i8;
-        let s = dot_i8::<SDOT>(vdupq_n_s32(0), lo, vld1q_s8(y));
-        let s = dot_i8::<SDOT>(s, hi, vld1q_s8(y.add(16)));
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16(wb) * fp16(xb));
-    }
-    vaddvq_f32(acc)
-}
 
-#[target_feature(enable = "neon")]
-unsafe fn q4_1_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
-    let mut acc = vdupq_n_f32(0.0);
-    let mut mins = 0.0f32;
-    for i in 0..nb {
-        let (wb, xb) = (w.add(20 * i), x.add(36 * i));
-        mins += fp16(wb.add(2)) * fp16(xb.add(2));
-        let (lo, hi) = nibbles(wb.add(4));
-        let y = xb.add(4) as *const i8;
-        // Nibbles are 0..15, so they are valid signed bytes.
-        let s = dot_i8::<SDOT>(vdupq_n_s32(0), vreinterpretq_s8_u8(lo), vld1q_s8(y));
-        let s = dot_i8::<SDOT>(s, vreinterpretq_s8_u8(hi), vld1q_s8(y.add(16)));
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16(wb) * fp16(xb));
-    }
-    vaddvq_f32(acc) + mins
-}
 
 /// The fifth bits of a Q5_0/Q5_1 block as `0x10` bytes: (elements 0..16, elements 16..32) from the little-endian
 /// u32 at `p`.
@@ -242,40 +198,76 @@ unsafe fn fifth_bits(p: *const u8) -> (uint8x16_t, uint8x16_t) {
     (spread(*p, *p.add(1)), spread(*p.add(2), *p.add(3)))
 }
 
-#[target_feature(enable = "neon")]
-unsafe fn q5_0_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+
+
+/// Shared loop of the 32-wide formats: `decode(block)` gives a weight block's 32 values as signed bytes
+/// (elements 0..16, 16..32). With `MIN` (Q4_1, Q5_1) the weight block carries an f16 min at offset 2 and the
+/// activations are Q8_1 (d, s = d * sum, 32 quants at offset 4); otherwise they are Q8_0 (quants at offset 2).
+#[inline(always)]
+unsafe fn legacy32<const SDOT: bool, const MIN: bool>(
+    nb: usize,
+    w: *const u8,
+    x: *const u8,
+    w_bytes: usize,
+    decode: impl Fn(*const u8) -> (int8x16_t, int8x16_t),
+) -> f32 {
+    let (x_bytes, x_qs) = if MIN { (36, 4) } else { (34, 2) };
     let mut acc = vdupq_n_f32(0.0);
-    let sixteen = vdupq_n_s8(16);
+    let mut mins = 0.0f32;
     for i in 0..nb {
-        let (wb, xb) = (w.add(22 * i), x.add(34 * i));
-        let (lo, hi) = nibbles(wb.add(6));
-        let (h_lo, h_hi) = fifth_bits(wb.add(2));
-        let lo = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, h_lo)), sixteen);
-        let hi = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(hi, h_hi)), sixteen);
-        let y = xb.add(2) as *const i8;
+        let (wb, xb) = (w.add(w_bytes * i), x.add(x_bytes * i));
+        if MIN {
+            mins += fp16(wb.add(2)) * fp16(xb.add(2));
+        }
+        let (lo, hi) = decode(wb);
+        let y = xb.add(x_qs) as *const i8;
         let s = dot_i8::<SDOT>(vdupq_n_s32(0), lo, vld1q_s8(y));
         let s = dot_i8::<SDOT>(s, hi, vld1q_s8(y.add(16)));
         acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16(wb) * fp16(xb));
     }
-    vaddvq_f32(acc)
+    vaddvq_f32(acc) + mins
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q8_0_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    legacy32::<SDOT, false>(nb, w, x, 34, |wb| (vld1q_s8(wb.add(2) as *const i8), vld1q_s8(wb.add(18) as *const i8)))
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q4_0_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let eight = vdupq_n_s8(8);
+    legacy32::<SDOT, false>(nb, w, x, 18, |wb| {
+        let (lo, hi) = nibbles(wb.add(2));
+        (vsubq_s8(vreinterpretq_s8_u8(lo), eight), vsubq_s8(vreinterpretq_s8_u8(hi), eight))
+    })
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q4_1_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    // Nibbles are 0..15, so they are valid signed bytes.
+    legacy32::<SDOT, true>(nb, w, x, 20, |wb| {
+        let (lo, hi) = nibbles(wb.add(4));
+        (vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi))
+    })
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q5_0_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let sixteen = vdupq_n_s8(16);
+    legacy32::<SDOT, false>(nb, w, x, 22, |wb| {
+        let ((lo, hi), (h_lo, h_hi)) = (nibbles(wb.add(6)), fifth_bits(wb.add(2)));
+        let v = |q: uint8x16_t, h: uint8x16_t| vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(q, h)), sixteen);
+        (v(lo, h_lo), v(hi, h_hi))
+    })
 }
 
 #[target_feature(enable = "neon")]
 unsafe fn q5_1_neon<const SDOT: bool>(nb: usize, w: *const u8, x: *const u8) -> f32 {
-    let mut acc = vdupq_n_f32(0.0);
-    let mut mins = 0.0f32;
-    for i in 0..nb {
-        let (wb, xb) = (w.add(24 * i), x.add(36 * i));
-        mins += fp16(wb.add(2)) * fp16(xb.add(2));
-        let (lo, hi) = nibbles(wb.add(8));
-        let (h_lo, h_hi) = fifth_bits(wb.add(4));
-        let y = xb.add(4) as *const i8;
-        // Values are 0..31, so they are valid signed bytes.
-        let s = dot_i8::<SDOT>(vdupq_n_s32(0), vreinterpretq_s8_u8(vorrq_u8(lo, h_lo)), vld1q_s8(y));
-        let s = dot_i8::<SDOT>(s, vreinterpretq_s8_u8(vorrq_u8(hi, h_hi)), vld1q_s8(y.add(16)));
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16(wb) * fp16(xb));
-    }
-    vaddvq_f32(acc) + mins
+    // Values are 0..31, so they are valid signed bytes.
+    legacy32::<SDOT, true>(nb, w, x, 24, |wb| {
+        let ((lo, hi), (h_lo, h_hi)) = (nibbles(wb.add(8)), fifth_bits(wb.add(4)));
+        (vreinterpretq_s8_u8(vorrq_u8(lo, h_lo)), vreinterpretq_s8_u8(vorrq_u8(hi, h_hi)))
+    })
 }
 
 /// Shared by Q4_K and Q5_K: the 256-value block at `q` (128 bytes of nibbles) with optional fifth bits from the 32
