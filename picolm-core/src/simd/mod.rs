@@ -125,36 +125,22 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
 
 /// The tile kernel for weights of type `ty` on this CPU, if there is one (see [`TileFn`]).
 pub fn tile_kernel(ty: GgmlType) -> Option<TileKernel> {
-    if force_scalar() {
-        return None;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if x86_avx2::available() {
-        if avx512_allowed() {
-            if let Some(k) = x86_rows8::kernel(ty) {
-                return Some(k);
-            }
-        }
-        return x86_tiles::kernel(ty);
-    }
-    let _ = ty;
-    None
+    tile_kernel_candidates(ty).into_iter().flatten().next().map(|(_, k)| k)
 }
 
-/// Every tile kernel for `ty` this CPU can run, best first, with a name (the tests check them all).
-#[cfg(test)]
-fn tile_kernels(ty: GgmlType) -> Vec<(&'static str, TileKernel)> {
-    #[allow(unused_mut)] // nothing to add on targets without tile kernels
-    let mut found = Vec::new();
+/// The tile kernels for `ty` this CPU can run, best first, each with a name (the tests check them all). A fixed
+/// array, so that picking one per matmul does not allocate.
+fn tile_kernel_candidates(ty: GgmlType) -> [Option<(&'static str, TileKernel)>; 2] {
+    if force_scalar() {
+        return [None, None];
+    }
     #[cfg(target_arch = "x86_64")]
     if x86_avx2::available() {
-        if avx512_allowed() {
-            found.extend(x86_rows8::kernel(ty).map(|k| ("avx512vnni-rows8", k)));
-        }
-        found.extend(x86_tiles::kernel(ty).map(|k| ("avx2-row", k)));
+        let rows8 = if avx512_allowed() { x86_rows8::kernel(ty) } else { None };
+        return [rows8.map(|k| ("avx512vnni-rows8", k)), x86_tiles::kernel(ty).map(|k| ("avx2-row", k))];
     }
     let _ = ty;
-    found
+    [None, None]
 }
 
 /// Checks that `w` and `x` hold `n / block` blocks of the given sizes; returns the block count. Panics on a
@@ -363,7 +349,7 @@ mod tests {
     fn tile_kernels_match_the_scalar_reference_and_do_not_depend_on_the_tile_shape() {
         let mut checked = 0;
         for ty in GgmlType::ALL {
-            for (name, k) in tile_kernels(ty) {
+            for (name, k) in tile_kernel_candidates(ty).into_iter().flatten() {
                 for (seed, n) in [(1u64, 256usize), (2, 512), (3, 1536), (4, 4096)] {
                     for scale in [1e-3f32, 1.0, 50.0] {
                         // Nine weight rows (one full tile of eight and a partial one), some all-zero or extreme.

@@ -102,10 +102,10 @@ unsafe fn q8_0_block(x: *const f32, b: &mut [u8], with_sum: bool) {
     }
     let qs_at = if with_sum { 4 } else { 2 };
     _mm256_storeu_si256(b.as_mut_ptr().add(qs_at) as *mut __m256i, pack_i8(q));
-    b[0..2].copy_from_slice(&half::f16::from_f32(d).to_le_bytes());
+    crate::quant::put_f16(b, 0, d);
     if with_sum {
         let sum = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
-        b[2..4].copy_from_slice(&half::f16::from_f32(sum as f32 * d).to_le_bytes());
+        crate::quant::put_f16(b, 2, sum as f32 * d);
     }
 }
 
