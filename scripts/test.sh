@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test of PicoLM: fetches the real model (once), then the Rust unit and end-to-end tests, the C library
-# tests (header drift check, C API tests under sanitizers, CLI tests) and the Python package tests.
+# Runs every test of PicoLM: fetches the real model and derives the test data from it (once; see
+# scripts/fetch-models.sh), then the Rust unit and end-to-end tests, the C library tests (header drift check, C API
+# tests under sanitizers, CLI tests) and the Python package tests.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-echo "== fetching models"
-scripts/fetch-models.sh
+echo "== fetching models and test data"
+scripts/fetch-models.sh --tests
 
 echo "== Rust tests"
 cargo test --release --workspace
