@@ -15,7 +15,6 @@ REL := $(CARGO_TARGET_DIR)/release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 CSTD := -std=c11 -Wall -Wextra -Werror -pedantic
 MODELS ?= $(or $(PICOLM_MODELS),$(CURDIR)/models)
-SHARED ?= $(CURDIR)/../shared
 # Extra libraries a static link of a Rust library needs (cargo rustc -- --print native-static-libs).
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
@@ -41,9 +40,9 @@ check-header:
 	$(CARGO) run --release -q -p picolm-gen-header -- build/picolm.h.generated
 	@diff -u include/picolm.h build/picolm.h.generated && echo "include/picolm.h is up to date"
 
-build/golden.h: scripts/golden_c_header.py
+build/golden.h: scripts/golden_c_header.py tests/golden/smollm2-greedy.json
 	@mkdir -p build
-	python3 scripts/golden_c_header.py $(SHARED)/golden/smollm2-greedy.json > $@
+	python3 scripts/golden_c_header.py tests/golden/smollm2-greedy.json > $@
 
 build/test_api: tests/c/test_api.c include/picolm.h build/golden.h lib
 	$(CC) $(CSTD) -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -Iinclude -Ibuild tests/c/test_api.c \

@@ -1,4 +1,4 @@
-"""Shared fixtures: model files from $PICOLM_MODELS or <repo>/models, goldens from /work/shared/golden."""
+"""Shared fixtures: model files from $PICOLM_MODELS or <repo>/models, goldens from <repo>/tests/golden."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import picolm
 
 REPO = Path(__file__).resolve().parents[2]
 MODELS = Path(os.environ.get("PICOLM_MODELS", REPO / "models"))
-SHARED = Path(os.environ.get("PICOLM_SHARED", REPO.parent / "shared"))
+GOLDEN = REPO / "tests" / "golden"
 Q4_1 = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -20,14 +20,14 @@ def model_file(name: str) -> Path:
     """Path of a model file; a missing file fails the test (the test command fetches the models first)."""
     p = MODELS / name
     if not p.is_file():
-        pytest.fail(f"model file {p} not found: run scripts/fetch-models.sh")
+        pytest.fail(f"model file {p} not found: run scripts/fetch-models.sh --tests")
     return p
 
 
 @pytest.fixture(scope="session")
 def golden() -> dict:
     """The llama.cpp greedy reference."""
-    p = SHARED / "golden" / "smollm2-greedy.json"
+    p = GOLDEN / "smollm2-greedy.json"
     if not p.is_file():
         pytest.fail(f"reference data {p} not found")
     return json.loads(p.read_text())

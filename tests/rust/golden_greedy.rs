@@ -14,7 +14,7 @@ struct Outcome {
 }
 
 fn run_model(key: &str) -> Vec<Outcome> {
-    let golden = shared_json("golden/smollm2-greedy.json");
+    let golden = golden_json("smollm2-greedy.json");
     let model = Arc::new(
         Model::load(model_path(&golden_model_file(key)), &ModelParams { n_ctx: 512, n_threads: 2, ..Default::default() })
             .unwrap_or_else(|e| panic!("loading {key}: {e}")),

@@ -1,5 +1,5 @@
-//! Perplexity on the shared Austen text at ctx 512 must be within 1% of llama.cpp's figure for each file in
-//! golden/ppl.json.
+//! Perplexity on the Austen text of tests/golden/eval at ctx 512 must be within 1% of llama.cpp's figure for each
+//! file in tests/golden/ppl.json.
 
 use std::sync::Arc;
 
@@ -8,9 +8,9 @@ use picolm_core::{Model, ModelParams};
 use picolm_integration_tests::*;
 
 fn check(key: &str) {
-    let golden = shared_json("golden/ppl.json");
+    let golden = golden_json("ppl.json");
     let want = golden["ppl"][key]["ppl"].as_f64().unwrap_or_else(|| panic!("no ppl for {key}"));
-    let text = std::fs::read_to_string(shared_dir().join("eval/persuasion.txt")).expect("eval text");
+    let text = std::fs::read_to_string(golden_dir().join("eval/persuasion.txt")).expect("eval text");
     let model = Arc::new(Model::load(model_path(&golden_model_file(key)), &ModelParams { n_ctx: 512, n_threads: 2, ..Default::default() }).unwrap());
     let r = perplexity(&model, &text, 512, 512, None, &mut |_, _, _| {}).unwrap();
     let rel = (r.ppl - want).abs() / want;

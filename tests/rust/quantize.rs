@@ -18,7 +18,7 @@ fn ppl(path: &std::path::Path, text: &str) -> f64 {
 #[test]
 fn quantized_files_load_and_keep_perplexity() {
     let src = model_path("smollm2-135m-F32.gguf");
-    let text = std::fs::read_to_string(shared_dir().join("eval/persuasion.txt")).expect("eval text");
+    let text = std::fs::read_to_string(golden_dir().join("eval/persuasion.txt")).expect("eval text");
     let base = ppl(&src, &text);
     let dir = std::env::temp_dir().join(format!("picolm-quantize-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -8,7 +8,7 @@ use picolm_integration_tests::*;
 fn tokenizer_for(vocab: &str) -> Tokenizer {
     let path = match vocab {
         "smollm2-gpt2-bpe" => model_path("SmolLM2-135M-Instruct.Q4_1.gguf"),
-        other => shared_dir().join(format!("vocab/{other}.gguf")),
+        other => model_path(&format!("{other}.gguf")),
     };
     let file = GgufFile::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Tokenizer::from_gguf(&file).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -42,7 +42,7 @@ fn process_escapes(s: &str) -> String {
 }
 
 fn cases(vocab: &str) -> Vec<(String, Vec<u32>, bool)> {
-    let g = shared_json("golden/tokenizer.json");
+    let g = golden_json("tokenizer.json");
     g["cases"][vocab]
         .as_array()
         .unwrap_or_else(|| panic!("no cases for {vocab}"))
@@ -117,7 +117,7 @@ fn spm_vocab_with_space_prefix_matches_llama_cpp() {
 
 #[test]
 fn vocabulary_only_files_load_without_weights() {
-    let f = GgufFile::open(shared_dir().join("vocab/spm-vocab.gguf")).unwrap();
+    let f = GgufFile::open(model_path("spm-vocab.gguf")).unwrap();
     assert!(f.tensors().is_empty());
     assert_eq!(Tokenizer::from_gguf(&f).unwrap().n_vocab(), 262144);
 }
