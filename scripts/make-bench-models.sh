@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Makes the benchmark models with TinyLlama-1.1B's shapes (22 layers, 2048 wide, 5632 FFN, 32/4 heads): random
-# N(0, 0.02) weights with a fixed seed from ../shared/tools/make_synthetic_llama.py (SmolLM2's tokenizer), written
-# as F16, then quantized by PicoLM's own quantizer to Q4_0, Q8_0 and Q4_K_M.
+# N(0, 0.02) weights with a fixed seed from scripts/make_synthetic_llama.py (SmolLM2's tokenizer), written as F16,
+# then quantized by PicoLM's own quantizer to Q4_0, Q8_0 and Q4_K_M. The Python script runs in a virtualenv
+# (build/toolenv, made on first use with numpy and gguf from PyPI), never in the system Python.
 # Usage: scripts/make-bench-models.sh [OUT_DIR]   (default: models/bench; about 4.5 GB)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 out="${1:-models/bench}"
-shared="${PICOLM_SHARED:-$root/../shared}"
 models="$(scripts/fetch-models.sh)"
 mkdir -p "$out"
-python3 -c "import numpy, gguf" 2>/dev/null || python3 -m pip install --quiet numpy gguf
+venv=build/toolenv
+if ! "$venv/bin/python" -c "import numpy, gguf" 2>/dev/null; then
+  echo "make-bench-models: making the virtualenv $venv (numpy, gguf)" >&2
+  python3 -m venv "$venv" || { echo "make-bench-models: python3 -m venv failed (apt-get install python3-venv)" >&2; exit 1; }
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check numpy "gguf>=0.10"
+fi
 f16="$out/tinyllama-shape-F16.gguf"
 if [ ! -s "$f16" ]; then
-  python3 "$shared/tools/make_synthetic_llama.py" "$models/SmolLM2-135M-Instruct.Q4_1.gguf" "$f16.part" 1234
+  "$venv/bin/python" scripts/make_synthetic_llama.py "$models/SmolLM2-135M-Instruct.Q4_1.gguf" "$f16.part" 1234
   mv "$f16.part" "$f16"
 fi
 make -s cli >&2
