@@ -1,6 +1,7 @@
 //! GPT-2 byte-level BPE (llama.cpp's `llm_tokenizer_bpe`): bytes are mapped to printable characters, each
 //! pre-tokenized word starts as one symbol per character, and the adjacent pair with the best (lowest) merge rank
-//! is merged until no ranked pair is left. Symbols that are not in the vocabulary fall back to byte tokens.
+//! is merged until no ranked pair is left. A symbol that is not in the vocabulary falls back to its single-byte
+//! tokens; bytes without one (SmolLM2 has none for 0x04, 0x1D, 0xF1, ...) are dropped, as llama.cpp does.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -24,6 +25,19 @@ pub(crate) fn byte_to_char_table() -> [char; 256] {
         };
     }
     table
+}
+
+/// llama.cpp's fallback for a piece that is not a token: each byte of the piece's (mapped) text that is a token on
+/// its own, i.e. the ASCII characters of the piece that are in the vocabulary; every other byte is dropped. Never
+/// the unknown token: in GPT-2 vocabularies it is usually a control token (SmolLM2: id 0 = `<|endoftext|>`), and
+/// plain text must not turn into an end-of-generation or other control token.
+fn push_single_bytes(vocab: &Vocab, piece: &str, out: &mut Vec<u32>) {
+    for c in piece.chars().filter(char::is_ascii) {
+        let mut buf = [0u8; 1];
+        if let Some(&id) = vocab.token_to_id.get(&*c.encode_utf8(&mut buf)) {
+            out.push(id);
+        }
+    }
 }
 
 /// The BPE tokenizer state built once per vocabulary.
@@ -135,17 +149,7 @@ impl Bpe {
                 let piece = &word[sym.start..sym.start + sym.len];
                 match vocab.token_to_id.get(piece) {
                     Some(&id) => out.push(id),
-                    None => {
-                        // Byte fallback: each mapped character of the piece as its own token when present.
-                        for c in piece.chars() {
-                            let mut buf = [0u8; 4];
-                            if let Some(&id) = vocab.token_to_id.get(&*c.encode_utf8(&mut buf)) {
-                                out.push(id);
-                            } else if let Some(u) = vocab.unk {
-                                out.push(u);
-                            }
-                        }
-                    }
+                    None => push_single_bytes(vocab, piece, out),
                 }
                 i = sym.next;
             }

@@ -10,6 +10,9 @@ mod spm;
 mod stream;
 mod vocab;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 pub use error::TokenizerError;

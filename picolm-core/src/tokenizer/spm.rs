@@ -1,6 +1,7 @@
 //! SentencePiece-style tokenization of "llama" vocabularies (llama.cpp's `llm_tokenizer_spm`): spaces become
 //! U+2581, the text starts as one symbol per character, and the adjacent pair whose concatenation is the
-//! highest-scoring vocabulary token is merged until none is left; characters that are not tokens become byte tokens `<0xXX>`.
+//! highest-scoring vocabulary token is merged until none is left; characters that are not tokens become byte tokens
+//! `<0xXX>` (a byte without one is dropped).
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -105,7 +106,10 @@ impl Spm {
             let piece = &text[sym.start..sym.start + sym.len];
             match vocab.token_to_id.get(piece) {
                 Some(&id) => out.push(id),
-                None => out.extend(piece.as_bytes().iter().filter_map(|&b| self.byte_tokens[b as usize].or(vocab.unk))),
+                // A byte without a `<0xXX>` token is dropped (llama.cpp would try the byte as a one-character token,
+                // which a symbol that is not a token cannot be, and then throw) -- never the unknown token, which
+                // would put a control token into plain text.
+                None => out.extend(piece.bytes().filter_map(|b| self.byte_tokens[b as usize])),
             }
             i = sym.next;
         }

@@ -71,7 +71,6 @@ pub struct Vocab {
     pub(crate) merges: Vec<String>,
     pub(crate) bos: Option<u32>,
     pub(crate) eos: Option<u32>,
-    pub(crate) unk: Option<u32>,
     pub(crate) add_bos: bool,
     pub(crate) add_eos: bool,
     pub(crate) add_space_prefix: bool,
@@ -132,10 +131,16 @@ impl Vocab {
         }
         let bos = special_id(g, "tokenizer.ggml.bos_token_id", n)?;
         let eos = special_id(g, "tokenizer.ggml.eos_token_id", n)?;
-        let unk = special_id(g, "tokenizer.ggml.unknown_token_id", n)?;
         let eot = special_id(g, "tokenizer.ggml.eot_token_id", n)?;
         let eom = special_id(g, "tokenizer.ggml.eom_token_id", n)?;
-        for key in ["tokenizer.ggml.padding_token_id", "tokenizer.ggml.seperator_token_id", "tokenizer.ggml.separator_token_id"] {
+        // Checked but not used: the unknown token is never produced from text (llama.cpp drops a byte that has no
+        // token rather than emit it; in GPT-2 vocabularies it is often a control token such as `<|endoftext|>`).
+        for key in [
+            "tokenizer.ggml.unknown_token_id",
+            "tokenizer.ggml.padding_token_id",
+            "tokenizer.ggml.seperator_token_id",
+            "tokenizer.ggml.separator_token_id",
+        ] {
             special_id(g, key, n)?;
         }
         let default_bos = kind == TokenizerKind::SentencePiece;
@@ -162,7 +167,6 @@ impl Vocab {
             merges,
             bos,
             eos,
-            unk,
             add_bos,
             add_eos,
             add_space_prefix,
