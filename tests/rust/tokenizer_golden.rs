@@ -1,5 +1,6 @@
-//! Token ids equal llama.cpp's for every case of golden/tokenizer.json on the three vocabularies (SmolLM2's GPT-2
-//! BPE, a SentencePiece vocabulary with and without the space prefix), and decoding gives the text back.
+//! Token ids equal llama.cpp's for every case of tests/golden/tokenizer.json and tokenizer-bytes.json on the three
+//! vocabularies (SmolLM2's GPT-2 BPE, a SentencePiece vocabulary with and without the space prefix), and decoding
+//! gives the text back.
 
 use picolm_core::gguf::GgufFile;
 use picolm_core::tokenizer::Tokenizer;
@@ -54,15 +55,35 @@ fn cases(vocab: &str) -> Vec<(String, Vec<u32>, bool)> {
         .collect()
 }
 
+/// The cases of tokenizer-bytes.json: texts with bytes that have no token of their own, stored verbatim.
+fn byte_cases(vocab: &str) -> Vec<(String, Vec<u32>, bool)> {
+    let g = golden_json("tokenizer-bytes.json");
+    g["cases"][vocab]
+        .as_array()
+        .unwrap_or_else(|| panic!("no byte cases for {vocab}"))
+        .iter()
+        .map(|c| (c["text"].as_str().unwrap().to_string(), ids(&c["ids"]), c["parse_special"].as_bool().unwrap()))
+        .collect()
+}
+
 fn check_vocab(vocab: &str) {
-    let tok = tokenizer_for(vocab);
-    let mut failures = Vec::new();
     let all = cases(vocab);
     assert!(all.len() >= 30, "{vocab}: expected 30+ cases");
-    for (text, want, parse_special) in &all {
+    check_cases(vocab, &all, true);
+}
+
+/// Checks llama.cpp's ids; `round_trip` also checks that decoding gives the text back (not for texts whose
+/// tokenless bytes are dropped).
+fn check_cases(vocab: &str, all: &[(String, Vec<u32>, bool)], round_trip: bool) {
+    let tok = tokenizer_for(vocab);
+    let mut failures = Vec::new();
+    for (text, want, parse_special) in all {
         let got = tok.encode(text, true, *parse_special);
         if &got != want {
             failures.push(format!("{text:?} (parse_special={parse_special})\n  expected {want:?}\n  got      {got:?}"));
+        }
+        if !round_trip {
+            continue;
         }
         // Round trip without special handling: the exact text comes back.
         let plain = tok.encode(text, false, false);
@@ -113,6 +134,34 @@ fn spm_vocab_matches_llama_cpp() {
 #[test]
 fn spm_vocab_with_space_prefix_matches_llama_cpp() {
     check_vocab("spm-vocab-space-prefix");
+}
+
+/// Bytes without a token of their own are dropped as llama.cpp drops them; before, SmolLM2 turned them into its
+/// unknown token, id 0 = `<|endoftext|>`, which ended generation even with special-token parsing off.
+fn check_byte_cases(vocab: &str) {
+    let all = byte_cases(vocab);
+    assert!(all.len() >= 20, "{vocab}: expected 20+ byte cases");
+    check_cases(vocab, &all, false);
+    let tok = tokenizer_for(vocab);
+    for (text, _, _) in all.iter().filter(|c| !c.2) {
+        let control: Vec<u32> = tok.encode(text, false, false).into_iter().filter(|&id| tok.is_control(id)).collect();
+        assert!(control.is_empty(), "{vocab}: {text:?} without special parsing gave control tokens {control:?}");
+    }
+}
+
+#[test]
+fn smollm2_bytes_without_tokens_match_llama_cpp() {
+    check_byte_cases("smollm2-gpt2-bpe");
+}
+
+#[test]
+fn spm_vocab_bytes_without_tokens_match_llama_cpp() {
+    check_byte_cases("spm-vocab");
+}
+
+#[test]
+fn spm_vocab_with_space_prefix_bytes_without_tokens_match_llama_cpp() {
+    check_byte_cases("spm-vocab-space-prefix");
 }
 
 #[test]
