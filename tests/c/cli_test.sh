@@ -88,6 +88,12 @@ has_err "warning: n_threads 999 exceeds the"
 grep -q "Paris" /tmp/picolm-cli.out && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: -j 999 output"; }
 check "-j 0" 0 "$bin" "$model" -p "The capital of France is" -n 2 -t 0 -j 0
 grep -q "warning" /tmp/picolm-cli.err && { fail=$((fail + 1)); echo "FAIL: -j 0 warned"; cat /tmp/picolm-cli.err; } || pass=$((pass + 1))
+if command -v taskset >/dev/null 2>&1; then  # the CPU count respects the affinity mask
+  check "-j 2 on one CPU" 0 taskset -c 0 "$bin" "$model" -p "The capital of France is" -n 2 -t 0 -j 2
+  has_err "warning: n_threads 2 exceeds the 1 CPU available to this process; using 1 thread"
+  check "default -j on one CPU" 0 taskset -c 0 "$bin" "$model" -p "The capital of France is" -n 2 -t 0
+  grep -q "warning" /tmp/picolm-cli.err && { fail=$((fail + 1)); echo "FAIL: default -j warned"; } || pass=$((pass + 1))
+fi
 check "tokenize" 0 "$bin" tokenize "$model" -p "The capital of France is"
 grep -qx "504 3575 282 4649 314" /tmp/picolm-cli.out && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: tokenize ids"; }
 tmpd=$(mktemp -d)
