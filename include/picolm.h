@@ -497,7 +497,8 @@ typedef struct picolm_model_params {
    */
   uintptr_t struct_size;
   /**
-   * Compute threads (0 = one per CPU).
+   * Compute threads (0 = one per CPU). More than the CPUs available to the process (`picolm_cpu_count`) is
+   * clamped to them, with a PICOLM_LOG_WARN message; `picolm_model_get_info` reports the threads used.
    */
   uint32_t n_threads;
   /**
@@ -822,7 +823,14 @@ void picolm_set_log_callback(picolm_log_callback callback,
 enum picolm_result picolm_model_params_default(struct picolm_model_params *params);
 
 /**
- * Loads a GGUF model. `path` is a NUL-terminated UTF-8 path; `params` may be NULL for the defaults. On success
+ * CPUs this process may run on (its CPU affinity and cgroup CPU quota respected): what `n_threads = 0` uses and
+ * the most threads a model starts. At least 1. Thread-safe.
+ */
+uint32_t picolm_cpu_count(void);
+
+/**
+ * Loads a GGUF model. `path` is a NUL-terminated UTF-8 path to a regular file (a FIFO, device or directory is
+ * refused with PICOLM_ERR_IO without blocking); `params` may be NULL for the defaults. On success
  * `*out` receives a model to release with `picolm_model_free`; on failure `*out` is set to NULL.
  *
  * # Safety
@@ -916,7 +924,11 @@ enum picolm_result picolm_session_cancel(const struct picolm_session *session);
 enum picolm_result picolm_session_n_tokens(const struct picolm_session *session, uintptr_t *n_out);
 
 /**
- * Saves the cached tokens and KV cache to `path` (NUL-terminated), written to a temporary file then renamed.
+ * Saves the cached tokens, KV cache and logits to `path` (NUL-terminated), atomically: written to a temporary file
+ * in the same directory, synced, then renamed over `path`. `path` may be a new file, an empty file or a PicoLM
+ * state (which is replaced); any other file (a model, a text) is refused with PICOLM_ERR_IO and left untouched,
+ * as are FIFOs, devices, sockets and directories. A symbolic link is written through to its existing target. The
+ * state records the model's fingerprint and a checksum (see `picolm_session_load_state`).
  *
  * # Safety
  * `session` live; `path` NUL-terminated.
@@ -925,13 +937,28 @@ enum picolm_result picolm_session_save_state(const struct picolm_session *sessio
                                              const char *path);
 
 /**
- * Restores a state saved by `picolm_session_save_state` for the same model. On failure the session is empty.
+ * Restores a state saved by `picolm_session_save_state` from the same model file (checked by fingerprint) into a
+ * session with the same KV type and enough context. PICOLM_ERR_STATE for a file that is not a state, was saved by
+ * another model, or is damaged, truncated or extended (checksum and exact length); PICOLM_ERR_CONTEXT_OVERFLOW
+ * when it holds more tokens than the context; PICOLM_ERR_IO when the file cannot be opened or is not a regular
+ * file (a FIFO is refused without blocking). On failure the session is empty.
  *
  * # Safety
  * `session` live; `path` NUL-terminated.
  */
 enum picolm_result picolm_session_load_state(struct picolm_session *session,
                                              const char *path);
+
+/**
+ * Checks, without writing, that `picolm_session_save_state` may write `path` (NUL-terminated): it does not exist
+ * (and its directory does), or it is (a link to) an empty regular file or a PicoLM state. Otherwise returns the
+ * error the save would return (PICOLM_ERR_IO, with the reason in `picolm_last_error_message`). Lets a program
+ * refuse a bad state path before a long generation.
+ *
+ * # Safety
+ * `path` NUL-terminated.
+ */
+enum picolm_result picolm_state_check_path(const char *path);
 
 /**
  * Fills `*out` with the memory report of the process and this session.

@@ -15,10 +15,12 @@
 #include "picolm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_STOPS 16
@@ -57,14 +59,16 @@ static void print_help(FILE *f) {
           "  -k TOP_P           nucleus sampling threshold (default 0.9)\n"
           "  -s SEED            random seed (default 42)\n"
           "  -c CTX             context length (default: model's, at most 2048)\n"
-          "  -j THREADS         compute threads (default: min(4, CPUs))\n"
+          "  -j THREADS         compute threads (default: min(4, CPUs); 0 = one per CPU; more than the CPUs is\n"
+          "                     lowered to the CPU count with a warning)\n"
           "  --json             constrain output to one JSON value\n"
           "  --schema FILE      constrain output to JSON valid against the JSON Schema in FILE\n"
           "  --chat             wrap the prompt as a user message in the model's chat template\n"
           "  --tools FILE       tool-call mode: FILE holds OpenAI tool definitions (JSON array); prints the\n"
           "                     model's {\"tool_calls\":[...]} JSON (PicoClaw's format) or its text answer\n"
           "  --tool-choice C    auto (default), required or none (with --tools)\n"
-          "  --cache FILE       load/save the KV cache state (skips prefill of a repeated prompt)\n"
+          "  --cache FILE       load/save the KV cache state (skips prefill of a repeated prompt); FILE must be new,\n"
+          "                     empty or a PicoLM state: any other file is refused and left untouched\n"
           "  --top-k K          keep the K most likely tokens (default off)\n"
           "  --min-p P          min-p sampling (default off)\n"
           "  --repeat-penalty R repetition penalty (default 1 = off)\n"
@@ -122,10 +126,16 @@ static char *read_all(FILE *f, size_t *len) {
     return buf;
 }
 
+/* Default -j: at most 4, and no more than the CPUs this process may use (affinity and cgroup quota respected). */
 static long default_threads(void) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1) n = 1;
+    long n = (long)picolm_cpu_count();
     return n < 4 ? n : 4;
+}
+
+/* Library warnings (a -j above the CPU count, ...) go to stderr; errors are printed by api_error. */
+static void print_warning(picolm_log_level level, const char *message, void *user_data) {
+    (void)user_data;
+    if (level == PICOLM_LOG_WARN) fprintf(stderr, "picolm: warning: %s\n", message);
 }
 
 static bool print_piece(const char *utf8, size_t len, void *user_data) {
@@ -160,14 +170,48 @@ static int load_model(const char *path, long threads, long ctx, bool stream, pic
     return 0;
 }
 
-/* Reads a whole file into a NUL-terminated malloc'd buffer; prints the reason and returns NULL on failure. */
-static char *read_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) { fprintf(stderr, "picolm: cannot open %s: %s\n", path, strerror(errno)); return NULL; }
+static const char *file_kind(mode_t m) {
+    if (S_ISDIR(m)) return "directory";
+    if (S_ISFIFO(m)) return "FIFO (named pipe)";
+    if (S_ISSOCK(m)) return "socket";
+    if (S_ISCHR(m)) return "character device";
+    if (S_ISBLK(m)) return "block device";
+    return "special file";
+}
+
+/* Opens a regular file for reading without ever blocking: a FIFO, socket, device or directory is refused (checked
+ * with stat before opening, so devices are never opened; opened O_NONBLOCK so a FIFO swapped in meanwhile cannot
+ * block; checked again with fstat). Prints the reason and returns NULL on failure. */
+static FILE *open_regular(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0) { fprintf(stderr, "picolm: cannot open %s: %s\n", path, strerror(errno)); return NULL; }
+    if (!S_ISREG(st.st_mode)) {
+        fprintf(stderr, "picolm: cannot read %s: it is a %s, not a regular file\n", path, file_kind(st.st_mode));
+        return NULL;
+    }
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0) { fprintf(stderr, "picolm: cannot open %s: %s\n", path, strerror(errno)); return NULL; }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "picolm: cannot read %s: it is a %s, not a regular file\n", path, file_kind(st.st_mode));
+        close(fd);
+        return NULL;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) (void)fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    FILE *f = fdopen(fd, "rb");
+    if (!f) { fprintf(stderr, "picolm: cannot open %s: %s\n", path, strerror(errno)); close(fd); }
+    return f;
+}
+
+/* Reads a whole regular file into a NUL-terminated malloc'd buffer; prints the reason and returns NULL on failure. */
+static char *read_file(const char *path, size_t *len_out) {
+    FILE *f = open_regular(path);
+    if (!f) return NULL;
     size_t len = 0;
     char *buf = read_all(f, &len);
     fclose(f);
     if (!buf) fprintf(stderr, "picolm: cannot read %s\n", path);
+    else if (len_out) *len_out = len;
     return buf;
 }
 
@@ -242,7 +286,7 @@ static int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "-k")) { NEED_VALUE(); if (!parse_float(a, v, &top_p)) return 2; }
         else if (!strcmp(a, "-s")) { NEED_VALUE(); if (!parse_long(a, v, 0, 2147483647L, &seed)) return 2; }
         else if (!strcmp(a, "-c")) { NEED_VALUE(); if (!parse_long(a, v, 1, 1048576, &ctx)) return 2; }
-        else if (!strcmp(a, "-j")) { NEED_VALUE(); if (!parse_long(a, v, 1, 1024, &threads)) return 2; }
+        else if (!strcmp(a, "-j")) { NEED_VALUE(); if (!parse_long(a, v, 0, 1000000, &threads)) return 2; }
         else if (!strcmp(a, "--cache")) { NEED_VALUE(); cache = v; }
         else if (!strcmp(a, "--top-k")) { NEED_VALUE(); if (!parse_long(a, v, 0, 1000000, &top_k)) return 2; }
         else if (!strcmp(a, "--min-p")) { NEED_VALUE(); if (!parse_float(a, v, &min_p)) return 2; }
@@ -286,8 +330,14 @@ static int cmd_generate(int argc, char **argv) {
     if (prompt_len == 0) { free(stdin_prompt); return usage_error("%s", "empty prompt (give -p PROMPT or pipe text in)"); }
 
     char *schema = NULL, *tools = NULL, *templated = NULL;
-    if (schema_path && !(schema = read_file(schema_path))) { free(stdin_prompt); return 1; }
-    if (tools_path && !(tools = read_file(tools_path))) { free(schema); free(stdin_prompt); return 1; }
+    picolm_result r;
+    if (schema_path && !(schema = read_file(schema_path, NULL))) { free(stdin_prompt); return 1; }
+    if (tools_path && !(tools = read_file(tools_path, NULL))) { free(schema); free(stdin_prompt); return 1; }
+    /* Refuse a --cache path that must not be replaced (a model, a text, a FIFO...) before any work. */
+    if (cache && (r = picolm_state_check_path(cache)) != PICOLM_OK) {
+        free(schema); free(tools); free(stdin_prompt);
+        return api_error(r, "cannot use --cache");
+    }
     picolm_model *model = NULL;
     int rc = load_model(model_path, threads, ctx ? ctx : 0, stream, kv, &model);
     if (rc) { free(schema); free(tools); free(stdin_prompt); return rc; }
@@ -297,10 +347,12 @@ static int cmd_generate(int argc, char **argv) {
     picolm_session_params_default(&sp);
     sp.n_ctx = ctx ? (uint32_t)ctx : (info.n_ctx < 2048 ? info.n_ctx : 2048);
     picolm_session *session = NULL;
-    picolm_result r = picolm_session_new(model, &sp, &session);
+    r = picolm_session_new(model, &sp, &session);
     if (r != PICOLM_OK) { rc = api_error(r, "cannot create a session"); goto done; }
 
-    if (cache && access(cache, R_OK) == 0) {
+    /* An existing, non-empty cache passed the check above: it is a state (maybe of another model, or damaged). */
+    struct stat cache_st;
+    if (cache && stat(cache, &cache_st) == 0 && cache_st.st_size > 0) {
         r = picolm_session_load_state(session, cache);
         if (r != PICOLM_OK) fprintf(stderr, "picolm: ignoring cache %s: %s\n", cache, picolm_last_error_message());
     }
@@ -378,16 +430,13 @@ static int cmd_perplexity(int argc, char **argv) {
         else if (!strcmp(a, "-c")) { if (!parse_long(a, v, 8, 1048576, &ctx)) return 2; }
         else if (!strcmp(a, "-b")) { if (!parse_long(a, v, 1, 1048576, &batch)) return 2; }
         else if (!strcmp(a, "--chunks")) { if (!parse_long(a, v, 0, 1000000, &chunks)) return 2; }
-        else if (!strcmp(a, "-j")) { if (!parse_long(a, v, 1, 1024, &threads)) return 2; }
+        else if (!strcmp(a, "-j")) { if (!parse_long(a, v, 0, 1000000, &threads)) return 2; }
         else return usage_error("unknown option '%s'", a);
     }
     if (!file) return usage_error("%s", "perplexity needs -f FILE");
-    FILE *f = fopen(file, "rb");
-    if (!f) { fprintf(stderr, "picolm: cannot open %s: %s\n", file, strerror(errno)); return 1; }
     size_t len = 0;
-    char *text = read_all(f, &len);
-    fclose(f);
-    if (!text) { fprintf(stderr, "picolm: cannot read %s\n", file); return 1; }
+    char *text = read_file(file, &len);
+    if (!text) return 1;
     picolm_model *model = NULL;
     int rc = load_model(model_path, threads, ctx, false, PICOLM_KV_F16, &model);
     if (!rc) {
@@ -428,7 +477,7 @@ static int cmd_bench(int argc, char **argv) {
             if (!copy) return 1;
             for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
                 long t;
-                if (n_threads == 16 || !parse_long("-j", tok, 1, 1024, &t)) { free(copy); return 2; }
+                if (n_threads == 16 || !parse_long("-j", tok, 0, 1000000, &t)) { free(copy); return 2; }
                 threads[n_threads++] = (uint32_t)t;
             }
             free(copy);
@@ -492,6 +541,7 @@ static int cmd_tokenize(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    picolm_set_log_callback(print_warning, NULL);
     if (argc < 2) { print_help(stderr); return 2; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { print_help(stdout); return 0; }
     if (!strcmp(argv[1], "--version")) { printf("picolm %s\n", picolm_version()); return 0; }

@@ -174,6 +174,8 @@ pub fn run_bench(path: &Path, params: &BenchParams, progress: &mut dyn FnMut(&Be
         drop(report_model.take());
         let model = Arc::new(Model::load(path, &ModelParams { n_ctx, n_threads: t, ..params.model.clone() })?);
         let mut session = Session::new(model.clone(), &SessionParams { n_ctx, n_batch: params.n_batch.min(n_ctx), kv_type: params.kv_type })?;
+        // Rows report the threads that ran (a request above the CPUs is clamped).
+        let t = model.n_threads();
         if params.n_prompt > 0 {
             let tokens = bench_tokens(&model, params.n_prompt);
             let mut row = BenchRow { test: format!("pp{}", params.n_prompt), n_threads: t, samples: Vec::new() };

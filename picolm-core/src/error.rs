@@ -45,13 +45,16 @@ pub enum Error {
     NoLogits,
     /// A saved session state does not fit this model or is damaged.
     #[error("invalid session state: {0}")]
-    InvalidState(String),
+    InvalidState(#[from] crate::session::state::StateError),
     /// A grammar or schema is invalid, or the constrained output cannot continue.
     #[error(transparent)]
     Grammar(#[from] crate::grammar::GrammarError),
     /// A chat prompt could not be rendered.
     #[error(transparent)]
     Chat(#[from] crate::chat::ChatError),
+    /// A user-named file cannot be read or written safely (missing, a FIFO or device, a file that is not ours).
+    #[error(transparent)]
+    File(#[from] crate::fs_safety::FileError),
     /// An input/output error (state files, output streams).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

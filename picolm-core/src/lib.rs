@@ -8,6 +8,7 @@
 //! - [`sampler`] and [`generate`]: token selection and streaming generation sessions.
 
 pub mod error;
+pub mod fs_safety;
 pub mod ggml_type;
 pub mod gguf;
 pub mod quant;

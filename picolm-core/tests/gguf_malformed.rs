@@ -267,7 +267,7 @@ fn random_byte_mutations_never_panic() {
 fn paths_that_are_not_gguf_files() {
     let err = GgufFile::open("/nonexistent/model.gguf").unwrap_err();
     assert!(matches!(err, GgufError::Io { .. }) && err.to_string().contains("/nonexistent/model.gguf"), "{err}");
-    assert!(matches!(GgufFile::open(std::env::temp_dir()), Err(GgufError::NotAFile(_))));
+    assert!(matches!(GgufFile::open(std::env::temp_dir()), Err(GgufError::NotAFile { .. })));
     let empty = std::env::temp_dir().join(format!("picolm-empty-{}.gguf", std::process::id()));
     std::fs::write(&empty, b"").unwrap();
     assert!(matches!(GgufFile::open(&empty), Err(GgufError::Truncated { .. })));

@@ -66,7 +66,7 @@ impl Failure {
 
 fn code_of_model_error(e: &ModelError) -> picolm_result {
     match e {
-        ModelError::Gguf(GgufError::Io { .. }) | ModelError::Gguf(GgufError::NotAFile(_)) => PICOLM_ERR_IO,
+        ModelError::Gguf(GgufError::Io { .. }) | ModelError::Gguf(GgufError::NotAFile { .. }) => PICOLM_ERR_IO,
         ModelError::UnsupportedArchitecture(_) | ModelError::UnsupportedWeightType { .. } => PICOLM_ERR_UNSUPPORTED,
         ModelError::InvalidParameter { .. } | ModelError::InvalidToken { .. } | ModelError::EmptyBatch => {
             PICOLM_ERR_INVALID_ARG
@@ -80,7 +80,8 @@ fn code_of_model_error(e: &ModelError) -> picolm_result {
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         let code = match &e {
-            Error::Gguf(GgufError::Io { .. }) | Error::Gguf(GgufError::NotAFile(_)) => PICOLM_ERR_IO,
+            Error::Gguf(GgufError::Io { .. }) | Error::Gguf(GgufError::NotAFile { .. }) => PICOLM_ERR_IO,
+            Error::File(_) => PICOLM_ERR_IO,
             Error::Gguf(_) | Error::Tokenizer(_) | Error::Quant(_) => PICOLM_ERR_BAD_FILE,
             Error::Model(m) => code_of_model_error(m),
             Error::PromptTooLong { .. } | Error::ContextOverflow { .. } => PICOLM_ERR_CONTEXT_OVERFLOW,

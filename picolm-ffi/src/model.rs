@@ -23,7 +23,8 @@ pub enum picolm_kv_type {
 pub struct picolm_model_params {
     /// Must be `sizeof(picolm_model_params)` (set by `picolm_model_params_default`).
     pub struct_size: usize,
-    /// Compute threads (0 = one per CPU).
+    /// Compute threads (0 = one per CPU). More than the CPUs available to the process (`picolm_cpu_count`) is
+    /// clamped to them, with a PICOLM_LOG_WARN message; `picolm_model_get_info` reports the threads used.
     pub n_threads: u32,
     /// Largest context of any session (0 = the model's training context, capped at 4096).
     pub n_ctx: u32,
@@ -73,7 +74,15 @@ pub unsafe extern "C" fn picolm_model_params_default(params: *mut picolm_model_p
     })
 }
 
-/// Loads a GGUF model. `path` is a NUL-terminated UTF-8 path; `params` may be NULL for the defaults. On success
+/// CPUs this process may run on (its CPU affinity and cgroup CPU quota respected): what `n_threads = 0` uses and
+/// the most threads a model starts. At least 1. Thread-safe.
+#[no_mangle]
+pub extern "C" fn picolm_cpu_count() -> u32 {
+    picolm_core::compute::pool::available_cpus().min(u32::MAX as usize) as u32
+}
+
+/// Loads a GGUF model. `path` is a NUL-terminated UTF-8 path to a regular file (a FIFO, device or directory is
+/// refused with PICOLM_ERR_IO without blocking); `params` may be NULL for the defaults. On success
 /// `*out` receives a model to release with `picolm_model_free`; on failure `*out` is set to NULL.
 ///
 /// # Safety
@@ -111,6 +120,9 @@ pub unsafe extern "C" fn picolm_model_load(
             stream_slab_bytes: p.stream_slab_bytes as usize,
         };
         let model = Model::load(path, &mp)?;
+        if let Some(warning) = model.thread_count().warning() {
+            log(picolm_log_level::PICOLM_LOG_WARN, &warning);
+        }
         log(
             picolm_log_level::PICOLM_LOG_INFO,
             &format!(

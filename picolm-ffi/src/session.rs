@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex, TryLockError};
 
 use picolm_core::memory::MemoryUsage;
-use picolm_core::session::{Session, SessionParams};
+use picolm_core::session::{check_state_path, Session, SessionParams};
 use picolm_core::CancelToken;
 
 use crate::error::{read_params, cstr_arg, guard, picolm_result, Failure};
@@ -154,7 +154,11 @@ pub unsafe extern "C" fn picolm_session_n_tokens(session: *const picolm_session,
     })
 }
 
-/// Saves the cached tokens and KV cache to `path` (NUL-terminated), written to a temporary file then renamed.
+/// Saves the cached tokens, KV cache and logits to `path` (NUL-terminated), atomically: written to a temporary file
+/// in the same directory, synced, then renamed over `path`. `path` may be a new file, an empty file or a PicoLM
+/// state (which is replaced); any other file (a model, a text) is refused with PICOLM_ERR_IO and left untouched,
+/// as are FIFOs, devices, sockets and directories. A symbolic link is written through to its existing target. The
+/// state records the model's fingerprint and a checksum (see `picolm_session_load_state`).
 ///
 /// # Safety
 /// `session` live; `path` NUL-terminated.
@@ -165,17 +169,15 @@ pub unsafe extern "C" fn picolm_session_save_state(session: *const picolm_sessio
         let s = unsafe { session_ref(session) }?;
         let path = unsafe { cstr_arg(path, "path") }?;
         let g = lock(s)?;
-        let tmp = format!("{path}.part");
-        let io = |e: std::io::Error| Failure::new(picolm_result::PICOLM_ERR_IO, format!("cannot write {path}: {e}"));
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
-        g.save_state(&mut w)?;
-        std::io::Write::flush(&mut w).map_err(io)?;
-        drop(w);
-        std::fs::rename(&tmp, path).map_err(io)
+        Ok(g.save_state_file(path)?)
     })
 }
 
-/// Restores a state saved by `picolm_session_save_state` for the same model. On failure the session is empty.
+/// Restores a state saved by `picolm_session_save_state` from the same model file (checked by fingerprint) into a
+/// session with the same KV type and enough context. PICOLM_ERR_STATE for a file that is not a state, was saved by
+/// another model, or is damaged, truncated or extended (checksum and exact length); PICOLM_ERR_CONTEXT_OVERFLOW
+/// when it holds more tokens than the context; PICOLM_ERR_IO when the file cannot be opened or is not a regular
+/// file (a FIFO is refused without blocking). On failure the session is empty.
 ///
 /// # Safety
 /// `session` live; `path` NUL-terminated.
@@ -186,10 +188,23 @@ pub unsafe extern "C" fn picolm_session_load_state(session: *mut picolm_session,
         let s = unsafe { session_ref(session) }?;
         let path = unsafe { cstr_arg(path, "path") }?;
         let mut g = lock(s)?;
-        let f = std::fs::File::open(path)
-            .map_err(|e| Failure::new(picolm_result::PICOLM_ERR_IO, format!("cannot read {path}: {e}")))?;
-        g.load_state(&mut std::io::BufReader::new(f))?;
-        Ok(())
+        Ok(g.load_state_file(path)?)
+    })
+}
+
+/// Checks, without writing, that `picolm_session_save_state` may write `path` (NUL-terminated): it does not exist
+/// (and its directory does), or it is (a link to) an empty regular file or a PicoLM state. Otherwise returns the
+/// error the save would return (PICOLM_ERR_IO, with the reason in `picolm_last_error_message`). Lets a program
+/// refuse a bad state path before a long generation.
+///
+/// # Safety
+/// `path` NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_state_check_path(path: *const libc::c_char) -> picolm_result {
+    guard(|| {
+        // SAFETY: caller contract.
+        let path = unsafe { cstr_arg(path, "path") }?;
+        Ok(check_state_path(path)?)
     })
 }
 

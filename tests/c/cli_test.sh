@@ -39,6 +39,61 @@ check "cache second run" 0 "$bin" "$model" --cache "$cache" -p "The capital of F
 has_err "Skipping 4 cached prompt tokens"
 cmp -s /tmp/picolm-cli.out /tmp/picolm-cli.first && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: cached run differs"; }
 rm -f "$cache"
+# --cache never replaces a file that is not a PicoLM state (the model itself, a text), nor a special file, and
+# never blocks on a FIFO; a symbolic link is written through to its state file.
+sdir=$(mktemp -d)
+printf 'GGUF\003\000\000\000 stands for a model file' > "$sdir/model.gguf"
+cp "$sdir/model.gguf" "$sdir/model.orig"
+check "--cache on a model file" 1 "$bin" "$model" --cache "$sdir/model.gguf" -p hi -n 2 -t 0
+has_err "refusing to overwrite"
+has_err "47 47 55 46 03 00 00 00 |GGUF....|"
+cmp -s "$sdir/model.gguf" "$sdir/model.orig" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --cache changed a model file"; }
+printf '# notes\n' > "$sdir/notes.md"
+check "--cache on a text file" 1 "$bin" "$model" --cache "$sdir/notes.md" -p hi -n 2 -t 0
+grep -qx '# notes' "$sdir/notes.md" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --cache changed a text file"; }
+mkfifo "$sdir/fifo"
+check "--cache on a FIFO" 1 timeout 60 "$bin" "$model" --cache "$sdir/fifo" -p hi -n 2 -t 0
+has_err "FIFO"
+check "model is a FIFO" 1 timeout 60 "$bin" "$sdir/fifo" -p hi -n 2
+has_err "FIFO"
+check "--schema is a FIFO" 1 timeout 60 "$bin" "$model" --schema "$sdir/fifo" -p hi -n 2
+has_err "FIFO"
+check "--tools is a FIFO" 1 timeout 60 "$bin" "$model" --tools "$sdir/fifo" -p hi -n 2
+has_err "FIFO"
+check "perplexity -f is a FIFO" 1 timeout 60 "$bin" perplexity "$model" -f "$sdir/fifo"
+has_err "FIFO"
+check "--schema is a directory" 1 "$bin" "$model" --schema "$sdir" -p hi -n 2
+has_err "directory"
+[ -p "$sdir/fifo" ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: the FIFO was replaced"; }
+ln -s nowhere "$sdir/link"
+check "cache through a dangling link" 1 "$bin" "$model" --cache "$sdir/link" -p "The capital of France is" -n 2 -t 0
+has_err "does not exist"
+[ ! -e "$sdir/nowhere" ] && [ -L "$sdir/link" ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: dangling link followed"; }
+rm -f "$sdir/link"
+check "cache first save" 0 "$bin" "$model" --cache "$sdir/state" -p "The capital of France is" -n 2 -t 0
+ln -s state "$sdir/link"
+check "cache through a link" 0 "$bin" "$model" --cache "$sdir/link" -p "The capital of France is" -n 2 -t 0
+has_err "Skipping 4 cached prompt tokens"
+[ -L "$sdir/link" ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: the link was replaced by a file"; }
+printf 'PICOKV02 damaged' > "$sdir/state"
+check "damaged cache is replaced" 0 "$bin" "$model" --cache "$sdir/state" -p "The capital of France is" -n 2 -t 0
+has_err "ignoring cache"
+check "replaced cache is used" 0 "$bin" "$model" --cache "$sdir/state" -p "The capital of France is" -n 2 -t 0
+has_err "Skipping 4 cached prompt tokens"
+ls -a "$sdir" | grep -q '\.tmp$' && { fail=$((fail + 1)); echo "FAIL: temporary files left"; ls -a "$sdir"; } || pass=$((pass + 1))
+rm -rf "$sdir"
+# -j above the CPU count is lowered to it with a warning; -j 0 means one thread per CPU.
+check "-j 999" 0 timeout 300 "$bin" "$model" -p "The capital of France is" -n 4 -t 0 -j 999
+has_err "warning: n_threads 999 exceeds the"
+grep -q "Paris" /tmp/picolm-cli.out && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: -j 999 output"; }
+check "-j 0" 0 "$bin" "$model" -p "The capital of France is" -n 2 -t 0 -j 0
+grep -q "warning" /tmp/picolm-cli.err && { fail=$((fail + 1)); echo "FAIL: -j 0 warned"; cat /tmp/picolm-cli.err; } || pass=$((pass + 1))
+if command -v taskset >/dev/null 2>&1; then  # the CPU count respects the affinity mask
+  check "-j 2 on one CPU" 0 taskset -c 0 "$bin" "$model" -p "The capital of France is" -n 2 -t 0 -j 2
+  has_err "warning: n_threads 2 exceeds the 1 CPU available to this process; using 1 thread"
+  check "default -j on one CPU" 0 taskset -c 0 "$bin" "$model" -p "The capital of France is" -n 2 -t 0
+  grep -q "warning" /tmp/picolm-cli.err && { fail=$((fail + 1)); echo "FAIL: default -j warned"; } || pass=$((pass + 1))
+fi
 check "tokenize" 0 "$bin" tokenize "$model" -p "The capital of France is"
 grep -qx "504 3575 282 4649 314" /tmp/picolm-cli.out && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: tokenize ids"; }
 tmpd=$(mktemp -d)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -385,6 +386,99 @@ static void test_agent(picolm_model *m) {
     picolm_session_free(s);
 }
 
+struct warnings { int count; char last[512]; };
+
+static void capture_warning(picolm_log_level level, const char *message, void *user_data) {
+    struct warnings *w = user_data;
+    if (level != PICOLM_LOG_WARN) return;
+    w->count++;
+    snprintf(w->last, sizeof w->last, "%s", message);
+}
+
+/* A thread count above the CPUs is clamped to picolm_cpu_count() and reported once at WARN level. */
+static void test_thread_clamp(void) {
+    uint32_t cpus = picolm_cpu_count();
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    CHECK(cpus >= 1 && (online < 1 || cpus <= (uint32_t)online));
+    struct warnings w = {0, ""};
+    picolm_set_log_callback(capture_warning, &w);
+    picolm_model_params mp;
+    picolm_model_params_default(&mp);
+    mp.n_threads = 100000;
+    picolm_model *m = NULL;
+    CHECK(picolm_model_load(model_path, &mp, &m) == PICOLM_OK);
+    picolm_model_info info;
+    if (m) {
+        CHECK(picolm_model_get_info(m, &info) == PICOLM_OK && info.n_threads == cpus);
+        CHECK(w.count == 1 && strstr(w.last, "100000") && strstr(w.last, "using"));
+        picolm_model_free(m);
+        m = NULL;
+    }
+    w.count = 0;
+    mp.n_threads = 0; /* one per CPU, no warning */
+    CHECK(picolm_model_load(model_path, &mp, &m) == PICOLM_OK);
+    if (m) {
+        CHECK(picolm_model_get_info(m, &info) == PICOLM_OK && info.n_threads == cpus && w.count == 0);
+        picolm_model_free(m);
+    }
+    picolm_set_log_callback(NULL, NULL);
+}
+
+/* State files: only new paths, empty files and states are written; FIFOs are refused without blocking. */
+static void test_state_files(picolm_model *m) {
+    picolm_session *s = NULL;
+    CHECK(picolm_session_new(m, NULL, &s) == PICOLM_OK);
+    if (!s) return;
+    picolm_generate_params gp;
+    picolm_generate_params_default(&gp);
+    gp.max_tokens = 2;
+    gp.temperature = 0.0f;
+    const char *p = "The capital of France is";
+    CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, NULL) == PICOLM_OK);
+    char dir[] = "/tmp/picolm-statedir-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char foreign[4200], state[4200], fifo[4200], link[4200];
+    snprintf(foreign, sizeof foreign, "%s/model.gguf", dir);
+    snprintf(state, sizeof state, "%s/cache.state", dir);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(link, sizeof link, "%s/link", dir);
+    FILE *f = fopen(foreign, "wb");
+    if (f) { fputs("GGUF\x03 not a state, must survive", f); fclose(f); }
+    CHECK(picolm_state_check_path(foreign) == PICOLM_ERR_IO);
+    CHECK(strstr(picolm_last_error_message(), "47 47 55 46 03") != NULL);
+    CHECK(picolm_session_save_state(s, foreign) == PICOLM_ERR_IO);
+    char back[64] = {0};
+    f = fopen(foreign, "rb");
+    if (f) { CHECK(fread(back, 1, sizeof back - 1, f) > 0); fclose(f); }
+    CHECK(strcmp(back, "GGUF\x03 not a state, must survive") == 0);
+    CHECK(picolm_session_load_state(s, foreign) == PICOLM_ERR_STATE);
+
+    CHECK(picolm_state_check_path(state) == PICOLM_OK);
+    CHECK(picolm_session_save_state(s, state) == PICOLM_OK);
+    CHECK(picolm_state_check_path(state) == PICOLM_OK);
+    CHECK(symlink("cache.state", link) == 0);
+    CHECK(picolm_session_save_state(s, link) == PICOLM_OK);
+    struct stat st;
+    CHECK(lstat(link, &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK(picolm_session_load_state(s, link) == PICOLM_OK);
+
+    CHECK(mkfifo(fifo, 0600) == 0);
+    CHECK(picolm_session_load_state(s, fifo) == PICOLM_ERR_IO);
+    CHECK(strstr(picolm_last_error_message(), "FIFO") != NULL);
+    CHECK(picolm_session_save_state(s, fifo) == PICOLM_ERR_IO);
+    CHECK(picolm_state_check_path(fifo) == PICOLM_ERR_IO);
+    picolm_model *fm = (picolm_model *)0x1;
+    CHECK(picolm_model_load(fifo, NULL, &fm) == PICOLM_ERR_IO && fm == NULL);
+    CHECK(lstat(fifo, &st) == 0 && S_ISFIFO(st.st_mode));
+    CHECK(picolm_state_check_path(NULL) == PICOLM_ERR_NULL_ARG);
+    unlink(foreign);
+    unlink(state);
+    unlink(fifo);
+    unlink(link);
+    CHECK(rmdir(dir) == 0); /* no temporary file left behind */
+    picolm_session_free(s);
+}
+
 int main(int argc, char **argv) {
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     const char *dir = getenv("PICOLM_MODELS");
@@ -404,6 +498,8 @@ int main(int argc, char **argv) {
     test_tokens(m);
     test_generate(m);
     test_context_overflow(m);
+    test_state_files(m);
+    if (!quick) test_thread_clamp();
     if (!quick) test_json_and_chat(m);
     if (!quick) test_agent(m);
     if (!quick) test_cancel(m);

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import stat
 import threading
+import warnings
 
 import pytest
 
 import picolm
+from conftest import model_file
 
 PROMPT = "Once upon a time"
 
@@ -138,6 +142,78 @@ def test_state_errors(model, tmp_path):
     with pytest.raises(picolm.StateError):
         model.save_state(tmp_path / "no" / "such" / "dir" / "x.bin")
     assert model.generate(PROMPT, max_tokens=4)  # still usable
+
+
+def _no_hang(fn, seconds=60):
+    """Runs fn in a thread; fails the test instead of hanging when it blocks."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed back to the test thread
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), "the call blocked on a special file"
+    return box
+
+
+def test_state_files_never_replace_foreign_or_special_files(model, tmp_path):
+    model.generate(PROMPT, max_tokens=2)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF\x03\x00\x00\x00 weights that must survive")
+    with pytest.raises(picolm.StateError, match=r"refusing to overwrite.*47 47 55 46 03 00 00 00 \|GGUF\.\.\.\.\|"):
+        model.save_state(gguf)
+    assert gguf.read_bytes() == b"GGUF\x03\x00\x00\x00 weights that must survive"
+    with pytest.raises(picolm.StateError, match=r"47 47 55 46 03 00 00 00 \|GGUF\.\.\.\.\|"):
+        model.load_state(gguf)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for call in (lambda: model.load_state(fifo), lambda: model.save_state(fifo), lambda: picolm.Model(fifo)):
+        box = _no_hang(call)
+        assert isinstance(box.get("error"), picolm.PicoLMError) and "FIFO" in str(box["error"]), box
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    # A link is written through to the state it points to, and stays a link.
+    state = tmp_path / "cache.state"
+    model.save_state(state)
+    link = tmp_path / "link"
+    link.symlink_to("cache.state")
+    model.save_state(link)
+    assert link.is_symlink()
+    model.load_state(link)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_state_of_another_model_file_is_refused(model, tmp_path):
+    model.generate(PROMPT, max_tokens=2)
+    f = tmp_path / "state.bin"
+    model.save_state(f)
+    with picolm.Model(model_file("smollm2-135m-F16.gguf"), n_ctx=512, n_threads=1) as other:
+        with pytest.raises(picolm.StateError, match="another model"):
+            other.load_state(f)
+        assert other.cached_tokens == []
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    f.write_bytes(bytes(data))
+    with pytest.raises(picolm.StateError, match="checksum"):
+        model.load_state(f)
+
+
+def test_thread_count_above_the_cpus_is_clamped_with_a_warning(q4_path):
+    cpus = len(os.sched_getaffinity(0))
+    with pytest.warns(RuntimeWarning, match=r"n_threads 100000 exceeds the \d+ CPUs? available to this process") as w:
+        m = picolm.Model(q4_path, n_ctx=64, n_threads=100000)
+    with m:
+        used = m.n_threads
+        assert 1 <= used <= cpus
+        assert f"using {used} thread" in str(w[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with picolm.Model(q4_path, n_ctx=64, n_threads=0) as m0:
+            assert m0.n_threads == used
 
 
 def test_load_errors(tmp_path):

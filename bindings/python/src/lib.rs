@@ -13,8 +13,7 @@
 //! - Exceptions are defined in `picolm/_errors.py` (so that `InvalidArgumentError` can also be a `ValueError`)
 //!   and looked up when raised.
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -804,6 +803,10 @@ impl PyModel {
             }));
             loaded.unwrap_or_else(|p| Err(Fail::Panic(panic_message(p))))
         })?;
+        if let Some(warning) = model.thread_count().warning() {
+            let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
+            PyErr::warn(py, &category, &CString::new(warning).unwrap_or_default(), 1)?;
+        }
         let n_ctx = session.n_ctx();
         Ok(PyModel {
             open: Mutex::new(Some(Open {
@@ -1080,29 +1083,22 @@ impl PyModel {
         Ok(String::from_utf8_lossy(b.as_bytes()).into_owned())
     }
 
-    /// Writes the session state (cached tokens, keys/values, logits) to `path`.
+    /// Writes the session state (cached tokens, keys/values, logits, model fingerprint, checksum) to `path`,
+    /// atomically. `path` may be new, an empty file or a PicoLM state (replaced); any other file (a model, a text),
+    /// a FIFO, device or directory raises `StateError` and is left untouched. A symbolic link is written through
+    /// to its existing target.
     fn save_state(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         self.with_session(py, false, move |s| {
-            let f = File::create(&path).map_err(|e| Fail::State(format!("cannot create {}: {e}", path.display())))?;
-            let mut w = BufWriter::new(f);
-            s.save_state(&mut w).map_err(|e| Fail::State(format!("cannot save state to {}: {e}", path.display())))?;
-            w.flush().map_err(|e| Fail::State(format!("cannot save state to {}: {e}", path.display())))?;
-            Ok(())
+            s.save_state_file(&path).map_err(|e| Fail::State(format!("cannot save state to {}: {e}", path.display())))
         })
     }
 
-    /// Restores a session state written by `save_state` (by a model with the same shape).
+    /// Restores a session state written by `save_state` from the same model file (checked by fingerprint, KV
+    /// type, context, checksum and exact length); raises `StateError` otherwise (the cache is then empty). Only
+    /// regular files are opened: a FIFO, device or directory is refused without blocking.
     fn load_state(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         self.with_session(py, true, move |s| {
-            let f = File::open(&path).map_err(|e| Fail::State(format!("cannot open {}: {e}", path.display())))?;
-            let mut r = BufReader::new(f);
-            match s.load_state(&mut r) {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    s.reset();
-                    Err(Fail::State(format!("cannot load state from {}: {e}", path.display())))
-                }
-            }
+            s.load_state_file(&path).map_err(|e| Fail::State(format!("cannot load state from {}: {e}", path.display())))
         })
     }
 

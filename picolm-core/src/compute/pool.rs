@@ -1,48 +1,172 @@
 //! The persistent worker pool of a model: threads are started once, at load, and reused by every matmul and by
 //! attention. Backed by rayon's thread pool (work split by rows with `par_chunks_mut`).
+//!
+//! The number of threads is clamped to the CPUs the process may run on ([`ThreadCount`]). More threads than CPUs
+//! never help and used to make runs crawl: every parallel step (hundreds per token) split its rows into
+//! `8 × threads` tasks and woke that many workers, and each woken worker spins through rayon's short yield loop
+//! before it sleeps, so with `-j 999` on 2 cores almost all CPU time went to waking and yielding threads. Idle
+//! workers yield a few dozen times and then park on a condition variable (rayon's sleep protocol), so waiting
+//! workers do not keep a core busy.
 
 use rayon::ThreadPool;
 
 use crate::model::ModelError;
 
+/// CPUs this process may run on: the affinity mask and the cgroup CPU quota are respected (what
+/// `std::thread::available_parallelism` reports); at least 1.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// How many compute threads a request gets: `0` means one per available CPU, and a larger request is clamped to
+/// the available CPUs (reported by [`ThreadCount::warning`] so that front ends can tell the user).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadCount {
+    /// Threads asked for (`0` = one per CPU).
+    pub requested: usize,
+    /// CPUs available to the process when the pool was made.
+    pub available: usize,
+    /// Threads started.
+    pub used: usize,
+}
+
+impl ThreadCount {
+    /// Resolves a request against the CPUs available to this process.
+    pub fn resolve(requested: usize) -> ThreadCount {
+        ThreadCount::with_available(requested, available_cpus())
+    }
+
+    /// Resolves a request against `available` CPUs (at least 1).
+    pub fn with_available(requested: usize, available: usize) -> ThreadCount {
+        let available = available.max(1);
+        let used = if requested == 0 { available } else { requested.min(available) };
+        ThreadCount { requested, available, used }
+    }
+
+    /// Whether the request was lowered.
+    pub fn clamped(&self) -> bool {
+        self.requested > self.used
+    }
+
+    /// The message front ends show when the request was lowered (`None` otherwise).
+    pub fn warning(&self) -> Option<String> {
+        self.clamped().then(|| {
+            format!(
+                "n_threads {} exceeds the {} CPU{} available to this process; using {} thread{}",
+                self.requested,
+                self.available,
+                if self.available == 1 { "" } else { "s" },
+                self.used,
+                if self.used == 1 { "" } else { "s" }
+            )
+        })
+    }
+}
+
 /// A fixed-size pool of compute threads.
 pub struct ComputePool {
     pool: ThreadPool,
-    n_threads: usize,
+    threads: ThreadCount,
 }
 
 impl std::fmt::Debug for ComputePool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ComputePool").field("n_threads", &self.n_threads).finish()
+        f.debug_struct("ComputePool").field("threads", &self.threads).finish()
     }
 }
 
 impl ComputePool {
-    /// Starts `n_threads` worker threads (`0` means one per available CPU).
+    /// Starts worker threads for a request of `n_threads` (`0` means one per available CPU; more than the
+    /// available CPUs is clamped, see [`ComputePool::threads`]).
     pub fn new(n_threads: usize) -> Result<ComputePool, ModelError> {
-        let n_threads = if n_threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-        } else {
-            n_threads
-        };
-        if n_threads > 1024 {
-            return Err(ModelError::InvalidParameter { name: "n_threads".into(), value: n_threads.to_string() });
-        }
+        ComputePool::named(ThreadCount::resolve(n_threads), "picolm-worker")
+    }
+
+    fn named(threads: ThreadCount, name: &'static str) -> Result<ComputePool, ModelError> {
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(n_threads)
-            .thread_name(|i| format!("picolm-worker-{i}"))
+            .num_threads(threads.used)
+            .thread_name(move |i| format!("{name}-{i}"))
             .build()
             .map_err(|e| ModelError::ThreadPool(e.to_string()))?;
-        Ok(ComputePool { pool, n_threads })
+        Ok(ComputePool { pool, threads })
     }
 
     /// Number of worker threads.
     pub fn n_threads(&self) -> usize {
-        self.n_threads
+        self.threads.used
+    }
+
+    /// The request, the available CPUs and the threads started.
+    pub fn threads(&self) -> ThreadCount {
+        self.threads
     }
 
     /// Runs `f` on the pool: parallel iterators inside `f` use exactly this pool's threads.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.pool.install(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayon::prelude::*;
+
+    #[test]
+    fn requests_above_the_cpus_are_clamped_and_reported() {
+        let t = ThreadCount::with_available(999, 2);
+        assert_eq!((t.used, t.clamped()), (2, true));
+        assert_eq!(t.warning().unwrap(), "n_threads 999 exceeds the 2 CPUs available to this process; using 2 threads");
+        let zero = ThreadCount::with_available(0, 3);
+        assert_eq!((zero.used, zero.clamped(), zero.warning()), (3, false, None));
+        let fits = ThreadCount::with_available(2, 4);
+        assert_eq!((fits.used, fits.warning()), (2, None));
+        assert_eq!(ThreadCount::with_available(5, 0).used, 1);
+    }
+
+    #[test]
+    fn a_pool_never_starts_more_threads_than_cpus() {
+        let cpus = available_cpus();
+        let pool = ComputePool::new(cpus + 997).unwrap();
+        assert_eq!(pool.n_threads(), cpus);
+        assert_eq!(pool.run(rayon::current_num_threads), cpus, "parallel work is split for the clamped count");
+        assert!(pool.threads().warning().unwrap().contains(&format!("n_threads {}", cpus + 997)));
+        assert_eq!(ComputePool::new(0).unwrap().n_threads(), cpus);
+        assert_eq!(ComputePool::new(u32::MAX as usize).unwrap().n_threads(), cpus);
+    }
+
+    /// Scheduler state letter of each live thread of this process whose name starts with `prefix`.
+    fn thread_states(prefix: &str) -> Vec<char> {
+        let mut states = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if comm.trim_end().starts_with(prefix) {
+                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                // Field 3, after the parenthesised name: "pid (comm) S ...".
+                if let Some(s) = stat.rsplit(')').next().and_then(|rest| rest.trim_start().chars().next()) {
+                    states.push(s);
+                }
+            }
+        }
+        states
+    }
+
+    #[test]
+    fn idle_workers_sleep_instead_of_spinning() {
+        let pool = ComputePool::named(ThreadCount::with_available(2, 2), "pool-idle-test").unwrap();
+        let mut v = vec![1.0f32; 1 << 16];
+        for _ in 0..20 {
+            pool.run(|| v.par_chunks_mut(256).for_each(|c| c.iter_mut().for_each(|x| *x = x.sqrt() + 1.0)));
+        }
+        // After a short yield loop the workers must park (state S), not stay runnable (R).
+        let mut states = Vec::new();
+        for _ in 0..50 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            states = thread_states("pool-idle-test");
+            if states.len() == 2 && states.iter().all(|&s| s == 'S') {
+                return;
+            }
+        }
+        panic!("idle pool workers are not asleep: states {states:?}");
     }
 }

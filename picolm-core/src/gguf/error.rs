@@ -16,11 +16,16 @@ pub enum GgufError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The path is not a regular file.
-    #[error("{0} is not a regular file")]
-    NotAFile(PathBuf),
+    /// The path is not a regular file (a directory, FIFO, socket or device); refused without blocking.
+    #[error("{path} is a {kind}, not a regular file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: crate::fs_safety::FileKind,
+    },
     /// The first four bytes are not `GGUF`.
-    #[error("not a GGUF file: magic bytes are {found:02x?}, expected \"GGUF\"")]
+    #[error("not a GGUF file: magic bytes are {}, expected \"GGUF\"", crate::fs_safety::MagicBytes(.found))]
     BadMagic {
         /// The bytes found.
         found: [u8; 4],

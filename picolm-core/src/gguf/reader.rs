@@ -6,13 +6,13 @@
 //! allocated, so no input can make the parser allocate more than the file's own size or panic.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
 
 use memmap2::Mmap;
 
 use super::error::GgufError;
 use super::value::{type_id, MetaArray, MetaValue};
+use crate::fs_safety::{open_regular, FileError};
 use crate::ggml_type::GgmlType;
 
 /// Default data alignment when `general.alignment` is absent.
@@ -236,11 +236,13 @@ impl GgufFile {
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
         let path = path.as_ref();
         let io = |source| GgufError::Io { path: path.to_path_buf(), source };
-        let file = File::open(path).map_err(io)?;
+        // Only regular files, refused without blocking otherwise (a FIFO would block `open` forever).
+        let file = open_regular(path).map_err(|e| match e {
+            FileError::NotRegular { path, kind } => GgufError::NotAFile { path, kind },
+            FileError::Open { path, source } | FileError::Write { path, source } => GgufError::Io { path, source },
+            other => GgufError::Io { path: path.to_path_buf(), source: std::io::Error::other(other.to_string()) },
+        })?;
         let meta = file.metadata().map_err(io)?;
-        if !meta.is_file() {
-            return Err(GgufError::NotAFile(path.to_path_buf()));
-        }
         if meta.len() == 0 {
             return GgufFile::parse(Backing::Owned(Vec::new()));
         }

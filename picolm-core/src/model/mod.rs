@@ -2,6 +2,7 @@
 //! tables and the compute pool. Per-conversation state (KV cache, buffers) lives in [`crate::session::Session`].
 
 pub mod config;
+pub mod fingerprint;
 pub mod forward;
 pub mod kv_cache;
 pub mod rope;
@@ -11,12 +12,14 @@ use std::path::Path;
 
 use thiserror::Error;
 
+use crate::compute::pool::ThreadCount;
 use crate::compute::{ComputePool, StreamConfig};
 use crate::gguf::{GgufError, GgufFile};
 use crate::tokenizer::Tokenizer;
 use crate::GgmlType;
 
 pub use config::LlamaConfig;
+pub use fingerprint::ModelFingerprint;
 pub use forward::{forward, ForwardBuffers, Logits};
 pub use kv_cache::{KvCache, KvType};
 pub use rope::RopeTable;
@@ -110,7 +113,8 @@ pub struct ModelParams {
     /// Largest context (positions) any session of this model may use; `0` means the model's training context,
     /// capped at 4096. RoPE tables are built for this many positions.
     pub n_ctx: usize,
-    /// Worker threads (`0` = one per CPU).
+    /// Worker threads (`0` = one per CPU); more than the CPUs available to the process is clamped to them
+    /// (see [`Model::thread_count`]).
     pub n_threads: usize,
     /// Streaming mode: weights are paged in slab by slab with read-ahead and released after use, so the resident
     /// set stays small whatever the model size (for boards with less RAM than the model).
@@ -143,6 +147,7 @@ pub struct Model {
     pool: ComputePool,
     n_ctx: usize,
     stream: Option<StreamConfig>,
+    fingerprint: ModelFingerprint,
     grammar_vocab: std::sync::OnceLock<std::sync::Arc<crate::grammar::VocabIndex>>,
 }
 
@@ -174,11 +179,13 @@ impl Model {
             let slab = if params.stream_slab_bytes == 0 { DEFAULT_STREAM_SLAB_BYTES } else { params.stream_slab_bytes };
             StreamConfig { slab_bytes: slab, prefetch_bytes: slab * 2 }
         });
+        let fingerprint = ModelFingerprint::of(&file);
         if stream.is_some() {
             // Everything read while loading (metadata, norms) leaves the resident set; weights are paged on demand.
             file.advise_dontneed(0, file.len());
         }
-        Ok(Model { file, config, weights, tokenizer, rope, pool, n_ctx, stream, grammar_vocab: Default::default() })
+        let grammar_vocab = Default::default();
+        Ok(Model { file, config, weights, tokenizer, rope, pool, n_ctx, stream, fingerprint, grammar_vocab })
     }
 
     /// Hyper-parameters.
@@ -214,6 +221,17 @@ impl Model {
     /// Number of compute threads.
     pub fn n_threads(&self) -> usize {
         self.pool.n_threads()
+    }
+
+    /// The thread request, the CPUs available and the threads started; `warning()` tells when the request was
+    /// clamped to the CPUs.
+    pub fn thread_count(&self) -> ThreadCount {
+        self.pool.threads()
+    }
+
+    /// The identity of the model file (header hash and size), stored in saved session states.
+    pub fn fingerprint(&self) -> &ModelFingerprint {
+        &self.fingerprint
     }
 
     /// The streaming configuration, when the model was loaded in streaming mode.

@@ -80,7 +80,9 @@ class Model:
     Args:
         path: The ``.gguf`` file.
         n_ctx: Context length in tokens (0 = the model's training context, at most 4096).
-        n_threads: Compute threads (0 = one per CPU).
+        n_threads: Compute threads (0 = one per CPU). More than the CPUs available to the process (affinity and
+            cgroup quota respected) is lowered to that count with a ``RuntimeWarning``; :attr:`n_threads` tells
+            the threads used.
         seed: Default sampling seed for ``generate`` calls that pass ``seed=None``.
         kv_type: Storage of the KV cache: ``"f16"`` or ``"q8_0"`` (about half the memory).
         stream_weights: Page the weights in slab by slab (for machines with less RAM than the model).
@@ -258,17 +260,24 @@ class Model:
     def detokenize_bytes(self, ids: Sequence[int], *, special: bool = False) -> bytes:
         """The exact bytes of a token sequence (see :meth:`detokenize`)."""
     def save_state(self, path: _Path) -> None:
-        """Writes the session state (cached tokens, keys/values, logits) to ``path``.
+        """Writes the session state (cached tokens, keys/values, logits, the model's fingerprint and a checksum)
+        to ``path``, atomically (a temporary file in the same directory, synced, then renamed). ``path`` may be
+        new, an empty file or a PicoLM state, which is replaced; a symbolic link is written through to its
+        existing target.
 
         Raises:
-            StateError: The file cannot be written.
+            StateError: The file cannot be written, or ``path`` is another kind of file (a model, a text, a FIFO,
+                a device, a directory), which is left untouched.
         """
     def load_state(self, path: _Path) -> None:
-        """Restores a state written by :meth:`save_state` of a model with the same shape; the next generation
-        whose prompt starts with the saved tokens reuses them.
+        """Restores a state written by :meth:`save_state` from the same model file (checked by fingerprint) with
+        the same ``kv_type`` and enough context; the next generation whose prompt starts with the saved tokens
+        reuses them.
 
         Raises:
-            StateError: The file is missing, damaged or from another model (the session is then reset).
+            StateError: The file is missing, not a regular file (a FIFO is refused without blocking), not a
+                state, from another model, or damaged, truncated or extended (checksum and exact length); the
+                session is then reset.
         """
     def reset(self) -> None:
         """Forgets the cached tokens (the next generation evaluates its whole prompt)."""
