@@ -128,7 +128,7 @@ fn stop_reason(r: StopReason) -> picolm_stop_reason {
         StopReason::EndOfGeneration => PICOLM_STOP_EOG,
         StopReason::MaxTokens => PICOLM_STOP_MAX_TOKENS,
         StopReason::StopString => PICOLM_STOP_STRING,
-        StopReason::ConstraintComplete => PICOLM_STOP_GRAMMAR_COMPLETE,
+        StopReason::GrammarComplete => PICOLM_STOP_GRAMMAR_COMPLETE,
         StopReason::ContextFull => PICOLM_STOP_CONTEXT_FULL,
         StopReason::Cancelled => PICOLM_STOP_CANCELLED,
         StopReason::CallbackStopped => PICOLM_STOP_CALLBACK,
