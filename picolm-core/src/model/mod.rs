@@ -5,6 +5,7 @@ pub mod config;
 pub mod forward;
 pub mod kv_cache;
 pub mod rope;
+pub mod warning;
 pub mod weights;
 
 use std::path::Path;
@@ -20,6 +21,7 @@ pub use config::LlamaConfig;
 pub use forward::{forward, ForwardBuffers, Logits};
 pub use kv_cache::{KvCache, KvType};
 pub use rope::RopeTable;
+pub use warning::LoadWarning;
 pub use weights::{LayerWeights, LlamaWeights, MatrixRef};
 
 /// Errors of model loading and evaluation.
@@ -144,6 +146,7 @@ pub struct Model {
     n_ctx: usize,
     stream: Option<StreamConfig>,
     grammar_vocab: std::sync::OnceLock<std::sync::Arc<crate::grammar::VocabIndex>>,
+    warnings: Vec<LoadWarning>,
 }
 
 impl Model {
@@ -178,7 +181,8 @@ impl Model {
             // Everything read while loading (metadata, norms) leaves the resident set; weights are paged on demand.
             file.advise_dontneed(0, file.len());
         }
-        Ok(Model { file, config, weights, tokenizer, rope, pool, n_ctx, stream, grammar_vocab: Default::default() })
+        let warnings = warning::context_warning(n_ctx, config.n_ctx_train).into_iter().collect();
+        Ok(Model { file, config, weights, tokenizer, rope, pool, n_ctx, stream, grammar_vocab: Default::default(), warnings })
     }
 
     /// Hyper-parameters.
@@ -224,6 +228,12 @@ impl Model {
     /// Largest context a session may use.
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
+    }
+
+    /// Accepted but questionable load settings (e.g. `n_ctx` beyond the training context), for the bindings to
+    /// report on their warning channels.
+    pub fn warnings(&self) -> &[LoadWarning] {
+        &self.warnings
     }
 
     /// The vocabulary index used by grammar-constrained decoding, built on first use and shared afterwards.
