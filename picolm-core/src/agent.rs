@@ -200,6 +200,19 @@ pub enum AgentStop {
     ToolCallsPending,
 }
 
+impl AgentStop {
+    /// The name every binding reports (Python `AgentResult.stop`, `picolm_agent_stop_name` in C, the CLI):
+    /// `"answered"`, `"max_iterations"`, `"cancelled"` or `"tool_calls_pending"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStop::Answered => "answered",
+            AgentStop::MaxIterations => "max_iterations",
+            AgentStop::Cancelled => "cancelled",
+            AgentStop::ToolCallsPending => "tool_calls_pending",
+        }
+    }
+}
+
 /// The outcome of a loop run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentOutcome {
