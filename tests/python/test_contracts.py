@@ -45,8 +45,9 @@ def test_default_context_is_the_library_default(q4_path):
 
 
 def test_context_beyond_training_warns(q4_path, recwarn):
-    with pytest.warns(picolm.PicoLMWarning, match="n_ctx 9000 .* training context 8192"):
+    with pytest.warns(picolm.PicoLMWarning, match="n_ctx 9000 .* training context 8192") as caught:
         picolm.Model(q4_path, n_ctx=9000, n_threads=1).close()
+    assert caught[0].filename == __file__  # attributed to the caller's line
     recwarn.clear()
     picolm.Model(q4_path, n_ctx=8192, n_threads=1).close()
     assert not [w for w in recwarn if issubclass(w.category, picolm.PicoLMWarning)]

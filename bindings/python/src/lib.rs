@@ -192,7 +192,8 @@ fn warn_load_warnings(py: Python<'_>, model: &Model) -> PyResult<()> {
     let category = py.import("picolm._errors")?.getattr("PicoLMWarning")?;
     let warnings = py.import("warnings")?;
     for w in model.warnings() {
-        warnings.call_method1("warn", (w.to_string(), &category, 2))?;
+        // stacklevel 1: the innermost Python frame, i.e. the line that called Model() (native code has no frame).
+        warnings.call_method1("warn", (w.to_string(), &category, 1))?;
     }
     Ok(())
 }
