@@ -7,6 +7,9 @@
  * on the calling thread. Strings are UTF-8, passed as pointer + length unless documented as NUL-terminated.
  * A picolm_model is thread-safe; a picolm_session is used by one thread at a time (picolm_session_cancel may
  * be called from any thread). Link: -lpicolm (static: libpicolm.a -lpthread -ldl -lm -lgcc_s or see picolm.pc).
+ * Functions that fill a caller buffer report the size needed; a size query (buf = NULL, cap = 0) returns
+ * PICOLM_ERR_BUFFER_TOO_SMALL with the size and is not logged as an error. Enumerations cross the ABI as int32_t
+ * (the named constants below): any value is safe to pass, unknown ones are refused with PICOLM_ERR_INVALID_ARG.
  */
 
 #ifndef PICOLM_H
