@@ -48,6 +48,21 @@ fn a_forced_answer_is_not_an_extra_iteration() {
         assert_eq!(g.n_prompt, out.prompt_tokens_total);
         assert_eq!(g.n_prompt - g.n_reused, out.prompt_tokens_evaluated);
         assert!(g.n_generated > 2 * 20, "two tool calls of 20+ tokens and an answer: {g:?}");
+        // The precondition, checked rather than assumed: given the call and its result, the model's next step
+        // (a fresh loop over that history, one iteration) repeats the call.
+        let history = &out.messages[..3];
+        assert_eq!((history[1].role.as_str(), history[2].role.as_str()), ("assistant", "tool"), "{out:#?}");
+        let mut fresh = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+        let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+        let mut replay = Agent::new(vec![sensor_tool()], template, 1).unwrap();
+        let one_step = AgentParams { tool_choice: ToolChoice::Auto, max_iterations: 1, ..Default::default() };
+        let next = replay.run(&mut fresh, history, &one_step, None, &mut |_| true).unwrap();
+        assert_eq!(next.stop, AgentStop::MaxIterations, "the next step is a call, not an answer: {next:#?}");
+        assert_eq!(
+            (&next.calls[0].0.name, &next.calls[0].0.arguments),
+            (&out.calls[0].0.name, &out.calls[0].0.arguments),
+            "the next step repeats the call"
+        );
     }
 }
 
