@@ -4,6 +4,7 @@
 #   make check-header    fail if include/picolm.h differs from what cbindgen generates
 #   make test-c          C API tests (AddressSanitizer + UndefinedBehaviorSanitizer) and CLI tests
 #   make install PREFIX=/usr/local
+#   make test-install    run the README's "C library" commands verbatim with a scratch HOME (non-system prefix)
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
@@ -17,8 +18,12 @@ CSTD := -std=c11 -Wall -Wextra -Werror -pedantic
 MODELS ?= $(or $(PICOLM_MODELS),$(CURDIR)/models)
 # Extra libraries a static link of a Rust library needs (cargo rustc -- --print native-static-libs).
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+# picolm.pc carries an rpath for a library directory the dynamic loader does not search by itself (anything but
+# /lib*, /usr/lib*): programs built with `pkg-config --libs picolm` then run without LD_LIBRARY_PATH or ldconfig.
+comma := ,
+PC_RPATH := $(if $(filter /lib /lib64 /usr/lib /usr/lib64 /lib/% /usr/lib/%,$(LIBDIR)),,-Wl$(comma)-rpath$(comma)$${libdir})
 
-.PHONY: all lib cli header check-header test-c test-c-valgrind test-install install clean
+.PHONY: all lib cli header check-header test-c test-c-valgrind test-install install clean build/picolm.pc
 
 all: cli
 
@@ -69,7 +74,7 @@ test-c-valgrind: build/test_api_static
 build/picolm.pc: picolm.pc.in
 	@mkdir -p build
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
-	    -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' $< > $@
+	    -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' -e 's|@RPATH@|$(PC_RPATH)|g' $< > $@
 
 install: lib build/picolm.pc
 	@mkdir -p build
@@ -83,9 +88,11 @@ install: lib build/picolm.pc
 	install -m 0644 build/picolm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/picolm.pc
 	install -m 0755 build/picolm.installed $(DESTDIR)$(BINDIR)/picolm
 
-# Installs into a scratch prefix, then builds and runs examples/c/stream.c the way a user would: with pkg-config
-# (shared library) and against libpicolm.a with the static flags of picolm.pc.
+# Runs the README's "C library" commands verbatim (HOME = a scratch directory, so PREFIX=$HOME/.local is a
+# non-system prefix, with no LD_LIBRARY_PATH or PKG_CONFIG_PATH from outside); then installs into another scratch
+# prefix and builds examples/c/stream.c with pkg-config (shared) and against libpicolm.a with picolm.pc's flags.
 test-install:
+	PICOLM_MODELS=$(MODELS) scripts/test-readme-install.sh
 	rm -rf build/prefix
 	$(MAKE) -s install PREFIX=$(CURDIR)/build/prefix
 	@mkdir -p build/installed

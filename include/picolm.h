@@ -7,6 +7,9 @@
  * on the calling thread. Strings are UTF-8, passed as pointer + length unless documented as NUL-terminated.
  * A picolm_model is thread-safe; a picolm_session is used by one thread at a time (picolm_session_cancel may
  * be called from any thread). Link: -lpicolm (static: libpicolm.a -lpthread -ldl -lm -lgcc_s or see picolm.pc).
+ * Functions that fill a caller buffer report the size needed; a size query (buf = NULL, cap = 0) returns
+ * PICOLM_ERR_BUFFER_TOO_SMALL with the size and is not logged as an error. Enumerations cross the ABI as int32_t
+ * (the named constants below): any value is safe to pass, unknown ones are refused with PICOLM_ERR_INVALID_ARG.
  */
 
 #ifndef PICOLM_H
@@ -32,9 +35,20 @@
 #define PICOLM_VERSION_PATCH 0
 
 /**
- * Result of every fallible call. `PICOLM_OK` is 0; every error is positive.
+ * The context a model gets when `picolm_model_params.n_ctx` is 0: its training context, capped at this many
+ * positions (the same default as the CLI and the Python package: they all take it from picolm-core).
  */
-typedef enum picolm_result {
+#define PICOLM_DEFAULT_N_CTX_CAP 4096
+
+/**
+ * Result of every fallible call. `PICOLM_OK` is 0; every error is positive. Passed as a 32-bit integer:
+ * `picolm_strerror` accepts any value and describes unknown ones as such.
+ */
+enum picolm_result
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
   /**
    * Success.
    */
@@ -91,12 +105,136 @@ typedef enum picolm_result {
    * The session is being used by another thread.
    */
   PICOLM_ERR_BUSY = 13,
-} picolm_result;
+  /**
+   * Memory for a caller-sized buffer could not be allocated; the message gives the size.
+   */
+  PICOLM_ERR_OUT_OF_MEMORY = 14,
+  /**
+   * `max_tokens` cannot hold the shortest output the constraint (tool call, schema) allows.
+   */
+  PICOLM_ERR_BUDGET = 15,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum picolm_result picolm_result;
+#else
+typedef int32_t picolm_result;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
- * Tool policy of a loop run.
+ * Severity of a log message (passed to the callback as a 32-bit integer).
  */
-typedef enum picolm_tool_choice {
+enum picolm_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Failures (also returned as result codes).
+   */
+  PICOLM_LOG_ERROR = 0,
+  /**
+   * Accepted but questionable settings (e.g. `n_ctx` beyond the model's training context) and unusual but
+   * handled situations.
+   */
+  PICOLM_LOG_WARN = 1,
+  /**
+   * Progress: model loaded, generation finished.
+   */
+  PICOLM_LOG_INFO = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum picolm_log_level picolm_log_level;
+#else
+typedef int32_t picolm_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Storage format of a session's KV cache (the `kv_type` field of `picolm_model_params`, an `int32_t`).
+ */
+enum picolm_kv_type
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * 16-bit floats (default).
+   */
+  PICOLM_KV_F16 = 0,
+  /**
+   * Q8_0 blocks (about 53% of F16's size).
+   */
+  PICOLM_KV_Q8_0 = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum picolm_kv_type picolm_kv_type;
+#else
+typedef int32_t picolm_kv_type;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Why a generation ended (the `stop_reason` field of `picolm_generation_info`, an `int32_t`).
+ * `picolm_stop_reason_name` gives the name every binding uses (Python's `stop_reason`, the CLI's statistics).
+ */
+enum picolm_stop_reason
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * The model produced an end-of-generation token.
+   */
+  PICOLM_STOP_EOG = 0,
+  /**
+   * `max_tokens` reached.
+   */
+  PICOLM_STOP_MAX_TOKENS = 1,
+  /**
+   * A stop string appeared.
+   */
+  PICOLM_STOP_STRING = 2,
+  /**
+   * The grammar-constrained output (JSON value, schema, tool call) is complete.
+   */
+  PICOLM_STOP_GRAMMAR_COMPLETE = 3,
+  /**
+   * The context is full.
+   */
+  PICOLM_STOP_CONTEXT_FULL = 4,
+  /**
+   * `picolm_session_cancel` was called.
+   */
+  PICOLM_STOP_CANCELLED = 5,
+  /**
+   * The piece callback returned false.
+   */
+  PICOLM_STOP_CALLBACK = 6,
+  /**
+   * The call failed (see its result code): no generation result, every counter is 0.
+   */
+  PICOLM_STOP_FAILED = 7,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum picolm_stop_reason picolm_stop_reason;
+#else
+typedef int32_t picolm_stop_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Tool policy of a loop run (the `tool_choice` field of `picolm_agent_params`, an `int32_t`).
+ */
+enum picolm_tool_choice
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
   /**
    * The model decides with its first token.
    */
@@ -109,12 +247,23 @@ typedef enum picolm_tool_choice {
    * No tool calls.
    */
   PICOLM_TOOL_CHOICE_NONE = 2,
-} picolm_tool_choice;
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum picolm_tool_choice picolm_tool_choice;
+#else
+typedef int32_t picolm_tool_choice;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
- * How a loop run ended.
+ * How a loop run ended (the `stop` field of `picolm_agent_result`, an `int32_t`).
  */
-typedef enum picolm_agent_stop {
+enum picolm_agent_stop
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
   /**
    * The model answered.
    */
@@ -131,12 +280,27 @@ typedef enum picolm_agent_stop {
    * An external tool was called: its calls are in `picolm_agent_result.tool_calls_json`.
    */
   PICOLM_AGENT_TOOL_CALLS_PENDING = 3,
-} picolm_agent_stop;
+  /**
+   * The call failed (see its result code): every other field is 0 or NULL.
+   */
+  PICOLM_AGENT_FAILED = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum picolm_agent_stop picolm_agent_stop;
+#else
+typedef int32_t picolm_agent_stop;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
- * Kinds of loop events.
+ * Kinds of loop events (the `kind` field of `picolm_agent_event`, an `int32_t`).
  */
-typedef enum picolm_agent_event_kind {
+enum picolm_agent_event_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
   /**
    * `text` is a piece of the answer.
    */
@@ -149,73 +313,14 @@ typedef enum picolm_agent_event_kind {
    * A handler returned: `tool_name`, `call_id`, `text` = the result, `is_error`.
    */
   PICOLM_EVENT_TOOL_RESULT = 2,
-} picolm_agent_event_kind;
-
-/**
- * Why a generation ended.
- */
-typedef enum picolm_stop_reason {
-  /**
-   * The model produced an end-of-generation token.
-   */
-  PICOLM_STOP_EOG = 0,
-  /**
-   * `max_tokens` reached.
-   */
-  PICOLM_STOP_MAX_TOKENS = 1,
-  /**
-   * A stop string appeared.
-   */
-  PICOLM_STOP_STRING = 2,
-  /**
-   * The JSON value is complete.
-   */
-  PICOLM_STOP_GRAMMAR_COMPLETE = 3,
-  /**
-   * The context is full.
-   */
-  PICOLM_STOP_CONTEXT_FULL = 4,
-  /**
-   * `picolm_session_cancel` was called.
-   */
-  PICOLM_STOP_CANCELLED = 5,
-  /**
-   * The piece callback returned false.
-   */
-  PICOLM_STOP_CALLBACK = 6,
-} picolm_stop_reason;
-
-/**
- * Severity of a log message.
- */
-typedef enum picolm_log_level {
-  /**
-   * Failures (also returned as result codes).
-   */
-  PICOLM_LOG_ERROR = 0,
-  /**
-   * Unusual but handled situations.
-   */
-  PICOLM_LOG_WARN = 1,
-  /**
-   * Progress: model loaded, generation finished.
-   */
-  PICOLM_LOG_INFO = 2,
-} picolm_log_level;
-
-/**
- * Storage format of a session's KV cache.
- */
-typedef enum picolm_kv_type {
-  /**
-   * 16-bit floats (default).
-   */
-  PICOLM_KV_F16 = 0,
-  /**
-   * Q8_0 blocks (about 53% of F16's size).
-   */
-  PICOLM_KV_Q8_0 = 1,
-} picolm_kv_type;
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum picolm_agent_event_kind picolm_agent_event_kind;
+#else
+typedef int32_t picolm_agent_event_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * A tool-call loop over one model: its tools and chat template.
@@ -238,8 +343,8 @@ typedef struct picolm_session picolm_session;
 typedef struct picolm_tool_result picolm_tool_result;
 
 /**
- * One chat message: NUL-terminated UTF-8 strings. `tool_call_id` and `name` may be NULL (they matter only for
- * `tool` messages).
+ * One chat message: NUL-terminated UTF-8 strings. `tool_call_id`, `name` and `tool_calls_json` may be NULL
+ * (they matter only for `tool` and `assistant` messages).
  */
 typedef struct picolm_chat_message {
   /**
@@ -247,7 +352,7 @@ typedef struct picolm_chat_message {
    */
   const char *role;
   /**
-   * The text.
+   * The text (may be NULL, read as "", for an assistant message that only calls tools).
    */
   const char *content;
   /**
@@ -258,6 +363,13 @@ typedef struct picolm_chat_message {
    * For `tool` messages: the tool's name (or NULL).
    */
   const char *name;
+  /**
+   * For `assistant` messages: the tool calls it made, as a JSON array in OpenAI's shape
+   * (`[{"id":…,"type":"function","function":{"name":…,"arguments":"<JSON text>"}}]`; arguments may also be an
+   * object), or NULL. They are rendered into the prompt (by the model's template when it knows `tool_calls`,
+   * else as `{"tool_calls":[…]}` after the content).
+   */
+  const char *tool_calls_json;
 } picolm_chat_message;
 
 /**
@@ -269,7 +381,8 @@ typedef struct picolm_agent_params {
    */
   uintptr_t struct_size;
   /**
-   * Most model steps (default 5).
+   * Most model steps (default 5): each ends in a tool call or the answer. A forced answer (the step redone
+   * after the model repeated a call it already made) is part of its step, not an extra one.
    */
   uint32_t max_iterations;
   /**
@@ -277,7 +390,7 @@ typedef struct picolm_agent_params {
    */
   uint32_t max_tokens;
   /**
-   * Temperature (default 0: greedy).
+   * Temperature, >= 0 (default 0: greedy); out-of-range sampler settings are PICOLM_ERR_INVALID_ARG.
    */
   float temperature;
   /**
@@ -285,7 +398,7 @@ typedef struct picolm_agent_params {
    */
   uint32_t top_k;
   /**
-   * Top-p (1 = off).
+   * Top-p in [0, 1] (1 = off).
    */
   float top_p;
   /**
@@ -293,9 +406,9 @@ typedef struct picolm_agent_params {
    */
   uint64_t seed;
   /**
-   * Tool policy.
+   * Tool policy: a `picolm_tool_choice` value (others are PICOLM_ERR_INVALID_ARG).
    */
-  enum picolm_tool_choice tool_choice;
+  int32_t tool_choice;
 } picolm_agent_params;
 
 /**
@@ -313,17 +426,39 @@ typedef void (*picolm_tool_handler)(const char *arguments_json,
  */
 typedef struct picolm_agent_result {
   /**
-   * How the run ended.
+   * How the run ended: a `picolm_agent_stop` value.
    */
-  enum picolm_agent_stop stop;
+  int32_t stop;
   /**
-   * Model steps run.
+   * Model steps run, each ending in a tool call or the answer (at most `max_iterations`). Only model runs
+   * count; a forced answer (the step redone as text after the model repeated a call it already made) is part
+   * of its step, not an extra iteration.
    */
   uint32_t iterations;
   /**
    * Tool calls executed by handlers.
    */
   uint32_t n_tool_calls;
+  /**
+   * Prompt tokens over every model run (before prefix reuse).
+   */
+  uint32_t n_prompt;
+  /**
+   * Of those, tokens reused from the KV cache.
+   */
+  uint32_t n_reused;
+  /**
+   * Tokens generated over every model run.
+   */
+  uint32_t n_generated;
+  /**
+   * Seconds spent on prompts.
+   */
+  double prefill_seconds;
+  /**
+   * Seconds spent generating.
+   */
+  double decode_seconds;
   /**
    * The final answer (NUL-terminated; empty unless answered).
    */
@@ -344,9 +479,9 @@ typedef struct picolm_agent_result {
  */
 typedef struct picolm_agent_event {
   /**
-   * What happened.
+   * What happened: a `picolm_agent_event_kind` value.
    */
-  enum picolm_agent_event_kind kind;
+  int32_t kind;
   /**
    * Answer piece, arguments JSON, or result text (NUL-terminated, `text_len` bytes).
    */
@@ -387,7 +522,8 @@ typedef struct picolm_generate_params {
    */
   uint32_t max_tokens;
   /**
-   * Temperature; <= 0 is greedy.
+   * Temperature, >= 0 (0 = greedy). Out-of-range sampler settings are PICOLM_ERR_INVALID_ARG (checked before
+   * any work; `picolm_generate_params_check` checks them alone).
    */
   float temperature;
   /**
@@ -395,15 +531,15 @@ typedef struct picolm_generate_params {
    */
   uint32_t top_k;
   /**
-   * Nucleus sampling threshold (1 = off).
+   * Nucleus sampling threshold in [0, 1] (1 = off).
    */
   float top_p;
   /**
-   * Minimum probability relative to the best token (0 = off).
+   * Minimum probability relative to the best token, in [0, 1] (0 = off).
    */
   float min_p;
   /**
-   * Repetition penalty (1 = off).
+   * Repetition penalty, > 0 (1 = off).
    */
   float repeat_penalty;
   /**
@@ -452,7 +588,8 @@ typedef struct picolm_generate_params {
 typedef bool (*picolm_piece_callback)(const char *utf8, uintptr_t len, void *user_data);
 
 /**
- * Counters of a finished generation.
+ * Counters of a finished generation. Written by every `picolm_session_generate` call: on failure the counters
+ * are 0 and `stop_reason` is PICOLM_STOP_FAILED (nothing of a previous call is left).
  */
 typedef struct picolm_generation_info {
   /**
@@ -468,9 +605,9 @@ typedef struct picolm_generation_info {
    */
   uint32_t n_generated;
   /**
-   * Why generation ended.
+   * Why generation ended: a `picolm_stop_reason` value.
    */
-  enum picolm_stop_reason stop_reason;
+  int32_t stop_reason;
   /**
    * Seconds spent on the prompt.
    */
@@ -482,11 +619,10 @@ typedef struct picolm_generation_info {
 } picolm_generation_info;
 
 /**
- * Receives log messages: level, NUL-terminated UTF-8 message (valid only during the call), user data.
+ * Receives log messages: level (a `picolm_log_level` value), NUL-terminated UTF-8 message (valid only during
+ * the call), user data.
  */
-typedef void (*picolm_log_callback)(enum picolm_log_level level,
-                                    const char *message,
-                                    void *user_data);
+typedef void (*picolm_log_callback)(int32_t level, const char *message, void *user_data);
 
 /**
  * Load options. Initialise with `picolm_model_params_default`, then change fields.
@@ -502,7 +638,8 @@ typedef struct picolm_model_params {
    */
   uint32_t n_threads;
   /**
-   * Largest context of any session (0 = the model's training context, capped at 4096).
+   * Largest context of any session (0 = the model's training context, capped at `PICOLM_DEFAULT_N_CTX_CAP`).
+   * A context beyond the training context is accepted with a warning on the log callback.
    */
   uint32_t n_ctx;
   /**
@@ -523,9 +660,10 @@ typedef struct picolm_model_params {
    */
   uint64_t stream_slab_bytes;
   /**
-   * KV cache format of the sessions of this model.
+   * KV cache format of the sessions of this model: a `picolm_kv_type` value (others are
+   * PICOLM_ERR_INVALID_ARG).
    */
-  enum picolm_kv_type kv_type;
+  int32_t kv_type;
 } picolm_model_params;
 
 /**
@@ -652,6 +790,11 @@ typedef struct picolm_bench_params {
   bool kv_q8_0;
 } picolm_bench_params;
 
+/**
+ * Every code, in numeric order.
+ */
+#define picolm_result_ALL { PICOLM_OK, PICOLM_ERR_NULL_ARG, PICOLM_ERR_INVALID_ARG, PICOLM_ERR_INVALID_UTF8, PICOLM_ERR_IO, PICOLM_ERR_BAD_FILE, PICOLM_ERR_UNSUPPORTED, PICOLM_ERR_CONTEXT_OVERFLOW, PICOLM_ERR_BUFFER_TOO_SMALL, PICOLM_ERR_STATE, PICOLM_ERR_GRAMMAR, PICOLM_ERR_NOT_FOUND, PICOLM_ERR_PANIC, PICOLM_ERR_BUSY, PICOLM_ERR_OUT_OF_MEMORY, PICOLM_ERR_BUDGET, }
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -670,13 +813,13 @@ const char *picolm_version(void);
  * # Safety
  * `model` live; `msgs` `n` readable messages; `buf` NULL or `cap` writable bytes; `needed` NULL or writable.
  */
-enum picolm_result picolm_chat_apply_template(const struct picolm_model *model,
-                                              const struct picolm_chat_message *msgs,
-                                              uintptr_t n,
-                                              bool add_generation_prompt,
-                                              char *buf,
-                                              uintptr_t cap,
-                                              uintptr_t *needed);
+picolm_result picolm_chat_apply_template(const struct picolm_model *model,
+                                         const struct picolm_chat_message *msgs,
+                                         uintptr_t n,
+                                         bool add_generation_prompt,
+                                         char *buf,
+                                         uintptr_t cap,
+                                         uintptr_t *needed);
 
 /**
  * Sets the result of a tool call: `text` (UTF-8, `len` bytes) goes back to the model as the tool's message;
@@ -686,10 +829,17 @@ enum picolm_result picolm_chat_apply_template(const struct picolm_model *model,
  * # Safety
  * `result` the pointer passed to the handler; `text` `len` readable bytes.
  */
-enum picolm_result picolm_tool_result_set(struct picolm_tool_result *result,
-                                          const char *text,
-                                          uintptr_t len,
-                                          bool is_error);
+picolm_result picolm_tool_result_set(struct picolm_tool_result *result,
+                                     const char *text,
+                                     uintptr_t len,
+                                     bool is_error);
+
+/**
+ * The name of a loop outcome as every binding reports it: "answered", "max_iterations", "cancelled",
+ * "tool_calls_pending", or "failed" for PICOLM_AGENT_FAILED. Any integer is accepted: other values give
+ * "unknown". A static NUL-terminated string; do not free.
+ */
+const char *picolm_agent_stop_name(int32_t stop);
 
 /**
  * Fills `params` with the defaults.
@@ -697,7 +847,7 @@ enum picolm_result picolm_tool_result_set(struct picolm_tool_result *result,
  * # Safety
  * `params` NULL or writable.
  */
-enum picolm_result picolm_agent_params_default(struct picolm_agent_params *params);
+picolm_result picolm_agent_params_default(struct picolm_agent_params *params);
 
 /**
  * Creates an empty tool-call loop for `model` (tools are added with `picolm_agent_add_tool`). Free with
@@ -706,8 +856,8 @@ enum picolm_result picolm_agent_params_default(struct picolm_agent_params *param
  * # Safety
  * `model` live; `out` writable.
  */
-enum picolm_result picolm_agent_new(const struct picolm_model *model,
-                                    struct picolm_agent **out);
+picolm_result picolm_agent_new(const struct picolm_model *model,
+                               struct picolm_agent **out);
 
 /**
  * Releases a loop. NULL is a no-op.
@@ -727,12 +877,12 @@ void picolm_agent_free(struct picolm_agent *agent);
  * # Safety
  * `agent` live and not running; strings NUL-terminated.
  */
-enum picolm_result picolm_agent_add_tool(struct picolm_agent *agent,
-                                         const char *name,
-                                         const char *description,
-                                         const char *parameters_schema,
-                                         picolm_tool_handler handler,
-                                         void *user_data);
+picolm_result picolm_agent_add_tool(struct picolm_agent *agent,
+                                    const char *name,
+                                    const char *description,
+                                    const char *parameters_schema,
+                                    picolm_tool_handler handler,
+                                    void *user_data);
 
 /**
  * Registers external tools (no handlers) from a JSON array of OpenAI tool definitions
@@ -741,7 +891,7 @@ enum picolm_result picolm_agent_add_tool(struct picolm_agent *agent,
  * # Safety
  * `agent` live and not running; `tools_json` NUL-terminated.
  */
-enum picolm_result picolm_agent_add_tools_json(struct picolm_agent *agent, const char *tools_json);
+picolm_result picolm_agent_add_tools_json(struct picolm_agent *agent, const char *tools_json);
 
 /**
  * Releases the strings of a result (and sets them to NULL). NULL is a no-op.
@@ -756,24 +906,26 @@ void picolm_agent_result_free(struct picolm_agent_result *result);
  * the model answers or calls a registered tool with schema-valid arguments; handlers run and their results go
  * back as `tool` messages; until an answer, an external tool call, or `max_iterations`. Events (answer pieces,
  * calls, results) go to `on_event` (may be NULL). The KV cache is reused across steps. `result` (may be NULL)
- * receives the outcome; free it with `picolm_agent_result_free`.
+ * receives the outcome, also on failure (PICOLM_AGENT_FAILED, NULL strings); free it with
+ * `picolm_agent_result_free`. The previous contents of `*result` are overwritten, not freed.
  *
  * # Safety
  * All pointers live/valid as documented; the session is used by this thread only for the duration.
  */
-enum picolm_result picolm_agent_run(struct picolm_agent *agent,
-                                    struct picolm_session *session,
-                                    const struct picolm_chat_message *msgs,
-                                    uintptr_t n,
-                                    const struct picolm_agent_params *params,
-                                    picolm_agent_event_callback on_event,
-                                    void *user_data,
-                                    struct picolm_agent_result *result);
+picolm_result picolm_agent_run(struct picolm_agent *agent,
+                               struct picolm_session *session,
+                               const struct picolm_chat_message *msgs,
+                               uintptr_t n,
+                               const struct picolm_agent_params *params,
+                               picolm_agent_event_callback on_event,
+                               void *user_data,
+                               struct picolm_agent_result *result);
 
 /**
- * A static, NUL-terminated description of a result code (never NULL; do not free).
+ * A static, NUL-terminated description of a result code (never NULL; do not free). Any integer is accepted:
+ * a value that is not a `picolm_result` gives "unknown result code".
  */
-const char *picolm_strerror(enum picolm_result result);
+const char *picolm_strerror(int32_t result);
 
 /**
  * The detailed message of the last failed call on this thread ("" if none). The pointer stays valid until the
@@ -787,25 +939,43 @@ const char *picolm_last_error_message(void);
  * # Safety
  * `params` NULL or writable.
  */
-enum picolm_result picolm_generate_params_default(struct picolm_generate_params *params);
+picolm_result picolm_generate_params_default(struct picolm_generate_params *params);
+
+/**
+ * The name of a stop reason as every binding reports it: "eog", "max_tokens", "stop_string",
+ * "grammar_complete", "context_full", "cancelled", "callback_stopped", or "failed" for PICOLM_STOP_FAILED.
+ * Any integer is accepted: other values give "unknown". A static NUL-terminated string; do not free.
+ */
+const char *picolm_stop_reason_name(int32_t reason);
+
+/**
+ * Checks the settings of `params` (struct size and sampler ranges) without generating: PICOLM_OK, or
+ * PICOLM_ERR_INVALID_ARG with the offending setting in `picolm_last_error_message`. `picolm_session_generate`
+ * makes the same checks before any work.
+ *
+ * # Safety
+ * `params` NULL or a readable struct.
+ */
+picolm_result picolm_generate_params_check(const struct picolm_generate_params *params);
 
 /**
  * Generates a continuation of `prompt` (UTF-8, `prompt_len` bytes), reusing the cached prefix of the session's
  * previous turns. Each piece goes to `on_piece` (may be NULL). `params` may be NULL for the defaults; `info` may
- * be NULL. A prompt longer than the context returns PICOLM_ERR_CONTEXT_OVERFLOW. Cancellation and the callback
- * returning false end the call with PICOLM_OK and the matching stop reason.
+ * be NULL; when given it is always written (on failure: zero counters and PICOLM_STOP_FAILED). A prompt longer
+ * than the context returns PICOLM_ERR_CONTEXT_OVERFLOW. Cancellation and the callback returning false end the
+ * call with PICOLM_OK and the matching stop reason.
  *
  * # Safety
  * `session` live and not used by another thread; `prompt` `prompt_len` readable bytes; `params` NULL or valid
  * (its stop strings readable); `info` NULL or writable; `on_piece` a valid function or NULL.
  */
-enum picolm_result picolm_session_generate(struct picolm_session *session,
-                                           const char *prompt,
-                                           uintptr_t prompt_len,
-                                           const struct picolm_generate_params *params,
-                                           picolm_piece_callback on_piece,
-                                           void *user_data,
-                                           struct picolm_generation_info *info);
+picolm_result picolm_session_generate(struct picolm_session *session,
+                                      const char *prompt,
+                                      uintptr_t prompt_len,
+                                      const struct picolm_generate_params *params,
+                                      picolm_piece_callback on_piece,
+                                      void *user_data,
+                                      struct picolm_generation_info *info);
 
 /**
  * Installs (or with NULL removes) the process-wide log callback. The callback may be called from any thread
@@ -820,7 +990,7 @@ void picolm_set_log_callback(picolm_log_callback callback,
  * # Safety
  * `params` must be NULL or point to a writable `picolm_model_params`.
  */
-enum picolm_result picolm_model_params_default(struct picolm_model_params *params);
+picolm_result picolm_model_params_default(struct picolm_model_params *params);
 
 /**
  * CPUs this process may run on (its CPU affinity and cgroup CPU quota respected): what `n_threads = 0` uses and
@@ -836,9 +1006,9 @@ uint32_t picolm_cpu_count(void);
  * # Safety
  * `path` must be a NUL-terminated string; `params` NULL or a valid struct; `out` a writable pointer.
  */
-enum picolm_result picolm_model_load(const char *path,
-                                     const struct picolm_model_params *params,
-                                     struct picolm_model **out);
+picolm_result picolm_model_load(const char *path,
+                                const struct picolm_model_params *params,
+                                struct picolm_model **out);
 
 /**
  * Releases a model. NULL is a no-op. Sessions created from the model keep it alive until they are freed.
@@ -856,11 +1026,11 @@ void picolm_model_free(struct picolm_model *model);
  * # Safety
  * `model` a live model; `key` NUL-terminated; `buf` NULL or `cap` writable bytes; `needed` NULL or writable.
  */
-enum picolm_result picolm_model_meta(const struct picolm_model *model,
-                                     const char *key,
-                                     char *buf,
-                                     uintptr_t cap,
-                                     uintptr_t *needed);
+picolm_result picolm_model_meta(const struct picolm_model *model,
+                                const char *key,
+                                char *buf,
+                                uintptr_t cap,
+                                uintptr_t *needed);
 
 /**
  * Fills `*info` with the model's shape. Thread-safe.
@@ -868,8 +1038,63 @@ enum picolm_result picolm_model_meta(const struct picolm_model *model,
  * # Safety
  * `model` a live model, `info` a writable struct.
  */
-enum picolm_result picolm_model_get_info(const struct picolm_model *model,
-                                         struct picolm_model_info *info);
+picolm_result picolm_model_get_info(const struct picolm_model *model,
+                                    struct picolm_model_info *info);
+
+/**
+ * Writes the beginning-of-sequence token id to `*id`. PICOLM_ERR_NOT_FOUND when the vocabulary has none.
+ * Thread-safe.
+ *
+ * # Safety
+ * `model` a live model; `id` writable.
+ */
+picolm_result picolm_model_bos(const struct picolm_model *model,
+                               uint32_t *id);
+
+/**
+ * Writes the end-of-sequence token id to `*id`. PICOLM_ERR_NOT_FOUND when the vocabulary has none. Thread-safe.
+ *
+ * # Safety
+ * `model` a live model; `id` writable.
+ */
+picolm_result picolm_model_eos(const struct picolm_model *model,
+                               uint32_t *id);
+
+/**
+ * The end-of-generation token ids (EOS, end-of-turn, ...): up to `cap` ids go to `ids`, `*n_out` receives how
+ * many there are. PICOLM_ERR_BUFFER_TOO_SMALL (nothing written) when `cap` is smaller; `ids = NULL, cap = 0` is
+ * a size query. Thread-safe.
+ *
+ * # Safety
+ * `model` a live model; `ids` NULL or `cap` writable ids; `n_out` writable.
+ */
+picolm_result picolm_model_eog_ids(const struct picolm_model *model,
+                                   uint32_t *ids,
+                                   uintptr_t cap,
+                                   uintptr_t *n_out);
+
+/**
+ * Writes the number of metadata keys of the model file to `*n_out`. Thread-safe.
+ *
+ * # Safety
+ * `model` a live model; `n_out` writable.
+ */
+picolm_result picolm_model_meta_count(const struct picolm_model *model, uintptr_t *n_out);
+
+/**
+ * Copies metadata key number `index` (in file order, `0 <= index < picolm_model_meta_count`) into `buf`
+ * (NUL-terminated); `*needed` receives the bytes needed including the NUL. Read its value with
+ * `picolm_model_meta`. PICOLM_ERR_NOT_FOUND when `index` is past the last key; PICOLM_ERR_BUFFER_TOO_SMALL as
+ * for `picolm_model_meta`. Thread-safe.
+ *
+ * # Safety
+ * `model` a live model; `buf` NULL or `cap` writable bytes; `needed` NULL or writable.
+ */
+picolm_result picolm_model_meta_key(const struct picolm_model *model,
+                                    uintptr_t index,
+                                    char *buf,
+                                    uintptr_t cap,
+                                    uintptr_t *needed);
 
 /**
  * Fills `params` with the defaults.
@@ -877,7 +1102,7 @@ enum picolm_result picolm_model_get_info(const struct picolm_model *model,
  * # Safety
  * `params` must be NULL or writable.
  */
-enum picolm_result picolm_session_params_default(struct picolm_session_params *params);
+picolm_result picolm_session_params_default(struct picolm_session_params *params);
 
 /**
  * Creates a session over `model` (`params` may be NULL for the defaults). `*out` receives the session (NULL on
@@ -886,9 +1111,9 @@ enum picolm_result picolm_session_params_default(struct picolm_session_params *p
  * # Safety
  * `model` live; `params` NULL or valid; `out` writable.
  */
-enum picolm_result picolm_session_new(const struct picolm_model *model,
-                                      const struct picolm_session_params *params,
-                                      struct picolm_session **out);
+picolm_result picolm_session_new(const struct picolm_model *model,
+                                 const struct picolm_session_params *params,
+                                 struct picolm_session **out);
 
 /**
  * Releases a session. NULL is a no-op. Must not be called while another thread uses the session.
@@ -904,7 +1129,7 @@ void picolm_session_free(struct picolm_session *session);
  * # Safety
  * `session` live.
  */
-enum picolm_result picolm_session_reset(struct picolm_session *session);
+picolm_result picolm_session_reset(struct picolm_session *session);
 
 /**
  * Asks a running `picolm_session_generate` on this session to stop after the current token (or prefill batch).
@@ -913,7 +1138,7 @@ enum picolm_result picolm_session_reset(struct picolm_session *session);
  * # Safety
  * `session` live.
  */
-enum picolm_result picolm_session_cancel(const struct picolm_session *session);
+picolm_result picolm_session_cancel(const struct picolm_session *session);
 
 /**
  * Number of tokens held in the session's cache.
@@ -921,7 +1146,7 @@ enum picolm_result picolm_session_cancel(const struct picolm_session *session);
  * # Safety
  * `session` live; `n_out` writable.
  */
-enum picolm_result picolm_session_n_tokens(const struct picolm_session *session, uintptr_t *n_out);
+picolm_result picolm_session_n_tokens(const struct picolm_session *session, uintptr_t *n_out);
 
 /**
  * Saves the cached tokens, KV cache and logits to `path` (NUL-terminated), atomically: written to a temporary file
@@ -933,8 +1158,8 @@ enum picolm_result picolm_session_n_tokens(const struct picolm_session *session,
  * # Safety
  * `session` live; `path` NUL-terminated.
  */
-enum picolm_result picolm_session_save_state(const struct picolm_session *session,
-                                             const char *path);
+picolm_result picolm_session_save_state(const struct picolm_session *session,
+                                        const char *path);
 
 /**
  * Restores a state saved by `picolm_session_save_state` from the same model file (checked by fingerprint) into a
@@ -946,8 +1171,8 @@ enum picolm_result picolm_session_save_state(const struct picolm_session *sessio
  * # Safety
  * `session` live; `path` NUL-terminated.
  */
-enum picolm_result picolm_session_load_state(struct picolm_session *session,
-                                             const char *path);
+picolm_result picolm_session_load_state(struct picolm_session *session,
+                                        const char *path);
 
 /**
  * Checks, without writing, that `picolm_session_save_state` may write `path` (NUL-terminated): it does not exist
@@ -958,7 +1183,7 @@ enum picolm_result picolm_session_load_state(struct picolm_session *session,
  * # Safety
  * `path` NUL-terminated.
  */
-enum picolm_result picolm_state_check_path(const char *path);
+picolm_result picolm_state_check_path(const char *path);
 
 /**
  * Fills `*out` with the memory report of the process and this session.
@@ -966,26 +1191,27 @@ enum picolm_result picolm_state_check_path(const char *path);
  * # Safety
  * `session` live; `out` writable.
  */
-enum picolm_result picolm_session_memory(const struct picolm_session *session,
-                                         struct picolm_memory_report *out);
+picolm_result picolm_session_memory(const struct picolm_session *session,
+                                    struct picolm_memory_report *out);
 
 /**
  * Tokenizes `text_len` bytes of UTF-8 `text`. With `add_special` BOS/EOS are added as the model asks; with
  * `parse_special` control-token text (e.g. `<|im_start|>`) becomes those tokens. Writes up to `cap` ids to
  * `out_ids`; `*n_out` receives the number of ids (also when the buffer is too small, in which case nothing is
- * written and PICOLM_ERR_BUFFER_TOO_SMALL is returned). Thread-safe.
+ * written and PICOLM_ERR_BUFFER_TOO_SMALL is returned; with `out_ids = NULL, cap = 0` that is a size query,
+ * which is not logged as an error). Thread-safe.
  *
  * # Safety
  * `model` live; `text` `text_len` readable bytes; `out_ids` NULL or `cap` writable ids; `n_out` writable.
  */
-enum picolm_result picolm_tokenize(const struct picolm_model *model,
-                                   const char *text,
-                                   uintptr_t text_len,
-                                   bool add_special,
-                                   bool parse_special,
-                                   uint32_t *out_ids,
-                                   uintptr_t cap,
-                                   uintptr_t *n_out);
+picolm_result picolm_tokenize(const struct picolm_model *model,
+                              const char *text,
+                              uintptr_t text_len,
+                              bool add_special,
+                              bool parse_special,
+                              uint32_t *out_ids,
+                              uintptr_t cap,
+                              uintptr_t *n_out);
 
 /**
  * Converts `n_ids` token ids back to text: writes the bytes and a NUL to `buf`; `*needed` receives the bytes
@@ -995,13 +1221,13 @@ enum picolm_result picolm_tokenize(const struct picolm_model *model,
  * # Safety
  * `model` live; `ids` `n_ids` readable ids; `buf` NULL or `cap` writable bytes; `needed` NULL or writable.
  */
-enum picolm_result picolm_detokenize(const struct picolm_model *model,
-                                     const uint32_t *ids,
-                                     uintptr_t n_ids,
-                                     bool unparse_special,
-                                     char *buf,
-                                     uintptr_t cap,
-                                     uintptr_t *needed);
+picolm_result picolm_detokenize(const struct picolm_model *model,
+                                const uint32_t *ids,
+                                uintptr_t n_ids,
+                                bool unparse_special,
+                                char *buf,
+                                uintptr_t cap,
+                                uintptr_t *needed);
 
 /**
  * Perplexity of the model on `text` (UTF-8, `text_len` bytes) by llama.cpp's method: chunks of `n_ctx` tokens,
@@ -1010,14 +1236,14 @@ enum picolm_result picolm_detokenize(const struct picolm_model *model,
  * # Safety
  * `model` live; `text` readable; `ppl` and `uncertainty` writable (uncertainty may be NULL).
  */
-enum picolm_result picolm_perplexity(const struct picolm_model *model,
-                                     const char *text,
-                                     uintptr_t text_len,
-                                     uint32_t n_ctx,
-                                     uint32_t n_batch,
-                                     uint32_t max_chunks,
-                                     double *ppl,
-                                     double *uncertainty);
+picolm_result picolm_perplexity(const struct picolm_model *model,
+                                const char *text,
+                                uintptr_t text_len,
+                                uint32_t n_ctx,
+                                uint32_t n_batch,
+                                uint32_t max_chunks,
+                                double *ppl,
+                                double *uncertainty);
 
 /**
  * Runs the benchmark on the model file at `path` and writes the report to `buf` (NUL-terminated): a JSON object
@@ -1028,12 +1254,12 @@ enum picolm_result picolm_perplexity(const struct picolm_model *model,
  * `path` NUL-terminated; `params` valid with `threads` readable; `buf` NULL or `cap` writable; `needed` NULL or
  * writable.
  */
-enum picolm_result picolm_bench(const char *path,
-                                const struct picolm_bench_params *params,
-                                bool json,
-                                char *buf,
-                                uintptr_t cap,
-                                uintptr_t *needed);
+picolm_result picolm_bench(const char *path,
+                           const struct picolm_bench_params *params,
+                           bool json,
+                           char *buf,
+                           uintptr_t cap,
+                           uintptr_t *needed);
 
 /**
  * Quantizes the GGUF model at `src_path` into `dst_path` (both NUL-terminated paths). `type_name` is one of
@@ -1044,11 +1270,11 @@ enum picolm_result picolm_bench(const char *path,
  * # Safety
  * Strings NUL-terminated; out-parameters NULL or writable.
  */
-enum picolm_result picolm_model_quantize(const char *src_path,
-                                         const char *dst_path,
-                                         const char *type_name,
-                                         uint64_t *bytes_in,
-                                         uint64_t *bytes_out);
+picolm_result picolm_model_quantize(const char *src_path,
+                                    const char *dst_path,
+                                    const char *type_name,
+                                    uint64_t *bytes_in,
+                                    uint64_t *bytes_out);
 
 #ifdef __cplusplus
 }  // extern "C"

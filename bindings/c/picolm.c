@@ -5,11 +5,12 @@
  *                     [--cache FILE] [more options, see --help]
  *   picolm perplexity MODEL.gguf -f TEXT_FILE [-c 512] [-b 512] [--chunks N] [-j THREADS] [--json]
  *   picolm bench MODEL.gguf [-p 512] [-n 128] [-j 1,2] [-r 3] [--stream-weights] [--kv q8_0] [--json]
- *   picolm tokenize MODEL.gguf [-p TEXT] [--no-special]
+ *   picolm tokenize MODEL.gguf [-p TEXT] [--raw-special] [--no-special]
  *   picolm quantize IN.gguf OUT.gguf TYPE       (TYPE: Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K Q4_K_M Q5_K_M F16 ...)
  *
- * Only generated text goes to stdout; statistics and errors go to stderr. Exit status: 0 success, 1 runtime
- * error, 2 usage error. Written against the public C API only (include/picolm.h).
+ * Only generated text goes to stdout; statistics, warnings and errors go to stderr. Exit status: 0 success,
+ * 1 runtime error, 2 usage error, 130 interrupted by Ctrl-C (after the statistics). `--help` works after any
+ * subcommand. Written against the public C API only (include/picolm.h).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "picolm.h"
@@ -26,10 +27,20 @@
 #define MAX_STOPS 16
 
 static picolm_session *g_session = NULL;
+static volatile sig_atomic_t g_interrupted = 0;
 
+/* Ctrl-C during a generation: end it after the current token (statistics are still printed), then exit 130. */
 static void on_sigint(int sig) {
     (void)sig;
+    g_interrupted = 1;
     if (g_session) picolm_session_cancel(g_session);
+}
+
+/* The library's warnings (a -j above the CPU count, a context beyond the model's training context) go to stderr; its errors are
+ * printed by api_error with the failing step. */
+static void on_log(int32_t level, const char *message, void *user_data) {
+    (void)user_data;
+    if (level == PICOLM_LOG_WARN) fprintf(stderr, "picolm: warning: %s\n", message);
 }
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -45,20 +56,24 @@ static int api_error(picolm_result r, const char *what) {
     return 1;
 }
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static void print_help(FILE *f) {
     fputs("Usage: picolm MODEL.gguf [options]          generate text\n"
           "       picolm perplexity MODEL.gguf -f FILE   perplexity of a text (llama.cpp's method)\n"
           "       picolm bench MODEL.gguf [options]      prefill/decode speed (llama-bench style)\n"
-          "       picolm tokenize MODEL.gguf -p TEXT      print token ids\n"
+          "       picolm tokenize MODEL.gguf [-p TEXT]    print token ids\n"
           "       picolm quantize IN.gguf OUT.gguf TYPE  quantize (Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K\n"
           "                                              Q4_K_M Q5_K_M F16 BF16 F32)\n"
           "\nGeneration options:\n"
           "  -p PROMPT          prompt (default: read standard input)\n"
           "  -n N               max tokens to generate (default 256)\n"
-          "  -t TEMP            temperature, 0 = greedy (default 0.8)\n"
-          "  -k TOP_P           nucleus sampling threshold (default 0.9)\n"
+          "  -t TEMP            temperature >= 0, 0 = greedy (default 0.8)\n"
+          "  -k TOP_P           nucleus sampling threshold in [0, 1], 1 = off (default 0.9)\n"
           "  -s SEED            random seed (default 42)\n"
-          "  -c CTX             context length (default: model's, at most 2048)\n"
+          "  -c CTX             context length (default: the model's training context, at most "
+          STR(PICOLM_DEFAULT_N_CTX_CAP) ")\n"
           "  -j THREADS         compute threads (default: min(4, CPUs); 0 = one per CPU; more than the CPUs is\n"
           "                     lowered to the CPU count with a warning)\n"
           "  --json             constrain output to one JSON value\n"
@@ -70,15 +85,25 @@ static void print_help(FILE *f) {
           "  --cache FILE       load/save the KV cache state (skips prefill of a repeated prompt); FILE must be new,\n"
           "                     empty or a PicoLM state: any other file is refused and left untouched\n"
           "  --top-k K          keep the K most likely tokens (default off)\n"
-          "  --min-p P          min-p sampling (default off)\n"
-          "  --repeat-penalty R repetition penalty (default 1 = off)\n"
+          "  --min-p P          min-p sampling in [0, 1] (default off)\n"
+          "  --repeat-penalty R repetition penalty > 0 (default 1 = off)\n"
           "  --stop STR         stop before STR (repeatable)\n"
           "  --raw-special      do not parse special tokens in the prompt\n"
           "  --stream-weights   page weights layer by layer (low-RAM boards)\n"
           "  --kv TYPE          KV cache type: f16 (default) or q8_0\n"
-          "  --version, --help\n",
+          "\nperplexity options: -f FILE (required), -c CTX (512), -b BATCH (512), --chunks N (0 = all), -j THREADS,\n"
+          "  --json\n"
+          "bench options: -p PROMPT_TOKENS (512), -n GEN_TOKENS (128), -j T1,T2,... (up to 16 thread counts),\n"
+          "  -r REPETITIONS (3), -b BATCH (512), --kv f16|q8_0, --stream-weights, --json\n"
+          "tokenize options: -p TEXT (default: standard input), --raw-special (do not parse special tokens),\n"
+          "  --no-special (neither parse special tokens nor add BOS/EOS)\n"
+          "\n  --version, --help (also after a subcommand: picolm bench --help)\n"
+          "\nStatistics, warnings and errors go to stderr. Exit status: 0 success, 1 error, 2 usage error,\n"
+          "130 interrupted (Ctrl-C; statistics are printed first).\n",
           f);
 }
+
+static bool is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
 
 static int parse_long(const char *flag, const char *s, long min, long max, long *out) {
     char *end = NULL;
@@ -132,12 +157,6 @@ static long default_threads(void) {
     return n < 4 ? n : 4;
 }
 
-/* Library warnings (a -j above the CPU count, ...) go to stderr; errors are printed by api_error. */
-static void print_warning(picolm_log_level level, const char *message, void *user_data) {
-    (void)user_data;
-    if (level == PICOLM_LOG_WARN) fprintf(stderr, "picolm: warning: %s\n", message);
-}
-
 static bool print_piece(const char *utf8, size_t len, void *user_data) {
     (void)user_data;
     fwrite(utf8, 1, len, stdout);
@@ -145,17 +164,20 @@ static bool print_piece(const char *utf8, size_t len, void *user_data) {
     return true;
 }
 
-static const char *stop_name(picolm_stop_reason r) {
-    switch (r) {
-    case PICOLM_STOP_EOG: return "end of generation";
-    case PICOLM_STOP_MAX_TOKENS: return "max tokens";
-    case PICOLM_STOP_STRING: return "stop string";
-    case PICOLM_STOP_GRAMMAR_COMPLETE: return "JSON complete";
-    case PICOLM_STOP_CONTEXT_FULL: return "context full";
-    case PICOLM_STOP_CANCELLED: return "cancelled";
-    case PICOLM_STOP_CALLBACK: return "stopped";
-    }
-    return "?";
+/* The statistics lines on stderr: tokens and speeds, why generation stopped, and memory. */
+static void print_stats(picolm_session *session, uint32_t n_prompt, uint32_t n_reused, double prefill_seconds,
+                        uint32_t n_generated, double decode_seconds, const char *stop) {
+    if (n_reused > 0) fprintf(stderr, "Skipping %u cached prompt tokens\n", n_reused);
+    picolm_memory_report mem;
+    memset(&mem, 0, sizeof mem);
+    picolm_session_memory(session, &mem);
+    fprintf(stderr,
+            "prompt: %u tokens (%u cached), %.1f tok/s | generated: %u tokens, %.1f tok/s | stop: %s\n"
+            "memory: peak RSS %.1f MiB (now: anonymous %.1f MiB, mapped model %.1f MiB), KV cache %.1f MiB, buffers %.1f MiB\n",
+            n_prompt, n_reused, prefill_seconds > 0 ? (n_prompt - n_reused) / prefill_seconds : 0.0,
+            n_generated, decode_seconds > 0 ? n_generated / decode_seconds : 0.0, stop,
+            mem.peak_rss / 1048576.0, mem.rss_anon / 1048576.0, mem.rss_file / 1048576.0, mem.kv_bytes / 1048576.0,
+            mem.scratch_bytes / 1048576.0);
 }
 
 static int load_model(const char *path, long threads, long ctx, bool stream, picolm_kv_type kv, picolm_model **model) {
@@ -217,7 +239,7 @@ static char *read_file(const char *path, size_t *len_out) {
 
 /* Renders one user message with the model's chat template; returns a malloc'd prompt or NULL (error printed). */
 static char *chat_prompt(picolm_model *model, const char *user) {
-    picolm_chat_message m = { "user", user, NULL, NULL };
+    picolm_chat_message m = { .role = "user", .content = user };
     size_t need = 0;
     picolm_result r = picolm_chat_apply_template(model, &m, 1, true, NULL, 0, &need);
     if (r != PICOLM_ERR_BUFFER_TOO_SMALL && r != PICOLM_OK) { api_error(r, "cannot apply the chat template"); return NULL; }
@@ -234,9 +256,10 @@ static bool print_answer_event(const picolm_agent_event *ev, void *user_data) {
     return true;
 }
 
-/* Tool-call mode: one model step over external tools; prints the tool calls JSON or the streamed answer. */
+/* Tool-call mode: one model step over external tools; prints the tool calls JSON or the streamed answer, then
+ * the statistics. The sampler settings are those of `gp` (already checked). */
 static int run_tools(picolm_model *model, picolm_session *session, const char *tools_json, const char *user,
-                     picolm_tool_choice choice, long n, float temp, long seed) {
+                     picolm_tool_choice choice, const picolm_generate_params *gp) {
     picolm_agent *agent = NULL;
     picolm_result r = picolm_agent_new(model, &agent);
     if (r != PICOLM_OK) return api_error(r, "cannot create the tool loop");
@@ -245,11 +268,13 @@ static int run_tools(picolm_model *model, picolm_session *session, const char *t
     picolm_agent_params ap;
     picolm_agent_params_default(&ap);
     ap.max_iterations = 1;
-    ap.max_tokens = (uint32_t)n;
-    ap.temperature = temp;
-    ap.seed = (uint64_t)seed;
+    ap.max_tokens = gp->max_tokens;
+    ap.temperature = gp->temperature;
+    ap.top_k = gp->top_k;
+    ap.top_p = gp->top_p;
+    ap.seed = gp->seed;
     ap.tool_choice = choice;
-    picolm_chat_message m = { "user", user, NULL, NULL };
+    picolm_chat_message m = { .role = "user", .content = user };
     picolm_agent_result res;
     memset(&res, 0, sizeof res);
     g_session = session;
@@ -259,8 +284,13 @@ static int run_tools(picolm_model *model, picolm_session *session, const char *t
     g_session = NULL;
     int rc = 0;
     if (r != PICOLM_OK) rc = api_error(r, "tool-call step failed");
-    else if (res.stop == PICOLM_AGENT_TOOL_CALLS_PENDING) printf("%s\n", res.tool_calls_json);
-    else fputc('\n', stdout);
+    else {
+        if (res.stop == PICOLM_AGENT_TOOL_CALLS_PENDING) printf("%s\n", res.tool_calls_json);
+        else fputc('\n', stdout);
+        fflush(stdout);
+        print_stats(session, res.n_prompt, res.n_reused, res.prefill_seconds, res.n_generated, res.decode_seconds,
+                    picolm_agent_stop_name(res.stop));
+    }
     picolm_agent_result_free(&res);
     picolm_agent_free(agent);
     return rc;
@@ -280,7 +310,8 @@ static int cmd_generate(int argc, char **argv) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define NEED_VALUE() do { if (!v) return usage_error("option %s needs a value", a); i++; } while (0)
-        if (!strcmp(a, "-p")) { NEED_VALUE(); prompt = v; }
+        if (is_help(a)) { print_help(stdout); return 0; }
+        else if (!strcmp(a, "-p")) { NEED_VALUE(); prompt = v; }
         else if (!strcmp(a, "-n")) { NEED_VALUE(); if (!parse_long(a, v, 0, 1000000, &n)) return 2; }
         else if (!strcmp(a, "-t")) { NEED_VALUE(); if (!parse_float(a, v, &temp)) return 2; }
         else if (!strcmp(a, "-k")) { NEED_VALUE(); if (!parse_float(a, v, &top_p)) return 2; }
@@ -318,6 +349,18 @@ static int cmd_generate(int argc, char **argv) {
         else return usage_error("unknown option '%s'", a);
 #undef NEED_VALUE
     }
+    /* Sampler ranges are checked by the library (the same rules as C and Python) before any work. */
+    picolm_generate_params gp;
+    picolm_generate_params_default(&gp);
+    gp.max_tokens = (uint32_t)n;
+    gp.temperature = temp;
+    gp.top_p = top_p;
+    gp.top_k = (uint32_t)top_k;
+    gp.min_p = min_p;
+    gp.repeat_penalty = rep;
+    gp.seed = (uint64_t)seed;
+    if (picolm_generate_params_check(&gp) != PICOLM_OK)
+        return usage_error("%s (-t is the temperature, -k top_p)", picolm_last_error_message());
     char *stdin_prompt = NULL;
     size_t prompt_len = 0;
     if (prompt) {
@@ -341,13 +384,8 @@ static int cmd_generate(int argc, char **argv) {
     picolm_model *model = NULL;
     int rc = load_model(model_path, threads, ctx ? ctx : 0, stream, kv, &model);
     if (rc) { free(schema); free(tools); free(stdin_prompt); return rc; }
-    picolm_model_info info;
-    picolm_model_get_info(model, &info);
-    picolm_session_params sp;
-    picolm_session_params_default(&sp);
-    sp.n_ctx = ctx ? (uint32_t)ctx : (info.n_ctx < 2048 ? info.n_ctx : 2048);
-    picolm_session *session = NULL;
-    r = picolm_session_new(model, &sp, &session);
+    picolm_session *session = NULL; /* the model's context: -c, or the library's default */
+    r = picolm_session_new(model, NULL, &session);
     if (r != PICOLM_OK) { rc = api_error(r, "cannot create a session"); goto done; }
 
     /* An existing, non-empty cache passed the check above: it is a state (maybe of another model, or damaged). */
@@ -358,7 +396,8 @@ static int cmd_generate(int argc, char **argv) {
     }
 
     if (tools) {
-        rc = run_tools(model, session, tools, prompt, choice, n, temp, seed);
+        rc = run_tools(model, session, tools, prompt, choice, &gp);
+        if (!rc && g_interrupted) rc = 130;
         goto done;
     }
     if (chat) {
@@ -367,15 +406,6 @@ static int cmd_generate(int argc, char **argv) {
         prompt_len = strlen(templated);
     }
 
-    picolm_generate_params gp;
-    picolm_generate_params_default(&gp);
-    gp.max_tokens = (uint32_t)n;
-    gp.temperature = temp;
-    gp.top_p = top_p;
-    gp.top_k = (uint32_t)top_k;
-    gp.min_p = min_p;
-    gp.repeat_penalty = rep;
-    gp.seed = (uint64_t)seed;
     gp.stop = stops;
     gp.n_stop = n_stops;
     gp.json_mode = json;
@@ -391,17 +421,9 @@ static int cmd_generate(int argc, char **argv) {
     if (r != PICOLM_OK) { rc = api_error(r, "generation failed"); goto done; }
     fputc('\n', stdout);
     fflush(stdout);
-    if (gi.n_reused > 0) fprintf(stderr, "Skipping %u cached prompt tokens\n", gi.n_reused);
-    picolm_memory_report mem;
-    picolm_session_memory(session, &mem);
-    fprintf(stderr,
-            "prompt: %u tokens (%u cached), %.1f tok/s | generated: %u tokens, %.1f tok/s | stop: %s\n"
-            "memory: peak RSS %.1f MiB (now: anonymous %.1f MiB, mapped model %.1f MiB), KV cache %.1f MiB, buffers %.1f MiB\n",
-            gi.n_prompt, gi.n_reused,
-            gi.prefill_seconds > 0 ? (gi.n_prompt - gi.n_reused) / gi.prefill_seconds : 0.0,
-            gi.n_generated, gi.decode_seconds > 0 ? gi.n_generated / gi.decode_seconds : 0.0, stop_name(gi.stop_reason),
-            mem.peak_rss / 1048576.0, mem.rss_anon / 1048576.0, mem.rss_file / 1048576.0, mem.kv_bytes / 1048576.0,
-            mem.scratch_bytes / 1048576.0);
+    print_stats(session, gi.n_prompt, gi.n_reused, gi.prefill_seconds, gi.n_generated, gi.decode_seconds,
+                picolm_stop_reason_name(gi.stop_reason));
+    if (g_interrupted) rc = 130;
     if (cache) {
         r = picolm_session_save_state(session, cache);
         if (r != PICOLM_OK) { rc = api_error(r, "cannot save the cache"); goto done; }
@@ -417,6 +439,7 @@ done:
 }
 
 static int cmd_perplexity(int argc, char **argv) {
+    for (int i = 2; i < argc; i++) if (is_help(argv[i]) && (i == 2 || strcmp(argv[i - 1], "-f"))) { print_help(stdout); return 0; }
     if (argc < 3) return usage_error("%s", "perplexity needs MODEL.gguf -f FILE");
     const char *model_path = argv[2], *file = NULL;
     long ctx = 512, batch = 512, chunks = 0, threads = default_threads();
@@ -452,6 +475,7 @@ static int cmd_perplexity(int argc, char **argv) {
 }
 
 static int cmd_bench(int argc, char **argv) {
+    for (int i = 2; i < argc; i++) if (is_help(argv[i])) { print_help(stdout); return 0; }
     if (argc < 3) return usage_error("%s", "bench needs MODEL.gguf");
     const char *model_path = argv[2];
     long pp = 512, tg = 128, reps = 3, batch = 512;
@@ -477,7 +501,11 @@ static int cmd_bench(int argc, char **argv) {
             if (!copy) return 1;
             for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
                 long t;
-                if (n_threads == 16 || !parse_long("-j", tok, 0, 1000000, &t)) { free(copy); return 2; }
+                if (n_threads == sizeof threads / sizeof threads[0]) {
+                    free(copy);
+                    return usage_error("-j takes at most 16 thread counts, got more in '%s'", v);
+                }
+                if (!parse_long("-j", tok, 0, 1000000, &t)) { free(copy); return 2; }
                 threads[n_threads++] = (uint32_t)t;
             }
             free(copy);
@@ -504,13 +532,20 @@ static int cmd_bench(int argc, char **argv) {
 }
 
 static int cmd_tokenize(int argc, char **argv) {
+    if (argc >= 3 && is_help(argv[2])) { print_help(stdout); return 0; }
     if (argc < 3) return usage_error("%s", "tokenize needs MODEL.gguf");
     const char *model_path = argv[2], *text = NULL;
-    bool special = true;
+    bool add_special = true, parse_special = true;
     for (int i = 3; i < argc; i++) {
-        if (!strcmp(argv[i], "--no-special")) special = false;
-        else if (!strcmp(argv[i], "-p") && i + 1 < argc) text = argv[++i];
-        else return usage_error("unknown option '%s'", argv[i]);
+        const char *a = argv[i];
+        if (is_help(a)) { print_help(stdout); return 0; }
+        else if (!strcmp(a, "--no-special")) add_special = parse_special = false;
+        else if (!strcmp(a, "--raw-special")) parse_special = false;
+        else if (!strcmp(a, "-p")) {
+            if (i + 1 >= argc) return usage_error("option %s needs a value", a);
+            text = argv[++i];
+        }
+        else return usage_error("unknown option '%s'", a);
     }
     char *stdin_text = NULL;
     size_t len = 0;
@@ -525,9 +560,10 @@ static int cmd_tokenize(int argc, char **argv) {
     int rc = load_model(model_path, 1, 0, false, PICOLM_KV_F16, &model);
     if (!rc) {
         size_t n = 0;
-        picolm_result r = picolm_tokenize(model, text, len, special, special, NULL, 0, &n);
+        picolm_result r = picolm_tokenize(model, text, len, add_special, parse_special, NULL, 0, &n);
         uint32_t *ids = malloc((n ? n : 1) * sizeof *ids);
-        if (r == PICOLM_ERR_BUFFER_TOO_SMALL || r == PICOLM_OK) r = picolm_tokenize(model, text, len, special, special, ids, n, &n);
+        if (r == PICOLM_ERR_BUFFER_TOO_SMALL || r == PICOLM_OK)
+            r = picolm_tokenize(model, text, len, add_special, parse_special, ids, n, &n);
         if (r != PICOLM_OK) rc = api_error(r, "tokenize failed");
         else {
             for (size_t i = 0; i < n; i++) printf("%s%u", i ? " " : "", ids[i]);
@@ -541,13 +577,14 @@ static int cmd_tokenize(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-    picolm_set_log_callback(print_warning, NULL);
+    picolm_set_log_callback(on_log, NULL);
     if (argc < 2) { print_help(stderr); return 2; }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { print_help(stdout); return 0; }
+    if (is_help(argv[1])) { print_help(stdout); return 0; }
     if (!strcmp(argv[1], "--version")) { printf("picolm %s\n", picolm_version()); return 0; }
     if (!strcmp(argv[1], "perplexity")) return cmd_perplexity(argc, argv);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
     if (!strcmp(argv[1], "quantize")) {
+        for (int i = 2; i < argc; i++) if (is_help(argv[i])) { print_help(stdout); return 0; }
         if (argc != 5) return usage_error("%s", "quantize needs IN.gguf OUT.gguf TYPE");
         uint64_t in = 0, out = 0;
         picolm_result r = picolm_model_quantize(argv[2], argv[3], argv[4], &in, &out);

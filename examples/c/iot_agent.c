@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
     picolm_agent_params ap;
     picolm_agent_params_default(&ap);
     ap.tool_choice = PICOLM_TOOL_CHOICE_REQUIRED; /* a 135M model needs the nudge to use a tool first */
-    picolm_chat_message msg = { "user", request, NULL, NULL };
+    picolm_chat_message msg = { .role = "user", .content = request };
     printf("[user] %s\n", request);
     if (picolm_agent_run(agent, session, &msg, 1, &ap, on_event, NULL, &res) != PICOLM_OK) goto out;
     printf("\n[done] %s after %u steps, %u tool calls\n", res.stop == PICOLM_AGENT_ANSWERED ? "answered" : "stopped",

@@ -25,7 +25,7 @@ int main(int argc, char **argv) {
     int rc = 1;
     if (picolm_session_new(model, NULL, &session) != PICOLM_OK) goto out;
 
-    picolm_chat_message msg = { "user", "Give me the reading of a temperature sensor in the kitchen as JSON.", NULL, NULL };
+    picolm_chat_message msg = { .role = "user", .content = "Give me the reading of a temperature sensor in the kitchen as JSON." };
     char prompt[2048];
     size_t need = 0;
     if (picolm_chat_apply_template(model, &msg, 1, true, prompt, sizeof prompt, &need) != PICOLM_OK) goto out;
@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
                      "\"required\":[\"room\",\"celsius\",\"ok\"]}";
     picolm_generation_info info;
     if (picolm_session_generate(session, prompt, strlen(prompt), &gp, print_piece, NULL, &info) != PICOLM_OK) goto out;
-    printf("\n(stop: %s)\n", info.stop_reason == PICOLM_STOP_GRAMMAR_COMPLETE ? "JSON complete" : "other");
+    printf("\n(stop: %s)\n", picolm_stop_reason_name(info.stop_reason));
     rc = info.stop_reason == PICOLM_STOP_GRAMMAR_COMPLETE ? 0 : 1;
 out:
     if (rc) fprintf(stderr, "error: %s\n", picolm_last_error_message());

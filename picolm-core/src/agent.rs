@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::chat::{ChatMessage, ChatTemplate};
 use crate::error::Error;
-use crate::generate::{CancelToken, GenerateParams, StopReason, TokenConstraint};
+use crate::generate::{CancelToken, GenerateParams, GenerationStats, StopReason, TokenConstraint};
 use crate::grammar::{Grammar, GrammarError, JsonConstraint};
 use crate::session::Session;
 
@@ -145,23 +145,8 @@ impl Default for AgentParams {
     }
 }
 
-/// A tool call made by the model.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ToolCall {
-    /// The call id the model wrote.
-    pub id: String,
-    /// The tool's name.
-    pub name: String,
-    /// Arguments (valid against the tool's schema).
-    pub arguments: Value,
-}
-
-impl ToolCall {
-    /// The call in OpenAI's shape: `{"id":…,"type":"function","function":{"name":…,"arguments":"<JSON text>"}}`.
-    pub fn to_openai(&self) -> Value {
-        json!({"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments.to_string()}})
-    }
-}
+/// A tool call made by the model (the same type as the calls in a conversation's history).
+pub use crate::chat::ToolCall;
 
 /// `{"tool_calls":[…]}` in OpenAI's shape (arguments as JSON strings): what PicoClaw parses.
 pub fn tool_calls_json(calls: &[ToolCall]) -> String {
@@ -215,6 +200,19 @@ pub enum AgentStop {
     ToolCallsPending,
 }
 
+impl AgentStop {
+    /// The name every binding reports (Python `AgentResult.stop`, `picolm_agent_stop_name` in C, the CLI):
+    /// `"answered"`, `"max_iterations"`, `"cancelled"` or `"tool_calls_pending"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStop::Answered => "answered",
+            AgentStop::MaxIterations => "max_iterations",
+            AgentStop::Cancelled => "cancelled",
+            AgentStop::ToolCallsPending => "tool_calls_pending",
+        }
+    }
+}
+
 /// The outcome of a loop run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentOutcome {
@@ -224,7 +222,9 @@ pub struct AgentOutcome {
     pub messages: Vec<ChatMessage>,
     /// Every call made, with its result text.
     pub calls: Vec<(ToolCall, String)>,
-    /// Model steps run.
+    /// Model steps run, each ending in a tool call or the answer (at most `max_iterations`). When the model
+    /// repeats a call it already made, that output is discarded and the step is redone as a forced text answer:
+    /// the redo is part of the same iteration, not an extra one.
     pub iterations: usize,
     /// Why it ended.
     pub stop: AgentStop,
@@ -234,6 +234,8 @@ pub struct AgentOutcome {
     pub prompt_tokens_total: usize,
     /// Calls of external tools waiting for their results ([`AgentStop::ToolCallsPending`]).
     pub pending_calls: Vec<ToolCall>,
+    /// Token counts and times summed over every model run of the loop (forced answers included).
+    pub generation: GenerationStats,
 }
 
 /// The states of the loop.
@@ -244,6 +246,9 @@ pub enum LoopState {
         /// Whether this step must answer in text.
         answer_only: bool,
     },
+    /// Redo the current step as a text answer (the model repeated a call it already made); not an extra
+    /// iteration.
+    ForcedAnswer,
     /// Run the handlers of these calls.
     RunTools(Vec<ToolCall>),
     /// Finished.
@@ -436,6 +441,7 @@ impl Agent {
             prompt_tokens_evaluated: 0,
             prompt_tokens_total: 0,
             pending_calls: Vec::new(),
+            generation: GenerationStats::default(),
         };
         let mut state = LoopState::ModelStep { answer_only: params.tool_choice == ToolChoice::None };
         loop {
@@ -449,6 +455,7 @@ impl Agent {
                     out.iterations += 1;
                     self.model_step(session, &mut out, params, answer_only, cancel.clone(), on_event)?
                 }
+                LoopState::ForcedAnswer => self.model_step(session, &mut out, params, true, cancel.clone(), on_event)?,
                 LoopState::RunTools(calls) => self.run_tools(calls, &mut out, on_event),
             };
         }
@@ -491,6 +498,12 @@ impl Agent {
         })?;
         out.prompt_tokens_total += result.stats.n_prompt;
         out.prompt_tokens_evaluated += result.stats.n_prompt - result.stats.n_reused;
+        let (sum, st) = (&mut out.generation, &result.stats);
+        sum.n_prompt += st.n_prompt;
+        sum.n_reused += st.n_reused;
+        sum.n_generated += st.n_generated;
+        sum.prefill += st.prefill;
+        sum.decode += st.decode;
         if matches!(result.stop_reason, StopReason::Cancelled) || stopped_by_callback {
             return Ok(LoopState::Done(AgentStop::Cancelled));
         }
@@ -499,7 +512,7 @@ impl Agent {
             out.messages.push(ChatMessage::new("assistant", out.answer.clone()));
             return Ok(LoopState::Done(AgentStop::Answered));
         }
-        if result.stop_reason != StopReason::ConstraintComplete {
+        if result.stop_reason != StopReason::GrammarComplete {
             return Err(GrammarError::NoAllowedToken(format!("tool call ended by {}", result.stop_reason.as_str())).into());
         }
         let calls = parse_tool_calls(&result.text)?;
@@ -507,7 +520,7 @@ impl Agent {
         // A small model may repeat a call it already made instead of answering: answer with what it has.
         if calls.iter().all(|c| out.calls.iter().any(|(p, _)| p.name == c.name && p.arguments == c.arguments)) {
             out.messages.pop();
-            return Ok(LoopState::ModelStep { answer_only: true });
+            return Ok(LoopState::ForcedAnswer);
         }
         Ok(LoopState::RunTools(calls))
     }
@@ -548,6 +561,7 @@ impl Agent {
                 content: content.clone(),
                 tool_call_id: Some(call.id.clone()),
                 name: Some(call.name.clone()),
+                ..Default::default()
             });
             out.calls.push((call, content));
         }

@@ -1,9 +1,17 @@
 //! Chat prompts: the model's own `tokenizer.chat_template` rendered in minijinja's sandboxed Jinja engine (no file
 //! or network access, bounded work through fuel), with built-in ChatML, Zephyr/TinyLlama, Llama 2 and Llama 3
 //! templates for models that carry none. Special tokens in the rendered prompt are parsed as special tokens.
+//!
+//! Messages follow OpenAI's chat format ([`ChatMessage::from_json`]): `content` is a string or a list of text
+//! parts, assistant messages may carry `tool_calls`, `tool` messages a `tool_call_id`. Templates that render
+//! `message.tool_calls` themselves get them as objects (`{"id", "type": "function", "function": {"name",
+//! "arguments": {...}}}`); for the others (the built-in formats, and model templates that only print `content`,
+//! like SmolLM2's) the calls are written into the content as the `{"tool_calls":[...]}` JSON the tool-call loop
+//! asks the model to produce, so a conversation's calls are never dropped.
 
 use minijinja::{context, Environment, ErrorKind};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
+use serde_json::{json, Map, Value};
 
 use crate::gguf::GgufFile;
 use crate::tokenizer::Tokenizer;
@@ -11,19 +19,87 @@ use crate::tokenizer::Tokenizer;
 /// Instructions a template may execute before it is stopped (guards against runaway templates).
 const TEMPLATE_FUEL: u64 = 2_000_000;
 
-/// One message of a conversation.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+/// A tool call made by the assistant: in a conversation's history, or produced by the tool-call loop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolCall {
+    /// The call id (tool results refer to it with `tool_call_id`).
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments (a JSON object when they come from the tool-call loop).
+    pub arguments: Value,
+}
+
+impl ToolCall {
+    /// The call in OpenAI's shape: `{"id":…,"type":"function","function":{"name":…,"arguments":"<JSON text>"}}`.
+    pub fn to_openai(&self) -> Value {
+        json!({"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments.to_string()}})
+    }
+
+    /// The call as chat templates (and the tool-call grammar) see it: like [`ToolCall::to_openai`] but with the
+    /// arguments as a JSON value, not text.
+    pub fn to_template(&self) -> Value {
+        json!({"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}})
+    }
+
+    /// Reads a call in OpenAI's shape (arguments as JSON text or as a value), or a bare
+    /// `{"id", "name", "arguments"}` object. A missing id becomes `call_<index+1>`; missing arguments `{}`.
+    pub fn from_json(v: &Value, index: usize) -> Result<ToolCall, String> {
+        let obj = v.as_object().ok_or_else(|| format!("tool_calls[{index}] must be an object, got {v}"))?;
+        if let Some(t) = obj.get("type").filter(|t| !t.is_null()) {
+            if t.as_str() != Some("function") {
+                return Err(format!("tool_calls[{index}].type must be \"function\", got {t}"));
+            }
+        }
+        let f = match obj.get("function") {
+            Some(f) => f.as_object().ok_or_else(|| format!("tool_calls[{index}].function must be an object, got {f}"))?,
+            None => obj,
+        };
+        let name = f
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("tool_calls[{index}] has no \"name\" string"))?
+            .to_string();
+        let arguments = match f.get("arguments") {
+            None | Some(Value::Null) => json!({}),
+            Some(Value::String(text)) => serde_json::from_str(text)
+                .map_err(|e| format!("tool_calls[{index}].function.arguments is not JSON text ({e}): {text:?}"))?,
+            Some(other) => other.clone(),
+        };
+        let id = match obj.get("id") {
+            None | Some(Value::Null) => format!("call_{}", index + 1),
+            Some(Value::String(id)) => id.clone(),
+            Some(other) => return Err(format!("tool_calls[{index}].id must be a string, got {other}")),
+        };
+        Ok(ToolCall { id, name, arguments })
+    }
+
+    /// Reads a JSON array of calls (see [`ToolCall::from_json`]).
+    pub fn list_from_json(v: &Value) -> Result<Vec<ToolCall>, String> {
+        let list = v.as_array().ok_or_else(|| format!("tool_calls must be an array, got {v}"))?;
+        list.iter().enumerate().map(|(i, c)| ToolCall::from_json(c, i)).collect()
+    }
+}
+
+/// `{"tool_calls":[…]}` with the arguments as JSON values: the text the tool-call loop asks the model to write,
+/// and how a template that does not render `tool_calls` itself shows an assistant's calls.
+pub fn tool_calls_text(calls: &[ToolCall]) -> String {
+    json!({"tool_calls": calls.iter().map(ToolCall::to_template).collect::<Vec<_>>()}).to_string()
+}
+
+/// One message of a conversation. Serializes to OpenAI's message shape (tool-call arguments as JSON text).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChatMessage {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: String,
     /// The text.
     pub content: String,
     /// For `tool` messages: the id of the call this is the result of.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
     /// For `tool` messages: the tool's name.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// For `assistant` messages: the tool calls it made (rendered, never dropped: see the module documentation).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 impl ChatMessage {
@@ -31,6 +107,113 @@ impl ChatMessage {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> ChatMessage {
         ChatMessage { role: role.into(), content: content.into(), ..Default::default() }
     }
+
+    /// Reads message number `index` of a conversation in OpenAI's format: `role` (string), `content` (a string,
+    /// `null`, or a list of `{"type": "text", "text": …}` parts, joined with newlines), and optionally
+    /// `tool_call_id` and `name` (strings or null) and, on assistant messages, `tool_calls`. Other keys are
+    /// ignored.
+    pub fn from_json(v: &Value, index: usize) -> Result<ChatMessage, ChatError> {
+        let bad = |why: String| ChatError::InvalidMessage { index, why };
+        let obj = v.as_object().ok_or_else(|| bad(format!("a message must be an object, got {v}")))?;
+        let role = match obj.get("role") {
+            Some(Value::String(r)) => r.clone(),
+            None | Some(Value::Null) => return Err(bad("no \"role\"".into())),
+            Some(other) => return Err(bad(format!("\"role\" must be a string, got {other}"))),
+        };
+        let content = match obj.get("content") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(c)) => c.clone(),
+            Some(Value::Array(parts)) => text_parts(parts).map_err(bad)?,
+            Some(other) => return Err(bad(format!("\"content\" must be a string or a list of text parts, got {other}"))),
+        };
+        let opt_str = |key: &str| -> Result<Option<String>, ChatError> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(other) => Err(bad(format!("{key:?} must be a string, got {other}"))),
+            }
+        };
+        let tool_calls = match obj.get("tool_calls") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(calls) => ToolCall::list_from_json(calls).map_err(bad)?,
+        };
+        if !tool_calls.is_empty() && role != "assistant" {
+            return Err(bad(format!("only assistant messages have tool_calls, this one is {role:?}")));
+        }
+        Ok(ChatMessage { role, content, tool_call_id: opt_str("tool_call_id")?, name: opt_str("name")?, tool_calls })
+    }
+
+    /// Reads a conversation: a JSON array of messages (see [`ChatMessage::from_json`]).
+    pub fn list_from_json(v: &Value) -> Result<Vec<ChatMessage>, ChatError> {
+        let list = v
+            .as_array()
+            .ok_or_else(|| ChatError::InvalidMessage { index: 0, why: format!("messages must be an array, got {v}") })?;
+        list.iter().enumerate().map(|(i, m)| ChatMessage::from_json(m, i)).collect()
+    }
+
+    /// The message in OpenAI's shape: `role`, `content`, and `tool_call_id`, `name`, `tool_calls` when present
+    /// (tool-call arguments as JSON text).
+    pub fn to_openai(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("role".into(), self.role.clone().into());
+        m.insert("content".into(), self.content.clone().into());
+        if let Some(id) = &self.tool_call_id {
+            m.insert("tool_call_id".into(), id.clone().into());
+        }
+        if let Some(n) = &self.name {
+            m.insert("name".into(), n.clone().into());
+        }
+        if !self.tool_calls.is_empty() {
+            m.insert("tool_calls".into(), self.tool_calls.iter().map(ToolCall::to_openai).collect());
+        }
+        Value::Object(m)
+    }
+
+    /// The message as a template sees it: tool calls as objects when the template renders them itself, else
+    /// written into the content as [`tool_calls_text`].
+    fn to_template(&self, template_renders_tool_calls: bool) -> Value {
+        let mut m = Map::new();
+        m.insert("role".into(), self.role.clone().into());
+        let content = if self.tool_calls.is_empty() || template_renders_tool_calls {
+            self.content.clone()
+        } else if self.content.is_empty() {
+            tool_calls_text(&self.tool_calls)
+        } else {
+            format!("{}\n{}", self.content, tool_calls_text(&self.tool_calls))
+        };
+        m.insert("content".into(), content.into());
+        if let Some(id) = &self.tool_call_id {
+            m.insert("tool_call_id".into(), id.clone().into());
+        }
+        if let Some(n) = &self.name {
+            m.insert("name".into(), n.clone().into());
+        }
+        if template_renders_tool_calls && !self.tool_calls.is_empty() {
+            m.insert("tool_calls".into(), self.tool_calls.iter().map(ToolCall::to_template).collect());
+        }
+        Value::Object(m)
+    }
+}
+
+impl Serialize for ChatMessage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_openai().serialize(s)
+    }
+}
+
+/// The text of OpenAI content parts (`[{"type": "text", "text": …}, …]`), joined with newlines as llama.cpp does.
+fn text_parts(parts: &[Value]) -> Result<String, String> {
+    let mut texts = Vec::with_capacity(parts.len());
+    for (i, p) in parts.iter().enumerate() {
+        let ty = p.get("type").and_then(Value::as_str);
+        match (ty, p.get("text")) {
+            (Some("text"), Some(Value::String(t))) => texts.push(t.as_str()),
+            (Some("text"), _) => return Err(format!("content[{i}] is a text part without a \"text\" string")),
+            (Some(other), _) => return Err(format!("content[{i}] has type {other:?}: only \"text\" parts are supported")),
+            (None, _) => return Err(format!("content[{i}] must be an object with \"type\": \"text\", got {p}")),
+        }
+    }
+    Ok(texts.join("\n"))
 }
 
 /// Why a chat prompt could not be rendered.
@@ -42,6 +225,14 @@ pub enum ChatError {
     /// Rendering failed (the template raised an exception, ran out of fuel, or used an unknown function).
     #[error("chat template failed to render: {0}")]
     Render(String),
+    /// A message is not in OpenAI's chat format.
+    #[error("message {index} is invalid: {why}")]
+    InvalidMessage {
+        /// Position in the conversation.
+        index: usize,
+        /// What is wrong.
+        why: String,
+    },
     /// A message has an empty or unknown role.
     #[error("message {index} has an invalid role {role:?} (expected system, user, assistant or tool)")]
     InvalidRole {
@@ -114,6 +305,7 @@ pub struct ChatTemplate {
     source: String,
     bos: String,
     eos: String,
+    renders_tool_calls: bool,
 }
 
 const TEMPLATE_NAME: &str = "chat";
@@ -131,7 +323,32 @@ impl ChatTemplate {
         env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
         env.add_template_owned(TEMPLATE_NAME, source.to_string())
             .map_err(|e| ChatError::InvalidTemplate(e.to_string()))?;
-        Ok(ChatTemplate { env, source: source.to_string(), bos: bos_token.to_string(), eos: eos_token.to_string() })
+        let mut t = ChatTemplate {
+            env,
+            source: source.to_string(),
+            bos: bos_token.to_string(),
+            eos: eos_token.to_string(),
+            renders_tool_calls: false,
+        };
+        t.renders_tool_calls = t.probe_tool_calls();
+        Ok(t)
+    }
+
+    /// Whether the template prints `message.tool_calls` itself: renders a probe conversation with a call and looks
+    /// for the call's name in the output (a template that fails on it does not).
+    fn probe_tool_calls(&self) -> bool {
+        const PROBE_NAME: &str = "picolm_probe_tool_4f1c";
+        let call = ToolCall { id: "call_1".into(), name: PROBE_NAME.into(), arguments: json!({"x": 1}) };
+        let probe = [
+            ChatMessage::new("user", "probe"),
+            ChatMessage { role: "assistant".into(), tool_calls: vec![call], ..Default::default() },
+        ];
+        self.render_values(&probe, false, true).is_ok_and(|text| text.contains(PROBE_NAME))
+    }
+
+    /// Whether the template renders assistant `tool_calls` itself (else they are written into the content).
+    pub fn renders_tool_calls(&self) -> bool {
+        self.renders_tool_calls
     }
 
     /// A built-in format with the tokenizer's BOS/EOS texts.
@@ -163,6 +380,16 @@ impl ChatTemplate {
                 return Err(ChatError::InvalidRole { index, role: m.role.clone() });
             }
         }
+        self.render_values(messages, add_generation_prompt, self.renders_tool_calls)
+    }
+
+    fn render_values(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+        native_tool_calls: bool,
+    ) -> Result<String, ChatError> {
+        let messages: Vec<Value> = messages.iter().map(|m| m.to_template(native_tool_calls)).collect();
         let tmpl = self.env.get_template(TEMPLATE_NAME).map_err(|e| ChatError::InvalidTemplate(e.to_string()))?;
         tmpl.render(context! {
             messages => messages,
@@ -279,6 +506,93 @@ mod tests {
         assert_eq!(err, ChatError::InvalidRole { index: 0, role: "robot".into() });
         let runaway = ChatTemplate::new("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "", "").unwrap();
         assert!(matches!(runaway.render(&[], false), Err(ChatError::Render(_))));
+    }
+
+    fn history_with_call() -> Vec<ChatMessage> {
+        ChatMessage::list_from_json(&json!([
+            {"role": "user", "content": [{"type": "text", "text": "Turn on"}, {"type": "text", "text": "relay 2."}]},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_7", "type": "function", "function": {"name": "set_relay", "arguments": "{\"id\":2,\"on\":true}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_7", "name": "set_relay", "content": "relay 2 is on"}
+        ]))
+        .unwrap()
+    }
+
+    #[test]
+    fn openai_messages_parse_with_text_parts_and_tool_calls() {
+        let m = history_with_call();
+        assert_eq!(m[0].content, "Turn on\nrelay 2.");
+        assert_eq!(m[1].content, "");
+        assert_eq!(m[1].tool_calls, vec![ToolCall { id: "call_7".into(), name: "set_relay".into(), arguments: json!({"id": 2, "on": true}) }]);
+        assert_eq!(m[2].tool_call_id.as_deref(), Some("call_7"));
+        // Serializing gives OpenAI's shape back (arguments as JSON text), which parses to the same messages.
+        let again = ChatMessage::list_from_json(&serde_json::to_value(&m).unwrap()).unwrap();
+        assert_eq!(again, m);
+        assert_eq!(serde_json::to_value(&m[1]).unwrap()["tool_calls"][0]["function"]["arguments"], json!("{\"id\":2,\"on\":true}"));
+        // Object arguments and bare {name, arguments} calls are accepted too; a missing id is numbered.
+        let bare = ChatMessage::from_json(&json!({"role": "assistant", "tool_calls": [{"name": "f", "arguments": {"a": [1]}}]}), 0).unwrap();
+        assert_eq!(bare.tool_calls[0], ToolCall { id: "call_1".into(), name: "f".into(), arguments: json!({"a": [1]}) });
+    }
+
+    #[test]
+    fn malformed_openai_messages_are_refused_with_the_reason() {
+        let cases = [
+            (json!({"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}), "image_url"),
+            (json!({"role": "user", "content": [{"type": "text"}]}), "without a \"text\""),
+            (json!({"role": "user", "content": 5}), "list of text parts"),
+            (json!({"content": "x"}), "no \"role\""),
+            (json!({"role": "user", "tool_calls": [{"name": "f"}]}), "only assistant messages"),
+            (json!({"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}), "not JSON text"),
+            (json!({"role": "assistant", "tool_calls": [{"function": {"arguments": "{}"}}]}), "\"name\""),
+            (json!({"role": "assistant", "tool_calls": {"name": "f"}}), "must be an array"),
+            (json!({"role": "tool", "tool_call_id": 3, "content": "x"}), "tool_call_id"),
+            (json!("user"), "must be an object"),
+        ];
+        for (v, want) in cases {
+            let e = ChatMessage::from_json(&v, 4).unwrap_err();
+            assert!(matches!(e, ChatError::InvalidMessage { index: 4, .. }) && e.to_string().contains(want), "{v}: {e}");
+        }
+    }
+
+    #[test]
+    fn assistant_tool_calls_are_rendered_by_every_template() {
+        // A template that prints only `content` (SmolLM2's, the built-in formats): the calls go into the content
+        // as the JSON the tool-call loop asks for.
+        let smollm2 = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}";
+        for t in [ChatTemplate::new(smollm2, "", "").unwrap(), ChatTemplate::new(BuiltinFormat::ChatMl.source(), "", "").unwrap()] {
+            assert!(!t.renders_tool_calls());
+            let text = t.render(&history_with_call(), false).unwrap();
+            assert!(
+                text.contains(concat!(
+                    "<|im_start|>assistant\n",
+                    r#"{"tool_calls":[{"id":"call_7","type":"function","function":{"name":"set_relay","arguments":{"id":2,"on":true}}}]}"#,
+                    "<|im_end|>"
+                )),
+                "{text}"
+            );
+            assert!(text.contains("<|im_start|>tool\nrelay 2 is on<|im_end|>"), "{text}");
+        }
+        for f in [BuiltinFormat::Zephyr, BuiltinFormat::Llama2, BuiltinFormat::Llama3] {
+            let text = ChatTemplate::new(f.source(), "<s>", "</s>").unwrap().render(&history_with_call(), true).unwrap();
+            assert!(text.contains(r#""name":"set_relay","arguments":{"id":2,"on":true}"#), "{f:?}: {text}");
+        }
+        // Text before the calls is kept.
+        let mut m = history_with_call();
+        m[1].content = "Switching it on.".into();
+        let text = ChatTemplate::new(smollm2, "", "").unwrap().render(&m, false).unwrap();
+        assert!(text.contains("assistant\nSwitching it on.\n{\"tool_calls\""), "{text}");
+        // A template that knows `tool_calls` (HF style) gets them as objects with the arguments as a value.
+        let native = "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% if m.tool_calls %}{% for c in m.tool_calls %}\
+                      <call {{ c.id }} {{ c.function.name }} {{ c.function.arguments | tojson }}>{% endfor %}{% endif %}{% endfor %}";
+        let t = ChatTemplate::new(native, "", "").unwrap();
+        assert!(t.renders_tool_calls());
+        let text = t.render(&history_with_call(), false).unwrap();
+        assert!(text.starts_with("[user]Turn on\nrelay 2.[assistant]<call call_7 set_relay {"), "{text}");
+        assert!(!text.contains("tool_calls"), "{text}");
+        // Without tool calls nothing changes.
+        let plain = [ChatMessage::new("user", "Hi")];
+        assert_eq!(t.render(&plain, false).unwrap(), "[user]Hi");
     }
 
     #[test]

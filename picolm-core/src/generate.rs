@@ -82,7 +82,7 @@ pub enum StopReason {
     /// A stop string appeared.
     StopString,
     /// The constraint (grammar) completed its value.
-    ConstraintComplete,
+    GrammarComplete,
     /// The context is full.
     ContextFull,
     /// The cancel token was set.
@@ -92,13 +92,15 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    /// A short lowercase name (`"eog"`, `"max_tokens"`, ...).
+    /// The name every binding reports (Python `stop_reason`, `picolm_stop_reason_name` in C, the CLI's
+    /// statistics): `"eog"`, `"max_tokens"`, `"stop_string"`, `"grammar_complete"`, `"context_full"`,
+    /// `"cancelled"` or `"callback_stopped"`.
     pub fn as_str(self) -> &'static str {
         match self {
             StopReason::EndOfGeneration => "eog",
             StopReason::MaxTokens => "max_tokens",
             StopReason::StopString => "stop_string",
-            StopReason::ConstraintComplete => "constraint_complete",
+            StopReason::GrammarComplete => "grammar_complete",
             StopReason::ContextFull => "context_full",
             StopReason::Cancelled => "cancelled",
             StopReason::CallbackStopped => "callback_stopped",
@@ -324,7 +326,7 @@ impl Session {
             }
             if constraint_done {
                 let tail = self.flush(st);
-                st.finish(StopReason::ConstraintComplete);
+                st.finish(StopReason::GrammarComplete);
                 return Ok(non_empty(out + &tail));
             }
             st.pending_token = Some(tok);

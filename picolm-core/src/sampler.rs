@@ -5,14 +5,15 @@ use std::collections::VecDeque;
 
 use crate::compute::ops::argmax;
 
-/// Sampling settings. The defaults are greedy decoding.
+/// Sampling settings. The defaults ([`SamplerParams::DEFAULT`]) are greedy decoding; every binding takes its
+/// defaults from there and checks a caller's values with [`SamplerParams::validate`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplerParams {
-    /// Softmax temperature; `<= 0` selects greedy argmax.
+    /// Softmax temperature; `0` selects greedy argmax (negative values are refused).
     pub temperature: f32,
     /// Keep only the `top_k` most likely tokens (`0` = all).
     pub top_k: usize,
-    /// Keep the smallest set of tokens whose probabilities sum to at least `top_p` (`>= 1` = all).
+    /// Keep the smallest set of tokens whose probabilities sum to at least `top_p`, in `[0, 1]` (`1` = all).
     pub top_p: f32,
     /// Drop tokens whose probability is below `min_p` times the most likely one's (`0` = off).
     pub min_p: f32,
@@ -26,7 +27,7 @@ pub struct SamplerParams {
 
 impl Default for SamplerParams {
     fn default() -> Self {
-        SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0 }
+        SamplerParams::DEFAULT
     }
 }
 
@@ -43,14 +44,20 @@ pub struct SamplerParamError {
 }
 
 impl SamplerParams {
-    /// Checks the ranges: finite temperature, `0 <= top_p`, `0 <= min_p <= 1`, `repeat_penalty > 0`.
+    /// The defaults of every binding (C `picolm_generate_params_default`, Python keyword defaults): greedy, no
+    /// top-k/top-p/min-p filtering, no repetition penalty (looking back 64 tokens when enabled), seed 0.
+    pub const DEFAULT: SamplerParams =
+        SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0 };
+
+    /// Checks the ranges: `0 <= temperature` (finite), `0 <= top_p <= 1`, `0 <= min_p <= 1`, `repeat_penalty > 0`
+    /// (finite). NaN is refused everywhere.
     pub fn validate(&self) -> Result<(), SamplerParamError> {
         let err = |name, value: f32, why| Err(SamplerParamError { name, value: value.to_string(), why });
-        if !self.temperature.is_finite() {
-            return err("temperature", self.temperature, "must be a finite number");
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return err("temperature", self.temperature, "must be a finite number >= 0 (0 = greedy)");
         }
-        if !(self.top_p.is_finite() && self.top_p >= 0.0) {
-            return err("top_p", self.top_p, "must be >= 0");
+        if !(self.top_p.is_finite() && (0.0..=1.0).contains(&self.top_p)) {
+            return err("top_p", self.top_p, "must be in [0, 1] (1 = off)");
         }
         if !(self.min_p.is_finite() && (0.0..=1.0).contains(&self.min_p)) {
             return err("min_p", self.min_p, "must be in [0, 1]");
@@ -254,6 +261,13 @@ mod tests {
     #[test]
     fn bad_settings_are_refused() {
         assert!(Sampler::new(SamplerParams { temperature: f32::NAN, ..Default::default() }).is_err());
+        for (t, p) in [(-3.0, 1.0), (-0.01, 1.0), (f32::INFINITY, 1.0), (0.7, 5.0), (0.7, 7.0), (0.7, 1.0001), (0.7, -0.5)] {
+            let e = SamplerParams { temperature: t, top_p: p, ..Default::default() }.validate().unwrap_err();
+            assert!(e.to_string().contains(&if t < 0.0 || !t.is_finite() { t } else { p }.to_string()), "{e}");
+        }
+        for (t, p) in [(0.0, 0.0), (0.0, 1.0), (2.0, 0.5)] {
+            assert!(SamplerParams { temperature: t, top_p: p, ..Default::default() }.validate().is_ok());
+        }
         assert!(Sampler::new(SamplerParams { min_p: 1.5, ..Default::default() }).is_err());
         assert!(Sampler::new(SamplerParams { repeat_penalty: 0.0, ..Default::default() }).is_err());
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use picolm_core::agent::{Agent, AgentEvent, AgentParams, AgentStop, Tool, ToolChoice, ToolSpec, tool_calls_json};
-use picolm_core::chat::{ChatMessage, ChatTemplate};
+use picolm_core::chat::{ChatMessage, ChatTemplate, ToolCall};
 use picolm_core::generate::GenerateParams;
 use picolm_core::model::Model;
 use picolm_core::sampler::SamplerParams;
@@ -14,19 +14,24 @@ use crate::error::{read_params, cstr_arg, guard, picolm_result, write_out, Failu
 use crate::model::{model_ref, picolm_model};
 use crate::session::{lock, picolm_session, session_ref};
 
-/// One chat message: NUL-terminated UTF-8 strings. `tool_call_id` and `name` may be NULL (they matter only for
-/// `tool` messages).
+/// One chat message: NUL-terminated UTF-8 strings. `tool_call_id`, `name` and `tool_calls_json` may be NULL
+/// (they matter only for `tool` and `assistant` messages).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct picolm_chat_message {
     /// `system`, `user`, `assistant` or `tool`.
     pub role: *const libc::c_char,
-    /// The text.
+    /// The text (may be NULL, read as "", for an assistant message that only calls tools).
     pub content: *const libc::c_char,
     /// For `tool` messages: the id of the call answered (or NULL).
     pub tool_call_id: *const libc::c_char,
     /// For `tool` messages: the tool's name (or NULL).
     pub name: *const libc::c_char,
+    /// For `assistant` messages: the tool calls it made, as a JSON array in OpenAI's shape
+    /// (`[{"id":…,"type":"function","function":{"name":…,"arguments":"<JSON text>"}}]`; arguments may also be an
+    /// object), or NULL. They are rendered into the prompt (by the model's template when it knows `tool_calls`,
+    /// else as `{"tool_calls":[…]}` after the content).
+    pub tool_calls_json: *const libc::c_char,
 }
 
 /// Reads `n` C messages.
@@ -48,11 +53,29 @@ unsafe fn read_messages(msgs: *const picolm_chat_message, n: usize) -> Result<Ve
         .map(|i| {
             // SAFETY: `n` readable messages (caller contract).
             let m = unsafe { *msgs.add(i) };
+            let tool_calls = match opt(m.tool_calls_json, "messages[i].tool_calls_json")? {
+                None => Vec::new(),
+                Some(text) => {
+                    let v: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| Failure::invalid(format!("messages[{i}].tool_calls_json is not JSON: {e}")))?;
+                    ToolCall::list_from_json(&v).map_err(|why| Failure::invalid(format!("messages[{i}]: {why}")))?
+                }
+            };
+            let role = unsafe { cstr_arg(m.role, "messages[i].role") }?.to_string();
+            if !tool_calls.is_empty() && role != "assistant" {
+                return Err(Failure::invalid(format!("messages[{i}]: only assistant messages have tool calls, this one is {role:?}")));
+            }
+            let content = if m.content.is_null() && !tool_calls.is_empty() {
+                String::new()
+            } else {
+                unsafe { cstr_arg(m.content, "messages[i].content") }?.to_string()
+            };
             Ok(ChatMessage {
-                role: unsafe { cstr_arg(m.role, "messages[i].role") }?.to_string(),
-                content: unsafe { cstr_arg(m.content, "messages[i].content") }?.to_string(),
+                role,
+                content,
                 tool_call_id: opt(m.tool_call_id, "messages[i].tool_call_id")?,
                 name: opt(m.name, "messages[i].name")?,
+                tool_calls,
             })
         })
         .collect()
@@ -123,8 +146,8 @@ pub type picolm_tool_handler = Option<
     unsafe extern "C" fn(arguments_json: *const libc::c_char, len: usize, result: *mut picolm_tool_result, user_data: *mut libc::c_void),
 >;
 
-/// Kinds of loop events.
-#[repr(C)]
+/// Kinds of loop events (the `kind` field of `picolm_agent_event`, an `int32_t`).
+#[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum picolm_agent_event_kind {
     /// `text` is a piece of the answer.
@@ -139,8 +162,8 @@ pub enum picolm_agent_event_kind {
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct picolm_agent_event {
-    /// What happened.
-    pub kind: picolm_agent_event_kind,
+    /// What happened: a `picolm_agent_event_kind` value.
+    pub kind: i32,
     /// Answer piece, arguments JSON, or result text (NUL-terminated, `text_len` bytes).
     pub text: *const libc::c_char,
     /// Bytes of `text`.
@@ -156,8 +179,8 @@ pub struct picolm_agent_event {
 /// Event callback; return false to stop the loop.
 pub type picolm_agent_event_callback = Option<unsafe extern "C" fn(event: *const picolm_agent_event, user_data: *mut libc::c_void) -> bool>;
 
-/// Tool policy of a loop run.
-#[repr(C)]
+/// Tool policy of a loop run (the `tool_choice` field of `picolm_agent_params`, an `int32_t`).
+#[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum picolm_tool_choice {
     /// The model decides with its first token.
@@ -174,24 +197,25 @@ pub enum picolm_tool_choice {
 pub struct picolm_agent_params {
     /// Must be `sizeof(picolm_agent_params)`.
     pub struct_size: usize,
-    /// Most model steps (default 5).
+    /// Most model steps (default 5): each ends in a tool call or the answer. A forced answer (the step redone
+    /// after the model repeated a call it already made) is part of its step, not an extra one.
     pub max_iterations: u32,
     /// Token limit per step (default 192).
     pub max_tokens: u32,
-    /// Temperature (default 0: greedy).
+    /// Temperature, >= 0 (default 0: greedy); out-of-range sampler settings are PICOLM_ERR_INVALID_ARG.
     pub temperature: f32,
     /// Top-k (0 = off).
     pub top_k: u32,
-    /// Top-p (1 = off).
+    /// Top-p in [0, 1] (1 = off).
     pub top_p: f32,
     /// Seed.
     pub seed: u64,
-    /// Tool policy.
-    pub tool_choice: picolm_tool_choice,
+    /// Tool policy: a `picolm_tool_choice` value (others are PICOLM_ERR_INVALID_ARG).
+    pub tool_choice: i32,
 }
 
-/// How a loop run ended.
-#[repr(C)]
+/// How a loop run ended (the `stop` field of `picolm_agent_result`, an `int32_t`).
+#[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum picolm_agent_stop {
     /// The model answered.
@@ -202,6 +226,30 @@ pub enum picolm_agent_stop {
     PICOLM_AGENT_CANCELLED = 2,
     /// An external tool was called: its calls are in `picolm_agent_result.tool_calls_json`.
     PICOLM_AGENT_TOOL_CALLS_PENDING = 3,
+    /// The call failed (see its result code): every other field is 0 or NULL.
+    PICOLM_AGENT_FAILED = 4,
+}
+
+/// The C code and name of each core loop outcome (the names are the core's `AgentStop::as_str`, checked by a
+/// test).
+const AGENT_STOPS: [(AgentStop, picolm_agent_stop, &std::ffi::CStr); 4] = [
+    (AgentStop::Answered, picolm_agent_stop::PICOLM_AGENT_ANSWERED, c"answered"),
+    (AgentStop::MaxIterations, picolm_agent_stop::PICOLM_AGENT_MAX_ITERATIONS, c"max_iterations"),
+    (AgentStop::Cancelled, picolm_agent_stop::PICOLM_AGENT_CANCELLED, c"cancelled"),
+    (AgentStop::ToolCallsPending, picolm_agent_stop::PICOLM_AGENT_TOOL_CALLS_PENDING, c"tool_calls_pending"),
+];
+
+/// The name of a loop outcome as every binding reports it: "answered", "max_iterations", "cancelled",
+/// "tool_calls_pending", or "failed" for PICOLM_AGENT_FAILED. Any integer is accepted: other values give
+/// "unknown". A static NUL-terminated string; do not free.
+#[no_mangle]
+pub extern "C" fn picolm_agent_stop_name(stop: i32) -> *const libc::c_char {
+    let name = if stop == picolm_agent_stop::PICOLM_AGENT_FAILED as i32 {
+        c"failed"
+    } else {
+        AGENT_STOPS.iter().find(|(_, c, _)| *c as i32 == stop).map_or(c"unknown", |(_, _, n)| n)
+    };
+    name.as_ptr()
 }
 
 /// Fills `params` with the defaults.
@@ -219,11 +267,11 @@ pub unsafe extern "C" fn picolm_agent_params_default(params: *mut picolm_agent_p
             struct_size: std::mem::size_of::<picolm_agent_params>(),
             max_iterations: d.max_iterations as u32,
             max_tokens: d.generate.max_tokens as u32,
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            seed: 0,
-            tool_choice: picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO,
+            temperature: d.generate.sampler.temperature,
+            top_k: d.generate.sampler.top_k as u32,
+            top_p: d.generate.sampler.top_p,
+            seed: d.generate.sampler.seed,
+            tool_choice: picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO as i32,
         };
         // SAFETY: non-NULL writable (caller contract).
         unsafe { params.write(p) };
@@ -361,12 +409,24 @@ pub unsafe extern "C" fn picolm_agent_add_tools_json(agent: *mut picolm_agent, t
 #[repr(C)]
 #[derive(Debug)]
 pub struct picolm_agent_result {
-    /// How the run ended.
-    pub stop: picolm_agent_stop,
-    /// Model steps run.
+    /// How the run ended: a `picolm_agent_stop` value.
+    pub stop: i32,
+    /// Model steps run, each ending in a tool call or the answer (at most `max_iterations`). Only model runs
+    /// count; a forced answer (the step redone as text after the model repeated a call it already made) is part
+    /// of its step, not an extra iteration.
     pub iterations: u32,
     /// Tool calls executed by handlers.
     pub n_tool_calls: u32,
+    /// Prompt tokens over every model run (before prefix reuse).
+    pub n_prompt: u32,
+    /// Of those, tokens reused from the KV cache.
+    pub n_reused: u32,
+    /// Tokens generated over every model run.
+    pub n_generated: u32,
+    /// Seconds spent on prompts.
+    pub prefill_seconds: f64,
+    /// Seconds spent generating.
+    pub decode_seconds: f64,
     /// The final answer (NUL-terminated; empty unless answered).
     pub answer: *mut libc::c_char,
     /// With PICOLM_AGENT_TOOL_CALLS_PENDING: `{"tool_calls":[…]}` in OpenAI's shape (arguments as JSON strings),
@@ -406,7 +466,8 @@ pub unsafe extern "C" fn picolm_agent_result_free(result: *mut picolm_agent_resu
 /// the model answers or calls a registered tool with schema-valid arguments; handlers run and their results go
 /// back as `tool` messages; until an answer, an external tool call, or `max_iterations`. Events (answer pieces,
 /// calls, results) go to `on_event` (may be NULL). The KV cache is reused across steps. `result` (may be NULL)
-/// receives the outcome; free it with `picolm_agent_result_free`.
+/// receives the outcome, also on failure (PICOLM_AGENT_FAILED, NULL strings); free it with
+/// `picolm_agent_result_free`. The previous contents of `*result` are overwritten, not freed.
 ///
 /// # Safety
 /// All pointers live/valid as documented; the session is used by this thread only for the duration.
@@ -421,6 +482,23 @@ pub unsafe extern "C" fn picolm_agent_run(
     user_data: *mut libc::c_void,
     result: *mut picolm_agent_result,
 ) -> picolm_result {
+    if !result.is_null() {
+        let failed = picolm_agent_result {
+            stop: picolm_agent_stop::PICOLM_AGENT_FAILED as i32,
+            iterations: 0,
+            n_tool_calls: 0,
+            n_prompt: 0,
+            n_reused: 0,
+            n_generated: 0,
+            prefill_seconds: 0.0,
+            decode_seconds: 0.0,
+            answer: std::ptr::null_mut(),
+            tool_calls_json: std::ptr::null_mut(),
+            messages_json: std::ptr::null_mut(),
+        };
+        // SAFETY: non-NULL writable out-parameter (caller contract); written without reading the old contents.
+        unsafe { result.write(failed) };
+    }
     guard(|| {
         // SAFETY: caller contract for every pointer.
         let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
@@ -428,6 +506,18 @@ pub unsafe extern "C" fn picolm_agent_run(
         let messages = unsafe { read_messages(msgs, n) }?;
         // SAFETY: caller contract of `params`.
         let p = unsafe { read_params(params, "picolm_agent_params", picolm_agent_params_default) }?;
+        let tool_choice = match p.tool_choice {
+            x if x == picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO as i32 => ToolChoice::Auto,
+            x if x == picolm_tool_choice::PICOLM_TOOL_CHOICE_REQUIRED as i32 => ToolChoice::Required,
+            x if x == picolm_tool_choice::PICOLM_TOOL_CHOICE_NONE as i32 => ToolChoice::None,
+            other => {
+                return Err(Failure::invalid(format!(
+                    "picolm_agent_params.tool_choice is {other}: use PICOLM_TOOL_CHOICE_AUTO (0), _REQUIRED (1) or _NONE (2)"
+                )))
+            }
+        };
+        let sampler = SamplerParams { temperature: p.temperature, top_k: p.top_k as usize, top_p: p.top_p, seed: p.seed, ..Default::default() };
+        sampler.validate().map_err(|e| Failure::invalid(e.to_string()))?;
         let mut g = lock(s)?;
         if !Arc::ptr_eq(g.model(), &a.model) {
             return Err(Failure::invalid("the session belongs to a different model than the agent"));
@@ -442,16 +532,8 @@ pub unsafe extern "C" fn picolm_agent_run(
         let agent = a.agent.as_mut().expect("built above");
         let ap = AgentParams {
             max_iterations: p.max_iterations as usize,
-            generate: GenerateParams {
-                max_tokens: p.max_tokens as usize,
-                sampler: SamplerParams { temperature: p.temperature, top_k: p.top_k as usize, top_p: p.top_p, seed: p.seed, ..Default::default() },
-                ..Default::default()
-            },
-            tool_choice: match p.tool_choice {
-                picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO => ToolChoice::Auto,
-                picolm_tool_choice::PICOLM_TOOL_CHOICE_REQUIRED => ToolChoice::Required,
-                picolm_tool_choice::PICOLM_TOOL_CHOICE_NONE => ToolChoice::None,
-            },
+            generate: GenerateParams { max_tokens: p.max_tokens as usize, sampler, ..Default::default() },
+            tool_choice,
             max_calls_per_step: 1,
         };
         s.cancel.reset();
@@ -470,7 +552,7 @@ pub unsafe extern "C" fn picolm_agent_run(
             let name_c = name.map(|n| c_text(n));
             let id_c = id.map(|i| c_text(i));
             let ev = picolm_agent_event {
-                kind,
+                kind: kind as i32,
                 text: text_c.as_ptr(),
                 text_len: text_c.as_bytes().len(),
                 tool_name: name_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
@@ -483,15 +565,16 @@ pub unsafe extern "C" fn picolm_agent_run(
         let out = agent.run(&mut g, &messages, &ap, Some(s.cancel.clone()), &mut emit)?;
         if let Some(r) = unsafe { result.as_mut() } {
             let messages_json = serde_json::to_string(&out.messages).expect("messages serialize");
+            let g = &out.generation;
             *r = picolm_agent_result {
-                stop: match out.stop {
-                    AgentStop::Answered => picolm_agent_stop::PICOLM_AGENT_ANSWERED,
-                    AgentStop::MaxIterations => picolm_agent_stop::PICOLM_AGENT_MAX_ITERATIONS,
-                    AgentStop::Cancelled => picolm_agent_stop::PICOLM_AGENT_CANCELLED,
-                    AgentStop::ToolCallsPending => picolm_agent_stop::PICOLM_AGENT_TOOL_CALLS_PENDING,
-                },
+                stop: AGENT_STOPS.iter().find(|(s, _, _)| *s == out.stop).map(|(_, c, _)| *c as i32).expect("every outcome has a code"),
                 iterations: out.iterations as u32,
                 n_tool_calls: out.calls.len() as u32,
+                n_prompt: g.n_prompt as u32,
+                n_reused: g.n_reused as u32,
+                n_generated: g.n_generated as u32,
+                prefill_seconds: g.prefill.as_secs_f64(),
+                decode_seconds: g.decode.as_secs_f64(),
                 answer: c_string(&out.answer),
                 tool_calls_json: if out.pending_calls.is_empty() {
                     std::ptr::null_mut()
@@ -503,4 +586,26 @@ pub unsafe extern "C" fn picolm_agent_run(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn name(code: i32) -> &'static str {
+        // SAFETY: picolm_agent_stop_name returns a static NUL-terminated string for every input.
+        unsafe { CStr::from_ptr(picolm_agent_stop_name(code)) }.to_str().unwrap()
+    }
+
+    #[test]
+    fn agent_stop_names_are_the_core_names() {
+        for (s, c, _) in AGENT_STOPS {
+            assert_eq!(name(c as i32), s.as_str());
+        }
+        assert_eq!(name(picolm_agent_stop::PICOLM_AGENT_FAILED as i32), "failed");
+        for bad in [-1, 5, 99, i32::MAX] {
+            assert_eq!(name(bad), "unknown");
+        }
+    }
 }

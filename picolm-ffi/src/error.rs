@@ -8,8 +8,9 @@ use picolm_core::gguf::GgufError;
 use picolm_core::model::ModelError;
 use picolm_core::Error;
 
-/// Result of every fallible call. `PICOLM_OK` is 0; every error is positive.
-#[repr(C)]
+/// Result of every fallible call. `PICOLM_OK` is 0; every error is positive. Passed as a 32-bit integer:
+/// `picolm_strerror` accepts any value and describes unknown ones as such.
+#[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum picolm_result {
     /// Success.
@@ -40,6 +41,59 @@ pub enum picolm_result {
     PICOLM_ERR_PANIC = 12,
     /// The session is being used by another thread.
     PICOLM_ERR_BUSY = 13,
+    /// Memory for a caller-sized buffer could not be allocated; the message gives the size.
+    PICOLM_ERR_OUT_OF_MEMORY = 14,
+    /// `max_tokens` cannot hold the shortest output the constraint (tool call, schema) allows.
+    PICOLM_ERR_BUDGET = 15,
+}
+
+impl picolm_result {
+    /// Every code, in numeric order.
+    pub const ALL: [picolm_result; 16] = [
+        PICOLM_OK,
+        PICOLM_ERR_NULL_ARG,
+        PICOLM_ERR_INVALID_ARG,
+        PICOLM_ERR_INVALID_UTF8,
+        PICOLM_ERR_IO,
+        PICOLM_ERR_BAD_FILE,
+        PICOLM_ERR_UNSUPPORTED,
+        PICOLM_ERR_CONTEXT_OVERFLOW,
+        PICOLM_ERR_BUFFER_TOO_SMALL,
+        PICOLM_ERR_STATE,
+        PICOLM_ERR_GRAMMAR,
+        PICOLM_ERR_NOT_FOUND,
+        PICOLM_ERR_PANIC,
+        PICOLM_ERR_BUSY,
+        PICOLM_ERR_OUT_OF_MEMORY,
+        PICOLM_ERR_BUDGET,
+    ];
+
+    /// The code with this number, if there is one.
+    pub fn from_i32(code: i32) -> Option<picolm_result> {
+        picolm_result::ALL.iter().copied().find(|c| *c as i32 == code)
+    }
+
+    /// The static, NUL-terminated description of the code.
+    fn description(self) -> &'static str {
+        match self {
+            PICOLM_OK => "success\0",
+            PICOLM_ERR_NULL_ARG => "a required pointer argument is NULL\0",
+            PICOLM_ERR_INVALID_ARG => "invalid argument\0",
+            PICOLM_ERR_INVALID_UTF8 => "string is not valid UTF-8\0",
+            PICOLM_ERR_IO => "input/output error\0",
+            PICOLM_ERR_BAD_FILE => "malformed or inconsistent model file\0",
+            PICOLM_ERR_UNSUPPORTED => "not supported\0",
+            PICOLM_ERR_CONTEXT_OVERFLOW => "does not fit in the context\0",
+            PICOLM_ERR_BUFFER_TOO_SMALL => "buffer too small\0",
+            PICOLM_ERR_STATE => "invalid session state\0",
+            PICOLM_ERR_GRAMMAR => "invalid grammar or schema\0",
+            PICOLM_ERR_NOT_FOUND => "not found\0",
+            PICOLM_ERR_PANIC => "internal error\0",
+            PICOLM_ERR_BUSY => "session in use by another thread\0",
+            PICOLM_ERR_OUT_OF_MEMORY => "out of memory\0",
+            PICOLM_ERR_BUDGET => "max_tokens too small for the constrained output\0",
+        }
+    }
 }
 
 use picolm_result::*;
@@ -48,11 +102,19 @@ use picolm_result::*;
 pub(crate) struct Failure {
     pub code: picolm_result,
     pub message: String,
+    /// Whether the failure goes to the log callback at ERROR level (not for the size query of a caller buffer).
+    pub log: bool,
 }
 
 impl Failure {
     pub(crate) fn new(code: picolm_result, message: impl Into<String>) -> Failure {
-        Failure { code, message: message.into() }
+        Failure { code, message: message.into(), log: true }
+    }
+
+    /// The answer to a size query (`buf = NULL, cap = 0`): PICOLM_ERR_BUFFER_TOO_SMALL with the size, which is
+    /// the expected outcome of that call, so it is not logged as an error.
+    pub(crate) fn size_query(message: impl Into<String>) -> Failure {
+        Failure { code: PICOLM_ERR_BUFFER_TOO_SMALL, message: message.into(), log: false }
     }
 
     pub(crate) fn null(arg: &str) -> Failure {
@@ -66,7 +128,7 @@ impl Failure {
 
 fn code_of_model_error(e: &ModelError) -> picolm_result {
     match e {
-        ModelError::Gguf(GgufError::Io { .. }) | ModelError::Gguf(GgufError::NotAFile { .. }) => PICOLM_ERR_IO,
+        ModelError::Gguf(GgufError::Io { .. } | GgufError::WriteFile { .. } | GgufError::NotAFile { .. }) => PICOLM_ERR_IO,
         ModelError::UnsupportedArchitecture(_) | ModelError::UnsupportedWeightType { .. } => PICOLM_ERR_UNSUPPORTED,
         ModelError::InvalidParameter { .. } | ModelError::InvalidToken { .. } | ModelError::EmptyBatch => {
             PICOLM_ERR_INVALID_ARG
@@ -80,13 +142,14 @@ fn code_of_model_error(e: &ModelError) -> picolm_result {
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         let code = match &e {
-            Error::Gguf(GgufError::Io { .. }) | Error::Gguf(GgufError::NotAFile { .. }) => PICOLM_ERR_IO,
+            Error::Gguf(GgufError::Io { .. } | GgufError::WriteFile { .. } | GgufError::NotAFile { .. }) => PICOLM_ERR_IO,
             Error::File(_) => PICOLM_ERR_IO,
             Error::Gguf(_) | Error::Tokenizer(_) | Error::Quant(_) => PICOLM_ERR_BAD_FILE,
             Error::Model(m) => code_of_model_error(m),
             Error::PromptTooLong { .. } | Error::ContextOverflow { .. } => PICOLM_ERR_CONTEXT_OVERFLOW,
             Error::InvalidState(_) => PICOLM_ERR_STATE,
             Error::Grammar(_) => PICOLM_ERR_GRAMMAR,
+            Error::Sampler(_) => PICOLM_ERR_INVALID_ARG,
             Error::Io(_) => PICOLM_ERR_IO,
             _ => PICOLM_ERR_INVALID_ARG,
         };
@@ -116,7 +179,9 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), Failure>) -> picolm_result
         Ok(Ok(())) => PICOLM_OK,
         Ok(Err(f)) => {
             set_last_error(&f.message);
-            crate::log::log(crate::log::picolm_log_level::PICOLM_LOG_ERROR, &f.message);
+            if f.log {
+                crate::log::log(crate::log::picolm_log_level::PICOLM_LOG_ERROR, &f.message);
+            }
             f.code
         }
         Err(panic) => {
@@ -131,25 +196,11 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), Failure>) -> picolm_result
     }
 }
 
-/// A static, NUL-terminated description of a result code (never NULL; do not free).
+/// A static, NUL-terminated description of a result code (never NULL; do not free). Any integer is accepted:
+/// a value that is not a `picolm_result` gives "unknown result code".
 #[no_mangle]
-pub extern "C" fn picolm_strerror(result: picolm_result) -> *const libc::c_char {
-    let s: &'static str = match result {
-        PICOLM_OK => "success\0",
-        PICOLM_ERR_NULL_ARG => "a required pointer argument is NULL\0",
-        PICOLM_ERR_INVALID_ARG => "invalid argument\0",
-        PICOLM_ERR_INVALID_UTF8 => "string is not valid UTF-8\0",
-        PICOLM_ERR_IO => "input/output error\0",
-        PICOLM_ERR_BAD_FILE => "malformed or inconsistent model file\0",
-        PICOLM_ERR_UNSUPPORTED => "not supported\0",
-        PICOLM_ERR_CONTEXT_OVERFLOW => "does not fit in the context\0",
-        PICOLM_ERR_BUFFER_TOO_SMALL => "buffer too small\0",
-        PICOLM_ERR_STATE => "invalid session state\0",
-        PICOLM_ERR_GRAMMAR => "invalid grammar or schema\0",
-        PICOLM_ERR_NOT_FOUND => "not found\0",
-        PICOLM_ERR_PANIC => "internal error\0",
-        PICOLM_ERR_BUSY => "session in use by another thread\0",
-    };
+pub extern "C" fn picolm_strerror(result: i32) -> *const libc::c_char {
+    let s = picolm_result::from_i32(result).map_or("unknown result code\0", picolm_result::description);
     s.as_ptr() as *const libc::c_char
 }
 
@@ -202,6 +253,9 @@ pub(crate) unsafe fn write_out(bytes: &[u8], buf: *mut libc::c_char, cap: usize,
         // SAFETY: non-NULL out-parameter supplied by the caller.
         unsafe { *needed = bytes.len() + 1 };
     }
+    if buf.is_null() && cap == 0 {
+        return Err(Failure::size_query(format!("size query: {} bytes needed", bytes.len() + 1)));
+    }
     if buf.is_null() || cap < bytes.len() + 1 {
         return Err(Failure::new(
             PICOLM_ERR_BUFFER_TOO_SMALL,
@@ -249,4 +303,33 @@ pub(crate) fn check_struct_size(name: &str, given: usize, expected: usize) -> Re
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn text(code: i32) -> String {
+        // SAFETY: picolm_strerror returns a static NUL-terminated string for every input.
+        unsafe { CStr::from_ptr(picolm_strerror(code)) }.to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn every_code_has_its_number_and_a_description() {
+        for (i, c) in picolm_result::ALL.iter().enumerate() {
+            assert_eq!(*c as i32, i as i32);
+            assert_eq!(picolm_result::from_i32(i as i32), Some(*c));
+            assert_ne!(text(i as i32), "unknown result code");
+        }
+        assert_eq!(PICOLM_ERR_OUT_OF_MEMORY as i32, 14);
+        assert_eq!(PICOLM_ERR_BUDGET as i32, 15);
+    }
+
+    #[test]
+    fn any_integer_is_a_valid_strerror_argument() {
+        for code in [-1, 16, 100, 1000, 65536, i32::MIN, i32::MAX] {
+            assert_eq!(text(code), "unknown result code", "{code}");
+        }
+    }
 }

@@ -15,15 +15,16 @@ pub struct picolm_generate_params {
     pub struct_size: usize,
     /// Most new tokens.
     pub max_tokens: u32,
-    /// Temperature; <= 0 is greedy.
+    /// Temperature, >= 0 (0 = greedy). Out-of-range sampler settings are PICOLM_ERR_INVALID_ARG (checked before
+    /// any work; `picolm_generate_params_check` checks them alone).
     pub temperature: f32,
     /// Keep the k most likely tokens (0 = off).
     pub top_k: u32,
-    /// Nucleus sampling threshold (1 = off).
+    /// Nucleus sampling threshold in [0, 1] (1 = off).
     pub top_p: f32,
-    /// Minimum probability relative to the best token (0 = off).
+    /// Minimum probability relative to the best token, in [0, 1] (0 = off).
     pub min_p: f32,
-    /// Repetition penalty (1 = off).
+    /// Repetition penalty, > 0 (1 = off).
     pub repeat_penalty: f32,
     /// Tokens the repetition penalty looks back over.
     pub repeat_last_n: u32,
@@ -46,8 +47,9 @@ pub struct picolm_generate_params {
     pub ignore_eog: bool,
 }
 
-/// Why a generation ended.
-#[repr(C)]
+/// Why a generation ended (the `stop_reason` field of `picolm_generation_info`, an `int32_t`).
+/// `picolm_stop_reason_name` gives the name every binding uses (Python's `stop_reason`, the CLI's statistics).
+#[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum picolm_stop_reason {
     /// The model produced an end-of-generation token.
@@ -56,7 +58,7 @@ pub enum picolm_stop_reason {
     PICOLM_STOP_MAX_TOKENS = 1,
     /// A stop string appeared.
     PICOLM_STOP_STRING = 2,
-    /// The JSON value is complete.
+    /// The grammar-constrained output (JSON value, schema, tool call) is complete.
     PICOLM_STOP_GRAMMAR_COMPLETE = 3,
     /// The context is full.
     PICOLM_STOP_CONTEXT_FULL = 4,
@@ -64,9 +66,12 @@ pub enum picolm_stop_reason {
     PICOLM_STOP_CANCELLED = 5,
     /// The piece callback returned false.
     PICOLM_STOP_CALLBACK = 6,
+    /// The call failed (see its result code): no generation result, every counter is 0.
+    PICOLM_STOP_FAILED = 7,
 }
 
-/// Counters of a finished generation.
+/// Counters of a finished generation. Written by every `picolm_session_generate` call: on failure the counters
+/// are 0 and `stop_reason` is PICOLM_STOP_FAILED (nothing of a previous call is left).
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct picolm_generation_info {
@@ -76,8 +81,8 @@ pub struct picolm_generation_info {
     pub n_reused: u32,
     /// Generated tokens.
     pub n_generated: u32,
-    /// Why generation ended.
-    pub stop_reason: picolm_stop_reason,
+    /// Why generation ended: a `picolm_stop_reason` value.
+    pub stop_reason: i32,
     /// Seconds spent on the prompt.
     pub prefill_seconds: f64,
     /// Seconds spent generating.
@@ -98,16 +103,18 @@ pub unsafe extern "C" fn picolm_generate_params_default(params: *mut picolm_gene
         if params.is_null() {
             return Err(Failure::null("params"));
         }
+        let d = GenerateParams::default();
+        let sp = SamplerParams::DEFAULT;
         let p = picolm_generate_params {
             struct_size: std::mem::size_of::<picolm_generate_params>(),
-            max_tokens: 256,
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            repeat_penalty: 1.0,
-            repeat_last_n: 64,
-            seed: 0,
+            max_tokens: d.max_tokens as u32,
+            temperature: sp.temperature,
+            top_k: sp.top_k as u32,
+            top_p: sp.top_p,
+            min_p: sp.min_p,
+            repeat_penalty: sp.repeat_penalty,
+            repeat_last_n: sp.repeat_last_n as u32,
+            seed: sp.seed,
             stop: std::ptr::null(),
             n_stop: 0,
             json_mode: false,
@@ -122,23 +129,73 @@ pub unsafe extern "C" fn picolm_generate_params_default(params: *mut picolm_gene
     })
 }
 
+/// The C code and name of each core stop reason (every `StopReason` appears once; the names are the core's
+/// `StopReason::as_str`, checked by a test).
+const STOP_REASONS: [(StopReason, picolm_stop_reason, &std::ffi::CStr); 7] = [
+    (StopReason::EndOfGeneration, picolm_stop_reason::PICOLM_STOP_EOG, c"eog"),
+    (StopReason::MaxTokens, picolm_stop_reason::PICOLM_STOP_MAX_TOKENS, c"max_tokens"),
+    (StopReason::StopString, picolm_stop_reason::PICOLM_STOP_STRING, c"stop_string"),
+    (StopReason::GrammarComplete, picolm_stop_reason::PICOLM_STOP_GRAMMAR_COMPLETE, c"grammar_complete"),
+    (StopReason::ContextFull, picolm_stop_reason::PICOLM_STOP_CONTEXT_FULL, c"context_full"),
+    (StopReason::Cancelled, picolm_stop_reason::PICOLM_STOP_CANCELLED, c"cancelled"),
+    (StopReason::CallbackStopped, picolm_stop_reason::PICOLM_STOP_CALLBACK, c"callback_stopped"),
+];
+
 fn stop_reason(r: StopReason) -> picolm_stop_reason {
-    use picolm_stop_reason::*;
-    match r {
-        StopReason::EndOfGeneration => PICOLM_STOP_EOG,
-        StopReason::MaxTokens => PICOLM_STOP_MAX_TOKENS,
-        StopReason::StopString => PICOLM_STOP_STRING,
-        StopReason::ConstraintComplete => PICOLM_STOP_GRAMMAR_COMPLETE,
-        StopReason::ContextFull => PICOLM_STOP_CONTEXT_FULL,
-        StopReason::Cancelled => PICOLM_STOP_CANCELLED,
-        StopReason::CallbackStopped => PICOLM_STOP_CALLBACK,
-    }
+    STOP_REASONS.iter().find(|(s, _, _)| *s == r).map(|(_, c, _)| *c).expect("every stop reason has a C code")
+}
+
+/// The name of a stop reason as every binding reports it: "eog", "max_tokens", "stop_string",
+/// "grammar_complete", "context_full", "cancelled", "callback_stopped", or "failed" for PICOLM_STOP_FAILED.
+/// Any integer is accepted: other values give "unknown". A static NUL-terminated string; do not free.
+#[no_mangle]
+pub extern "C" fn picolm_stop_reason_name(reason: i32) -> *const libc::c_char {
+    let name = if reason == picolm_stop_reason::PICOLM_STOP_FAILED as i32 {
+        c"failed"
+    } else {
+        STOP_REASONS.iter().find(|(_, c, _)| *c as i32 == reason).map_or(c"unknown", |(_, _, n)| n)
+    };
+    name.as_ptr()
+}
+
+/// The sampler settings of `p`, checked by picolm-core.
+fn sampler_params(p: &picolm_generate_params) -> Result<SamplerParams, Failure> {
+    let sp = SamplerParams {
+        temperature: p.temperature,
+        top_k: p.top_k as usize,
+        top_p: p.top_p,
+        min_p: p.min_p,
+        repeat_penalty: p.repeat_penalty,
+        repeat_last_n: p.repeat_last_n as usize,
+        seed: p.seed,
+    };
+    sp.validate().map_err(|e| Failure::invalid(e.to_string()))?;
+    Ok(sp)
+}
+
+/// Checks the settings of `params` (struct size and sampler ranges) without generating: PICOLM_OK, or
+/// PICOLM_ERR_INVALID_ARG with the offending setting in `picolm_last_error_message`. `picolm_session_generate`
+/// makes the same checks before any work.
+///
+/// # Safety
+/// `params` NULL or a readable struct.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_generate_params_check(params: *const picolm_generate_params) -> picolm_result {
+    guard(|| {
+        if params.is_null() {
+            return Err(Failure::null("params"));
+        }
+        // SAFETY: caller contract of `params`.
+        let p = unsafe { read_params(params, "picolm_generate_params", picolm_generate_params_default) }?;
+        sampler_params(&p).map(|_| ())
+    })
 }
 
 /// Generates a continuation of `prompt` (UTF-8, `prompt_len` bytes), reusing the cached prefix of the session's
 /// previous turns. Each piece goes to `on_piece` (may be NULL). `params` may be NULL for the defaults; `info` may
-/// be NULL. A prompt longer than the context returns PICOLM_ERR_CONTEXT_OVERFLOW. Cancellation and the callback
-/// returning false end the call with PICOLM_OK and the matching stop reason.
+/// be NULL; when given it is always written (on failure: zero counters and PICOLM_STOP_FAILED). A prompt longer
+/// than the context returns PICOLM_ERR_CONTEXT_OVERFLOW. Cancellation and the callback returning false end the
+/// call with PICOLM_OK and the matching stop reason.
 ///
 /// # Safety
 /// `session` live and not used by another thread; `prompt` `prompt_len` readable bytes; `params` NULL or valid
@@ -153,6 +210,18 @@ pub unsafe extern "C" fn picolm_session_generate(
     user_data: *mut libc::c_void,
     info: *mut picolm_generation_info,
 ) -> picolm_result {
+    if !info.is_null() {
+        let failed = picolm_generation_info {
+            n_prompt: 0,
+            n_reused: 0,
+            n_generated: 0,
+            stop_reason: picolm_stop_reason::PICOLM_STOP_FAILED as i32,
+            prefill_seconds: 0.0,
+            decode_seconds: 0.0,
+        };
+        // SAFETY: non-NULL writable out-parameter (caller contract); overwritten below on success.
+        unsafe { info.write(failed) };
+    }
     guard(|| {
         // SAFETY: caller contract for every pointer.
         let s = unsafe { session_ref(session) }?;
@@ -172,15 +241,7 @@ pub unsafe extern "C" fn picolm_session_generate(
         }
         let gp = GenerateParams {
             max_tokens: p.max_tokens as usize,
-            sampler: SamplerParams {
-                temperature: p.temperature,
-                top_k: p.top_k as usize,
-                top_p: p.top_p,
-                min_p: p.min_p,
-                repeat_penalty: p.repeat_penalty,
-                repeat_last_n: p.repeat_last_n as usize,
-                seed: p.seed,
-            },
+            sampler: sampler_params(&p)?,
             stop,
             stop_at_eog: !p.ignore_eog,
         };
@@ -218,7 +279,7 @@ pub unsafe extern "C" fn picolm_session_generate(
                 n_prompt: st.n_prompt as u32,
                 n_reused: st.n_reused as u32,
                 n_generated: st.n_generated as u32,
-                stop_reason: stop_reason(out.stop_reason),
+                stop_reason: stop_reason(out.stop_reason) as i32,
                 prefill_seconds: st.prefill.as_secs_f64(),
                 decode_seconds: st.decode.as_secs_f64(),
             };
@@ -227,4 +288,27 @@ pub unsafe extern "C" fn picolm_session_generate(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    fn name(code: i32) -> &'static str {
+        // SAFETY: picolm_stop_reason_name returns a static NUL-terminated string for every input.
+        unsafe { CStr::from_ptr(picolm_stop_reason_name(code)) }.to_str().unwrap()
+    }
+
+    #[test]
+    fn stop_reason_names_are_the_core_names() {
+        for (r, c, _) in STOP_REASONS {
+            assert_eq!(name(c as i32), r.as_str());
+        }
+        assert_eq!(name(picolm_stop_reason::PICOLM_STOP_GRAMMAR_COMPLETE as i32), "grammar_complete");
+        assert_eq!(name(picolm_stop_reason::PICOLM_STOP_FAILED as i32), "failed");
+        for bad in [-1, 8, 1000, i32::MIN] {
+            assert_eq!(name(bad), "unknown");
+        }
+    }
 }

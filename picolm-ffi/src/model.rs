@@ -5,10 +5,15 @@ use std::sync::Arc;
 use picolm_core::model::{KvType, Model, ModelParams};
 
 use crate::error::{read_params, cstr_arg, guard, picolm_result, write_out, Failure};
-use crate::log::{log, picolm_log_level};
+use crate::log::{log, log_load_warnings, picolm_log_level};
 
-/// Storage format of a session's KV cache.
-#[repr(C)]
+/// The context a model gets when `picolm_model_params.n_ctx` is 0: its training context, capped at this many
+/// positions (the same default as the CLI and the Python package: they all take it from picolm-core).
+pub const PICOLM_DEFAULT_N_CTX_CAP: u32 = 4096;
+const _: () = assert!(PICOLM_DEFAULT_N_CTX_CAP as usize == picolm_core::model::DEFAULT_MAX_CTX);
+
+/// Storage format of a session's KV cache (the `kv_type` field of `picolm_model_params`, an `int32_t`).
+#[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum picolm_kv_type {
     /// 16-bit floats (default).
@@ -26,7 +31,8 @@ pub struct picolm_model_params {
     /// Compute threads (0 = one per CPU). More than the CPUs available to the process (`picolm_cpu_count`) is
     /// clamped to them, with a PICOLM_LOG_WARN message; `picolm_model_get_info` reports the threads used.
     pub n_threads: u32,
-    /// Largest context of any session (0 = the model's training context, capped at 4096).
+    /// Largest context of any session (0 = the model's training context, capped at `PICOLM_DEFAULT_N_CTX_CAP`).
+    /// A context beyond the training context is accepted with a warning on the log callback.
     pub n_ctx: u32,
     /// Prompt tokens evaluated per batch (default 64).
     pub n_batch: u32,
@@ -37,8 +43,9 @@ pub struct picolm_model_params {
     pub stream_weights: bool,
     /// Slab size for streaming mode in bytes (0 = 4 MiB).
     pub stream_slab_bytes: u64,
-    /// KV cache format of the sessions of this model.
-    pub kv_type: picolm_kv_type,
+    /// KV cache format of the sessions of this model: a `picolm_kv_type` value (others are
+    /// PICOLM_ERR_INVALID_ARG).
+    pub kv_type: i32,
 }
 
 /// An opaque loaded model. Thread-safe: share it between threads and sessions.
@@ -66,7 +73,7 @@ pub unsafe extern "C" fn picolm_model_params_default(params: *mut picolm_model_p
             use_mmap: true,
             stream_weights: false,
             stream_slab_bytes: 0,
-            kv_type: picolm_kv_type::PICOLM_KV_F16,
+            kv_type: picolm_kv_type::PICOLM_KV_F16 as i32,
         };
         // SAFETY: non-NULL, caller-provided writable struct.
         unsafe { params.write(p) };
@@ -110,8 +117,13 @@ pub unsafe extern "C" fn picolm_model_load(
             return Err(Failure::invalid("n_batch must be at least 1"));
         }
         let kv_type = match p.kv_type {
-            picolm_kv_type::PICOLM_KV_F16 => KvType::F16,
-            picolm_kv_type::PICOLM_KV_Q8_0 => KvType::Q8_0,
+            x if x == picolm_kv_type::PICOLM_KV_F16 as i32 => KvType::F16,
+            x if x == picolm_kv_type::PICOLM_KV_Q8_0 as i32 => KvType::Q8_0,
+            other => {
+                return Err(Failure::invalid(format!(
+                    "picolm_model_params.kv_type is {other}: use PICOLM_KV_F16 (0) or PICOLM_KV_Q8_0 (1)"
+                )))
+            }
         };
         let mp = ModelParams {
             n_ctx: p.n_ctx as usize,
@@ -120,9 +132,6 @@ pub unsafe extern "C" fn picolm_model_load(
             stream_slab_bytes: p.stream_slab_bytes as usize,
         };
         let model = Model::load(path, &mp)?;
-        if let Some(warning) = model.thread_count().warning() {
-            log(picolm_log_level::PICOLM_LOG_WARN, &warning);
-        }
         log(
             picolm_log_level::PICOLM_LOG_INFO,
             &format!(
@@ -133,6 +142,7 @@ pub unsafe extern "C" fn picolm_model_load(
                 model.n_threads()
             ),
         );
+        log_load_warnings(&model);
         let handle = Box::new(picolm_model { model: Arc::new(model), kv_type, n_batch: p.n_batch as usize });
         // SAFETY: non-NULL out-parameter.
         unsafe { *out = Box::into_raw(handle) };
@@ -240,5 +250,131 @@ pub unsafe extern "C" fn picolm_model_get_info(model: *const picolm_model, info:
         // SAFETY: non-NULL writable out-parameter.
         unsafe { info.write(i) };
         Ok(())
+    })
+}
+
+/// Writes the beginning-of-sequence token id to `*id`. PICOLM_ERR_NOT_FOUND when the vocabulary has none.
+/// Thread-safe.
+///
+/// # Safety
+/// `model` a live model; `id` writable.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_model_bos(model: *const picolm_model, id: *mut u32) -> picolm_result {
+    // SAFETY: caller contract.
+    guard(|| unsafe { write_token(model, id, "BOS", |m| m.model.tokenizer().bos_id()) })
+}
+
+/// Writes the end-of-sequence token id to `*id`. PICOLM_ERR_NOT_FOUND when the vocabulary has none. Thread-safe.
+///
+/// # Safety
+/// `model` a live model; `id` writable.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_model_eos(model: *const picolm_model, id: *mut u32) -> picolm_result {
+    // SAFETY: caller contract.
+    guard(|| unsafe { write_token(model, id, "EOS", |m| m.model.tokenizer().eos_id()) })
+}
+
+/// # Safety
+/// `model` live or NULL; `id` writable or NULL.
+unsafe fn write_token(
+    model: *const picolm_model,
+    id: *mut u32,
+    what: &str,
+    get: impl FnOnce(&picolm_model) -> Option<u32>,
+) -> Result<(), Failure> {
+    // SAFETY: caller contract.
+    let m = unsafe { model_ref(model) }?;
+    if id.is_null() {
+        return Err(Failure::null("id"));
+    }
+    let t = get(m).ok_or_else(|| Failure::new(picolm_result::PICOLM_ERR_NOT_FOUND, format!("the vocabulary has no {what} token")))?;
+    // SAFETY: non-NULL writable out-parameter.
+    unsafe { *id = t };
+    Ok(())
+}
+
+/// The end-of-generation token ids (EOS, end-of-turn, ...): up to `cap` ids go to `ids`, `*n_out` receives how
+/// many there are. PICOLM_ERR_BUFFER_TOO_SMALL (nothing written) when `cap` is smaller; `ids = NULL, cap = 0` is
+/// a size query. Thread-safe.
+///
+/// # Safety
+/// `model` a live model; `ids` NULL or `cap` writable ids; `n_out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_model_eog_ids(
+    model: *const picolm_model,
+    ids: *mut u32,
+    cap: usize,
+    n_out: *mut usize,
+) -> picolm_result {
+    guard(|| {
+        // SAFETY: caller contract.
+        let m = unsafe { model_ref(model) }?;
+        if n_out.is_null() {
+            return Err(Failure::null("n_out"));
+        }
+        let eog = m.model.tokenizer().eog_ids();
+        // SAFETY: non-NULL writable out-parameter.
+        unsafe { *n_out = eog.len() };
+        if ids.is_null() && cap == 0 && !eog.is_empty() {
+            return Err(Failure::size_query(format!("size query: {} end-of-generation ids", eog.len())));
+        }
+        if eog.len() > cap || (ids.is_null() && !eog.is_empty()) {
+            return Err(Failure::new(
+                picolm_result::PICOLM_ERR_BUFFER_TOO_SMALL,
+                format!("{} end-of-generation ids do not fit in a buffer of {cap}", eog.len()),
+            ));
+        }
+        if !eog.is_empty() {
+            // SAFETY: `cap >= eog.len()` writable ids at `ids`.
+            unsafe { std::ptr::copy_nonoverlapping(eog.as_ptr(), ids, eog.len()) };
+        }
+        Ok(())
+    })
+}
+
+/// Writes the number of metadata keys of the model file to `*n_out`. Thread-safe.
+///
+/// # Safety
+/// `model` a live model; `n_out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_model_meta_count(model: *const picolm_model, n_out: *mut usize) -> picolm_result {
+    guard(|| {
+        // SAFETY: caller contract.
+        let m = unsafe { model_ref(model) }?;
+        if n_out.is_null() {
+            return Err(Failure::null("n_out"));
+        }
+        let n = m.model.file().metadata().count();
+        // SAFETY: non-NULL writable out-parameter.
+        unsafe { *n_out = n };
+        Ok(())
+    })
+}
+
+/// Copies metadata key number `index` (in file order, `0 <= index < picolm_model_meta_count`) into `buf`
+/// (NUL-terminated); `*needed` receives the bytes needed including the NUL. Read its value with
+/// `picolm_model_meta`. PICOLM_ERR_NOT_FOUND when `index` is past the last key; PICOLM_ERR_BUFFER_TOO_SMALL as
+/// for `picolm_model_meta`. Thread-safe.
+///
+/// # Safety
+/// `model` a live model; `buf` NULL or `cap` writable bytes; `needed` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_model_meta_key(
+    model: *const picolm_model,
+    index: usize,
+    buf: *mut libc::c_char,
+    cap: usize,
+    needed: *mut usize,
+) -> picolm_result {
+    guard(|| {
+        // SAFETY: caller contract.
+        let m = unsafe { model_ref(model) }?;
+        let file = m.model.file();
+        let (key, _) = file.metadata().nth(index).ok_or_else(|| {
+            let n = file.metadata().count();
+            Failure::new(picolm_result::PICOLM_ERR_NOT_FOUND, format!("metadata key index {index} is past the last key ({n} keys)"))
+        })?;
+        // SAFETY: caller contract for buf/cap/needed.
+        unsafe { write_out(key.as_bytes(), buf, cap, needed) }
     })
 }

@@ -6,7 +6,8 @@ use crate::model::{model_ref, picolm_model};
 /// Tokenizes `text_len` bytes of UTF-8 `text`. With `add_special` BOS/EOS are added as the model asks; with
 /// `parse_special` control-token text (e.g. `<|im_start|>`) becomes those tokens. Writes up to `cap` ids to
 /// `out_ids`; `*n_out` receives the number of ids (also when the buffer is too small, in which case nothing is
-/// written and PICOLM_ERR_BUFFER_TOO_SMALL is returned). Thread-safe.
+/// written and PICOLM_ERR_BUFFER_TOO_SMALL is returned; with `out_ids = NULL, cap = 0` that is a size query,
+/// which is not logged as an error). Thread-safe.
 ///
 /// # Safety
 /// `model` live; `text` `text_len` readable bytes; `out_ids` NULL or `cap` writable ids; `n_out` writable.
@@ -31,6 +32,9 @@ pub unsafe extern "C" fn picolm_tokenize(
         let ids = m.model.tokenizer().encode(text, add_special, parse_special);
         // SAFETY: non-NULL out-parameter.
         unsafe { *n_out = ids.len() };
+        if out_ids.is_null() && cap == 0 && !ids.is_empty() {
+            return Err(Failure::size_query(format!("size query: {} token ids", ids.len())));
+        }
         if ids.len() > cap || (out_ids.is_null() && !ids.is_empty()) {
             return Err(Failure::new(
                 picolm_result::PICOLM_ERR_BUFFER_TOO_SMALL,

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# CLI tests: exit codes and messages for bad input, stdin prompts, greedy output, the --cache round trip.
+# CLI tests: exit codes and messages for bad input, stdin prompts, greedy output, the --cache round trip, --help
+# after every subcommand, sampler ranges, warnings, Ctrl-C.
 set -uo pipefail
 bin="$1"
 model="${PICOLM_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf"
 pass=0
 fail=0
+work=$(mktemp -d)  # private output files: other test runs may share /tmp
+trap 'rm -rf "$work"' EXIT
+out="$work/out"
+err="$work/err"
 check() { # description, expected exit code, command...
   local what="$1" want="$2"
   shift 2
-  "$@" >/tmp/picolm-cli.out 2>/tmp/picolm-cli.err
+  "$@" >"$out" 2>"$err"
   local got=$?
-  if [ "$got" = "$want" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $what: exit $got, expected $want"; cat /tmp/picolm-cli.err; fi
+  if [ "$got" = "$want" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $what: exit $got, expected $want"; cat "$err"; fi
 }
-has_err() { grep -q -- "$1" /tmp/picolm-cli.err || { fail=$((fail + 1)); echo "FAIL: stderr lacks '$1'"; cat /tmp/picolm-cli.err; return; }; pass=$((pass + 1)); }
+has_err() { grep -q -- "$1" "$err" || { fail=$((fail + 1)); echo "FAIL: stderr lacks '$1'"; cat "$err"; return; }; pass=$((pass + 1)); }
 
 check "no arguments" 2 "$bin"
 check "help" 0 "$bin" --help
@@ -28,16 +33,16 @@ long=$(python3 -c "print('word ' * 600)")
 check "prompt longer than context" 1 "$bin" "$model" -c 64 -p "$long"
 has_err "does not fit in the context of 64"
 check "greedy generation" 0 "$bin" "$model" -p "The capital of France is" -n 8 -t 0 -j 2
-grep -q "Paris" /tmp/picolm-cli.out && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: no Paris in output"; }
+grep -q "Paris" "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: no Paris in output"; }
 has_err "tok/s"
-echo "The capital of France is" | "$bin" "$model" -n 4 -t 0 >/tmp/picolm-cli.out 2>/dev/null && grep -q "Paris" /tmp/picolm-cli.out \
+echo "The capital of France is" | "$bin" "$model" -n 4 -t 0 >"$out" 2>/dev/null && grep -q "Paris" "$out" \
   && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: stdin prompt"; }
 cache=$(mktemp -u /tmp/picolm-cache-XXXXXX)
 check "cache first run" 0 "$bin" "$model" --cache "$cache" -p "The capital of France is" -n 4 -t 0
-cp /tmp/picolm-cli.out /tmp/picolm-cli.first
+cp "$out" "$work/first"
 check "cache second run" 0 "$bin" "$model" --cache "$cache" -p "The capital of France is" -n 4 -t 0
 has_err "Skipping 4 cached prompt tokens"
-cmp -s /tmp/picolm-cli.out /tmp/picolm-cli.first && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: cached run differs"; }
+cmp -s "$out" "$work/first" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: cached run differs"; }
 rm -f "$cache"
 # --cache never replaces a file that is not a PicoLM state (the model itself, a text), nor a special file, and
 # never blocks on a FIFO; a symbolic link is written through to its state file.
@@ -95,17 +100,17 @@ if command -v taskset >/dev/null 2>&1; then  # the CPU count respects the affini
   grep -q "warning" /tmp/picolm-cli.err && { fail=$((fail + 1)); echo "FAIL: default -j warned"; } || pass=$((pass + 1))
 fi
 check "tokenize" 0 "$bin" tokenize "$model" -p "The capital of France is"
-grep -qx "504 3575 282 4649 314" /tmp/picolm-cli.out && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: tokenize ids"; }
+grep -qx "504 3575 282 4649 314" "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: tokenize ids"; }
 tmpd=$(mktemp -d)
 # --json: the output must parse (checked by Python's json module, independent of the engine).
 check "json mode" 0 "$bin" "$model" --chat -p "Describe a dog as JSON." --json -n 64 -t 0.8 -s 5
-python3 -c "import json,sys; json.load(open('/tmp/picolm-cli.out'))" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --json output does not parse"; cat /tmp/picolm-cli.out; }
+python3 -c "import json,sys; json.load(open('$out'))" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --json output does not parse"; cat "$out"; }
 echo '{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}' > "$tmpd/schema.json"
 check "schema mode" 0 "$bin" "$model" --chat -p "Describe Alice, 30, as JSON." --schema "$tmpd/schema.json" -n 64 -t 0
 python3 -c "
-import json; v = json.load(open('/tmp/picolm-cli.out'))
+import json; v = json.load(open('$out'))
 assert set(v) == {'name', 'age'} and isinstance(v['name'], str) and isinstance(v['age'], int), v" \
-  && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --schema output invalid"; cat /tmp/picolm-cli.out; }
+  && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --schema output invalid"; cat "$out"; }
 echo '{"type":"string","pattern":"x"}' > "$tmpd/bad.json"
 check "unsupported schema" 1 "$bin" "$model" -p hi --schema "$tmpd/bad.json"
 has_err "pattern"
@@ -117,15 +122,86 @@ cat > "$tmpd/tools.json" <<'JSON'
 JSON
 check "tool-call mode" 0 "$bin" "$model" -p "Turn on relay 2." --tools "$tmpd/tools.json" --tool-choice required -t 0 -n 160
 python3 -c "
-import json; v = json.load(open('/tmp/picolm-cli.out'))
+import json; v = json.load(open('$out'))
 c = v['tool_calls'][0]; assert c['type'] == 'function' and c['id']
 f = c['function']; args = json.loads(f['arguments'])
 assert (f['name'] == 'set_relay' and set(args) == {'id', 'on'}) or (f['name'] == 'read_sensor' and args['name'] in ('temperature', 'humidity')), v" \
-  && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: tool-call output is not PicoClaw's shape"; cat /tmp/picolm-cli.out; }
+  && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: tool-call output is not PicoClaw's shape"; cat "$out"; }
+has_err "stop: tool_calls_pending"  # --tools mode prints the statistics like generation does
+has_err "tok/s"
 check "bad tool-choice" 2 "$bin" "$model" -p hi --tools "$tmpd/tools.json" --tool-choice maybe
 echo '[{"function":{}}]' > "$tmpd/badtools.json"
 check "bad tools file" 1 "$bin" "$model" -p hi --tools "$tmpd/badtools.json"
 has_err "name"
+
+# --help works after every subcommand and after the model (exit 0, usage on stdout).
+for args in "$model --help" "$model -p hi -h" "bench --help" "bench $model --help" "perplexity --help" \
+            "perplexity $model -f x --help" "tokenize --help" "tokenize $model --help" "quantize --help"; do
+  # shellcheck disable=SC2086
+  check "help: $args" 0 "$bin" $args
+  grep -q "Usage: picolm" "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: no usage for $args"; }
+done
+
+# Sampler ranges are the library's (one rule for C, Python and the CLI), checked before the model loads.
+check "top_p (-k) above 1" 2 "$bin" "$model" -p hi -k 7
+has_err "top_p = 7"
+check "negative temperature" 2 "$bin" "$model" -p hi -t -3
+has_err "temperature = -3"
+check "top_p exactly 1 is fine" 0 "$bin" "$model" -p hi -n 1 -k 1 -t 0.5
+check "min-p above 1" 2 "$bin" "$model" -p hi --min-p 1.5
+has_err "min_p = 1.5"
+
+# A context beyond the training context (8192 for SmolLM2) works with a warning on stderr.
+check "context beyond training" 0 "$bin" "$model" -p hi -n 1 -t 0 -c 9000
+has_err "warning: n_ctx 9000 is larger than the model's training context 8192"
+check "context within training: no warning" 0 "$bin" "$model" -p hi -n 1 -t 0 -c 512
+grep -q "warning" "$err" && { fail=$((fail + 1)); echo "FAIL: unexpected warning"; cat "$err"; } || pass=$((pass + 1))
+
+# The default context comes from the library (the model's training context capped at PICOLM_DEFAULT_N_CTX_CAP),
+# as in C and Python: its KV cache is the one of -c 4096, not of -c 2048.
+kv_line() { grep -o "KV cache [0-9.]* MiB" "$err"; }
+check "default context" 0 "$bin" "$model" -p hi -n 1 -t 0; kv_default=$(kv_line)
+check "context 4096" 0 "$bin" "$model" -p hi -n 1 -t 0 -c 4096; kv_4096=$(kv_line)
+check "context 2048" 0 "$bin" "$model" -p hi -n 1 -t 0 -c 2048; kv_2048=$(kv_line)
+[ -n "$kv_default" ] && [ "$kv_default" = "$kv_4096" ] && [ "$kv_default" != "$kv_2048" ] && pass=$((pass + 1)) \
+  || { fail=$((fail + 1)); echo "FAIL: default context: $kv_default, -c 4096: $kv_4096, -c 2048: $kv_2048"; }
+
+# One name for the grammar-complete stop reason.
+echo '{"type":"object","properties":{"ok":{"type":"boolean"}},"required":["ok"]}' > "$tmpd/ok.json"
+check "schema stop reason" 0 "$bin" "$model" --chat -p "Is the sky blue? Answer in JSON." --schema "$tmpd/ok.json" -n 48 -t 0
+has_err "stop: grammar_complete"
+
+# tokenize: --raw-special like generation, and a clear message for a missing value.
+check "tokenize special" 0 "$bin" tokenize "$model" -p "<|im_start|>"
+grep -qx "1" "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: <|im_start|> is not one token"; cat "$out"; }
+check "tokenize --raw-special" 0 "$bin" tokenize "$model" -p "<|im_start|>" --raw-special
+[ "$(wc -w <"$out")" -gt 1 ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --raw-special parsed the special token"; cat "$out"; }
+check "tokenize -p without value" 2 "$bin" tokenize "$model" -p
+has_err "option -p needs a value"
+
+# bench: more than 16 thread counts is a usage error with a message.
+check "bench 17 thread counts" 2 "$bin" bench "$model" -j 1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1
+has_err "at most 16 thread counts"
+
+# quantize: a failed write says so.
+check "quantize into a missing directory" 1 "$bin" quantize "$model" "$tmpd/no/such/dir/out.gguf" Q8_0
+has_err "cannot write $tmpd/no/such/dir/out.gguf"
+
+# Ctrl-C: a real SIGINT to a running generation ends it; the statistics are printed and the exit status is 130.
+python3 - "$bin" "$model" <<'PY' && pass=$((pass + 1)) || fail=$((fail + 1))
+import signal, subprocess, sys
+p = subprocess.Popen([sys.argv[1], sys.argv[2], "-p", "Once upon a time", "-n", "3000", "-t", "0", "-j", "2"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+first = p.stdout.read1(64)  # the generation is running once text arrives
+p.send_signal(signal.SIGINT)
+out, err = p.communicate(timeout=120)
+err = err.decode()
+ok = first and p.returncode == 130 and "stop: cancelled" in err and "tok/s" in err
+if not ok:
+    print(f"FAIL: Ctrl-C: exit {p.returncode}, stderr: {err}")
+sys.exit(0 if ok else 1)
+PY
+
 rm -rf "$tmpd"
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -226,13 +226,13 @@ static bool looks_like_object_with(const char *text, const char *key1, const cha
 static void test_json_and_chat(picolm_model *m) {
     picolm_session *s = NULL;
     CHECK(picolm_session_new(m, NULL, &s) == PICOLM_OK);
-    picolm_chat_message msg = { "user", "Describe a cat named Tom, aged 3, as JSON.", NULL, NULL };
+    picolm_chat_message msg = { .role = "user", .content = "Describe a cat named Tom, aged 3, as JSON." };
     char prompt[1024];
     size_t need = 0;
     CHECK(picolm_chat_apply_template(m, &msg, 1, true, prompt, sizeof prompt, &need) == PICOLM_OK);
     CHECK(strstr(prompt, "<|im_start|>user\nDescribe") != NULL && strstr(prompt, "<|im_start|>assistant\n") != NULL);
     CHECK(picolm_chat_apply_template(m, &msg, 1, true, prompt, 4, &need) == PICOLM_ERR_BUFFER_TOO_SMALL && need > 4);
-    picolm_chat_message bad_role = { "robot", "x", NULL, NULL };
+    picolm_chat_message bad_role = { .role = "robot", .content = "x" };
     CHECK(picolm_chat_apply_template(m, &bad_role, 1, true, prompt, sizeof prompt, &need) == PICOLM_ERR_INVALID_ARG);
     CHECK(strstr(picolm_last_error_message(), "robot") != NULL);
     CHECK(picolm_chat_apply_template(m, NULL, 1, true, prompt, sizeof prompt, &need) == PICOLM_ERR_NULL_ARG);
@@ -331,7 +331,7 @@ static void test_agent(picolm_model *m) {
     picolm_agent_params ap;
     CHECK(picolm_agent_params_default(&ap) == PICOLM_OK);
     ap.tool_choice = PICOLM_TOOL_CHOICE_REQUIRED;
-    picolm_chat_message msg = { "user", "Turn on relay 2.", NULL, NULL };
+    picolm_chat_message msg = { .role = "user", .content = "Turn on relay 2." };
     struct event_log log;
     memset(&log, 0, sizeof log);
     picolm_agent_result res;
@@ -340,6 +340,8 @@ static void test_agent(picolm_model *m) {
     CHECK(res.stop == PICOLM_AGENT_ANSWERED && st.calls >= 1 && log.calls == st.calls && log.results == st.calls);
     CHECK(res.n_tool_calls == (uint32_t)st.calls && res.answer && strlen(res.answer) > 0);
     CHECK(res.messages_json && strstr(res.messages_json, "\"role\":\"tool\"") != NULL);
+    CHECK(res.iterations >= 2 && res.iterations <= ap.max_iterations);
+    CHECK(res.n_generated > 0 && res.n_prompt > res.n_reused && res.decode_seconds > 0);
     printf("  answer: %s\n", res.answer);
     picolm_agent_result_free(&res);
     CHECK(res.answer == NULL && res.messages_json == NULL);
@@ -354,7 +356,7 @@ static void test_agent(picolm_model *m) {
                                 failing_sensor, NULL) == PICOLM_OK);
     memset(&log, 0, sizeof log);
     ap.max_iterations = 3;
-    picolm_chat_message q = { "user", "What is the temperature?", NULL, NULL };
+    picolm_chat_message q = { .role = "user", .content = "What is the temperature?" };
     CHECK(picolm_agent_run(b, s, &q, 1, &ap, on_agent_event, &log, &res) == PICOLM_OK);
     CHECK(log.saw_error && strstr(res.messages_json, "sensor bus timeout") != NULL);
     picolm_agent_result_free(&res);
@@ -388,7 +390,7 @@ static void test_agent(picolm_model *m) {
 
 struct warnings { int count; char last[512]; };
 
-static void capture_warning(picolm_log_level level, const char *message, void *user_data) {
+static void capture_warning(int32_t level, const char *message, void *user_data) {
     struct warnings *w = user_data;
     if (level != PICOLM_LOG_WARN) return;
     w->count++;
@@ -479,6 +481,191 @@ static void test_state_files(picolm_model *m) {
     picolm_session_free(s);
 }
 
+/* Counts what reaches the log callback. */
+struct log_count { int errors, warnings; char last_warning[512]; };
+
+static void count_log(int32_t level, const char *message, void *user_data) {
+    struct log_count *lc = user_data;
+    if (level == PICOLM_LOG_ERROR) lc->errors++;
+    if (level == PICOLM_LOG_WARN) { lc->warnings++; snprintf(lc->last_warning, sizeof lc->last_warning, "%s", message); }
+}
+
+/* Integer codes at the boundary: any int is safe to pass to picolm_strerror and the name functions; out-of-range
+ * enum fields in params structs are refused. */
+static void test_integer_codes(void) {
+    const int codes[] = {-1, 1000, 14, 15, 16, 100, 65536, INT32_MIN, INT32_MAX};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        const char *e = picolm_strerror(codes[i]);
+        CHECK(e != NULL && strlen(e) > 0);
+        bool known = codes[i] >= PICOLM_OK && codes[i] <= PICOLM_ERR_BUDGET;
+        CHECK(known == (strcmp(e, "unknown result code") != 0));
+    }
+    CHECK(strcmp(picolm_strerror(PICOLM_ERR_OUT_OF_MEMORY), "out of memory") == 0);
+    CHECK(PICOLM_ERR_OUT_OF_MEMORY == 14 && PICOLM_ERR_BUDGET == 15);
+    CHECK(strcmp(picolm_stop_reason_name(PICOLM_STOP_GRAMMAR_COMPLETE), "grammar_complete") == 0);
+    CHECK(strcmp(picolm_stop_reason_name(PICOLM_STOP_MAX_TOKENS), "max_tokens") == 0);
+    CHECK(strcmp(picolm_stop_reason_name(PICOLM_STOP_FAILED), "failed") == 0);
+    CHECK(strcmp(picolm_stop_reason_name(-1), "unknown") == 0 && strcmp(picolm_stop_reason_name(99), "unknown") == 0);
+    CHECK(strcmp(picolm_agent_stop_name(PICOLM_AGENT_TOOL_CALLS_PENDING), "tool_calls_pending") == 0);
+    CHECK(strcmp(picolm_agent_stop_name(7), "unknown") == 0);
+
+    picolm_model_params mp;
+    picolm_model_params_default(&mp);
+    mp.kv_type = 7;
+    picolm_model *m = (picolm_model *)0x1;
+    CHECK(picolm_model_load(model_path, &mp, &m) == PICOLM_ERR_INVALID_ARG && m == NULL);
+    CHECK(strstr(picolm_last_error_message(), "kv_type is 7") != NULL);
+    mp.kv_type = -1;
+    CHECK(picolm_model_load(model_path, &mp, &m) == PICOLM_ERR_INVALID_ARG && m == NULL);
+}
+
+/* Sampler ranges, the generation info after a failure, size queries, special token ids, metadata keys,
+ * warnings, and history tool calls in chat templates. */
+static void test_contracts(picolm_model *m) {
+    struct log_count lc;
+    memset(&lc, 0, sizeof lc);
+    picolm_set_log_callback(count_log, &lc);
+
+    /* A size query (buf = NULL, cap = 0) is not an error worth logging; a real failure is. */
+    size_t need = 0;
+    CHECK(picolm_model_meta(m, "general.architecture", NULL, 0, &need) == PICOLM_ERR_BUFFER_TOO_SMALL && need == 6);
+    const char *p = GOLDEN_PROMPT;
+    size_t n_ids = 0;
+    CHECK(picolm_tokenize(m, p, strlen(p), true, true, NULL, 0, &n_ids) == PICOLM_ERR_BUFFER_TOO_SMALL && n_ids == 5);
+    picolm_chat_message msg = { .role = "user", .content = "Hi" };
+    CHECK(picolm_chat_apply_template(m, &msg, 1, true, NULL, 0, &need) == PICOLM_ERR_BUFFER_TOO_SMALL && need > 1);
+    CHECK(lc.errors == 0);
+    CHECK(picolm_model_meta(m, "no.such.key", NULL, 0, &need) == PICOLM_ERR_NOT_FOUND);
+    CHECK(lc.errors == 1);
+
+    /* Sampler ranges (checked by picolm-core) and the generation info of a failed call. */
+    picolm_session *s = NULL;
+    CHECK(picolm_session_new(m, NULL, &s) == PICOLM_OK);
+    picolm_generate_params gp;
+    picolm_generate_params_default(&gp);
+    CHECK(picolm_generate_params_check(&gp) == PICOLM_OK);
+    gp.max_tokens = 4;
+    picolm_generation_info gi;
+    CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, &gi) == PICOLM_OK);
+    CHECK(gi.n_generated == 4 && gi.stop_reason == PICOLM_STOP_MAX_TOKENS);
+    const float bad_top_p[] = {5.0f, 1.5f, -0.1f};
+    for (size_t i = 0; i < 3; i++) {
+        gp.top_p = bad_top_p[i];
+        CHECK(picolm_generate_params_check(&gp) == PICOLM_ERR_INVALID_ARG);
+        CHECK(strstr(picolm_last_error_message(), "top_p") != NULL);
+        CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, &gi) == PICOLM_ERR_INVALID_ARG);
+        CHECK(gi.stop_reason == PICOLM_STOP_FAILED && gi.n_generated == 0 && gi.n_prompt == 0 && gi.decode_seconds == 0);
+    }
+    picolm_generate_params_default(&gp);
+    gp.temperature = -3.0f;
+    CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, &gi) == PICOLM_ERR_INVALID_ARG);
+    CHECK(strstr(picolm_last_error_message(), "temperature = -3") != NULL);
+    picolm_generate_params_default(&gp);
+    gp.top_p = 1.0f;
+    gp.temperature = 0.7f;
+    gp.max_tokens = 2;
+    CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, &gi) == PICOLM_OK && gi.n_generated == 2);
+    CHECK(picolm_session_generate(NULL, p, strlen(p), &gp, NULL, NULL, &gi) == PICOLM_ERR_NULL_ARG);
+    CHECK(gi.stop_reason == PICOLM_STOP_FAILED && gi.n_generated == 0);
+
+    /* Special token ids agree with the metadata; EOS is an end-of-generation token. */
+    uint32_t bos = 0, eos = 0;
+    char meta[64];
+    CHECK(picolm_model_bos(m, &bos) == PICOLM_OK);
+    CHECK(picolm_model_meta(m, "tokenizer.ggml.bos_token_id", meta, sizeof meta, &need) == PICOLM_OK && (uint32_t)atoi(meta) == bos);
+    CHECK(picolm_model_eos(m, &eos) == PICOLM_OK);
+    CHECK(picolm_model_meta(m, "tokenizer.ggml.eos_token_id", meta, sizeof meta, &need) == PICOLM_OK && (uint32_t)atoi(meta) == eos);
+    CHECK(picolm_model_bos(m, NULL) == PICOLM_ERR_NULL_ARG && picolm_model_eos(NULL, &eos) == PICOLM_ERR_NULL_ARG);
+    size_t n_eog = 0;
+    CHECK(picolm_model_eog_ids(m, NULL, 0, &n_eog) == PICOLM_ERR_BUFFER_TOO_SMALL && n_eog >= 1);
+    uint32_t eog[16];
+    CHECK(n_eog <= 16 && picolm_model_eog_ids(m, eog, 16, &n_eog) == PICOLM_OK);
+    bool eos_is_eog = false;
+    for (size_t i = 0; i < n_eog && i < 16; i++) eos_is_eog |= eog[i] == eos;
+    CHECK(eos_is_eog);
+
+    /* Metadata keys enumerate in file order; each one has a value. */
+    size_t n_keys = 0;
+    CHECK(picolm_model_meta_count(m, &n_keys) == PICOLM_OK && n_keys > 10);
+    bool saw_arch = false;
+    for (size_t i = 0; i < n_keys; i++) {
+        char key[256], value[256];
+        size_t key_need = 0;
+        CHECK(picolm_model_meta_key(m, i, NULL, 0, &key_need) == PICOLM_ERR_BUFFER_TOO_SMALL && key_need > 1);
+        CHECK(picolm_model_meta_key(m, i, key, sizeof key, &need) == PICOLM_OK && need == key_need);
+        picolm_result r = picolm_model_meta(m, key, value, sizeof value, &need);
+        CHECK(r == PICOLM_OK || r == PICOLM_ERR_BUFFER_TOO_SMALL);
+        saw_arch |= strcmp(key, "general.architecture") == 0;
+    }
+    CHECK(saw_arch);
+    CHECK(picolm_model_meta_key(m, n_keys, NULL, 0, &need) == PICOLM_ERR_NOT_FOUND);
+    CHECK(lc.errors > 1); /* a real failure is still logged */
+
+    /* An assistant message's tool calls (OpenAI's shape) are rendered, not dropped. */
+    picolm_chat_message history[3] = {
+        { .role = "user", .content = "Turn on relay 2." },
+        { .role = "assistant", .content = NULL, .tool_calls_json =
+              "[{\"id\":\"call_5\",\"type\":\"function\",\"function\":{\"name\":\"set_relay\",\"arguments\":\"{\\\"id\\\":2}\"}}]" },
+        { .role = "tool", .content = "relay 2 is on", .tool_call_id = "call_5", .name = "set_relay" },
+    };
+    char prompt[2048];
+    CHECK(picolm_chat_apply_template(m, history, 3, true, prompt, sizeof prompt, &need) == PICOLM_OK);
+    CHECK(strstr(prompt, "\"name\":\"set_relay\",\"arguments\":{\"id\":2}") != NULL);
+    CHECK(strstr(prompt, "call_5") != NULL && strstr(prompt, "relay 2 is on") != NULL);
+    history[1].tool_calls_json = "[{\"function\":{\"name\":\"x\",\"arguments\":\"{broken\"}}]";
+    CHECK(picolm_chat_apply_template(m, history, 3, true, prompt, sizeof prompt, &need) == PICOLM_ERR_INVALID_ARG);
+    CHECK(strstr(picolm_last_error_message(), "arguments") != NULL);
+    history[0].tool_calls_json = "[]";
+    history[1].tool_calls_json = NULL;
+    history[1].content = "ok";
+    CHECK(picolm_chat_apply_template(m, history, 3, true, prompt, sizeof prompt, &need) == PICOLM_OK);
+
+    /* The agent: an out-of-range tool_choice is refused, and a failed run leaves a cleared result. */
+    picolm_agent *a = NULL;
+    CHECK(picolm_agent_new(m, &a) == PICOLM_OK);
+    CHECK(picolm_agent_add_tools_json(a, "[{\"type\":\"function\",\"function\":{\"name\":\"ping\",\"parameters\":"
+                                         "{\"type\":\"object\",\"properties\":{}}}}]") == PICOLM_OK);
+    picolm_agent_params ap;
+    picolm_agent_params_default(&ap);
+    ap.tool_choice = 9;
+    picolm_agent_result res;
+    memset(&res, 0xab, sizeof res); /* garbage from an earlier use: must be overwritten, not read */
+    CHECK(picolm_agent_run(a, s, &msg, 1, &ap, NULL, NULL, &res) == PICOLM_ERR_INVALID_ARG);
+    CHECK(strstr(picolm_last_error_message(), "tool_choice is 9") != NULL);
+    CHECK(res.stop == PICOLM_AGENT_FAILED && res.answer == NULL && res.messages_json == NULL && res.iterations == 0);
+    picolm_agent_result_free(&res);
+    ap.tool_choice = PICOLM_TOOL_CHOICE_AUTO;
+    ap.top_p = 5.0f;
+    CHECK(picolm_agent_run(a, s, &msg, 1, &ap, NULL, NULL, &res) == PICOLM_ERR_INVALID_ARG);
+    CHECK(strstr(picolm_last_error_message(), "top_p") != NULL);
+    picolm_agent_free(a);
+    picolm_session_free(s);
+
+    /* A context beyond the training context loads with a WARN message that names both numbers. */
+    picolm_model_info info;
+    CHECK(picolm_model_get_info(m, &info) == PICOLM_OK && info.n_ctx_train > 0);
+    CHECK(lc.warnings == 0);
+    picolm_model_params mp;
+    picolm_model_params_default(&mp);
+    mp.n_threads = 1;
+    mp.n_ctx = info.n_ctx_train + 8;
+    picolm_model *big = NULL;
+    CHECK(picolm_model_load(model_path, &mp, &big) == PICOLM_OK);
+    CHECK(lc.warnings == 1 && strstr(lc.last_warning, "training context") != NULL);
+    char want[32];
+    snprintf(want, sizeof want, "%u", info.n_ctx_train + 8);
+    CHECK(strstr(lc.last_warning, want) != NULL);
+    picolm_model_free(big);
+    mp.n_ctx = 0; /* the default: the training context capped at PICOLM_DEFAULT_N_CTX_CAP, no warning */
+    CHECK(picolm_model_load(model_path, &mp, &big) == PICOLM_OK);
+    CHECK(lc.warnings == 1);
+    picolm_model_info big_info;
+    CHECK(picolm_model_get_info(big, &big_info) == PICOLM_OK);
+    CHECK(big_info.n_ctx == (info.n_ctx_train < PICOLM_DEFAULT_N_CTX_CAP ? info.n_ctx_train : PICOLM_DEFAULT_N_CTX_CAP));
+    picolm_model_free(big);
+    picolm_set_log_callback(NULL, NULL);
+}
+
 int main(int argc, char **argv) {
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     const char *dir = getenv("PICOLM_MODELS");
@@ -488,6 +675,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     test_errors_without_model();
+    test_integer_codes();
     picolm_model_params mp;
     picolm_model_params_default(&mp);
     mp.n_threads = 2;
@@ -500,6 +688,7 @@ int main(int argc, char **argv) {
     test_context_overflow(m);
     test_state_files(m);
     if (!quick) test_thread_clamp();
+    test_contracts(m);
     if (!quick) test_json_and_chat(m);
     if (!quick) test_agent(m);
     if (!quick) test_cancel(m);

@@ -204,7 +204,7 @@ def test_state_of_another_model_file_is_refused(model, tmp_path):
 
 def test_thread_count_above_the_cpus_is_clamped_with_a_warning(q4_path):
     cpus = len(os.sched_getaffinity(0))
-    with pytest.warns(RuntimeWarning, match=r"n_threads 100000 exceeds the \d+ CPUs? available to this process") as w:
+    with pytest.warns(picolm.PicoLMWarning, match=r"n_threads 100000 exceeds the \d+ CPUs? available to this process") as w:
         m = picolm.Model(q4_path, n_ctx=64, n_threads=100000)
     with m:
         used = m.n_threads

@@ -30,7 +30,7 @@ def test_schema_outputs_validate(model):
         jsonschema.validate(json.loads(r), PERSON)
     # Schema as JSON text, raw prompt, result object.
     res = model.generate_full("Person:", schema=json.dumps(PERSON), max_tokens=64)
-    assert res.stop_reason in ("constraint_complete", "eog")
+    assert res.stop_reason in ("grammar_complete", "eog")
     jsonschema.validate(json.loads(res.text), PERSON)
 
 

@@ -93,7 +93,7 @@ fn real_model_json_and_schema_outputs_parse_and_validate() {
                 };
                 let out = session.generate(&chat_prompt(&model, p), &params, Some(Box::new(c)), None, &mut |_| true).unwrap();
                 assert!(
-                    matches!(out.stop_reason, StopReason::ConstraintComplete | StopReason::EndOfGeneration),
+                    matches!(out.stop_reason, StopReason::GrammarComplete | StopReason::EndOfGeneration),
                     "{s} / {p}: stopped by {:?}: {:?}",
                     out.stop_reason,
                     out.text

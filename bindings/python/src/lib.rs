@@ -10,16 +10,21 @@
 //! - Ctrl-C: signals are checked between prefill batches and between generated tokens; `KeyboardInterrupt`
 //!   (or whatever the signal handler raises) propagates after the generation has been ended.
 //! - Panics inside the engine are caught and reported as `PicoLMError` (the session is reset).
+//! - `close()` from another thread cancels a running generation first (the shared `closing` token), then waits
+//!   for it to end.
+//! - Every str argument is checked to be valid Unicode (a lone surrogate is `InvalidArgumentError`), and paths
+//!   are encoded like `open()` does (`os.fsencode`), never through a conversion that can panic.
+//! - Load warnings (e.g. `n_ctx` beyond the training context) are issued with `warnings.warn` as
+//!   `picolm.PicoLMWarning`; exceptions of tool handlers are logged with their traceback on the "picolm" logger.
 //! - Exceptions are defined in `picolm/_errors.py` (so that `InvalidArgumentError` can also be a `ValueError`)
 //!   and looked up when raised.
 
-use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use picolm_core::agent::{Agent, AgentEvent, AgentParams, AgentStop, Tool, ToolChoice, ToolSpec};
+use picolm_core::agent::{Agent, AgentEvent, AgentParams, Tool, ToolChoice, ToolSpec};
 use picolm_core::chat::{ChatMessage, ChatTemplate};
 use picolm_core::gguf::{MetaArray, MetaValue};
 use picolm_core::grammar::{Grammar, JsonConstraint};
@@ -27,10 +32,10 @@ use picolm_core::TokenConstraint;
 use picolm_core::memory::MemoryUsage;
 use picolm_core::model::{KvType, ModelError};
 use picolm_core::{
-    Error, GenerateParams, GenerationOutput, GenerationState, Model, ModelParams, SamplerParams, Session,
+    CancelToken, Error, GenerateParams, GenerationOutput, GenerationState, Model, ModelParams, SamplerParams, Session,
     SessionParams, StopReason,
 };
-use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::exceptions::{PyException, PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyType};
 
@@ -80,7 +85,9 @@ fn core_kind(e: &Error) -> &'static str {
             "ContextOverflowError"
         }
         Error::Grammar(_) => "GrammarError",
-        Error::Chat(picolm_core::chat::ChatError::InvalidRole { .. }) => "InvalidArgumentError",
+        Error::Chat(
+            picolm_core::chat::ChatError::InvalidRole { .. } | picolm_core::chat::ChatError::InvalidMessage { .. },
+        ) => "InvalidArgumentError",
         Error::Sampler(_)
         | Error::InvalidArgument { .. }
         | Error::EmptyPrompt
@@ -114,6 +121,81 @@ fn invalid(msg: impl Into<String>) -> PyErr {
     Fail::Invalid(msg.into()).into()
 }
 
+/// `obj` as Rust text: a `str` (else `TypeError`) that is valid Unicode (a lone surrogate such as `"\ud800"`,
+/// which UTF-8 cannot encode, is `InvalidArgumentError`, with the encoding error as its cause).
+fn text_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<String> {
+    let py = obj.py();
+    let s = obj.downcast::<PyString>().map_err(|_| {
+        let ty = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
+        PyTypeError::new_err(format!("{name} must be a str, got {ty}"))
+    })?;
+    match s.to_cow() {
+        Ok(t) => Ok(t.into_owned()),
+        Err(cause) => {
+            let err = invalid(format!("{name} is not valid Unicode text: {}", surrogate_position(py, &cause)));
+            err.set_cause(py, Some(cause));
+            Err(err)
+        }
+    }
+}
+
+/// "lone surrogate U+D800 at index 3" from a `UnicodeEncodeError` (or its message for other errors).
+fn surrogate_position(py: Python<'_>, e: &PyErr) -> String {
+    let v = e.value(py);
+    let found = (|| -> PyResult<String> {
+        let start: usize = v.getattr("start")?.extract()?;
+        let ch: String = v.getattr("object")?.get_item(start)?.extract::<Bound<'_, PyString>>()?.call_method0("__repr__")?.extract()?;
+        let code = v.getattr("object")?.get_item(start)?;
+        let code: u32 = py.import("builtins")?.getattr("ord")?.call1((code,))?.extract()?;
+        Ok(format!("lone surrogate U+{code:04X} ({ch}) at index {start}"))
+    })();
+    found.unwrap_or_else(|_| v.to_string())
+}
+
+/// A path argument as `open()` takes it: `str`, `bytes` or `os.PathLike`, encoded with the file system encoding
+/// (`os.fsencode`, so surrogate-escaped bytes round-trip). A str that cannot be encoded (a lone surrogate outside
+/// the escape range) is `InvalidArgumentError`, not a crash. Returns the path and a printable form.
+fn path_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<(PathBuf, String)> {
+    let py = obj.py();
+    let os = py.import("os")?;
+    let fspath = os.call_method1("fspath", (obj,)).map_err(|e| {
+        if e.is_instance_of::<PyTypeError>(py) {
+            PyTypeError::new_err(format!("{name} must be a str, bytes or os.PathLike, got {}", obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()))
+        } else {
+            e
+        }
+    })?;
+    let encoded = match os.call_method1("fsencode", (&fspath,)) {
+        Ok(b) => b,
+        Err(cause) => {
+            let err = invalid(format!("{name} cannot be encoded as a file name: {}", surrogate_position(py, &cause)));
+            err.set_cause(py, Some(cause));
+            return Err(err);
+        }
+    };
+    let bytes: Vec<u8> = encoded.downcast::<PyBytes>()?.as_bytes().to_vec();
+    let shown = String::from_utf8_lossy(&bytes).into_owned();
+    #[cfg(unix)]
+    let path = PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes));
+    #[cfg(not(unix))]
+    let path = PathBuf::from(shown.clone());
+    Ok((path, shown))
+}
+
+/// Issues the model's load warnings with `warnings.warn(..., picolm.PicoLMWarning)`.
+fn warn_load_warnings(py: Python<'_>, model: &Model) -> PyResult<()> {
+    if model.warnings().is_empty() {
+        return Ok(());
+    }
+    let category = py.import("picolm._errors")?.getattr("PicoLMWarning")?;
+    let warnings = py.import("warnings")?;
+    for w in model.warnings() {
+        // stacklevel 1: the innermost Python frame, i.e. the line that called Model() (native code has no frame).
+        warnings.call_method1("warn", (w.to_string(), &category, 1))?;
+    }
+    Ok(())
+}
+
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         s.to_string()
@@ -135,6 +217,8 @@ struct Slot {
 
 struct Shared {
     slot: Mutex<Slot>,
+    /// Set by `close()` before it waits for the session: running generations, prefills and tool loops stop.
+    closing: CancelToken,
 }
 
 impl Shared {
@@ -166,19 +250,28 @@ fn check_signals_detached() -> Result<(), PyErr> {
     Python::attach(|py| py.check_signals())
 }
 
-/// Brings the cache to `ids`, checking for signals between batches. Returns (reused tokens, prefill time).
-fn prefill(session: &mut Session, ids: &[u32]) -> Result<(usize, Duration), Fail> {
+/// Brings the cache to `ids`, checking for signals and `close()` between batches. Returns (reused tokens,
+/// prefill time).
+fn prefill(session: &mut Session, ids: &[u32], closing: &CancelToken) -> Result<(usize, Duration), Fail> {
     let t0 = Instant::now();
     let mut interrupted: Option<PyErr> = None;
-    let reused = session.sync_prompt(ids, &mut || match check_signals_detached() {
-        Ok(()) => false,
-        Err(e) => {
-            interrupted = Some(e);
-            true
+    let reused = session.sync_prompt(ids, &mut || {
+        if closing.is_cancelled() {
+            return true;
+        }
+        match check_signals_detached() {
+            Ok(()) => false,
+            Err(e) => {
+                interrupted = Some(e);
+                true
+            }
         }
     })?;
     if let Some(e) = interrupted {
         return Err(Fail::Py(e));
+    }
+    if closing.is_cancelled() {
+        return Err(Fail::Closed);
     }
     Ok((reused, t0.elapsed()))
 }
@@ -195,7 +288,8 @@ struct GenerationResult {
     text: String,
     /// Generated token ids (a final end-of-generation token included).
     tokens: Vec<u32>,
-    /// Why generation ended: "eog", "max_tokens", "stop_string", "context_full", "cancelled", ...
+    /// Why generation ended: "eog", "max_tokens", "stop_string", "grammar_complete", "context_full" or
+    /// "cancelled" (the names of picolm-core's `StopReason::as_str`, also used by C and the CLI).
     stop_reason: String,
     /// Prompt length in tokens.
     n_prompt: usize,
@@ -381,26 +475,59 @@ impl TokenStream {
 // ---------------------------------------------------------------------------------------------------------------
 
 /// A Python callable used as a tool handler: called with the arguments as a dict; its return value (a str, or
-/// anything `json.dumps` accepts) is the result; an exception becomes an error message for the model.
-struct PyToolHandler(Py<PyAny>);
+/// anything `json.dumps` accepts) is the result. An `Exception` it raises is logged with its traceback on the
+/// "picolm" logger and becomes an error message for the model; anything else (`KeyboardInterrupt`,
+/// `SystemExit`, ...) is kept in `fatal`, stops the loop, and is re-raised by `run_tools`.
+struct PyToolHandler {
+    name: String,
+    handler: Py<PyAny>,
+    fatal: Arc<Mutex<Option<PyErr>>>,
+}
+
+impl PyToolHandler {
+    fn result(&self, py: Python<'_>, arguments: &serde_json::Value) -> PyResult<String> {
+        let v = self.handler.call1(py, (json_to_py(py, arguments)?,))?;
+        let v = v.bind(py);
+        if v.is_instance_of::<PyString>() {
+            text_arg(v, &format!("the result of tool {:?}", self.name))
+        } else {
+            py.import("json")?.call_method1("dumps", (v,))?.extract()
+        }
+    }
+
+    /// Logs a handler's exception with its traceback: `logging.getLogger("picolm").error(..., exc_info=e)`.
+    fn log_exception(&self, py: Python<'_>, e: &PyErr) {
+        let logged = (|| -> PyResult<()> {
+            let exc = e.value(py);
+            if let Some(tb) = e.traceback(py) {
+                exc.setattr("__traceback__", tb)?;
+            }
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("exc_info", exc)?;
+            let logger = py.import("logging")?.call_method1("getLogger", ("picolm",))?;
+            logger.call_method("error", ("tool %r raised an exception (its message goes to the model)", &self.name), Some(&kwargs))?;
+            Ok(())
+        })();
+        if let Err(log_err) = logged {
+            log_err.write_unraisable(py, None);
+        }
+    }
+}
 
 impl picolm_core::agent::ToolHandler for PyToolHandler {
     fn call(&mut self, arguments: &serde_json::Value) -> Result<String, String> {
-        Python::attach(|py| -> PyResult<Result<String, String>> {
-            let args = json_to_py(py, arguments)?;
-            match self.0.call1(py, (args,)) {
-                Ok(v) => {
-                    let v = v.bind(py);
-                    if v.is_instance_of::<PyString>() {
-                        Ok(Ok(v.extract()?))
-                    } else {
-                        Ok(Ok(py.import("json")?.call_method1("dumps", (v,))?.extract()?))
-                    }
-                }
-                Err(e) => Ok(Err(format!("{}: {}", e.get_type(py).name()?, e.value(py)))),
+        Python::attach(|py| match self.result(py, arguments) {
+            Ok(text) => Ok(text),
+            Err(e) if e.is_instance_of::<PyException>(py) => {
+                self.log_exception(py, &e);
+                Err(format!("{}: {}", e.get_type(py).name().map(|n| n.to_string()).unwrap_or_default(), e.value(py)))
+            }
+            Err(e) => {
+                let kind = e.get_type(py).name().map(|n| n.to_string()).unwrap_or_default();
+                *self.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                Err(format!("{kind}: the tool was interrupted"))
             }
         })
-        .unwrap_or_else(|e| Err(format!("the tool result could not be converted: {e}")))
     }
 }
 
@@ -416,7 +543,8 @@ struct AgentResult {
     answer: String,
     /// "answered", "max_iterations", "cancelled" or "tool_calls_pending".
     stop: String,
-    /// Model steps run.
+    /// Model steps run, each ending in a tool call or the answer; a forced answer (after the model repeated a
+    /// call) is part of its step, not an extra iteration.
     iterations: usize,
     /// The conversation after the run (list of message dicts, tool results included).
     messages: Py<PyList>,
@@ -445,13 +573,7 @@ impl AgentResult {
         }
         Ok(AgentResult {
             answer: out.answer.clone(),
-            stop: match out.stop {
-                AgentStop::Answered => "answered",
-                AgentStop::MaxIterations => "max_iterations",
-                AgentStop::Cancelled => "cancelled",
-                AgentStop::ToolCallsPending => "tool_calls_pending",
-            }
-            .to_string(),
+            stop: out.stop.as_str().to_string(),
             iterations: out.iterations,
             messages: messages_to_py(py, &out.messages)?,
             calls: calls.unbind(),
@@ -525,44 +647,36 @@ impl GenArgs {
 /// `json.dumps(obj)` for a schema given as a dict (a str is taken as JSON text).
 fn schema_text(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     if obj.is_instance_of::<PyString>() {
-        return obj.extract();
+        return text_arg(obj, "schema");
     }
     obj.py().import("json")?.call_method1("dumps", (obj,))?.extract()
 }
 
-/// Reads chat messages: a list of dicts with `role` and `content` (and optionally `tool_call_id`, `name`).
+/// `obj` (dicts, lists, str, numbers...) as a JSON value, through `json.dumps`; `what` names it in errors.
+fn py_to_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<serde_json::Value> {
+    let text: String = obj.py().import("json")?.call_method1("dumps", (obj,))?.extract()?;
+    serde_json::from_str(&text).map_err(|e| invalid(format!("{what} is not valid JSON data: {e}")))
+}
+
+/// Reads chat messages in OpenAI's format (a list of dicts: `role`, `content` as a str or a list of
+/// `{"type": "text", "text": ...}` parts, and `tool_call_id`, `name`, `tool_calls` where they apply), with
+/// picolm-core's parser, the same one C and the CLI use.
 fn chat_messages(messages: &Bound<'_, PyAny>) -> PyResult<Vec<ChatMessage>> {
     let mut out = Vec::new();
     for (i, m) in messages.try_iter().map_err(|_| PyTypeError::new_err("messages must be a list of dicts"))?.enumerate() {
         let m = m?;
-        let d = m.downcast::<PyDict>().map_err(|_| PyTypeError::new_err(format!("messages[{i}] must be a dict")))?;
-        let get = |k: &str| -> PyResult<Option<String>> {
-            match d.get_item(k)? {
-                None => Ok(None),
-                Some(v) if v.is_none() => Ok(None),
-                Some(v) => v.extract::<String>().map(Some).map_err(|_| PyTypeError::new_err(format!("messages[{i}][{k:?}] must be a str"))),
-            }
-        };
-        let role = get("role")?.ok_or_else(|| invalid(format!("messages[{i}] has no \"role\"")))?;
-        let content = get("content")?.unwrap_or_default();
-        out.push(ChatMessage { role, content, tool_call_id: get("tool_call_id")?, name: get("name")? });
+        m.downcast::<PyDict>().map_err(|_| PyTypeError::new_err(format!("messages[{i}] must be a dict")))?;
+        let v = py_to_json(&m, &format!("messages[{i}]"))?;
+        out.push(ChatMessage::from_json(&v, i).map_err(|e| PyErr::from(Fail::Core(e.into())))?);
     }
     Ok(out)
 }
 
+/// Messages as OpenAI-shaped dicts (tool-call arguments as JSON text).
 fn messages_to_py(py: Python<'_>, messages: &[ChatMessage]) -> PyResult<Py<PyList>> {
     let list = PyList::empty(py);
     for m in messages {
-        let d = PyDict::new(py);
-        d.set_item("role", &m.role)?;
-        d.set_item("content", &m.content)?;
-        if let Some(id) = &m.tool_call_id {
-            d.set_item("tool_call_id", id)?;
-        }
-        if let Some(n) = &m.name {
-            d.set_item("name", n)?;
-        }
-        list.append(d)?;
+        list.append(json_to_py(py, &m.to_openai())?)?;
     }
     Ok(list.unbind())
 }
@@ -597,15 +711,15 @@ impl PyModel {
         let stop: Vec<String> = match stop {
             None => Vec::new(),
             Some(s) if s.is_none() => Vec::new(),
-            Some(s) if s.is_instance_of::<PyString>() => vec![s.extract()?],
+            Some(s) if s.is_instance_of::<PyString>() => vec![text_arg(s, "stop")?],
             Some(s) => {
                 let mut v = Vec::new();
-                for item in s.try_iter().map_err(|_| PyTypeError::new_err("stop must be a str or a list of str"))? {
+                for (i, item) in s.try_iter().map_err(|_| PyTypeError::new_err("stop must be a str or a list of str"))?.enumerate() {
                     let item = item?;
                     if !item.is_instance_of::<PyString>() {
                         return Err(PyTypeError::new_err("stop must be a str or a list of str"));
                     }
-                    v.push(item.extract()?);
+                    v.push(text_arg(&item, &format!("stop[{i}]"))?);
                 }
                 v
             }
@@ -660,8 +774,8 @@ impl PyModel {
             slot.epoch += 1;
             let session = slot.session.as_mut().ok_or(Fail::Closed)?;
             guarded(session, |s| {
-                let (reused, prefill_time) = prefill(s, &args.ids)?;
-                let mut st = s.start_generation(&args.ids, &args.params, constraint, None)?;
+                let (reused, prefill_time) = prefill(s, &args.ids, &shared.closing)?;
+                let mut st = s.start_generation(&args.ids, &args.params, constraint, Some(shared.closing.clone()))?;
                 while s.next_piece(&mut st)?.is_some() {
                     check_signals_detached()?;
                 }
@@ -682,8 +796,8 @@ impl PyModel {
             let epoch = slot.epoch;
             let session = slot.session.as_mut().ok_or(Fail::Closed)?;
             let running = guarded(session, |s| {
-                let (n_reused, prefill_time) = prefill(s, &args.ids)?;
-                let state = s.start_generation(&args.ids, &args.params, constraint, None)?;
+                let (n_reused, prefill_time) = prefill(s, &args.ids, &shared.closing)?;
+                let state = s.start_generation(&args.ids, &args.params, constraint, Some(shared.closing.clone()))?;
                 Ok(Running { state, n_reused, prefill: prefill_time })
             })?;
             Ok((running, epoch))
@@ -762,18 +876,31 @@ fn meta_array(py: Python<'_>, a: &MetaArray) -> PyResult<Py<PyAny>> {
 #[pymethods]
 impl PyModel {
     #[new]
-    #[pyo3(signature = (path, *, n_ctx=0, n_threads=0, seed=0, kv_type="f16", stream_weights=false, n_batch=64))]
+    #[pyo3(signature = (path=None, *, model_path=None, n_ctx=0, n_threads=0, seed=0, kv_type=None, stream_weights=false,
+                        n_batch=64))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        path: PathBuf,
+        path: Option<&Bound<'_, PyAny>>,
+        model_path: Option<&Bound<'_, PyAny>>,
         n_ctx: i64,
         n_threads: i64,
         seed: i64,
-        kv_type: &str,
+        kv_type: Option<&Bound<'_, PyAny>>,
         stream_weights: bool,
         n_batch: i64,
     ) -> PyResult<PyModel> {
+        // `model_path` is the name llama-cpp-python uses; either name works, not both.
+        let (path, display) = match (path, model_path) {
+            (Some(p), None) => path_arg(p, "path")?,
+            (None, Some(p)) => path_arg(p, "model_path")?,
+            (None, None) => return Err(PyTypeError::new_err("Model() needs the model file: Model(path) or Model(model_path=...)")),
+            (Some(_), Some(_)) => return Err(PyTypeError::new_err("Model() got both path and model_path: give one")),
+        };
+        let kv_type = match kv_type {
+            None => "f16".to_string(),
+            Some(k) => text_arg(k, "kv_type")?,
+        };
         let n_ctx = nonneg("n_ctx", n_ctx)?;
         let n_threads = nonneg("n_threads", n_threads)?;
         let n_batch = nonneg("n_batch", n_batch)?;
@@ -785,7 +912,6 @@ impl PyModel {
             "q8_0" => KvType::Q8_0,
             other => return Err(invalid(format!("kv_type must be \"f16\" or \"q8_0\", got {other:?}"))),
         };
-        let display = path.display().to_string();
         let shown = display.clone();
         let (model, session) = py.detach(move || -> Result<(Arc<Model>, Session), Fail> {
             let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(Arc<Model>, Session), Fail> {
@@ -803,15 +929,15 @@ impl PyModel {
             }));
             loaded.unwrap_or_else(|p| Err(Fail::Panic(panic_message(p))))
         })?;
-        if let Some(warning) = model.thread_count().warning() {
-            let category = py.get_type::<pyo3::exceptions::PyRuntimeWarning>();
-            PyErr::warn(py, &category, &CString::new(warning).unwrap_or_default(), 1)?;
-        }
         let n_ctx = session.n_ctx();
+        warn_load_warnings(py, &model)?;
         Ok(PyModel {
             open: Mutex::new(Some(Open {
                 model,
-                shared: Arc::new(Shared { slot: Mutex::new(Slot { session: Some(session), epoch: 0 }) }),
+                shared: Arc::new(Shared {
+                    slot: Mutex::new(Slot { session: Some(session), epoch: 0 }),
+                    closing: CancelToken::new(),
+                }),
             })),
             path: display,
             default_seed: seed_value(seed)?,
@@ -829,7 +955,7 @@ impl PyModel {
     fn generate(
         &self,
         py: Python<'_>,
-        prompt: String,
+        prompt: &Bound<'_, PyAny>,
         max_tokens: i64,
         temperature: f64,
         top_k: i64,
@@ -846,7 +972,7 @@ impl PyModel {
         schema: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let open = self.get()?;
-        let prompt = Prompt::Text { text: prompt, add_bos, parse_special };
+        let prompt = Prompt::Text { text: text_arg(prompt, "prompt")?, add_bos, parse_special };
         let args = self.gen_args(
             py, &open, prompt, json, schema, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
             seed, stop,
@@ -861,7 +987,7 @@ impl PyModel {
     fn generate_full(
         &self,
         py: Python<'_>,
-        prompt: String,
+        prompt: &Bound<'_, PyAny>,
         max_tokens: i64,
         temperature: f64,
         top_k: i64,
@@ -877,7 +1003,7 @@ impl PyModel {
         schema: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<GenerationResult> {
         let open = self.get()?;
-        let prompt = Prompt::Text { text: prompt, add_bos, parse_special };
+        let prompt = Prompt::Text { text: text_arg(prompt, "prompt")?, add_bos, parse_special };
         let args = self.gen_args(
             py, &open, prompt, json, schema, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
             seed, stop,
@@ -934,7 +1060,7 @@ impl PyModel {
     /// Tools whose handler is None are external: the loop stops with `stop == "tool_calls_pending"` and the
     /// calls in `AgentResult.pending_calls`. `on_event(kind, data)` (optional) sees "tool_call", "tool_result"
     /// and "answer_piece" events. Returns an `AgentResult`.
-    #[pyo3(signature = (messages, tools, *, tool_choice="auto", max_iterations=5, max_tokens=192, temperature=0.0,
+    #[pyo3(signature = (messages, tools, *, tool_choice=None, max_iterations=5, max_tokens=192, temperature=0.0,
                         top_k=0, top_p=1.0, seed=None, on_event=None))]
     #[allow(clippy::too_many_arguments)]
     fn run_tools(
@@ -942,7 +1068,7 @@ impl PyModel {
         py: Python<'_>,
         messages: &Bound<'_, PyAny>,
         tools: &Bound<'_, PyAny>,
-        tool_choice: &str,
+        tool_choice: Option<&Bound<'_, PyAny>>,
         max_iterations: i64,
         max_tokens: i64,
         temperature: f64,
@@ -953,24 +1079,41 @@ impl PyModel {
     ) -> PyResult<AgentResult> {
         let open = self.get()?;
         let messages = chat_messages(messages)?;
+        let fatal: Arc<Mutex<Option<PyErr>>> = Arc::new(Mutex::new(None));
         let mut registered = Vec::new();
-        for t in tools.try_iter().map_err(|_| PyTypeError::new_err("tools must be a list of picolm.Tool"))? {
+        let not_a_list = || PyTypeError::new_err("tools must be a list of picolm.Tool or OpenAI tool dicts");
+        for (i, t) in tools.try_iter().map_err(|_| not_a_list())?.enumerate() {
             let t = t?;
-            let name: String = t.getattr("name")?.extract()?;
-            let description: String = t.getattr("description")?.extract()?;
+            if t.is_instance_of::<PyDict>() {
+                // OpenAI's {"type": "function", "function": {name, description, parameters}}, read by the same
+                // parser as C's picolm_agent_add_tools_json and the CLI's --tools: an external tool.
+                let spec = ToolSpec::from_json(&py_to_json(&t, &format!("tools[{i}]"))?).map_err(|e| PyErr::from(Fail::Core(e)))?;
+                spec.validate().map_err(|e| PyErr::from(Fail::Core(e)))?;
+                registered.push(Tool::external(spec));
+                continue;
+            }
+            if t.is_instance_of::<PyString>() || !t.hasattr("name")? {
+                return Err(not_a_list());
+            }
+            let name = text_arg(&t.getattr("name")?, &format!("tools[{i}].name"))?;
+            let description = text_arg(&t.getattr("description")?, &format!("tools[{i}].description"))?;
             let parameters: String = schema_text(&t.getattr("parameters")?)?;
             let parameters: serde_json::Value =
                 serde_json::from_str(&parameters).map_err(|e| invalid(format!("parameters of tool {name:?}: {e}")))?;
             let handler = t.getattr("handler")?;
-            let spec = ToolSpec { name, description, parameters };
+            let spec = ToolSpec { name: name.clone(), description, parameters };
             spec.validate().map_err(|e| PyErr::from(Fail::Core(e)))?;
             registered.push(if handler.is_none() {
                 Tool::external(spec)
             } else {
-                Tool::new(spec, PyToolHandler(handler.unbind()))
+                Tool::new(spec, PyToolHandler { name, handler: handler.unbind(), fatal: fatal.clone() })
             });
         }
-        let choice = match tool_choice {
+        let tool_choice = match tool_choice {
+            Some(c) => text_arg(c, "tool_choice")?,
+            None => "auto".to_string(),
+        };
+        let choice = match tool_choice.as_str() {
             "auto" => ToolChoice::Auto,
             "required" => ToolChoice::Required,
             "none" => ToolChoice::None,
@@ -999,8 +1142,12 @@ impl PyModel {
             slot.epoch += 1;
             let session = slot.session.as_mut().ok_or(Fail::Closed)?;
             let mut interrupted: Option<PyErr> = None;
+            let handler_fatal = fatal.clone();
             let out = guarded(session, |s| {
-                Ok(agent.run(s, &messages, &params, None, &mut |e| {
+                Ok(agent.run(s, &messages, &params, Some(shared.closing.clone()), &mut |e| {
+                    if handler_fatal.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+                        return false; // a handler raised KeyboardInterrupt, SystemExit...: stop, re-raised below
+                    }
                     let r = Python::attach(|py| -> PyResult<()> {
                         py.check_signals()?;
                         if let Some(cb) = &on_event {
@@ -1036,7 +1183,11 @@ impl PyModel {
                         }
                     }
                 })?)
-            })?;
+            });
+            if let Some(e) = fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(Fail::Py(e));
+            }
+            let out = out?;
             if let Some(e) = interrupted {
                 return Err(Fail::Py(e));
             }
@@ -1053,7 +1204,8 @@ impl PyModel {
 
     /// Token ids of `text`.
     #[pyo3(signature = (text, *, add_bos=true, parse_special=true))]
-    fn tokenize(&self, py: Python<'_>, text: String, add_bos: bool, parse_special: bool) -> PyResult<Vec<u32>> {
+    fn tokenize(&self, py: Python<'_>, text: &Bound<'_, PyAny>, add_bos: bool, parse_special: bool) -> PyResult<Vec<u32>> {
+        let text = text_arg(text, "text")?;
         let open = self.get()?;
         Ok(py.detach(move || open.model.tokenizer().encode(&text, add_bos, parse_special)))
     }
@@ -1087,7 +1239,8 @@ impl PyModel {
     /// atomically. `path` may be new, an empty file or a PicoLM state (replaced); any other file (a model, a text),
     /// a FIFO, device or directory raises `StateError` and is left untouched. A symbolic link is written through
     /// to its existing target.
-    fn save_state(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    fn save_state(&self, py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<()> {
+        let (path, _) = path_arg(path, "path")?;
         self.with_session(py, false, move |s| {
             s.save_state_file(&path).map_err(|e| Fail::State(format!("cannot save state to {}: {e}", path.display())))
         })
@@ -1096,7 +1249,8 @@ impl PyModel {
     /// Restores a session state written by `save_state` from the same model file (checked by fingerprint, KV
     /// type, context, checksum and exact length); raises `StateError` otherwise (the cache is then empty). Only
     /// regular files are opened: a FIFO, device or directory is refused without blocking.
-    fn load_state(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    fn load_state(&self, py: Python<'_>, path: &Bound<'_, PyAny>) -> PyResult<()> {
+        let (path, _) = path_arg(path, "path")?;
         self.with_session(py, true, move |s| {
             s.load_state_file(&path).map_err(|e| Fail::State(format!("cannot load state from {}: {e}", path.display())))
         })
@@ -1116,10 +1270,12 @@ impl PyModel {
         self.with_session(py, false, |s| Ok(s.tokens().to_vec()))
     }
 
-    /// Releases the model and its session. Idempotent; blocks until a running call on another thread ends.
+    /// Releases the model and its session. Idempotent. A generation or tool loop running on another thread is
+    /// cancelled first (it ends after the current token), then `close` waits for it to end.
     fn close(&self, py: Python<'_>) {
         let open = self.open.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(open) = open {
+            open.shared.closing.cancel();
             py.detach(move || {
                 let mut slot = open.shared.lock();
                 slot.epoch += 1;
@@ -1207,7 +1363,8 @@ impl PyModel {
 
     /// One GGUF metadata value, arrays in full; `default` when the key is absent.
     #[pyo3(signature = (key, default=None))]
-    fn metadata_value(&self, py: Python<'_>, key: String, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    fn metadata_value(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        let key = text_arg(key, "key")?;
         let open = self.get()?;
         match open.model.file().get(&key) {
             Some(v) => meta_scalar(py, v),

@@ -19,7 +19,7 @@ pub fn available_cpus() -> usize {
 }
 
 /// How many compute threads a request gets: `0` means one per available CPU, and a larger request is clamped to
-/// the available CPUs (reported by [`ThreadCount::warning`] so that front ends can tell the user).
+/// the available CPUs (the model reports it as a load warning, `LoadWarning::ThreadsClamped`, so that front ends can tell the user).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadCount {
     /// Threads asked for (`0` = one per CPU).
@@ -48,19 +48,6 @@ impl ThreadCount {
         self.requested > self.used
     }
 
-    /// The message front ends show when the request was lowered (`None` otherwise).
-    pub fn warning(&self) -> Option<String> {
-        self.clamped().then(|| {
-            format!(
-                "n_threads {} exceeds the {} CPU{} available to this process; using {} thread{}",
-                self.requested,
-                self.available,
-                if self.available == 1 { "" } else { "s" },
-                self.used,
-                if self.used == 1 { "" } else { "s" }
-            )
-        })
-    }
 }
 
 /// A fixed-size pool of compute threads.
@@ -116,11 +103,10 @@ mod tests {
     fn requests_above_the_cpus_are_clamped_and_reported() {
         let t = ThreadCount::with_available(999, 2);
         assert_eq!((t.used, t.clamped()), (2, true));
-        assert_eq!(t.warning().unwrap(), "n_threads 999 exceeds the 2 CPUs available to this process; using 2 threads");
         let zero = ThreadCount::with_available(0, 3);
-        assert_eq!((zero.used, zero.clamped(), zero.warning()), (3, false, None));
+        assert_eq!((zero.used, zero.clamped()), (3, false));
         let fits = ThreadCount::with_available(2, 4);
-        assert_eq!((fits.used, fits.warning()), (2, None));
+        assert_eq!((fits.used, fits.clamped()), (2, false));
         assert_eq!(ThreadCount::with_available(5, 0).used, 1);
     }
 
@@ -130,7 +116,7 @@ mod tests {
         let pool = ComputePool::new(cpus + 997).unwrap();
         assert_eq!(pool.n_threads(), cpus);
         assert_eq!(pool.run(rayon::current_num_threads), cpus, "parallel work is split for the clamped count");
-        assert!(pool.threads().warning().unwrap().contains(&format!("n_threads {}", cpus + 997)));
+        assert!(pool.threads().clamped() && pool.threads().requested == cpus + 997);
         assert_eq!(ComputePool::new(0).unwrap().n_threads(), cpus);
         assert_eq!(ComputePool::new(u32::MAX as usize).unwrap().n_threads(), cpus);
     }

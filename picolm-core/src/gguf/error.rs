@@ -16,6 +16,14 @@ pub enum GgufError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The file could not be written.
+    #[error("cannot write {path}: {source}")]
+    WriteFile {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The path is not a regular file (a directory, FIFO, socket or device); refused without blocking.
     #[error("{path} is a {kind}, not a regular file")]
     NotAFile {

@@ -115,7 +115,7 @@ impl GgufWriter {
     pub fn write_file(&self, path: impl AsRef<Path>) -> Result<(), GgufError> {
         let path = path.as_ref();
         let tmp = path.with_extension("gguf.part");
-        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+        let io = |source| GgufError::WriteFile { path: path.to_path_buf(), source };
         std::fs::write(&tmp, self.to_bytes()).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }
@@ -243,6 +243,14 @@ mod tests {
         assert_eq!(f.tensor_data(b), &[1u8; 34][..]);
         assert_eq!(f.tensor("a").unwrap().n_rows(), 2);
         assert!(matches!(f.require_tensor("c"), Err(GgufError::MissingTensor(_))));
+    }
+
+    #[test]
+    fn a_failed_write_says_write() {
+        let dst = std::env::temp_dir().join("picolm-no-such-dir-7f3a").join("out.gguf");
+        let err = sample().write_file(&dst).unwrap_err();
+        assert!(matches!(err, GgufError::WriteFile { .. }), "{err:?}");
+        assert!(err.to_string().starts_with(&format!("cannot write {}", dst.display())), "{err}");
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! let constraint = JsonConstraint::new(grammar, model.grammar_vocab());
 //! # let _ = constraint; Ok(()) }
 //! ```
-//! Guarantee: a generation that ends with [`crate::StopReason::ConstraintComplete`] (or an end token where a
+//! Guarantee: a generation that ends with [`crate::StopReason::GrammarComplete`] (or an end token where a
 //! top-level number may end) produced one JSON value that parses and validates against the schema; the mask keeps
 //! enough of `max_tokens` to close the value, so the value is never cut off by the token limit.
 

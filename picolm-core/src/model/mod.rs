@@ -6,6 +6,7 @@ pub mod fingerprint;
 pub mod forward;
 pub mod kv_cache;
 pub mod rope;
+pub mod warning;
 pub mod weights;
 
 use std::path::Path;
@@ -23,6 +24,7 @@ pub use fingerprint::ModelFingerprint;
 pub use forward::{forward, ForwardBuffers, Logits};
 pub use kv_cache::{KvCache, KvType};
 pub use rope::RopeTable;
+pub use warning::LoadWarning;
 pub use weights::{LayerWeights, LlamaWeights, MatrixRef};
 
 /// Errors of model loading and evaluation.
@@ -149,6 +151,7 @@ pub struct Model {
     stream: Option<StreamConfig>,
     fingerprint: ModelFingerprint,
     grammar_vocab: std::sync::OnceLock<std::sync::Arc<crate::grammar::VocabIndex>>,
+    warnings: Vec<LoadWarning>,
 }
 
 impl Model {
@@ -185,7 +188,9 @@ impl Model {
             file.advise_dontneed(0, file.len());
         }
         let grammar_vocab = Default::default();
-        Ok(Model { file, config, weights, tokenizer, rope, pool, n_ctx, stream, fingerprint, grammar_vocab })
+        let warnings =
+            warning::thread_warning(&pool.threads()).into_iter().chain(warning::context_warning(n_ctx, config.n_ctx_train)).collect();
+        Ok(Model { file, config, weights, tokenizer, rope, pool, n_ctx, stream, fingerprint, grammar_vocab, warnings })
     }
 
     /// Hyper-parameters.
@@ -242,6 +247,12 @@ impl Model {
     /// Largest context a session may use.
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
+    }
+
+    /// Accepted but questionable load settings (e.g. `n_ctx` beyond the training context), for the bindings to
+    /// report on their warning channels.
+    pub fn warnings(&self) -> &[LoadWarning] {
+        &self.warnings
     }
 
     /// The vocabulary index used by grammar-constrained decoding, built on first use and shared afterwards.

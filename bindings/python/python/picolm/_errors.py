@@ -1,4 +1,4 @@
-"""Exceptions raised by :mod:`picolm` (all derive from :class:`PicoLMError`)."""
+"""Exceptions raised by :mod:`picolm` (all derive from :class:`PicoLMError`) and its warning category."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ __all__ = [
     "InvalidArgumentError",
     "StateError",
     "ClosedError",
+    "PicoLMWarning",
 ]
 
 
@@ -30,7 +31,8 @@ class GrammarError(PicoLMError):
 
 
 class InvalidArgumentError(PicoLMError, ValueError):
-    """An argument is out of range (sampler settings, token ids, sizes, empty prompt...)."""
+    """An argument is out of range or malformed (sampler settings, token ids, sizes, empty prompt, messages not
+    in OpenAI's chat format, text or paths that are not valid Unicode such as a lone surrogate...)."""
 
 
 class StateError(PicoLMError):
@@ -39,3 +41,8 @@ class StateError(PicoLMError):
 
 class ClosedError(PicoLMError):
     """The model was closed (``Model.close()`` or leaving its ``with`` block) and cannot be used any more."""
+
+
+class PicoLMWarning(UserWarning):
+    """An accepted but questionable setting, issued with :func:`warnings.warn` (for example ``n_ctx`` larger than
+    the context the model was trained with)."""

@@ -9,9 +9,22 @@ from typing import Any, Iterator, Literal, Optional, Sequence, Union, overload
 __version__: str
 
 _Stop = Union[str, Sequence[str], None]
-_Path = Union[str, os.PathLike[str]]
+_Path = Union[str, bytes, os.PathLike[str], os.PathLike[bytes]]
 _Schema = Union[dict[str, Any], str, None]
-_Message = dict[str, str]
+_Message = dict[str, Any]
+"""A chat message in OpenAI's format: ``role`` ("system", "user", "assistant", "tool"), ``content`` (a str, None,
+or a list of ``{"type": "text", "text": ...}`` parts, joined with newlines), and where they apply ``tool_call_id``,
+``name`` and, on assistant messages, ``tool_calls`` (``[{"id", "type": "function", "function": {"name",
+"arguments"}}]``, arguments as JSON text or a dict). Assistant tool calls are rendered into the prompt: by the
+model's template when it knows ``tool_calls``, else as ``{"tool_calls":[...]}`` after the content."""
+_ToolDef = Union[Any, dict[str, Any]]
+"""A :class:`picolm.Tool`, or an OpenAI tool dict ``{"type": "function", "function": {"name", "description",
+"parameters"}}`` (an external tool: its calls end the loop as pending calls)."""
+
+_StopReason = Literal["eog", "max_tokens", "stop_string", "grammar_complete", "context_full", "cancelled"]
+"""Why a generation ended (the same names as C's ``picolm_stop_reason_name`` and the CLI's statistics):
+"eog" (an end-of-generation token), "max_tokens", "stop_string", "grammar_complete" (the ``json``/``schema``
+output is complete), "context_full", "cancelled" (Ctrl-C, ``TokenStream.close()``, ``Model.close()``)."""
 
 class GenerationResult:
     """The outcome of a finished generation: text, token ids, stop reason, counters and timings."""
@@ -20,8 +33,9 @@ class GenerationResult:
     """The generated text (stop strings excluded)."""
     tokens: list[int]
     """Generated token ids (a final end-of-generation token included, as llama.cpp reports it)."""
-    stop_reason: str
-    """Why generation ended: "eog", "max_tokens", "stop_string", "context_full" or "cancelled"."""
+    stop_reason: _StopReason
+    """Why generation ended: "eog", "max_tokens", "stop_string", "grammar_complete", "context_full" or
+    "cancelled"."""
     n_prompt: int
     """Prompt length in tokens."""
     n_reused: int
@@ -78,11 +92,14 @@ class Model:
     several models work in parallel. The GIL is released while tokens are computed.
 
     Args:
-        path: The ``.gguf`` file.
-        n_ctx: Context length in tokens (0 = the model's training context, at most 4096).
+        path: The ``.gguf`` file (str, bytes or ``os.PathLike``, encoded like :func:`open` does).
+        model_path: The same, under the name llama-cpp-python uses (give ``path`` or ``model_path``).
+        n_ctx: Context length in tokens (0 = the model's training context, at most 4096: the library default
+            shared with C and the CLI). A context longer than the training context is accepted with a
+            :class:`picolm.PicoLMWarning`.
         n_threads: Compute threads (0 = one per CPU). More than the CPUs available to the process (affinity and
-            cgroup quota respected) is lowered to that count with a ``RuntimeWarning``; :attr:`n_threads` tells
-            the threads used.
+            cgroup quota respected) is lowered to that count with a :class:`picolm.PicoLMWarning`;
+            :attr:`n_threads` tells the threads used.
         seed: Default sampling seed for ``generate`` calls that pass ``seed=None``.
         kv_type: Storage of the KV cache: ``"f16"`` or ``"q8_0"`` (about half the memory).
         stream_weights: Page the weights in slab by slab (for machines with less RAM than the model).
@@ -90,13 +107,39 @@ class Model:
 
     Raises:
         ModelLoadError: The file is missing or malformed, or the model is not supported.
-        InvalidArgumentError: A setting is out of range.
+        InvalidArgumentError: A setting is out of range, or the path cannot be encoded (a lone surrogate).
+        TypeError: Neither or both of ``path`` and ``model_path`` are given.
     """
 
+    @overload
     def __init__(
         self,
         path: _Path,
         *,
+        n_ctx: int = 0,
+        n_threads: int = 0,
+        seed: int = 0,
+        kv_type: Literal["f16", "q8_0"] = "f16",
+        stream_weights: bool = False,
+        n_batch: int = 64,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self,
+        *,
+        model_path: _Path,
+        n_ctx: int = 0,
+        n_threads: int = 0,
+        seed: int = 0,
+        kv_type: Literal["f16", "q8_0"] = "f16",
+        stream_weights: bool = False,
+        n_batch: int = 64,
+    ) -> None: ...
+    def __init__(
+        self,
+        path: Optional[_Path] = None,
+        *,
+        model_path: Optional[_Path] = None,
         n_ctx: int = 0,
         n_threads: int = 0,
         seed: int = 0,
@@ -173,11 +216,15 @@ class Model:
         Returns the text, or with ``stream=True`` a :class:`TokenStream` of text pieces (the prompt is evaluated
         before this returns, so prompt errors are raised here).
 
+        Sampler ranges (checked by picolm-core, the same rules as C and the CLI): ``temperature >= 0``,
+        ``0 <= top_p <= 1``, ``0 <= min_p <= 1``, ``repeat_penalty > 0``, counts ``>= 0``.
+
         Raises:
             ContextOverflowError: The prompt does not fit in the context.
             GrammarError: ``schema`` uses an unsupported keyword or is invalid, or ``max_tokens`` is too small for
                 the shortest value it allows.
-            InvalidArgumentError: A sampler setting is out of range or the prompt is empty.
+            InvalidArgumentError: A sampler setting is out of range, the prompt is empty, or a str argument is not
+                valid Unicode (a lone surrogate).
             ClosedError: The model was closed.
             KeyboardInterrupt: On Ctrl-C (checked between prompt batches and between tokens).
         """
@@ -218,16 +265,17 @@ class Model:
         json: bool = False,
         schema: _Schema = None,
     ) -> Union[str, TokenStream]:
-        """Answers a conversation: ``messages`` is a list of ``{"role": ..., "content": ...}`` dicts (roles
-        system, user, assistant, tool) rendered with the model's own chat template (``tokenizer.chat_template``
-        in a sandboxed Jinja engine) or a built-in ChatML / Zephyr / Llama 2 / Llama 3 format. Same options and
-        errors as :meth:`generate`."""
+        """Answers a conversation: ``messages`` is a list of OpenAI-style message dicts (see ``_Message``: roles
+        system, user, assistant, tool; content as a str or text parts; assistant ``tool_calls``) rendered with the
+        model's own chat template (``tokenizer.chat_template`` in a sandboxed Jinja engine) or a built-in ChatML /
+        Zephyr / Llama 2 / Llama 3 format. Same options and errors as :meth:`generate`; a message that is not in
+        that format is :class:`picolm.InvalidArgumentError`."""
     def apply_chat_template(self, messages: Sequence[_Message], *, add_generation_prompt: bool = True) -> str:
         """The prompt text the chat template makes of ``messages``."""
     def run_tools(
         self,
         messages: Sequence[_Message],
-        tools: Sequence[Any],
+        tools: Sequence[_ToolDef],
         *,
         tool_choice: Literal["auto", "required", "none"] = "auto",
         max_iterations: int = 5,
@@ -242,9 +290,21 @@ class Model:
         ``{"tool_calls":[{"id":...,"type":"function","function":{"name":...,"arguments":{...}}}]}`` constrained
         to a registered tool and arguments valid for its schema; the handler is called with the arguments as a
         dict and its result (or its exception's message) goes back as a ``tool`` message; repeat until an answer
-        or ``max_iterations``. ``tool_choice="required"`` makes the model call a tool before it may answer. The
-        KV cache is reused across steps. ``on_event(kind, data)`` sees ``"tool_call"``, ``"tool_result"`` and
-        ``"answer_piece"`` events."""
+        or ``max_iterations``. ``tools`` holds :class:`picolm.Tool` objects and/or OpenAI tool dicts
+        (``{"type": "function", "function": {"name", "description", "parameters"}}``, external tools as in C's
+        ``picolm_agent_add_tools_json`` and the CLI's ``--tools``). ``tool_choice="required"`` makes the model
+        call a tool before it may answer. The KV cache is reused across steps. ``on_event(kind, data)`` sees
+        ``"tool_call"``, ``"tool_result"`` and ``"answer_piece"`` events.
+
+        A handler's ``Exception`` is logged with its traceback on the ``"picolm"`` logger and its message goes to
+        the model; ``KeyboardInterrupt``, ``SystemExit`` and other non-``Exception`` errors stop the loop and
+        propagate.
+
+        Raises:
+            InvalidArgumentError: A tool definition, message or setting is invalid.
+            GrammarError: A tool's parameter schema cannot be enforced, or ``max_tokens`` cannot hold a call.
+            KeyboardInterrupt: On Ctrl-C, or raised by a handler (as any non-``Exception`` a handler raises).
+        """
     @property
     def last_result(self) -> Optional[GenerationResult]:
         """The :class:`GenerationResult` of the last finished generation on this model (streams included)."""
@@ -285,7 +345,10 @@ class Model:
     def cached_tokens(self) -> list[int]:
         """Token ids currently held in the KV cache."""
     def close(self) -> None:
-        """Releases the model and its memory. Idempotent; any later use raises :class:`ClosedError`."""
+        """Releases the model and its memory. Idempotent; any later use raises :class:`ClosedError`. A
+        generation or tool loop running on another thread is cancelled first (it returns what it has, with
+        stop_reason "cancelled", or raises :class:`ClosedError` if it was still reading its prompt), so ``close``
+        returns within about one token's time."""
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called."""
@@ -335,12 +398,14 @@ class AgentResult:
 
     answer: str
     """The final text answer ("" unless ``stop == "answered"``)."""
-    stop: str
-    """"answered", "max_iterations", "cancelled" or "tool_calls_pending"."""
+    stop: Literal["answered", "max_iterations", "cancelled", "tool_calls_pending"]
+    """How the run ended (the same names as C's ``picolm_agent_stop_name``)."""
     iterations: int
-    """Model steps run."""
-    messages: list[dict[str, str]]
-    """The conversation after the run, tool calls and results included."""
+    """Model steps run, each ending in a tool call or the answer (at most ``max_iterations``); a forced answer
+    (the step redone as text after the model repeated a call it already made) is part of its step, not an extra
+    iteration."""
+    messages: list[dict[str, Any]]
+    """The conversation after the run in OpenAI's message shape, tool calls and results included."""
     calls: list[dict[str, Any]]
     """Executed calls: ``{"id", "name", "arguments" (dict), "result" (str)}``."""
     pending_calls: list[dict[str, Any]]

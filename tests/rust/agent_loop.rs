@@ -1,0 +1,87 @@
+//! The tool-call loop's counters and chat history on the real SmolLM2 model: a forced answer (after the model
+//! repeats a call it already made) is not an extra iteration, and assistant tool calls given in the history are
+//! rendered into the prompt with the model's own template.
+
+use std::sync::Arc;
+
+use picolm_core::agent::{Agent, AgentParams, AgentStop, Tool, ToolChoice, ToolSpec};
+use picolm_core::chat::{ChatMessage, ChatTemplate};
+use picolm_core::{Model, ModelParams, Session, SessionParams};
+use picolm_integration_tests::model_path;
+use serde_json::{json, Value};
+
+fn load() -> Arc<Model> {
+    let params = ModelParams { n_ctx: 1024, n_threads: 2, ..Default::default() };
+    Arc::new(Model::load(model_path("SmolLM2-135M-Instruct.Q4_1.gguf"), &params).unwrap())
+}
+
+fn sensor_tool() -> Tool {
+    Tool::new(
+        ToolSpec {
+            name: "read_sensor".into(),
+            description: "Read a sensor value".into(),
+            parameters: json!({"type":"object","properties":{"name":{"enum":["temperature","humidity"]}},"required":["name"]}),
+        },
+        |_: &Value| Ok("40 %".to_string()),
+    )
+}
+
+/// SmolLM2-135M repeats its `read_sensor` call after seeing the result (greedy); the loop then discards that
+/// output and forces a text answer. With `max_iterations = 2` that redo happens on the last iteration: it must
+/// still produce the answer, and count once.
+#[test]
+fn a_forced_answer_is_not_an_extra_iteration() {
+    let model = load();
+    for max_iterations in [2, 4] {
+        let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+        let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+        let mut agent = Agent::new(vec![sensor_tool()], template, 1).unwrap();
+        let params = AgentParams { tool_choice: ToolChoice::Required, max_iterations, ..Default::default() };
+        let user = [ChatMessage::new("user", "Read the humidity sensor.")];
+        let out = agent.run(&mut session, &user, &params, None, &mut |_| true).unwrap();
+        assert_eq!(out.stop, AgentStop::Answered, "max_iterations {max_iterations}: {out:#?}");
+        assert_eq!(out.calls.len(), 1, "{out:#?}");
+        assert!(!out.answer.is_empty());
+        assert_eq!(out.iterations, 2, "one call step and one (forced) answer step: {out:#?}");
+        // Three model runs happened (call, discarded repeat, forced answer): the summed counters cover them all.
+        let g = out.generation;
+        assert_eq!(g.n_prompt, out.prompt_tokens_total);
+        assert_eq!(g.n_prompt - g.n_reused, out.prompt_tokens_evaluated);
+        assert!(g.n_generated > 2 * 20, "two tool calls of 20+ tokens and an answer: {g:?}");
+        // The precondition, checked rather than assumed: given the call and its result, the model's next step
+        // (a fresh loop over that history, one iteration) repeats the call.
+        let history = &out.messages[..3];
+        assert_eq!((history[1].role.as_str(), history[2].role.as_str()), ("assistant", "tool"), "{out:#?}");
+        let mut fresh = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+        let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+        let mut replay = Agent::new(vec![sensor_tool()], template, 1).unwrap();
+        let one_step = AgentParams { tool_choice: ToolChoice::Auto, max_iterations: 1, ..Default::default() };
+        let next = replay.run(&mut fresh, history, &one_step, None, &mut |_| true).unwrap();
+        assert_eq!(next.stop, AgentStop::MaxIterations, "the next step is a call, not an answer: {next:#?}");
+        assert_eq!(
+            (&next.calls[0].0.name, &next.calls[0].0.arguments),
+            (&out.calls[0].0.name, &out.calls[0].0.arguments),
+            "the next step repeats the call"
+        );
+    }
+}
+
+#[test]
+fn history_tool_calls_reach_the_prompt() {
+    let model = load();
+    let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let history = ChatMessage::list_from_json(&json!([
+        {"role": "user", "content": [{"type": "text", "text": "Read the humidity sensor."}]},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_9", "type": "function",
+            "function": {"name": "read_sensor", "arguments": "{\"name\": \"humidity\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_9", "content": "40 %"}
+    ]))
+    .unwrap();
+    let text = template.render(&history, true).unwrap();
+    assert!(
+        text.contains(r#"<|im_start|>assistant
+{"tool_calls":[{"id":"call_9","type":"function","function":{"name":"read_sensor","arguments":{"name":"humidity"}}}]}<|im_end|>"#),
+        "{text}"
+    );
+    assert!(text.contains("<|im_start|>user\nRead the humidity sensor.<|im_end|>") && text.ends_with("<|im_start|>assistant\n"));
+}
