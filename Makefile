@@ -4,6 +4,7 @@
 #   make check-header    fail if include/picolm.h differs from what cbindgen generates
 #   make test-c          C API tests (AddressSanitizer + UndefinedBehaviorSanitizer) and CLI tests
 #   make install PREFIX=/usr/local
+#   make size            sizes of the stripped libpicolm.so, libpicolm.a and the CLI linked statically
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
@@ -19,7 +20,7 @@ SHARED ?= $(CURDIR)/../shared
 # Extra libraries a static link of a Rust library needs (cargo rustc -- --print native-static-libs).
 STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 
-.PHONY: all lib cli header check-header test-c test-c-valgrind test-install install clean
+.PHONY: all lib cli header check-header test-c test-c-valgrind test-install install size clean
 
 all: cli
 
@@ -33,12 +34,13 @@ build/picolm: bindings/c/picolm.c include/picolm.h lib
 
 cli: build/picolm
 
+# The header generator is a build tool: it runs in the dev profile (dependencies optimised, no LTO).
 header:
-	$(CARGO) run --release -q -p picolm-gen-header -- include/picolm.h
+	$(CARGO) run -q -p picolm-gen-header -- include/picolm.h
 
 check-header:
 	@mkdir -p build
-	$(CARGO) run --release -q -p picolm-gen-header -- build/picolm.h.generated
+	$(CARGO) run -q -p picolm-gen-header -- build/picolm.h.generated
 	@diff -u include/picolm.h build/picolm.h.generated && echo "include/picolm.h is up to date"
 
 build/golden.h: scripts/golden_c_header.py
@@ -96,6 +98,16 @@ test-install:
 	build/installed/stream-static $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf | grep -q .
 	! ldd build/installed/stream-static | grep -q libpicolm
 	@echo "install test passed: $$(ls build/prefix/lib build/prefix/include build/prefix/lib/pkgconfig | tr '\n' ' ')"
+
+# What a board's flash has to hold: libpicolm.so stripped, libpicolm.a, and the CLI linked statically against
+# libpicolm.a (stripped), in bytes.
+size: lib
+	@mkdir -p build/size
+	strip -o build/size/libpicolm.so $(REL)/libpicolm.so
+	$(CC) $(CSTD) -O2 -Iinclude bindings/c/picolm.c $(REL)/libpicolm.a $(STATIC_LIBS) -o build/size/picolm-static
+	strip build/size/picolm-static
+	@printf '%-42s %10s\n' "libpicolm.so (stripped)" $$(stat -c %s build/size/libpicolm.so) \
+	  "libpicolm.a" $$(stat -c %s $(REL)/libpicolm.a) "picolm CLI, static libpicolm (stripped)" $$(stat -c %s build/size/picolm-static)
 
 clean:
 	rm -rf build
