@@ -5,6 +5,7 @@
 #   make test-c          C API tests (AddressSanitizer + UndefinedBehaviorSanitizer) and CLI tests
 #   make install PREFIX=/usr/local
 #   make test-install    run the README's "C library" commands verbatim with a scratch HOME (non-system prefix)
+#   make size            sizes of the stripped libpicolm.so, libpicolm.a and the CLI linked statically
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
@@ -23,7 +24,7 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 comma := ,
 PC_RPATH := $(if $(filter /lib /lib64 /usr/lib /usr/lib64 /lib/% /usr/lib/%,$(LIBDIR)),,-Wl$(comma)-rpath$(comma)$${libdir})
 
-.PHONY: all lib cli header check-header test-c test-c-valgrind test-install install clean build/picolm.pc
+.PHONY: all lib cli header check-header test-c test-c-valgrind test-install install size clean build/picolm.pc
 
 all: cli
 
@@ -37,12 +38,13 @@ build/picolm: bindings/c/picolm.c include/picolm.h lib
 
 cli: build/picolm
 
+# The header generator is a build tool: it runs in the dev profile (dependencies optimised, no LTO).
 header:
-	$(CARGO) run --release -q -p picolm-gen-header -- include/picolm.h
+	$(CARGO) run -q -p picolm-gen-header -- include/picolm.h
 
 check-header:
 	@mkdir -p build
-	$(CARGO) run --release -q -p picolm-gen-header -- build/picolm.h.generated
+	$(CARGO) run -q -p picolm-gen-header -- build/picolm.h.generated
 	@diff -u include/picolm.h build/picolm.h.generated && echo "include/picolm.h is up to date"
 
 build/golden.h: scripts/golden_c_header.py tests/golden/smollm2-greedy.json
@@ -102,6 +104,16 @@ test-install:
 	build/installed/stream-static $(MODELS)/SmolLM2-135M-Instruct.Q4_1.gguf | grep -q .
 	! ldd build/installed/stream-static | grep -q libpicolm
 	@echo "install test passed: $$(ls build/prefix/lib build/prefix/include build/prefix/lib/pkgconfig | tr '\n' ' ')"
+
+# What a board's flash has to hold: libpicolm.so stripped, libpicolm.a, and the CLI linked statically against
+# libpicolm.a (stripped), in bytes.
+size: lib
+	@mkdir -p build/size
+	strip -o build/size/libpicolm.so $(REL)/libpicolm.so
+	$(CC) $(CSTD) -O2 -Iinclude bindings/c/picolm.c $(REL)/libpicolm.a $(STATIC_LIBS) -o build/size/picolm-static
+	strip build/size/picolm-static
+	@printf '%-42s %10s\n' "libpicolm.so (stripped)" $$(stat -c %s build/size/libpicolm.so) \
+	  "libpicolm.a" $$(stat -c %s $(REL)/libpicolm.a) "picolm CLI, static libpicolm (stripped)" $$(stat -c %s build/size/picolm-static)
 
 clean:
 	rm -rf build

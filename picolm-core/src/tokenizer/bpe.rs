@@ -73,7 +73,7 @@ impl Bpe {
         let byte_to_char = byte_to_char_table();
         let char_to_byte = byte_to_char.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
         let ignore_merges = matches!(vocab.pre.as_str(), "llama3" | "llama-v3" | "llama-bpe" | "falcon3");
-        Ok(Bpe { pre: PreTokenizer::new(&vocab.pre)?, ranks, byte_to_char, char_to_byte, ignore_merges })
+        Ok(Bpe { pre: PreTokenizer::new(&vocab.pre), ranks, byte_to_char, char_to_byte, ignore_merges })
     }
 
     /// Appends the tokens of `text` (no special-token handling) to `out`.

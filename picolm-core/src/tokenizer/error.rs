@@ -45,9 +45,6 @@ pub enum TokenizerError {
         /// Line.
         line: String,
     },
-    /// A regex failed to compile.
-    #[error("pre-tokenizer regex: {0}")]
-    Regex(String),
     /// Invalid UTF-8 output.
     #[error("decoded text is not valid UTF-8 at byte {offset}")]
     InvalidUtf8 {
