@@ -194,3 +194,52 @@ fn a_failing_tool_becomes_a_tool_message() {
     assert!(!tool_msgs.is_empty());
     assert!(tool_msgs[0].content.contains("sensor bus not responding"));
 }
+
+/// A weather tool as PicoClaw registers it.
+fn weather_tool() -> ToolSpec {
+    ToolSpec {
+        name: "get_weather".into(),
+        description: "Get the current weather for a city".into(),
+        parameters: json!({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}),
+    }
+}
+
+#[test]
+fn tool_call_budget_is_counted_in_tokens_of_the_vocabulary() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let g = Arc::new(Grammar::from_schema(&picolm_core::agent::tool_call_schema(&[weather_tool()], 1)).unwrap());
+    let bytes = g.min_close(&g.initial_state());
+    let c = JsonConstraint::new(g.clone(), model.grammar_vocab());
+    let tokens = c.min_tokens();
+    // The shortest call, tokenized by the model's own tokenizer, is an upper bound of what the mask may reserve.
+    let shortest = r#"{"tool_calls":[{"id":"a","type":"function","function":{"name":"get_weather","arguments":{"city":""}}}]}"#;
+    let tokenized = model.tokenizer().encode(shortest, false, false).len() as u64;
+    eprintln!("shortest call: {bytes} bytes, {tokens} tokens by the mask, {tokenized} by the tokenizer");
+    assert_eq!(bytes, shortest.len());
+    assert!(tokens <= tokenized, "the mask's count is the shortest tokenization");
+    assert!(tokens * 2 < bytes as u64, "counted in tokens, not bytes: {tokens} vs {bytes}");
+    // A budget of exactly that many tokens is enough: random-logit generations finish with a valid call.
+    let vocab = model.grammar_vocab();
+    let mut rng = Rng::new(3);
+    for _ in 0..30 {
+        let max_tokens = tokens as usize;
+        let mut c = JsonConstraint::new(g.clone(), vocab.clone());
+        let mut ids = Vec::new();
+        for k in 0..max_tokens {
+            let allowed = c.allowed_tokens(max_tokens - k).unwrap();
+            let t = allowed[rng.next_u32() as usize % allowed.len()];
+            c.accept(t).unwrap();
+            ids.push(t);
+            if c.complete() {
+                break;
+            }
+        }
+        let text = model.tokenizer().decode_string(&ids, false).unwrap();
+        assert!(c.complete(), "not finished within {max_tokens} tokens: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["tool_calls"][0]["function"]["name"], "get_weather");
+    }
+    // One token fewer is refused up front with the budget error.
+    let mut c = JsonConstraint::new(g, vocab);
+    assert!(matches!(c.allowed_tokens(tokens as usize - 1), Err(picolm_core::grammar::GrammarError::BudgetTooSmall { .. })));
+}
