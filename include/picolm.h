@@ -91,6 +91,11 @@ typedef enum picolm_result {
    * The session is being used by another thread.
    */
   PICOLM_ERR_BUSY = 13,
+  /**
+   * The token budget (`max_tokens`, or the room left in the context) cannot hold the shortest output the JSON
+   * grammar or schema allows; raise `max_tokens` (or `n_ctx`).
+   */
+  PICOLM_ERR_BUDGET = 15,
 } picolm_result;
 
 /**
@@ -98,11 +103,13 @@ typedef enum picolm_result {
  */
 typedef enum picolm_tool_choice {
   /**
-   * The model decides with its first token.
+   * The model decides with its first token; it may start a tool call only if the call can be finished in the
+   * tokens left (`max_tokens`, counted in the model's tokens), otherwise it answers in text.
    */
   PICOLM_TOOL_CHOICE_AUTO = 0,
   /**
-   * The model must call a tool before it may answer.
+   * The model must call a tool before it may answer; a `max_tokens` that cannot hold the shortest call is
+   * PICOLM_ERR_BUDGET.
    */
   PICOLM_TOOL_CHOICE_REQUIRED = 1,
   /**
@@ -146,7 +153,8 @@ typedef enum picolm_agent_event_kind {
    */
   PICOLM_EVENT_TOOL_CALL = 1,
   /**
-   * A handler returned: `tool_name`, `call_id`, `text` = the result, `is_error`.
+   * A handler returned: `tool_name`, `call_id`, `text` = the result (as the model sees it), `is_error`, and
+   * `truncated` when the result was cut (by tokens, with a marker) to fit the context.
    */
   PICOLM_EVENT_TOOL_RESULT = 2,
 } picolm_agent_event_kind;
@@ -216,6 +224,24 @@ typedef enum picolm_kv_type {
    */
   PICOLM_KV_Q8_0 = 1,
 } picolm_kv_type;
+
+/**
+ * Values of `picolm_generate_params.json_mode` (the field is an integer: values outside this list are refused).
+ */
+typedef enum picolm_json_mode {
+  /**
+   * No JSON constraint.
+   */
+  PICOLM_JSON_OFF = 0,
+  /**
+   * One JSON object (like OpenAI's `json_object` response format), without insignificant whitespace.
+   */
+  PICOLM_JSON_OBJECT = 1,
+  /**
+   * Any JSON value (RFC 8259: also bare numbers, strings, arrays), without insignificant whitespace.
+   */
+  PICOLM_JSON_VALUE = 2,
+} picolm_json_mode;
 
 /**
  * A tool-call loop over one model: its tools and chat template.
@@ -367,6 +393,10 @@ typedef struct picolm_agent_event {
    * Whether the tool failed (results only).
    */
   bool is_error;
+  /**
+   * Whether the result was cut to fit the context (results only; `text` then ends with a marker saying so).
+   */
+  bool truncated;
 } picolm_agent_event;
 
 /**
@@ -424,11 +454,13 @@ typedef struct picolm_generate_params {
    */
   uintptr_t n_stop;
   /**
-   * Constrain the output to one JSON value (RFC 8259).
+   * JSON mode, a `picolm_json_mode` value: `PICOLM_JSON_OFF` (0, default), `PICOLM_JSON_OBJECT` (1: one JSON
+   * object, compact — what agents need) or `PICOLM_JSON_VALUE` (2: any JSON value, compact). Other values are
+   * refused with PICOLM_ERR_INVALID_ARG. Ignored when `json_schema` is set.
    */
-  bool json_mode;
+  uint32_t json_mode;
   /**
-   * JSON Schema (NUL-terminated UTF-8) the output must satisfy, or NULL.
+   * JSON Schema (NUL-terminated UTF-8) the output must satisfy (compact JSON), or NULL.
    */
   const char *json_schema;
   /**

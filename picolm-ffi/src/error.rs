@@ -5,6 +5,7 @@ use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use picolm_core::gguf::GgufError;
+use picolm_core::grammar::GrammarError;
 use picolm_core::model::ModelError;
 use picolm_core::Error;
 
@@ -40,6 +41,9 @@ pub enum picolm_result {
     PICOLM_ERR_PANIC = 12,
     /// The session is being used by another thread.
     PICOLM_ERR_BUSY = 13,
+    /// The token budget (`max_tokens`, or the room left in the context) cannot hold the shortest output the JSON
+    /// grammar or schema allows; raise `max_tokens` (or `n_ctx`).
+    PICOLM_ERR_BUDGET = 15,
 }
 
 use picolm_result::*;
@@ -85,6 +89,7 @@ impl From<Error> for Failure {
             Error::Model(m) => code_of_model_error(m),
             Error::PromptTooLong { .. } | Error::ContextOverflow { .. } => PICOLM_ERR_CONTEXT_OVERFLOW,
             Error::InvalidState(_) => PICOLM_ERR_STATE,
+            Error::Grammar(GrammarError::BudgetTooSmall { .. }) => PICOLM_ERR_BUDGET,
             Error::Grammar(_) => PICOLM_ERR_GRAMMAR,
             Error::Io(_) => PICOLM_ERR_IO,
             _ => PICOLM_ERR_INVALID_ARG,
@@ -148,6 +153,7 @@ pub extern "C" fn picolm_strerror(result: picolm_result) -> *const libc::c_char 
         PICOLM_ERR_NOT_FOUND => "not found\0",
         PICOLM_ERR_PANIC => "internal error\0",
         PICOLM_ERR_BUSY => "session in use by another thread\0",
+        PICOLM_ERR_BUDGET => "token budget too small for the constrained output (raise max_tokens)\0",
     };
     s.as_ptr() as *const libc::c_char
 }
