@@ -11,6 +11,7 @@ __version__: str
 _Stop = Union[str, Sequence[str], None]
 _Path = Union[str, os.PathLike[str]]
 _Schema = Union[dict[str, Any], str, None]
+_Json = Union[bool, Literal["object", "value"], None]
 _Message = dict[str, str]
 
 class GenerationResult:
@@ -119,7 +120,7 @@ class Model:
         stream: Literal[False] = False,
         add_bos: bool = True,
         parse_special: bool = True,
-        json: bool = False,
+        json: _Json = None,
         schema: _Schema = None,
     ) -> str: ...
     @overload
@@ -139,7 +140,7 @@ class Model:
         stream: Literal[True],
         add_bos: bool = True,
         parse_special: bool = True,
-        json: bool = False,
+        json: _Json = None,
         schema: _Schema = None,
     ) -> TokenStream: ...
     def generate(
@@ -158,7 +159,7 @@ class Model:
         stream: bool = False,
         add_bos: bool = True,
         parse_special: bool = True,
-        json: bool = False,
+        json: _Json = None,
         schema: _Schema = None,
     ) -> Union[str, TokenStream]:
         """Generates a continuation of ``prompt``.
@@ -171,10 +172,16 @@ class Model:
         Returns the text, or with ``stream=True`` a :class:`TokenStream` of text pieces (the prompt is evaluated
         before this returns, so prompt errors are raised here).
 
+        ``json=True`` (or ``"object"``) constrains the output to one JSON object, ``json="value"`` to any JSON
+        value (also bare numbers and strings), ``schema`` (a dict or JSON text) to JSON valid against that JSON
+        Schema; constrained output is compact (no insignificant whitespace) and always finishes within
+        ``max_tokens`` (the mask keeps enough tokens to close it).
+
         Raises:
             ContextOverflowError: The prompt does not fit in the context.
-            GrammarError: ``schema`` uses an unsupported keyword or is invalid, or ``max_tokens`` is too small for
-                the shortest value it allows.
+            GrammarError: ``schema`` uses an unsupported keyword or is invalid.
+            BudgetError: ``max_tokens`` (or the room left in the context) is too small for the shortest output
+                ``json``/``schema`` allow, counted in the model's tokens.
             InvalidArgumentError: A sampler setting is out of range or the prompt is empty.
             ClosedError: The model was closed.
             KeyboardInterrupt: On Ctrl-C (checked between prompt batches and between tokens).
@@ -194,7 +201,7 @@ class Model:
         stop: _Stop = None,
         add_bos: bool = True,
         parse_special: bool = True,
-        json: bool = False,
+        json: _Json = None,
         schema: _Schema = None,
     ) -> GenerationResult:
         """Like ``generate(stream=False)`` but returns a :class:`GenerationResult` (text, token ids, stop reason,
@@ -213,7 +220,7 @@ class Model:
         seed: Optional[int] = None,
         stop: _Stop = None,
         stream: bool = False,
-        json: bool = False,
+        json: _Json = None,
         schema: _Schema = None,
     ) -> Union[str, TokenStream]:
         """Answers a conversation: ``messages`` is a list of ``{"role": ..., "content": ...}`` dicts (roles
@@ -242,7 +249,9 @@ class Model:
         dict and its result (or its exception's message) goes back as a ``tool`` message; repeat until an answer
         or ``max_iterations``. ``tool_choice="required"`` makes the model call a tool before it may answer. The
         KV cache is reused across steps. ``on_event(kind, data)`` sees ``"tool_call"``, ``"tool_result"`` and
-        ``"answer_piece"`` events."""
+        ``"answer_piece"`` events; a ``"tool_result"``'s ``truncated`` is True when the result was cut (by
+        tokens, with a marker) to fit the context. ``tool_choice="auto"`` answers in text when ``max_tokens`` cannot
+        hold a tool call; ``"required"`` then raises :class:`BudgetError`."""
     @property
     def last_result(self) -> Optional[GenerationResult]:
         """The :class:`GenerationResult` of the last finished generation on this model (streams included)."""
