@@ -243,3 +243,137 @@ fn tool_call_budget_is_counted_in_tokens_of_the_vocabulary() {
     let mut c = JsonConstraint::new(g, vocab);
     assert!(matches!(c.allowed_tokens(tokens as usize - 1), Err(picolm_core::grammar::GrammarError::BudgetTooSmall { .. })));
 }
+
+#[test]
+fn auto_mode_answers_in_text_when_a_call_cannot_fit_and_required_reports_the_budget() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+    let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut agent = Agent::new(iot_tools(log.clone()), template, 1).unwrap();
+    let msgs = [ChatMessage::new("user", "Turn on relay 2.")];
+    for seed in 0..4 {
+        let params = AgentParams {
+            max_iterations: 1,
+            generate: GenerateParams {
+                max_tokens: 12,
+                sampler: SamplerParams { temperature: 1.0, seed, ..Default::default() },
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let out = agent.run(&mut session, &msgs, &params, None, &mut |_| true).unwrap();
+        assert_eq!(out.stop, AgentStop::Answered, "{out:?}");
+        assert!(out.calls.is_empty() && !out.answer.contains("tool_calls"), "{:?}", out.answer);
+    }
+    assert!(log.lock().unwrap().is_empty());
+    let params = AgentParams {
+        tool_choice: ToolChoice::Required,
+        generate: GenerateParams { max_tokens: 12, ..Default::default() },
+        ..Default::default()
+    };
+    match agent.run(&mut session, &msgs, &params, None, &mut |_| true) {
+        Err(picolm_core::Error::Grammar(picolm_core::grammar::GrammarError::BudgetTooSmall { needed, max_tokens })) => {
+            assert!(needed > 12 && max_tokens == 12)
+        }
+        other => panic!("{other:?}"),
+    }
+    // PicoClaw's default of 64 tokens holds a call.
+    let params = AgentParams {
+        tool_choice: ToolChoice::Required,
+        max_iterations: 1,
+        generate: GenerateParams { max_tokens: 64, ..Default::default() },
+        ..Default::default()
+    };
+    let out = agent.run(&mut session, &msgs, &params, None, &mut |_| true).unwrap();
+    assert_eq!(out.calls.len(), 1, "{out:?}");
+}
+
+#[test]
+fn a_huge_tool_result_is_cut_to_fit_the_context_and_flagged() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 512, ..Default::default() }).unwrap();
+    let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let big = "kernel: usb 1-1: new high-speed USB device number 2 using ehci-pci\n".repeat(16_000); // about 1 MB
+    let total = big.len();
+    let tool = Tool::new(
+        ToolSpec { name: "read_log".into(), description: "Read the system log".into(), parameters: json!({"type":"object","properties":{}}) },
+        move |_: &Value| Ok(big.clone()),
+    );
+    let mut agent = Agent::new(vec![tool], template, 1).unwrap();
+    let params = AgentParams {
+        tool_choice: ToolChoice::Required,
+        max_iterations: 2,
+        generate: GenerateParams { max_tokens: 48, ..Default::default() },
+        ..Default::default()
+    };
+    let mut flagged = Vec::new();
+    let out = agent
+        .run(&mut session, &[ChatMessage::new("user", "Show me the system log.")], &params, None, &mut |e| {
+            if let AgentEvent::ToolResult { content, truncated, .. } = e {
+                flagged.push((truncated, content.len()));
+            }
+            true
+        })
+        .expect("a huge tool result does not fail the run");
+    assert!(!flagged.is_empty() && flagged.iter().all(|&(t, n)| t && n < total / 100), "{flagged:?}");
+    let tool_msg = out.messages.iter().find(|m| m.role == "tool").unwrap();
+    assert!(tool_msg.content.starts_with("kernel: usb 1-1"));
+    assert!(tool_msg.content.ends_with(&format!("of {total} bytes shown]")), "{}", &tool_msg.content[tool_msg.content.len() - 80..]);
+    // What the model saw fits, with room left for its next output.
+    let t = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let n = t.encode(model.tokenizer(), &t.render(&agent_messages_with_tools(&agent, &out.messages), true).unwrap()).len();
+    assert!(n + 48 <= 512, "{n} prompt tokens");
+}
+
+/// The conversation as the agent renders it (the tools prompt added to the system message).
+fn agent_messages_with_tools(agent: &Agent, messages: &[ChatMessage]) -> Vec<ChatMessage> {
+    let mut all = messages.to_vec();
+    let prompt = agent.tools_prompt();
+    match all.first_mut() {
+        Some(m) if m.role == "system" => m.content = format!("{}\n\n{prompt}", m.content),
+        _ => all.insert(0, ChatMessage::new("system", prompt)),
+    }
+    // Up to the last tool message: the next step's prompt.
+    let last_tool = all.iter().rposition(|m| m.role == "tool").unwrap();
+    all.truncate(last_tool + 1);
+    all
+}
+
+#[test]
+fn json_object_mode_on_the_real_model_gives_compact_objects() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+    // PicoClaw's prompt shape: a system text listing the tools and asking for tool_calls JSON, then the request.
+    let prompt = "<|system|>\nWhen you need a tool, respond with ONLY a JSON object: {\"tool_calls\":[...]}</s>\n<|user|>\nWhat is the weather in Paris?</s>\n<|assistant|>\n";
+    let ids = model.tokenizer().encode(prompt, true, true);
+    for seed in 0..6 {
+        let c = JsonConstraint::new(Arc::new(Grammar::json_object()), model.grammar_vocab());
+        let params = GenerateParams { max_tokens: 48, sampler: SamplerParams { temperature: 0.7, seed, ..Default::default() }, ..Default::default() };
+        let out = session.generate(&ids, &params, Some(Box::new(c)), None, &mut |_| true).unwrap();
+        assert_eq!(out.stop_reason, StopReason::ConstraintComplete, "{:?}", out.text);
+        let v: Value = serde_json::from_str(&out.text).unwrap();
+        assert!(v.is_object(), "{}", out.text);
+        assert!(!out.text.contains('\n') && !out.text.contains("{ "), "{}", out.text);
+    }
+}
+
+#[test]
+fn a_tool_without_arguments_is_called_with_an_empty_object() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let spec = ToolSpec::from_json(&json!({"type":"function","function":{"name":"get_time","description":"Current time"}})).unwrap();
+    let g = Grammar::from_schema(&picolm_core::agent::tool_call_schema(&[spec.clone()], 1)).unwrap();
+    assert!(!g.accepts(br#"{"tool_calls":[{"id":"a","type":"function","function":{"name":"get_time","arguments":{"x":{}}}}]}"#));
+    let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+    let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let mut agent = Agent::new(vec![Tool::external(spec)], template, 1).unwrap();
+    for seed in 0..4 {
+        let params = AgentParams {
+            tool_choice: ToolChoice::Required,
+            generate: GenerateParams { sampler: SamplerParams { temperature: 1.0, seed, ..Default::default() }, ..Default::default() },
+            ..Default::default()
+        };
+        let out = agent.run(&mut session, &[ChatMessage::new("user", "What time is it?")], &params, None, &mut |_| true).unwrap();
+        assert_eq!(out.pending_calls[0].arguments, json!({}));
+    }
+}

@@ -125,6 +125,8 @@ pub(super) struct Link {
     pub(super) below: Option<Arc<Link>>,
     /// The token-cost summary of the closing path from this frame down (computed once per closing plan).
     pub(super) summary: OnceLock<(u64, Arc<Summary>)>,
+    /// Bytes of the closing path from this frame down (per closing plan id).
+    pub(super) bytes: OnceLock<(u64, u64)>,
 }
 
 /// One deterministic parse: the top frame and the frames below it.
@@ -156,7 +158,12 @@ impl Stack {
         if self.depth >= MAX_DEPTH {
             return None;
         }
-        let link = Arc::new(Link { frame: parent_top, below: self.below.clone(), summary: OnceLock::new() });
+        let link = Arc::new(Link {
+            frame: parent_top,
+            below: self.below.clone(),
+            summary: OnceLock::new(),
+            bytes: OnceLock::new(),
+        });
         Some(Stack { top: child, below: Some(link), depth: self.depth + 1 })
     }
 
@@ -253,13 +260,18 @@ impl Grammar {
             }
     }
 
-    /// When the only parse is inside a value string (not a key, no format) with no escape or multi-byte
-    /// character open, returns `(characters so far, min length, max length)`: every token made of plain string
-    /// bytes then only adds its characters (the masking fast path).
+    /// When the only parse is inside a string with no escape or multi-byte character open, no format, and (for a
+    /// key) no declared name it could collide with, returns `(characters so far, min length, max length)`: every
+    /// token made of plain string bytes then only adds its characters (the masking fast path).
     pub fn plain_string(&self, state: &[Stack]) -> Option<(u32, u32, u32)> {
         match state {
             [s] => match s.top {
-                Frame::Str(f) if f.esc == Esc::None && f.utf8_need == 0 && f.key_of == NONE && self.str_format(&f).is_none() => {
+                Frame::Str(f)
+                    if f.esc == Esc::None
+                        && f.utf8_need == 0
+                        && self.str_format(&f).is_none()
+                        && self.declared_hashes(&f).is_empty() =>
+                {
                     let (min, max) = self.str_limits(&f);
                     Some((f.chars, min, max))
                 }

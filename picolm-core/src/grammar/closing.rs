@@ -58,6 +58,9 @@ pub(super) struct ClosePlan {
     root_eog: bool,
     /// Bytes of the root's canonical value.
     root_len: u64,
+    /// Whether every byte a closing path can hold is a token by itself, so that a path's length in bytes bounds
+    /// its tokens from above.
+    pub(super) bytes_bound_tokens: bool,
 }
 
 impl Grammar {
@@ -81,7 +84,13 @@ impl Grammar {
                 (1..=6).map(|k| iso(&[&b"\""[..], &vec![c; k], b"\""].concat())).fold(0u64, u64::saturating_add)
             })
             .expect("non-empty");
-        let plan = Arc::new(ClosePlan::new(self, pad, &iso));
+        let mut plan = ClosePlan::new(self, pad, &iso);
+        // Closing paths hold printable ASCII, UTF-8 continuation bytes and the bytes of the schema's literals.
+        let mut used = [false; 256];
+        (0x20..0x7f).chain(0x80..0xc0).for_each(|b| used[b] = true);
+        self.schema.literals.iter().flatten().for_each(|&b| used[b as usize] = true);
+        plan.bytes_bound_tokens = (0..256).all(|b| !used[b] || vocab.single_byte[b]);
+        let plan = Arc::new(plan);
         if plans.len() >= 4 {
             plans.remove(0);
         }
@@ -113,6 +122,7 @@ impl ClosePlan {
             root_pick: vec![u32::MAX; n],
             root_eog: false,
             root_len: 0,
+            bytes_bound_tokens: true,
         };
         // Children have smaller ids than their parents, except the root copy at 0: compute it last.
         for i in (1..n).chain(std::iter::once(0)) {
@@ -309,7 +319,20 @@ impl ClosePlan {
 
     /// Bytes of the stack's closing path, plus one for a final end token.
     pub(super) fn stack_len(&self, g: &Grammar, s: &Stack) -> u64 {
-        s.frames().fold(u64::from(self.stack_eog(g, s)), |acc, f| acc.saturating_add(self.frame_len(g, f)))
+        let below = s.below.as_deref().map_or(0, |l| self.link_len(g, l));
+        self.frame_len(g, &s.top).saturating_add(below).saturating_add(u64::from(self.stack_eog(g, s)))
+    }
+
+    /// Bytes of the closing path from a link down (kept in the link).
+    fn link_len(&self, g: &Grammar, l: &super::automaton::Link) -> u64 {
+        if let Some(&(id, n)) = l.bytes.get() {
+            if id == self.id {
+                return n;
+            }
+        }
+        let n = self.frame_len(g, &l.frame).saturating_add(l.below.as_deref().map_or(0, |b| self.link_len(g, b)));
+        let _ = l.bytes.set((self.id, n));
+        n
     }
 
     // ---------------------------------------------------------------------------------------------------------
@@ -409,9 +432,9 @@ impl ClosePlan {
         }
     }
 
-    /// Bytes that finish an open escape or UTF-8 sequence of a string.
-    fn str_pending(&self, f: &StrFrame) -> Vec<u8> {
-        let mut v = Vec::new();
+    /// Bytes that finish an open escape or UTF-8 sequence of a string (at most 10).
+    fn str_pending(&self, f: &StrFrame) -> Pending {
+        let mut v = Pending::default();
         match f.esc {
             Esc::None => {}
             Esc::Backslash => v.push(b'n'),
@@ -477,7 +500,8 @@ impl ClosePlan {
             }
             Frame::Str(s) => {
                 let pending = self.str_pending(&s);
-                (pending.len() as u64 + 1).saturating_add(self.str_content_len(g, &s, &pending))
+                let pending = pending.as_slice();
+                (pending.len() as u64 + 1).saturating_add(self.str_content_len(g, &s, pending))
             }
             Frame::Num { phase, .. } => u64::from(!super::automaton::num_accepting(phase)),
             Frame::Obj { node, phase, seen, .. } => self.obj_len(g, node, phase, seen),
@@ -596,11 +620,12 @@ impl ClosePlan {
             }
             Frame::Str(s) => {
                 let pending = self.str_pending(&s);
-                out.extend_from_slice(&pending);
+                let pending = pending.as_slice();
+                out.extend_from_slice(pending);
                 match g.str_format(&s) {
                     Some(fm) => fm.completion(s.fmt, out),
                     None => {
-                        let k = self.str_content_len(g, &s, &pending) as usize;
+                        let k = self.str_content_len(g, &s, pending) as usize;
                         out.extend(std::iter::repeat_n(self.pad, k));
                     }
                 }
@@ -632,5 +657,31 @@ impl ClosePlan {
                 out.push(b']');
             }
         }
+    }
+}
+
+/// The few bytes that finish an open escape or UTF-8 sequence, without allocating.
+#[derive(Default)]
+struct Pending {
+    buf: [u8; 12],
+    len: usize,
+}
+
+impl Pending {
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        bytes.iter().for_each(|&b| self.push(b));
+    }
+
+    fn extend(&mut self, bytes: impl Iterator<Item = u8>) {
+        bytes.for_each(|b| self.push(b));
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::automaton::{Grammar, State};
 use super::closing::ClosePlan;
 use super::error::GrammarError;
-use super::token_cost::TokenCoster;
+use super::token_cost::{Scratch, TokenCoster};
 use super::vocab_index::{TokenTrie, VocabIndex};
 use crate::error::Error;
 use crate::generate::TokenConstraint;
@@ -32,6 +32,7 @@ pub struct JsonConstraint {
     allowed: Vec<u64>,
     /// Tokens the automaton accepts but whose closing would not fit the budget (last computation).
     over: Vec<u64>,
+    scratch: Scratch,
 }
 
 impl JsonConstraint {
@@ -50,6 +51,7 @@ impl JsonConstraint {
             levels: Vec::new(),
             allowed: vec![0; words],
             over: vec![0; words],
+            scratch: Scratch::default(),
         }
     }
 
@@ -68,7 +70,7 @@ impl JsonConstraint {
         if self.complete() {
             return 0;
         }
-        self.coster().state_cost(&self.state)
+        self.coster().state_cost(&self.state, &mut Scratch::default())
     }
 
     /// Computes the allowed-token bit set for the next token, given the tokens left including it. With
@@ -81,7 +83,7 @@ impl JsonConstraint {
             return Ok(());
         }
         let coster = TokenCoster { grammar: &self.grammar, vocab: &self.vocab, plan: &self.plan };
-        let needed = coster.state_cost(&self.state);
+        let needed = coster.state_cost(&self.state, &mut self.scratch);
         if strict && !self.checked_budget {
             self.checked_budget = true;
             if needed > remaining_tokens as u64 {
@@ -136,7 +138,7 @@ impl JsonConstraint {
             let child = child as usize;
             if !trie.nodes[child].tokens.is_empty() {
                 let coster = TokenCoster { grammar: &self.grammar, vocab: &self.vocab, plan: &self.plan };
-                let fits = coster.state_cost(&self.levels[depth + 1]) <= budget;
+                let fits = coster.fits(&self.levels[depth + 1], budget, &mut self.scratch);
                 let bits = if fits { &mut self.allowed } else { &mut self.over };
                 for &t in &trie.nodes[child].tokens {
                     set_bit(bits, t);

@@ -13,7 +13,7 @@
 //! the vocabulary, so the count stays consistent from token to token). Paths longer than [`MAX_EXACT_BYTES`] are
 //! counted as one token per byte (single-byte tokens exist in byte-level vocabularies), which over-counts safely.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use super::automaton::{Grammar, Link, Stack};
 use super::closing::ClosePlan;
@@ -25,6 +25,16 @@ pub(super) const MAX_TOKEN_BYTES: usize = 32;
 pub(super) const MAX_EXACT_BYTES: u64 = 1 << 16;
 /// No tokenization.
 const INF: u32 = u32::MAX;
+
+/// The summary below the bottom frame.
+static EMPTY: LazyLock<Arc<Summary>> = LazyLock::new(|| Arc::new(Summary::empty()));
+
+/// Buffers reused between costings (the closing bytes of a top frame and their token counts).
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    x: Vec<u8>,
+    d: Vec<u32>,
+}
 
 /// The closing path from a link down, as far as tokens starting above it can see.
 #[derive(Debug)]
@@ -50,7 +60,8 @@ impl Summary {
 
 /// The shortest tokenization of `bytes` alone (`u64::MAX` when the vocabulary cannot spell them).
 pub(super) fn isolated_tokens(vocab: &VocabIndex, bytes: &[u8]) -> u64 {
-    let d = tokenize_over(&vocab.all, bytes, &Summary::empty());
+    let mut d = Vec::new();
+    tokenize_over(&vocab.all, bytes, &EMPTY, &mut d);
     match d.first() {
         Some(&x) if x != INF => u64::from(x),
         Some(_) => u64::MAX,
@@ -63,11 +74,12 @@ fn child(trie: &TokenTrie, node: u32, b: u8) -> Option<u32> {
     c.binary_search_by_key(&b, |x| x.0).ok().map(|i| c[i].1)
 }
 
-/// Shortest tokenizations of every suffix of `x` followed by the path summarised in `tail`: returns `d` with
+/// Shortest tokenizations of every suffix of `x` followed by the path summarised in `tail`: fills `d` with
 /// `d[i]` = fewest tokens from byte `i` of `x` to the end (`x.len()` entries).
-fn tokenize_over(trie: &TokenTrie, x: &[u8], tail: &Summary) -> Vec<u32> {
+fn tokenize_over(trie: &TokenTrie, x: &[u8], tail: &Summary, d: &mut Vec<u32>) {
     let n = x.len();
-    let mut d = vec![INF; n];
+    d.clear();
+    d.resize(n, INF);
     for i in (0..n).rev() {
         let mut best = INF;
         let mut node = 0u32;
@@ -92,7 +104,6 @@ fn tokenize_over(trie: &TokenTrie, x: &[u8], tail: &Summary) -> Vec<u32> {
         }
         d[i] = best;
     }
-    d
 }
 
 /// Counts closing paths of one grammar in tokens of one vocabulary.
@@ -105,7 +116,7 @@ pub(super) struct TokenCoster<'a> {
 impl TokenCoster<'_> {
     fn summary_of(&self, below: Option<&Arc<Link>>) -> Arc<Summary> {
         match below {
-            None => Arc::new(Summary::empty()),
+            None => EMPTY.clone(),
             Some(link) => {
                 if let Some((id, s)) = link.summary.get() {
                     if *id == self.plan.id {
@@ -129,7 +140,8 @@ impl TokenCoster<'_> {
         let mut x = Vec::with_capacity((len - tail.len) as usize);
         self.plan.write_frame(self.grammar, frame, &mut x);
         debug_assert_eq!(x.len() as u64, len - tail.len, "closing length and bytes agree for {frame:?}");
-        let dx = tokenize_over(&self.vocab.all, &x, tail);
+        let mut dx = Vec::new();
+        tokenize_over(&self.vocab.all, &x, tail, &mut dx);
         let keep = (len as usize).min(MAX_TOKEN_BYTES);
         let n = x.len();
         let head: Vec<u8> = x.iter().chain(tail.head.iter()).take(keep).copied().collect();
@@ -138,7 +150,7 @@ impl TokenCoster<'_> {
     }
 
     fn fallback(&self, bytes: u64) -> u64 {
-        if self.vocab.byte_complete {
+        if self.plan.bytes_bound_tokens {
             bytes
         } else {
             u64::MAX
@@ -146,16 +158,21 @@ impl TokenCoster<'_> {
     }
 
     /// Fewest tokens of the stack's closing path, plus the end token where one is needed.
-    pub(super) fn stack_cost(&self, s: &Stack) -> u64 {
+    pub(super) fn stack_cost(&self, s: &Stack, scratch: &mut Scratch) -> u64 {
         let eog = u64::from(self.plan.stack_eog(self.grammar, s));
         let tail = self.summary_of(s.below.as_ref());
         let len = self.plan.frame_len(self.grammar, &s.top).saturating_add(tail.len);
         if tail.too_long || len > MAX_EXACT_BYTES {
             return self.fallback(len).saturating_add(eog);
         }
-        let mut x = Vec::with_capacity((len - tail.len) as usize);
-        self.plan.write_frame(self.grammar, &s.top, &mut x);
-        let first = if x.is_empty() { tail.d[0] } else { tokenize_over(&self.vocab.all, &x, &tail)[0] };
+        scratch.x.clear();
+        self.plan.write_frame(self.grammar, &s.top, &mut scratch.x);
+        let first = if scratch.x.is_empty() {
+            tail.d[0]
+        } else {
+            tokenize_over(&self.vocab.all, &scratch.x, &tail, &mut scratch.d);
+            scratch.d[0]
+        };
         if first == INF {
             u64::MAX
         } else {
@@ -164,8 +181,17 @@ impl TokenCoster<'_> {
     }
 
     /// Fewest tokens that close any parse of `state` (`u64::MAX` for a rejected state).
-    pub(super) fn state_cost(&self, state: &[Stack]) -> u64 {
-        state.iter().map(|s| self.stack_cost(s)).min().unwrap_or(u64::MAX)
+    pub(super) fn state_cost(&self, state: &[Stack], scratch: &mut Scratch) -> u64 {
+        state.iter().map(|s| self.stack_cost(s, scratch)).min().unwrap_or(u64::MAX)
+    }
+
+    /// Whether some parse of `state` closes within `budget` tokens. The closing path's length in bytes bounds its
+    /// tokens from above (single-byte tokens), so the exact count is only needed near the end of the budget.
+    pub(super) fn fits(&self, state: &[Stack], budget: u64, scratch: &mut Scratch) -> bool {
+        if self.plan.bytes_bound_tokens && state.iter().any(|s| self.plan.stack_len(self.grammar, s) <= budget) {
+            return true;
+        }
+        state.iter().any(|s| self.stack_cost(s, scratch) <= budget)
     }
 
     /// For the only stack of a plain-string state that still needs `short` characters: `costs[j]` = tokens to
@@ -180,7 +206,8 @@ impl TokenCoster<'_> {
         }
         let mut x = vec![self.plan.pad; short as usize];
         x.push(b'"');
-        let d = tokenize_over(&self.vocab.all, &x, &tail);
+        let mut d = Vec::new();
+        tokenize_over(&self.vocab.all, &x, &tail, &mut d);
         (0..=upto).map(|j| if d[j] == INF { u64::MAX } else { u64::from(d[j]) + eog }).collect()
     }
 }

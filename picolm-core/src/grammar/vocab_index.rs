@@ -61,9 +61,8 @@ pub struct VocabIndex {
     pub(crate) bytes: Vec<Vec<u8>>,
     /// Unique id (key of the grammar's per-vocabulary closing plans).
     pub(crate) id: u64,
-    /// Whether every byte from 0x20 up is a token by itself (closing paths can then always be spelled byte by
-    /// byte).
-    pub(crate) byte_complete: bool,
+    /// Which bytes are tokens by themselves.
+    pub(crate) single_byte: [bool; 256],
     /// Most characters in one plain token.
     pub(crate) max_plain_chars: u32,
 }
@@ -110,10 +109,9 @@ impl VocabIndex {
         for b in bytes.iter().enumerate().filter(|(id, b)| b.len() == 1 && !eog.contains(&(*id as u32))).map(|(_, b)| b[0]) {
             single[b as usize] = true;
         }
-        let byte_complete = single[0x20..].iter().all(|&x| x);
         let max_plain_chars = plain.iter().map(|&(_, n)| n).max().unwrap_or(0);
         let id = NEXT_VOCAB_ID.fetch_add(1, Ordering::Relaxed);
-        VocabIndex { n_vocab: bytes.len(), all, non_plain, plain, eog, bytes, id, byte_complete, max_plain_chars }
+        VocabIndex { n_vocab: bytes.len(), all, non_plain, plain, eog, bytes, id, single_byte: single, max_plain_chars }
     }
 
     /// Number of tokens.
