@@ -643,12 +643,13 @@ impl PyModel {
         };
         sampler.validate().map_err(|e| PyErr::from(Fail::Core(Error::Sampler(e))))?;
         let params = GenerateParams { max_tokens: nonneg("max_tokens", max_tokens)?, sampler, stop, stop_at_eog: true };
+        let mode = json_mode(json)?;
         let grammar = match schema {
             Some(obj) if !obj.is_none() => {
                 let text = schema_text(obj)?;
                 Some(Arc::new(Grammar::from_schema_str(&text).map_err(|e| PyErr::from(Fail::Core(e.into())))?))
             }
-            _ => json_mode(json)?.map(|m| Arc::new(Grammar::for_mode(m))),
+            _ => mode.map(|m| Arc::new(Grammar::for_mode(m))),
         };
         let model = open.model.clone();
         let ids = py.detach(move || -> Result<Vec<u32>, Fail> {

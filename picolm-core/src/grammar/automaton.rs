@@ -171,23 +171,19 @@ impl Stack {
         let link = self.below.as_ref()?;
         Some(Stack { top: link.frame, below: link.below.clone(), depth: self.depth - 1 })
     }
-
-    /// The frames from the top down.
-    pub(super) fn frames(&self) -> impl Iterator<Item = &Frame> {
-        let mut link = self.below.as_deref();
-        std::iter::once(&self.top).chain(std::iter::from_fn(move || {
-            let l = link?;
-            link = l.below.as_deref();
-            Some(&l.frame)
-        }))
-    }
 }
 
 #[cfg(test)]
 impl Stack {
     /// The frames from the top down (a state key for exhaustive searches in tests).
     pub(super) fn key(&self) -> Vec<Frame> {
-        self.frames().copied().collect()
+        let mut out = vec![self.top];
+        let mut link = self.below.as_deref();
+        while let Some(l) = link {
+            out.push(l.frame);
+            link = l.below.as_deref();
+        }
+        out
     }
 }
 

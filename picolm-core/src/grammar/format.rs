@@ -171,7 +171,7 @@ fn date_step(state: u32, b: u8, with_time: bool) -> Option<u32> {
         1 => d.century_mod4 = (d.prev * 10 + digit(b)?) % 4,
         3 => {
             d.year_low = d.prev * 10 + digit(b)?;
-            d.leap = if d.year_low == 0 { d.century_mod4 == 0 } else { d.year_low % 4 == 0 };
+            d.leap = if d.year_low == 0 { d.century_mod4 == 0 } else { d.year_low.is_multiple_of(4) };
         }
         4 | 7 if b == b'-' => {}
         5 => d.prev = digit(b).filter(|&t| t <= 1)?,
