@@ -112,10 +112,13 @@ impl ToolSpec {
 /// Whether the model may, must, or may not call tools.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum ToolChoice {
-    /// The first token decides: a tool call if it starts the tool-call JSON, else a text answer.
+    /// The first token decides: a tool call if it starts the tool-call JSON, else a text answer. A call may only
+    /// be started when it can be finished within the tokens left (counted in the model's tokens); otherwise the
+    /// step answers in text.
     #[default]
     Auto,
-    /// The model must call a tool before it may answer (after at least one call, steps are `Auto`).
+    /// The model must call a tool before it may answer (after at least one call, steps are `Auto`). A
+    /// `max_tokens` that cannot hold the shortest call is [`GrammarError::BudgetTooSmall`].
     Required,
     /// No tool calls: answer in text.
     None,

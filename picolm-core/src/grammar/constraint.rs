@@ -83,9 +83,9 @@ impl JsonConstraint {
             return Ok(());
         }
         let coster = TokenCoster { grammar: &self.grammar, vocab: &self.vocab, plan: &self.plan };
-        let needed = coster.state_cost(&self.state, &mut self.scratch);
         if strict && !self.checked_budget {
             self.checked_budget = true;
+            let needed = coster.state_cost(&self.state, &mut self.scratch);
             if needed > remaining_tokens as u64 {
                 return Err(GrammarError::BudgetTooSmall { needed, max_tokens: remaining_tokens });
             }
@@ -100,15 +100,16 @@ impl JsonConstraint {
         let trie = if let Some((chars, min, max)) = self.grammar.plain_string(&self.state) {
             // Plain tokens only add characters: the closing cost depends only on how many are still missing.
             let short = min.saturating_sub(chars);
-            let costs = coster.pad_costs(&self.state[0], short, vocab.max_plain_chars);
+            // Far from the end of the budget every plain token fits (the path's bytes bound its tokens).
+            let all_fit = self.plan.bytes_bound_tokens && self.plan.stack_len(&self.grammar, &self.state[0]) <= budget;
+            let costs = if all_fit { Vec::new() } else { coster.pad_costs(&self.state[0], short, vocab.max_plain_chars) };
             for &(t, n) in &vocab.plain {
                 let after = chars.saturating_add(n);
                 if after > max {
                     continue;
                 }
-                let still_short = min.saturating_sub(after);
-                let cost = costs[(short - still_short) as usize];
-                set_bit(if cost <= budget { &mut self.allowed } else { &mut self.over }, t);
+                let fits = all_fit || costs[(short - min.saturating_sub(after)) as usize] <= budget;
+                set_bit(if fits { &mut self.allowed } else { &mut self.over }, t);
             }
             &vocab.non_plain
         } else {
