@@ -12,7 +12,7 @@ only flag added) and prints, for each seed, whether the output contains `{"tool_
 output parses as JSON, and whether PicoClaw's decoder would accept it; then the counts. For comparison it runs
 the same with `--tools` (grammar-constrained tool calls, the CLI's own tool mode).
 
-Usage: scripts/picoclaw-json-check.py [--bin build/picolm] [--model PATH] [--seeds 12] [-n 256] [-j 2]
+Usage: scripts/picoclaw-json-check.py [--bin build/picolm] [--model PATH] [--seeds 12] [-n 256] [-j 2] [--user TEXT]
 Exit status 0 (it measures; it does not judge).
 """
 
@@ -64,10 +64,10 @@ def tools_prompt(tools: list[dict]) -> str:
     return "".join(out)
 
 
-def build_prompt() -> str:
+def build_prompt(user: str) -> str:
     """PicoClaw's buildPrompt for one system message, the tools and one user message."""
     system = "\n\n".join([SYSTEM, tools_prompt(TOOLS)])
-    return f"<|system|>\n{system}</s>\n<|user|>\n{USER}</s>\n<|assistant|>\n"
+    return f"<|system|>\n{system}</s>\n<|user|>\n{user}</s>\n<|assistant|>\n"
 
 
 def matching_brace(text: str, start: int) -> int:
@@ -118,8 +118,9 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=12)
     ap.add_argument("-n", type=int, default=256, help="max tokens (PicoClaw's default is 256)")
     ap.add_argument("-j", type=int, default=2, help="threads")
+    ap.add_argument("--user", default=USER, help="the user's request")
     args = ap.parse_args()
-    prompt = build_prompt()
+    prompt = build_prompt(args.user)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(TOOLS, f)
         tools_file = f.name
