@@ -110,7 +110,8 @@ enum picolm_result
    */
   PICOLM_ERR_OUT_OF_MEMORY = 14,
   /**
-   * `max_tokens` cannot hold the shortest output the constraint (tool call, schema) allows.
+   * The token budget (`max_tokens`, or the room left in the context) cannot hold the shortest output the JSON
+   * grammar or schema allows; raise `max_tokens` (or `n_ctx`).
    */
   PICOLM_ERR_BUDGET = 15,
 };
@@ -236,11 +237,13 @@ enum picolm_tool_choice
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
   /**
-   * The model decides with its first token.
+   * The model decides with its first token; it may start a tool call only if the call can be finished in the
+   * tokens left (`max_tokens`, counted in the model's tokens), otherwise it answers in text.
    */
   PICOLM_TOOL_CHOICE_AUTO = 0,
   /**
-   * The model must call a tool before it may answer.
+   * The model must call a tool before it may answer; a `max_tokens` that cannot hold the shortest call is
+   * PICOLM_ERR_BUDGET.
    */
   PICOLM_TOOL_CHOICE_REQUIRED = 1,
   /**
@@ -310,7 +313,8 @@ enum picolm_agent_event_kind
    */
   PICOLM_EVENT_TOOL_CALL = 1,
   /**
-   * A handler returned: `tool_name`, `call_id`, `text` = the result, `is_error`.
+   * A handler returned: `tool_name`, `call_id`, `text` = the result (as the model sees it), `is_error`, and
+   * `truncated` when the result was cut (by tokens, with a marker) to fit the context.
    */
   PICOLM_EVENT_TOOL_RESULT = 2,
 };
@@ -319,6 +323,35 @@ enum picolm_agent_event_kind
 typedef enum picolm_agent_event_kind picolm_agent_event_kind;
 #else
 typedef int32_t picolm_agent_event_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Values of `picolm_generate_params.json_mode` (the field is an integer: values outside this list are refused).
+ */
+enum picolm_json_mode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * No JSON constraint.
+   */
+  PICOLM_JSON_OFF = 0,
+  /**
+   * One JSON object (like OpenAI's `json_object` response format), without insignificant whitespace.
+   */
+  PICOLM_JSON_OBJECT = 1,
+  /**
+   * Any JSON value (RFC 8259: also bare numbers, strings, arrays), without insignificant whitespace.
+   */
+  PICOLM_JSON_VALUE = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum picolm_json_mode picolm_json_mode;
+#else
+typedef int32_t picolm_json_mode;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -502,6 +535,10 @@ typedef struct picolm_agent_event {
    * Whether the tool failed (results only).
    */
   bool is_error;
+  /**
+   * Whether the result was cut to fit the context (results only; `text` then ends with a marker saying so).
+   */
+  bool truncated;
 } picolm_agent_event;
 
 /**
@@ -560,11 +597,13 @@ typedef struct picolm_generate_params {
    */
   uintptr_t n_stop;
   /**
-   * Constrain the output to one JSON value (RFC 8259).
+   * JSON mode, a `picolm_json_mode` value: `PICOLM_JSON_OFF` (0, default), `PICOLM_JSON_OBJECT` (1: one JSON
+   * object, compact — what agents need) or `PICOLM_JSON_VALUE` (2: any JSON value, compact). Other values are
+   * refused with PICOLM_ERR_INVALID_ARG. Ignored when `json_schema` is set.
    */
-  bool json_mode;
+  int32_t json_mode;
   /**
-   * JSON Schema (NUL-terminated UTF-8) the output must satisfy, or NULL.
+   * JSON Schema (NUL-terminated UTF-8) the output must satisfy (compact JSON), or NULL.
    */
   const char *json_schema;
   /**

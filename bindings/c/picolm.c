@@ -1,7 +1,7 @@
 /*
  * picolm — command-line front end of libpicolm, compatible with the original PicoLM's flags:
  *
- *   picolm MODEL.gguf [-p PROMPT] [-n N] [-t TEMP] [-k TOP_P] [-s SEED] [-c CTX] [-j THREADS] [--json]
+ *   picolm MODEL.gguf [-p PROMPT] [-n N] [-t TEMP] [-k TOP_P] [-s SEED] [-c CTX] [-j THREADS] [--json | --json-value]
  *                     [--cache FILE] [more options, see --help]
  *   picolm perplexity MODEL.gguf -f TEXT_FILE [-c 512] [-b 512] [--chunks N] [-j THREADS] [--json]
  *   picolm bench MODEL.gguf [-p 512] [-n 128] [-j 1,2] [-r 3] [--stream-weights] [--kv q8_0] [--json]
@@ -52,6 +52,11 @@ static int usage_error(const char *fmt, const char *arg) {
 
 static int api_error(picolm_result r, const char *what) {
     const char *detail = picolm_last_error_message();
+    if (r == PICOLM_ERR_BUDGET) {
+        fprintf(stderr, "picolm: %s: -n is too small for the JSON output%s%s (raise -n)\n", what, detail[0] ? ": " : "",
+                detail);
+        return 1;
+    }
     fprintf(stderr, "picolm: %s: %s%s%s\n", what, picolm_strerror(r), detail[0] ? ": " : "", detail);
     return 1;
 }
@@ -76,7 +81,8 @@ static void print_help(FILE *f) {
           STR(PICOLM_DEFAULT_N_CTX_CAP) ")\n"
           "  -j THREADS         compute threads (default: min(4, CPUs); 0 = one per CPU; more than the CPUs is\n"
           "                     lowered to the CPU count with a warning)\n"
-          "  --json             constrain output to one JSON value\n"
+          "  --json             constrain output to one JSON object (compact, like OpenAI's json_object mode)\n"
+          "  --json-value       constrain output to any one JSON value (compact; also bare numbers, strings)\n"
           "  --schema FILE      constrain output to JSON valid against the JSON Schema in FILE\n"
           "  --chat             wrap the prompt as a user message in the model's chat template\n"
           "  --tools FILE       tool-call mode: FILE holds OpenAI tool definitions (JSON array); prints the\n"
@@ -302,7 +308,8 @@ static int cmd_generate(int argc, char **argv) {
     size_t n_stops = 0;
     long n = 256, seed = 42, ctx = 0, threads = default_threads(), top_k = 0;
     float temp = 0.8f, top_p = 0.9f, min_p = 0.0f, rep = 1.0f;
-    bool json = false, raw_special = false, stream = false, chat = false;
+    bool raw_special = false, stream = false, chat = false;
+    picolm_json_mode json_mode = PICOLM_JSON_OFF;
     const char *schema_path = NULL, *tools_path = NULL;
     picolm_tool_choice choice = PICOLM_TOOL_CHOICE_AUTO;
     picolm_kv_type kv = PICOLM_KV_F16;
@@ -333,7 +340,8 @@ static int cmd_generate(int argc, char **argv) {
             else if (!strcmp(v, "q8_0")) kv = PICOLM_KV_Q8_0;
             else return usage_error("--kv expects f16 or q8_0, got '%s'", v);
         }
-        else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--json")) json_mode = PICOLM_JSON_OBJECT;
+        else if (!strcmp(a, "--json-value")) json_mode = PICOLM_JSON_VALUE;
         else if (!strcmp(a, "--schema")) { NEED_VALUE(); schema_path = v; }
         else if (!strcmp(a, "--tools")) { NEED_VALUE(); tools_path = v; }
         else if (!strcmp(a, "--chat")) chat = true;
@@ -408,7 +416,7 @@ static int cmd_generate(int argc, char **argv) {
 
     gp.stop = stops;
     gp.n_stop = n_stops;
-    gp.json_mode = json;
+    gp.json_mode = (uint32_t)json_mode;
     gp.json_schema = schema;
     gp.parse_special = !raw_special;
 

@@ -112,10 +112,13 @@ impl ToolSpec {
 /// Whether the model may, must, or may not call tools.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum ToolChoice {
-    /// The first token decides: a tool call if it starts the tool-call JSON, else a text answer.
+    /// The first token decides: a tool call if it starts the tool-call JSON, else a text answer. A call may only
+    /// be started when it can be finished within the tokens left (counted in the model's tokens); otherwise the
+    /// step answers in text.
     #[default]
     Auto,
-    /// The model must call a tool before it may answer (after at least one call, steps are `Auto`).
+    /// The model must call a tool before it may answer (after at least one call, steps are `Auto`). A
+    /// `max_tokens` that cannot hold the shortest call is [`GrammarError::BudgetTooSmall`].
     Required,
     /// No tool calls: answer in text.
     None,
@@ -183,6 +186,8 @@ pub enum AgentEvent<'a> {
         content: &'a str,
         /// Whether the handler failed.
         is_error: bool,
+        /// Whether the result was cut to fit the context (the text then ends with a marker saying so).
+        truncated: bool,
     },
 }
 
@@ -263,6 +268,10 @@ pub struct Agent {
     grammar: Arc<Grammar>,
 }
 
+/// Bytes per token beyond which a tool result is certainly too long (real text averages about four); bounds the
+/// tokenizer's work on huge results.
+const TOOL_RESULT_BYTES_PER_TOKEN: usize = 64;
+
 const MODE_UNDECIDED: u8 = 0;
 const MODE_JSON: u8 = 1;
 const MODE_TEXT: u8 = 2;
@@ -281,9 +290,15 @@ impl TokenConstraint for StepConstraint {
         match self.mode.load(Ordering::Relaxed) {
             MODE_JSON => self.json.mask_logits(logits, remaining),
             MODE_ANSWER_START => {
-                for t in self.json.allowed_tokens(usize::MAX)? {
+                for t in self.json.accepted_tokens() {
                     logits[t as usize] = f32::NEG_INFINITY;
                 }
+                Ok(())
+            }
+            // The first token decides: it may start a tool call only if the call can be finished within the
+            // tokens left; otherwise the model answers in text.
+            MODE_UNDECIDED => {
+                self.json.mask_over_budget(logits, remaining);
                 Ok(())
             }
             _ => Ok(()),
@@ -428,8 +443,10 @@ impl Agent {
         cancel: Option<CancelToken>,
         on_event: &mut dyn FnMut(AgentEvent<'_>) -> bool,
     ) -> Result<AgentOutcome, Error> {
-        let needed = self.grammar.min_close(&self.grammar.initial_state());
-        if params.tool_choice != ToolChoice::None && params.generate.max_tokens < needed {
+        // The shortest tool call in tokens of this model. `Required` cannot do without one; `Auto` answers in text
+        // when a call does not fit (the first token of each step may only start a call that can be finished).
+        let needed = JsonConstraint::new(self.grammar.clone(), session.model().grammar_vocab()).min_tokens();
+        if params.tool_choice == ToolChoice::Required && (params.generate.max_tokens as u64) < needed {
             return Err(GrammarError::BudgetTooSmall { needed, max_tokens: params.generate.max_tokens }.into());
         }
         let mut out = AgentOutcome {
@@ -456,7 +473,7 @@ impl Agent {
                     self.model_step(session, &mut out, params, answer_only, cancel.clone(), on_event)?
                 }
                 LoopState::ForcedAnswer => self.model_step(session, &mut out, params, true, cancel.clone(), on_event)?,
-                LoopState::RunTools(calls) => self.run_tools(calls, &mut out, on_event),
+                LoopState::RunTools(calls) => self.run_tools(session, calls, &mut out, params, on_event)?,
             };
         }
     }
@@ -527,23 +544,25 @@ impl Agent {
 
     fn run_tools(
         &mut self,
+        session: &Session,
         calls: Vec<ToolCall>,
         out: &mut AgentOutcome,
+        params: &AgentParams,
         on_event: &mut dyn FnMut(AgentEvent<'_>) -> bool,
-    ) -> LoopState {
+    ) -> Result<LoopState, Error> {
         let external = |c: &ToolCall| self.tools.iter().any(|t| t.spec.name == c.name && t.handler.is_none());
         if calls.iter().any(external) {
             for c in &calls {
                 if !on_event(AgentEvent::ToolCall(c)) {
-                    return LoopState::Done(AgentStop::Cancelled);
+                    return Ok(LoopState::Done(AgentStop::Cancelled));
                 }
             }
             out.pending_calls = calls;
-            return LoopState::Done(AgentStop::ToolCallsPending);
+            return Ok(LoopState::Done(AgentStop::ToolCallsPending));
         }
         for call in calls {
             if !on_event(AgentEvent::ToolCall(&call)) {
-                return LoopState::Done(AgentStop::Cancelled);
+                return Ok(LoopState::Done(AgentStop::Cancelled));
             }
             let tool = self.tools.iter_mut().find(|t| t.spec.name == call.name).expect("the grammar only allows registered names");
             let handler = tool.handler.as_mut().expect("external tools were handled above");
@@ -553,19 +572,72 @@ impl Agent {
                 Ok(text) => (text, false),
                 Err(e) => (format!("error: {e}"), true),
             };
-            if !on_event(AgentEvent::ToolResult { call: &call, content: &content, is_error }) {
-                return LoopState::Done(AgentStop::Cancelled);
+            let (content, truncated) = self.fit_tool_result(session, &out.messages, &call, content, params)?;
+            if !on_event(AgentEvent::ToolResult { call: &call, content: &content, is_error, truncated }) {
+                return Ok(LoopState::Done(AgentStop::Cancelled));
             }
-            out.messages.push(ChatMessage {
-                role: "tool".into(),
-                content: content.clone(),
-                tool_call_id: Some(call.id.clone()),
-                name: Some(call.name.clone()),
-                ..Default::default()
-            });
+            out.messages.push(ChatMessage::tool_result(&call, content.clone()));
             out.calls.push((call, content));
         }
-        LoopState::ModelStep { answer_only: false }
+        Ok(LoopState::ModelStep { answer_only: false })
+    }
+
+    /// Prompt tokens of the conversation `messages` plus a tool message with `content`, as the next step renders
+    /// it.
+    fn prompt_tokens_with(&self, session: &Session, messages: &[ChatMessage], call: &ToolCall, content: &str) -> Result<usize, Error> {
+        let mut all = messages.to_vec();
+        all.push(ChatMessage::tool_result(call, content));
+        let text = self.template.render(&self.with_tools(&all), true)?;
+        Ok(self.template.encode(session.model().tokenizer(), &text).len())
+    }
+
+    /// Cuts a tool result that would not fit in the context, by tokens, keeping room for the next step's output
+    /// (`max_tokens`, at most a quarter of the context), and marks the cut in the text. Returns the text the
+    /// model sees and whether it was cut.
+    fn fit_tool_result(
+        &self,
+        session: &Session,
+        messages: &[ChatMessage],
+        call: &ToolCall,
+        content: String,
+        params: &AgentParams,
+    ) -> Result<(String, bool), Error> {
+        let n_ctx = session.n_ctx();
+        let limit = n_ctx - params.generate.max_tokens.min(n_ctx / 4);
+        let base = self.prompt_tokens_with(session, messages, call, "")?;
+        let room = limit.saturating_sub(base);
+        // Fewer bytes than tokens of room always fit (every token has at least one byte): skip the count.
+        if content.len() < room / 2 || (content.len() <= room * TOOL_RESULT_BYTES_PER_TOKEN
+            && self.prompt_tokens_with(session, messages, call, &content)? <= limit)
+        {
+            return Ok((content, false));
+        }
+        let tokenizer = session.model().tokenizer();
+        // Beyond this many bytes the text cannot fit in `room` tokens (bounds the tokenizer's work on huge results).
+        let mut cut = content.len().min(room.saturating_mul(TOOL_RESULT_BYTES_PER_TOKEN));
+        while !content.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let ids = tokenizer.encode(&content[..cut], false, false);
+        let mut keep = ids.len().min(room);
+        for _ in 0..8 {
+            let bytes = tokenizer.decode(&ids[..keep], false);
+            let shown = match std::str::from_utf8(&bytes) {
+                Ok(s) => s,
+                Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).expect("valid prefix"),
+            };
+            let text = format!(
+                "{shown}\n[tool result truncated to fit the context: {} of {} bytes shown]",
+                shown.len(),
+                content.len()
+            );
+            let used = self.prompt_tokens_with(session, messages, call, &text)?;
+            if used <= limit || keep == 0 {
+                return Ok((text, true));
+            }
+            keep = keep.saturating_sub(used - limit + 4);
+        }
+        Ok((format!("[tool result of {} bytes omitted: it does not fit in the context]", content.len()), true))
     }
 }
 

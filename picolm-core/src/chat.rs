@@ -108,6 +108,17 @@ impl ChatMessage {
         ChatMessage { role: role.into(), content: content.into(), ..Default::default() }
     }
 
+    /// The `tool` message that carries the result of `call`.
+    pub fn tool_result(call: &ToolCall, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: "tool".into(),
+            content: content.into(),
+            tool_call_id: Some(call.id.clone()),
+            name: Some(call.name.clone()),
+            ..Default::default()
+        }
+    }
+
     /// Reads message number `index` of a conversation in OpenAI's format: `role` (string), `content` (a string,
     /// `null`, or a list of `{"type": "text", "text": …}` parts, joined with newlines), and optionally
     /// `tool_call_id` and `name` (strings or null) and, on assistant messages, `tool_calls`. Other keys are

@@ -154,7 +154,8 @@ pub enum picolm_agent_event_kind {
     PICOLM_EVENT_ANSWER_PIECE = 0,
     /// The model called a tool: `tool_name`, `call_id`, `text` = the arguments as JSON.
     PICOLM_EVENT_TOOL_CALL = 1,
-    /// A handler returned: `tool_name`, `call_id`, `text` = the result, `is_error`.
+    /// A handler returned: `tool_name`, `call_id`, `text` = the result (as the model sees it), `is_error`, and
+    /// `truncated` when the result was cut (by tokens, with a marker) to fit the context.
     PICOLM_EVENT_TOOL_RESULT = 2,
 }
 
@@ -174,6 +175,8 @@ pub struct picolm_agent_event {
     pub call_id: *const libc::c_char,
     /// Whether the tool failed (results only).
     pub is_error: bool,
+    /// Whether the result was cut to fit the context (results only; `text` then ends with a marker saying so).
+    pub truncated: bool,
 }
 
 /// Event callback; return false to stop the loop.
@@ -183,9 +186,11 @@ pub type picolm_agent_event_callback = Option<unsafe extern "C" fn(event: *const
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum picolm_tool_choice {
-    /// The model decides with its first token.
+    /// The model decides with its first token; it may start a tool call only if the call can be finished in the
+    /// tokens left (`max_tokens`, counted in the model's tokens), otherwise it answers in text.
     PICOLM_TOOL_CHOICE_AUTO = 0,
-    /// The model must call a tool before it may answer.
+    /// The model must call a tool before it may answer; a `max_tokens` that cannot hold the shortest call is
+    /// PICOLM_ERR_BUDGET.
     PICOLM_TOOL_CHOICE_REQUIRED = 1,
     /// No tool calls.
     PICOLM_TOOL_CHOICE_NONE = 2,
@@ -539,12 +544,14 @@ pub unsafe extern "C" fn picolm_agent_run(
         s.cancel.reset();
         let mut emit = |e: AgentEvent<'_>| -> bool {
             let Some(cb) = on_event else { return true };
+            let mut truncated = false;
             let (kind, text, name, id, is_error) = match e {
                 AgentEvent::AnswerPiece(p) => (picolm_agent_event_kind::PICOLM_EVENT_ANSWER_PIECE, p.to_string(), None, None, false),
                 AgentEvent::ToolCall(c) => {
                     (picolm_agent_event_kind::PICOLM_EVENT_TOOL_CALL, c.arguments.to_string(), Some(&c.name), Some(&c.id), false)
                 }
-                AgentEvent::ToolResult { call, content, is_error } => {
+                AgentEvent::ToolResult { call, content, is_error, truncated: cut } => {
+                    truncated = cut;
                     (picolm_agent_event_kind::PICOLM_EVENT_TOOL_RESULT, content.to_string(), Some(&call.name), Some(&call.id), is_error)
                 }
             };
@@ -558,6 +565,7 @@ pub unsafe extern "C" fn picolm_agent_run(
                 tool_name: name_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
                 call_id: id_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
                 is_error,
+                truncated,
             };
             // SAFETY: the caller's callback with pointers valid for the call.
             unsafe { cb(&ev, user_data) }

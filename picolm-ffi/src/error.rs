@@ -5,6 +5,7 @@ use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use picolm_core::gguf::GgufError;
+use picolm_core::grammar::GrammarError;
 use picolm_core::model::ModelError;
 use picolm_core::Error;
 
@@ -43,7 +44,8 @@ pub enum picolm_result {
     PICOLM_ERR_BUSY = 13,
     /// Memory for a caller-sized buffer could not be allocated; the message gives the size.
     PICOLM_ERR_OUT_OF_MEMORY = 14,
-    /// `max_tokens` cannot hold the shortest output the constraint (tool call, schema) allows.
+    /// The token budget (`max_tokens`, or the room left in the context) cannot hold the shortest output the JSON
+    /// grammar or schema allows; raise `max_tokens` (or `n_ctx`).
     PICOLM_ERR_BUDGET = 15,
 }
 
@@ -91,7 +93,7 @@ impl picolm_result {
             PICOLM_ERR_PANIC => "internal error\0",
             PICOLM_ERR_BUSY => "session in use by another thread\0",
             PICOLM_ERR_OUT_OF_MEMORY => "out of memory\0",
-            PICOLM_ERR_BUDGET => "max_tokens too small for the constrained output\0",
+            PICOLM_ERR_BUDGET => "token budget too small for the constrained output (raise max_tokens)\0",
         }
     }
 }
@@ -148,6 +150,7 @@ impl From<Error> for Failure {
             Error::Model(m) => code_of_model_error(m),
             Error::PromptTooLong { .. } | Error::ContextOverflow { .. } => PICOLM_ERR_CONTEXT_OVERFLOW,
             Error::InvalidState(_) => PICOLM_ERR_STATE,
+            Error::Grammar(GrammarError::BudgetTooSmall { .. }) => PICOLM_ERR_BUDGET,
             Error::Grammar(_) => PICOLM_ERR_GRAMMAR,
             Error::Sampler(_) => PICOLM_ERR_INVALID_ARG,
             Error::Io(_) => PICOLM_ERR_IO,

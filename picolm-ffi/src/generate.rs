@@ -35,9 +35,11 @@ pub struct picolm_generate_params {
     pub stop: *const *const libc::c_char,
     /// Number of stop strings.
     pub n_stop: usize,
-    /// Constrain the output to one JSON value (RFC 8259).
-    pub json_mode: bool,
-    /// JSON Schema (NUL-terminated UTF-8) the output must satisfy, or NULL.
+    /// JSON mode, a `picolm_json_mode` value: `PICOLM_JSON_OFF` (0, default), `PICOLM_JSON_OBJECT` (1: one JSON
+    /// object, compact — what agents need) or `PICOLM_JSON_VALUE` (2: any JSON value, compact). Other values are
+    /// refused with PICOLM_ERR_INVALID_ARG. Ignored when `json_schema` is set.
+    pub json_mode: i32,
+    /// JSON Schema (NUL-terminated UTF-8) the output must satisfy (compact JSON), or NULL.
     pub json_schema: *const libc::c_char,
     /// Add BOS/EOS to the prompt as the model asks (default true).
     pub add_special: bool,
@@ -45,6 +47,18 @@ pub struct picolm_generate_params {
     pub parse_special: bool,
     /// Keep generating past end-of-generation tokens (benchmarks, tests; default false).
     pub ignore_eog: bool,
+}
+
+/// Values of `picolm_generate_params.json_mode` (the field is an integer: values outside this list are refused).
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum picolm_json_mode {
+    /// No JSON constraint.
+    PICOLM_JSON_OFF = 0,
+    /// One JSON object (like OpenAI's `json_object` response format), without insignificant whitespace.
+    PICOLM_JSON_OBJECT = 1,
+    /// Any JSON value (RFC 8259: also bare numbers, strings, arrays), without insignificant whitespace.
+    PICOLM_JSON_VALUE = 2,
 }
 
 /// Why a generation ended (the `stop_reason` field of `picolm_generation_info`, an `int32_t`).
@@ -117,7 +131,7 @@ pub unsafe extern "C" fn picolm_generate_params_default(params: *mut picolm_gene
             seed: sp.seed,
             stop: std::ptr::null(),
             n_stop: 0,
-            json_mode: false,
+            json_mode: picolm_json_mode::PICOLM_JSON_OFF as i32,
             json_schema: std::ptr::null(),
             add_special: true,
             parse_special: true,

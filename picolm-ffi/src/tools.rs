@@ -6,25 +6,39 @@ use std::sync::Arc;
 use picolm_core::bench::{run_bench, BenchParams};
 use picolm_core::model::{KvType, Model, ModelParams};
 use picolm_core::perplexity::perplexity;
-use picolm_core::grammar::{Grammar, JsonConstraint};
+use picolm_core::grammar::{Grammar, JsonConstraint, JsonMode};
 use picolm_core::TokenConstraint;
 
 use crate::error::{cstr_arg, guard, picolm_result, str_arg, write_out, Failure};
 use crate::model::{model_ref, picolm_model};
 
+/// Reads `picolm_generate_params.json_mode` (an integer from C): `None` for off.
+pub(crate) fn json_mode_arg(value: i32) -> Result<Option<JsonMode>, Failure> {
+    use crate::generate::picolm_json_mode::*;
+    match value {
+        v if v == PICOLM_JSON_OFF as i32 => Ok(None),
+        v if v == PICOLM_JSON_OBJECT as i32 => Ok(Some(JsonMode::Object)),
+        v if v == PICOLM_JSON_VALUE as i32 => Ok(Some(JsonMode::Value)),
+        v => Err(Failure::invalid(format!(
+            "params.json_mode = {v} is not a picolm_json_mode (0 PICOLM_JSON_OFF, 1 PICOLM_JSON_OBJECT, 2 PICOLM_JSON_VALUE)"
+        ))),
+    }
+}
+
 /// The grammar constraint for the JSON options of a generation (none when both are off): a JSON Schema when
-/// `schema` is non-NULL, else any JSON value when `json_mode`.
+/// `schema` is non-NULL, else the JSON mode's grammar.
 pub(crate) fn constraint_for(
     model: &Arc<Model>,
-    json_mode: bool,
+    json_mode: i32,
     schema: *const libc::c_char,
 ) -> Result<Option<Box<dyn TokenConstraint>>, Failure> {
+    let mode = json_mode_arg(json_mode)?;
     let grammar = if !schema.is_null() {
         // SAFETY: the caller passes a NUL-terminated schema (documented on `picolm_generate_params`).
         let text = unsafe { cstr_arg(schema, "params.json_schema") }?;
         Grammar::from_schema_str(text).map_err(picolm_core::Error::from)?
-    } else if json_mode {
-        Grammar::json()
+    } else if let Some(mode) = mode {
+        Grammar::for_mode(mode)
     } else {
         return Ok(None);
     };

@@ -90,21 +90,39 @@ rm -rf "$sdir"
 # -j above the CPU count is lowered to it with a warning; -j 0 means one thread per CPU.
 check "-j 999" 0 timeout 300 "$bin" "$model" -p "The capital of France is" -n 4 -t 0 -j 999
 has_err "warning: n_threads 999 exceeds the"
-grep -q "Paris" /tmp/picolm-cli.out && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: -j 999 output"; }
+grep -q "Paris" "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: -j 999 output"; }
 check "-j 0" 0 "$bin" "$model" -p "The capital of France is" -n 2 -t 0 -j 0
-grep -q "warning" /tmp/picolm-cli.err && { fail=$((fail + 1)); echo "FAIL: -j 0 warned"; cat /tmp/picolm-cli.err; } || pass=$((pass + 1))
+grep -q "warning" "$err" && { fail=$((fail + 1)); echo "FAIL: -j 0 warned"; cat "$err"; } || pass=$((pass + 1))
 if command -v taskset >/dev/null 2>&1; then  # the CPU count respects the affinity mask
   check "-j 2 on one CPU" 0 taskset -c 0 "$bin" "$model" -p "The capital of France is" -n 2 -t 0 -j 2
   has_err "warning: n_threads 2 exceeds the 1 CPU available to this process; using 1 thread"
   check "default -j on one CPU" 0 taskset -c 0 "$bin" "$model" -p "The capital of France is" -n 2 -t 0
-  grep -q "warning" /tmp/picolm-cli.err && { fail=$((fail + 1)); echo "FAIL: default -j warned"; } || pass=$((pass + 1))
+  grep -q "warning" "$err" && { fail=$((fail + 1)); echo "FAIL: default -j warned"; } || pass=$((pass + 1))
 fi
 check "tokenize" 0 "$bin" tokenize "$model" -p "The capital of France is"
 grep -qx "504 3575 282 4649 314" "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: tokenize ids"; }
 tmpd=$(mktemp -d)
-# --json: the output must parse (checked by Python's json module, independent of the engine).
+# --json: one compact JSON object (checked by Python's json module, independent of the engine), also with
+# PicoClaw's call: the prompt on stdin, -n N -j T -t 0.7 --json.
 check "json mode" 0 "$bin" "$model" --chat -p "Describe a dog as JSON." --json -n 64 -t 0.8 -s 5
-python3 -c "import json,sys; json.load(open('$out'))" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --json output does not parse"; cat "$out"; }
+python3 -c "
+import json; t = open('$out').read().strip(); v = json.loads(t)
+assert isinstance(v, dict) and t == json.dumps(v, separators=(',', ':'), ensure_ascii=False), t" \
+  && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --json output is not one compact object"; cat "$out"; }
+for seed in 1 2 3; do
+  printf 'How many legs does a spider have? Answer in JSON.\n' | "$bin" "$model" -n 48 -j 2 -t 0.7 -s "$seed" --json \
+    >"$out" 2>"$err"
+  python3 -c "import json; assert isinstance(json.load(open('$out')), dict)" && pass=$((pass + 1)) \
+    || { fail=$((fail + 1)); echo "FAIL: PicoClaw-style --json (seed $seed) is not an object"; cat "$out"; }
+done
+# --json-value: any value (here a number is what the prompt asks for); it parses.
+check "json-value mode" 0 "$bin" "$model" -p "The number of legs of a spider, as a JSON number:" --json-value -n 8 -t 0
+python3 -c "import json; json.load(open('$out'))" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --json-value output does not parse"; cat "$out"; }
+# A budget too small for the schema has its own message (not "invalid grammar or schema").
+echo '{"type":"object","properties":{"name":{"type":"string","minLength":40}},"required":["name"]}' > "$tmpd/long.json"
+check "budget too small" 1 "$bin" "$model" -p "x" --schema "$tmpd/long.json" -n 4
+has_err "too small for the JSON output"
+grep -q "invalid grammar" "$err" && { fail=$((fail + 1)); echo "FAIL: budget reported as a grammar error"; } || pass=$((pass + 1))
 echo '{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}' > "$tmpd/schema.json"
 check "schema mode" 0 "$bin" "$model" --chat -p "Describe Alice, 30, as JSON." --schema "$tmpd/schema.json" -n 64 -t 0
 python3 -c "
@@ -129,6 +147,14 @@ assert (f['name'] == 'set_relay' and set(args) == {'id', 'on'}) or (f['name'] ==
   && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: tool-call output is not PicoClaw's shape"; cat "$out"; }
 has_err "stop: tool_calls_pending"  # --tools mode prints the statistics like generation does
 has_err "tok/s"
+# -n too small for any call: auto answers in text (exit 0), required reports the budget.
+check "tools auto, small -n" 0 "$bin" "$model" -p "Turn on relay 2." --tools "$tmpd/tools.json" -t 0 -n 12
+grep -q "tool_calls" "$out" && { fail=$((fail + 1)); echo "FAIL: a call that cannot fit was started"; } || pass=$((pass + 1))
+check "tools required, small -n" 1 "$bin" "$model" -p "Turn on relay 2." --tools "$tmpd/tools.json" --tool-choice required -t 0 -n 12
+has_err "too small for the JSON output"
+# PicoClaw's default budget holds a call: -n 64 with required.
+check "tools required, -n 64" 0 "$bin" "$model" -p "Turn on relay 2." --tools "$tmpd/tools.json" --tool-choice required -t 0 -n 64
+grep -q '^{"tool_calls":\[' "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: no call with -n 64"; cat "$out"; }
 check "bad tool-choice" 2 "$bin" "$model" -p hi --tools "$tmpd/tools.json" --tool-choice maybe
 echo '[{"function":{}}]' > "$tmpd/badtools.json"
 check "bad tools file" 1 "$bin" "$model" -p hi --tools "$tmpd/badtools.json"

@@ -251,17 +251,29 @@ static void test_json_and_chat(picolm_model *m) {
     CHECK(looks_like_object_with(c.text, "\"name\"", "\"age\""));
     printf("  schema output: %s\n", c.text);
 
+    /* JSON object mode: a compact object, whatever the sampling. */
     gp.json_schema = NULL;
-    gp.json_mode = true;
+    gp.json_mode = PICOLM_JSON_OBJECT;
     gp.temperature = 1.0f;
-    gp.seed = 3;
-    struct collect c2;
-    memset(&c2, 0, sizeof c2);
-    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, collect_piece, &c2, &gi) == PICOLM_OK);
-    CHECK(gi.stop_reason == PICOLM_STOP_GRAMMAR_COMPLETE || gi.stop_reason == PICOLM_STOP_EOG);
-    CHECK(gi.n_generated <= 64);
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        gp.seed = seed;
+        struct collect c2;
+        memset(&c2, 0, sizeof c2);
+        CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, collect_piece, &c2, &gi) == PICOLM_OK);
+        CHECK(gi.stop_reason == PICOLM_STOP_GRAMMAR_COMPLETE);
+        CHECK(gi.n_generated <= 64);
+        CHECK(c2.text[0] == '{' && c2.len > 1 && c2.text[c2.len - 1] == '}' && strchr(c2.text, '\n') == NULL);
+    }
+    /* Any-value mode, and values outside picolm_json_mode. */
+    gp.json_mode = PICOLM_JSON_VALUE;
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, &gi) == PICOLM_OK);
+    gp.json_mode = 3;
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_INVALID_ARG);
+    CHECK(strstr(picolm_last_error_message(), "json_mode = 3") != NULL);
+    gp.json_mode = (uint32_t)-1;
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_INVALID_ARG);
 
-    gp.json_mode = false;
+    gp.json_mode = PICOLM_JSON_OFF;
     gp.json_schema = "{\"type\":\"string\",\"pattern\":\"^a\"}";
     CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_GRAMMAR);
     CHECK(strstr(picolm_last_error_message(), "pattern") != NULL);
@@ -271,8 +283,14 @@ static void test_json_and_chat(picolm_model *m) {
     CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_INVALID_UTF8);
     gp.json_schema = "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}},\"required\":[\"a\"]}";
     gp.max_tokens = 3;
-    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_GRAMMAR);
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_BUDGET);
     CHECK(strstr(picolm_last_error_message(), "too small") != NULL);
+    CHECK(strstr(picolm_strerror(PICOLM_ERR_BUDGET), "budget") != NULL);
+    /* A schema whose shortest value is astronomically long is refused, not wrapped around to "fits". */
+    gp.json_schema = "{\"type\":\"array\",\"minItems\":4294967294,\"items\":{\"type\":\"array\",\"minItems\":4294967294,"
+                     "\"items\":{\"type\":\"integer\"}}}";
+    gp.max_tokens = 64;
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_BUDGET);
     picolm_session_free(s);
 }
 
@@ -297,7 +315,18 @@ static void failing_sensor(const char *args, size_t len, picolm_tool_result *res
     picolm_tool_result_set(result, e, strlen(e), true);
 }
 
-struct event_log { int calls, results, pieces; bool saw_error; char answer[512]; };
+/* read_log handler: a 1 MB result. */
+static void huge_log(const char *args, size_t len, picolm_tool_result *result, void *user_data) {
+    (void)args; (void)len; (void)user_data;
+    size_t n = 1 << 20;
+    char *text = malloc(n);
+    if (!text) return;
+    for (size_t i = 0; i < n; i++) text[i] = "kernel: usb 1-1: new device\n"[i % 28];
+    CHECK(picolm_tool_result_set(result, text, n, false) == PICOLM_OK);
+    free(text);
+}
+
+struct event_log { int calls, results, pieces, truncated; bool saw_error; char answer[512]; };
 
 static bool on_agent_event(const picolm_agent_event *ev, void *user_data) {
     struct event_log *log = user_data;
@@ -305,7 +334,9 @@ static bool on_agent_event(const picolm_agent_event *ev, void *user_data) {
     if (ev->kind == PICOLM_EVENT_TOOL_RESULT) {
         log->results++;
         log->saw_error |= ev->is_error;
-        printf("  [result] %s -> %s%s\n", ev->tool_name, ev->text, ev->is_error ? " (error)" : "");
+        log->truncated += ev->truncated;
+        printf("  [result] %s -> %.200s%s%s\n", ev->tool_name, ev->text, ev->is_error ? " (error)" : "",
+               ev->truncated ? " (truncated)" : "");
     }
     if (ev->kind == PICOLM_EVENT_ANSWER_PIECE) {
         log->pieces++;
@@ -376,6 +407,32 @@ static void test_agent(picolm_model *m) {
         CHECK(strstr(res.tool_calls_json, "\"arguments\":\"{\\\"id\\\":") != NULL || strstr(res.tool_calls_json, "\"arguments\":\"{\\\"on\\\":") != NULL);
     }
     picolm_agent_result_free(&res);
+
+    /* A 1 MB tool result is cut to what the context holds (with a marker), not a context overflow. */
+    picolm_agent *big = NULL;
+    CHECK(picolm_agent_new(m, &big) == PICOLM_OK);
+    CHECK(picolm_agent_add_tool(big, "read_log", "Read the system log", "{\"type\":\"object\",\"properties\":{}}", huge_log,
+                                NULL) == PICOLM_OK);
+    memset(&log, 0, sizeof log);
+    ap.max_iterations = 2;
+    ap.max_tokens = 48;
+    picolm_chat_message ql = { "user", "Show me the system log.", NULL, NULL };
+    CHECK(picolm_agent_run(big, s, &ql, 1, &ap, on_agent_event, &log, &res) == PICOLM_OK);
+    CHECK(log.results >= 1 && log.truncated == log.results);
+    CHECK(res.messages_json && strstr(res.messages_json, "truncated to fit the context") != NULL);
+    CHECK(res.messages_json && strlen(res.messages_json) < 16384);
+    picolm_agent_result_free(&res);
+    picolm_agent_free(big);
+
+    /* auto: a max_tokens too small for any call answers in text; required: the budget error. */
+    ap.max_tokens = 8;
+    ap.max_iterations = 1;
+    ap.tool_choice = PICOLM_TOOL_CHOICE_AUTO;
+    CHECK(picolm_agent_run(a, s, &msg, 1, &ap, NULL, NULL, &res) == PICOLM_OK);
+    CHECK(res.stop == PICOLM_AGENT_ANSWERED && res.n_tool_calls == 0);
+    picolm_agent_result_free(&res);
+    ap.tool_choice = PICOLM_TOOL_CHOICE_REQUIRED;
+    CHECK(picolm_agent_run(a, s, &msg, 1, &ap, NULL, NULL, &res) == PICOLM_ERR_BUDGET);
 
     picolm_agent *empty = NULL;
     CHECK(picolm_agent_new(m, &empty) == PICOLM_OK);

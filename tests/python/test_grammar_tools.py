@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import uuid
 
 import jsonschema
 import pytest
@@ -18,10 +20,57 @@ PERSON = {
 }
 
 
-def test_json_mode_outputs_parse(model):
+def assert_compact(text):
+    """No whitespace outside strings."""
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            in_string, escaped = (not (ch == '"' and not escaped)), (ch == "\\" and not escaped)
+        elif ch == '"':
+            in_string = True
+        else:
+            assert ch not in " \t\r\n", f"insignificant whitespace in {text!r}"
+
+
+def test_json_mode_outputs_compact_objects(model):
     for seed in range(6):
-        text = model.chat([{"role": "user", "content": "Give me a random fact as JSON."}], json=True, temperature=1.0, seed=seed, max_tokens=48)
-        json.loads(text)
+        for mode in (True, "object"):
+            text = model.chat([{"role": "user", "content": "Give me a random fact as JSON."}], json=mode, temperature=1.0, seed=seed, max_tokens=48)
+            v = json.loads(text)
+            assert isinstance(v, dict), text
+            assert_compact(text)
+
+
+def test_json_value_mode_and_bad_modes(model):
+    text = model.generate("The number of legs of a spider, in JSON:", json="value", max_tokens=8)
+    json.loads(text)
+    assert model.generate("x", json=False, max_tokens=2) is not None
+    with pytest.raises(picolm.InvalidArgumentError, match="value"):
+        model.generate("x", json="array")
+    with pytest.raises(TypeError):
+        model.generate("x", json=3)
+
+
+def test_formats(model):
+    schema = {
+        "type": "object",
+        "properties": {
+            "day": {"type": "string", "format": "date"},
+            "at": {"type": "string", "format": "date-time"},
+            "id": {"type": "string", "format": "uuid"},
+            "mail": {"type": "string", "format": "email", "maxLength": 40},
+        },
+        "required": ["day", "at", "id", "mail"],
+    }
+    checker = jsonschema.FormatChecker()
+    for seed, temp in [(0, 0.0), (1, 0.9), (2, 1.3)]:
+        text = model.chat([{"role": "user", "content": "A meeting record as JSON."}], schema=schema, temperature=temp, seed=seed, max_tokens=160)
+        v = json.loads(text)
+        jsonschema.validate(v, schema, format_checker=checker)
+        datetime.date.fromisoformat(v["day"])
+        uuid.UUID(v["id"])
+    with pytest.raises(picolm.GrammarError, match="hostname"):
+        model.generate("x", schema={"type": "string", "format": "hostname"})
 
 
 def test_schema_outputs_validate(model):
@@ -44,8 +93,12 @@ def test_streaming_json_equals_non_streaming(model):
 def test_grammar_errors(model):
     with pytest.raises(picolm.GrammarError, match="pattern"):
         model.generate("x", schema={"type": "string", "pattern": "a+"})
-    with pytest.raises(picolm.GrammarError, match="too small"):
+    with pytest.raises(picolm.BudgetError, match="too small"):
         model.generate("x", schema=PERSON, max_tokens=4)
+    with pytest.raises(picolm.BudgetError):
+        model.generate("x", schema={"type": "array", "minItems": 4294967294, "items": {"type": "array", "minItems": 4294967294}}, max_tokens=64)
+    with pytest.raises(picolm.GrammarError, match="empty"):
+        model.generate("x", schema={"type": []})
     with pytest.raises(picolm.GrammarError):
         model.generate("x", schema="{not json")
     with pytest.raises(picolm.PicoLMError):
@@ -122,3 +175,32 @@ def test_tool_definition_errors(model):
         model.run_tools([{"role": "user", "content": "x"}], [picolm.Tool("t", "", {"type": "object"})], tool_choice="sometimes")
     with pytest.raises(picolm.GrammarError):
         model.run_tools([{"role": "user", "content": "x"}], [picolm.Tool("t", "", {"type": "object", "properties": {"a": {"$ref": "#"}}})])
+
+
+def test_a_tool_without_arguments_gets_empty_arguments(model):
+    calls = []
+    tool = picolm.Tool("get_time", "Get the current time", handler=lambda args: calls.append(args) or "12:00")
+    r = model.run_tools([{"role": "user", "content": "What time is it?"}], [tool], tool_choice="required", max_iterations=2,
+                        temperature=0.9, seed=4)
+    assert calls and all(a == {} for a in calls), calls
+
+
+def test_a_huge_tool_result_is_cut_to_fit_the_context(model):
+    events = []
+    tool = picolm.Tool("read_log", "Read the system log", handler=lambda args: "kernel: usb 1-1: new device\n" * 40000)
+    r = model.run_tools([{"role": "user", "content": "Show me the system log."}], [tool], tool_choice="required",
+                        max_iterations=2, max_tokens=48, on_event=lambda k, d: events.append((k, d)))
+    results = [d for k, d in events if k == "tool_result"]
+    assert results and all(d["truncated"] for d in results)
+    tool_msgs = [m for m in r.messages if m["role"] == "tool"]
+    assert tool_msgs and "truncated to fit the context" in tool_msgs[0]["content"]
+    assert len(tool_msgs[0]["content"]) < 10_000
+
+
+def test_tool_budget_auto_answers_in_text_required_raises(model):
+    log = []
+    tools = iot_tools(log)
+    r = model.run_tools([{"role": "user", "content": "Switch relay 2 on."}], tools, max_tokens=8, max_iterations=1)
+    assert r.stop == "answered" and not r.calls and not log
+    with pytest.raises(picolm.BudgetError):
+        model.run_tools([{"role": "user", "content": "Switch relay 2 on."}], tools, tool_choice="required", max_tokens=8)

@@ -194,3 +194,186 @@ fn a_failing_tool_becomes_a_tool_message() {
     assert!(!tool_msgs.is_empty());
     assert!(tool_msgs[0].content.contains("sensor bus not responding"));
 }
+
+/// A weather tool as PicoClaw registers it.
+fn weather_tool() -> ToolSpec {
+    ToolSpec {
+        name: "get_weather".into(),
+        description: "Get the current weather for a city".into(),
+        parameters: json!({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}),
+    }
+}
+
+#[test]
+fn tool_call_budget_is_counted_in_tokens_of_the_vocabulary() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let g = Arc::new(Grammar::from_schema(&picolm_core::agent::tool_call_schema(&[weather_tool()], 1)).unwrap());
+    let bytes = g.min_close(&g.initial_state());
+    let c = JsonConstraint::new(g.clone(), model.grammar_vocab());
+    let tokens = c.min_tokens();
+    // The shortest call, tokenized by the model's own tokenizer, is an upper bound of what the mask may reserve.
+    let shortest = r#"{"tool_calls":[{"id":"a","type":"function","function":{"name":"get_weather","arguments":{"city":""}}}]}"#;
+    let tokenized = model.tokenizer().encode(shortest, false, false).len() as u64;
+    eprintln!("shortest call: {bytes} bytes, {tokens} tokens by the mask, {tokenized} by the tokenizer");
+    assert_eq!(bytes, shortest.len());
+    assert!(tokens <= tokenized, "the mask's count is the shortest tokenization");
+    assert!(tokens * 2 < bytes as u64, "counted in tokens, not bytes: {tokens} vs {bytes}");
+    // A budget of exactly that many tokens is enough: random-logit generations finish with a valid call.
+    let vocab = model.grammar_vocab();
+    let mut rng = Rng::new(3);
+    for _ in 0..30 {
+        let max_tokens = tokens as usize;
+        let mut c = JsonConstraint::new(g.clone(), vocab.clone());
+        let mut ids = Vec::new();
+        for k in 0..max_tokens {
+            let allowed = c.allowed_tokens(max_tokens - k).unwrap();
+            let t = allowed[rng.next_u32() as usize % allowed.len()];
+            c.accept(t).unwrap();
+            ids.push(t);
+            if c.complete() {
+                break;
+            }
+        }
+        let text = model.tokenizer().decode_string(&ids, false).unwrap();
+        assert!(c.complete(), "not finished within {max_tokens} tokens: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["tool_calls"][0]["function"]["name"], "get_weather");
+    }
+    // One token fewer is refused up front with the budget error.
+    let mut c = JsonConstraint::new(g, vocab);
+    assert!(matches!(c.allowed_tokens(tokens as usize - 1), Err(picolm_core::grammar::GrammarError::BudgetTooSmall { .. })));
+}
+
+#[test]
+fn auto_mode_answers_in_text_when_a_call_cannot_fit_and_required_reports_the_budget() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+    let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut agent = Agent::new(iot_tools(log.clone()), template, 1).unwrap();
+    let msgs = [ChatMessage::new("user", "Turn on relay 2.")];
+    for seed in 0..4 {
+        let params = AgentParams {
+            max_iterations: 1,
+            generate: GenerateParams {
+                max_tokens: 12,
+                sampler: SamplerParams { temperature: 1.0, seed, ..Default::default() },
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let out = agent.run(&mut session, &msgs, &params, None, &mut |_| true).unwrap();
+        assert_eq!(out.stop, AgentStop::Answered, "{out:?}");
+        assert!(out.calls.is_empty() && !out.answer.contains("tool_calls"), "{:?}", out.answer);
+    }
+    assert!(log.lock().unwrap().is_empty());
+    let params = AgentParams {
+        tool_choice: ToolChoice::Required,
+        generate: GenerateParams { max_tokens: 12, ..Default::default() },
+        ..Default::default()
+    };
+    match agent.run(&mut session, &msgs, &params, None, &mut |_| true) {
+        Err(picolm_core::Error::Grammar(picolm_core::grammar::GrammarError::BudgetTooSmall { needed, max_tokens })) => {
+            assert!(needed > 12 && max_tokens == 12)
+        }
+        other => panic!("{other:?}"),
+    }
+    // PicoClaw's default of 64 tokens holds a call.
+    let params = AgentParams {
+        tool_choice: ToolChoice::Required,
+        max_iterations: 1,
+        generate: GenerateParams { max_tokens: 64, ..Default::default() },
+        ..Default::default()
+    };
+    let out = agent.run(&mut session, &msgs, &params, None, &mut |_| true).unwrap();
+    assert_eq!(out.calls.len(), 1, "{out:?}");
+}
+
+#[test]
+fn a_huge_tool_result_is_cut_to_fit_the_context_and_flagged() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 512, ..Default::default() }).unwrap();
+    let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let big = "kernel: usb 1-1: new high-speed USB device number 2 using ehci-pci\n".repeat(16_000); // about 1 MB
+    let total = big.len();
+    let tool = Tool::new(
+        ToolSpec { name: "read_log".into(), description: "Read the system log".into(), parameters: json!({"type":"object","properties":{}}) },
+        move |_: &Value| Ok(big.clone()),
+    );
+    let mut agent = Agent::new(vec![tool], template, 1).unwrap();
+    let params = AgentParams {
+        tool_choice: ToolChoice::Required,
+        max_iterations: 2,
+        generate: GenerateParams { max_tokens: 48, ..Default::default() },
+        ..Default::default()
+    };
+    let mut flagged = Vec::new();
+    let out = agent
+        .run(&mut session, &[ChatMessage::new("user", "Show me the system log.")], &params, None, &mut |e| {
+            if let AgentEvent::ToolResult { content, truncated, .. } = e {
+                flagged.push((truncated, content.len()));
+            }
+            true
+        })
+        .expect("a huge tool result does not fail the run");
+    assert!(!flagged.is_empty() && flagged.iter().all(|&(t, n)| t && n < total / 100), "{flagged:?}");
+    let tool_msg = out.messages.iter().find(|m| m.role == "tool").unwrap();
+    assert!(tool_msg.content.starts_with("kernel: usb 1-1"));
+    assert!(tool_msg.content.ends_with(&format!("of {total} bytes shown]")), "{}", &tool_msg.content[tool_msg.content.len() - 80..]);
+    // What the model saw fits, with room left for its next output.
+    let t = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let n = t.encode(model.tokenizer(), &t.render(&agent_messages_with_tools(&agent, &out.messages), true).unwrap()).len();
+    assert!(n + 48 <= 512, "{n} prompt tokens");
+}
+
+/// The conversation as the agent renders it (the tools prompt added to the system message).
+fn agent_messages_with_tools(agent: &Agent, messages: &[ChatMessage]) -> Vec<ChatMessage> {
+    let mut all = messages.to_vec();
+    let prompt = agent.tools_prompt();
+    match all.first_mut() {
+        Some(m) if m.role == "system" => m.content = format!("{}\n\n{prompt}", m.content),
+        _ => all.insert(0, ChatMessage::new("system", prompt)),
+    }
+    // Up to the last tool message: the next step's prompt.
+    let last_tool = all.iter().rposition(|m| m.role == "tool").unwrap();
+    all.truncate(last_tool + 1);
+    all
+}
+
+#[test]
+fn json_object_mode_on_the_real_model_gives_compact_objects() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+    // PicoClaw's prompt shape: a system text listing the tools and asking for tool_calls JSON, then the request.
+    let prompt = "<|system|>\nWhen you need a tool, respond with ONLY a JSON object: {\"tool_calls\":[...]}</s>\n<|user|>\nWhat is the weather in Paris?</s>\n<|assistant|>\n";
+    let ids = model.tokenizer().encode(prompt, true, true);
+    for seed in 0..6 {
+        let c = JsonConstraint::new(Arc::new(Grammar::json_object()), model.grammar_vocab());
+        let params = GenerateParams { max_tokens: 48, sampler: SamplerParams { temperature: 0.7, seed, ..Default::default() }, ..Default::default() };
+        let out = session.generate(&ids, &params, Some(Box::new(c)), None, &mut |_| true).unwrap();
+        assert_eq!(out.stop_reason, StopReason::GrammarComplete, "{:?}", out.text);
+        let v: Value = serde_json::from_str(&out.text).unwrap();
+        assert!(v.is_object(), "{}", out.text);
+        assert!(!out.text.contains('\n') && !out.text.contains("{ "), "{}", out.text);
+    }
+}
+
+#[test]
+fn a_tool_without_arguments_is_called_with_an_empty_object() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let spec = ToolSpec::from_json(&json!({"type":"function","function":{"name":"get_time","description":"Current time"}})).unwrap();
+    let g = Grammar::from_schema(&picolm_core::agent::tool_call_schema(&[spec.clone()], 1)).unwrap();
+    assert!(!g.accepts(br#"{"tool_calls":[{"id":"a","type":"function","function":{"name":"get_time","arguments":{"x":{}}}}]}"#));
+    let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+    let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let mut agent = Agent::new(vec![Tool::external(spec)], template, 1).unwrap();
+    for seed in 0..4 {
+        let params = AgentParams {
+            tool_choice: ToolChoice::Required,
+            generate: GenerateParams { sampler: SamplerParams { temperature: 1.0, seed, ..Default::default() }, ..Default::default() },
+            ..Default::default()
+        };
+        let out = agent.run(&mut session, &[ChatMessage::new("user", "What time is it?")], &params, None, &mut |_| true).unwrap();
+        assert_eq!(out.pending_calls[0].arguments, json!({}));
+    }
+}

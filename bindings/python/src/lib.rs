@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use picolm_core::agent::{Agent, AgentEvent, AgentParams, Tool, ToolChoice, ToolSpec};
 use picolm_core::chat::{ChatMessage, ChatTemplate};
 use picolm_core::gguf::{MetaArray, MetaValue};
-use picolm_core::grammar::{Grammar, JsonConstraint};
+use picolm_core::grammar::{Grammar, GrammarError, JsonConstraint, JsonMode};
 use picolm_core::TokenConstraint;
 use picolm_core::memory::MemoryUsage;
 use picolm_core::model::{KvType, ModelError};
@@ -84,6 +84,7 @@ fn core_kind(e: &Error) -> &'static str {
         Error::PromptTooLong { .. } | Error::ContextOverflow { .. } | Error::Model(ModelError::ContextOverflow { .. }) => {
             "ContextOverflowError"
         }
+        Error::Grammar(GrammarError::BudgetTooSmall { .. }) => "BudgetError",
         Error::Grammar(_) => "GrammarError",
         Error::Chat(
             picolm_core::chat::ChatError::InvalidRole { .. } | picolm_core::chat::ChatError::InvalidMessage { .. },
@@ -644,6 +645,20 @@ impl GenArgs {
     }
 }
 
+/// The `json=` option: `False`/`None` off, `True` or `"object"` one JSON object, `"value"` any JSON value.
+fn json_mode(v: Option<&Bound<'_, PyAny>>) -> PyResult<Option<JsonMode>> {
+    let Some(v) = v.filter(|v| !v.is_none()) else { return Ok(None) };
+    if let Ok(b) = v.downcast::<pyo3::types::PyBool>() {
+        return Ok(b.is_true().then_some(JsonMode::Object));
+    }
+    if let Ok(name) = v.extract::<String>() {
+        return JsonMode::from_name(&name)
+            .map(Some)
+            .ok_or_else(|| invalid(format!("json must be True, False, \"object\" or \"value\", got {name:?}")));
+    }
+    Err(PyTypeError::new_err(format!("json must be a bool or \"object\"/\"value\", got {}", v.get_type().name()?)))
+}
+
 /// `json.dumps(obj)` for a schema given as a dict (a str is taken as JSON text).
 fn schema_text(obj: &Bound<'_, PyAny>) -> PyResult<String> {
     if obj.is_instance_of::<PyString>() {
@@ -696,7 +711,7 @@ impl PyModel {
         py: Python<'_>,
         open: &Open,
         prompt: Prompt,
-        json: bool,
+        json: Option<&Bound<'_, PyAny>>,
         schema: Option<&Bound<'_, PyAny>>,
         max_tokens: i64,
         temperature: f64,
@@ -741,13 +756,13 @@ impl PyModel {
         };
         sampler.validate().map_err(|e| PyErr::from(Fail::Core(Error::Sampler(e))))?;
         let params = GenerateParams { max_tokens: nonneg("max_tokens", max_tokens)?, sampler, stop, stop_at_eog: true };
+        let mode = json_mode(json)?;
         let grammar = match schema {
             Some(obj) if !obj.is_none() => {
                 let text = schema_text(obj)?;
                 Some(Arc::new(Grammar::from_schema_str(&text).map_err(|e| PyErr::from(Fail::Core(e.into())))?))
             }
-            _ if json => Some(Arc::new(Grammar::json())),
-            _ => None,
+            _ => mode.map(|m| Arc::new(Grammar::for_mode(m))),
         };
         let model = open.model.clone();
         let ids = py.detach(move || -> Result<Vec<u32>, Fail> {
@@ -946,11 +961,12 @@ impl PyModel {
         })
     }
 
-    /// Generates text; returns a str, or a `TokenStream` of str pieces when `stream=True`. `json=True` constrains
-    /// the output to one JSON value, `schema` (a dict or JSON text) to JSON valid against that JSON Schema.
+    /// Generates text; returns a str, or a `TokenStream` of str pieces when `stream=True`. `json=True` (or
+    /// `"object"`) constrains the output to one JSON object, `json="value"` to any JSON value, `schema` (a dict or
+    /// JSON text) to JSON valid against that JSON Schema; constrained output is compact.
     #[pyo3(signature = (prompt, *, max_tokens=256, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
                         repeat_last_n=64, seed=None, stop=None, stream=false, add_bos=true, parse_special=true,
-                        json=false, schema=None))]
+                        json=None, schema=None))]
     #[allow(clippy::too_many_arguments)]
     fn generate(
         &self,
@@ -968,7 +984,7 @@ impl PyModel {
         stream: bool,
         add_bos: bool,
         parse_special: bool,
-        json: bool,
+        json: Option<&Bound<'_, PyAny>>,
         schema: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let open = self.get()?;
@@ -982,7 +998,7 @@ impl PyModel {
 
     /// Like `generate(stream=False)` but returns a `GenerationResult` with tokens, stop reason and timings.
     #[pyo3(signature = (prompt, *, max_tokens=256, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
-                        repeat_last_n=64, seed=None, stop=None, add_bos=true, parse_special=true, json=false, schema=None))]
+                        repeat_last_n=64, seed=None, stop=None, add_bos=true, parse_special=true, json=None, schema=None))]
     #[allow(clippy::too_many_arguments)]
     fn generate_full(
         &self,
@@ -999,7 +1015,7 @@ impl PyModel {
         stop: Option<&Bound<'_, PyAny>>,
         add_bos: bool,
         parse_special: bool,
-        json: bool,
+        json: Option<&Bound<'_, PyAny>>,
         schema: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<GenerationResult> {
         let open = self.get()?;
@@ -1014,7 +1030,7 @@ impl PyModel {
     /// Answers a conversation (a list of `{"role": ..., "content": ...}` dicts) using the model's chat template;
     /// returns the assistant's text, or a `TokenStream` when `stream=True`. Same options as `generate`.
     #[pyo3(signature = (messages, *, max_tokens=256, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0,
-                        repeat_last_n=64, seed=None, stop=None, stream=false, json=false, schema=None))]
+                        repeat_last_n=64, seed=None, stop=None, stream=false, json=None, schema=None))]
     #[allow(clippy::too_many_arguments)]
     fn chat(
         &self,
@@ -1030,7 +1046,7 @@ impl PyModel {
         seed: Option<i64>,
         stop: Option<&Bound<'_, PyAny>>,
         stream: bool,
-        json: bool,
+        json: Option<&Bound<'_, PyAny>>,
         schema: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         let open = self.get()?;
@@ -1163,11 +1179,12 @@ impl PyModel {
                                     d.set_item("arguments", json_to_py(py, &c.arguments)?)?;
                                     "tool_call"
                                 }
-                                AgentEvent::ToolResult { call, content, is_error } => {
+                                AgentEvent::ToolResult { call, content, is_error, truncated } => {
                                     d.set_item("id", &call.id)?;
                                     d.set_item("name", &call.name)?;
                                     d.set_item("content", content)?;
                                     d.set_item("is_error", is_error)?;
+                                    d.set_item("truncated", truncated)?;
                                     "tool_result"
                                 }
                             };

@@ -1,16 +1,20 @@
 //! A byte-level pushdown automaton for RFC 8259 JSON, optionally restricted by a compiled schema.
 //!
-//! The state is a set of deterministic stacks (alternatives of `anyOf`, `enum` and object keys run side by side
-//! until a byte tells them apart). Stacks are persistent: the top frame is held by value and the frames below are
-//! shared through `Arc` links, so cloning a state while walking the vocabulary trie costs a few reference counts.
+//! The state is a set of deterministic stacks (alternatives of `anyOf` and object keys run side by side until a
+//! byte tells them apart; `enum` values share one parse through their literal trie). Stacks are persistent: the
+//! top frame is held by value and the frames below are shared through `Arc` links, so cloning a state while
+//! walking the vocabulary trie costs a few reference counts.
 //!
 //! Invariant (viable prefixes): every state with at least one stack can still be completed to a valid value.
-//! [`Grammar::min_close`] gives the fewest bytes that completion needs, which the token mask uses to keep enough of
-//! the token budget to close the value.
+//! [`Grammar::min_close`] gives the fewest bytes that completion needs; the token mask counts the same closing path
+//! in tokens of the model's vocabulary (see `token_cost`) to keep enough of the token budget to close the value.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use super::schema::{fnv1a_extend, CompiledSchema, NodeId, SchemaNode};
+use super::closing::ClosePlan;
+use super::format::StringFormat;
+use super::schema::{fnv1a_extend, CompiledSchema, LiteralTrie, NodeId, SchemaNode};
+use super::token_cost::Summary;
 
 /// Deepest nesting of objects, arrays and strings.
 pub const MAX_DEPTH: u16 = 48;
@@ -19,22 +23,39 @@ const MAX_NUMBER_DIGITS: u8 = 20;
 /// Most digits in an exponent (keeps every number finite as an IEEE double, which common parsers need).
 const MAX_EXPONENT_DIGITS: u8 = 2;
 /// Marks a string that is not bound to a schema node (free string) or not a key.
-const NONE: NodeId = NodeId::MAX;
+pub(super) const NONE: NodeId = NodeId::MAX;
 /// Property slot of an undeclared (additional) key.
-const ADDITIONAL: u8 = u8::MAX;
+pub(super) const ADDITIONAL: u8 = u8::MAX;
 
 /// A compiled grammar: the schema and the whitespace policy.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Grammar {
-    schema: CompiledSchema,
-    any: NodeId,
+    pub(super) schema: CompiledSchema,
+    pub(super) any: NodeId,
     max_ws: u8,
     /// Literal ids of `true`, `false` and `null` (values of unconstrained nodes).
     keywords: [u32; 3],
+    /// Closing plans already built for vocabularies (by vocabulary id).
+    pub(super) plans: Mutex<Vec<(u64, Arc<ClosePlan>)>>,
+    /// The plan that counts bytes.
+    pub(super) byte_plan: OnceLock<Arc<ClosePlan>>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Esc {
+impl Clone for Grammar {
+    fn clone(&self) -> Grammar {
+        Grammar {
+            schema: self.schema.clone(),
+            any: self.any,
+            max_ws: self.max_ws,
+            keywords: self.keywords,
+            plans: Mutex::new(Vec::new()),
+            byte_plan: OnceLock::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Esc {
     None,
     Backslash,
     Hex { n: u8, val: u16, low: bool },
@@ -42,20 +63,22 @@ enum Esc {
     NeedLowU,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct StrFrame {
-    node: NodeId,
-    key_of: NodeId,
-    esc: Esc,
-    utf8_need: u8,
-    lo: u8,
-    hi: u8,
-    chars: u32,
-    hash: u64,
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct StrFrame {
+    pub(super) node: NodeId,
+    pub(super) key_of: NodeId,
+    pub(super) esc: Esc,
+    pub(super) utf8_need: u8,
+    pub(super) lo: u8,
+    pub(super) hi: u8,
+    pub(super) chars: u32,
+    pub(super) hash: u64,
+    /// State of the node's format machine (see [`StringFormat`]).
+    pub(super) fmt: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum NumPhase {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum NumPhase {
     Start,
     Minus,
     Zero,
@@ -67,8 +90,8 @@ enum NumPhase {
     ExpDigits,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ObjPhase {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum ObjPhase {
     Open,
     Key(u8),
     Colon(u8),
@@ -76,17 +99,20 @@ enum ObjPhase {
     Comma,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ArrPhase {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum ArrPhase {
     Open,
     Value,
     Comma,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Frame {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Frame {
     Root { done: bool },
+    /// Inside a single literal (a property key, or `true`/`false`/`null` of an unconstrained value).
     Lit { lit: u32, pos: u32 },
+    /// Inside the literal trie of an `enum`/`const` node, at trie node `at`.
+    Enum { node: NodeId, at: u32 },
     Str(StrFrame),
     Num { integer_only: bool, phase: NumPhase, digits: u8 },
     Obj { node: NodeId, phase: ObjPhase, seen: u64, ws: u8 },
@@ -94,17 +120,21 @@ enum Frame {
 }
 
 #[derive(Debug)]
-struct Link {
-    frame: Frame,
-    below: Option<Arc<Link>>,
+pub(super) struct Link {
+    pub(super) frame: Frame,
+    pub(super) below: Option<Arc<Link>>,
+    /// The token-cost summary of the closing path from this frame down (computed once per closing plan).
+    pub(super) summary: OnceLock<(u64, Arc<Summary>)>,
+    /// Bytes of the closing path from this frame down (per closing plan id).
+    pub(super) bytes: OnceLock<(u64, u64)>,
 }
 
 /// One deterministic parse: the top frame and the frames below it.
 #[derive(Clone, Debug)]
 pub struct Stack {
-    top: Frame,
-    below: Option<Arc<Link>>,
-    depth: u16,
+    pub(super) top: Frame,
+    pub(super) below: Option<Arc<Link>>,
+    pub(super) depth: u16,
 }
 
 /// The automaton state: every parse still alive. Empty means the input was rejected.
@@ -128,7 +158,12 @@ impl Stack {
         if self.depth >= MAX_DEPTH {
             return None;
         }
-        let link = Arc::new(Link { frame: parent_top, below: self.below.clone() });
+        let link = Arc::new(Link {
+            frame: parent_top,
+            below: self.below.clone(),
+            summary: OnceLock::new(),
+            bytes: OnceLock::new(),
+        });
         Some(Stack { top: child, below: Some(link), depth: self.depth + 1 })
     }
 
@@ -136,30 +171,41 @@ impl Stack {
         let link = self.below.as_ref()?;
         Some(Stack { top: link.frame, below: link.below.clone(), depth: self.depth - 1 })
     }
+}
 
-    fn frames(&self) -> impl Iterator<Item = &Frame> {
+#[cfg(test)]
+impl Stack {
+    /// The frames from the top down (a state key for exhaustive searches in tests).
+    pub(super) fn key(&self) -> Vec<Frame> {
+        let mut out = vec![self.top];
         let mut link = self.below.as_deref();
-        std::iter::once(&self.top).chain(std::iter::from_fn(move || {
-            let l = link?;
+        while let Some(l) = link {
+            out.push(l.frame);
             link = l.below.as_deref();
-            Some(&l.frame)
-        }))
+        }
+        out
     }
 }
 
 impl Grammar {
-    /// A grammar for a compiled schema; runs of more than `max_ws` whitespace bytes between tokens are refused.
+    /// A grammar for a compiled schema; runs of more than `max_ws` whitespace bytes between tokens are refused
+    /// (0: compact JSON, no insignificant whitespace).
     pub fn new(mut schema: CompiledSchema, max_ws: u8) -> Grammar {
         let keywords = [b"true".to_vec(), b"false".to_vec(), b"null".to_vec()].map(|w| schema.literal(w));
         let any = schema.nodes.len() as NodeId;
         schema.nodes.push(SchemaNode::Any);
         schema.min_len.push(1);
-        Grammar { schema, any, max_ws, keywords }
+        Grammar { schema, any, max_ws, keywords, plans: Mutex::new(Vec::new()), byte_plan: OnceLock::new() }
     }
 
     /// The compiled schema.
     pub fn schema(&self) -> &CompiledSchema {
         &self.schema
+    }
+
+    /// The bound on consecutive whitespace bytes (0: compact).
+    pub fn max_whitespace(&self) -> u8 {
+        self.max_ws
     }
 
     /// The state before any byte.
@@ -195,22 +241,33 @@ impl Grammar {
     }
 
     /// Whether the output may end here with an end-of-generation token: the value is complete, or a top-level
-    /// number may end.
+    /// number (or an `enum` value that longer values extend, like `1` beside `12`) may end.
     pub fn can_end(&self, state: &[Stack]) -> bool {
-        self.is_complete(state)
-            || state.iter().any(|s| {
-                s.depth == 1
-                    && matches!(s.top, Frame::Num { phase, .. } if num_accepting(phase))
-            })
+        self.is_complete(state) || state.iter().any(|s| self.open_top_level_end(s))
     }
 
-    /// When the only parse is inside a string with no escape or multi-byte character open, returns
-    /// `(characters so far, min length, max length)`: every token made of plain string bytes then only adds its
-    /// characters (the masking fast path).
+    /// Whether `s` is a top-level number or enum value that may end here (only an end token can end it).
+    pub(super) fn open_top_level_end(&self, s: &Stack) -> bool {
+        s.depth == 1
+            && match s.top {
+                Frame::Num { phase, .. } => num_accepting(phase),
+                Frame::Enum { node, at } => self.lit_trie(node).nodes[at as usize].terminal.is_some(),
+                _ => false,
+            }
+    }
+
+    /// When the only parse is inside a string with no escape or multi-byte character open, no format, and (for a
+    /// key) no declared name it could collide with, returns `(characters so far, min length, max length)`: every
+    /// token made of plain string bytes then only adds its characters (the masking fast path).
     pub fn plain_string(&self, state: &[Stack]) -> Option<(u32, u32, u32)> {
         match state {
             [s] => match s.top {
-                Frame::Str(f) if f.esc == Esc::None && f.utf8_need == 0 => {
+                Frame::Str(f)
+                    if f.esc == Esc::None
+                        && f.utf8_need == 0
+                        && self.str_format(&f).is_none()
+                        && self.declared_hashes(&f).is_empty() =>
+                {
                     let (min, max) = self.str_limits(&f);
                     Some((f.chars, min, max))
                 }
@@ -221,17 +278,26 @@ impl Grammar {
     }
 
     /// Fewest bytes that complete the value from `state` (plus one for the end token after a top-level number);
-    /// `usize::MAX` for a rejected state.
+    /// `usize::MAX` for a rejected state or one whose completion is longer than `usize::MAX`.
     pub fn min_close(&self, state: &[Stack]) -> usize {
-        state.iter().map(|s| self.stack_close(s)).min().unwrap_or(usize::MAX)
+        let plan = self.byte_plan();
+        let bytes = state.iter().map(|s| plan.stack_len(self, s)).min().unwrap_or(u64::MAX);
+        usize::try_from(bytes).unwrap_or(usize::MAX)
     }
 
-    fn node(&self, id: NodeId) -> &SchemaNode {
+    pub(super) fn node(&self, id: NodeId) -> &SchemaNode {
         &self.schema.nodes[id as usize]
     }
 
-    fn lit(&self, id: u32) -> &[u8] {
+    pub(super) fn lit(&self, id: u32) -> &[u8] {
         &self.schema.literals[id as usize]
+    }
+
+    pub(super) fn lit_trie(&self, node: NodeId) -> &LiteralTrie {
+        match self.node(node) {
+            SchemaNode::Literals { trie, .. } => trie,
+            other => unreachable!("an enum frame on a {other:?} node"),
+        }
     }
 
     fn step(&self, s: &Stack, b: u8, out: &mut State) {
@@ -245,6 +311,21 @@ impl Grammar {
                         out.extend(s.pop());
                     } else {
                         out.push(s.with_top(Frame::Lit { lit, pos: pos + 1 }));
+                    }
+                }
+            }
+            Frame::Enum { node, at } => {
+                let trie = self.lit_trie(node);
+                if let Some(child) = trie.child(at, b) {
+                    if trie.nodes[child as usize].children.is_empty() {
+                        out.extend(s.pop());
+                    } else {
+                        out.push(s.with_top(Frame::Enum { node, at: child }));
+                    }
+                } else if trie.nodes[at as usize].terminal.is_some() {
+                    // A complete value that longer ones extend (`1` beside `12`): `b` belongs to the parent.
+                    if let Some(parent) = s.pop() {
+                        self.step(&parent, b, out);
                     }
                 }
             }
@@ -270,6 +351,11 @@ impl Grammar {
         }
     }
 
+    /// A string frame at its start.
+    pub(super) fn new_string(node: NodeId, key_of: NodeId, hash: u64) -> StrFrame {
+        StrFrame { node, key_of, esc: Esc::None, utf8_need: 0, lo: 0, hi: 0, chars: 0, hash, fmt: 0 }
+    }
+
     /// Starts a value of schema `node` with byte `b`; the parent frame becomes `parent_top`.
     fn start_value(&self, node: NodeId, b: u8, s: &Stack, parent_top: Frame, out: &mut State) {
         let push = |child: Frame, out: &mut State| {
@@ -279,21 +365,11 @@ impl Grammar {
         };
         let obj = Frame::Obj { node, phase: ObjPhase::Open, seen: 0, ws: 0 };
         let arr = Frame::Arr { node, count: 0, phase: ArrPhase::Open, ws: 0 };
-        let string = |node| Frame::Str(StrFrame {
-            node,
-            key_of: NONE,
-            esc: Esc::None,
-            utf8_need: 0,
-            lo: 0,
-            hi: 0,
-            chars: 0,
-            hash: 0,
-        });
         match self.node(node) {
             SchemaNode::Any => match b {
                 b'{' => push(obj, out),
                 b'[' => push(arr, out),
-                b'"' => push(string(NONE), out),
+                b'"' => push(Frame::Str(Self::new_string(NONE, NONE, 0)), out),
                 b'-' | b'0'..=b'9' => self.start_number(false, b, s, parent_top, out),
                 b't' | b'f' | b'n' => {
                     let lit = match b {
@@ -307,19 +383,16 @@ impl Grammar {
             },
             SchemaNode::Object { .. } if b == b'{' => push(obj, out),
             SchemaNode::Array { .. } if b == b'[' => push(arr, out),
-            SchemaNode::String { .. } if b == b'"' => push(string(node), out),
+            SchemaNode::String { .. } if b == b'"' => push(Frame::Str(Self::new_string(node, NONE, 0)), out),
             SchemaNode::Number { integer_only } if b == b'-' || b.is_ascii_digit() => {
                 self.start_number(*integer_only, b, s, parent_top, out)
             }
-            SchemaNode::Literals(lits) => {
-                for &l in lits {
-                    let bytes = self.lit(l);
-                    if bytes[0] == b {
-                        if bytes.len() == 1 {
-                            out.push(s.with_top(parent_top));
-                        } else {
-                            push(Frame::Lit { lit: l, pos: 1 }, out);
-                        }
+            SchemaNode::Literals { trie, .. } => {
+                if let Some(child) = trie.child(0, b) {
+                    if trie.nodes[child as usize].children.is_empty() {
+                        out.push(s.with_top(parent_top));
+                    } else {
+                        push(Frame::Enum { node, at: child }, out);
                     }
                 }
             }
@@ -340,23 +413,32 @@ impl Grammar {
         }
     }
 
-    fn str_limits(&self, f: &StrFrame) -> (u32, u32) {
+    pub(super) fn str_limits(&self, f: &StrFrame) -> (u32, u32) {
         match (f.node != NONE).then(|| self.node(f.node)) {
-            Some(SchemaNode::String { min_len, max_len }) => (*min_len, *max_len),
+            Some(SchemaNode::String { min_len, max_len, .. }) => (*min_len, *max_len),
             _ => (0, u32::MAX),
         }
     }
 
+    pub(super) fn str_format(&self, f: &StrFrame) -> Option<StringFormat> {
+        match (f.node != NONE).then(|| self.node(f.node)) {
+            Some(SchemaNode::String { format, .. }) => *format,
+            _ => None,
+        }
+    }
+
+    /// Hashes of the declared property names of the object whose key `f` is (empty for value strings).
+    pub(super) fn declared_hashes(&self, f: &StrFrame) -> &[u64] {
+        match (f.key_of != NONE).then(|| self.node(f.key_of)) {
+            Some(SchemaNode::Object { declared_hashes, .. }) => declared_hashes,
+            _ => &[],
+        }
+    }
+
     fn str_may_close(&self, f: &StrFrame) -> bool {
-        if f.chars < self.str_limits(f).0 {
-            return false;
-        }
-        if f.key_of != NONE {
-            if let SchemaNode::Object { declared_hashes, .. } = self.node(f.key_of) {
-                return !declared_hashes.contains(&f.hash);
-            }
-        }
-        true
+        f.chars >= self.str_limits(f).0
+            && self.str_format(f).is_none_or(|fm| fm.remaining(f.fmt) == 0)
+            && !self.declared_hashes(f).contains(&f.hash)
     }
 
     /// One byte inside a string, other than the closing quote. `None` rejects (or closes, checked by the caller).
@@ -365,6 +447,19 @@ impl Grammar {
             f.hash = fnv1a_extend(f.hash, &[b]);
         }
         let max = self.str_limits(&f).1;
+        if let Some(format) = self.str_format(&f) {
+            // Formatted strings are plain ASCII without escapes.
+            if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) || f.chars >= max {
+                return None;
+            }
+            let next = format.step(f.fmt, b)?;
+            if u64::from(f.chars) + 1 + u64::from(format.remaining(next)) > u64::from(max) {
+                return None;
+            }
+            f.fmt = next;
+            f.chars += 1;
+            return Some(f);
+        }
         if f.utf8_need > 0 {
             if !(f.lo..=f.hi).contains(&b) {
                 return None;
@@ -415,7 +510,9 @@ impl Grammar {
                 return Some(f);
             }
         }
-        if b == b'"' || b < 0x20 || f.chars >= max {
+        // Undeclared keys are written without escapes, so that their bytes are their names (compared with the
+        // declared names by hash: a declared name cannot come back spelled differently).
+        if b == b'"' || b < 0x20 || f.chars >= max || (b == b'\\' && f.key_of != NONE) {
             return None;
         }
         f.chars += 1;
@@ -435,7 +532,7 @@ impl Grammar {
     }
 
     /// Declared properties and the additional-property schema of an object node.
-    fn obj_shape(&self, node: NodeId) -> (&[super::schema::Property], Option<NodeId>) {
+    pub(super) fn obj_shape(&self, node: NodeId) -> (&[super::schema::Property], Option<NodeId>) {
         match self.node(node) {
             SchemaNode::Object { properties, additional, .. } => (properties, *additional),
             _ => (&[], Some(self.any)),
@@ -446,7 +543,7 @@ impl Grammar {
         self.obj_shape(node).0.iter().enumerate().all(|(i, p)| !p.required || seen & (1 << i) != 0)
     }
 
-    fn obj_key_available(&self, node: NodeId, seen: u64) -> bool {
+    pub(super) fn obj_key_available(&self, node: NodeId, seen: u64) -> bool {
         let (props, additional) = self.obj_shape(node);
         additional.is_some() || (0..props.len()).any(|i| seen & (1 << i) == 0)
     }
@@ -473,16 +570,7 @@ impl Grammar {
                     }
                 }
                 if additional.is_some() {
-                    let key = StrFrame {
-                        node: NONE,
-                        key_of: node,
-                        esc: Esc::None,
-                        utf8_need: 0,
-                        lo: 0,
-                        hi: 0,
-                        chars: 0,
-                        hash: super::schema::fnv1a(b""),
-                    };
+                    let key = Self::new_string(NONE, node, super::schema::fnv1a(b""));
                     out.extend(s.push(frame(ObjPhase::Key(ADDITIONAL), seen), Frame::Str(key)));
                 }
             }
@@ -520,132 +608,22 @@ impl Grammar {
                 self.start_value(items, b, s, parent, out)
             }
             (ArrPhase::Comma, _) => {
-                let parent = Frame::Arr { node, count: count + 1, phase: ArrPhase::Value, ws: 0 };
+                let parent = Frame::Arr { node, count: count.saturating_add(1), phase: ArrPhase::Value, ws: 0 };
                 self.start_value(items, b, s, parent, out)
             }
             _ => {}
         }
     }
 
-    fn arr_shape(&self, node: NodeId) -> (NodeId, u32, u32) {
+    pub(super) fn arr_shape(&self, node: NodeId) -> (NodeId, u32, u32) {
         match self.node(node) {
             SchemaNode::Array { items, min_items, max_items } => (*items, *min_items, *max_items),
             _ => (self.any, 0, u32::MAX),
         }
     }
-
-    fn may_be_number(&self, node: NodeId) -> bool {
-        match self.node(node) {
-            SchemaNode::Any | SchemaNode::Number { .. } => true,
-            SchemaNode::AnyOf(alts) => alts.iter().any(|&a| self.may_be_number(a)),
-            _ => false,
-        }
-    }
-
-    fn min_len(&self, node: NodeId) -> usize {
-        self.schema.min_len[node as usize]
-    }
-
-    /// Bytes to finish an object whose next expected thing is given by `phase`, having seen `seen`.
-    fn obj_close(&self, node: NodeId, phase: ObjPhase, seen: u64) -> usize {
-        let (props, additional) = self.obj_shape(node);
-        let cost = |i: usize| self.lit(props[i].key_literal).len() + 1 + self.min_len(props[i].node);
-        let missing = |seen: u64| -> (usize, usize) {
-            let mut k = 0;
-            let mut sum = 0;
-            for (i, p) in props.iter().enumerate() {
-                if p.required && seen & (1 << i) == 0 {
-                    k += 1;
-                    sum += cost(i);
-                }
-            }
-            (k, sum)
-        };
-        let after_value = |seen: u64| {
-            let (k, sum) = missing(seen);
-            sum + k + 1
-        };
-        let bit = |p: u8| if p == ADDITIONAL { 0 } else { 1u64 << p };
-        let value_len = |p: u8| {
-            if p == ADDITIONAL {
-                self.min_len(additional.unwrap_or(self.any))
-            } else {
-                self.min_len(props[p as usize].node)
-            }
-        };
-        match phase {
-            ObjPhase::Open => {
-                let (k, sum) = missing(seen);
-                if k == 0 {
-                    1
-                } else {
-                    sum + (k - 1) + 1
-                }
-            }
-            ObjPhase::Value => after_value(seen),
-            ObjPhase::Comma => {
-                let (k, sum) = missing(seen);
-                if k > 0 {
-                    sum + (k - 1) + 1
-                } else {
-                    let declared = (0..props.len()).filter(|&i| seen & (1 << i) == 0).map(cost);
-                    let extra = additional.map(|a| 3 + self.min_len(a));
-                    declared.chain(extra).min().unwrap_or(0) + 1
-                }
-            }
-            ObjPhase::Key(p) => 1 + value_len(p) + after_value(seen | bit(p)),
-            ObjPhase::Colon(p) => value_len(p) + after_value(seen | bit(p)),
-        }
-    }
-
-    fn frame_close(&self, f: &Frame) -> usize {
-        match *f {
-            Frame::Root { done } => {
-                if done {
-                    0
-                } else {
-                    // A top-level number also needs the end token that ends it.
-                    self.min_len(0) + usize::from(self.may_be_number(0))
-                }
-            }
-            Frame::Lit { lit, pos } => self.lit(lit).len() - pos as usize,
-            Frame::Str(s) => {
-                let esc = match s.esc {
-                    Esc::None => 0,
-                    Esc::Backslash => 1,
-                    Esc::Hex { n, .. } => 4 - n as usize,
-                    Esc::NeedLowSlash => 6,
-                    Esc::NeedLowU => 5,
-                };
-                let short = self.str_limits(&s).0.saturating_sub(s.chars) as usize;
-                esc + s.utf8_need as usize + short + 1
-            }
-            Frame::Num { phase, .. } => usize::from(!num_accepting(phase)),
-            Frame::Obj { node, phase, seen, .. } => self.obj_close(node, phase, seen),
-            Frame::Arr { node, count, phase, .. } => {
-                let (items, min, _) = self.arr_shape(node);
-                let m = self.min_len(items);
-                let (count, min) = (count as usize, min as usize);
-                match phase {
-                    ArrPhase::Open if min == 0 => 1,
-                    ArrPhase::Open => min * m + (min - 1) + 1,
-                    ArrPhase::Value => min.saturating_sub(count) * (1 + m) + 1,
-                    ArrPhase::Comma => m + min.saturating_sub(count + 1) * (1 + m) + 1,
-                }
-            }
-        }
-    }
-
-    fn stack_close(&self, s: &Stack) -> usize {
-        let mut total: usize = s.frames().map(|f| self.frame_close(f)).sum();
-        if s.depth == 1 && matches!(s.top, Frame::Num { .. }) {
-            total += 1; // the end-of-generation token that ends a top-level number
-        }
-        total
-    }
 }
 
-fn num_accepting(phase: NumPhase) -> bool {
+pub(super) fn num_accepting(phase: NumPhase) -> bool {
     matches!(phase, NumPhase::Zero | NumPhase::Int | NumPhase::Frac | NumPhase::ExpDigits)
 }
 

@@ -19,12 +19,26 @@ pub enum GrammarError {
         /// JSON pointer of the schema element that uses it.
         path: String,
     },
-    /// `max_tokens` is too small to produce even the shortest valid value.
-    #[error("max_tokens {max_tokens} is too small: the shortest value the schema allows needs {needed} tokens")]
+    /// The schema is beyond a compile-time bound (nodes, literal bytes, parallel parses).
+    #[error("JSON schema too large at {path}: {what} exceed the limit of {limit}")]
+    TooLarge {
+        /// JSON pointer of the schema element where the bound was passed.
+        path: String,
+        /// What was counted.
+        what: String,
+        /// The bound.
+        limit: usize,
+    },
+    /// The token budget (`max_tokens`, or the room left in the context) cannot hold even the shortest value the
+    /// grammar allows, counted in tokens of the model's vocabulary.
+    #[error(
+        "token budget too small: {max_tokens} tokens are left for the output (max_tokens or the room left in the \
+         context) but the shortest value the schema allows needs {needed}"
+    )]
     BudgetTooSmall {
-        /// Tokens needed at least.
-        needed: usize,
-        /// Tokens allowed.
+        /// Tokens needed at least (`u64::MAX`: more than any budget).
+        needed: u64,
+        /// Tokens available.
         max_tokens: usize,
     },
     /// A token was accepted that the grammar does not allow at this point.

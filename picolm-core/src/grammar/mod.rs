@@ -15,26 +15,75 @@
 //! enough of `max_tokens` to close the value, so the value is never cut off by the token limit.
 
 mod automaton;
+mod closing;
 mod constraint;
 mod error;
+mod format;
 mod schema;
+mod token_cost;
 mod validate;
 mod vocab_index;
 
 pub use automaton::{Grammar, State, MAX_DEPTH};
 pub use constraint::JsonConstraint;
 pub use error::GrammarError;
-pub use schema::{CompiledSchema, NodeId, Property, SchemaNode, MAX_PROPERTIES};
+pub use format::StringFormat;
+pub use schema::{
+    CompiledSchema, LiteralTrie, LiteralTrieNode, NodeId, Property, SchemaNode, MAX_LITERAL_BYTES, MAX_PARALLEL_PARSES,
+    MAX_PROPERTIES, MAX_SCHEMA_NODES,
+};
 pub use validate::validate;
 pub use vocab_index::VocabIndex;
 
-/// Default bound on consecutive whitespace bytes between JSON tokens.
-pub const DEFAULT_MAX_WHITESPACE: u8 = 16;
+/// Default bound on consecutive whitespace bytes between JSON tokens: 0, compact JSON (no insignificant
+/// whitespace; it also saves tokens). [`Grammar::new`] takes another bound.
+pub const DEFAULT_MAX_WHITESPACE: u8 = 0;
+
+/// What a JSON mode constrains the output to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JsonMode {
+    /// One JSON object (like OpenAI's `json_object` response format): what agents and tool calls need.
+    Object,
+    /// Any JSON value (RFC 8259): also bare numbers, strings, arrays, `true`, `false`, `null`.
+    Value,
+}
+
+impl JsonMode {
+    /// The mode's name: `"object"` or `"value"` (the names the C API, the CLI and Python use too).
+    pub fn name(self) -> &'static str {
+        match self {
+            JsonMode::Object => "object",
+            JsonMode::Value => "value",
+        }
+    }
+
+    /// The mode called `name` (`"object"` or `"value"`).
+    pub fn from_name(name: &str) -> Option<JsonMode> {
+        match name {
+            "object" => Some(JsonMode::Object),
+            "value" => Some(JsonMode::Value),
+            _ => None,
+        }
+    }
+}
 
 impl Grammar {
-    /// Any JSON value (RFC 8259).
+    /// Any JSON value (RFC 8259), compact.
     pub fn json() -> Grammar {
         Grammar::new(CompiledSchema::any(), DEFAULT_MAX_WHITESPACE)
+    }
+
+    /// One JSON object with any members, compact (OpenAI's `json_object` mode).
+    pub fn json_object() -> Grammar {
+        Grammar::new(CompiledSchema::any_object(), DEFAULT_MAX_WHITESPACE)
+    }
+
+    /// The grammar of a JSON mode.
+    pub fn for_mode(mode: JsonMode) -> Grammar {
+        match mode {
+            JsonMode::Object => Grammar::json_object(),
+            JsonMode::Value => Grammar::json(),
+        }
     }
 
     /// Values valid against a JSON Schema (see [`CompiledSchema`] for the supported subset).
@@ -54,5 +103,7 @@ impl Grammar {
     }
 }
 
+#[cfg(test)]
+mod budget_props;
 #[cfg(test)]
 mod tests;

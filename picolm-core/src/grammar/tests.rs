@@ -16,7 +16,8 @@ fn any() -> Grammar {
 
 #[test]
 fn free_json_accepts_rfc8259_values() {
-    let g = any();
+    // Insignificant whitespace is allowed when the grammar's bound allows it (the default is compact).
+    let g = Grammar::new(CompiledSchema::any(), 16);
     for ok in [
         "{}", "[]", "0", "-0", "12.5e-3", "true", "false", "null", "\"\"", "\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\"",
         "\"\\u00e9\\ud83d\\ude00\"", "{\"a\":[1,2,{\"b\":null}],\"c\":\"é€😀\"}", "[ 1 , 2 ]", "{ \"k\" : \"v\" }",
@@ -51,11 +52,15 @@ fn free_json_rejects_what_brace_counting_lets_through() {
 
 #[test]
 fn whitespace_runs_are_bounded() {
-    let g = any();
-    let ok = format!("[{}1]", " ".repeat(DEFAULT_MAX_WHITESPACE as usize));
-    let bad = format!("[{}1]", " ".repeat(DEFAULT_MAX_WHITESPACE as usize + 1));
-    assert!(g.accepts(ok.as_bytes()));
-    assert!(!g.accepts(bad.as_bytes()));
+    let g = Grammar::new(CompiledSchema::any(), 16);
+    assert!(g.accepts(format!("[{}1]", " ".repeat(16)).as_bytes()));
+    assert!(!g.accepts(format!("[{}1]", " ".repeat(17)).as_bytes()));
+    // The default is compact: no insignificant whitespace at all.
+    assert_eq!(DEFAULT_MAX_WHITESPACE, 0);
+    for g in [any(), Grammar::json_object(), Grammar::from_schema(&weather_schema()).unwrap()] {
+        assert!(!g.accepts(b"{ }") && !g.accepts(b"{\n  \"city\": \"x\"}") && !g.accepts(b"[1, 2]"));
+    }
+    assert!(any().accepts(b"[1,2]"));
 }
 
 fn weather_schema() -> Value {
@@ -181,6 +186,11 @@ fn thousands_of_random_constrained_generations_parse_and_validate() {
         json!({"type":"object","properties":{"k":{"enum":["a","ab","abc",1,12,null,[1,2],{"z":true}]}},"required":["k"]}),
         json!({"type":"string"}),
         json!({"type":"integer"}),
+        json!({"type":"object","properties":{
+            "when":{"type":"string","format":"date-time"},"day":{"type":"string","format":"date"},
+            "id":{"type":"string","format":"uuid"},"mail":{"type":"string","format":"email","maxLength":24},
+            "maybe":{"type":["string","null"],"format":"date"}},"required":["when","day","id","mail","maybe"]}),
+        json!({"enum":[1,12,123,"x",[1]]}),
     ];
     let mut rng = Rng::new(1234);
     let mut count = 0;
@@ -199,7 +209,7 @@ fn thousands_of_random_constrained_generations_parse_and_validate() {
             count += 1;
         }
     }
-    assert_eq!(count, 2800);
+    assert_eq!(count, 3600);
 }
 
 #[test]
@@ -215,6 +225,178 @@ fn end_token_only_where_the_value_may_end() {
     c.accept(eog).unwrap();
     assert!(c.complete());
     assert!(c.accept(b'1' as u32).is_err());
+}
+
+#[test]
+fn budget_is_counted_in_tokens_and_exactly_that_budget_finishes() {
+    let (vocab, _) = test_vocab();
+    let vocab = Arc::new(vocab);
+    let s = json!({"type":"object","properties":{"tool_calls":{"type":"array","items":{"type":"object","properties":{
+        "function":{"type":"object","properties":{"name":{"const":"get_weather"}},"required":["name"]}},"required":["function"]},
+        "minItems":1}},"required":["tool_calls"]});
+    let g = Arc::new(Grammar::from_schema(&s).unwrap());
+    let bytes = g.min_close(&g.initial_state()) as u64;
+    let tokens = JsonConstraint::new(g.clone(), vocab.clone()).min_tokens();
+    // `{"tool_calls":[{"` + `"function"` + `:{` + `"name":"` + `get_weather` + `"}}]}` ... far fewer than bytes.
+    assert!(tokens < bytes / 3, "{tokens} tokens for {bytes} bytes");
+    let mut rng = Rng::new(9);
+    for _ in 0..200 {
+        let (bytes, complete) = random_generation(&g, &vocab, &mut rng, tokens as usize);
+        assert!(complete, "cut off: {:?}", String::from_utf8_lossy(&bytes));
+        assert!(validate(&serde_json::from_slice(&bytes).unwrap(), &s));
+    }
+}
+
+#[test]
+fn a_schema_that_cannot_fit_is_refused_not_wrapped() {
+    // 2 + n * min_len wrapped around in release builds: this "fitted in 5 bytes" and printed `[ [[0,`.
+    let n = u32::MAX - 1;
+    let s = json!({"type":"array","minItems":n,"items":{"type":"array","minItems":n,"items":{"type":"integer"}}});
+    let g = Arc::new(Grammar::from_schema(&s).unwrap());
+    assert_eq!(g.min_close(&g.initial_state()), usize::MAX);
+    let (vocab, _) = test_vocab();
+    let mut c = JsonConstraint::new(g, Arc::new(vocab));
+    assert!(c.min_tokens() > u64::from(u32::MAX));
+    match c.allowed_tokens(1 << 20) {
+        Err(GrammarError::BudgetTooSmall { needed, max_tokens }) => assert!(needed > max_tokens as u64),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn closing_a_high_surrogate_escape_counts_its_low_half() {
+    let g = any();
+    // After `"\uD8` the shortest completion is `00\uDC00"` (9 bytes), not `00"`.
+    let s = g.advance(&g.initial_state(), b"\"\\uD8");
+    assert_eq!(g.min_close(&s), 9);
+    assert!(g.accepts(b"\"\\uD800\\uDC00\""));
+}
+
+#[test]
+fn empty_properties_admit_no_keys() {
+    // The default parameters of a tool without arguments: only `{}`.
+    let g = Grammar::from_schema(&json!({"type":"object","properties":{}})).unwrap();
+    assert!(g.accepts(b"{}"));
+    for bad in [&br#"{"a":1}"#[..], br#"{"":{}}"#, br#"{"x":{"y":{"z":[]}}}"#] {
+        assert!(!g.accepts(bad), "{}", String::from_utf8_lossy(bad));
+    }
+    // Without `properties`, any members; with `additionalProperties`, those.
+    assert!(Grammar::from_schema(&json!({"type":"object"})).unwrap().accepts(br#"{"a":1}"#));
+    let g = Grammar::from_schema(&json!({"type":"object","properties":{},"additionalProperties":{"type":"integer"}})).unwrap();
+    assert!(g.accepts(br#"{"a":1}"#) && !g.accepts(br#"{"a":"x"}"#));
+}
+
+#[test]
+fn undeclared_keys_cannot_spell_a_declared_name_differently() {
+    let s = json!({"type":"object","properties":{"a":{"type":"integer"}},"additionalProperties":{"type":"string"}});
+    let g = Grammar::from_schema(&s).unwrap();
+    assert!(g.accepts(br#"{"a":1,"b":"x"}"#));
+    // `\u0061` is "a": as an undeclared key it would be a second "a" with a string value.
+    assert!(!g.accepts(br#"{"a":1,"\u0061":"x"}"#));
+    assert!(!g.accepts(br#"{"\u0061":"x"}"#));
+}
+
+#[test]
+fn formats_are_enforced_and_unknown_formats_refused() {
+    let cases = [
+        ("date", &["2024-02-29", "1999-12-31"][..], &["2023-02-29", "2024-13-01", "2024-1-1", "\\u0032024-01-01"][..]),
+        ("date-time", &["2024-02-29T23:59:59Z", "1996-12-19T16:39:57.25-08:00"], &["2024-02-29 23:59:59Z", "2024-02-29T24:00:00Z", "2024-02-29T23:59:60Z"]),
+        ("uuid", &["123e4567-e89b-12d3-a456-426614174000"], &["123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-42661417400g"]),
+        ("email", &["first.last@example.org", "a@b.co"], &["a@b", "a..b@c.de", "a@-b.de", "é@x.io"]),
+    ];
+    for (f, good, bad) in cases {
+        let s = json!({"type":"string","format":f});
+        let g = Grammar::from_schema(&s).unwrap();
+        for v in good {
+            assert!(g.accepts(format!("\"{v}\"").as_bytes()), "{f}: {v}");
+            assert!(validate(&json!(v), &s), "{f}: {v}");
+        }
+        for v in bad {
+            assert!(!g.accepts(format!("\"{v}\"").as_bytes()), "{f}: {v}");
+        }
+    }
+    for f in ["hostname", "uri", "ipv4", "int32", "regex"] {
+        match Grammar::from_schema(&json!({"type":"string","format":f})) {
+            Err(GrammarError::UnsupportedKeyword { keyword, .. }) => assert!(keyword.contains(f), "{keyword}"),
+            other => panic!("{f}: {other:?}"),
+        }
+    }
+    // A format cannot fit a shorter maxLength; a longer minLength than its shortest value is not supported.
+    assert!(matches!(Grammar::from_schema(&json!({"type":"string","format":"date","maxLength":9})), Err(GrammarError::InvalidSchema { .. })));
+    assert!(matches!(Grammar::from_schema(&json!({"type":"string","format":"email","minLength":6})), Err(GrammarError::UnsupportedKeyword { .. })));
+    // maxLength bounds an e-mail address while it is written: a prefix that cannot end in time is refused.
+    let g = Grammar::from_schema(&json!({"type":"string","format":"email","maxLength":7})).unwrap();
+    assert!(g.accepts(br#""ab@c.de""#) && !g.accepts(br#""abc@d.ef""#));
+    assert!(g.advance(&g.initial_state(), br#""abcd@"#).is_empty(), "abcd@ needs at least 3 more characters");
+}
+
+#[test]
+fn json_object_mode_admits_only_objects() {
+    let g = Grammar::json_object();
+    for ok in [&b"{}"[..], br#"{"a":[1,{"b":null}],"c":"x"}"#] {
+        assert!(g.accepts(ok));
+    }
+    for bad in [&b"5"[..], b"\"x\"", b"[1]", b"true", b"null", b"{ }"] {
+        assert!(!g.accepts(bad), "{}", String::from_utf8_lossy(bad));
+    }
+    assert!(Grammar::json().accepts(b"5"));
+    assert_eq!(JsonMode::from_name("object"), Some(JsonMode::Object));
+    assert_eq!(JsonMode::Value.name(), "value");
+}
+
+#[test]
+fn duplicate_types_compile_once() {
+    // `type: ["array","array"]` nested 24 deep compiled `items` once per entry: 2^24 nodes, 29 s and 4.7 GB.
+    let mut s = json!({"type":"integer"});
+    for _ in 0..24 {
+        s = json!({"type":["array","array"],"items":s});
+    }
+    let g = Grammar::from_schema(&s).unwrap();
+    assert!(g.schema().nodes.len() < 64, "{} nodes", g.schema().nodes.len());
+    assert!(g.accepts(format!("{}1{}", "[".repeat(24), "]".repeat(24)).as_bytes()));
+}
+
+#[test]
+fn a_huge_enum_compiles_in_linear_time_and_parses_as_one_stack() {
+    let values: Vec<Value> = (0..100_000).map(|i| json!(format!("value-{i}"))).collect();
+    let s = json!({"enum": values});
+    let g = Grammar::from_schema(&s).unwrap();
+    assert_eq!(g.schema().literals.len(), 100_000 + 3);
+    // One parse follows all values through their trie (not 100 000 parses side by side).
+    assert_eq!(g.advance(&g.initial_state(), b"\"value-9").len(), 1);
+    assert!(g.accepts(b"\"value-99999\"") && !g.accepts(b"\"value-100000\""));
+    let (vocab, _) = test_vocab();
+    let mut c = JsonConstraint::new(Arc::new(g), Arc::new(vocab));
+    assert!(!c.allowed_tokens(64).unwrap().is_empty());
+}
+
+#[test]
+fn enum_values_must_satisfy_the_keywords_beside_them() {
+    let g = Grammar::from_schema(&json!({"type":"string","enum":["a",1,"abc"],"maxLength":2})).unwrap();
+    assert!(g.accepts(b"\"a\"") && !g.accepts(b"1") && !g.accepts(b"\"abc\""));
+    assert!(matches!(Grammar::from_schema(&json!({"type":"integer","enum":["a"]})), Err(GrammarError::InvalidSchema { .. })));
+    assert!(matches!(
+        Grammar::from_schema(&json!({"anyOf":[{"type":"string"}],"required":["a"]})),
+        Err(GrammarError::UnsupportedKeyword { .. })
+    ));
+}
+
+#[test]
+fn compile_budgets_give_clear_errors() {
+    assert!(matches!(Grammar::from_schema(&json!({"type":[]})), Err(GrammarError::InvalidSchema { why, .. }) if why.contains("empty")));
+    // Too many nodes.
+    let alts: Vec<Value> = (0..MAX_SCHEMA_NODES + 1).map(|_| json!({"type":"null"})).collect();
+    assert!(matches!(Grammar::from_schema(&json!({"anyOf": alts})), Err(GrammarError::TooLarge { .. })));
+    // Too much literal text.
+    let long = "x".repeat(MAX_LITERAL_BYTES / 2 + 1);
+    assert!(matches!(Grammar::from_schema(&json!({"enum":[long.clone(), long + "y"]})), Err(GrammarError::TooLarge { .. })));
+    // anyOf alternatives multiplied along the nesting: 40 x 40 parses at once.
+    let inner: Vec<Value> = (0..40).map(|i| json!({"type":"object","properties":{"k":{"const":i}},"required":["k"]})).collect();
+    let outer: Vec<Value> = (0..40).map(|_| json!({"type":"object","properties":{"v":{"anyOf": inner.clone()}}})).collect();
+    match Grammar::from_schema(&json!({"anyOf": outer})) {
+        Err(e @ GrammarError::TooLarge { .. }) => assert!(e.to_string().contains("1600"), "{e}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

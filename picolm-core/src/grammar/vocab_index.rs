@@ -1,7 +1,11 @@
 //! The vocabulary as the grammar sees it: the bytes of every ordinary token in a prefix trie (so tokens that share
 //! a prefix share the automaton work), and the tokens that are plain string content (the masking fast path).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::tokenizer::{TokenType, Tokenizer};
+
+static NEXT_VOCAB_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A node of the byte trie: its children and the tokens that end here.
 #[derive(Clone, Debug, Default)]
@@ -55,6 +59,12 @@ pub struct VocabIndex {
     pub(crate) eog: Vec<u32>,
     /// Bytes of every token (empty for tokens the grammar never allows).
     pub(crate) bytes: Vec<Vec<u8>>,
+    /// Unique id (key of the grammar's per-vocabulary closing plans).
+    pub(crate) id: u64,
+    /// Which bytes are tokens by themselves.
+    pub(crate) single_byte: [bool; 256],
+    /// Most characters in one plain token.
+    pub(crate) max_plain_chars: u32,
 }
 
 fn is_plain(bytes: &[u8]) -> bool {
@@ -95,7 +105,13 @@ impl VocabIndex {
                 non_plain.insert(b, id);
             }
         }
-        VocabIndex { n_vocab: bytes.len(), all, non_plain, plain, eog, bytes }
+        let mut single = [false; 256];
+        for b in bytes.iter().enumerate().filter(|(id, b)| b.len() == 1 && !eog.contains(&(*id as u32))).map(|(_, b)| b[0]) {
+            single[b as usize] = true;
+        }
+        let max_plain_chars = plain.iter().map(|&(_, n)| n).max().unwrap_or(0);
+        let id = NEXT_VOCAB_ID.fetch_add(1, Ordering::Relaxed);
+        VocabIndex { n_vocab: bytes.len(), all, non_plain, plain, eog, bytes, id, single_byte: single, max_plain_chars }
     }
 
     /// Number of tokens.

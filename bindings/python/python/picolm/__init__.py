@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from . import _errors
 from ._errors import (
+    BudgetError,
     ClosedError,
     ContextOverflowError,
     GrammarError,

@@ -7,6 +7,7 @@ __all__ = [
     "ModelLoadError",
     "ContextOverflowError",
     "GrammarError",
+    "BudgetError",
     "InvalidArgumentError",
     "StateError",
     "ClosedError",
@@ -28,6 +29,11 @@ class ContextOverflowError(PicoLMError):
 
 class GrammarError(PicoLMError):
     """A grammar or JSON schema is invalid, or constrained output cannot continue."""
+
+
+class BudgetError(PicoLMError):
+    """``max_tokens`` (or the room left in the context) cannot hold the shortest output that ``json``/``schema``
+    (or a required tool call) allows, counted in the model's tokens: raise ``max_tokens`` (or ``n_ctx``)."""
 
 
 class InvalidArgumentError(PicoLMError, ValueError):

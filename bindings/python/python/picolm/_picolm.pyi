@@ -11,6 +11,7 @@ __version__: str
 _Stop = Union[str, Sequence[str], None]
 _Path = Union[str, bytes, os.PathLike[str], os.PathLike[bytes]]
 _Schema = Union[dict[str, Any], str, None]
+_Json = Union[bool, Literal["object", "value"], None]
 _Message = dict[str, Any]
 """A chat message in OpenAI's format: ``role`` ("system", "user", "assistant", "tool"), ``content`` (a str, None,
 or a list of ``{"type": "text", "text": ...}`` parts, joined with newlines), and where they apply ``tool_call_id``,
@@ -164,7 +165,7 @@ class Model:
         stream: Literal[False] = False,
         add_bos: bool = True,
         parse_special: bool = True,
-        json: bool = False,
+        json: _Json = None,
         schema: _Schema = None,
     ) -> str: ...
     @overload
@@ -184,7 +185,7 @@ class Model:
         stream: Literal[True],
         add_bos: bool = True,
         parse_special: bool = True,
-        json: bool = False,
+        json: _Json = None,
         schema: _Schema = None,
     ) -> TokenStream: ...
     def generate(
@@ -203,7 +204,7 @@ class Model:
         stream: bool = False,
         add_bos: bool = True,
         parse_special: bool = True,
-        json: bool = False,
+        json: _Json = None,
         schema: _Schema = None,
     ) -> Union[str, TokenStream]:
         """Generates a continuation of ``prompt``.
@@ -216,13 +217,19 @@ class Model:
         Returns the text, or with ``stream=True`` a :class:`TokenStream` of text pieces (the prompt is evaluated
         before this returns, so prompt errors are raised here).
 
+        ``json=True`` (or ``"object"``) constrains the output to one JSON object, ``json="value"`` to any JSON
+        value (also bare numbers and strings), ``schema`` (a dict or JSON text) to JSON valid against that JSON
+        Schema; constrained output is compact (no insignificant whitespace) and always finishes within
+        ``max_tokens`` (the mask keeps enough tokens to close it).
+
         Sampler ranges (checked by picolm-core, the same rules as C and the CLI): ``temperature >= 0``,
         ``0 <= top_p <= 1``, ``0 <= min_p <= 1``, ``repeat_penalty > 0``, counts ``>= 0``.
 
         Raises:
             ContextOverflowError: The prompt does not fit in the context.
-            GrammarError: ``schema`` uses an unsupported keyword or is invalid, or ``max_tokens`` is too small for
-                the shortest value it allows.
+            GrammarError: ``schema`` uses an unsupported keyword or is invalid.
+            BudgetError: ``max_tokens`` (or the room left in the context) is too small for the shortest output
+                ``json``/``schema`` allow, counted in the model's tokens.
             InvalidArgumentError: A sampler setting is out of range, the prompt is empty, or a str argument is not
                 valid Unicode (a lone surrogate).
             ClosedError: The model was closed.
@@ -243,7 +250,7 @@ class Model:
         stop: _Stop = None,
         add_bos: bool = True,
         parse_special: bool = True,
-        json: bool = False,
+        json: _Json = None,
         schema: _Schema = None,
     ) -> GenerationResult:
         """Like ``generate(stream=False)`` but returns a :class:`GenerationResult` (text, token ids, stop reason,
@@ -262,7 +269,7 @@ class Model:
         seed: Optional[int] = None,
         stop: _Stop = None,
         stream: bool = False,
-        json: bool = False,
+        json: _Json = None,
         schema: _Schema = None,
     ) -> Union[str, TokenStream]:
         """Answers a conversation: ``messages`` is a list of OpenAI-style message dicts (see ``_Message``: roles
@@ -294,7 +301,9 @@ class Model:
         (``{"type": "function", "function": {"name", "description", "parameters"}}``, external tools as in C's
         ``picolm_agent_add_tools_json`` and the CLI's ``--tools``). ``tool_choice="required"`` makes the model
         call a tool before it may answer. The KV cache is reused across steps. ``on_event(kind, data)`` sees
-        ``"tool_call"``, ``"tool_result"`` and ``"answer_piece"`` events.
+        ``"tool_call"``, ``"tool_result"`` and ``"answer_piece"`` events; a ``"tool_result"``'s ``truncated`` is
+        True when the result was cut (by tokens, with a marker) to fit the context. ``tool_choice="auto"`` answers
+        in text when ``max_tokens`` cannot hold a tool call; ``"required"`` then raises :class:`BudgetError`.
 
         A handler's ``Exception`` is logged with its traceback on the ``"picolm"`` logger and its message goes to
         the model; ``KeyboardInterrupt``, ``SystemExit`` and other non-``Exception`` errors stop the loop and
@@ -302,7 +311,8 @@ class Model:
 
         Raises:
             InvalidArgumentError: A tool definition, message or setting is invalid.
-            GrammarError: A tool's parameter schema cannot be enforced, or ``max_tokens`` cannot hold a call.
+            GrammarError: A tool's parameter schema cannot be enforced.
+            BudgetError: ``tool_choice="required"`` and ``max_tokens`` cannot hold a call.
             KeyboardInterrupt: On Ctrl-C, or raised by a handler (as any non-``Exception`` a handler raises).
         """
     @property
