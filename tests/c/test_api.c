@@ -416,7 +416,7 @@ static void test_agent(picolm_model *m) {
     memset(&log, 0, sizeof log);
     ap.max_iterations = 2;
     ap.max_tokens = 48;
-    picolm_chat_message ql = { "user", "Show me the system log.", NULL, NULL };
+    picolm_chat_message ql = { .role = "user", .content = "Show me the system log." };
     CHECK(picolm_agent_run(big, s, &ql, 1, &ap, on_agent_event, &log, &res) == PICOLM_OK);
     CHECK(log.results >= 1 && log.truncated == log.results);
     CHECK(res.messages_json && strstr(res.messages_json, "truncated to fit the context") != NULL);
