@@ -3,6 +3,7 @@
 # N(0, 0.02) weights with a fixed seed from ../shared/tools/make_synthetic_llama.py (SmolLM2's tokenizer), written
 # as F16, then quantized by PicoLM's own quantizer to Q4_0, Q8_0 and Q4_K_M.
 # Usage: scripts/make-bench-models.sh [OUT_DIR]   (default: models/bench; about 4.5 GB)
+# PICOLM_BENCH_LAYERS=N makes the same shapes with N layers instead of 22 (shorter runs, e.g. under qemu).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -13,7 +14,8 @@ mkdir -p "$out"
 python3 -c "import numpy, gguf" 2>/dev/null || python3 -m pip install --quiet numpy gguf
 f16="$out/tinyllama-shape-F16.gguf"
 if [ ! -s "$f16" ]; then
-  python3 "$shared/tools/make_synthetic_llama.py" "$models/SmolLM2-135M-Instruct.Q4_1.gguf" "$f16.part" 1234
+  python3 "$shared/tools/make_synthetic_llama.py" "$models/SmolLM2-135M-Instruct.Q4_1.gguf" "$f16.part" 1234 \
+    --layers "${PICOLM_BENCH_LAYERS:-22}"
   mv "$f16.part" "$f16"
 fi
 make -s cli >&2
