@@ -58,7 +58,7 @@ for t in $targets; do
         --nocapture >"$log" 2>&1; then
       cat "$log" >&2; rm -f "$log"; echo "test-arm: kernel tests failed for $t on $cpu" >&2; exit 1
     fi
-    grep -E "cpu path|test result" "$log" | sort -u
+    grep -oE "cpu path: .*|test result: .*" "$log" | sort -u
     rm -f "$log"
   done
 
