@@ -166,10 +166,11 @@ queue_run() { # key target cpu binary args...
 do_run() { # "key|target|cpu|binary args..."
   local key t cpu cmd
   IFS='|' read -r key t cpu cmd <<<"$1"
+  [ -s "$out/counts/$key" ] && return 0 # counted meanwhile by another invocation sharing the cache
   # shellcheck disable=SC2086
   if QEMU_CPU="$cpu" timeout 14400 "$(arm_qemu "$t")" -plugin "$plugin,out=$out/counts/$key.part,symbols=on" $cmd \
       >"$out/counts/$key.log" 2>&1; then
-    mv "$out/counts/$key.part" "$out/counts/$key"
+    mv -f "$out/counts/$key.part" "$out/counts/$key" 2>/dev/null || [ -s "$out/counts/$key" ]
   else
     echo "bench-arm: run failed ($cpu: $cmd), see $out/counts/$key.log" >&2
     return 1
