@@ -5,7 +5,7 @@
 #   qemu-aarch64, and cortex-a7 (32-bit Raspberry Pi OS, ARMv7 + NEON) under qemu-arm.
 # Models (both engines read the same files): SmolLM2-135M Q4_1 (the fetched file) and Q8_0 (quantized from the F32
 # copy by PicoLM's quantizer), and a TinyLlama-1.1B-shaped random model with BENCH_ARM_LAYERS layers (default 4
-# instead of 22, for run time; scripts/make-bench-models.sh) in Q4_K_M and Q4_0.
+# instead of 22, for run time; scripts/make-bench-models.sh, which needs PICOLM_SHARED) in Q4_K_M and Q4_0.
 #
 # Method: each engine's own benchmark command (picolm bench / llama-bench, synthetic tokens, one thread) runs three
 # times, with `tg 20`, `tg 4` (decode steps from an empty cache) and `pp 64` (one batched 64-token prompt), and the
@@ -15,8 +15,8 @@
 # picolm bench always runs one untimed warm-up per test (-r 1 = two runs), so its counts are halved;
 # llama-bench runs with --no-warmup -r 1. Instruction counts are a proxy, not time: they ignore memory bandwidth,
 # caches, issue width and the cost of each instruction (an `sdot` counts as one, as does a scalar add). The weight
-# bytes read per token are printed beside them so that memory-bound cases are visible (a Pi Zero 2W / Pi 3 moves
-# roughly 1-2 GB/s, a Pi 5 ~5-10 GB/s).
+# bytes read per token are printed beside them so that memory-bound cases are visible (weight bytes per token times
+# tokens per second must fit the board's memory bandwidth).
 #
 # llama.cpp: static cross builds (from the llama-cpp-python source package, built outside this repository), given
 # as directories that hold llama-bench (DIR/llama-bench or DIR/bin/llama-bench):
