@@ -6,6 +6,7 @@
 #   make install PREFIX=/usr/local
 #   make test-install    run the README's "C library" commands verbatim with a scratch HOME (non-system prefix)
 #   make size            sizes of the stripped libpicolm.so, libpicolm.a and the CLI linked statically
+#   make cross TARGET=aarch64-linux-gnu [PREFIX=DIR] [STRIP=1]   cross build for a board (see "Cross builds" below)
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
@@ -24,7 +25,7 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 comma := ,
 PC_RPATH := $(if $(filter /lib /lib64 /usr/lib /usr/lib64 /lib/% /usr/lib/%,$(LIBDIR)),,-Wl$(comma)-rpath$(comma)$${libdir})
 
-.PHONY: all lib cli header check-header test-c test-c-valgrind test-install install size clean build/picolm.pc
+.PHONY: all lib cli header check-header test-c test-c-valgrind test-install install size cross clean build/picolm.pc
 
 all: cli
 
@@ -114,6 +115,52 @@ size: lib
 	strip build/size/picolm-static
 	@printf '%-42s %10s\n' "libpicolm.so (stripped)" $$(stat -c %s build/size/libpicolm.so) \
 	  "libpicolm.a" $$(stat -c %s $(REL)/libpicolm.a) "picolm CLI, static libpicolm (stripped)" $$(stat -c %s build/size/picolm-static)
+
+# ---- Cross builds ----
+# make cross TARGET=TRIPLE [PREFIX=DIR] [DESTDIR=STAGING] [STRIP=1] [RUST_TARGET=...]
+#   TRIPLE is the GNU triple of the cross toolchain (Debian: apt-get install gcc-TRIPLE; rustup target add the Rust
+#   target below):
+#     aarch64-linux-gnu      64-bit Raspberry Pi OS (Pi 3/4/5/Zero 2W)  Rust target aarch64-unknown-linux-gnu
+#     arm-linux-gnueabihf    32-bit Raspberry Pi OS, ARMv7 + NEON       Rust target thumbv7neon-unknown-linux-gnueabihf
+#     riscv64-linux-gnu      RISC-V 64 boards (RV64GC)                  Rust target riscv64gc-unknown-linux-gnu
+#   Writes lib/libpicolm.so.VERSION (+ libpicolm.so.0 and libpicolm.so links), lib/libpicolm.a,
+#   lib/pkgconfig/picolm.pc, include/picolm.h and bin/picolm under DESTDIR+PREFIX (default PREFIX:
+#   build/cross/TRIPLE). The CLI finds the library through the rpath $ORIGIN/../lib, so the tree works wherever it is
+#   copied (a firmware image, /usr/local on the board); STRIP=1 strips the library and the CLI.
+#   armv7: thumbv7neon is Rust's armhf target with NEON on (Thumb-2 code, hard-float ABI, the same glibc as
+#   armv7-unknown-linux-gnueabihf): every Pi from the Pi 2 on has NEON, the standard library comes built with it, and
+#   no unstable -C target-feature=+neon is needed. Pi 1 / Zero (ARMv6) are not supported.
+RUST_TARGET_aarch64-linux-gnu := aarch64-unknown-linux-gnu
+RUST_TARGET_arm-linux-gnueabihf := thumbv7neon-unknown-linux-gnueabihf
+RUST_TARGET_riscv64-linux-gnu := riscv64gc-unknown-linux-gnu
+CROSS_RUST_TARGET = $(or $(RUST_TARGET),$(RUST_TARGET_$(TARGET)))
+CROSS_CC = $(or $(CROSS_COMPILE_CC),$(TARGET)-gcc)
+CROSS_REL = $(CARGO_TARGET_DIR)/$(CROSS_RUST_TARGET)/release
+CROSS_PREFIX = $(if $(filter command line environment,$(origin PREFIX)),$(PREFIX),$(CURDIR)/build/cross/$(TARGET))
+CROSS_DEST = $(DESTDIR)$(CROSS_PREFIX)
+# As for a native install: an rpath in picolm.pc unless the board's library directory is a system one.
+CROSS_PC_RPATH = $(if $(filter /usr /,$(CROSS_PREFIX)),,-Wl$(comma)-rpath$(comma)$${libdir})
+CROSS_LINKER_VAR = CARGO_TARGET_$(shell echo '$(CROSS_RUST_TARGET)' | tr 'a-z-' 'A-Z_')_LINKER
+
+cross:
+	@test -n "$(TARGET)" || { echo "make cross: give TARGET=aarch64-linux-gnu, arm-linux-gnueabihf or riscv64-linux-gnu" >&2; exit 2; }
+	@test -n "$(CROSS_RUST_TARGET)" || { echo "make cross: no Rust target known for TARGET=$(TARGET); give RUST_TARGET=..." >&2; exit 2; }
+	@command -v $(CROSS_CC) >/dev/null || { echo "make cross: $(CROSS_CC) not found (Debian: apt-get install gcc-$(TARGET))" >&2; exit 2; }
+	$(CROSS_LINKER_VAR)=$(CROSS_CC) $(CARGO) build --release -p picolm-ffi --target $(CROSS_RUST_TARGET)
+	install -d $(CROSS_DEST)/lib/pkgconfig $(CROSS_DEST)/include $(CROSS_DEST)/bin
+	install -m 0755 $(CROSS_REL)/libpicolm.so $(CROSS_DEST)/lib/libpicolm.so.$(VERSION)
+	ln -sf libpicolm.so.$(VERSION) $(CROSS_DEST)/lib/libpicolm.so.0
+	ln -sf libpicolm.so.0 $(CROSS_DEST)/lib/libpicolm.so
+	install -m 0644 $(CROSS_REL)/libpicolm.a $(CROSS_DEST)/lib/libpicolm.a
+	install -m 0644 include/picolm.h $(CROSS_DEST)/include/picolm.h
+	sed -e 's|@PREFIX@|$(CROSS_PREFIX)|g' -e 's|@LIBDIR@|$${prefix}/lib|g' -e 's|@INCLUDEDIR@|$${prefix}/include|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' -e 's|@RPATH@|$(CROSS_PC_RPATH)|g' \
+	    picolm.pc.in > $(CROSS_DEST)/lib/pkgconfig/picolm.pc
+	$(CROSS_CC) $(CSTD) -O2 -Iinclude bindings/c/picolm.c -L$(CROSS_DEST)/lib -lpicolm -Wl,-rpath,'$$ORIGIN/../lib' \
+	  -o $(CROSS_DEST)/bin/picolm
+	@if [ -n "$(STRIP)" ] && [ "$(STRIP)" != 0 ]; then \
+	  $(TARGET)-strip --strip-unneeded $(CROSS_DEST)/lib/libpicolm.so.$(VERSION) && $(TARGET)-strip $(CROSS_DEST)/bin/picolm; fi
+	@echo "cross build for $(TARGET) ($(CROSS_RUST_TARGET)) in $(CROSS_DEST)"
 
 clean:
 	rm -rf build

@@ -4,6 +4,7 @@
 # then quantized by PicoLM's own quantizer to Q4_0, Q8_0 and Q4_K_M. The Python script runs in a virtualenv
 # (build/toolenv, made on first use with numpy and gguf from PyPI), never in the system Python.
 # Usage: scripts/make-bench-models.sh [OUT_DIR]   (default: models/bench; about 4.5 GB)
+# PICOLM_BENCH_LAYERS=N makes the same shapes with N layers instead of 22 (shorter runs, e.g. under qemu).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -18,7 +19,8 @@ if ! "$venv/bin/python" -c "import numpy, gguf" 2>/dev/null; then
 fi
 f16="$out/tinyllama-shape-F16.gguf"
 if [ ! -s "$f16" ]; then
-  "$venv/bin/python" scripts/make_synthetic_llama.py "$models/SmolLM2-135M-Instruct.Q4_1.gguf" "$f16.part" 1234
+  "$venv/bin/python" scripts/make_synthetic_llama.py "$models/SmolLM2-135M-Instruct.Q4_1.gguf" "$f16.part" 1234 \
+    --layers "${PICOLM_BENCH_LAYERS:-22}"
   mv "$f16.part" "$f16"
 fi
 make -s cli >&2

@@ -17,7 +17,8 @@ if grep -q avx512_vnni /proc/cpuinfo 2>/dev/null; then
   PICOLM_NO_AVX512=1 cargo test --release -p picolm-integration-tests --test generation --test golden_greedy
 fi
 
-echo "== ARM kernels under qemu (skipped with the reason when the cross tools are missing)"
+echo "== ARM and RISC-V under qemu: kernel tests, make cross (GNU ld), the CLI end to end (installs qemu-user and the"
+echo "   cross compilers when it can; a target is skipped, with the reason, only when they cannot be installed)"
 scripts/test-arm.sh
 
 if [ -f Makefile ]; then

@@ -5,14 +5,12 @@
 //! A call processes a batch of consecutive tokens as matrices (prefill), or a single token (decode), with the same
 //! code path.
 
-use half::f16;
 use rayon::prelude::*;
 
 use crate::compute::{matmul, ops, MatmulScratch};
 use crate::model::kv_cache::{KvCache, KvPart, KvType};
 use crate::model::weights::MatrixRef;
 use crate::model::{Model, ModelError};
-use crate::quant;
 
 /// Which logits a forward call produces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,7 +144,7 @@ fn forward_checked(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, to
     let emb_bytes = emb.bytes(file);
     for (t, &tok) in tokens.iter().enumerate() {
         let r = tok as usize;
-        quant::dequantize_row_unchecked(
+        crate::simd::dequantize_row(
             emb.ty,
             &emb_bytes[r * emb.row_bytes..(r + 1) * emb.row_bytes],
             &mut buf.x[t * d..(t + 1) * d],
@@ -236,7 +234,7 @@ fn attention(model: &Model, kv: &KvCache, l: usize, q: &[f32], out: &mut [f32], 
         let first_head = t * n_head + g * group;
         qg.copy_from_slice(&q[first_head * hd..(first_head + group) * hd]);
         if round_query {
-            qg.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
+            crate::simd::round_through_f16(qg);
         }
         let (mut krow, mut vrow) = ([0.0f32; MAX_HEAD_DIM], [0.0f32; MAX_HEAD_DIM]);
         let (krow, vrow) = (&mut krow[..hd], &mut vrow[..hd]);

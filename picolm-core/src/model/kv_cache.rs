@@ -2,7 +2,6 @@
 //! exactly the context asked for. Stored as 16-bit floats (default) or Q8_0 blocks (about half the bytes again).
 
 use crate::ggml_type::GgmlType;
-use crate::quant;
 
 /// Storage format of the KV cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -104,8 +103,8 @@ impl KvCache {
     /// Stores the key and value rows (`kv_dim` values each) of `pos` in `layer`.
     pub fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) {
         let (o, rb, t) = (self.offset(layer, pos), self.row_bytes, self.ty.ggml_type());
-        quant::quantize_row_unchecked(t, k, &mut self.k[o..o + rb]);
-        quant::quantize_row_unchecked(t, v, &mut self.v[o..o + rb]);
+        crate::simd::quantize_activations(t, k, &mut self.k[o..o + rb]);
+        crate::simd::quantize_activations(t, v, &mut self.v[o..o + rb]);
     }
 
     /// Bytes of one head within a row, and the offset of head `g` in the row.

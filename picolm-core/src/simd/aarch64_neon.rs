@@ -98,11 +98,96 @@ fn dot_f16(n: usize, w: &[u8], x: &[u8]) -> f32 {
     unsafe { f16_neon(nb, w.as_ptr(), x.as_ptr()) }
 }
 
+// ---- f16 conversions ----
+//
+// `fcvt` (scalar) and `fcvtl` / `fcvtn` (vector) convert between half and single precision in the base ARMv8 FP and
+// NEON instruction sets, so every aarch64 CPU has them. (The `half` crate uses hardware only with FEAT_FP16, which
+// the Cortex-A53/A72 lack, and falls back to ~28 instructions per value.) f16 -> f32 is exact; f32 -> f16 rounds
+// to nearest, ties to even (FPCR's default mode, which nothing in this process changes), as `half` does, and keeps
+// NaNs quiet NaNs with the top mantissa bits and sign, as `half` does: the tests compare both bit for bit.
+
+/// One IEEE half (as bits) as f32 (`fcvt`): exact.
+#[inline(always)]
+pub(super) fn f16_to_f32(bits: u16) -> f32 {
+    let out: f32;
+    // SAFETY: `fcvt` is base ARMv8 FP; the instruction only reads and writes the named registers.
+    unsafe {
+        std::arch::asm!("fcvt {o:s}, {i:h}", o = lateout(vreg) out, i = in(vreg) bits as i16,
+            options(pure, nomem, nostack, preserves_flags));
+    }
+    out
+}
+
+/// `v` as IEEE half bits (`fcvt`): round to nearest, ties to even.
+#[inline(always)]
+pub(super) fn f32_to_f16(v: f32) -> u16 {
+    let out: i16;
+    // SAFETY: as in `f16_to_f32`.
+    unsafe {
+        std::arch::asm!("fcvt {o:h}, {i:s}", o = lateout(vreg) out, i = in(vreg) v,
+            options(pure, nomem, nostack, preserves_flags));
+    }
+    out as u16
+}
+
+/// Widens the f16 values of `src` (little-endian bits) into `dst` (same count): `fcvtl` eight at a time.
+pub(super) fn f16_row_to_f32(src: &[u8], dst: &mut [f32]) {
+    assert!(src.len() >= 2 * dst.len(), "f16 row of {} bytes for {} values", src.len(), dst.len());
+    let n8 = dst.len() / 8 * 8;
+    // SAFETY: NEON is mandatory on aarch64; the loop reads `n8` halves from `src` and writes `n8` floats to `dst`,
+    // both checked above.
+    unsafe {
+        let (s, d) = (src.as_ptr() as *const u16, dst.as_mut_ptr());
+        for i in (0..n8).step_by(8) {
+            let v = vld1q_u16(s.add(i));
+            vst1q_f32(d.add(i), cvt_f16x4(vget_low_u16(v)));
+            vst1q_f32(d.add(i + 4), cvt_f16x4(vget_high_u16(v)));
+        }
+    }
+    for (i, o) in dst.iter_mut().enumerate().skip(n8) {
+        *o = f16_to_f32(u16::from_le_bytes([src[2 * i], src[2 * i + 1]]));
+    }
+}
+
+/// Narrows `src` into f16 values (little-endian bits) in `dst`: `fcvtn` eight at a time.
+pub(super) fn f32_row_to_f16(src: &[f32], dst: &mut [u8]) {
+    assert!(dst.len() >= 2 * src.len(), "f16 row of {} bytes for {} values", dst.len(), src.len());
+    let n8 = src.len() / 8 * 8;
+    // SAFETY: NEON is mandatory on aarch64; the loop reads `n8` floats from `src` and writes `n8` halves to `dst`,
+    // both checked above.
+    unsafe {
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr() as *mut u16);
+        for i in (0..n8).step_by(8) {
+            vst1_u16(d.add(i), cvt_f32x4(vld1q_f32(s.add(i))));
+            vst1_u16(d.add(i + 4), cvt_f32x4(vld1q_f32(s.add(i + 4))));
+        }
+    }
+    for (i, v) in src.iter().enumerate().skip(n8) {
+        dst[2 * i..2 * i + 2].copy_from_slice(&f32_to_f16(*v).to_le_bytes());
+    }
+}
+
+/// Rounds every value of `values` to the nearest f16 and back (`fcvtn` + `fcvtl`), as `f16::from_f32(v).to_f32()`.
+pub(super) fn round_through_f16(values: &mut [f32]) {
+    let n4 = values.len() / 4 * 4;
+    // SAFETY: NEON is mandatory on aarch64; the loop reads and writes `n4` floats of `values`.
+    unsafe {
+        let p = values.as_mut_ptr();
+        for i in (0..n4).step_by(4) {
+            vst1q_f32(p.add(i), cvt_f16x4(cvt_f32x4(vld1q_f32(p.add(i)))));
+        }
+    }
+    for v in values.iter_mut().skip(n4) {
+        *v = f16_to_f32(f32_to_f16(*v));
+    }
+}
+
 // ---- helpers ----
 
+/// The little-endian f16 at `p` as f32.
 #[inline(always)]
 unsafe fn fp16(p: *const u8) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([*p, *p.add(1)])).to_f32()
+    f16_to_f32(u16::from_le_bytes([*p, *p.add(1)]))
 }
 
 /// `acc + Σ a·b` over groups of 4 bytes, as `sdot` computes it (or its NEON equivalent without the extension).
@@ -131,6 +216,14 @@ unsafe fn dot_i8<const SDOT: bool>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -
 unsafe fn cvt_f16x4(bits: uint16x4_t) -> float32x4_t {
     let out: float32x4_t;
     std::arch::asm!("fcvtl {o:v}.4s, {i:v}.4h", o = out(vreg) out, i = in(vreg) bits, options(pure, nomem, nostack));
+    out
+}
+
+/// Narrows 4 floats to half floats (`fcvtn`, base NEON; round to nearest, ties to even).
+#[inline(always)]
+unsafe fn cvt_f32x4(v: float32x4_t) -> uint16x4_t {
+    let out: uint16x4_t;
+    std::arch::asm!("fcvtn {o:v}.4h, {i:v}.4s", o = out(vreg) out, i = in(vreg) v, options(pure, nomem, nostack));
     out
 }
 

@@ -97,30 +97,69 @@ pub fn prepare_activations(dot_ty: GgmlType, row: &[u8], scales: &mut [f32], sum
     let qs_at = block_bytes - 32;
     for ((blk, sc), sum) in row.chunks_exact(block_bytes).zip(scales.chunks_exact_mut(per)).zip(sums.iter_mut()) {
         for (j, v) in sc.iter_mut().enumerate() {
-            *v = half::f16::from_le_bytes([blk[2 * j], blk[2 * j + 1]]).to_f32();
+            *v = f16_to_f32(u16::from_le_bytes([blk[2 * j], blk[2 * j + 1]]));
         }
         *sum = blk[qs_at..].iter().map(|&q| q as i8 as i32).sum();
     }
 }
 
 /// Quantizes one activation row `src` into `dst` in the dot-product format `ty` (exactly the bytes of
-/// [`quant::quantize_row_unchecked`], with SIMD where this CPU has a quantizer for `ty`). Panics on a length bug.
+/// [`quant::quantize_row_unchecked`], with SIMD where this CPU has a quantizer for `ty`; also the KV cache's rows).
+/// Panics on a length bug.
 pub fn quantize_activations(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if !force_scalar() && x86_avx2::available() && x86_quantize::quantize(ty, src, dst) {
         return;
     }
+    #[cfg(target_arch = "aarch64")]
+    if ty == GgmlType::F16 && !force_scalar() {
+        return aarch64_neon::f32_row_to_f16(src, dst);
+    }
     crate::quant::quantize_row_unchecked(ty, src, dst);
 }
 
 /// Converts one row of `ty` values to f32 (exactly [`quant::dequantize_row_unchecked`], with SIMD for F16 where
-/// the CPU has it). Panics on a length bug.
+/// the CPU has it: F16C on x86-64, `fcvtl` on every aarch64 CPU). Panics on a length bug.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if ty == GgmlType::F16 && !force_scalar() && x86_avx2::available() {
         return x86_avx2::f16_to_f32(src, dst);
     }
+    #[cfg(target_arch = "aarch64")]
+    if ty == GgmlType::F16 && !force_scalar() {
+        return aarch64_neon::f16_row_to_f32(src, dst);
+    }
     crate::quant::dequantize_row_unchecked(ty, src, dst);
+}
+
+/// One IEEE half (little-endian bits as `u16`) as f32; exact. One `fcvt` on aarch64 (base ARMv8: the `half` crate
+/// uses hardware there only with FEAT_FP16, absent on the Cortex-A53/A72), the `half` crate elsewhere. Every block
+/// scale of the quantized formats is read through this.
+#[inline(always)]
+pub fn f16_to_f32(bits: u16) -> f32 {
+    #[cfg(target_arch = "aarch64")]
+    return aarch64_neon::f16_to_f32(bits);
+    #[cfg(not(target_arch = "aarch64"))]
+    half::f16::from_bits(bits).to_f32()
+}
+
+/// `v` as IEEE half bits, rounded to nearest, ties to even (exactly `half::f16::from_f32`). One `fcvt` on aarch64.
+#[inline(always)]
+pub fn f32_to_f16(v: f32) -> u16 {
+    #[cfg(target_arch = "aarch64")]
+    return aarch64_neon::f32_to_f16(v);
+    #[cfg(not(target_arch = "aarch64"))]
+    half::f16::from_f32(v).to_bits()
+}
+
+/// Rounds every value to the nearest f16 and back (exactly `half::f16::from_f32(v).to_f32()` per value), as the
+/// attention does with queries that meet an F16 KV cache. `fcvtn` + `fcvtl` on aarch64.
+pub fn round_through_f16(values: &mut [f32]) {
+    #[cfg(target_arch = "aarch64")]
+    if !force_scalar() {
+        return aarch64_neon::round_through_f16(values);
+    }
+    values.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
 }
 
 /// The tile kernel for weights of type `ty` on this CPU, if there is one (see [`TileFn`]).
@@ -414,6 +453,67 @@ mod tests {
                     quantize_activations(ty, &x, &mut got);
                     assert_eq!(want, got, "{ty}: n={n} bytes differ from the reference");
                 }
+            }
+        }
+    }
+
+    /// f32 bit patterns that probe every f32 -> f16 rounding case: zeros, every exponent from f16-subnormal
+    /// underflow to overflow with mantissas around each tie point, the f16 range limits, infinities and NaNs (with
+    /// payloads and signs), plus a stride through all 2^32 patterns.
+    fn f32_probe_bits() -> Vec<u32> {
+        let mut bits = vec![0, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0xFFC0_0000, 0x7F80_0001, 0x7FBF_FFFF];
+        bits.extend([0x7FA0_1000u32, 0xFF80_2001, 0x7FFF_FFFF, 0x0000_0001, 0x8000_0001, 0x007F_FFFF]);
+        for exp in 90u32..=150 {
+            for sign in [0u32, 0x8000_0000] {
+                for m in [0u32, 1, 0xFFF, 0x1000, 0x1001, 0x1FFF, 0x2000, 0x2001, 0x3000, 0x5000, 0x7F_E000, 0x7F_EFFF, 0x7F_F000, 0x7F_F001, 0x7F_FFFF] {
+                    bits.push(sign | exp << 23 | m);
+                }
+                // Below f16's smallest subnormal the tie point moves with the exponent: probe a spread of mantissas.
+                for m in (0u32..0x80_0000).step_by(0x1_0001) {
+                    bits.push(sign | exp << 23 | m);
+                }
+            }
+        }
+        bits.extend((0u64..(1 << 32)).step_by(65_537).map(|b| b as u32));
+        bits
+    }
+
+    #[test]
+    fn f16_scalar_conversions_equal_the_half_crate_bit_for_bit() {
+        for h in 0..=u16::MAX {
+            let (want, got) = (half::f16::from_bits(h).to_f32(), f16_to_f32(h));
+            assert_eq!(want.to_bits(), got.to_bits(), "f16 {h:#06x}: half {want} vs {got}");
+        }
+        for b in f32_probe_bits() {
+            let v = f32::from_bits(b);
+            let (want, got) = (half::f16::from_f32(v).to_bits(), f32_to_f16(v));
+            assert_eq!(want, got, "f32 {b:#010x} ({v}): half {want:#06x} vs {got:#06x}");
+        }
+    }
+
+    #[test]
+    fn f16_row_conversions_equal_the_reference_bit_for_bit() {
+        // Every f16 value, in rows of lengths that leave each possible tail after the vector loop.
+        let all: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
+        for n in [65536usize, 65535, 65533, 65529, 9, 8, 7, 1, 0] {
+            let src = &all[2 * (65536 - n)..];
+            let (mut want, mut got) = (vec![0f32; n], vec![1f32; n]);
+            quant::dequantize_row_unchecked(GgmlType::F16, src, &mut want);
+            dequantize_row(GgmlType::F16, src, &mut got);
+            let differ = want.iter().zip(&got).position(|(a, b)| a.to_bits() != b.to_bits());
+            assert!(differ.is_none(), "n={n}: value {differ:?} differs");
+        }
+        let probe: Vec<f32> = f32_probe_bits().into_iter().map(f32::from_bits).collect();
+        for n in [probe.len(), probe.len() - 1, probe.len() - 3, probe.len() - 7, 5, 0] {
+            let src = &probe[probe.len() - n..];
+            let (mut want, mut got) = (vec![0u8; 2 * n], vec![0xA5u8; 2 * n]);
+            quant::quantize_row_unchecked(GgmlType::F16, src, &mut want);
+            quantize_activations(GgmlType::F16, src, &mut got);
+            assert_eq!(want, got, "f32 -> f16 row of {n} values");
+            let mut rounded = src.to_vec();
+            round_through_f16(&mut rounded);
+            for (a, b) in src.iter().zip(&rounded) {
+                assert_eq!(half::f16::from_f32(*a).to_f32().to_bits(), b.to_bits(), "round_through_f16({a})");
             }
         }
     }
