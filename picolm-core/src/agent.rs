@@ -286,7 +286,7 @@ struct StepConstraint {
 }
 
 impl TokenConstraint for StepConstraint {
-    fn mask_logits(&mut self, logits: &mut [f32], remaining: usize) -> Result<(), Error> {
+    fn mask_logits(&mut self, logits: &mut [f32], remaining: usize) -> Result<(), GrammarError> {
         match self.mode.load(Ordering::Relaxed) {
             MODE_JSON => self.json.mask_logits(logits, remaining),
             MODE_ANSWER_START => {
@@ -305,7 +305,7 @@ impl TokenConstraint for StepConstraint {
         }
     }
 
-    fn accept_token(&mut self, token: u32) -> Result<(), Error> {
+    fn accept_token(&mut self, token: u32) -> Result<(), GrammarError> {
         match self.mode.load(Ordering::Relaxed) {
             MODE_JSON => self.json.accept_token(token),
             MODE_UNDECIDED => {

@@ -41,17 +41,7 @@ impl CancelToken {
     }
 }
 
-/// Restricts which tokens may come next (JSON grammar, schema). Implemented by the grammar module.
-pub trait TokenConstraint: Send {
-    /// Sets the logits of every token that may not come next to `-inf`. `remaining_tokens` is how many tokens the
-    /// generation may still produce including this one, so a constraint can steer towards closing its value in
-    /// time.
-    fn mask_logits(&mut self, logits: &mut [f32], remaining_tokens: usize) -> Result<(), Error>;
-    /// Advances the constraint past the chosen token (which must have been allowed).
-    fn accept_token(&mut self, token: u32) -> Result<(), Error>;
-    /// Whether the constrained output is complete (generation stops).
-    fn is_complete(&self) -> bool;
-}
+pub use crate::grammar::TokenConstraint;
 
 /// What to generate.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use crate::gguf::GgufFile;
-use crate::model::weights::MatrixRef;
+use crate::compute::matrix::MatrixRef;
 use crate::quant;
 use crate::simd::{self, ActivationRows, TileKernel, TileShape, VecDotFn, MAX_TILE_TOKENS};
 

@@ -1,9 +1,11 @@
-//! Compute primitives of the forward pass: the thread pool, matrix multiplication over quantized weights, and the
-//! element-wise operations (RMSNorm, RoPE, SiLU, softmax).
+//! Compute primitives of the forward pass: the thread pool, the weight-matrix reference ([`MatrixRef`]), matrix
+//! multiplication over quantized weights, and the element-wise operations.
 
 pub mod matmul;
+pub mod matrix;
 pub mod ops;
 pub mod pool;
 
 pub use matmul::{matmul, MatmulScratch, StreamConfig};
+pub use matrix::MatrixRef;
 pub use pool::ComputePool;

@@ -9,8 +9,12 @@
 //! workers do not keep a core busy.
 
 use rayon::ThreadPool;
+use thiserror::Error;
 
-use crate::model::ModelError;
+/// The worker threads could not be started (the operating system refused a thread).
+#[derive(Debug, Error)]
+#[error("could not start the compute threads: {0}")]
+pub struct PoolError(String);
 
 /// CPUs this process may run on: the affinity mask and the cgroup CPU quota are respected (what
 /// `std::thread::available_parallelism` reports); at least 1.
@@ -65,16 +69,16 @@ impl std::fmt::Debug for ComputePool {
 impl ComputePool {
     /// Starts worker threads for a request of `n_threads` (`0` means one per available CPU; more than the
     /// available CPUs is clamped, see [`ComputePool::threads`]).
-    pub fn new(n_threads: usize) -> Result<ComputePool, ModelError> {
+    pub fn new(n_threads: usize) -> Result<ComputePool, PoolError> {
         ComputePool::named(ThreadCount::resolve(n_threads), "picolm-worker")
     }
 
-    fn named(threads: ThreadCount, name: &'static str) -> Result<ComputePool, ModelError> {
+    fn named(threads: ThreadCount, name: &'static str) -> Result<ComputePool, PoolError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.used)
             .thread_name(move |i| format!("{name}-{i}"))
             .build()
-            .map_err(|e| ModelError::ThreadPool(e.to_string()))?;
+            .map_err(|e| PoolError(e.to_string()))?;
         Ok(ComputePool { pool, threads })
     }
 

@@ -15,8 +15,18 @@ use super::closing::ClosePlan;
 use super::error::GrammarError;
 use super::token_cost::{Scratch, TokenCoster};
 use super::vocab_index::{TokenTrie, VocabIndex};
-use crate::error::Error;
-use crate::generate::TokenConstraint;
+
+/// Restricts which tokens may come next (JSON grammar, schema). Implemented by [`JsonConstraint`] and by the agent's step constraint; generation calls it once per token.
+pub trait TokenConstraint: Send {
+    /// Sets the logits of every token that may not come next to `-inf`. `remaining_tokens` is how many tokens the
+    /// generation may still produce including this one, so a constraint can steer towards closing its value in
+    /// time.
+    fn mask_logits(&mut self, logits: &mut [f32], remaining_tokens: usize) -> Result<(), GrammarError>;
+    /// Advances the constraint past the chosen token (which must have been allowed).
+    fn accept_token(&mut self, token: u32) -> Result<(), GrammarError>;
+    /// Whether the constrained output is complete (generation stops).
+    fn is_complete(&self) -> bool;
+}
 
 /// Constrains generation to one JSON value accepted by a [`Grammar`].
 #[derive(Debug)]
@@ -219,7 +229,7 @@ fn get_bit(bits: &[u64], t: u32) -> bool {
 }
 
 impl TokenConstraint for JsonConstraint {
-    fn mask_logits(&mut self, logits: &mut [f32], remaining_tokens: usize) -> Result<(), Error> {
+    fn mask_logits(&mut self, logits: &mut [f32], remaining_tokens: usize) -> Result<(), GrammarError> {
         self.compute_allowed(remaining_tokens, true)?;
         for (t, l) in logits.iter_mut().enumerate() {
             if !get_bit(&self.allowed, t as u32) {
@@ -229,8 +239,8 @@ impl TokenConstraint for JsonConstraint {
         Ok(())
     }
 
-    fn accept_token(&mut self, token: u32) -> Result<(), Error> {
-        Ok(self.accept(token)?)
+    fn accept_token(&mut self, token: u32) -> Result<(), GrammarError> {
+        self.accept(token)
     }
 
     fn is_complete(&self) -> bool {

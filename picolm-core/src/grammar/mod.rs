@@ -25,7 +25,7 @@ mod validate;
 mod vocab_index;
 
 pub use automaton::{Grammar, State, MAX_DEPTH};
-pub use constraint::JsonConstraint;
+pub use constraint::{JsonConstraint, TokenConstraint};
 pub use error::GrammarError;
 pub use format::StringFormat;
 pub use schema::{

@@ -3,6 +3,15 @@
 use crate::gguf::GgufFile;
 use crate::model::ModelError;
 
+/// Largest head size supported (the attention kernel's stack buffers are this size).
+pub const MAX_HEAD_DIM: usize = 1024;
+
+/// Largest number of query heads sharing one KV head (the attention kernel's stack buffers are this size).
+pub const MAX_GROUP: usize = 64;
+
+/// Largest `group * head_dim` (the attention kernel's stack buffers are this size).
+pub const MAX_GROUP_VALUES: usize = 8192;
+
 /// The architectures whose tensors and metadata follow the Llama layout this engine implements.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
 
@@ -71,11 +80,11 @@ impl LlamaConfig {
                 n_embd / n_head
             }
         };
-        if head_dim == 0 || head_dim % 2 != 0 || head_dim > super::forward::MAX_HEAD_DIM {
+        if head_dim == 0 || head_dim % 2 != 0 || head_dim > MAX_HEAD_DIM {
             return Err(invalid("head dimension", head_dim.to_string()));
         }
         let group = n_head / n_head_kv;
-        if group > super::forward::MAX_GROUP || group * head_dim > super::forward::MAX_GROUP_VALUES {
+        if group > MAX_GROUP || group * head_dim > MAX_GROUP_VALUES {
             return Err(invalid("attention.head_count_kv", format!("{n_head_kv}: {group} query heads of {head_dim} per KV head")));
         }
         let rope_dim = file.get_u32(&key("rope.dimension_count"))?.map_or(head_dim, |v| v as usize);

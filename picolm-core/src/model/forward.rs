@@ -7,9 +7,9 @@
 
 use rayon::prelude::*;
 
-use crate::compute::{matmul, ops, MatmulScratch};
+use crate::compute::{matmul, ops, MatmulScratch, MatrixRef};
+use crate::model::config::{MAX_GROUP, MAX_GROUP_VALUES, MAX_HEAD_DIM};
 use crate::model::kv_cache::{KvCache, KvPart, KvType};
-use crate::model::weights::MatrixRef;
 use crate::model::{Model, ModelError};
 
 /// Which logits a forward call produces.
@@ -265,15 +265,6 @@ fn attention(model: &Model, kv: &KvCache, l: usize, q: &[f32], out: &mut [f32], 
         }
     });
 }
-
-/// Largest head size supported (checked when the configuration is read).
-pub const MAX_HEAD_DIM: usize = 1024;
-
-/// Largest number of query heads sharing one KV head (checked when the configuration is read).
-pub const MAX_GROUP: usize = 64;
-
-/// Largest `group * head_dim` (checked when the configuration is read).
-pub const MAX_GROUP_VALUES: usize = 8192;
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];

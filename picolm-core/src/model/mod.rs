@@ -17,7 +17,7 @@ use crate::compute::pool::ThreadCount;
 use crate::compute::{ComputePool, StreamConfig};
 use crate::gguf::{GgufError, GgufFile};
 use crate::tokenizer::Tokenizer;
-use crate::GgmlType;
+use crate::ggml_type::GgmlType;
 
 pub use config::LlamaConfig;
 pub use fingerprint::ModelFingerprint;
@@ -102,8 +102,8 @@ pub enum ModelError {
         capacity: usize,
     },
     /// The worker threads could not be started.
-    #[error("could not start the compute threads: {0}")]
-    ThreadPool(String),
+    #[error(transparent)]
+    ThreadPool(#[from] crate::compute::pool::PoolError),
     /// The tokenizer could not be built.
     #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),

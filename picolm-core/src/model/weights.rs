@@ -3,40 +3,12 @@
 //! Matrices stay in the file (zero-copy: a [`MatrixRef`] holds the byte range, the type and the shape); the small
 //! 1-D norm vectors are converted to `f32` once at load.
 
+pub use crate::compute::MatrixRef;
 use crate::ggml_type::GgmlType;
 use crate::gguf::{GgufFile, TensorInfo};
 use crate::model::config::LlamaConfig;
 use crate::model::ModelError;
 use crate::quant;
-
-/// A weight matrix stored in the model file: `rows` output rows of `cols` inputs each, row-major, in `ty` blocks.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MatrixRef {
-    /// Tensor name in the GGUF file.
-    pub name: String,
-    /// Storage type of the elements.
-    pub ty: GgmlType,
-    /// Number of rows (outputs).
-    pub rows: usize,
-    /// Number of columns (inputs; the contiguous dimension).
-    pub cols: usize,
-    /// Absolute file offset of the first byte.
-    pub offset: usize,
-    /// Bytes in one row.
-    pub row_bytes: usize,
-}
-
-impl MatrixRef {
-    /// Total bytes of the matrix.
-    pub fn n_bytes(&self) -> usize {
-        self.rows * self.row_bytes
-    }
-
-    /// The matrix bytes within the mapped file.
-    pub fn bytes<'f>(&self, file: &'f GgufFile) -> &'f [u8] {
-        &file.file_bytes()[self.offset..self.offset + self.n_bytes()]
-    }
-}
 
 /// The weights of one transformer block.
 #[derive(Clone, Debug)]
