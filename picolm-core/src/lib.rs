@@ -10,6 +10,7 @@
 pub mod error;
 pub mod fs_safety;
 pub mod ggml_type;
+pub mod half_float;
 pub mod gguf;
 pub mod quant;
 pub mod tokenizer;

@@ -173,16 +173,16 @@ pub fn kernels(ty: GgmlType) -> &'static Kernels {
     }
 }
 
-/// Reads a little-endian f16 at `b[i..i + 2]` (one instruction on aarch64: [`crate::simd::f16_to_f32`]).
+/// Reads a little-endian f16 at `b[i..i + 2]` (one instruction on aarch64: [`crate::half_float::f16_to_f32`]).
 #[inline(always)]
 pub(crate) fn f16_at(b: &[u8], i: usize) -> f32 {
-    crate::simd::f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]))
+    crate::half_float::f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]))
 }
 
-/// Writes `v` as a little-endian f16 at `b[i..i + 2]` (round to nearest even; [`crate::simd::f32_to_f16`]).
+/// Writes `v` as a little-endian f16 at `b[i..i + 2]` (round to nearest even; [`crate::half_float::f32_to_f16`]).
 #[inline(always)]
 pub(crate) fn put_f16(b: &mut [u8], i: usize, v: f32) {
-    b[i..i + 2].copy_from_slice(&crate::simd::f32_to_f16(v).to_le_bytes());
+    b[i..i + 2].copy_from_slice(&crate::half_float::f32_to_f16(v).to_le_bytes());
 }
 
 /// Rounds to the nearest integer, ties to even (ggml's `nearest_int` uses the FPU's default rounding).

@@ -7,6 +7,7 @@
 
 use std::arch::aarch64::*;
 
+use crate::half_float::{f16_to_f32, f32_to_f16};
 use super::{blocks, q8k_bsum, q8k_d, VecDotFn};
 use crate::ggml_type::GgmlType;
 
@@ -105,30 +106,6 @@ fn dot_f16(n: usize, w: &[u8], x: &[u8]) -> f32 {
 // the Cortex-A53/A72 lack, and falls back to ~28 instructions per value.) f16 -> f32 is exact; f32 -> f16 rounds
 // to nearest, ties to even (FPCR's default mode, which nothing in this process changes), as `half` does, and keeps
 // NaNs quiet NaNs with the top mantissa bits and sign, as `half` does: the tests compare both bit for bit.
-
-/// One IEEE half (as bits) as f32 (`fcvt`): exact.
-#[inline(always)]
-pub(super) fn f16_to_f32(bits: u16) -> f32 {
-    let out: f32;
-    // SAFETY: `fcvt` is base ARMv8 FP; the instruction only reads and writes the named registers.
-    unsafe {
-        std::arch::asm!("fcvt {o:s}, {i:h}", o = lateout(vreg) out, i = in(vreg) bits as i16,
-            options(pure, nomem, nostack, preserves_flags));
-    }
-    out
-}
-
-/// `v` as IEEE half bits (`fcvt`): round to nearest, ties to even.
-#[inline(always)]
-pub(super) fn f32_to_f16(v: f32) -> u16 {
-    let out: i16;
-    // SAFETY: as in `f16_to_f32`.
-    unsafe {
-        std::arch::asm!("fcvt {o:h}, {i:s}", o = lateout(vreg) out, i = in(vreg) v,
-            options(pure, nomem, nostack, preserves_flags));
-    }
-    out as u16
-}
 
 /// Widens the f16 values of `src` (little-endian bits) into `dst` (same count): `fcvtl` eight at a time.
 pub(super) fn f16_row_to_f32(src: &[u8], dst: &mut [f32]) {

@@ -132,25 +132,7 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     crate::quant::dequantize_row_unchecked(ty, src, dst);
 }
 
-/// One IEEE half (little-endian bits as `u16`) as f32; exact. One `fcvt` on aarch64 (base ARMv8: the `half` crate
-/// uses hardware there only with FEAT_FP16, absent on the Cortex-A53/A72), the `half` crate elsewhere. Every block
-/// scale of the quantized formats is read through this.
-#[inline(always)]
-pub fn f16_to_f32(bits: u16) -> f32 {
-    #[cfg(target_arch = "aarch64")]
-    return aarch64_neon::f16_to_f32(bits);
-    #[cfg(not(target_arch = "aarch64"))]
-    half::f16::from_bits(bits).to_f32()
-}
-
-/// `v` as IEEE half bits, rounded to nearest, ties to even (exactly `half::f16::from_f32`). One `fcvt` on aarch64.
-#[inline(always)]
-pub fn f32_to_f16(v: f32) -> u16 {
-    #[cfg(target_arch = "aarch64")]
-    return aarch64_neon::f32_to_f16(v);
-    #[cfg(not(target_arch = "aarch64"))]
-    half::f16::from_f32(v).to_bits()
-}
+pub use crate::half_float::{f16_to_f32, f32_to_f16};
 
 /// Rounds every value to the nearest f16 and back (exactly `half::f16::from_f32(v).to_f32()` per value), as the
 /// attention does with queries that meet an F16 KV cache. `fcvtn` + `fcvtl` on aarch64.

@@ -1,0 +1,43 @@
+//! Scalar IEEE half-precision conversion, the bottom of the kernel stack: every block scale of the quantized
+//! formats and every F16 value is converted through these two functions (the row-wide SIMD conversions in
+//! [`crate::simd`] build on them for their tails).
+//!
+//! On aarch64 each is one `fcvt` (base ARMv8 FP). The `half` crate uses hardware there only with FEAT_FP16, which
+//! the Cortex-A53/A72 lack, and otherwise takes ~28 instructions per value. Elsewhere the `half` crate is used.
+//! f16 -> f32 is exact; f32 -> f16 rounds to nearest, ties to even (FPCR's default mode, which nothing in this
+//! process changes), and keeps NaNs quiet NaNs with the top mantissa bits and sign, exactly as `half` does (the
+//! SIMD tests compare both bit for bit).
+
+/// One IEEE half (little-endian bits as `u16`) as f32; exact.
+#[inline(always)]
+pub fn f16_to_f32(bits: u16) -> f32 {
+    #[cfg(target_arch = "aarch64")]
+    {
+        let out: f32;
+        // SAFETY: `fcvt` is base ARMv8 FP; the instruction only reads and writes the named registers.
+        unsafe {
+            std::arch::asm!("fcvt {o:s}, {i:h}", o = lateout(vreg) out, i = in(vreg) bits as i16,
+                options(pure, nomem, nostack, preserves_flags));
+        }
+        out
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    half::f16::from_bits(bits).to_f32()
+}
+
+/// `v` as IEEE half bits, rounded to nearest, ties to even (exactly `half::f16::from_f32`).
+#[inline(always)]
+pub fn f32_to_f16(v: f32) -> u16 {
+    #[cfg(target_arch = "aarch64")]
+    {
+        let out: i16;
+        // SAFETY: as in `f16_to_f32`.
+        unsafe {
+            std::arch::asm!("fcvt {o:h}, {i:s}", o = lateout(vreg) out, i = in(vreg) v,
+                options(pure, nomem, nostack, preserves_flags));
+        }
+        out as u16
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    half::f16::from_f32(v).to_bits()
+}
