@@ -133,8 +133,6 @@ pub struct AgentParams {
     pub generate: GenerateParams,
     /// Tool policy.
     pub tool_choice: ToolChoice,
-    /// Most tool calls in one step.
-    pub max_calls_per_step: u32,
 }
 
 impl Default for AgentParams {
@@ -143,7 +141,6 @@ impl Default for AgentParams {
             max_iterations: 5,
             generate: GenerateParams { max_tokens: 192, ..Default::default() },
             tool_choice: ToolChoice::Auto,
-            max_calls_per_step: 1,
         }
     }
 }

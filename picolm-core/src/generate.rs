@@ -362,17 +362,6 @@ impl Session {
         }
         Ok(st.into_output())
     }
-
-    /// Tokenizes `prompt` (special tokens parsed, BOS as the model asks) and generates from it.
-    pub fn generate_text(
-        &mut self,
-        prompt: &str,
-        params: &GenerateParams,
-        on_piece: &mut dyn FnMut(&str) -> bool,
-    ) -> Result<GenerationOutput, Error> {
-        let tokens = self.model().tokenizer().encode(prompt, true, true);
-        self.generate(&tokens, params, None, None, on_piece)
-    }
 }
 
 impl GenerateParams {

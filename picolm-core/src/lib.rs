@@ -1,11 +1,19 @@
 //! PicoLM engine: runs Llama-architecture language models stored in GGUF files on small CPUs.
 //!
-//! Layers, bottom up:
+//! Layers, bottom up (a module uses only modules listed before it; CONTRIBUTING.md has the diagram):
+//! - [`ggml_type`], [`half_float`], [`fs_safety`], [`memory`]: element types, scalar f16 conversion, safe access to
+//!   user-named files, process memory readings.
 //! - [`gguf`]: a validating, zero-copy GGUF v2/v3 reader over a memory map (and a writer).
-//! - [`quant`]: block formats, scalar reference kernels and SIMD kernels (dequantize, quantize, dot).
+//! - [`quant`]: block formats and their scalar reference kernels (dequantize, quantize, dot).
+//! - [`simd`]: the SIMD kernels (x86 AVX2 / AVX-512 VNNI, aarch64 NEON), tested against [`quant`].
+//! - [`compute`]: the thread pool, weight-matrix references, matmul and element-wise operations.
 //! - [`tokenizer`]: GPT-2 byte-level BPE and SentencePiece-style vocabularies read from GGUF metadata.
-//! - [`model`]: hyper-parameters, weights, KV cache and the Llama forward pass.
-//! - [`sampler`] and [`generate`]: token selection and streaming generation sessions.
+//! - [`model`], [`grammar`], [`sampler`], [`chat`]: hyper-parameters, weights, KV cache and the Llama forward
+//!   pass; the JSON / JSON Schema automaton and its token constraint; token selection; chat templates.
+//! - [`session`]: a conversation's KV cache and buffers, state files.
+//! - [`generate`]: streaming generation over a session.
+//! - [`agent`], [`perplexity`], [`bench`], [`quantize`]: the tool-call loop and the tools built on generation.
+//! - [`error`]: the crate-wide [`Error`] that wraps each module's own error type.
 
 pub mod error;
 pub mod fs_safety;

@@ -539,7 +539,6 @@ pub unsafe extern "C" fn picolm_agent_run(
             max_iterations: p.max_iterations as usize,
             generate: GenerateParams { max_tokens: p.max_tokens as usize, sampler, ..Default::default() },
             tool_choice,
-            max_calls_per_step: 1,
         };
         s.cancel.reset();
         let mut emit = |e: AgentEvent<'_>| -> bool {

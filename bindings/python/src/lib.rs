@@ -1147,7 +1147,6 @@ impl PyModel {
             max_iterations: nonneg("max_iterations", max_iterations)?,
             generate: GenerateParams { max_tokens: nonneg("max_tokens", max_tokens)?, sampler, ..Default::default() },
             tool_choice: choice,
-            max_calls_per_step: 1,
         };
         let model = open.model.clone();
         let shared = open.shared.clone();

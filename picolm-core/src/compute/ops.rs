@@ -1,5 +1,5 @@
-//! Element-wise operations of the Llama forward pass, written to follow ggml's numerics (f64 sums in RMSNorm,
-//! max-subtracted softmax) so results track llama.cpp closely.
+//! Element-wise operations of the Llama forward pass (RMSNorm, residual add, SwiGLU, argmax), written to follow
+//! ggml's numerics (f64 sums in RMSNorm) so results track llama.cpp closely.
 
 /// `out = x / sqrt(mean(x^2) + eps) * weight`.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
@@ -24,20 +24,6 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
 pub fn add_assign(acc: &mut [f32], x: &[f32]) {
     for (a, &b) in acc.iter_mut().zip(x) {
         *a += b;
-    }
-}
-
-/// In-place softmax over `x` (max-subtracted, sum accumulated in f64).
-pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f64;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v as f64;
-    }
-    let inv = (1.0 / sum) as f32;
-    for v in x.iter_mut() {
-        *v *= inv;
     }
 }
 
@@ -71,10 +57,7 @@ mod tests {
     }
 
     #[test]
-    fn softmax_sums_to_one_and_argmax_prefers_lowest_index() {
-        let mut x = [1.0f32, 3.0, 3.0, -1e9];
-        softmax(&mut x);
-        assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    fn argmax_prefers_lowest_index() {
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), Some(1));
         assert_eq!(argmax(&[]), None);
     }

@@ -127,11 +127,12 @@ pub fn forward(
     if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
         return Err(ModelError::InvalidToken { id: bad, n_vocab: cfg.n_vocab });
     }
-    model.pool().run(|| forward_checked(model, kv, buf, tokens, pos0, logits));
+    model.pool().run(|| forward_on_pool(model, kv, buf, tokens, pos0, logits));
     Ok(())
 }
 
-fn forward_checked(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, tokens: &[u32], pos0: usize, mode: Logits) {
+/// The forward pass proper, run on the model's pool once [`forward`] has checked the batch, positions and token ids.
+fn forward_on_pool(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, tokens: &[u32], pos0: usize, mode: Logits) {
     let cfg = model.config();
     let w = model.weights();
     let file = model.file();
