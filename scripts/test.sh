@@ -21,6 +21,11 @@ echo "== ARM and RISC-V under qemu: kernel tests, make cross (GNU ld), the CLI e
 echo "   cross compilers when it can; a target is skipped, with the reason, only when they cannot be installed)"
 scripts/test-arm.sh
 
+echo "== Python wheels for Raspberry Pi OS: scripts/build-wheels.sh (x86_64, aarch64, armv7l), each installed with"
+echo "   Debian bookworm's python3.11 and pip under qemu, greedy output = x86_64's (skipped, with the reason, only when"
+echo "   qemu-user cannot be installed)"
+scripts/test-wheel-arm.sh
+
 if [ -f Makefile ]; then
   echo "== C library: header drift, C API tests, CLI tests"
   make check-header
