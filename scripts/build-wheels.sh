@@ -7,8 +7,10 @@
 # platform tag manylinux_2_17 (manylinux2014): glibc >= 2.17, which Raspberry Pi OS bookworm (glibc 2.36), bullseye
 # (2.31) and every current Linux PC accept. The cross builds link with zig (`maturin build --zig`, the ziglang
 # package from PyPI), which links against the chosen glibc version's symbols, so no cross gcc or target sysroot is
-# needed. armv7l is Rust's thumbv7neon target, as for `make cross` (see "Cross builds" in the Makefile: every Pi from
-# the Pi 2 on has NEON; ARMv6 boards are not supported).
+# needed. armv7l is Rust's armv7-unknown-linux-gnueabihf built for the Cortex-A7 (-C target-cpu=cortex-a7: ARMv7-A
+# with NEON and VFPv4, the Pi 2's core, which the Pi 3/4/5 and Zero 2W also run in 32-bit mode; maturin does not
+# know the thumbv7neon target that `make cross` uses, and -C target-feature=+neon is unstable). ARMv6 boards (Pi 1,
+# Zero) are not supported. A RUSTFLAGS of the caller's replaces that target-cpu.
 #
 # The build tools (maturin, ziglang, auditwheel, at the versions below) are pip-installed into the venv build/wheel-venv,
 # never into the system Python; missing Rust targets are added with rustup. Each wheel is checked with
@@ -30,9 +32,11 @@ rust_target() {
   case "$1" in
     x86_64) echo x86_64-unknown-linux-gnu ;;
     aarch64) echo aarch64-unknown-linux-gnu ;;
-    armv7l) echo thumbv7neon-unknown-linux-gnueabihf ;;
+    armv7l) echo armv7-unknown-linux-gnueabihf ;;
   esac
 }
+# Extra rustc flags of a wheel architecture (see above).
+rust_flags() { case "$1" in armv7l) echo "-C target-cpu=cortex-a7" ;; esac; }
 
 case "$compat" in
   manylinux_2_[0-9]|manylinux_2_[12][0-9]|manylinux_2_3[0-6]) ;;
@@ -71,7 +75,8 @@ for a in "${arches[@]}"; do
   rm -f "$dist"/picolm-"$version"-*_"$a".whl
   echo "== $a ($rt): maturin build --zig --compatibility $compat" >&2
   log="$root/build/wheel-$a.log"
-  if ! PATH="$venv/bin:$PATH" nice -n 10 maturin build --release --zig --compatibility "$compat" --target "$rt" \
+  flags_var="CARGO_TARGET_$(echo "$rt" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
+  if ! env "$flags_var=$(rust_flags "$a")" PATH="$venv/bin:$PATH" nice -n 10 maturin build --release --zig --compatibility "$compat" --target "$rt" \
       --out "$dist" -j 2 >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     die "maturin build for $a failed (log: $log)"

@@ -98,7 +98,7 @@ echo "== x86_64: install the wheel into a venv and generate"
 x86_venv="$work/venv-x86_64"
 rm -rf "$x86_venv"
 run python3 -m venv "$x86_venv"
-run "$x86_venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$(wheel_of x86_64)"
+run "$x86_venv/bin/python" -m pip install --isolated -q --no-index --no-deps "$(wheel_of x86_64)"
 reference=$(cd "$work" && run "$x86_venv/bin/python" "$gen_py" "$model" "$prompt" "$n_gen")
 [ -n "$reference" ] || die "the x86_64 wheel generated nothing"
 printf 'x86_64 output: %q\n' "$reference"
@@ -149,10 +149,11 @@ for a in $arches; do
   rm -rf "$venv"
   echo "== $a: install the wheel with Debian bookworm's $debarch python3.11 and pip under $qemu -cpu $QEMU_CPU"
   # No binfmt_misc here: pip cannot start the venv's interpreter itself, so the venv is made without pip and
-  # Debian's pip wheel runs in it (python pip.whl/pip: pip's supported way to run from its wheel).
+  # Debian's pip wheel runs in it (python pip.whl/pip: pip's supported way to run from its wheel). --isolated: this
+  # machine's pip configuration and PIP_* variables do not apply.
   run "${q[@]}" "$sysroot/usr/bin/python3.11" -m venv --without-pip "$venv"
   pip_whl=$(ls "$sysroot"/usr/share/python-wheels/pip-*.whl | head -n1)
-  run "${q[@]}" "$venv/bin/python3" "$pip_whl/pip" install --disable-pip-version-check --no-index --no-deps \
+  run "${q[@]}" "$venv/bin/python3" "$pip_whl/pip" install --isolated --no-index --no-deps \
     "$(wheel_of "$a")"
   out=$(cd "$work" && run "${q[@]}" "$venv/bin/python3" "$gen_py" "$model" "$prompt" "$n_gen") \
     || die "the $a wheel failed under $qemu"
