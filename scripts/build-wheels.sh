@@ -75,8 +75,9 @@ for a in "${arches[@]}"; do
   rm -f "$dist"/picolm-"$version"-*_"$a".whl
   echo "== $a ($rt): maturin build --zig --compatibility $compat" >&2
   log="$root/build/wheel-$a.log"
-  flags_var="CARGO_TARGET_$(echo "$rt" | tr 'a-z-' 'A-Z_')_RUSTFLAGS"
-  if ! env "$flags_var=$(rust_flags "$a")" PATH="$venv/bin:$PATH" nice -n 10 maturin build --release --zig --compatibility "$compat" --target "$rt" \
+  flags=()
+  [ -z "$(rust_flags "$a")" ] || flags=("CARGO_TARGET_$(echo "$rt" | tr 'a-z-' 'A-Z_')_RUSTFLAGS=$(rust_flags "$a")")
+  if ! env "${flags[@]}" PATH="$venv/bin:$PATH" nice -n 10 maturin build --release --zig --compatibility "$compat" --target "$rt" \
       --out "$dist" -j 2 >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     die "maturin build for $a failed (log: $log)"
