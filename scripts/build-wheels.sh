@@ -7,10 +7,11 @@
 # platform tag manylinux_2_17 (manylinux2014): glibc >= 2.17, which Raspberry Pi OS bookworm (glibc 2.36), bullseye
 # (2.31) and every current Linux PC accept. The cross builds link with zig (`maturin build --zig`, the ziglang
 # package from PyPI), which links against the chosen glibc version's symbols, so no cross gcc or target sysroot is
-# needed. armv7l is Rust's armv7-unknown-linux-gnueabihf built for the Cortex-A7 (-C target-cpu=cortex-a7: ARMv7-A
-# with NEON and VFPv4, the Pi 2's core, which the Pi 3/4/5 and Zero 2W also run in 32-bit mode; maturin does not
-# know the thumbv7neon target that `make cross` uses, and -C target-feature=+neon is unstable). ARMv6 boards (Pi 1,
-# Zero) are not supported. A RUSTFLAGS of the caller's replaces that target-cpu.
+# needed. armv7l is Rust's armv7-unknown-linux-gnueabihf with NEON, tuned for the Cortex-A7 (the Pi 2's core; the
+# Pi 3/4/5 and Zero 2W run the same ARMv7-A + NEON + VFPv4 code in 32-bit mode): maturin does not know the
+# thumbv7neon target that `make cross` uses, and the Rust target's spec turns NEON off whatever -C target-cpu says,
+# so NEON comes from -C target-feature=+neon, which rustc reports as an "unstable feature" warning (it is what
+# thumbv7neon turns on). ARMv6 boards (Pi 1, Zero) are not supported. A RUSTFLAGS of the caller's replaces these.
 #
 # The build tools (maturin, ziglang, auditwheel, at the versions below) are pip-installed into the venv build/wheel-venv,
 # never into the system Python; missing Rust targets are added with rustup. Each wheel is checked with
@@ -36,7 +37,7 @@ rust_target() {
   esac
 }
 # Extra rustc flags of a wheel architecture (see above).
-rust_flags() { case "$1" in armv7l) echo "-C target-cpu=cortex-a7" ;; esac; }
+rust_flags() { case "$1" in armv7l) echo "-C target-cpu=cortex-a7 -C target-feature=+neon" ;; esac; }
 
 case "$compat" in
   manylinux_2_[0-9]|manylinux_2_[12][0-9]|manylinux_2_3[0-6]) ;;
