@@ -34,8 +34,9 @@ qemu_of() { case "$1" in aarch64) echo qemu-aarch64 ;; armv7l) echo qemu-arm ;; 
 cpu_of() { case "$1" in aarch64) echo cortex-a53 ;; armv7l) echo cortex-a7 ;; esac; }
 # Prints a command (paths relative to the repository) and runs it: the transcript.
 run() {
-  local shown="$*"
-  echo "\$ ${shown//$root\//}" >&2
+  local shown
+  shown=$(printf ' %q' "$@")
+  echo "\$${shown//$root\//}" >&2
   "$@"
 }
 
