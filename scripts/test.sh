@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of PicoLM: fetches the real model and derives the test data from it (once; see
-# scripts/fetch-models.sh), then the Rust unit and end-to-end tests, the C library tests (header drift check, C API
-# tests under sanitizers, CLI tests) and the Python package tests.
+# scripts/fetch-models.sh), then the Rust unit and end-to-end tests, the ARM/RISC-V builds under qemu, the Python
+# wheels for Raspberry Pi OS under qemu, the C library tests (header drift check, C API tests under sanitizers, CLI
+# tests) and the Python package tests.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
