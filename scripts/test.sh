@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of PicoLM: fetches the real model and derives the test data from it (once; see
-# scripts/fetch-models.sh), then the Rust unit and end-to-end tests, the C library tests (header drift check, C API
-# tests under sanitizers, CLI tests) and the Python package tests.
+# scripts/fetch-models.sh), then the Rust unit and end-to-end tests, the ARM/RISC-V builds under qemu, the Python
+# wheels for Raspberry Pi OS under qemu, the C library tests (header drift check, C API tests under sanitizers, CLI
+# tests) and the Python package tests.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -20,6 +21,11 @@ fi
 echo "== ARM and RISC-V under qemu: kernel tests, make cross (GNU ld), the CLI end to end (installs qemu-user and the"
 echo "   cross compilers when it can; a target is skipped, with the reason, only when they cannot be installed)"
 scripts/test-arm.sh
+
+echo "== Python wheels for Raspberry Pi OS: scripts/build-wheels.sh (x86_64, aarch64, armv7l), each installed with"
+echo "   Debian bookworm's python3.11 and pip under qemu, greedy output = x86_64's (skipped, with the reason, only when"
+echo "   qemu-user cannot be installed)"
+scripts/test-wheel-arm.sh
 
 if [ -f Makefile ]; then
   echo "== C library: header drift, C API tests, CLI tests"
