@@ -252,8 +252,8 @@ impl NumRange {
         path: &str,
     ) -> Result<Option<NumRange>, GrammarError> {
         let (min, max) = (i128::from(i64::MIN), i128::from(u64::MAX));
-        let lo = lower.map_or(min, |b| if b.incl { ceil_int(&b.value) } else { floor_int(&b.value) + 1 });
-        let hi = upper.map_or(max, |b| if b.incl { floor_int(&b.value) } else { ceil_int(&b.value) - 1 });
+        let lo = lower.map_or(i128::MIN, |b| if b.incl { ceil_int(&b.value) } else { floor_int(&b.value) + 1 });
+        let hi = upper.map_or(i128::MAX, |b| if b.incl { floor_int(&b.value) } else { ceil_int(&b.value) - 1 });
         if lo > hi {
             return Err(invalid(format!(
                 "no integer lies between {} and {}",
