@@ -4,7 +4,9 @@
 //! Supported: `type` (one name or a list), `properties`, `required`, `additionalProperties` (`false` by default
 //! when `properties` is given, even empty; any value when it is not; `true` or a schema), `enum`, `const`,
 //! `items`, `minItems`/`maxItems`, `minLength`/`maxLength` (in characters), `format` (`date`, `date-time`,
-//! `email`, `uuid`; see [`StringFormat`]), `anyOf`, nested objects and arrays, and the boolean schema `true`.
+//! `email`, `uuid`; see [`StringFormat`]), `anyOf`, nested objects and arrays, the boolean schema `true`, and the
+//! numeric bounds `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` (see [`NumRange`]; `multipleOf` only
+//! where every integer satisfies it).
 //! Annotations (`title`, `description`, `default`, `examples`, `$schema`, `$id`, `$comment`, `deprecated`,
 //! `readOnly`, `writeOnly`) are ignored. Every other keyword, and any other format, is refused with
 //! [`GrammarError::UnsupportedKeyword`], because ignoring it would let outputs through that do not validate.
