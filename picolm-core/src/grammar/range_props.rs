@@ -82,7 +82,7 @@ fn random_walk(g: &Grammar, rng: &mut Rng, max_len: usize) -> Vec<Vec<u8>> {
     let mut state = g.initial_state();
     let mut prefixes = vec![Vec::new()];
     while text.len() < max_len {
-        if g.can_end(&state) && !text.is_empty() && rng.next_u32() % 4 == 0 {
+        if g.can_end(&state) && !text.is_empty() && rng.next_u32().is_multiple_of(4) {
             break;
         }
         let options: Vec<(u8, State)> =
