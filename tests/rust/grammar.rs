@@ -377,3 +377,91 @@ fn a_tool_without_arguments_is_called_with_an_empty_object() {
         assert_eq!(out.pending_calls[0].arguments, json!({}));
     }
 }
+
+/// PicoClaw's built-in web tools, as it sends them: bounded integers in the argument schemas.
+fn picoclaw_web_tools() -> Vec<ToolSpec> {
+    let tools = json!([
+        {"type":"function","function":{"name":"web_search",
+            "description":"Search the web for current information. Returns titles, URLs, and snippets from search results.",
+            "parameters":{"type":"object","properties":{
+                "query":{"type":"string","description":"Search query"},
+                "count":{"type":"integer","description":"Number of results (1-10)","minimum":1,"maximum":10}},
+                "required":["query"]}}},
+        {"type":"function","function":{"name":"web_fetch",
+            "description":"Fetch a URL and extract readable content (HTML to text).",
+            "parameters":{"type":"object","properties":{
+                "url":{"type":"string","description":"URL to fetch"},
+                "maxChars":{"type":"integer","description":"Maximum characters to extract","minimum":100}},
+                "required":["url"]}}}
+    ]);
+    ToolSpec::list_from_json(&tools.to_string()).unwrap()
+}
+
+/// Checks one call's arguments against its tool (by the reference validator, and the bounds by hand).
+fn check_web_call(specs: &[ToolSpec], name: &str, args: &Value) {
+    let spec = specs.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("unknown tool {name}"));
+    assert!(validate_schema(args, &spec.parameters), "{name} {args}");
+    if let Some(c) = args.get("count") {
+        assert!(c.as_i64().is_some_and(|c| (1..=10).contains(&c)), "{args}");
+    }
+    if let Some(m) = args.get("maxChars") {
+        assert!(m.as_u64().is_some_and(|m| m >= 100), "{args}");
+    }
+}
+
+#[test]
+fn picoclaw_web_tools_with_numeric_bounds_generate_valid_arguments() {
+    let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let specs = picoclaw_web_tools();
+    for s in &specs {
+        s.validate().unwrap_or_else(|e| panic!("{}: {e}", s.name));
+    }
+    // Random logits on the real vocabulary: every finished call is valid, within a budget of exactly the tokens
+    // the mask reserves plus a little.
+    let g = Arc::new(Grammar::from_schema(&picolm_core::agent::tool_call_schema(&specs, 1)).unwrap());
+    let vocab = model.grammar_vocab();
+    let needed = JsonConstraint::new(g.clone(), vocab.clone()).min_tokens() as usize;
+    let mut rng = Rng::new(11);
+    let mut with_count = 0;
+    for i in 0..80 {
+        let max_tokens = needed + i % 40;
+        let mut c = JsonConstraint::new(g.clone(), vocab.clone());
+        let mut ids = Vec::new();
+        for k in 0..max_tokens {
+            let allowed = c.allowed_tokens(max_tokens - k).unwrap();
+            let t = allowed[rng.next_u32() as usize % allowed.len()];
+            c.accept(t).unwrap();
+            ids.push(t);
+            if c.complete() {
+                break;
+            }
+        }
+        let text = model.tokenizer().decode_string(&ids, false).unwrap();
+        assert!(c.complete(), "cut off within {max_tokens} tokens: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let f = &v["tool_calls"][0]["function"];
+        check_web_call(&specs, f["name"].as_str().unwrap(), &f["arguments"]);
+        with_count += usize::from(f["arguments"].get("count").is_some() || f["arguments"].get("maxChars").is_some());
+    }
+    assert!(with_count > 0, "no generation wrote a bounded argument");
+    // The real model, as PicoClaw runs it (external tools: the calls come back to the caller).
+    let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+    let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let mut agent = Agent::new(specs.iter().cloned().map(Tool::external).collect(), template, 1).unwrap();
+    let prompts = ["Search the web for the 3 best pizza places in Naples.", "Fetch https://example.com and give me at most 500 characters."];
+    for (i, p) in prompts.iter().enumerate() {
+        for seed in 0..3 {
+            let params = AgentParams {
+                tool_choice: ToolChoice::Required,
+                generate: GenerateParams { sampler: SamplerParams { temperature: 0.8, seed, ..Default::default() }, ..Default::default() },
+                ..Default::default()
+            };
+            let out = agent.run(&mut session, &[ChatMessage::new("user", *p)], &params, None, &mut |_| true).unwrap();
+            eprintln!("prompt {i} seed {seed}: {:?}", out.pending_calls);
+            assert_eq!(out.stop, AgentStop::ToolCallsPending, "{out:?}");
+            for call in &out.pending_calls {
+                check_web_call(&specs, &call.name, &call.arguments);
+            }
+        }
+    }
+}

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use super::closing::ClosePlan;
 use super::format::StringFormat;
+use super::range::{NumRange, RangeFrame};
 use super::schema::{fnv1a_extend, CompiledSchema, LiteralTrie, NodeId, SchemaNode};
 use super::token_cost::Summary;
 
@@ -115,6 +116,8 @@ pub(super) enum Frame {
     Enum { node: NodeId, at: u32 },
     Str(StrFrame),
     Num { integer_only: bool, phase: NumPhase, digits: u8 },
+    /// Inside a number with bounds.
+    Range(RangeFrame),
     Obj { node: NodeId, phase: ObjPhase, seen: u64, ws: u8 },
     Arr { node: NodeId, count: u32, phase: ArrPhase, ws: u8 },
 }
@@ -251,6 +254,7 @@ impl Grammar {
         s.depth == 1
             && match s.top {
                 Frame::Num { phase, .. } => num_accepting(phase),
+                Frame::Range(f) => self.num_range(f.node).accepting(&f),
                 Frame::Enum { node, at } => self.lit_trie(node).nodes[at as usize].terminal.is_some(),
                 _ => false,
             }
@@ -291,6 +295,14 @@ impl Grammar {
 
     pub(super) fn lit(&self, id: u32) -> &[u8] {
         &self.schema.literals[id as usize]
+    }
+
+    /// The bounds of a `BoundedNumber` node.
+    pub(super) fn num_range(&self, node: NodeId) -> &NumRange {
+        match self.node(node) {
+            SchemaNode::BoundedNumber(r) => r,
+            other => unreachable!("a range frame on a {other:?} node"),
+        }
     }
 
     pub(super) fn lit_trie(&self, node: NodeId) -> &LiteralTrie {
@@ -346,6 +358,19 @@ impl Grammar {
                     }
                 }
             },
+            Frame::Range(f) => {
+                let r = self.num_range(f.node);
+                match r.step(f, b) {
+                    Some(next) => out.push(s.with_top(Frame::Range(next))),
+                    None => {
+                        if r.accepting(&f) {
+                            if let Some(parent) = s.pop() {
+                                self.step(&parent, b, out);
+                            }
+                        }
+                    }
+                }
+            }
             Frame::Obj { node, phase, seen, ws } => self.step_obj(s, node, phase, seen, ws, b, out),
             Frame::Arr { node, count, phase, ws } => self.step_arr(s, node, count, phase, ws, b, out),
         }
@@ -386,6 +411,11 @@ impl Grammar {
             SchemaNode::String { .. } if b == b'"' => push(Frame::Str(Self::new_string(node, NONE, 0)), out),
             SchemaNode::Number { integer_only } if b == b'-' || b.is_ascii_digit() => {
                 self.start_number(*integer_only, b, s, parent_top, out)
+            }
+            SchemaNode::BoundedNumber(r) => {
+                if let Some(f) = r.step(RangeFrame::start(node), b) {
+                    push(Frame::Range(f), out);
+                }
             }
             SchemaNode::Literals { trie, .. } => {
                 if let Some(child) = trie.child(0, b) {

@@ -30,6 +30,10 @@ fn leaf() -> impl Strategy<Value = Value> {
         Just(json!(true)),
         (0u32..4, 0u32..4).prop_map(|(min, extra)| json!({"type": "string", "minLength": min, "maxLength": min + extra})),
         prop::collection::vec(literal, 1..5).prop_map(|v| json!({"enum": v})),
+        (-120i64..120, 0i64..150).prop_map(|(lo, w)| json!({"type": "integer", "minimum": lo, "maximum": lo + w})),
+        (-120i64..120).prop_map(|lo| json!({"type": "integer", "exclusiveMinimum": lo})),
+        (-300i64..300, 1i64..200, any::<bool>())
+            .prop_map(|(lo, w, x)| json!({"type": "number", "minimum": lo as f64 / 100.0, (if x { "exclusiveMaximum" } else { "maximum" }): (lo + w) as f64 / 100.0})),
     ]
 }
 

@@ -180,7 +180,7 @@ impl ClosePlan {
     /// longer values extend), so that only an end token ends it.
     fn value_needs_eog(&self, g: &Grammar, node: NodeId) -> bool {
         match g.node(node) {
-            SchemaNode::Number { .. } => true,
+            SchemaNode::Number { .. } | SchemaNode::BoundedNumber(_) => true,
             SchemaNode::Any => self.pick[node as usize] == 0,
             SchemaNode::Literals { trie, .. } => {
                 let t = self.lit_pick[node as usize][0];
@@ -208,6 +208,7 @@ impl ClosePlan {
                 (c, ANY_FORMS[k].len() as u64)
             }
             SchemaNode::Number { .. } => (iso(b"0"), 1),
+            SchemaNode::BoundedNumber(r) => (iso(r.canonical()), r.canonical().len() as u64),
             SchemaNode::String { min_len, format, .. } => match format {
                 Some(f) => {
                     let mut v = vec![b'"'];
@@ -311,7 +312,7 @@ impl ClosePlan {
     pub(super) fn stack_eog(&self, g: &Grammar, s: &Stack) -> bool {
         match s.top {
             Frame::Root { done: false } => self.root_eog,
-            Frame::Num { .. } => s.depth == 1,
+            Frame::Num { .. } | Frame::Range(_) => s.depth == 1,
             Frame::Enum { node, at } => s.depth == 1 && self.enum_pick(g, node, at).1,
             _ => false,
         }
@@ -504,6 +505,7 @@ impl ClosePlan {
                 (pending.len() as u64 + 1).saturating_add(self.str_content_len(g, &s, pending))
             }
             Frame::Num { phase, .. } => u64::from(!super::automaton::num_accepting(phase)),
+            Frame::Range(r) => g.num_range(r.node).min_len(&r).map_or(u64::MAX, u64::from),
             Frame::Obj { node, phase, seen, .. } => self.obj_len(g, node, phase, seen),
             Frame::Arr { node, count, phase, .. } => self.arr_len(g, node, count, phase),
         }
@@ -518,6 +520,7 @@ impl ClosePlan {
         match g.node(node) {
             SchemaNode::Any => out.extend_from_slice(ANY_FORMS[self.pick[node as usize] as usize]),
             SchemaNode::Number { .. } => out.push(b'0'),
+            SchemaNode::BoundedNumber(r) => out.extend_from_slice(r.canonical()),
             SchemaNode::String { min_len, format, .. } => {
                 out.push(b'"');
                 match format {
@@ -635,6 +638,9 @@ impl ClosePlan {
                 if !super::automaton::num_accepting(phase) {
                     out.push(b'0');
                 }
+            }
+            Frame::Range(r) => {
+                let _ = g.num_range(r.node).complete(r, out);
             }
             Frame::Obj { node, phase, seen, .. } => self.write_obj(g, node, phase, seen, out),
             Frame::Arr { node, count, phase, .. } => {

@@ -19,6 +19,7 @@ mod closing;
 mod constraint;
 mod error;
 mod format;
+mod range;
 mod schema;
 mod token_cost;
 mod validate;
@@ -28,6 +29,7 @@ pub use automaton::{Grammar, State, MAX_DEPTH};
 pub use constraint::{JsonConstraint, TokenConstraint};
 pub use error::GrammarError;
 pub use format::StringFormat;
+pub use range::{Decimal, NumRange, RangeFrame, RangePhase, Side, MAX_BOUNDED_NUMBER_DIGITS};
 pub use schema::{
     CompiledSchema, LiteralTrie, LiteralTrieNode, NodeId, Property, SchemaNode, MAX_LITERAL_BYTES, MAX_PARALLEL_PARSES,
     MAX_PROPERTIES, MAX_SCHEMA_NODES,
@@ -105,5 +107,7 @@ impl Grammar {
 
 #[cfg(test)]
 mod budget_props;
+#[cfg(test)]
+mod range_props;
 #[cfg(test)]
 mod tests;

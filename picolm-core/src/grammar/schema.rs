@@ -4,7 +4,9 @@
 //! Supported: `type` (one name or a list), `properties`, `required`, `additionalProperties` (`false` by default
 //! when `properties` is given, even empty; any value when it is not; `true` or a schema), `enum`, `const`,
 //! `items`, `minItems`/`maxItems`, `minLength`/`maxLength` (in characters), `format` (`date`, `date-time`,
-//! `email`, `uuid`; see [`StringFormat`]), `anyOf`, nested objects and arrays, and the boolean schema `true`.
+//! `email`, `uuid`; see [`StringFormat`]), `anyOf`, nested objects and arrays, the boolean schema `true`, and the
+//! numeric bounds `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` (see [`NumRange`]; `multipleOf` only
+//! where every integer satisfies it).
 //! Annotations (`title`, `description`, `default`, `examples`, `$schema`, `$id`, `$comment`, `deprecated`,
 //! `readOnly`, `writeOnly`) are ignored. Every other keyword, and any other format, is refused with
 //! [`GrammarError::UnsupportedKeyword`], because ignoring it would let outputs through that do not validate.
@@ -21,6 +23,7 @@ use serde_json::Value;
 
 use super::error::GrammarError;
 use super::format::StringFormat;
+use super::range::NumRange;
 
 /// Index of a node in [`CompiledSchema::nodes`].
 pub type NodeId = u32;
@@ -131,6 +134,8 @@ pub enum SchemaNode {
         /// Only integers.
         integer_only: bool,
     },
+    /// A number or integer with bounds (see [`NumRange`]).
+    BoundedNumber(Box<NumRange>),
     /// One of a fixed set of values, each kept as its compact JSON text.
     Literals {
         /// The values (indices into [`CompiledSchema::literals`]), de-duplicated, in schema order.
@@ -175,8 +180,11 @@ const ANNOTATIONS: &[&str] =
 /// Keywords that constrain and are enforced.
 const ENFORCED: &[&str] = &[
     "type", "properties", "required", "additionalProperties", "enum", "const", "items", "minItems", "maxItems",
-    "minLength", "maxLength", "format", "anyOf",
+    "minLength", "maxLength", "format", "anyOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "multipleOf",
 ];
+/// Keywords that bound numbers.
+const NUMERIC: &[&str] = &["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
 
 impl CompiledSchema {
     /// The schema that accepts any JSON value.
@@ -297,7 +305,13 @@ impl CompiledSchema {
             Some(f) => return Err(invalid(format!("`format` must be a string, got {f}"))),
         };
         if obj.contains_key("const") || obj.contains_key("enum") {
-            beside("enum/const", &["enum", "const", "type", "minLength", "maxLength", "format", "minItems", "maxItems"])?;
+            beside(
+                "enum/const",
+                &[
+                    "enum", "const", "type", "minLength", "maxLength", "format", "minItems", "maxItems", "minimum",
+                    "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+                ],
+            )?;
             let values: Vec<&Value> = match (obj.get("const"), obj.get("enum")) {
                 (Some(c), None) => vec![c],
                 (_, Some(Value::Array(list))) if list.is_empty() => {
@@ -343,6 +357,9 @@ impl CompiledSchema {
             }
             if format.is_some() || obj.contains_key("minLength") || obj.contains_key("maxLength") {
                 return self.typed(obj, "string", path, depth);
+            }
+            if NUMERIC.iter().any(|k| obj.contains_key(*k)) {
+                return self.typed(obj, "number", path, depth);
             }
             return self.push(SchemaNode::Any, path);
         }
@@ -405,8 +422,13 @@ impl CompiledSchema {
                 }
                 self.push(SchemaNode::String { min_len, max_len, format }, path)
             }
-            "number" => self.push(SchemaNode::Number { integer_only: false }, path),
-            "integer" => self.push(SchemaNode::Number { integer_only: true }, path),
+            "number" | "integer" => {
+                let integer_only = ty == "integer";
+                match NumRange::compile(obj, integer_only, path)? {
+                    Some(r) => self.push(SchemaNode::BoundedNumber(Box::new(r)), path),
+                    None => self.push(SchemaNode::Number { integer_only }, path),
+                }
+            }
             "boolean" => self.literals_node(&[&Value::Bool(true), &Value::Bool(false)], path),
             "null" => self.literals_node(&[&Value::Null], path),
             "array" => {
@@ -475,6 +497,7 @@ impl CompiledSchema {
         for i in order {
             let v = match &self.nodes[i] {
                 SchemaNode::Any | SchemaNode::Number { .. } => 1, // `0`
+                SchemaNode::BoundedNumber(r) => r.canonical().len() as u64,
                 SchemaNode::String { min_len, format, .. } => {
                     2 + u64::from((*min_len).max(format.map_or(0, |f| f.min_len())))
                 }
@@ -539,7 +562,7 @@ fn parse_types(obj: &serde_json::Map<String, Value>) -> Result<Vec<&str>, String
 }
 
 /// Whether an `enum`/`const` value satisfies the value-local keywords beside it (`type`, string lengths and
-/// format, array item counts).
+/// format, array item counts, numeric bounds).
 fn literal_satisfies(
     v: &Value,
     obj: &serde_json::Map<String, Value>,
@@ -580,6 +603,10 @@ fn literal_satisfies(
                 return Ok(false);
             }
         }
+    }
+    super::range::check_keywords(obj)?;
+    if v.as_number().is_some_and(|n| !super::validate::numeric_ok(n, obj)) {
+        return Ok(false);
     }
     if let Some(a) = v.as_array() {
         let n = a.len() as u64;

@@ -406,3 +406,88 @@ fn budget_too_small_is_an_error_not_a_truncated_value() {
     let mut c = JsonConstraint::new(g, Arc::new(vocab));
     assert!(matches!(c.allowed_tokens(5), Err(GrammarError::BudgetTooSmall { .. })));
 }
+
+#[test]
+fn numeric_bounds_are_enforced_and_bad_bounds_refused() {
+    // Empty ranges are invalid schemas, and the message names the keywords.
+    for (s, words) in [
+        (json!({"type":"integer","minimum":10,"maximum":1}), ["minimum 10", "maximum 1"]),
+        (json!({"type":"number","minimum":1,"exclusiveMaximum":1}), ["minimum 1", "exclusiveMaximum 1"]),
+        (json!({"type":"integer","exclusiveMinimum":1,"exclusiveMaximum":2}), ["exclusiveMinimum 1", "exclusiveMaximum 2"]),
+        (json!({"type":"integer","minimum":1.2,"maximum":1.8}), ["minimum 1.2", "maximum 1.8"]),
+    ] {
+        match Grammar::from_schema(&s) {
+            Err(e @ GrammarError::InvalidSchema { .. }) => {
+                let m = e.to_string();
+                assert!(words.iter().all(|w| m.contains(w)), "{s}: {m}");
+            }
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+    for s in [json!({"type":"integer","minimum":"1"}), json!({"maximum":true}), json!({"type":"number","multipleOf":0}),
+              json!({"type":"integer","exclusiveMinimum":true})] {
+        assert!(matches!(Grammar::from_schema(&s), Err(GrammarError::InvalidSchema { .. })), "{s}");
+    }
+    // multipleOf: only where every integer satisfies it.
+    for s in [json!({"type":"integer","multipleOf":3}), json!({"type":"number","multipleOf":0.5}), json!({"type":"integer","multipleOf":0.1})] {
+        match Grammar::from_schema(&s) {
+            Err(GrammarError::UnsupportedKeyword { keyword, .. }) => assert!(keyword.starts_with("multipleOf"), "{keyword}"),
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+    let g = Grammar::from_schema(&json!({"type":"integer","multipleOf":1,"minimum":0,"maximum":3})).unwrap();
+    assert!(g.accepts(b"3") && !g.accepts(b"4"));
+    assert!(Grammar::from_schema(&json!({"type":"integer","multipleOf":0.5})).unwrap().accepts(b"7"));
+    // A number range no 15-digit decimal reaches is refused, naming the keyword; integers beyond 64 bits too.
+    for (s, word) in [
+        (json!({"type":"number","minimum":1e20}), "minimum"),
+        (json!({"type":"number","exclusiveMinimum":0,"exclusiveMaximum":1e-20}), "exclusiveMaximum"),
+        (json!({"type":"integer","minimum":1e20}), "minimum"),
+    ] {
+        match Grammar::from_schema(&s) {
+            Err(GrammarError::UnsupportedKeyword { keyword, .. }) => assert!(keyword.contains(word), "{keyword}"),
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+    // Draft-4 booleans make minimum/maximum exclusive; the tighter of two lower bounds wins.
+    let g = Grammar::from_schema(&json!({"type":"integer","minimum":1,"exclusiveMinimum":true,"maximum":5,"exclusiveMaximum":true})).unwrap();
+    assert!(!g.accepts(b"1") && g.accepts(b"2") && g.accepts(b"4") && !g.accepts(b"5"));
+    let g = Grammar::from_schema(&json!({"type":"integer","minimum":3,"exclusiveMinimum":3})).unwrap();
+    assert!(!g.accepts(b"3") && g.accepts(b"4"));
+    // Without `type`, bounds mean a number; beside enum they filter its values; in a type list they bound numbers.
+    let g = Grammar::from_schema(&json!({"minimum":0})).unwrap();
+    assert!(g.accepts(b"0.5") && !g.accepts(b"-1") && !g.accepts(b"\"x\""));
+    let g = Grammar::from_schema(&json!({"enum":[1,5,"a",50],"maximum":10})).unwrap();
+    assert!(g.accepts(b"1") && g.accepts(b"5") && g.accepts(b"\"a\"") && !g.accepts(b"50"));
+    let g = Grammar::from_schema(&json!({"type":["integer","null"],"minimum":1,"maximum":10})).unwrap();
+    assert!(g.accepts(b"null") && g.accepts(b"10") && !g.accepts(b"0"));
+    // The validator applies the same bounds, exactly.
+    let s = json!({"type":"integer","minimum":1,"maximum":10});
+    assert!(validate(&json!(1), &s) && validate(&json!(10), &s) && !validate(&json!(0), &s) && !validate(&json!(11), &s));
+    let s = json!({"exclusiveMaximum": 9007199254740993u64});
+    assert!(validate(&json!(9007199254740992u64), &s) && !validate(&json!(9007199254740993u64), &s));
+    assert!(!validate(&json!(3), &json!({"multipleOf": 2})) && validate(&json!(4), &json!({"multipleOf": 2})));
+}
+
+#[test]
+fn bounded_numbers_in_objects_generate_valid_values_within_budget() {
+    let (vocab, _) = test_vocab();
+    let vocab = Arc::new(vocab);
+    let s = json!({"type":"object","properties":{
+        "query":{"type":"string","maxLength":8},
+        "count":{"type":"integer","minimum":1,"maximum":10},
+        "maxChars":{"type":"integer","minimum":100},
+        "ratio":{"type":"number","exclusiveMinimum":0,"maximum":1},
+        "delta":{"type":"integer","minimum":-50,"maximum":-7}},
+        "required":["query","count","maxChars","ratio","delta"]});
+    let g = Arc::new(Grammar::from_schema(&s).unwrap());
+    let tokens = JsonConstraint::new(g.clone(), vocab.clone()).min_tokens() as usize;
+    let mut rng = Rng::new(77);
+    for i in 0..300 {
+        let (bytes, complete) = random_generation(&g, &vocab, &mut rng, tokens + i % 20);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(complete, "cut off: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert!(validate(&v, &s), "{text} does not validate");
+    }
+}

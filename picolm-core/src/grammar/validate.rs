@@ -3,7 +3,9 @@
 //! that did not come from constrained decoding. Every keyword applies together with the others (an `enum` beside
 //! a `type` must satisfy both).
 
-use serde_json::Value;
+use std::cmp::Ordering;
+
+use serde_json::{Map, Number, Value};
 
 /// Validates `v` against the supported schema subset, written straight from the JSON Schema rules. Malformed
 /// schemas (which the compiler refuses) validate nothing.
@@ -43,6 +45,11 @@ pub fn validate(v: &Value, s: &Value) -> bool {
     if o.contains_key("type") && !types.iter().any(|t| type_ok(t)) {
         return false;
     }
+    if let Some(n) = v.as_number() {
+        if !numeric_ok(n, o) {
+            return false;
+        }
+    }
     if let Some(sv) = v.as_str() {
         let n = sv.chars().count() as u64;
         if o.get("minLength").and_then(Value::as_u64).is_some_and(|m| n < m) { return false; }
@@ -78,6 +85,65 @@ pub fn validate(v: &Value, s: &Value) -> bool {
         }
     }
     true
+}
+
+/// `minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum` (numbers, or the draft-4 booleans that make
+/// `minimum`/`maximum` exclusive) and `multipleOf`, with exact comparisons (a 64-bit integer is not rounded to a
+/// double to be compared with one).
+pub(super) fn numeric_ok(n: &Number, o: &Map<String, Value>) -> bool {
+    let bound = |key: &str| o.get(key).and_then(Value::as_number);
+    let draft4 = |key: &str| o.get(key) == Some(&Value::Bool(true));
+    if let Some(m) = bound("minimum") {
+        let c = exact_cmp(n, m);
+        if c == Ordering::Less || (c == Ordering::Equal && draft4("exclusiveMinimum")) {
+            return false;
+        }
+    }
+    if let Some(m) = bound("maximum") {
+        let c = exact_cmp(n, m);
+        if c == Ordering::Greater || (c == Ordering::Equal && draft4("exclusiveMaximum")) {
+            return false;
+        }
+    }
+    if bound("exclusiveMinimum").is_some_and(|m| exact_cmp(n, m) != Ordering::Greater) {
+        return false;
+    }
+    if bound("exclusiveMaximum").is_some_and(|m| exact_cmp(n, m) != Ordering::Less) {
+        return false;
+    }
+    if let Some(m) = bound("multipleOf") {
+        let ok = match (n.as_i64(), m.as_i64()) {
+            (Some(a), Some(b)) if b > 0 => a % b == 0,
+            _ => n.as_f64().zip(m.as_f64()).is_some_and(|(a, b)| b > 0.0 && (a / b).is_finite() && (a / b).fract() == 0.0),
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// The exact order of two JSON numbers. An integer and a double are compared through the double's integer part
+/// (exact in `i128` below 2^100) and then its fraction.
+fn exact_cmp(a: &Number, b: &Number) -> Ordering {
+    let as_int = |n: &Number| n.as_i64().map(i128::from).or(n.as_u64().map(i128::from));
+    let int_float = |i: i128, f: f64| -> Ordering {
+        let limit = 2f64.powi(100);
+        if f.abs() >= limit {
+            return if f > 0.0 { Ordering::Less } else { Ordering::Greater };
+        }
+        let fl = f.floor();
+        match i.cmp(&(fl as i128)) {
+            Ordering::Equal if f > fl => Ordering::Less,
+            other => other,
+        }
+    };
+    match (as_int(a), as_int(b)) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(x), None) => int_float(x, b.as_f64().unwrap_or(f64::NAN)),
+        (None, Some(y)) => int_float(y, a.as_f64().unwrap_or(f64::NAN)).reverse(),
+        (None, None) => a.as_f64().partial_cmp(&b.as_f64()).unwrap_or(Ordering::Equal),
+    }
 }
 
 /// The supported formats, checked by parsing (RFC 3339 dates and times, RFC 4122 UUIDs, dot-atom e-mail
