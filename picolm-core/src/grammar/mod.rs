@@ -29,7 +29,7 @@ pub use automaton::{Grammar, State, MAX_DEPTH};
 pub use constraint::{JsonConstraint, TokenConstraint};
 pub use error::GrammarError;
 pub use format::StringFormat;
-pub use range::{Decimal, NumRange, RangeFrame, RangePhase, Side, MAX_BOUNDED_NUMBER_DIGITS};
+pub use range::{NumRange, RangeFrame, RangePhase, MAX_BOUNDED_NUMBER_DIGITS};
 pub use schema::{
     CompiledSchema, LiteralTrie, LiteralTrieNode, NodeId, Property, SchemaNode, MAX_LITERAL_BYTES, MAX_PARALLEL_PARSES,
     MAX_PROPERTIES, MAX_SCHEMA_NODES,

@@ -31,11 +31,11 @@ const NUMBER_BYTES: &[u8] = b"-.0123456789";
 /// A non-negative decimal: integer digits without leading zeros (empty for 0) and fraction digits without
 /// trailing zeros, as ASCII.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Decimal {
+pub(super) struct Decimal {
     /// Integer digits (no leading zero; empty when the integer part is 0).
-    pub int: Vec<u8>,
+    pub(super) int: Vec<u8>,
     /// Fraction digits (no trailing zero).
-    pub frac: Vec<u8>,
+    pub(super) frac: Vec<u8>,
 }
 
 impl Decimal {
@@ -73,7 +73,7 @@ impl Decimal {
 /// The magnitudes one sign may take: `lo ≤ m` (`<` when exclusive) and `m ≤ hi` (`<`), `hi` absent when no value
 /// of the form can reach it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Side {
+pub(super) struct Side {
     lo: Decimal,
     lo_incl: bool,
     hi: Option<Decimal>,
