@@ -21,15 +21,6 @@ pub enum Job {
     Completion(CompletionRequest),
 }
 
-impl Job {
-    fn gen(&self) -> &GenOptions {
-        match self {
-            Job::Chat(c) => &c.gen,
-            Job::Completion(c) => &c.gen,
-        }
-    }
-}
-
 /// OpenAI's `finish_reason`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FinishReason {
@@ -124,11 +115,6 @@ impl Engine {
             .map(|_| Ok(Slot { session: Session::new(model.clone(), &params)?, agent: None, last_messages: Vec::new() }))
             .collect::<Result<Vec<_>, picolm_core::Error>>()?;
         Ok(Engine { model, template, slots: Mutex::new(slots), call_counter: Default::default() })
-    }
-
-    /// The model.
-    pub fn model(&self) -> &Arc<Model> {
-        &self.model
     }
 
     /// Context of each slot.
@@ -231,22 +217,22 @@ impl Engine {
         Ok(Some(Outcome { text: out.text, tool_calls: Vec::new(), finish_reason, usage }))
     }
 
-    fn agent_for<'s>(&self, slot: &'s mut Slot, req: &ChatRequest) -> Result<&'s mut Agent, ApiError> {
+    fn agent_for<'s>(&self, cache: &'s mut Option<CachedAgent>, req: &ChatRequest) -> Result<&'s mut Agent, ApiError> {
         let tools: Vec<&ToolSpec> = match &req.tool_choice {
             ToolChoiceReq::Function(name) => req.tools.iter().filter(|t| &t.name == name).collect(),
             _ => req.tools.iter().collect(),
         };
         let key = serde_json::to_string(&tools.iter().map(|t| (&t.name, &t.description, &t.parameters)).collect::<Vec<_>>())
             .unwrap_or_default();
-        if slot.agent.as_ref().is_none_or(|a| a.key != key) {
-            slot.agent = None;
+        if cache.as_ref().is_none_or(|a| a.key != key) {
+            *cache = None;
             let template = ChatTemplate::for_model(self.model.file(), self.model.tokenizer())
                 .map_err(|e| ApiError::internal(e.to_string()))?;
             let registered = tools.iter().map(|t| Tool::external((*t).clone())).collect();
             let agent = Agent::new(registered, template, 1).map_err(|e| ApiError::from_core(&e, "tools"))?;
-            slot.agent = Some(CachedAgent { key, agent });
+            *cache = Some(CachedAgent { key, agent });
         }
-        Ok(&mut slot.agent.as_mut().expect("set above").agent)
+        Ok(&mut cache.as_mut().expect("set above").agent)
     }
 
     fn run_tools(&self, slot: &mut Slot, req: &ChatRequest, cancel: &CancelToken, sink: &mut PieceSink<'_>) -> Result<Option<Outcome>, ApiError> {
@@ -256,8 +242,8 @@ impl Engine {
             ToolChoiceReq::Required | ToolChoiceReq::Function(_) => ToolChoice::Required,
             ToolChoiceReq::None => ToolChoice::None,
         };
-        let agent = self.agent_for(slot, req)?;
-        let Slot { session, .. } = slot;
+        let Slot { session, agent, .. } = slot;
+        let agent = self.agent_for(agent, req)?;
         // The prompt length is known only once the loop renders it: the limit is capped by the context there.
         let max_tokens = req.gen.max_tokens.unwrap_or(n_ctx);
         let generate = GenerateParams { max_tokens, sampler: req.gen.sampler.clone(), stop: req.gen.stop.clone(), stop_at_eog: true };

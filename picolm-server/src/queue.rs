@@ -61,11 +61,6 @@ impl Scheduler {
         Scheduler { engine, permits: Arc::new(Semaphore::new(slots.max(1))), admitted: Default::default(), capacity: slots.max(1) + queue }
     }
 
-    /// The engine.
-    pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
-    }
-
     /// Jobs running or queued now.
     pub fn load(&self) -> usize {
         self.admitted.load(Ordering::SeqCst)
