@@ -404,14 +404,17 @@ def test_picoclaw_three_turn_replay_with_a_tool_result(server):
     system = {"role": "system", "content": "You are picoclaw, a personal assistant on a Raspberry Pi. Use tools when they help."}
     user1 = {"role": "user", "content": "What is the weather in Paris? Use celsius."}
     msgs = [system, user1]
-    for stream in (False, True):
-        content, calls, finish, usage1 = picoclaw_request(server, msgs, [WEATHER, TIME], stream=stream)
-        if calls:
-            assert finish == "tool_calls" and calls[0]["name"] in ("get_weather", "get_time")
-            call = calls[0]
-        else:
-            assert finish in ("stop", "length") and content
-            call = {"id": "call_replay_1", "name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}
+    content, calls, finish, usage1 = picoclaw_request(server, msgs, [WEATHER, TIME])
+    # The same turn streamed (temperature 0) gives the same answer, parsed from the deltas.
+    s_content, s_calls, s_finish, s_usage = picoclaw_request(server, msgs, [WEATHER, TIME], stream=True)
+    assert (s_content, s_calls, s_finish) == (content, [{**c, "id": s_calls[0]["id"]} for c in calls] if calls else [], finish)
+    assert s_usage is None  # no stream_options: no usage chunk
+    if calls:
+        assert finish == "tool_calls" and calls[0]["name"] in ("get_weather", "get_time")
+        call = calls[0]
+    else:
+        assert finish in ("stop", "length") and content
+        call = {"id": "call_replay_1", "name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}
     # Turn 2: the assistant's call and the tool's result go back, as PicoClaw sends them.
     assistant = {"role": "assistant", "content": "", "tool_calls": [
         {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}]}
