@@ -307,6 +307,22 @@ def test_queue_full_is_503_and_a_disconnect_frees_the_slot():
         s.stop()
 
 
+def test_a_disconnect_cancels_a_non_streamed_generation(server):
+    body = json.dumps({"messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 1500,
+                       "temperature": 1.0, "seed": 3, "stop": ["zzzzqq"]}).encode()
+    sock = socket.create_connection((server.host, server.port), timeout=60)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    t0 = time.monotonic()
+    while server.health()["busy"] == 0:
+        assert time.monotonic() - t0 < 10, "the request never started"
+        time.sleep(0.01)
+    time.sleep(0.5)
+    assert server.health()["busy"] == 1
+    sock.close()
+    assert server.wait_idle(timeout=3.0) < 3.0
+
+
 def test_load_8_clients_200_requests_answered_or_503_memory_flat():
     # Room for 5 of the 8 clients: the others are refused with 503 and retry after a pause, as real clients do.
     s = Server(model_file(Q4_1), "--parallel", "1", "--queue", "4", ctx=512)
