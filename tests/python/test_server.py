@@ -276,9 +276,16 @@ def test_401_with_an_api_key():
 # ------------------------------------------------------------------------------------ queue and cancellation
 
 
+# A generation that cannot end early: the schema needs a string of 2000+ characters, so no end token is allowed
+# for hundreds of tokens.
+LONG = {"type": "json_schema", "json_schema": {"name": "long", "schema": {
+    "type": "object", "properties": {"story": {"type": "string", "minLength": 2000}}, "required": ["story"]}}}
+
+
 def open_stream(s: Server, max_tokens: int):
-    """Starts a streamed chat on a raw socket and reads until the first content chunk arrived."""
-    body = json.dumps({"messages": USER, "stream": True, "max_tokens": max_tokens, "temperature": 1.0, "seed": 1}).encode()
+    """Starts a long streamed chat on a raw socket and reads until the first content chunk arrived."""
+    body = json.dumps({"messages": USER, "stream": True, "max_tokens": max_tokens, "temperature": 1.0, "seed": 1,
+                       "response_format": LONG}).encode()
     sock = socket.create_connection((s.host, s.port), timeout=60)
     sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
@@ -294,12 +301,12 @@ def open_stream(s: Server, max_tokens: int):
 def test_queue_full_is_503_and_a_disconnect_frees_the_slot():
     s = Server(model_file(Q4_1), "--parallel", "1", "--queue", "0", ctx=1024)
     try:
-        sock = open_stream(s, max_tokens=900)
+        sock = open_stream(s, max_tokens=1500)
         assert s.health()["busy"] == 1  # /health answers while a generation runs
         err = assert_error(s.request("POST", "/v1/chat/completions", {"messages": USER, "max_tokens": 2}), 503)
         assert err["code"] == "server_busy"
         sock.close()
-        # Cancelled within one token: the slot is free long before 900 tokens could be generated.
+        # Cancelled within one token: the slot is free long before 2000 characters could be generated.
         assert s.wait_idle(timeout=3.0) < 3.0
         status, body = s.request("POST", "/v1/chat/completions", {"messages": USER, "max_tokens": 2})
         assert status == 200 and body["usage"]["completion_tokens"] == 2
@@ -309,7 +316,7 @@ def test_queue_full_is_503_and_a_disconnect_frees_the_slot():
 
 def test_a_disconnect_cancels_a_non_streamed_generation(server):
     body = json.dumps({"messages": [{"role": "user", "content": "Write a long story."}], "max_tokens": 1500,
-                       "temperature": 1.0, "seed": 3, "stop": ["zzzzqq"]}).encode()
+                       "temperature": 1.0, "seed": 3, "response_format": LONG}).encode()
     sock = socket.create_connection((server.host, server.port), timeout=60)
     sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
