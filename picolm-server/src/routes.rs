@@ -104,17 +104,25 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(response::models(&state.model_name, state.created))
 }
 
-/// The body, or the error for a body over the limit (413) or one that could not be read (400/408).
+/// The body, or the error for a body over the limit (413), one not sent within the read timeout (408) or one
+/// that could not be read (400).
 fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     b.map_err(|r| {
-        let status = r.status();
-        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "the request body is larger than the server's limit (--max-body-bytes)".to_string()
+        let timed_out = source_chain(&r).any(|e| e.is::<tower_http::timeout::TimeoutError>());
+        let (status, message) = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            (r.status(), "the request body is larger than the server's limit (--max-body-bytes)".to_string())
+        } else if timed_out {
+            (StatusCode::REQUEST_TIMEOUT, "the request body was not received within the read timeout (--read-timeout)".to_string())
         } else {
-            format!("the request body could not be read: {}", r.body_text())
+            (r.status(), format!("the request body could not be read: {}", r.body_text()))
         };
         ApiError { status, ..ApiError::bad_request(message) }
     })
+}
+
+/// An error and its sources, outermost first.
+fn source_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
 }
 
 async fn chat_completions(State(state): State<Arc<AppState>>, b: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {

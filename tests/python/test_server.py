@@ -259,9 +259,25 @@ def test_404_405_and_413(server):
     assert server.health()["status"] == "ok"
 
 
-def test_401_with_an_api_key():
-    s = Server(model_file(Q4_1), "--api-key", "sekrit-key", ctx=512)
+def test_401_with_an_api_key_and_read_timeouts():
+    s = Server(model_file(Q4_1), "--api-key", "sekrit-key", "--read-timeout", "1", ctx=512)
     try:
+        # A client that never finishes its headers, or its body, is dropped after the read timeout.
+        for partial in (b"POST /v1/models HTTP/1.1\r\nHost: x\r\n", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                        b"Authorization: Bearer sekrit-key\r\nContent-Length: 100\r\n\r\n{"):
+            sock = socket.create_connection((s.host, s.port), timeout=10)
+            sock.sendall(partial)
+            t0 = time.monotonic()
+            reply = b""
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                reply += data
+            sock.close()
+            assert time.monotonic() - t0 < 5, reply
+            # Headers not finished: the connection is closed; body not finished: 408 with the error JSON.
+            assert reply == b"" if b"Content-Length" not in partial else b" 408 " in reply.split(b"\r\n", 1)[0], reply
         assert s.health()["status"] == "ok"  # /health needs no key
         assert_error(s.request("GET", "/v1/models"), 401)
         assert_error(s.request("GET", "/v1/models", headers={"Authorization": "Bearer wrong-key!"}), 401)
