@@ -346,6 +346,29 @@ def test_a_disconnect_cancels_a_non_streamed_generation(server):
     assert server.wait_idle(timeout=3.0) < 3.0
 
 
+def test_parallel_slots_give_the_sequential_answers():
+    s = Server(model_file(Q4_1), "--parallel", "2", "--queue", "0", ctx=512)
+    try:
+        prompts = [[{"role": "user", "content": "Name three colours."}], [{"role": "user", "content": "Count to five."}]]
+        body = lambda m: {"messages": m, "max_tokens": 24, "temperature": 0}  # noqa: E731
+        alone = [s.request("POST", "/v1/chat/completions", body(m))[1]["choices"][0]["message"]["content"] for m in prompts]
+        got = [None, None]
+
+        def run(i):
+            # A different prompt prefix for each slot, then the same prompts at once.
+            got[i] = s.request("POST", "/v1/chat/completions", body(prompts[i]))
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert [g[0] for g in got] == [200, 200], got
+        assert [g[1]["choices"][0]["message"]["content"] for g in got] == alone
+    finally:
+        s.stop()
+
+
 def test_load_8_clients_200_requests_answered_or_503_memory_flat():
     # Room for 5 of the 8 clients: the others are refused with 503 and retry after a pause, as real clients do.
     s = Server(model_file(Q4_1), "--parallel", "1", "--queue", "4", ctx=512)
