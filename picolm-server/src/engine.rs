@@ -98,6 +98,8 @@ pub struct Engine {
     template: ChatTemplate,
     slots: Mutex<Vec<Slot>>,
     call_counter: std::sync::atomic::AtomicU64,
+    /// Start time (Unix seconds, hex) in every tool-call id, so ids stay unique across server restarts.
+    call_prefix: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -114,7 +116,8 @@ impl Engine {
         let slots = (0..n_slots.max(1))
             .map(|_| Ok(Slot { session: Session::new(model.clone(), &params)?, agent: None, last_messages: Vec::new() }))
             .collect::<Result<Vec<_>, picolm_core::Error>>()?;
-        Ok(Engine { model, template, slots: Mutex::new(slots), call_counter: Default::default() })
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Ok(Engine { model, template, slots: Mutex::new(slots), call_counter: Default::default(), call_prefix: format!("{started:x}") })
     }
 
     /// Context of each slot.
@@ -276,7 +279,7 @@ impl Engine {
                     .pending_calls
                     .into_iter()
                     .enumerate()
-                    .map(|(i, c)| ToolCall { id: format!("call_{base:x}_{i}"), ..c })
+                    .map(|(i, c)| ToolCall { id: format!("call_{}{base:x}_{i}", self.call_prefix), ..c })
                     .collect();
                 Ok(Some(Outcome { text: String::new(), tool_calls, finish_reason: FinishReason::ToolCalls, usage }))
             }
