@@ -3,7 +3,8 @@
 #   make header          regenerate include/picolm.h with cbindgen
 #   make check-header    fail if include/picolm.h differs from what cbindgen generates
 #   make test-c          C API tests (AddressSanitizer + UndefinedBehaviorSanitizer) and CLI tests
-#   make install PREFIX=/usr/local
+#   make server          the OpenAI-compatible HTTP server (target/release/picolm-server)
+#   make install PREFIX=/usr/local   (library, header, pkg-config file, the CLI and picolm-server)
 #   make test-install    run the README's "C library" commands verbatim with a scratch HOME (non-system prefix)
 #   make size            sizes of the stripped libpicolm.so, libpicolm.a and the CLI linked statically
 #   make cross TARGET=aarch64-linux-gnu [PREFIX=DIR] [STRIP=1]   cross build for a board (see "Cross builds" below)
@@ -25,7 +26,7 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 comma := ,
 PC_RPATH := $(if $(filter /lib /lib64 /usr/lib /usr/lib64 /lib/% /usr/lib/%,$(LIBDIR)),,-Wl$(comma)-rpath$(comma)$${libdir})
 
-.PHONY: all lib cli header check-header test-c test-c-valgrind test-install install size cross clean build/picolm.pc
+.PHONY: all lib cli server header check-header test-c test-c-valgrind test-install install size cross clean build/picolm.pc
 
 all: cli
 
@@ -38,6 +39,9 @@ build/picolm: bindings/c/picolm.c include/picolm.h lib
 	$(CC) $(CSTD) -O2 -Iinclude bindings/c/picolm.c -L$(REL) -lpicolm -Wl,-rpath,'$$ORIGIN/../target/release' -Wl,-rpath,$(REL) -o $@
 
 cli: build/picolm
+
+server:
+	$(CARGO) build --release -p picolm-server
 
 # The header generator is a build tool: it runs in the dev profile (dependencies optimised, no LTO).
 header:
@@ -79,7 +83,7 @@ build/picolm.pc: picolm.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
 	    -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' -e 's|@RPATH@|$(PC_RPATH)|g' $< > $@
 
-install: lib build/picolm.pc
+install: lib server build/picolm.pc
 	@mkdir -p build
 	$(CC) $(CSTD) -O2 -Iinclude bindings/c/picolm.c -L$(REL) -lpicolm -Wl,-rpath,$(LIBDIR) -o build/picolm.installed
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(BINDIR)
@@ -90,6 +94,7 @@ install: lib build/picolm.pc
 	install -m 0644 include/picolm.h $(DESTDIR)$(INCLUDEDIR)/picolm.h
 	install -m 0644 build/picolm.pc $(DESTDIR)$(LIBDIR)/pkgconfig/picolm.pc
 	install -m 0755 build/picolm.installed $(DESTDIR)$(BINDIR)/picolm
+	install -m 0755 $(REL)/picolm-server $(DESTDIR)$(BINDIR)/picolm-server
 
 # Runs the README's "C library" commands verbatim (HOME = a scratch directory, so PREFIX=$HOME/.local is a
 # non-system prefix, with no LD_LIBRARY_PATH or PKG_CONFIG_PATH from outside); then installs into another scratch

@@ -238,6 +238,10 @@ pub struct AgentOutcome {
     pub pending_calls: Vec<ToolCall>,
     /// Token counts and times summed over every model run of the loop (forced answers included).
     pub generation: GenerationStats,
+    /// Why the last model run ended (`None` when no model step ran): tells an answer cut by `max_tokens` or the
+    /// context ([`StopReason::MaxTokens`], [`StopReason::ContextFull`]) from a finished one, as OpenAI's
+    /// `finish_reason` does.
+    pub last_stop_reason: Option<StopReason>,
 }
 
 /// The states of the loop.
@@ -456,6 +460,7 @@ impl Agent {
             prompt_tokens_total: 0,
             pending_calls: Vec::new(),
             generation: GenerationStats::default(),
+            last_stop_reason: None,
         };
         let mut state = LoopState::ModelStep { answer_only: params.tool_choice == ToolChoice::None };
         loop {
@@ -518,6 +523,7 @@ impl Agent {
         sum.n_generated += st.n_generated;
         sum.prefill += st.prefill;
         sum.decode += st.decode;
+        out.last_stop_reason = Some(result.stop_reason);
         if matches!(result.stop_reason, StopReason::Cancelled) || stopped_by_callback {
             return Ok(LoopState::Done(AgentStop::Cancelled));
         }

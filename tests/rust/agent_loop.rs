@@ -85,3 +85,27 @@ fn history_tool_calls_reach_the_prompt() {
     );
     assert!(text.contains("<|im_start|>user\nRead the humidity sensor.<|im_end|>") && text.ends_with("<|im_start|>assistant\n"));
 }
+
+/// The outcome says why the last model run ended: an answer cut by `max_tokens` reports `MaxTokens` (a server
+/// maps it to `finish_reason: "length"`), a finished one an end token; a step that made a call ends its grammar.
+#[test]
+fn the_outcome_reports_the_last_stop_reason() {
+    use picolm_core::StopReason;
+    let model = load();
+    let run = |choice: ToolChoice, max_tokens: usize| {
+        let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
+        let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+        let spec = sensor_tool().spec;
+        let mut agent = Agent::new(vec![Tool::external(spec)], template, 1).unwrap();
+        let mut params = AgentParams { tool_choice: choice, max_iterations: 1, ..Default::default() };
+        params.generate.max_tokens = max_tokens;
+        let user = [ChatMessage::new("user", "Say hello to me in one long sentence.")];
+        agent.run(&mut session, &user, &params, None, &mut |_| true).unwrap()
+    };
+    let cut = run(ToolChoice::None, 3);
+    assert_eq!((cut.stop, cut.last_stop_reason), (AgentStop::Answered, Some(StopReason::MaxTokens)), "{cut:#?}");
+    let full = run(ToolChoice::None, 200);
+    assert_eq!((full.stop, full.last_stop_reason), (AgentStop::Answered, Some(StopReason::EndOfGeneration)), "{full:#?}");
+    let call = run(ToolChoice::Required, 200);
+    assert_eq!((call.stop, call.last_stop_reason), (AgentStop::ToolCallsPending, Some(StopReason::GrammarComplete)), "{call:#?}");
+}
