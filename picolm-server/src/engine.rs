@@ -250,7 +250,7 @@ impl Engine {
         // The prompt length is known only once the loop renders it: the limit is capped by the context there.
         let max_tokens = req.gen.max_tokens.unwrap_or(n_ctx);
         let generate = GenerateParams { max_tokens, sampler: req.gen.sampler.clone(), stop: req.gen.stop.clone(), stop_at_eog: true };
-        let params = AgentParams { max_iterations: 1, generate, tool_choice: choice, max_calls_per_step: 1 };
+        let params = AgentParams { max_iterations: 1, generate, tool_choice: choice };
         let mut text = String::new();
         let mut gone = false;
         let out = agent
