@@ -32,6 +32,24 @@ check "empty stdin prompt" 2 "$bin" "$model" </dev/null
 long=$(python3 -c "print('word ' * 600)")
 check "prompt longer than context" 1 "$bin" "$model" -c 64 -p "$long"
 has_err "does not fit in the context of 64"
+# A model whose block count (2^28) the file cannot hold: a message, not an allocation abort (#17.1).
+python3 - "$work/blocks.gguf" <<'PY'
+import struct, sys
+def s(x): return struct.pack("<Q", len(x)) + x.encode()
+def kv_u32(k, v): return s(k) + struct.pack("<II", 4, v)
+def kv_str(k, v): return s(k) + struct.pack("<I", 8) + s(v)
+b = b"GGUF" + struct.pack("<IQQ", 3, 1, 7)
+b += kv_str("general.architecture", "llama") + kv_u32("llama.embedding_length", 8) + kv_u32("llama.block_count", 1 << 28)
+b += kv_u32("llama.attention.head_count", 2) + kv_u32("llama.feed_forward_length", 16) + kv_str("tokenizer.ggml.model", "gpt2")
+b += s("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 4) + b"".join(s(t) for t in "abcd")
+b += s("token_embd.weight") + struct.pack("<IQQIQ", 2, 8, 4, 0, 0)
+b += b"\0" * (-len(b) % 32) + b"\0" * 128
+open(sys.argv[1], "wb").write(b)
+PY
+check "block count beyond the file" 1 "$bin" "$work/blocks.gguf" -p hi -n 2
+has_err "block_count"
+has_err "268435456"
+
 check "greedy generation" 0 "$bin" "$model" -p "The capital of France is" -n 8 -t 0 -j 2
 grep -q "Paris" "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: no Paris in output"; }
 has_err "tok/s"

@@ -64,6 +64,52 @@ static void test_errors_without_model(void) {
     CHECK(strcmp(picolm_version(), "0.1.0") == 0);
 }
 
+/* Little-endian GGUF fields, for crafting model files. */
+static void put_u32(FILE *f, uint32_t v) { for (int i = 0; i < 4; i++) fputc((int)(v >> (8 * i)) & 0xff, f); }
+static void put_u64(FILE *f, uint64_t v) { for (int i = 0; i < 8; i++) fputc((int)(v >> (8 * i)) & 0xff, f); }
+static void put_str(FILE *f, const char *s) { put_u64(f, strlen(s)); fputs(s, f); }
+static void put_kv_u32(FILE *f, const char *k, uint32_t v) { put_str(f, k); put_u32(f, 4); put_u32(f, v); }
+static void put_kv_str(FILE *f, const char *k, const char *v) { put_str(f, k); put_u32(f, 8); put_str(f, v); }
+
+/* A small llama file whose one tensor (the token embedding) is valid but whose block count is 2^28: loading it
+ * must be PICOLM_ERR_BAD_FILE naming block_count, not an allocation abort (issue #17.1). */
+static void test_huge_block_count(void) {
+    char path[] = "/tmp/picolm-blocks-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    FILE *f = fdopen(fd, "wb");
+    fputs("GGUF", f);
+    put_u32(f, 3);
+    put_u64(f, 1); /* tensors */
+    put_u64(f, 7); /* metadata pairs */
+    put_kv_str(f, "general.architecture", "llama");
+    put_kv_u32(f, "llama.embedding_length", 8);
+    put_kv_u32(f, "llama.block_count", 1u << 28);
+    put_kv_u32(f, "llama.attention.head_count", 2);
+    put_kv_u32(f, "llama.feed_forward_length", 16);
+    put_kv_str(f, "tokenizer.ggml.model", "gpt2");
+    put_str(f, "tokenizer.ggml.tokens");
+    put_u32(f, 9); /* array */
+    put_u32(f, 8); /* of strings */
+    put_u64(f, 4);
+    put_str(f, "a"); put_str(f, "b"); put_str(f, "c"); put_str(f, "d");
+    put_str(f, "token_embd.weight");
+    put_u32(f, 2);
+    put_u64(f, 8);
+    put_u64(f, 4);
+    put_u32(f, 0); /* F32 */
+    put_u64(f, 0);
+    while (ftell(f) % 32) fputc(0, f);
+    for (int i = 0; i < 8 * 4; i++) put_u32(f, 0);
+    CHECK(fclose(f) == 0);
+    picolm_model *m = (picolm_model *)0x1;
+    CHECK(picolm_model_load(path, NULL, &m) == PICOLM_ERR_BAD_FILE && m == NULL);
+    CHECK(strstr(picolm_last_error_message(), "block_count") != NULL);
+    CHECK(strstr(picolm_last_error_message(), "268435456") != NULL);
+    unlink(path);
+}
+
 static void test_tokens(picolm_model *m) {
     uint32_t ids[64];
     size_t n = 0;
@@ -733,6 +779,7 @@ int main(int argc, char **argv) {
     }
     test_errors_without_model();
     test_integer_codes();
+    test_huge_block_count();
     picolm_model_params mp;
     picolm_model_params_default(&mp);
     mp.n_threads = 2;
