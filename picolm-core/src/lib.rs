@@ -7,6 +7,7 @@
 //! - [`model`]: hyper-parameters, weights, KV cache and the Llama forward pass.
 //! - [`sampler`] and [`generate`]: token selection and streaming generation sessions.
 
+pub mod alloc;
 pub mod error;
 pub mod fs_safety;
 pub mod ggml_type;

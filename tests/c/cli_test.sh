@@ -50,6 +50,13 @@ check "block count beyond the file" 1 "$bin" "$work/blocks.gguf" -p hi -n 2
 has_err "block_count"
 has_err "268435456"
 
+# A context whose KV cache (~22 GB at 2^20 positions) cannot be allocated under a 2 GB address-space limit: exit 1
+# with the size and a hint, not an allocation abort (#17.3).
+check "context beyond the memory limit" 1 bash -c 'ulimit -v 2097152 && exec "$@"' _ "$bin" "$model" -c 1048576 -p hi -n 1 -j 1
+has_err "out of memory"
+has_err "KV cache"
+has_err "lower the context with -c"
+
 check "greedy generation" 0 "$bin" "$model" -p "The capital of France is" -n 8 -t 0 -j 2
 grep -q "Paris" "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: no Paris in output"; }
 has_err "tok/s"
