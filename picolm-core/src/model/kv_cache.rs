@@ -70,7 +70,7 @@ impl KvCache {
     /// [`ModelError::OutOfMemory`] with the size when the cache cannot be allocated (fallibly, never an abort).
     pub fn new(ty: KvType, n_layer: usize, n_ctx: usize, kv_dim: usize, head_dim: usize) -> Result<KvCache, ModelError> {
         let g = ty.ggml_type();
-        let row_bytes = g.row_bytes(kv_dim as u64).filter(|_| head_dim % g.block_size() == 0).ok_or_else(|| {
+        let row_bytes = g.row_bytes(kv_dim as u64).filter(|_| head_dim.is_multiple_of(g.block_size())).ok_or_else(|| {
             ModelError::InvalidParameter {
                 name: "kv_type".into(),
                 value: format!("{} cannot store heads of {head_dim} values", ty.name()),
