@@ -91,7 +91,7 @@ fn state_seeds(dir: &Path) {
     let file = GgufFile::from_bytes(tiny_llama(TinyShape::default()).to_bytes()).unwrap();
     let model = Arc::new(Model::from_gguf(file, &ModelParams { n_ctx: 32, n_threads: 1, ..Default::default() }).unwrap());
     let mut s = Session::new(model, &SessionParams { n_ctx: 32, n_batch: 8, ..Default::default() }).unwrap();
-    let mut save = |s: &Session, name: &str| {
+    let save = |s: &Session, name: &str| {
         let mut b = Vec::new();
         s.save_state(&mut b).unwrap();
         put(dir, name, &b);
