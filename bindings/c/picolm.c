@@ -57,6 +57,10 @@ static int api_error(picolm_result r, const char *what) {
                 detail);
         return 1;
     }
+    if (r == PICOLM_ERR_OUT_OF_MEMORY) {
+        fprintf(stderr, "picolm: %s: %s (lower the context with -c, or halve the KV cache with --kv q8_0)\n", what, detail[0] ? detail : "out of memory");
+        return 1;
+    }
     fprintf(stderr, "picolm: %s: %s%s%s\n", what, picolm_strerror(r), detail[0] ? ": " : "", detail);
     return 1;
 }

@@ -2,6 +2,8 @@
 
 use thiserror::Error as ThisError;
 
+use crate::alloc::OutOfMemory;
+
 /// Any error PicoLM can report. Module errors convert into it with `?`.
 #[derive(Debug, ThisError)]
 #[non_exhaustive]
@@ -58,6 +60,14 @@ pub enum Error {
     /// An input/output error (state files, output streams).
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    /// A caller-sized buffer (KV cache, activation buffers, logits...) could not be allocated.
+    #[error("out of memory: cannot allocate {bytes} bytes for the {what}")]
+    OutOfMemory {
+        /// What the buffer is for.
+        what: &'static str,
+        /// Bytes asked for.
+        bytes: u64,
+    },
     /// A caller-supplied argument is invalid.
     #[error("invalid argument {name}: {why}")]
     InvalidArgument {
@@ -66,4 +76,21 @@ pub enum Error {
         /// What is wrong.
         why: String,
     },
+}
+
+impl From<OutOfMemory> for Error {
+    fn from(e: OutOfMemory) -> Error {
+        Error::OutOfMemory { what: e.what, bytes: e.bytes }
+    }
+}
+
+impl Error {
+    /// The allocation failure this error reports, if it is one (directly or from model loading).
+    pub fn out_of_memory(&self) -> Option<OutOfMemory> {
+        match self {
+            Error::OutOfMemory { what, bytes } => Some(OutOfMemory { what, bytes: *bytes }),
+            Error::Model(crate::model::ModelError::OutOfMemory(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
 }

@@ -15,6 +15,7 @@
 //! - [`agent`], [`perplexity`], [`bench`], [`quantize`]: the tool-call loop and the tools built on generation.
 //! - [`error`]: the crate-wide [`Error`] that wraps each module's own error type.
 
+pub mod alloc;
 pub mod error;
 pub mod fs_safety;
 pub mod ggml_type;

@@ -121,7 +121,9 @@ impl Sampler {
     pub fn new(params: SamplerParams) -> Result<Sampler, SamplerParamError> {
         params.validate()?;
         let rng = Rng::new(params.seed);
-        Ok(Sampler { recent: VecDeque::with_capacity(params.repeat_last_n), params, rng, candidates: Vec::new() })
+        // The penalty window grows with the tokens actually accepted (at most the context), so any
+        // `repeat_last_n` (2^33 included, with the penalty on or off) costs no memory up front.
+        Ok(Sampler { recent: VecDeque::new(), params, rng, candidates: Vec::new() })
     }
 
     /// The settings.
@@ -131,7 +133,7 @@ impl Sampler {
 
     /// Records a token that is now part of the context (prompt or generated) for the repetition penalty.
     pub fn accept(&mut self, token: u32) {
-        if self.params.repeat_last_n == 0 {
+        if self.params.repeat_last_n == 0 || self.params.repeat_penalty == 1.0 {
             return;
         }
         if self.recent.len() == self.params.repeat_last_n {

@@ -57,13 +57,8 @@ impl Session {
             return Err(ModelError::InvalidParameter { name: "n_batch".into(), value: params.n_batch.to_string() }.into());
         }
         let cfg = model.config();
-        let kv = KvCache::new(params.kv_type, cfg.n_layer, n_ctx, cfg.kv_dim(), cfg.head_dim).ok_or_else(|| {
-            ModelError::InvalidParameter {
-                name: "kv_type".into(),
-                value: format!("{} cannot store heads of {} values", params.kv_type.name(), cfg.head_dim),
-            }
-        })?;
-        let buf = ForwardBuffers::new(&model, params.n_batch.min(n_ctx));
+        let kv = KvCache::new(params.kv_type, cfg.n_layer, n_ctx, cfg.kv_dim(), cfg.head_dim)?;
+        let buf = ForwardBuffers::new(&model, params.n_batch.min(n_ctx))?;
         Ok(Session { model, kv, buf, tokens: Vec::new(), has_logits: false })
     }
 
@@ -270,7 +265,7 @@ impl Session {
             return Err(Error::ContextOverflow { needed: h.n_tokens as usize, n_ctx: self.n_ctx() });
         }
         let n = h.n_tokens as usize;
-        let mut token_bytes = vec![0u8; n * 4];
+        let mut token_bytes = crate::alloc::try_filled(n * 4, 0u8, "state token list")?;
         r.take(&mut token_bytes, "token list")?;
         for (part, what) in [(KvPart::Key, "keys"), (KvPart::Value, "values")] {
             for l in 0..cfg.n_layer {
@@ -278,7 +273,7 @@ impl Session {
             }
         }
         let has_logits = h.flags & state::FLAG_LOGITS != 0;
-        let mut logits = vec![0u8; if has_logits { cfg.n_vocab * 4 } else { 0 }];
+        let mut logits = crate::alloc::try_filled(if has_logits { cfg.n_vocab * 4 } else { 0 }, 0u8, "state logits")?;
         r.take(&mut logits, "logits")?;
         r.finish()?;
         let tokens: Vec<u32> =
@@ -287,7 +282,7 @@ impl Session {
             return Err(StateError::BadToken { id, pos, n_vocab: cfg.n_vocab }.into());
         }
         if has_logits {
-            let dst = self.buf.set_logits_len(cfg.n_vocab);
+            let dst = self.buf.set_logits_len(cfg.n_vocab)?;
             for (d, s) in dst.iter_mut().zip(logits.chunks_exact(4)) {
                 *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
             }

@@ -137,6 +137,7 @@ fn code_of_model_error(e: &ModelError) -> picolm_result {
         }
         ModelError::ContextOverflow { .. } | ModelError::BatchTooLarge { .. } => PICOLM_ERR_CONTEXT_OVERFLOW,
         ModelError::ThreadPool(_) => PICOLM_ERR_IO,
+        ModelError::OutOfMemory(_) => PICOLM_ERR_OUT_OF_MEMORY,
         _ => PICOLM_ERR_BAD_FILE,
     }
 }
@@ -154,6 +155,7 @@ impl From<Error> for Failure {
             Error::Grammar(_) => PICOLM_ERR_GRAMMAR,
             Error::Sampler(_) => PICOLM_ERR_INVALID_ARG,
             Error::Io(_) => PICOLM_ERR_IO,
+            Error::OutOfMemory { .. } => PICOLM_ERR_OUT_OF_MEMORY,
             _ => PICOLM_ERR_INVALID_ARG,
         };
         Failure::new(code, e.to_string())
@@ -327,6 +329,17 @@ mod tests {
         }
         assert_eq!(PICOLM_ERR_OUT_OF_MEMORY as i32, 14);
         assert_eq!(PICOLM_ERR_BUDGET as i32, 15);
+    }
+
+    #[test]
+    fn allocation_failures_are_out_of_memory_with_the_size() {
+        let oom = picolm_core::alloc::OutOfMemory { what: "KV cache", bytes: 1 << 40 };
+        for e in [Error::from(oom.clone()), Error::Model(ModelError::OutOfMemory(oom.clone()))] {
+            let f = Failure::from(e);
+            assert_eq!(f.code, PICOLM_ERR_OUT_OF_MEMORY);
+            assert!(f.message.contains("KV cache") && f.message.contains(&(1u64 << 40).to_string()), "{}", f.message);
+        }
+        assert_eq!(Failure::from(ModelError::OutOfMemory(oom)).code, PICOLM_ERR_OUT_OF_MEMORY);
     }
 
     #[test]

@@ -32,6 +32,31 @@ check "empty stdin prompt" 2 "$bin" "$model" </dev/null
 long=$(python3 -c "print('word ' * 600)")
 check "prompt longer than context" 1 "$bin" "$model" -c 64 -p "$long"
 has_err "does not fit in the context of 64"
+# A model whose block count (2^28) the file cannot hold: a message, not an allocation abort (#17.1).
+python3 - "$work/blocks.gguf" <<'PY'
+import struct, sys
+def s(x): return struct.pack("<Q", len(x)) + x.encode()
+def kv_u32(k, v): return s(k) + struct.pack("<II", 4, v)
+def kv_str(k, v): return s(k) + struct.pack("<I", 8) + s(v)
+b = b"GGUF" + struct.pack("<IQQ", 3, 1, 7)
+b += kv_str("general.architecture", "llama") + kv_u32("llama.embedding_length", 8) + kv_u32("llama.block_count", 1 << 28)
+b += kv_u32("llama.attention.head_count", 2) + kv_u32("llama.feed_forward_length", 16) + kv_str("tokenizer.ggml.model", "gpt2")
+b += s("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, 4) + b"".join(s(t) for t in "abcd")
+b += s("token_embd.weight") + struct.pack("<IQQIQ", 2, 8, 4, 0, 0)
+b += b"\0" * (-len(b) % 32) + b"\0" * 128
+open(sys.argv[1], "wb").write(b)
+PY
+check "block count beyond the file" 1 "$bin" "$work/blocks.gguf" -p hi -n 2
+has_err "block_count"
+has_err "268435456"
+
+# A context whose KV cache (~22 GB at 2^20 positions) cannot be allocated under a 2 GB address-space limit: exit 1
+# with the size and a hint, not an allocation abort (#17.3).
+check "context beyond the memory limit" 1 bash -c 'ulimit -v 2097152 && exec "$@"' _ "$bin" "$model" -c 1048576 -p hi -n 1 -j 1
+has_err "out of memory"
+has_err "KV cache"
+has_err "lower the context with -c"
+
 check "greedy generation" 0 "$bin" "$model" -p "The capital of France is" -n 8 -t 0 -j 2
 grep -q "Paris" "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: no Paris in output"; }
 has_err "tok/s"

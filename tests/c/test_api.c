@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,6 +64,106 @@ static void test_errors_without_model(void) {
     CHECK(picolm_session_cancel(NULL) == PICOLM_ERR_NULL_ARG);
     CHECK(strlen(picolm_strerror(PICOLM_ERR_BUFFER_TOO_SMALL)) > 0);
     CHECK(strcmp(picolm_version(), "0.1.0") == 0);
+}
+
+/* Little-endian GGUF fields, for crafting model files. */
+static void put_u32(FILE *f, uint32_t v) { for (int i = 0; i < 4; i++) fputc((int)(v >> (8 * i)) & 0xff, f); }
+static void put_u64(FILE *f, uint64_t v) { for (int i = 0; i < 8; i++) fputc((int)(v >> (8 * i)) & 0xff, f); }
+static void put_str(FILE *f, const char *s) { put_u64(f, strlen(s)); fputs(s, f); }
+static void put_kv_u32(FILE *f, const char *k, uint32_t v) { put_str(f, k); put_u32(f, 4); put_u32(f, v); }
+static void put_kv_str(FILE *f, const char *k, const char *v) { put_str(f, k); put_u32(f, 8); put_str(f, v); }
+
+/* A small llama file whose one tensor (the token embedding) is valid but whose block count is 2^28: loading it
+ * must be PICOLM_ERR_BAD_FILE naming block_count, not an allocation abort (issue #17.1). */
+static void test_huge_block_count(void) {
+    char path[] = "/tmp/picolm-blocks-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    FILE *f = fdopen(fd, "wb");
+    fputs("GGUF", f);
+    put_u32(f, 3);
+    put_u64(f, 1); /* tensors */
+    put_u64(f, 7); /* metadata pairs */
+    put_kv_str(f, "general.architecture", "llama");
+    put_kv_u32(f, "llama.embedding_length", 8);
+    put_kv_u32(f, "llama.block_count", 1u << 28);
+    put_kv_u32(f, "llama.attention.head_count", 2);
+    put_kv_u32(f, "llama.feed_forward_length", 16);
+    put_kv_str(f, "tokenizer.ggml.model", "gpt2");
+    put_str(f, "tokenizer.ggml.tokens");
+    put_u32(f, 9); /* array */
+    put_u32(f, 8); /* of strings */
+    put_u64(f, 4);
+    put_str(f, "a"); put_str(f, "b"); put_str(f, "c"); put_str(f, "d");
+    put_str(f, "token_embd.weight");
+    put_u32(f, 2);
+    put_u64(f, 8);
+    put_u64(f, 4);
+    put_u32(f, 0); /* F32 */
+    put_u64(f, 0);
+    while (ftell(f) % 32) fputc(0, f);
+    for (int i = 0; i < 8 * 4; i++) put_u32(f, 0);
+    CHECK(fclose(f) == 0);
+    picolm_model *m = (picolm_model *)0x1;
+    CHECK(picolm_model_load(path, NULL, &m) == PICOLM_ERR_BAD_FILE && m == NULL);
+    CHECK(strstr(picolm_last_error_message(), "block_count") != NULL);
+    CHECK(strstr(picolm_last_error_message(), "268435456") != NULL);
+    unlink(path);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+
+/* A context whose KV cache (about 22 GB for SmolLM2 at 2^20 positions) cannot be allocated under a 2 GB address
+ * space limit: PICOLM_ERR_OUT_OF_MEMORY with the size, not an abort (issue #17.3). Runs in a forked child with
+ * RLIMIT_AS; skipped under AddressSanitizer and valgrind, whose own reservations exceed any such limit (the
+ * uninstrumented static build runs it). Call before any model is loaded (the process is then single-threaded). */
+static void test_out_of_memory(void) {
+#ifdef UNDER_ASAN
+    fprintf(stderr, "test_out_of_memory: skipped under AddressSanitizer\n");
+#else
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "vgpreload")) { fprintf(stderr, "test_out_of_memory: skipped under valgrind\n"); return; }
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        struct rlimit lim = { 2UL << 30, 2UL << 30 };
+        if (setrlimit(RLIMIT_AS, &lim) != 0) _exit(10);
+        picolm_model_params mp;
+        picolm_model_params_default(&mp);
+        mp.n_threads = 1;
+        mp.n_ctx = 1u << 20;
+        picolm_model *m = NULL;
+        if (picolm_model_load(model_path, &mp, &m) != PICOLM_OK) { fprintf(stderr, "%s\n", picolm_last_error_message()); _exit(11); }
+        picolm_session *s = (picolm_session *)0x1;
+        picolm_result r = picolm_session_new(m, NULL, &s);
+        const char *msg = picolm_last_error_message();
+        fprintf(stderr, "session at 2^20 positions under RLIMIT_AS 2 GiB: %s: %s\n", picolm_strerror(r), msg);
+        int ok = r == PICOLM_ERR_OUT_OF_MEMORY && s == NULL && strstr(msg, "KV cache") && strstr(msg, "bytes");
+        /* The library is still usable: a small session works in the same process. */
+        picolm_session_params sp;
+        picolm_session_params_default(&sp);
+        sp.n_ctx = 64;
+        picolm_session *small = NULL;
+        ok = ok && picolm_session_new(m, &sp, &small) == PICOLM_OK;
+        picolm_session_free(small);
+        picolm_model_free(m);
+        _exit(ok ? 0 : 12);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+        fprintf(stderr, "out-of-memory child: %s %d\n", WIFEXITED(status) ? "exit" : "signal",
+                WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+#endif
 }
 
 static void test_tokens(picolm_model *m) {
@@ -733,6 +835,8 @@ int main(int argc, char **argv) {
     }
     test_errors_without_model();
     test_integer_codes();
+    test_huge_block_count();
+    test_out_of_memory();
     picolm_model_params mp;
     picolm_model_params_default(&mp);
     mp.n_threads = 2;

@@ -95,6 +95,7 @@ fn core_kind(e: &Error) -> &'static str {
         | Error::Model(ModelError::InvalidParameter { .. })
         | Error::Model(ModelError::InvalidToken { .. }) => "InvalidArgumentError",
         Error::InvalidState(_) => "StateError",
+        Error::OutOfMemory { .. } | Error::Model(ModelError::OutOfMemory(_)) => "OutOfMemoryError",
         _ => "PicoLMError",
     }
 }
@@ -935,6 +936,7 @@ impl PyModel {
                     let kind = match e {
                         ModelError::InvalidParameter { .. } => "InvalidArgumentError",
                         ModelError::ThreadPool(_) => "PicoLMError",
+                        ModelError::OutOfMemory(_) => "OutOfMemoryError",
                         _ => "ModelLoadError",
                     };
                     Fail::Load(kind, format!("cannot load {shown}: {e}"))

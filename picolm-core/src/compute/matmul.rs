@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use crate::alloc::{bytes_of, OutOfMemory};
 use crate::gguf::GgufFile;
 use crate::compute::matrix::MatrixRef;
 use crate::quant;
@@ -27,6 +28,31 @@ pub struct MatmulScratch {
 }
 
 impl MatmulScratch {
+    /// Reserves, fallibly, what [`matmul`] of `n_tokens` activation rows by `w` needs, so that the call itself
+    /// does not allocate (a batch of all-token logits by a large vocabulary needs hundreds of megabytes).
+    pub fn try_reserve(&mut self, w: &MatrixRef, n_tokens: usize) -> Result<(), OutOfMemory> {
+        fn to<T>(v: &mut Vec<T>, n: usize) -> Result<(), OutOfMemory> {
+            if n > v.capacity() {
+                let bytes = bytes_of::<T>(n);
+                v.try_reserve_exact(n - v.len()).map_err(|_| OutOfMemory { what: "matrix multiplication scratch", bytes })?;
+            }
+            Ok(())
+        }
+        let dot_ty = quant::vec_dot_type(w.ty);
+        let x_row_bytes = dot_ty.row_bytes(w.cols as u64).unwrap_or(u64::MAX) as usize;
+        let blocks_per_row = w.cols / dot_ty.block_size();
+        let per_block = simd::scales_per_block(dot_ty);
+        to(&mut self.x_converted, n_tokens.saturating_mul(x_row_bytes))?;
+        if per_block > 0 && simd::tile_kernel(w.ty).is_some() {
+            to(&mut self.x_scales, n_tokens.saturating_mul(blocks_per_row * per_block))?;
+            to(&mut self.x_sums, n_tokens.saturating_mul(blocks_per_row))?;
+        }
+        if n_tokens > 1 {
+            to(&mut self.out_by_row, n_tokens.saturating_mul(w.rows))?;
+        }
+        Ok(())
+    }
+
     /// Bytes currently held.
     pub fn capacity_bytes(&self) -> usize {
         self.x_converted.capacity() + (self.x_scales.capacity() + self.x_sums.capacity() + self.out_by_row.capacity()) * 4

@@ -2,6 +2,7 @@
 
 mod error;
 mod reader;
+pub mod synthetic;
 mod value;
 mod writer;
 

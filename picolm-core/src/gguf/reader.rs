@@ -15,6 +15,11 @@ use super::value::{type_id, MetaArray, MetaValue};
 use crate::fs_safety::{open_regular, FileError};
 use crate::ggml_type::GgmlType;
 
+/// Most items reserved up front from a count read from the file. A count that passed the bytes-left check can
+/// still be several times the file in memory (each item is a `String` or a metadata value), so lists grow from
+/// here as items are actually parsed instead of trusting the count.
+const MAX_PREALLOC: usize = 4096;
+
 /// Default data alignment when `general.alignment` is absent.
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 
@@ -214,14 +219,14 @@ fn read_array(c: &mut Cursor<'_>, key: &str) -> Result<MetaArray, GgufError> {
         type_id::I64 => fixed!(I64, i64, 8),
         type_id::F64 => fixed!(F64, f64, 8),
         type_id::BOOL => {
-            let mut v = Vec::with_capacity(n);
+            let mut v = Vec::with_capacity(n.min(MAX_PREALLOC));
             for _ in 0..n {
                 v.push(read_bool(c, key)?);
             }
             MetaArray::Bool(v)
         }
         type_id::STRING => {
-            let mut v = Vec::with_capacity(n);
+            let mut v = Vec::with_capacity(n.min(MAX_PREALLOC));
             for i in 0..n {
                 v.push(c.string(&|| format!("element {i} of {key:?}"))?);
             }
@@ -283,8 +288,8 @@ impl GgufFile {
         c.check_count(n_kv, 13, &|| "metadata".into())?;
         c.check_count(n_tensors, 24, &|| "tensor infos".into())?;
 
-        let mut metadata = Vec::with_capacity(n_kv as usize);
-        let mut meta_index = HashMap::with_capacity(n_kv as usize);
+        let mut metadata = Vec::with_capacity((n_kv as usize).min(MAX_PREALLOC));
+        let mut meta_index = HashMap::with_capacity((n_kv as usize).min(MAX_PREALLOC));
         for i in 0..n_kv {
             let key = c.string(&|| format!("metadata key #{i}"))?;
             let t = c.u32(&|| format!("value type of {key:?}"))?;
@@ -308,8 +313,8 @@ impl GgufFile {
             rel: u64,
             n_bytes: u64,
         }
-        let mut raws = Vec::with_capacity(n_tensors as usize);
-        let mut tensor_index = HashMap::with_capacity(n_tensors as usize);
+        let mut raws = Vec::with_capacity((n_tensors as usize).min(MAX_PREALLOC));
+        let mut tensor_index = HashMap::with_capacity((n_tensors as usize).min(MAX_PREALLOC));
         for i in 0..n_tensors {
             let name = c.string(&|| format!("name of tensor #{i}"))?;
             let n_dims = c.u32(&|| format!("dimension count of {name:?}"))?;

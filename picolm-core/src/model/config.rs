@@ -15,6 +15,9 @@ pub const MAX_GROUP_VALUES: usize = 8192;
 /// The architectures whose tensors and metadata follow the Llama layout this engine implements.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
 
+/// Tensors of one transformer block: two RMSNorm vectors and seven matrices.
+pub const TENSORS_PER_BLOCK: usize = 9;
+
 /// Shape and numerical constants of a Llama-architecture model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
@@ -68,6 +71,22 @@ impl LlamaConfig {
                 format!("{n_embd}/{n_layer}/{n_head}/{n_ff}"),
             ));
         }
+        // Every count sizes something (the layer list, the attention buffers), so each is bounded by what the file
+        // can hold before anything is allocated from it: every block needs its nine tensors (two norms, seven
+        // matrices), and every width is a dimension of a tensor whose data lies in the file.
+        let n_tensors = file.tensors().len();
+        if n_layer > n_tensors / TENSORS_PER_BLOCK {
+            return Err(invalid(
+                "block_count",
+                format!("{n_layer}, but the file holds only {n_tensors} tensors ({TENSORS_PER_BLOCK} per block)"),
+            ));
+        }
+        let max_dim = file.len();
+        for (name, v) in [("embedding_length", n_embd), ("attention.head_count", n_head), ("feed_forward_length", n_ff)] {
+            if v as u64 > max_dim {
+                return Err(invalid(name, format!("{v}, larger than the file of {max_dim} bytes can hold")));
+            }
+        }
         if n_head_kv == 0 || n_head % n_head_kv != 0 {
             return Err(invalid("attention.head_count_kv", format!("{n_head_kv} (head_count {n_head})")));
         }
@@ -86,6 +105,9 @@ impl LlamaConfig {
         let group = n_head / n_head_kv;
         if group > MAX_GROUP || group * head_dim > MAX_GROUP_VALUES {
             return Err(invalid("attention.head_count_kv", format!("{n_head_kv}: {group} query heads of {head_dim} per KV head")));
+        }
+        if (n_head as u64).saturating_mul(head_dim as u64) > max_dim {
+            return Err(invalid("attention.head_count", format!("{n_head} heads of {head_dim} values, more than the file holds")));
         }
         let rope_dim = file.get_u32(&key("rope.dimension_count"))?.map_or(head_dim, |v| v as usize);
         if rope_dim == 0 || rope_dim > head_dim || rope_dim % 2 != 0 {

@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use crate::alloc::{bytes_of, try_filled, try_resize, OutOfMemory};
 use crate::compute::{matmul, ops, MatmulScratch, MatrixRef};
 use crate::model::config::{MAX_GROUP, MAX_GROUP_VALUES, MAX_HEAD_DIM};
 use crate::model::kv_cache::{KvCache, KvPart, KvType};
@@ -40,26 +41,29 @@ pub struct ForwardBuffers {
 }
 
 impl ForwardBuffers {
-    /// Buffers for batches of up to `capacity` tokens of `model`.
-    pub fn new(model: &Model, capacity: usize) -> ForwardBuffers {
+    /// Buffers for batches of up to `capacity` tokens of `model`, allocated fallibly
+    /// ([`ModelError::OutOfMemory`] with the size), with room for the logits of one token.
+    pub fn new(model: &Model, capacity: usize) -> Result<ForwardBuffers, ModelError> {
         let c = model.config();
         let capacity = capacity.max(1);
-        let z = |n: usize| vec![0.0f32; n];
-        ForwardBuffers {
+        let z = |n: usize| try_filled(capacity.saturating_mul(n), 0.0f32, "activation buffers");
+        let mut logits = Vec::new();
+        logits.try_reserve_exact(c.n_vocab).map_err(|_| OutOfMemory { what: "logits", bytes: bytes_of::<f32>(c.n_vocab) })?;
+        Ok(ForwardBuffers {
             capacity,
-            x: z(capacity * c.n_embd),
-            xb: z(capacity * c.n_embd),
-            q: z(capacity * c.q_dim()),
-            k: z(capacity * c.kv_dim()),
-            v: z(capacity * c.kv_dim()),
-            attn: z(capacity * c.q_dim()),
-            gate: z(capacity * c.n_ff),
-            up: z(capacity * c.n_ff),
-            proj: z(capacity * c.n_embd),
-            logits: Vec::new(),
+            x: z(c.n_embd)?,
+            xb: z(c.n_embd)?,
+            q: z(c.q_dim())?,
+            k: z(c.kv_dim())?,
+            v: z(c.kv_dim())?,
+            attn: z(c.q_dim())?,
+            gate: z(c.n_ff)?,
+            up: z(c.n_ff)?,
+            proj: z(c.n_embd)?,
+            logits,
             n_logits: 0,
             mm: MatmulScratch::default(),
-        }
+        })
     }
 
     /// Largest batch one forward call accepts.
@@ -78,12 +82,12 @@ impl ForwardBuffers {
     }
 
     /// Resizes the logits to one row of `n_vocab` values and returns it (restoring saved state).
-    pub fn set_logits_len(&mut self, n_vocab: usize) -> &mut [f32] {
+    pub fn set_logits_len(&mut self, n_vocab: usize) -> Result<&mut [f32], OutOfMemory> {
         if self.logits.len() < n_vocab {
-            self.logits.resize(n_vocab, 0.0);
+            try_resize(&mut self.logits, n_vocab, 0.0, "logits")?;
         }
         self.n_logits = n_vocab;
-        &mut self.logits[..n_vocab]
+        Ok(&mut self.logits[..n_vocab])
     }
 
     /// Bytes held by the buffers.
@@ -127,12 +131,18 @@ pub fn forward(
     if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
         return Err(ModelError::InvalidToken { id: bad, n_vocab: cfg.n_vocab });
     }
-    model.pool().run(|| forward_on_pool(model, kv, buf, tokens, pos0, logits));
-    Ok(())
+    Ok(model.pool().run(|| forward_on_pool(model, kv, buf, tokens, pos0, logits))?)
 }
 
 /// The forward pass proper, run on the model's pool once [`forward`] has checked the batch, positions and token ids.
-fn forward_on_pool(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, tokens: &[u32], pos0: usize, mode: Logits) {
+fn forward_on_pool(
+    model: &Model,
+    kv: &mut KvCache,
+    buf: &mut ForwardBuffers,
+    tokens: &[u32],
+    pos0: usize,
+    mode: Logits,
+) -> Result<(), OutOfMemory> {
     let cfg = model.config();
     let w = model.weights();
     let file = model.file();
@@ -156,6 +166,11 @@ fn forward_on_pool(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, to
     }
 
     let stream = model.stream_config();
+    // Scratch for every matrix of this batch, reserved fallibly up front (a few multiplications per matrix; the
+    // calls below then never allocate).
+    for m in w.layers.iter().flat_map(|l| l.matrices()) {
+        buf.mm.try_reserve(m, n)?;
+    }
     let mm = |m: &MatrixRef, x: &[f32], y: &mut [f32], s: &mut MatmulScratch| matmul(m, file, x, n, y, s, stream);
 
     for (l, lw) in w.layers.iter().enumerate() {
@@ -196,10 +211,12 @@ fn forward_on_pool(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, to
     }
     let nv = cfg.n_vocab;
     if buf.logits.len() < rows * nv {
-        buf.logits.resize(rows * nv, 0.0);
+        try_resize(&mut buf.logits, rows * nv, 0.0, "logits")?;
     }
     buf.n_logits = rows * nv;
+    buf.mm.try_reserve(&w.output, rows)?;
     matmul(&w.output, file, &buf.xb[first * d..n * d], rows, &mut buf.logits[..rows * nv], &mut buf.mm, stream);
+    Ok(())
 }
 
 /// RMSNorm of each `weight.len()`-wide row of `x` into `out`, rows in parallel (each row's arithmetic is the same

@@ -1,7 +1,9 @@
 //! The key/value cache: for every layer and position, the rotated key and the value of each KV head, allocated for
 //! exactly the context asked for. Stored as 16-bit floats (default) or Q8_0 blocks (about half the bytes again).
 
+use crate::alloc::{try_filled, OutOfMemory};
 use crate::ggml_type::GgmlType;
+use crate::model::ModelError;
 
 /// Storage format of the KV cache.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -64,15 +66,22 @@ pub struct KvCache {
 
 impl KvCache {
     /// A zeroed cache for `n_layer` layers, `n_ctx` positions and rows of `kv_dim` values (heads of `head_dim`).
-    /// Returns `None` when `ty` cannot store heads of this size (Q8_0 needs multiples of 32).
-    pub fn new(ty: KvType, n_layer: usize, n_ctx: usize, kv_dim: usize, head_dim: usize) -> Option<KvCache> {
+    /// [`ModelError::InvalidParameter`] when `ty` cannot store heads of this size (Q8_0 needs multiples of 32);
+    /// [`ModelError::OutOfMemory`] with the size when the cache cannot be allocated (fallibly, never an abort).
+    pub fn new(ty: KvType, n_layer: usize, n_ctx: usize, kv_dim: usize, head_dim: usize) -> Result<KvCache, ModelError> {
         let g = ty.ggml_type();
-        if head_dim % g.block_size() != 0 {
-            return None;
-        }
-        let row_bytes = g.row_bytes(kv_dim as u64)? as usize;
-        let n = n_layer.checked_mul(n_ctx)?.checked_mul(row_bytes)?;
-        Some(KvCache { ty, n_layer, n_ctx, kv_dim, head_dim, row_bytes, k: vec![0; n], v: vec![0; n] })
+        let row_bytes = g.row_bytes(kv_dim as u64).filter(|_| head_dim.is_multiple_of(g.block_size())).ok_or_else(|| {
+            ModelError::InvalidParameter {
+                name: "kv_type".into(),
+                value: format!("{} cannot store heads of {head_dim} values", ty.name()),
+            }
+        })? as usize;
+        let n = n_layer.checked_mul(n_ctx).and_then(|n| n.checked_mul(row_bytes));
+        let oom = || OutOfMemory { what: "KV cache", bytes: (n_layer as u64).saturating_mul(n_ctx as u64).saturating_mul(row_bytes as u64 * 2) };
+        let n = n.ok_or_else(oom)?;
+        let k = try_filled(n, 0u8, "KV cache").map_err(|_| oom())?;
+        let v = try_filled(n, 0u8, "KV cache").map_err(|_| oom())?;
+        Ok(KvCache { ty, n_layer, n_ctx, kv_dim, head_dim, row_bytes, k, v })
     }
 
     /// Storage format.

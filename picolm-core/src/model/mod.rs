@@ -107,6 +107,10 @@ pub enum ModelError {
     /// The tokenizer could not be built.
     #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
+    /// A buffer sized by a load or run parameter (RoPE tables, KV cache, activation buffers) could not be
+    /// allocated.
+    #[error(transparent)]
+    OutOfMemory(#[from] crate::alloc::OutOfMemory),
 }
 
 /// How to load a model.
@@ -176,7 +180,7 @@ impl Model {
         if n_ctx > 1 << 20 {
             return Err(ModelError::InvalidParameter { name: "n_ctx".into(), value: n_ctx.to_string() });
         }
-        let rope = RopeTable::new(config.rope_dim, config.rope_freq_base, n_ctx);
+        let rope = RopeTable::new(config.rope_dim, config.rope_freq_base, n_ctx)?;
         let pool = ComputePool::new(params.n_threads)?;
         let stream = params.stream_weights.then(|| {
             let slab = if params.stream_slab_bytes == 0 { DEFAULT_STREAM_SLAB_BYTES } else { params.stream_slab_bytes };

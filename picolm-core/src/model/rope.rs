@@ -1,6 +1,8 @@
 //! Rotary position embedding in Llama's layout (adjacent pairs `(2i, 2i+1)` rotated, ggml's "normal" mode), with
 //! the cos/sin tables computed once for every position of the context.
 
+use crate::alloc::{bytes_of, OutOfMemory};
+
 /// Precomputed `cos`/`sin` of every (position, pair) angle.
 #[derive(Clone, Debug)]
 pub struct RopeTable {
@@ -13,11 +15,16 @@ pub struct RopeTable {
 impl RopeTable {
     /// Tables for positions `0..n_positions` and `rope_dim / 2` pairs. Angles follow ggml: `theta_i = pos *
     /// base^(-2i/rope_dim)`, computed by repeated f32 multiplication like ggml's rope cache.
-    pub fn new(rope_dim: usize, freq_base: f32, n_positions: usize) -> RopeTable {
+    /// The tables are sized by the caller's context: a size that cannot be allocated is [`OutOfMemory`].
+    pub fn new(rope_dim: usize, freq_base: f32, n_positions: usize) -> Result<RopeTable, OutOfMemory> {
         let n_pairs = rope_dim / 2;
         let theta_scale = freq_base.powf(-2.0 / rope_dim as f32);
-        let mut cos = Vec::with_capacity(n_pairs * n_positions);
-        let mut sin = Vec::with_capacity(n_pairs * n_positions);
+        let n = n_pairs.saturating_mul(n_positions);
+        let mut cos = Vec::new();
+        let mut sin = Vec::new();
+        for v in [&mut cos, &mut sin] {
+            v.try_reserve_exact(n).map_err(|_| OutOfMemory { what: "RoPE tables", bytes: bytes_of::<f32>(n).saturating_mul(2) })?;
+        }
         for pos in 0..n_positions {
             let mut theta = pos as f32;
             for _ in 0..n_pairs {
@@ -26,7 +33,7 @@ impl RopeTable {
                 theta *= theta_scale;
             }
         }
-        RopeTable { n_pairs, n_positions, cos, sin }
+        Ok(RopeTable { n_pairs, n_positions, cos, sin })
     }
 
     /// Number of positions covered.
@@ -60,7 +67,7 @@ mod tests {
 
     #[test]
     fn position_zero_is_identity_and_rotation_preserves_norm() {
-        let t = RopeTable::new(8, 10000.0, 16);
+        let t = RopeTable::new(8, 10000.0, 16).unwrap();
         let mut x: Vec<f32> = (0..16).map(|i| i as f32 * 0.37 - 2.0).collect();
         let orig = x.clone();
         t.apply(&mut x, 8, 0);
@@ -79,7 +86,7 @@ mod tests {
 
     #[test]
     fn partial_rotation_leaves_tail_untouched() {
-        let t = RopeTable::new(4, 10000.0, 4);
+        let t = RopeTable::new(4, 10000.0, 4).unwrap();
         let mut x = vec![1.0f32; 8];
         t.apply(&mut x, 8, 2);
         assert_eq!(&x[4..], &[1.0; 4]);

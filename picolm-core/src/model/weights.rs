@@ -67,7 +67,9 @@ impl LlamaWeights {
     /// Locates every tensor and checks its type and shape.
     pub fn from_gguf(file: &GgufFile, cfg: &LlamaConfig) -> Result<LlamaWeights, ModelError> {
         let token_embd = matrix(file, "token_embd.weight", cfg.n_vocab, cfg.n_embd)?;
-        let mut layers = Vec::with_capacity(cfg.n_layer);
+        // `LlamaConfig::from_gguf` bounds `n_layer` by the tensors of the file; a hand-made config is not trusted
+        // either: the list grows as blocks are found rather than being reserved from the count.
+        let mut layers = Vec::with_capacity(cfg.n_layer.min(file.tensors().len() / super::config::TENSORS_PER_BLOCK));
         for i in 0..cfg.n_layer {
             let name = |t: &str| format!("blk.{i}.{t}.weight");
             layers.push(LayerWeights {

@@ -35,6 +35,7 @@ from ._errors import (
     GrammarError,
     InvalidArgumentError,
     ModelLoadError,
+    OutOfMemoryError,
     PicoLMError,
     PicoLMWarning,
     StateError,

@@ -10,6 +10,7 @@ __all__ = [
     "BudgetError",
     "InvalidArgumentError",
     "StateError",
+    "OutOfMemoryError",
     "ClosedError",
     "PicoLMWarning",
 ]
@@ -43,6 +44,12 @@ class InvalidArgumentError(PicoLMError, ValueError):
 
 class StateError(PicoLMError):
     """A saved session state cannot be written, read, or does not fit this model."""
+
+
+class OutOfMemoryError(PicoLMError, MemoryError):
+    """A buffer sized by a setting (the KV cache for ``n_ctx``, the activation buffers for ``n_batch``, the
+    logits...) could not be allocated; the message gives the size. Also a :class:`MemoryError`. Lower ``n_ctx``
+    (or use ``kv_type="q8_0"``)."""
 
 
 class ClosedError(PicoLMError):

@@ -109,6 +109,8 @@ class Model:
     Raises:
         ModelLoadError: The file is missing or malformed, or the model is not supported.
         InvalidArgumentError: A setting is out of range, or the path cannot be encoded (a lone surrogate).
+        OutOfMemoryError: The KV cache for ``n_ctx`` (or another buffer sized by a setting) cannot be allocated;
+            the message gives the bytes. Also a ``MemoryError``.
         TypeError: Neither or both of ``path`` and ``model_path`` are given.
     """
 
@@ -232,6 +234,8 @@ class Model:
                 ``json``/``schema`` allow, counted in the model's tokens.
             InvalidArgumentError: A sampler setting is out of range, the prompt is empty, or a str argument is not
                 valid Unicode (a lone surrogate).
+            OutOfMemoryError: A buffer sized by a setting cannot be allocated (any ``repeat_last_n`` is fine: the
+                penalty window grows with the tokens seen, at most the context).
             ClosedError: The model was closed.
             KeyboardInterrupt: On Ctrl-C (checked between prompt batches and between tokens).
         """

@@ -1,0 +1,61 @@
+//! Fallible allocation of caller-sized buffers (KV cache, activation buffers, logits, RoPE tables, state
+//! buffers): a size the system cannot give is an [`OutOfMemory`] error carrying the size, never an abort of the
+//! host process. On a 512 MB board this happens with ordinary settings (a long context), so it must be reportable.
+
+use thiserror::Error;
+
+/// A buffer whose size the caller chose could not be allocated.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+#[error("out of memory: cannot allocate {bytes} bytes for the {what}")]
+pub struct OutOfMemory {
+    /// What the buffer is for ("KV cache", "activation buffers", ...).
+    pub what: &'static str,
+    /// Bytes asked for (saturated at `u64::MAX` when the size itself overflows).
+    pub bytes: u64,
+}
+
+/// A vector of `n` copies of `value`, or [`OutOfMemory`] when the memory cannot be reserved (or `n` elements of
+/// `T` overflow the address space).
+pub fn try_filled<T: Clone>(n: usize, value: T, what: &'static str) -> Result<Vec<T>, OutOfMemory> {
+    let mut v = Vec::new();
+    try_resize(&mut v, n, value, what)?;
+    Ok(v)
+}
+
+/// Grows `v` to `n` elements (new ones are copies of `value`), reserving fallibly; a shorter `v` is left as is
+/// when the reservation fails. Shrinking truncates.
+pub fn try_resize<T: Clone>(v: &mut Vec<T>, n: usize, value: T, what: &'static str) -> Result<(), OutOfMemory> {
+    if n > v.len() {
+        let extra = n - v.len();
+        v.try_reserve_exact(extra).map_err(|_| OutOfMemory { what, bytes: bytes_of::<T>(n) })?;
+    }
+    v.resize(n, value);
+    Ok(())
+}
+
+/// Bytes of `n` elements of `T`, saturated.
+pub fn bytes_of<T>(n: usize) -> u64 {
+    (n as u64).saturating_mul(std::mem::size_of::<T>() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn impossible_sizes_are_errors_with_the_size() {
+        let err = try_filled(usize::MAX / 2, 0u64, "test buffer").unwrap_err();
+        assert_eq!(err, OutOfMemory { what: "test buffer", bytes: u64::MAX });
+        assert!(err.to_string().contains("test buffer"), "{err}");
+        let err = try_filled(1usize << 46, 0u8, "huge").unwrap_err();
+        assert_eq!(err.bytes, 1 << 46);
+        assert!(err.to_string().contains(&(1u64 << 46).to_string()), "{err}");
+        let mut v = vec![1u8; 4];
+        assert!(try_resize(&mut v, 1 << 46, 0, "huge").is_err());
+        assert_eq!(v, [1, 1, 1, 1]);
+        try_resize(&mut v, 6, 7, "small").unwrap();
+        assert_eq!(v, [1, 1, 1, 1, 7, 7]);
+        try_resize(&mut v, 2, 7, "small").unwrap();
+        assert_eq!(v, [1, 1]);
+    }
+}
