@@ -7,6 +7,8 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon;
+#[cfg(target_arch = "arm")]
+mod armv7_neon;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -115,6 +117,10 @@ pub fn quantize_activations(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
     if ty == GgmlType::F16 && !force_scalar() {
         return aarch64_neon::f32_row_to_f16(src, dst);
     }
+    #[cfg(target_arch = "arm")]
+    if ty == GgmlType::F16 && !force_scalar() && armv7_neon::available() {
+        return armv7_neon::f32_row_to_f16(src, dst);
+    }
     crate::quant::quantize_row_unchecked(ty, src, dst);
 }
 
@@ -129,6 +135,10 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     if ty == GgmlType::F16 && !force_scalar() {
         return aarch64_neon::f16_row_to_f32(src, dst);
     }
+    #[cfg(target_arch = "arm")]
+    if ty == GgmlType::F16 && !force_scalar() && armv7_neon::available() {
+        return armv7_neon::f16_row_to_f32(src, dst);
+    }
     crate::quant::dequantize_row_unchecked(ty, src, dst);
 }
 
@@ -137,6 +147,10 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
 /// scale of the quantized formats is read through this.
 #[inline(always)]
 pub fn f16_to_f32(bits: u16) -> f32 {
+    #[cfg(target_arch = "arm")]
+    if armv7_neon::available() {
+        return armv7_neon::f16_to_f32(bits);
+    }
     #[cfg(target_arch = "aarch64")]
     return aarch64_neon::f16_to_f32(bits);
     #[cfg(not(target_arch = "aarch64"))]
@@ -146,6 +160,10 @@ pub fn f16_to_f32(bits: u16) -> f32 {
 /// `v` as IEEE half bits, rounded to nearest, ties to even (exactly `half::f16::from_f32`). One `fcvt` on aarch64.
 #[inline(always)]
 pub fn f32_to_f16(v: f32) -> u16 {
+    #[cfg(target_arch = "arm")]
+    if armv7_neon::available() {
+        return armv7_neon::f32_to_f16(v);
+    }
     #[cfg(target_arch = "aarch64")]
     return aarch64_neon::f32_to_f16(v);
     #[cfg(not(target_arch = "aarch64"))]
@@ -158,6 +176,10 @@ pub fn round_through_f16(values: &mut [f32]) {
     #[cfg(target_arch = "aarch64")]
     if !force_scalar() {
         return aarch64_neon::round_through_f16(values);
+    }
+    #[cfg(target_arch = "arm")]
+    if !force_scalar() && armv7_neon::available() {
+        return armv7_neon::round_through_f16(values);
     }
     values.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
 }
@@ -237,6 +259,10 @@ pub fn cpu_path() -> &'static str {
     }
     #[cfg(target_arch = "aarch64")]
     return if aarch64_neon::has_dotprod() { "aarch64-neon-dotprod" } else { "aarch64-neon" };
+    #[cfg(target_arch = "arm")]
+    if armv7_neon::available() {
+        return "armv7-neon-vfpv4";
+    }
     #[allow(unreachable_code)]
     "scalar"
 }
@@ -252,6 +278,10 @@ pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
     }
     #[cfg(target_arch = "aarch64")]
     return aarch64_neon::kernel(ty);
+    #[cfg(target_arch = "arm")]
+    if armv7_neon::available() {
+        return armv7_neon::kernel(ty);
+    }
     #[allow(unreachable_code)]
     {
         let _ = ty;
@@ -317,6 +347,9 @@ mod tests {
                     GgmlType::Q6_K,
                 ]
             }
+            p if p.starts_with("armv7-neon") => {
+                &[GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K]
+            }
             _ => &[],
         };
         for &ty in expected {
@@ -326,6 +359,15 @@ mod tests {
             for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
                 assert!(tile_kernel(ty).is_some(), "no tile kernel for {ty}");
             }
+        }
+    }
+
+    /// Run-time detection picks the path the test runner expects for the emulated CPU (scripts/test-arm.sh sets
+    /// `PICOLM_EXPECT_CPU_PATH` for each `-cpu`), so a broken detection cannot leave a CPU on the scalar path unseen.
+    #[test]
+    fn cpu_path_is_the_expected_one() {
+        if let Some(want) = std::env::var_os("PICOLM_EXPECT_CPU_PATH") {
+            assert_eq!(std::ffi::OsStr::new(cpu_path()), want, "kernel path on this CPU");
         }
     }
 
