@@ -585,3 +585,170 @@ unsafe fn q6_k_neon(nb: usize, w: *const u8, x: *const u8) -> f32 {
     }
     total
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each kernel against the scalar reference on blocks of raw bytes: every nibble and 6-bit pattern, weights of
+    //! -128, activations of -128 where the format allows them, zero, subnormal and largest f16 scales. (The shared
+    //! tests in `simd::tests` add quantized random rows.) Runs only where the kernels exist: `available()`.
+
+    use super::*;
+    use crate::quant;
+
+    /// Deterministic pseudo-random bytes.
+    fn bytes(seed: u64, n: usize) -> Vec<u8> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 32) as u8
+            })
+            .collect()
+    }
+
+    /// A finite f16 scale: mostly moderate of either sign, sometimes zero, the smallest subnormal or the largest.
+    fn scale_bits(r: u8, r2: u8) -> u16 {
+        match r % 16 {
+            0 => 0,
+            1 => 0x0001,
+            2 => 0x7BFF,
+            3 => 0x83FF, // a negative subnormal
+            _ => (((r as u16) & 0x80) << 8) | (0x1800 + ((r2 as u16) << 4)), // ±[2^-9, 2^-1)
+        }
+    }
+
+    /// Raw weight bytes of `nb` blocks of `ty` with finite f16 scales at the format's scale offsets.
+    fn raw_weights(ty: GgmlType, seed: u64, nb: usize) -> Vec<u8> {
+        let (block, offsets): (usize, &[usize]) = match ty {
+            GgmlType::Q4_0 => (18, &[0]),
+            GgmlType::Q4_1 => (20, &[0, 2]),
+            GgmlType::Q8_0 => (34, &[0]),
+            GgmlType::Q4_K => (144, &[0, 2]),
+            GgmlType::Q6_K => (210, &[208]),
+            _ => unreachable!(),
+        };
+        let mut w = bytes(seed, block * nb);
+        let r = bytes(seed + 7, 2 * offsets.len() * nb);
+        for (i, b) in w.chunks_exact_mut(block).enumerate() {
+            for (k, &o) in offsets.iter().enumerate() {
+                let j = 2 * (i * offsets.len() + k);
+                b[o..o + 2].copy_from_slice(&scale_bits(r[j], r[j + 1]).to_le_bytes());
+            }
+        }
+        w
+    }
+
+    /// Raw activations of `nb` blocks in the dot-product format of `ty`, consistent as the quantizers make them:
+    /// Q8_0 quants in -127..=127 (the Q8_0 quantizer clamps), Q8_1 `s = d * Σ q`, Q8_K `bsums` the group sums.
+    fn raw_activations(ty: GgmlType, seed: u64, nb: usize) -> Vec<u8> {
+        let xt = quant::vec_dot_type(ty);
+        let r = bytes(seed, 4 * nb);
+        let mut x = bytes(seed + 1, xt.block_bytes() * nb);
+        for (i, b) in x.chunks_exact_mut(xt.block_bytes()).enumerate() {
+            let d = scale_bits(r[4 * i], r[4 * i + 1]);
+            match xt {
+                GgmlType::Q8_0 => {
+                    b[0..2].copy_from_slice(&d.to_le_bytes());
+                    b[2..].iter_mut().for_each(|q| *q = (*q as i8).max(-127) as u8);
+                }
+                GgmlType::Q8_1 => {
+                    // s = d Σ q must stay finite, as the quantizer's does: no largest-f16 scale here.
+                    let d = if d == 0x7BFF { 0x4BFF } else { d };
+                    let sum: i32 = b[4..].iter().map(|&q| q as i8 as i32).sum();
+                    let s = half::f16::from_bits(d).to_f32() * sum as f32;
+                    b[0..2].copy_from_slice(&d.to_le_bytes());
+                    b[2..4].copy_from_slice(&half::f16::from_f32(s).to_bits().to_le_bytes());
+                }
+                GgmlType::Q8_K => {
+                    let d = (r[4 * i + 2] as f32 + 1.0) / 4096.0;
+                    b[0..4].copy_from_slice(&d.to_le_bytes());
+                    for g in 0..16 {
+                        let s: i32 = b[4 + 16 * g..20 + 16 * g].iter().map(|&q| q as i8 as i32).sum();
+                        b[260 + 2 * g..262 + 2 * g].copy_from_slice(&(s as i16).to_le_bytes());
+                    }
+                }
+                _ => unreachable!(),
+            }
+        }
+        x
+    }
+
+    fn check(ty: GgmlType, n: usize, w: &[u8], x: &[u8], what: &str) {
+        let k = kernel(ty).expect("a NEON kernel");
+        let want = quant::vec_dot(ty, n, w, x).unwrap();
+        let got = k(n, w, x);
+        let (mut wd, mut xd) = (vec![0f32; n], vec![0f32; n]);
+        quant::dequantize_row(ty, w, &mut wd).unwrap();
+        quant::dequantize_row(quant::vec_dot_type(ty), x, &mut xd).unwrap();
+        // (For Q4_1 this includes the `m s` terms: |m s| <= Σ |m d q|.)
+        let magnitude: f32 = wd.iter().zip(&xd).map(|(a, b)| (a * b).abs()).sum();
+        let tol = 2e-5 * magnitude + 1e-6;
+        assert!((want - got).abs() <= tol, "{ty} {what}: n={n} reference {want} neon {got} (tol {tol})");
+    }
+
+    #[test]
+    fn kernels_match_the_reference_on_raw_blocks() {
+        if !available() {
+            return;
+        }
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+            for n in [0usize, 256, 512, 4096] {
+                let nb = n / ty.block_size();
+                for seed in 0..8u64 {
+                    let (w, x) = (raw_weights(ty, seed, nb), raw_activations(ty, seed + 100, nb));
+                    check(ty, n, &w, &x, &format!("raw seed {seed}"));
+                }
+                // Extreme quants: every weight byte 0x00, 0xFF, 0x80 (-128 in Q8_0), 0x88.
+                for fill in [0x00u8, 0xFF, 0x80, 0x88] {
+                    let mut w = raw_weights(ty, 1, nb);
+                    let mut x = raw_activations(ty, 2, nb);
+                    let (bb, xb) = (ty.block_bytes(), quant::vec_dot_type(ty).block_bytes());
+                    for b in w.chunks_exact_mut(bb) {
+                        let (lo, hi) = match ty {
+                            GgmlType::Q4_0 | GgmlType::Q8_0 => (2, bb),
+                            GgmlType::Q4_1 => (4, bb),
+                            GgmlType::Q4_K => (16, bb),
+                            _ => (0, 208),
+                        };
+                        b[lo..hi].fill(fill);
+                    }
+                    // Activations at the end of their range (-128 where the format allows it).
+                    let q = if quant::vec_dot_type(ty) == GgmlType::Q8_0 { -127i8 } else { -128 };
+                    for b in x.chunks_exact_mut(xb) {
+                        let qs = xb - if xb == 292 { 288 } else { 32 };
+                        b[qs..qs + if xb == 292 { 256 } else { 32 }].fill(q as u8);
+                    }
+                    let x = if xb == 292 { refresh_bsums(x) } else { x };
+                    check(ty, n, &w, &x, &format!("weights {fill:#04x}, activations {q}"));
+                }
+            }
+        }
+    }
+
+    /// Recomputes the `bsums` of Q8_K blocks after their quants changed.
+    fn refresh_bsums(mut x: Vec<u8>) -> Vec<u8> {
+        for b in x.chunks_exact_mut(292) {
+            for g in 0..16 {
+                let s: i32 = b[4 + 16 * g..20 + 16 * g].iter().map(|&q| q as i8 as i32).sum();
+                b[260 + 2 * g..262 + 2 * g].copy_from_slice(&(s as i16).to_le_bytes());
+            }
+        }
+        x
+    }
+
+    #[test]
+    fn f16_kernel_matches_the_reference_on_short_rows() {
+        if !available() {
+            return;
+        }
+        for n in [0usize, 8, 16, 72] {
+            let w: Vec<u8> = (0..n).flat_map(|i| half::f16::from_f32(i as f32 * 0.37 - 5.0).to_le_bytes()).collect();
+            let x: Vec<u8> = (0..n).flat_map(|i| half::f16::from_f32(1.5 - i as f32 * 0.11).to_le_bytes()).collect();
+            let want = quant::vec_dot(GgmlType::F16, n, &w, &x).unwrap();
+            let got = kernel(GgmlType::F16).unwrap()(n, &w, &x);
+            assert!((want - got).abs() <= 1e-3, "n={n}: reference {want} neon {got}");
+        }
+    }
+}
