@@ -125,7 +125,8 @@ pub fn quantize_activations(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
 }
 
 /// Converts one row of `ty` values to f32 (exactly [`quant::dequantize_row_unchecked`], with SIMD for F16 where
-/// the CPU has it: F16C on x86-64, `fcvtl` on every aarch64 CPU). Panics on a length bug.
+/// the CPU has it: F16C on x86-64, `fcvtl` on every aarch64 CPU, VFPv4 `vcvtb`/`vcvtt` on armv7). Panics on a
+/// length bug.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if ty == GgmlType::F16 && !force_scalar() && x86_avx2::available() {
@@ -143,8 +144,8 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
 }
 
 /// One IEEE half (little-endian bits as `u16`) as f32; exact. One `fcvt` on aarch64 (base ARMv8: the `half` crate
-/// uses hardware there only with FEAT_FP16, absent on the Cortex-A53/A72), the `half` crate elsewhere. Every block
-/// scale of the quantized formats is read through this.
+/// uses hardware there only with FEAT_FP16, absent on the Cortex-A53/A72), one `vcvtb` on armv7 with VFPv4, the
+/// `half` crate elsewhere. Every block scale of the quantized formats is read through this.
 #[inline(always)]
 pub fn f16_to_f32(bits: u16) -> f32 {
     #[cfg(target_arch = "arm")]
@@ -157,7 +158,8 @@ pub fn f16_to_f32(bits: u16) -> f32 {
     half::f16::from_bits(bits).to_f32()
 }
 
-/// `v` as IEEE half bits, rounded to nearest, ties to even (exactly `half::f16::from_f32`). One `fcvt` on aarch64.
+/// `v` as IEEE half bits, rounded to nearest, ties to even (exactly `half::f16::from_f32`). One `fcvt` on aarch64,
+/// one `vcvtb` on armv7 with VFPv4.
 #[inline(always)]
 pub fn f32_to_f16(v: f32) -> u16 {
     #[cfg(target_arch = "arm")]
