@@ -93,8 +93,12 @@ for t in $needed_targets; do
   echo "bench-arm: building PicoLM for $t" >&2
   make -s cross TARGET="$triple" PREFIX="$prefix" >/dev/null 2>"$out/cross-$t.log" || { cat "$out/cross-$t.log" >&2; die "make cross failed for $t"; }
   # (glibc warns that getaddrinfo / getpwuid_r of Rust's std would need its shared libraries: PicoLM calls neither.)
+  # armv7: libpicolm.a carries compiler-rt's integer division helpers (__divsi3, __aeabi_idiv), which static glibc
+  # pulls from libgcc.a a second time; both are the same functions, the first one linked is kept.
+  extra=()
+  [ "$t" = armv7 ] && extra=(-Wl,--allow-multiple-definition)
   "$triple-gcc" -std=c11 -O2 -Iinclude bindings/c/picolm.c "$prefix/lib/libpicolm.a" -static -lpthread -lm -ldl -lrt \
-    -lutil -o "$out/bin/picolm-$t" 2>"$out/link-$t.log" || { cat "$out/link-$t.log" >&2; die "cannot link picolm for $t"; }
+    -lutil "${extra[@]}" -o "$out/bin/picolm-$t" 2>"$out/link-$t.log" || { cat "$out/link-$t.log" >&2; die "cannot link picolm for $t"; }
   picolm_bin[$t]="$out/bin/picolm-$t"
 done
 

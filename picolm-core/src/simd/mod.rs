@@ -7,6 +7,8 @@
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon;
+#[cfg(target_arch = "arm")]
+mod armv7_neon;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -115,11 +117,16 @@ pub fn quantize_activations(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
     if ty == GgmlType::F16 && !force_scalar() {
         return aarch64_neon::f32_row_to_f16(src, dst);
     }
+    #[cfg(target_arch = "arm")]
+    if ty == GgmlType::F16 && !force_scalar() && armv7_neon::available() {
+        return armv7_neon::f32_row_to_f16(src, dst);
+    }
     crate::quant::quantize_row_unchecked(ty, src, dst);
 }
 
 /// Converts one row of `ty` values to f32 (exactly [`quant::dequantize_row_unchecked`], with SIMD for F16 where
-/// the CPU has it: F16C on x86-64, `fcvtl` on every aarch64 CPU). Panics on a length bug.
+/// the CPU has it: F16C on x86-64, `fcvtl` on every aarch64 CPU, VFPv4 `vcvtb`/`vcvtt` on armv7). Panics on a
+/// length bug.
 pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if ty == GgmlType::F16 && !force_scalar() && x86_avx2::available() {
@@ -128,6 +135,10 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     #[cfg(target_arch = "aarch64")]
     if ty == GgmlType::F16 && !force_scalar() {
         return aarch64_neon::f16_row_to_f32(src, dst);
+    }
+    #[cfg(target_arch = "arm")]
+    if ty == GgmlType::F16 && !force_scalar() && armv7_neon::available() {
+        return armv7_neon::f16_row_to_f32(src, dst);
     }
     crate::quant::dequantize_row_unchecked(ty, src, dst);
 }
@@ -140,6 +151,10 @@ pub fn round_through_f16(values: &mut [f32]) {
     #[cfg(target_arch = "aarch64")]
     if !force_scalar() {
         return aarch64_neon::round_through_f16(values);
+    }
+    #[cfg(target_arch = "arm")]
+    if !force_scalar() && armv7_neon::available() {
+        return armv7_neon::round_through_f16(values);
     }
     values.iter_mut().for_each(|v| *v = half::f16::from_f32(*v).to_f32());
 }
@@ -219,6 +234,10 @@ pub fn cpu_path() -> &'static str {
     }
     #[cfg(target_arch = "aarch64")]
     return if aarch64_neon::has_dotprod() { "aarch64-neon-dotprod" } else { "aarch64-neon" };
+    #[cfg(target_arch = "arm")]
+    if armv7_neon::available() {
+        return "armv7-neon-vfpv4";
+    }
     #[allow(unreachable_code)]
     "scalar"
 }
@@ -234,6 +253,10 @@ pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
     }
     #[cfg(target_arch = "aarch64")]
     return aarch64_neon::kernel(ty);
+    #[cfg(target_arch = "arm")]
+    if armv7_neon::available() {
+        return armv7_neon::kernel(ty);
+    }
     #[allow(unreachable_code)]
     {
         let _ = ty;
@@ -299,6 +322,9 @@ mod tests {
                     GgmlType::Q6_K,
                 ]
             }
+            p if p.starts_with("armv7-neon") => {
+                &[GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K]
+            }
             _ => &[],
         };
         for &ty in expected {
@@ -308,6 +334,15 @@ mod tests {
             for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
                 assert!(tile_kernel(ty).is_some(), "no tile kernel for {ty}");
             }
+        }
+    }
+
+    /// Run-time detection picks the path the test runner expects for the emulated CPU (scripts/test-arm.sh sets
+    /// `PICOLM_EXPECT_CPU_PATH` for each `-cpu`), so a broken detection cannot leave a CPU on the scalar path unseen.
+    #[test]
+    fn cpu_path_is_the_expected_one() {
+        if let Some(want) = std::env::var_os("PICOLM_EXPECT_CPU_PATH").filter(|w| !w.is_empty()) {
+            assert_eq!(std::ffi::OsStr::new(cpu_path()), want, "kernel path on this CPU");
         }
     }
 
