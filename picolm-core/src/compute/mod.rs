@@ -3,6 +3,7 @@
 
 pub mod matmul;
 pub mod ops;
+pub mod planner;
 pub mod pool;
 
 pub use matmul::{matmul, MatmulScratch, StreamConfig};

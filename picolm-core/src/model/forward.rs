@@ -155,7 +155,8 @@ fn forward_checked(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, to
     }
 
     let stream = model.stream_config();
-    let mm = |m: &MatrixRef, x: &[f32], y: &mut [f32], s: &mut MatmulScratch| matmul(m, file, x, n, y, s, stream);
+    let plan = model.kernel_plan();
+    let mm = |m: &MatrixRef, x: &[f32], y: &mut [f32], s: &mut MatmulScratch| matmul(m, file, x, n, y, s, stream, plan);
 
     for (l, lw) in w.layers.iter().enumerate() {
         // Attention block.
@@ -198,7 +199,7 @@ fn forward_checked(model: &Model, kv: &mut KvCache, buf: &mut ForwardBuffers, to
         buf.logits.resize(rows * nv, 0.0);
     }
     buf.n_logits = rows * nv;
-    matmul(&w.output, file, &buf.xb[first * d..n * d], rows, &mut buf.logits[..rows * nv], &mut buf.mm, stream);
+    matmul(&w.output, file, &buf.xb[first * d..n * d], rows, &mut buf.logits[..rows * nv], &mut buf.mm, stream, plan);
 }
 
 /// RMSNorm of each `weight.len()`-wide row of `x` into `out`, rows in parallel (each row's arithmetic is the same

@@ -10,6 +10,8 @@ mod aarch64_neon;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
+mod x86_gemv;
+#[cfg(target_arch = "x86_64")]
 mod x86_quantize;
 #[cfg(target_arch = "x86_64")]
 mod x86_rows8;
@@ -41,6 +43,20 @@ pub struct ActivationRows<'a> {
     pub scales: &'a [f32],
     /// `n_tokens * blocks_per_row` sums when `scales_per_block > 0`, else empty.
     pub sums: &'a [i32],
+}
+
+impl<'a> ActivationRows<'a> {
+    /// Activation row `t` alone (as row 0), with its scales and sums. Panics when `t` is out of range.
+    pub fn token(&self, t: usize) -> ActivationRows<'a> {
+        let per_row = self.blocks_per_row * self.scales_per_block;
+        let sums_per_row = if self.scales_per_block > 0 { self.blocks_per_row } else { 0 };
+        ActivationRows {
+            bytes: &self.bytes[t * self.row_bytes..(t + 1) * self.row_bytes],
+            scales: &self.scales[(t * per_row).min(self.scales.len())..],
+            sums: &self.sums[(t * sums_per_row).min(self.sums.len())..],
+            ..*self
+        }
+    }
 }
 
 /// Where the outputs of one [`TileFn`] call go: `rows x tokens` results, result `(r, t)` at `out[r * ld + t]`.
@@ -75,6 +91,85 @@ impl std::fmt::Debug for TileKernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TileKernel").field("max_rows", &self.max_rows).field("max_tokens", &self.max_tokens).finish()
     }
+}
+
+/// Decode matrix-vector product: `out[r]` = the dot product of weight row `r` (`n` values; rows `w_row_bytes`
+/// apart in `w`) with activation row 0 of `x`, for every `r < out.len()`. Reads `x`'s prepared scales and sums
+/// like a [`TileFn`]. Safe to call: lengths are checked once per call (panics on a caller bug).
+pub type GemvFn = fn(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]);
+
+/// How a decode kernel is called.
+#[derive(Clone, Copy)]
+pub enum DecodeFn {
+    /// A tile kernel with one-token tiles (the prefill kernel: bit-identical to batched prefill).
+    Tile(TileKernel),
+    /// A matrix-vector kernel over a run of rows.
+    Gemv(GemvFn),
+    /// A one-row dot product called per row.
+    Dot(VecDotFn),
+}
+
+impl DecodeFn {
+    /// Whether the kernel reads the activations' prepared scales and sums ([`prepare_activations`]).
+    pub fn reads_prepared(&self) -> bool {
+        !matches!(self, DecodeFn::Dot(_))
+    }
+}
+
+/// A named candidate kernel for decode (one token) matmuls of one weight format.
+#[derive(Clone, Copy)]
+pub struct DecodeKernel {
+    /// Its name (`PICOLM_KERNEL` and the bench report use it), e.g. `"avx2-gemv"`.
+    pub name: &'static str,
+    /// The kernel.
+    pub run: DecodeFn,
+}
+
+impl std::fmt::Debug for DecodeKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// Every decode kernel name this build knows, on any CPU (what `PICOLM_KERNEL` accepts besides `tile`).
+pub const DECODE_KERNEL_NAMES: &[&str] =
+    &["avx512vnni-rows8", "avx512vnni-gemv", "avx2-gemv", "avx2-row", "avx2-dot", "neon-dot", "scalar"];
+
+/// The decode kernels this CPU can run for weights of type `ty`, the prefill kernel (see [`prefill_kernel`])
+/// first. Never empty: the last resort is the scalar reference.
+pub fn decode_kernel_candidates(ty: GgmlType) -> Vec<DecodeKernel> {
+    let mut out = Vec::new();
+    if !force_scalar() {
+        for (name, k) in tile_kernel_candidates(ty).into_iter().flatten() {
+            out.push(DecodeKernel { name, run: DecodeFn::Tile(k) });
+        }
+        #[cfg(target_arch = "x86_64")]
+        if x86_avx2::available() {
+            if avx512_allowed() {
+                if let Some(g) = x86_gemv::vnni(ty) {
+                    out.push(DecodeKernel { name: "avx512vnni-gemv", run: DecodeFn::Gemv(g) });
+                }
+            }
+            if let Some(g) = x86_gemv::avx2(ty) {
+                out.push(DecodeKernel { name: "avx2-gemv", run: DecodeFn::Gemv(g) });
+            }
+        }
+        if out.is_empty() {
+            if let Some(dot) = vec_dot_kernel(ty) {
+                let name = if cfg!(target_arch = "aarch64") { "neon-dot" } else { "avx2-dot" };
+                out.push(DecodeKernel { name, run: DecodeFn::Dot(dot) });
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(DecodeKernel { name: "scalar", run: DecodeFn::Dot(crate::quant::kernels(ty).vec_dot) });
+    }
+    out
+}
+
+/// The kernel batched matmuls (prefill) of `ty` use on this CPU: the first of [`decode_kernel_candidates`].
+pub fn prefill_kernel(ty: GgmlType) -> DecodeKernel {
+    decode_kernel_candidates(ty)[0]
 }
 
 /// f32 values [`prepare_activations`] writes per block of the dot-product format `dot_ty` (0: none needed).
