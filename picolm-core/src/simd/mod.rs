@@ -526,6 +526,92 @@ mod tests {
         eprintln!("{checked} tile results checked on {}", cpu_path());
     }
 
+    /// Runs a decode kernel over weight rows `r0..rows` of `case` for token `t` (each call as the engine makes it).
+    fn decode_run(k: &DecodeKernel, case: &TileCase, n: usize, r0: usize, rows: usize, t: usize) -> Vec<f32> {
+        let mut out = vec![f32::NAN; rows - r0];
+        let w = &case.wq[r0 * case.w_row_bytes..];
+        match k.run {
+            DecodeFn::Gemv(g) => g(n, w, case.w_row_bytes, &case.rows().token(t), &mut out),
+            DecodeFn::Tile(tile) => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    let shape = TileShape { rows: 1, tokens: 1, ld: 1 };
+                    (tile.run)(n, &w[i * case.w_row_bytes..], case.w_row_bytes, &case.rows(), t, shape, std::slice::from_mut(o));
+                }
+            }
+            DecodeFn::Dot(dot) => {
+                let x = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = dot(n, &w[i * case.w_row_bytes..(i + 1) * case.w_row_bytes], x);
+                }
+            }
+        }
+        out
+    }
+
+    /// Every decode kernel candidate (matrix-vector kernels included) agrees with the scalar reference, on every
+    /// row of a run, with block counts that leave every tail of the four-block loops; a row's result does not
+    /// depend on where the run starts.
+    #[test]
+    fn decode_kernels_match_the_scalar_reference() {
+        let mut checked = 0;
+        for ty in GgmlType::ALL {
+            if matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K) {
+                continue;
+            }
+            let candidates = decode_kernel_candidates(ty);
+            assert_eq!(candidates[0].name, prefill_kernel(ty).name);
+            for k in &candidates {
+                assert!(DECODE_KERNEL_NAMES.contains(&k.name), "{ty}: {} is not a listed name", k.name);
+                for (seed, n) in [(1u64, 256usize), (2, 512), (3, 1536), (5, 96), (6, 160), (7, 224)] {
+                    if n % ty.block_size() != 0 {
+                        continue;
+                    }
+                    for scale in [1e-3f32, 1.0, 50.0] {
+                        let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed + 40 + r, n, scale)).collect();
+                        ws[2] = vec![0.0; n];
+                        ws[5] = (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect();
+                        let mut xs: Vec<Vec<f32>> = (0..3u64).map(|t| values(seed + 70 + t, n, scale)).collect();
+                        xs[1] = vec![0.0; n];
+                        let case = TileCase::new(ty, n, &ws, &xs);
+                        for t in 0..xs.len() {
+                            let all = decode_run(k, &case, n, 0, ws.len(), t);
+                            let tail = decode_run(k, &case, n, 4, ws.len(), t);
+                            for (r, got) in all.iter().enumerate() {
+                                let xq = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                                let wq = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
+                                let reference = quant::vec_dot(ty, n, wq, xq).unwrap();
+                                let magnitude: f32 = ws[r].iter().zip(&xs[t]).map(|(a, b)| (a * b).abs()).sum::<f32>();
+                                let tol = 2e-5 * magnitude.max(1e-6) + 1e-6;
+                                assert!((reference - got).abs() <= tol, "{ty} {}: n={n} row {r} reference {reference} got {got}", k.name);
+                                if r >= 4 {
+                                    assert_eq!(got.to_bits(), tail[r - 4].to_bits(), "{ty} {}: row {r} depends on the run", k.name);
+                                }
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("{checked} decode results checked on {}", cpu_path());
+    }
+
+    /// This CPU gets the decode kernels shaped for bandwidth where it has the instructions.
+    #[test]
+    fn gemv_kernels_are_candidates_on_x86() {
+        if !cpu_path().starts_with("x86_64-avx2") {
+            return;
+        }
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K] {
+            assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx2-gemv"), "{ty}: no avx2-gemv");
+        }
+        if cpu_path().ends_with("avx512vnni") {
+            for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+                assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx512vnni-gemv"), "{ty}: no VNNI gemv");
+            }
+        }
+    }
+
     #[test]
     fn activation_quantizers_give_the_reference_bytes() {
         for ty in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
