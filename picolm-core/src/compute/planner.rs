@@ -24,7 +24,7 @@ use crate::simd::{self, DecodeKernel, DECODE_KERNEL_NAMES};
 pub const PLAN_BUDGET: Duration = Duration::from_millis(40);
 
 /// Weight bytes timed per candidate and pass: larger than the L2 caches, small enough for the budget.
-const SAMPLE_BYTES: usize = 4 << 20;
+const SAMPLE_BYTES: usize = 2 << 20;
 
 /// Timed passes over the sample per candidate (interleaved across candidates; the fastest pass counts).
 const ROUNDS: usize = 3;
@@ -217,52 +217,69 @@ fn default_kernel(candidates: &[DecodeKernel]) -> DecodeKernel {
     candidates.iter().find(|k| matches!(k.run, simd::DecodeFn::Gemv(_))).copied().unwrap_or(candidates[0])
 }
 
-/// Times each candidate on up to [`SAMPLE_BYTES`] of rows of `mats` (all of one format) with a deterministic
-/// activation row, [`ROUNDS`] interleaved passes after one untimed pass that pages the rows in; returns each
-/// candidate's best pass in GB/s of weights, or nothing when `deadline` passed before one full round.
+/// Times each candidate on real rows of `mats` (all of one format) with a deterministic activation row and returns
+/// each candidate's best pass in GB/s of weights, or nothing when the first round ended far past `deadline` (a
+/// cold page cache: the times would be disk reads). Every timed pass reads its own [`SAMPLE_BYTES`] of rows,
+/// which no other pass touched, so that the rows come from memory as in decode (where every weight is read once
+/// per token) and not from a cache warmed by the previous candidate; the pages are mapped beforehand.
 fn measure(file: &GgufFile, mats: &[&MatrixRef], candidates: &[DecodeKernel], deadline: Instant) -> Vec<(&'static str, f64)> {
-    // (matrix, rows taken) until the sample is full.
-    let mut parts: Vec<(&MatrixRef, usize)> = Vec::new();
-    let mut bytes = 0;
-    for m in mats {
-        if bytes >= SAMPLE_BYTES {
-            break;
+    let wanted = ROUNDS * candidates.len();
+    // (matrix, first row, rows) slices of about SAMPLE_BYTES, walking the matrices in order (wrapping around when
+    // the format has fewer bytes than the passes need).
+    let mut slices: Vec<(&MatrixRef, usize, usize)> = Vec::new();
+    let total: usize = mats.iter().map(|m| m.n_bytes()).sum();
+    'fill: for _ in 0..wanted {
+        for m in mats {
+            let step = (SAMPLE_BYTES / m.row_bytes.max(1)).clamp(1, m.rows);
+            let mut r = 0;
+            while r < m.rows {
+                let rows = step.min(m.rows - r);
+                slices.push((m, r, rows));
+                if slices.len() == wanted {
+                    break 'fill;
+                }
+                r += rows;
+            }
         }
-        let rows = ((SAMPLE_BYTES - bytes) / m.row_bytes.max(1)).clamp(1, m.rows);
-        parts.push((m, rows));
-        bytes += rows * m.row_bytes;
+        if total == 0 {
+            return Vec::new();
+        }
     }
     let ty = mats[0].ty;
     let mut tokens: Vec<(usize, PreparedToken)> = Vec::new();
-    for (m, _) in &parts {
+    for (m, _, _) in &slices {
         if !tokens.iter().any(|(c, _)| *c == m.cols) {
             tokens.push((m.cols, PreparedToken::new(ty, &activations(m.cols))));
         }
     }
-    let mut out = vec![0f32; parts.iter().map(|(_, r)| *r).max().unwrap_or(0)];
-    let mut pass = |k: &DecodeKernel| {
+    // Map the pages (one byte per page) so that the passes time reads, not page faults.
+    let mut touched = 0u8;
+    for (m, r0, rows) in &slices {
+        let bytes = &m.bytes(file)[r0 * m.row_bytes..(r0 + rows) * m.row_bytes];
+        touched ^= bytes.iter().step_by(4096).fold(0u8, |a, b| a ^ b);
+    }
+    std::hint::black_box(touched);
+    let mut out = vec![0f32; slices.iter().map(|s| s.2).max().unwrap_or(0)];
+    let mut pass = |k: &DecodeKernel, (m, r0, rows): (&MatrixRef, usize, usize)| {
+        let x = &tokens.iter().find(|(c, _)| *c == m.cols).expect("prepared above").1;
+        let bytes = &m.bytes(file)[r0 * m.row_bytes..(r0 + rows) * m.row_bytes];
         let t0 = Instant::now();
-        for (m, rows) in &parts {
-            let x = &tokens.iter().find(|(c, _)| *c == m.cols).expect("prepared above").1;
-            x.decode(k.run, m.cols, m.row_bytes, &m.bytes(file)[..rows * m.row_bytes], &mut out[..*rows]);
-        }
-        t0.elapsed().as_secs_f64()
+        x.decode(k.run, m.cols, m.row_bytes, bytes, &mut out[..rows]);
+        bytes.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9) / 1e9
     };
-    pass(&candidates[0]);
-    let mut best = vec![f64::INFINITY; candidates.len()];
+    let mut best = vec![0f64; candidates.len()];
     for round in 0..ROUNDS {
         if round > 0 && Instant::now() >= deadline {
             break;
         }
-        for (k, b) in candidates.iter().zip(best.iter_mut()) {
-            *b = b.min(pass(k));
+        for (c, (k, b)) in candidates.iter().zip(best.iter_mut()).enumerate() {
+            *b = b.max(pass(k, slices[round * candidates.len() + c]));
         }
         if round == 0 && Instant::now() >= deadline + PLAN_BUDGET / 2 {
-            // Far over budget (a cold page cache): the numbers are page-fault times, not kernel speeds.
             return Vec::new();
         }
     }
-    candidates.iter().zip(best).map(|(k, s)| (k.name, bytes as f64 / s.max(1e-9) / 1e9)).collect()
+    candidates.iter().zip(best).map(|(k, g)| (k.name, g)).collect()
 }
 
 /// Deterministic activations in [-1, 1) with a few larger values (as hidden states have).
