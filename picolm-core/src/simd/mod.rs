@@ -596,6 +596,27 @@ mod tests {
         eprintln!("{checked} decode results checked on {}", cpu_path());
     }
 
+    /// The 32-wide matrix-vector kernels repeat the `avx2-row` tile's arithmetic: bit-identical results.
+    #[test]
+    fn gemv_kernels_of_32_wide_formats_equal_the_avx2_tile_bit_for_bit() {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let candidates = decode_kernel_candidates(ty);
+            let Some(tile) = candidates.iter().find(|k| k.name == "avx2-row") else { continue };
+            for k in candidates.iter().filter(|k| k.name.ends_with("-gemv")) {
+                for (seed, n) in [(1u64, 256usize), (6, 160), (7, 224), (3, 1536)] {
+                    for scale in [1e-3f32, 1.0, 50.0] {
+                        let ws: Vec<Vec<f32>> = (0..5u64).map(|r| values(seed + 90 + r, n, scale)).collect();
+                        let xs = vec![values(seed + 95, n, scale)];
+                        let case = TileCase::new(ty, n, &ws, &xs);
+                        let (a, b) = (decode_run(tile, &case, n, 0, 5, 0), decode_run(k, &case, n, 0, 5, 0));
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&a), bits(&b), "{ty} {}: n={n} scale {scale}", k.name);
+                    }
+                }
+            }
+        }
+    }
+
     /// This CPU gets the decode kernels shaped for bandwidth where it has the instructions.
     #[test]
     fn gemv_kernels_are_candidates_on_x86() {
@@ -608,6 +629,7 @@ mod tests {
         if cpu_path().ends_with("avx512vnni") {
             for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
                 assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx512vnni-gemv"), "{ty}: no VNNI gemv");
+                assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx2-gemv"), "{ty}: no avx2-gemv");
             }
         }
     }

@@ -1,14 +1,16 @@
 //! x86-64 decode (one token) matrix-vector kernels shaped for memory bandwidth: one call takes a whole run of
 //! consecutive weight rows (one sequential stream the hardware prefetchers follow), checks the slices once, and
-//! spends as little work per weight block as the format allows (full-width loads, the activation block sums
-//! prepared once per token instead of offset arithmetic per block, K-quant scales unpacked with a few vector
-//! instructions instead of byte by byte).
+//! spends as little work per weight block as the format allows (full-width loads; K-quant scales unpacked with a
+//! few 32-bit word operations and `vpshufb` instead of byte by byte; Q6_K's `q - 32` taken once per block from
+//! the activation block sums instead of a second `vpmaddubsw` per 32 values).
 //!
 //! Two flavours: `avx2-gemv` (AVX2 + FMA + F16C) and `avx512vnni-gemv`, the same loops with the 256-bit
-//! `vpdpbusd` (AVX-512 VNNI + VL) in place of `vpmaddubsw` + `vpmaddwd`. Results equal the scalar reference up to
-//! float summation order (tested in `simd::tests`); they are not bit-identical to the tile kernels, which is why
-//! decode may only use them when batched prefill and token-by-token decode are not required to agree bit for bit
-//! (see `compute::planner`).
+//! `vpdpbusd` (AVX-512 VNNI + VL) in place of `vpmaddubsw` + `vpmaddwd`. The 32-wide formats (Q4_0, Q4_1, Q8_0)
+//! follow the integer and float steps of the `avx2-row` tile kernel exactly, so their results are bit-identical
+//! to it (tested); the K-quants (Q4_K, Q6_K) sum in another order and equal the scalar reference up to float
+//! rounding (tested in `simd::tests`). Neither is bit-identical to the AVX-512 eight-row tile, which is why
+//! decode may only use them when batched prefill and token-by-token decode are not required to agree bit for
+//! bit (see `compute::planner`).
 
 use std::arch::x86_64::*;
 
@@ -17,12 +19,12 @@ use super::x86_tiles::{check, toks, Layout, Tok};
 use super::{q8k_d, ActivationRows, GemvFn, TileShape};
 use crate::ggml_type::GgmlType;
 
-/// The `avx2-gemv` kernel for `ty`, if there is one. Call only when AVX2/FMA/F16C are present. (No Q8_0: its
-/// flipped bytes reach 255, too large for `vpmaddubsw` without saturation.)
+/// The `avx2-gemv` kernel for `ty`, if there is one. Call only when AVX2/FMA/F16C are present.
 pub fn avx2(ty: GgmlType) -> Option<GemvFn> {
     Some(match ty {
         GgmlType::Q4_0 => gemv_q4_0::<false>,
         GgmlType::Q4_1 => gemv_q4_1::<false>,
+        GgmlType::Q8_0 => gemv_q8_0::<false>,
         GgmlType::Q4_K => gemv_q4_k,
         GgmlType::Q6_K => gemv_q6_k,
         _ => return None,
@@ -111,14 +113,14 @@ macro_rules! gemv_entry_avx2 {
 gemv_entry_avx2!(gemv_q4_k, q4_k_row, L_Q4_K);
 gemv_entry_avx2!(gemv_q6_k, q6_k_row, L_Q6_K);
 
-/// i32 lanes: sums of four products of the unsigned bytes of `u` and the signed bytes of `s` (exact with VNNI;
-/// without it exact only for `u <= 128`, as `vpmaddubsw` saturates its pair sums).
+/// `acc` plus, per i32 lane, the sum of four products of the unsigned bytes of `u` and the signed bytes of `s`
+/// (`vpdpbusd` with VNNI; `vpmaddubsw` + `vpmaddwd` without, whose pair sums saturate as in the tile kernels).
 #[inline(always)]
-unsafe fn dot4<const VNNI: bool>(u: __m256i, s: __m256i) -> __m256i {
+unsafe fn dot4_acc<const VNNI: bool>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
     if VNNI {
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+        _mm256_dpbusd_epi32(acc, u, s)
     } else {
-        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+        _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
     }
 }
 
@@ -136,88 +138,75 @@ unsafe fn lane(v: __m128, k: i32) -> __m256 {
     _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(k))
 }
 
-/// Shared row of the formats stored as `u - offset` with unsigned `u` (Q4_0: nibbles, offset 8; Q8_0: bytes
-/// flipped to `w + 128`, offset 128) against Q8_0 activations with prepared f32 scales and block sums:
-/// `sum_b dw dx (sum u y - offset sum y)`, the offset term summed apart from the integer dot products.
+/// Shared row of the signed 32-wide formats (Q4_0: nibbles - 8; Q8_0: bytes) against Q8_0 activations with
+/// prepared f32 scales: the integer and float steps of the `avx2-row` tile kernel (`vpsignb` pair, products summed
+/// per four values, `(sum * dw) * dx` into even/odd block accumulators), so the results are bit-identical to it;
+/// only the per-row overhead and, with VNNI, one instruction per block are saved.
 #[inline(always)]
-unsafe fn offset_row<const VNNI: bool>(
-    nb: usize,
-    w: *const u8,
-    wb: usize,
-    offset: f32,
-    t: Tok,
-    decode: impl Fn(*const u8) -> __m256i,
-) -> f32 {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut corr = _mm_setzero_ps();
+unsafe fn signed_row<const VNNI: bool>(nb: usize, w: *const u8, wb: usize, t: Tok, decode: impl Fn(*const u8) -> __m256i) -> f32 {
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let block = |wp: *const u8, b: usize| {
+        let q = decode(wp);
+        let y = load256(t.x.add(b * 34 + 2));
+        dot4_acc::<VNNI>(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q))
+    };
     let mut b = 0;
     while b + 4 <= nb {
         let wp = w.add(b * wb);
-        let d = _mm_mul_ps(halves4(wp, wb), _mm_loadu_ps(t.s.add(b)));
-        corr = _mm_fmadd_ps(d, _mm_cvtepi32_ps(_mm_loadu_si128(t.sum.add(b) as *const __m128i)), corr);
-        for (k, a) in acc.iter_mut().enumerate() {
-            let i = dot4::<VNNI>(decode(wp.add(k * wb + 2)), load256(t.x.add((b + k) * 34 + 2)));
-            *a = _mm256_fmadd_ps(lane(d, k as i32), _mm256_cvtepi32_ps(i), *a);
+        let dw = halves4(wp, wb);
+        for k in 0..4 {
+            let p = _mm256_mul_ps(_mm256_cvtepi32_ps(block(wp.add(k * wb + 2), b + k)), lane(dw, k as i32));
+            acc[k % 2] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t.s.add(b + k)), acc[k % 2]);
         }
         b += 4;
     }
-    let mut tail = 0f32;
     while b < nb {
         let wp = w.add(b * wb);
-        let d = fp16(wp) * *t.s.add(b);
-        tail -= offset * d * *t.sum.add(b) as f32;
-        let i = dot4::<VNNI>(decode(wp.add(2)), load256(t.x.add(b * 34 + 2)));
-        acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(i), acc[0]);
+        let p = _mm256_mul_ps(_mm256_cvtepi32_ps(block(wp.add(2), b)), _mm256_set1_ps(fp16(wp)));
+        acc[b % 2] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t.s.add(b)), acc[b % 2]);
         b += 1;
     }
-    let c = _mm_add_ps(corr, _mm_movehl_ps(corr, corr));
-    let c = _mm_cvtss_f32(_mm_add_ss(c, _mm_movehdup_ps(c)));
-    hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) - offset * c + tail
+    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
 }
 
 #[inline(always)]
 unsafe fn q4_0_row<const VNNI: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
-    offset_row::<VNNI>(nb, w, 18, 8.0, t, |p| nibbles32(p))
+    let eight = _mm256_set1_epi8(8);
+    signed_row::<VNNI>(nb, w, 18, t, |p| _mm256_sub_epi8(nibbles32(p), eight))
 }
 
 #[inline(always)]
 unsafe fn q8_0_row<const VNNI: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
-    let flip = _mm256_set1_epi8(0x80u8 as i8);
-    offset_row::<VNNI>(nb, w, 34, 128.0, t, |p| _mm256_xor_si256(load256(p), flip))
+    signed_row::<VNNI>(nb, w, 34, t, |p| load256(p))
 }
 
 /// Q4_1 (`d, m` f16, 16 bytes of nibbles) against Q8_1 with prepared `(d, s)` f32 pairs: `sum_b dw dx sum q y +
-/// mw s`.
+/// mw s`, with the float steps of the `avx2-row` tile kernel (bit-identical to it).
 #[inline(always)]
 unsafe fn q4_1_row<const VNNI: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    let mut mins = _mm_setzero_ps();
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut mins = 0f32;
     let mut b = 0;
     while b + 4 <= nb {
         let wp = w.add(b * 20);
-        let (s01, s23) = (_mm_loadu_ps(t.s.add(2 * b)), _mm_loadu_ps(t.s.add(2 * b + 4)));
-        let dx = _mm_shuffle_ps::<0b10_00_10_00>(s01, s23);
-        let sx = _mm_shuffle_ps::<0b11_01_11_01>(s01, s23);
-        let d = _mm_mul_ps(halves4(wp, 20), dx);
-        mins = _mm_fmadd_ps(halves4(wp.add(2), 20), sx, mins);
-        for (k, a) in acc.iter_mut().enumerate() {
-            let i = dot4::<VNNI>(nibbles32(wp.add(k * 20 + 4)), load256(t.x.add((b + k) * 36 + 4)));
-            *a = _mm256_fmadd_ps(lane(d, k as i32), _mm256_cvtepi32_ps(i), *a);
+        let dw = halves4(wp, 20);
+        for k in 0..4 {
+            let i = dot4_acc::<VNNI>(_mm256_setzero_si256(), nibbles32(wp.add(k * 20 + 4)), load256(t.x.add((b + k) * 36 + 4)));
+            let p = _mm256_mul_ps(_mm256_cvtepi32_ps(i), lane(dw, k as i32));
+            acc[k % 2] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t.s.add(2 * (b + k))), acc[k % 2]);
+            mins += fp16(wp.add(k * 20 + 2)) * *t.s.add(2 * (b + k) + 1);
         }
         b += 4;
     }
-    let mut tail = 0f32;
     while b < nb {
         let wp = w.add(b * 20);
-        tail += fp16(wp.add(2)) * *t.s.add(2 * b + 1);
-        let d = fp16(wp) * *t.s.add(2 * b);
-        let i = dot4::<VNNI>(nibbles32(wp.add(4)), load256(t.x.add(b * 36 + 4)));
-        acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(i), acc[0]);
+        let i = dot4_acc::<VNNI>(_mm256_setzero_si256(), nibbles32(wp.add(4)), load256(t.x.add(b * 36 + 4)));
+        let p = _mm256_mul_ps(_mm256_cvtepi32_ps(i), _mm256_set1_ps(fp16(wp)));
+        acc[b % 2] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t.s.add(2 * b)), acc[b % 2]);
+        mins += fp16(wp.add(2)) * *t.s.add(2 * b + 1);
         b += 1;
     }
-    let m = _mm_add_ps(mins, _mm_movehl_ps(mins, mins));
-    let m = _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
-    hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) + m + tail
+    hsum_ps(_mm256_add_ps(acc[0], acc[1])) + mins
 }
 
 /// `vpshufb` patterns that broadcast the i16 at lane `k` of a 128-bit lane to all eight of its i16 lanes.
