@@ -62,6 +62,7 @@ pub struct StreamConfig {
 /// [`crate::compute::ComputePool::run`] to use the model's threads. With `stream`, the matrix is processed slab by
 /// slab with read-ahead and release advice on the mapped file. Panics only on a caller bug (slice lengths that
 /// disagree with the shape checked at load).
+#[allow(clippy::too_many_arguments)] // the matmul's operands, its scratch, and the model's streaming and kernel plans
 pub fn matmul(
     w: &MatrixRef,
     file: &GgufFile,

@@ -181,7 +181,7 @@ impl KernelPlan {
                 None => types.push((m.ty, m.n_bytes())),
             }
         }
-        types.sort_by(|a, b| b.1.cmp(&a.1));
+        types.sort_by_key(|t| std::cmp::Reverse(t.1));
         let mut entries = Vec::new();
         for (ty, _) in types {
             let candidates = simd::decode_kernel_candidates(ty);
