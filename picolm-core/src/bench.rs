@@ -245,6 +245,8 @@ pub fn run_bench(path: &Path, params: &BenchParams, progress: &mut dyn FnMut(&Be
     let weight_bytes_per_token = weights.layers.iter().flat_map(|l| l.matrices()).map(|m| m.n_bytes() as u64).sum::<u64>()
         + weights.output.n_bytes() as u64
         + weights.token_embd.row_bytes as u64;
+    // Memory before the bandwidth test, whose buffer is not the engine's.
+    let memory = MemoryUsage::current().unwrap_or_default();
     let mut bandwidth = Vec::new();
     if params.bandwidth {
         let mut counts: Vec<usize> = std::iter::once(1).chain(rows.iter().map(|r| r.n_threads)).collect();
@@ -267,6 +269,6 @@ pub fn run_bench(path: &Path, params: &BenchParams, progress: &mut dyn FnMut(&Be
         weight_bytes_per_token,
         bandwidth,
         rows,
-        memory: MemoryUsage::current().unwrap_or_default(),
+        memory,
     })
 }
