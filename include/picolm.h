@@ -827,6 +827,11 @@ typedef struct picolm_bench_params {
    * Use a Q8_0 KV cache instead of F16.
    */
   bool kv_q8_0;
+  /**
+   * Also measure the read bandwidth (1 thread and each thread count) and report decode as a fraction of the
+   * bandwidth ceiling.
+   */
+  bool bandwidth;
 } picolm_bench_params;
 
 /**

@@ -104,7 +104,11 @@ static void print_help(FILE *f) {
           "\nperplexity options: -f FILE (required), -c CTX (512), -b BATCH (512), --chunks N (0 = all), -j THREADS,\n"
           "  --json\n"
           "bench options: -p PROMPT_TOKENS (512), -n GEN_TOKENS (128), -j T1,T2,... (up to 16 thread counts),\n"
-          "  -r REPETITIONS (3), -b BATCH (512), --kv f16|q8_0, --stream-weights, --json\n"
+          "  -r REPETITIONS (3), -b BATCH (512), --kv f16|q8_0, --stream-weights, --json,\n"
+          "  --bandwidth (also measure the memory read bandwidth, 1 and N threads, and report decode as a fraction\n"
+          "  of bandwidth / weight bytes per token). The report names the decode kernel each weight format got\n"
+          "  (timed at load; PICOLM_KERNEL=auto|tile|avx512vnni-rows8|avx512vnni-gemv|avx2-gemv|avx2-row|avx2-dot\n"
+          "  forces one; tile = the prefill kernel)\n"
           "tokenize options: -p TEXT (default: standard input), --raw-special (do not parse special tokens),\n"
           "  --no-special (neither parse special tokens nor add BOS/EOS)\n"
           "\n  --version, --help (also after a subcommand: picolm bench --help)\n"
@@ -493,10 +497,11 @@ static int cmd_bench(int argc, char **argv) {
     long pp = 512, tg = 128, reps = 3, batch = 512;
     uint32_t threads[16];
     size_t n_threads = 0;
-    bool json = false, stream = false, kv_q8 = false;
+    bool json = false, stream = false, kv_q8 = false, bandwidth = false;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) { json = true; continue; }
+        if (!strcmp(a, "--bandwidth")) { bandwidth = true; continue; }
         if (!strcmp(a, "--stream-weights")) { stream = true; continue; }
         if (!v) return usage_error("option %s needs a value", a);
         i++;
@@ -525,7 +530,8 @@ static int cmd_bench(int argc, char **argv) {
         else return usage_error("unknown option '%s'", a);
     }
     if (n_threads == 0) threads[n_threads++] = (uint32_t)default_threads();
-    picolm_bench_params bp = { (uint32_t)pp, (uint32_t)tg, threads, n_threads, (uint32_t)reps, (uint32_t)batch, stream, kv_q8 };
+    picolm_bench_params bp = { (uint32_t)pp, (uint32_t)tg, threads, n_threads, (uint32_t)reps, (uint32_t)batch, stream, kv_q8,
+                              bandwidth };
     size_t need = 0, cap = 1 << 16;
     char *buf = malloc(cap);
     if (!buf) return 1;

@@ -29,11 +29,14 @@ pub struct BenchParams {
     pub model: ModelParams,
     /// KV cache format.
     pub kv_type: KvType,
+    /// Also measure the machine's read bandwidth (1 thread and each requested thread count) and report decode
+    /// as a fraction of the bandwidth ceiling (bandwidth / weight bytes per token).
+    pub bandwidth: bool,
 }
 
 impl Default for BenchParams {
     fn default() -> Self {
-        BenchParams { n_prompt: 512, n_gen: 128, threads: vec![1, 2], repetitions: 3, n_batch: 512, model: ModelParams::default(), kv_type: KvType::F16 }
+        BenchParams { n_prompt: 512, n_gen: 128, threads: vec![1, 2], repetitions: 3, n_batch: 512, model: ModelParams::default(), kv_type: KvType::F16, bandwidth: false }
     }
 }
 
@@ -76,6 +79,14 @@ pub struct BenchReport {
     pub weight_types: String,
     /// The CPU kernel path chosen at run time.
     pub cpu_path: String,
+    /// The decode kernel of each weight format and how it was chosen ([`crate::compute::planner::KernelPlan::describe`]).
+    pub kernel_plan: String,
+    /// Milliseconds the kernel planner added to the model load.
+    pub plan_ms: f64,
+    /// Bytes of weights read per decoded token (every matrix once, from the tensor table).
+    pub weight_bytes_per_token: u64,
+    /// Read bandwidth in GB/s per thread count (with `bandwidth`).
+    pub bandwidth: Vec<(usize, f64)>,
     /// Measurements.
     pub rows: Vec<BenchRow>,
     /// Peak resident memory of the process at the end.
@@ -100,11 +111,15 @@ impl BenchReport {
             })
             .collect();
         format!(
-            "{{\"model\":{},\"model_bytes\":{},\"weight_types\":\"{}\",\"cpu_path\":\"{}\",\"peak_rss_bytes\":{},\"rss_anon_bytes\":{},\"rss_file_bytes\":{},\"results\":[{}]}}",
+            "{{\"model\":{},\"model_bytes\":{},\"weight_types\":\"{}\",\"cpu_path\":\"{}\",\"kernel_plan\":{},\"plan_ms\":{:.3},\"weight_bytes_per_token\":{},\"bandwidth_gbps\":[{}],\"peak_rss_bytes\":{},\"rss_anon_bytes\":{},\"rss_file_bytes\":{},\"results\":[{}]}}",
             json_string(&self.model_path),
             self.model_bytes,
             self.weight_types,
             self.cpu_path,
+            json_string(&self.kernel_plan),
+            self.plan_ms,
+            self.weight_bytes_per_token,
+            self.bandwidth.iter().map(|(t, g)| format!("{{\"n_threads\":{t},\"gbps\":{g:.3}}}")).collect::<Vec<_>>().join(","),
             self.memory.peak_rss,
             self.memory.rss_anon,
             self.memory.rss_file,
@@ -123,6 +138,21 @@ impl BenchReport {
         );
         for r in &self.rows {
             s += &format!("| {:>7} | {:<7} | {:>8.2} ± {:<5.2} |\n", r.n_threads, r.test, r.mean(), r.sd());
+        }
+        s += &format!("decode kernels (planned in {:.1} ms at load):\n", self.plan_ms);
+        for line in self.kernel_plan.lines() {
+            s += &format!("  {line}\n");
+        }
+        for &(t, gbps) in &self.bandwidth {
+            let ceiling = gbps * 1e9 / self.weight_bytes_per_token.max(1) as f64;
+            s += &format!(
+                "read bandwidth, {t} thread(s): {gbps:.1} GB/s; decode ceiling {ceiling:.2} t/s ({:.1} MiB of weights per token)",
+                self.weight_bytes_per_token as f64 / (1 << 20) as f64
+            );
+            match self.rows.iter().find(|r| r.n_threads == t && r.test.starts_with("tg")) {
+                Some(r) => s += &format!("; {} at {:.0}% of it\n", r.test, 100.0 * r.mean() / ceiling),
+                None => s += "\n",
+            }
         }
         s += &format!(
             "peak RSS: {:.1} MiB (anonymous {:.1} MiB, file {:.1} MiB now)\n",
@@ -211,6 +241,21 @@ pub fn run_bench(path: &Path, params: &BenchParams, progress: &mut dyn FnMut(&Be
         report_model = Some(model);
     }
     let model = report_model.expect("at least one thread count");
+    let weights = model.weights();
+    let weight_bytes_per_token = weights.layers.iter().flat_map(|l| l.matrices()).map(|m| m.n_bytes() as u64).sum::<u64>()
+        + weights.output.n_bytes() as u64
+        + weights.token_embd.row_bytes as u64;
+    // Memory before the bandwidth test, whose buffer is not the engine's.
+    let memory = MemoryUsage::current().unwrap_or_default();
+    let mut bandwidth = Vec::new();
+    if params.bandwidth {
+        let mut counts: Vec<usize> = std::iter::once(1).chain(rows.iter().map(|r| r.n_threads)).collect();
+        counts.sort_unstable();
+        counts.dedup();
+        for t in counts {
+            bandwidth.push((t, crate::bandwidth::read_bandwidth(t, crate::bandwidth::DEFAULT_BYTES)? / 1e9));
+        }
+    }
     let mut types: Vec<&str> = model.file().tensors().iter().map(|t| t.ggml_type.name()).collect();
     types.sort_unstable();
     types.dedup();
@@ -219,7 +264,11 @@ pub fn run_bench(path: &Path, params: &BenchParams, progress: &mut dyn FnMut(&Be
         model_bytes: model.file().len(),
         weight_types: types.join(", "),
         cpu_path: crate::simd::cpu_path().to_string(),
+        kernel_plan: model.kernel_plan().describe(),
+        plan_ms: model.kernel_plan().elapsed().as_secs_f64() * 1e3,
+        weight_bytes_per_token,
+        bandwidth,
         rows,
-        memory: MemoryUsage::current().unwrap_or_default(),
+        memory,
     })
 }

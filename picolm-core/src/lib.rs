@@ -41,6 +41,7 @@ pub use sampler::SamplerParams;
 pub use session::{Session, SessionParams};
 pub mod perplexity;
 pub mod memory;
+pub mod bandwidth;
 pub mod bench;
 pub mod quantize;
 pub mod simd;

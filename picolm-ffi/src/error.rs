@@ -132,7 +132,10 @@ fn code_of_model_error(e: &ModelError) -> picolm_result {
     match e {
         ModelError::Gguf(GgufError::Io { .. } | GgufError::WriteFile { .. } | GgufError::NotAFile { .. }) => PICOLM_ERR_IO,
         ModelError::UnsupportedArchitecture(_) | ModelError::UnsupportedWeightType { .. } => PICOLM_ERR_UNSUPPORTED,
-        ModelError::InvalidParameter { .. } | ModelError::InvalidToken { .. } | ModelError::EmptyBatch => {
+        ModelError::InvalidParameter { .. }
+        | ModelError::UnknownKernel(_)
+        | ModelError::InvalidToken { .. }
+        | ModelError::EmptyBatch => {
             PICOLM_ERR_INVALID_ARG
         }
         ModelError::ContextOverflow { .. } | ModelError::BatchTooLarge { .. } => PICOLM_ERR_CONTEXT_OVERFLOW,

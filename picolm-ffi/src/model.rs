@@ -130,6 +130,7 @@ pub unsafe extern "C" fn picolm_model_load(
             n_threads: p.n_threads as usize,
             stream_weights: p.stream_weights,
             stream_slab_bytes: p.stream_slab_bytes as usize,
+            kernel: None,
         };
         let model = Model::load(path, &mp)?;
         log(

@@ -101,6 +101,9 @@ pub struct picolm_bench_params {
     pub stream_weights: bool,
     /// Use a Q8_0 KV cache instead of F16.
     pub kv_q8_0: bool,
+    /// Also measure the read bandwidth (1 thread and each thread count) and report decode as a fraction of the
+    /// bandwidth ceiling.
+    pub bandwidth: bool,
 }
 
 /// Runs the benchmark on the model file at `path` and writes the report to `buf` (NUL-terminated): a JSON object
@@ -139,6 +142,7 @@ pub unsafe extern "C" fn picolm_bench(
             n_batch: (p.n_batch as usize).max(1),
             model: ModelParams { stream_weights: p.stream_weights, ..Default::default() },
             kv_type: if p.kv_q8_0 { KvType::Q8_0 } else { KvType::F16 },
+            bandwidth: p.bandwidth,
         };
         let report = run_bench(std::path::Path::new(path), &bp, &mut |_| {})?;
         let text = if json { report.to_json() } else { report.to_table() };

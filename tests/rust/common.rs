@@ -44,10 +44,16 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
 }
 
 /// Asserts that evaluating `tokens` as one batched prefill and one token at a time gives bit-identical logits
-/// after every prefix length a batch ends on, and the same greedy continuation (the batched path uses the same
-/// kernels' per-token arithmetic as decode).
+/// after every prefix length a batch ends on, and the same greedy continuation. The model must decode with its
+/// prefill kernels (load it with `ModelParams::kernel = Some("tile")`): the property is that the tile kernels'
+/// results do not depend on the tile's shape; decode kernels chosen for speed sum in another order.
 pub fn assert_batched_prefill_equals_token_by_token(model: &std::sync::Arc<picolm_core::Model>, prompt: &str) {
     use picolm_core::{GenerateParams, SamplerParams, Session, SessionParams};
+    assert!(
+        model.kernel_plan().decode_is_prefill(),
+        "load the model with kernel \"tile\" for this check; its plan is:\n{}",
+        model.kernel_plan().describe()
+    );
     let tokens = model.tokenizer().encode(prompt, true, true);
     assert!(tokens.len() > 8, "prompt too short for the check");
     let session = |n_batch| {

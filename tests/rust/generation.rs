@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use picolm_core::compute::planner::PlanSource;
+use picolm_core::model::ModelError;
 use picolm_core::{
     CancelToken, Error, GenerateParams, Model, ModelParams, SamplerParams, Session, SessionParams, StopReason,
 };
@@ -210,7 +212,83 @@ fn saved_state_restores_the_conversation_exactly() {
     assert!(small.tokens().is_empty());
 }
 
+fn model_with_kernel(kernel: &str) -> Arc<Model> {
+    let path = model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let params = ModelParams { n_ctx: 512, n_threads: 2, kernel: Some(kernel.into()), ..Default::default() };
+    Arc::new(Model::load(path, &params).expect("load"))
+}
+
 #[test]
 fn batched_prefill_equals_token_by_token_prefill() {
-    assert_batched_prefill_equals_token_by_token(&model(), "The history of the lighthouse on the northern cape began when");
+    let model = model_with_kernel("tile");
+    assert!(model.kernel_plan().entries().iter().all(|e| e.source == PlanSource::Prefill), "{}", model.kernel_plan().describe());
+    assert_batched_prefill_equals_token_by_token(&model, "The history of the lighthouse on the northern cape began when");
+}
+
+/// Every decode kernel this CPU has for the model's formats, forced in turn, gives the logits of the prefill
+/// kernel within a float-summation tolerance and the same greedy continuation. The tolerance is loose because 30
+/// layers amplify summation-order differences: the AVX2 and AVX-512 tile kernels (both exact integer products,
+/// other float orders) differ by 0.62 on a largest logit of 29.8 after this prompt.
+#[test]
+fn every_decode_kernel_agrees_with_the_prefill_kernel() {
+    let prompt = "The history of the lighthouse on the northern cape began when";
+    let greedy = GenerateParams { max_tokens: 12, sampler: SamplerParams::default(), ..Default::default() };
+    let run = |m: &Arc<Model>| {
+        let tokens = m.tokenizer().encode(prompt, true, true);
+        let mut s = Session::new(m.clone(), &SessionParams { n_ctx: 256, n_batch: 1, ..Default::default() }).unwrap();
+        s.eval(&tokens).unwrap();
+        let logits = s.logits().unwrap().to_vec();
+        let mut g = Session::new(m.clone(), &SessionParams { n_ctx: 256, n_batch: 1, ..Default::default() }).unwrap();
+        (logits, g.generate(&tokens, &greedy, None, None, &mut |_| true).unwrap().tokens)
+    };
+    let reference = model_with_kernel("tile");
+    let (want, want_ids) = run(&reference);
+    let mut names: Vec<&str> = Vec::new();
+    for e in reference.kernel_plan().entries() {
+        names.extend(picolm_core::simd::decode_kernel_candidates(e.ty).iter().map(|k| k.name));
+    }
+    names.sort_unstable();
+    names.dedup();
+    let mut failures = Vec::new();
+    for name in names {
+        let m = model_with_kernel(name);
+        let (got, ids) = run(&m);
+        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        eprintln!("{name}: largest logit difference {worst:e} (largest logit {scale})\n{}", m.kernel_plan().describe());
+        if worst > 0.04 * scale.max(1.0) {
+            failures.push(format!("{name}: logits differ by {worst} from the prefill kernel's"));
+        }
+        if ids != want_ids {
+            failures.push(format!("{name}: greedy continuation {ids:?} differs from the prefill kernel's {want_ids:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn an_unknown_kernel_name_is_a_typed_error_listing_the_names() {
+    let path = model_path("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let params = ModelParams { n_ctx: 64, n_threads: 1, kernel: Some("avx9-warp".into()), ..Default::default() };
+    let err = Model::load(path, &params).unwrap_err();
+    assert!(matches!(err, ModelError::UnknownKernel(_)), "{err:?}");
+    let msg = err.to_string();
+    for needle in ["avx9-warp", "tile", "avx2-gemv", "avx512vnni-rows8"] {
+        assert!(msg.contains(needle), "{msg:?} does not mention {needle}");
+    }
+}
+
+/// The planner stays within its load-time budget and names a kernel for each format of the model.
+#[test]
+fn the_auto_plan_covers_every_format_within_its_budget() {
+    let m = model_with_kernel("auto");
+    let plan = m.kernel_plan();
+    let mut formats: Vec<_> = m.weights().layers.iter().flat_map(|l| l.matrices()).map(|x| x.ty).collect();
+    formats.push(m.weights().output.ty);
+    for ty in formats {
+        assert!(plan.decode(ty).is_some(), "no decode kernel for {ty}:\n{}", plan.describe());
+    }
+    // The measuring stops at the budget; one pass in flight may overrun it.
+    assert!(plan.elapsed() < picolm_core::compute::planner::PLAN_BUDGET * 3, "planning took {:?}", plan.elapsed());
+    eprintln!("plan in {:?}:\n{}", plan.elapsed(), plan.describe());
 }

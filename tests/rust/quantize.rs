@@ -44,7 +44,8 @@ fn quantized_files_load_and_keep_perplexity() {
             }
             _ => assert_eq!(ty("blk.0.ffn_up.weight"), GgmlType::Q8_0),
         }
-        let model = Arc::new(Model::load(&dst, &ModelParams { n_ctx: 512, n_threads: 2, ..Default::default() }).unwrap());
+        let tile = ModelParams { n_ctx: 512, n_threads: 2, kernel: Some("tile".into()), ..Default::default() };
+        let model = Arc::new(Model::load(&dst, &tile).unwrap());
         assert_batched_prefill_equals_token_by_token(&model, "In the spring of that year the sailors of the harbour");
         drop(model);
         let p = ppl(&dst, &text);

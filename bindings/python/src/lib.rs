@@ -93,6 +93,7 @@ fn core_kind(e: &Error) -> &'static str {
         | Error::InvalidArgument { .. }
         | Error::EmptyPrompt
         | Error::Model(ModelError::InvalidParameter { .. })
+        | Error::Model(ModelError::UnknownKernel(_))
         | Error::Model(ModelError::InvalidToken { .. }) => "InvalidArgumentError",
         Error::InvalidState(_) => "StateError",
         Error::OutOfMemory { .. } | Error::Model(ModelError::OutOfMemory(_)) => "OutOfMemoryError",
@@ -931,10 +932,10 @@ impl PyModel {
         let shown = display.clone();
         let (model, session) = py.detach(move || -> Result<(Arc<Model>, Session), Fail> {
             let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(Arc<Model>, Session), Fail> {
-                let params = ModelParams { n_ctx, n_threads, stream_weights, stream_slab_bytes: 0 };
+                let params = ModelParams { n_ctx, n_threads, stream_weights, stream_slab_bytes: 0, kernel: None };
                 let model = Arc::new(Model::load(&path, &params).map_err(|e| {
                     let kind = match e {
-                        ModelError::InvalidParameter { .. } => "InvalidArgumentError",
+                        ModelError::InvalidParameter { .. } | ModelError::UnknownKernel(_) => "InvalidArgumentError",
                         ModelError::ThreadPool(_) => "PicoLMError",
                         ModelError::OutOfMemory(_) => "OutOfMemoryError",
                         _ => "ModelLoadError",

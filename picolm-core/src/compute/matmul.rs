@@ -11,7 +11,8 @@ use crate::alloc::{bytes_of, OutOfMemory};
 use crate::gguf::GgufFile;
 use crate::compute::matrix::MatrixRef;
 use crate::quant;
-use crate::simd::{self, ActivationRows, TileKernel, TileShape, VecDotFn, MAX_TILE_TOKENS};
+use crate::compute::planner::KernelPlan;
+use crate::simd::{self, ActivationRows, DecodeFn, GemvFn, TileKernel, TileShape, VecDotFn, MAX_TILE_TOKENS};
 
 /// Reusable buffers of [`matmul`]: they grow to the largest batch seen and are never shrunk, so the token loop
 /// does not allocate.
@@ -82,10 +83,12 @@ pub struct StreamConfig {
 
 /// `y[t * w.rows + r] = sum_c W[r, c] * x[t * w.cols + c]` for `t < n_tokens`.
 ///
+/// Batches (prefill) use the format's tile kernel; one token (decode) uses the kernel `plan` chose for the format.
 /// `x` holds `n_tokens * w.cols` activations and `y` `n_tokens * w.rows` outputs. Must be called inside
 /// [`crate::compute::ComputePool::run`] to use the model's threads. With `stream`, the matrix is processed slab by
 /// slab with read-ahead and release advice on the mapped file. Panics only on a caller bug (slice lengths that
 /// disagree with the shape checked at load).
+#[allow(clippy::too_many_arguments)] // the matmul's operands, its scratch, and the model's streaming and kernel plans
 pub fn matmul(
     w: &MatrixRef,
     file: &GgufFile,
@@ -94,6 +97,7 @@ pub fn matmul(
     y: &mut [f32],
     scratch: &mut MatmulScratch,
     stream: Option<&StreamConfig>,
+    plan: &KernelPlan,
 ) {
     let w_bytes = w.bytes(file);
     assert_eq!(x.len(), n_tokens * w.cols, "matmul: activations of {}", w.name);
@@ -109,21 +113,22 @@ pub fn matmul(
     });
     let blocks_per_row = w.cols / dot_ty.block_size();
     let per_block = simd::scales_per_block(dot_ty);
-    let kernel = match simd::tile_kernel(w.ty) {
-        Some(tile) => {
-            let (xs, sums) = (&mut scratch.x_scales, &mut scratch.x_sums);
-            if per_block > 0 {
-                xs.resize(n_tokens * blocks_per_row * per_block, 0.0);
-                sums.resize(n_tokens * blocks_per_row, 0);
-                xs.par_chunks_mut(blocks_per_row * per_block)
-                    .zip(sums.par_chunks_mut(blocks_per_row))
-                    .zip(xc.par_chunks(x_row_bytes))
-                    .for_each(|((sc, su), src)| simd::prepare_activations(dot_ty, src, sc, su));
-            }
-            Kernel::Tile(tile)
-        }
-        None => Kernel::Dot(simd::vec_dot_kernel(w.ty).unwrap_or(quant::kernels(w.ty).vec_dot)),
+    let kernel = match plan.decode(w.ty).filter(|_| n_tokens == 1) {
+        Some(k) => Kernel::from(k.run),
+        None => match simd::tile_kernel(w.ty) {
+            Some(tile) => Kernel::Tile(tile),
+            None => Kernel::Dot(simd::vec_dot_kernel(w.ty).unwrap_or(quant::kernels(w.ty).vec_dot)),
+        },
     };
+    if kernel.reads_prepared() && per_block > 0 {
+        let (xs, sums) = (&mut scratch.x_scales, &mut scratch.x_sums);
+        xs.resize(n_tokens * blocks_per_row * per_block, 0.0);
+        sums.resize(n_tokens * blocks_per_row, 0);
+        xs.par_chunks_mut(blocks_per_row * per_block)
+            .zip(sums.par_chunks_mut(blocks_per_row))
+            .zip(xc.par_chunks(x_row_bytes))
+            .for_each(|((sc, su), src)| simd::prepare_activations(dot_ty, src, sc, su));
+    }
     let x = Activations {
         rows: ActivationRows {
             bytes: &scratch.x_converted,
@@ -173,11 +178,23 @@ pub fn matmul(
     }
 }
 
-/// The kernel a matmul uses: a tile kernel or a plain one-row, one-token dot product.
+/// The kernel a matmul uses: a tile kernel, a decode matrix-vector kernel, or a plain one-row, one-token dot
+/// product.
 #[derive(Clone, Copy)]
 enum Kernel {
     Tile(TileKernel),
+    Gemv(GemvFn),
     Dot(VecDotFn),
+}
+
+impl From<DecodeFn> for Kernel {
+    fn from(k: DecodeFn) -> Kernel {
+        match k {
+            DecodeFn::Tile(t) => Kernel::Tile(t),
+            DecodeFn::Gemv(g) => Kernel::Gemv(g),
+            DecodeFn::Dot(d) => Kernel::Dot(d),
+        }
+    }
 }
 
 impl Kernel {
@@ -185,7 +202,7 @@ impl Kernel {
     fn rows_per_call(self) -> usize {
         match self {
             Kernel::Tile(k) => k.max_rows,
-            Kernel::Dot(_) => 1,
+            Kernel::Gemv(_) | Kernel::Dot(_) => 1,
         }
     }
 
@@ -193,8 +210,13 @@ impl Kernel {
     fn tokens_per_call(self) -> usize {
         match self {
             Kernel::Tile(k) => k.max_tokens,
-            Kernel::Dot(_) => MAX_TILE_TOKENS,
+            Kernel::Gemv(_) | Kernel::Dot(_) => MAX_TILE_TOKENS,
         }
+    }
+
+    /// Whether the kernel reads the activations' prepared scales and sums.
+    fn reads_prepared(self) -> bool {
+        !matches!(self, Kernel::Dot(_))
     }
 }
 
@@ -220,6 +242,16 @@ impl Activations<'_> {
                     let shape = TileShape { rows: take, tokens: tokens.len(), ld };
                     (k.run)(cols, w, row_bytes, &self.rows, tokens.start, shape, o)
                 }
+                Kernel::Gemv(gemv) if tokens.len() == 1 && ld == 1 => {
+                    // Decode: the whole run of rows in one call.
+                    gemv(cols, rows, row_bytes, &self.rows.token(tokens.start), &mut out[..n_rows]);
+                    return;
+                }
+                Kernel::Gemv(gemv) => {
+                    for t in tokens.clone() {
+                        gemv(cols, w, row_bytes, &self.rows.token(t), &mut o[t - tokens.start..][..1]);
+                    }
+                }
                 Kernel::Dot(dot) => {
                     let rb = self.rows.row_bytes;
                     for (o, t) in o.iter_mut().zip(tokens.clone()) {
@@ -234,7 +266,11 @@ impl Activations<'_> {
 
 /// Decode: one output per weight row of `slab`.
 fn rows_times_one(x: &Activations<'_>, w: &MatrixRef, slab: &[u8], y: &mut [f32]) {
-    let (cols, row_bytes) = (w.cols, w.row_bytes);
+    decode_rows(x, w.cols, w.row_bytes, slab, y)
+}
+
+/// Decode over whole rows of `row_bytes` (`cols` values each) in `slab`, split across the current pool's threads.
+fn decode_rows(x: &Activations<'_>, cols: usize, row_bytes: usize, slab: &[u8], y: &mut [f32]) {
     let chunk = rows_per_task(y.len(), 1, x.kernel.rows_per_call());
     y.par_chunks_mut(chunk).enumerate().for_each(|(ci, out)| {
         let r0 = ci * chunk;
@@ -258,4 +294,46 @@ fn rows_times_batch(x: &Activations<'_>, w: &MatrixRef, slab: &[u8], n_tokens: u
             t0 = t1;
         }
     });
+}
+
+/// One token's activations prepared for `kernel` (converted row, and for the kernels that read them, its f32
+/// block scales and sums): what [`matmul`] builds before a decode call. Used by the kernel planner.
+#[derive(Debug, Default)]
+pub(crate) struct PreparedToken {
+    bytes: Vec<u8>,
+    scales: Vec<f32>,
+    sums: Vec<i32>,
+    blocks: usize,
+    per_block: usize,
+}
+
+impl PreparedToken {
+    /// `x` (one row of f32 activations) converted for weights of type `ty`.
+    pub(crate) fn new(ty: crate::GgmlType, x: &[f32]) -> PreparedToken {
+        let dot_ty = quant::vec_dot_type(ty);
+        let mut bytes = vec![0u8; dot_ty.row_bytes(x.len() as u64).expect("whole blocks") as usize];
+        simd::quantize_activations(dot_ty, x, &mut bytes);
+        let (blocks, per_block) = (x.len() / dot_ty.block_size(), simd::scales_per_block(dot_ty));
+        let mut scales = vec![0f32; blocks * per_block];
+        let mut sums = vec![0i32; if per_block > 0 { blocks } else { 0 }];
+        simd::prepare_activations(dot_ty, &bytes, &mut scales, &mut sums);
+        PreparedToken { bytes, scales, sums, blocks, per_block }
+    }
+
+    /// Decode of `rows` (whole rows of `row_bytes`, `cols` values each) with `kernel` into `y`, split across the
+    /// current pool's threads exactly as [`matmul`] splits a decode call.
+    pub(crate) fn decode(&self, kernel: DecodeFn, cols: usize, row_bytes: usize, rows: &[u8], y: &mut [f32]) {
+        let x = Activations {
+            rows: ActivationRows {
+                bytes: &self.bytes,
+                row_bytes: self.bytes.len(),
+                blocks_per_row: self.blocks,
+                scales_per_block: self.per_block,
+                scales: &self.scales,
+                sums: &self.sums,
+            },
+            kernel: Kernel::from(kernel),
+        };
+        decode_rows(&x, cols, row_bytes, rows, y)
+    }
 }

@@ -4,6 +4,7 @@
 pub mod matmul;
 pub mod matrix;
 pub mod ops;
+pub mod planner;
 pub mod pool;
 
 pub use matmul::{matmul, MatmulScratch, StreamConfig};

@@ -171,7 +171,8 @@ fn forward_on_pool(
     for m in w.layers.iter().flat_map(|l| l.matrices()) {
         buf.mm.try_reserve(m, n)?;
     }
-    let mm = |m: &MatrixRef, x: &[f32], y: &mut [f32], s: &mut MatmulScratch| matmul(m, file, x, n, y, s, stream);
+    let plan = model.kernel_plan();
+    let mm = |m: &MatrixRef, x: &[f32], y: &mut [f32], s: &mut MatmulScratch| matmul(m, file, x, n, y, s, stream, plan);
 
     for (l, lw) in w.layers.iter().enumerate() {
         // Attention block.
@@ -215,7 +216,7 @@ fn forward_on_pool(
     }
     buf.n_logits = rows * nv;
     buf.mm.try_reserve(&w.output, rows)?;
-    matmul(&w.output, file, &buf.xb[first * d..n * d], rows, &mut buf.logits[..rows * nv], &mut buf.mm, stream);
+    matmul(&w.output, file, &buf.xb[first * d..n * d], rows, &mut buf.logits[..rows * nv], &mut buf.mm, stream, plan);
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use std::path::Path;
 use thiserror::Error;
 
 use crate::compute::pool::ThreadCount;
+use crate::compute::planner::{KernelChoice, KernelPlan};
 use crate::compute::{ComputePool, StreamConfig};
 use crate::gguf::{GgufError, GgufFile};
 use crate::tokenizer::Tokenizer;
@@ -111,6 +112,9 @@ pub enum ModelError {
     /// allocated.
     #[error(transparent)]
     OutOfMemory(#[from] crate::alloc::OutOfMemory),
+    /// The decode kernel asked for (`ModelParams::kernel` or `PICOLM_KERNEL`) has no such name.
+    #[error(transparent)]
+    UnknownKernel(#[from] crate::compute::planner::UnknownKernel),
 }
 
 /// How to load a model.
@@ -128,11 +132,15 @@ pub struct ModelParams {
     /// Slab size in bytes for streaming mode (`0` = 4 MiB). Resident weight pages stay within about two slabs
     /// plus the read-ahead window.
     pub stream_slab_bytes: usize,
+    /// Decode kernel choice: `None` reads `PICOLM_KERNEL`; `auto` (or unset) times the candidates at load and
+    /// keeps the fastest per weight format, `tile` decodes with the prefill kernel (bit-identical to batched
+    /// prefill), a kernel name forces that kernel where the CPU has it (see [`Model::kernel_plan`]).
+    pub kernel: Option<String>,
 }
 
 impl Default for ModelParams {
     fn default() -> Self {
-        ModelParams { n_ctx: 0, n_threads: 0, stream_weights: false, stream_slab_bytes: 0 }
+        ModelParams { n_ctx: 0, n_threads: 0, stream_weights: false, stream_slab_bytes: 0, kernel: None }
     }
 }
 
@@ -156,6 +164,7 @@ pub struct Model {
     fingerprint: ModelFingerprint,
     grammar_vocab: std::sync::OnceLock<std::sync::Arc<crate::grammar::VocabIndex>>,
     warnings: Vec<LoadWarning>,
+    plan: KernelPlan,
 }
 
 impl Model {
@@ -176,6 +185,7 @@ impl Model {
             });
         }
         let weights = LlamaWeights::from_gguf(&file, &config)?;
+        let choice = KernelChoice::resolve(params.kernel.as_deref())?;
         let n_ctx = if params.n_ctx == 0 { config.n_ctx_train.min(DEFAULT_MAX_CTX) } else { params.n_ctx };
         if n_ctx > 1 << 20 {
             return Err(ModelError::InvalidParameter { name: "n_ctx".into(), value: n_ctx.to_string() });
@@ -187,6 +197,7 @@ impl Model {
             StreamConfig { slab_bytes: slab, prefetch_bytes: slab * 2 }
         });
         let fingerprint = ModelFingerprint::of(&file);
+        let plan = KernelPlan::build(&file, &weights, &pool, &choice);
         if stream.is_some() {
             // Everything read while loading (metadata, norms) leaves the resident set; weights are paged on demand.
             file.advise_dontneed(0, file.len());
@@ -194,7 +205,7 @@ impl Model {
         let grammar_vocab = Default::default();
         let warnings =
             warning::thread_warning(&pool.threads()).into_iter().chain(warning::context_warning(n_ctx, config.n_ctx_train)).collect();
-        Ok(Model { file, config, weights, tokenizer, rope, pool, n_ctx, stream, fingerprint, grammar_vocab, warnings })
+        Ok(Model { file, config, weights, tokenizer, rope, pool, n_ctx, stream, fingerprint, grammar_vocab, warnings, plan })
     }
 
     /// Hyper-parameters.
@@ -220,6 +231,11 @@ impl Model {
     /// RoPE tables.
     pub fn rope(&self) -> &RopeTable {
         &self.rope
+    }
+
+    /// The decode kernel of each weight format, chosen at load (see [`crate::compute::planner`]).
+    pub fn kernel_plan(&self) -> &KernelPlan {
+        &self.plan
     }
 
     /// The compute pool.

@@ -12,6 +12,8 @@ mod armv7_neon;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
+mod x86_gemv;
+#[cfg(target_arch = "x86_64")]
 mod x86_quantize;
 #[cfg(target_arch = "x86_64")]
 mod x86_rows8;
@@ -43,6 +45,20 @@ pub struct ActivationRows<'a> {
     pub scales: &'a [f32],
     /// `n_tokens * blocks_per_row` sums when `scales_per_block > 0`, else empty.
     pub sums: &'a [i32],
+}
+
+impl<'a> ActivationRows<'a> {
+    /// Activation row `t` alone (as row 0), with its scales and sums. Panics when `t` is out of range.
+    pub fn token(&self, t: usize) -> ActivationRows<'a> {
+        let per_row = self.blocks_per_row * self.scales_per_block;
+        let sums_per_row = if self.scales_per_block > 0 { self.blocks_per_row } else { 0 };
+        ActivationRows {
+            bytes: &self.bytes[t * self.row_bytes..(t + 1) * self.row_bytes],
+            scales: &self.scales[(t * per_row).min(self.scales.len())..],
+            sums: &self.sums[(t * sums_per_row).min(self.sums.len())..],
+            ..*self
+        }
+    }
 }
 
 /// Where the outputs of one [`TileFn`] call go: `rows x tokens` results, result `(r, t)` at `out[r * ld + t]`.
@@ -77,6 +93,85 @@ impl std::fmt::Debug for TileKernel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TileKernel").field("max_rows", &self.max_rows).field("max_tokens", &self.max_tokens).finish()
     }
+}
+
+/// Decode matrix-vector product: `out[r]` = the dot product of weight row `r` (`n` values; rows `w_row_bytes`
+/// apart in `w`) with activation row 0 of `x`, for every `r < out.len()`. Reads `x`'s prepared scales and sums
+/// like a [`TileFn`]. Safe to call: lengths are checked once per call (panics on a caller bug).
+pub type GemvFn = fn(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]);
+
+/// How a decode kernel is called.
+#[derive(Clone, Copy)]
+pub enum DecodeFn {
+    /// A tile kernel with one-token tiles (the prefill kernel: bit-identical to batched prefill).
+    Tile(TileKernel),
+    /// A matrix-vector kernel over a run of rows.
+    Gemv(GemvFn),
+    /// A one-row dot product called per row.
+    Dot(VecDotFn),
+}
+
+impl DecodeFn {
+    /// Whether the kernel reads the activations' prepared scales and sums ([`prepare_activations`]).
+    pub fn reads_prepared(&self) -> bool {
+        !matches!(self, DecodeFn::Dot(_))
+    }
+}
+
+/// A named candidate kernel for decode (one token) matmuls of one weight format.
+#[derive(Clone, Copy)]
+pub struct DecodeKernel {
+    /// Its name (`PICOLM_KERNEL` and the bench report use it), e.g. `"avx2-gemv"`.
+    pub name: &'static str,
+    /// The kernel.
+    pub run: DecodeFn,
+}
+
+impl std::fmt::Debug for DecodeKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// Every decode kernel name this build knows, on any CPU (what `PICOLM_KERNEL` accepts besides `tile`).
+pub const DECODE_KERNEL_NAMES: &[&str] =
+    &["avx512vnni-rows8", "avx512vnni-gemv", "avx2-gemv", "avx2-row", "avx2-dot", "neon-dot", "scalar"];
+
+/// The decode kernels this CPU can run for weights of type `ty`, the prefill kernel (see [`prefill_kernel`])
+/// first. Never empty: the last resort is the scalar reference.
+pub fn decode_kernel_candidates(ty: GgmlType) -> Vec<DecodeKernel> {
+    let mut out = Vec::new();
+    if !force_scalar() {
+        for (name, k) in tile_kernel_candidates(ty).into_iter().flatten() {
+            out.push(DecodeKernel { name, run: DecodeFn::Tile(k) });
+        }
+        #[cfg(target_arch = "x86_64")]
+        if x86_avx2::available() {
+            if avx512_allowed() {
+                if let Some(g) = x86_gemv::vnni(ty) {
+                    out.push(DecodeKernel { name: "avx512vnni-gemv", run: DecodeFn::Gemv(g) });
+                }
+            }
+            if let Some(g) = x86_gemv::avx2(ty) {
+                out.push(DecodeKernel { name: "avx2-gemv", run: DecodeFn::Gemv(g) });
+            }
+        }
+        if out.is_empty() {
+            if let Some(dot) = vec_dot_kernel(ty) {
+                let name = if cfg!(target_arch = "aarch64") { "neon-dot" } else { "avx2-dot" };
+                out.push(DecodeKernel { name, run: DecodeFn::Dot(dot) });
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(DecodeKernel { name: "scalar", run: DecodeFn::Dot(crate::quant::kernels(ty).vec_dot) });
+    }
+    out
+}
+
+/// The kernel batched matmuls (prefill) of `ty` use on this CPU: the first of [`decode_kernel_candidates`].
+pub fn prefill_kernel(ty: GgmlType) -> DecodeKernel {
+    decode_kernel_candidates(ty)[0]
 }
 
 /// f32 values [`prepare_activations`] writes per block of the dot-product format `dot_ty` (0: none needed).
@@ -446,6 +541,114 @@ mod tests {
             }
         }
         eprintln!("{checked} tile results checked on {}", cpu_path());
+    }
+
+    /// Runs a decode kernel over weight rows `r0..rows` of `case` for token `t` (each call as the engine makes it).
+    fn decode_run(k: &DecodeKernel, case: &TileCase, n: usize, r0: usize, rows: usize, t: usize) -> Vec<f32> {
+        let mut out = vec![f32::NAN; rows - r0];
+        let w = &case.wq[r0 * case.w_row_bytes..];
+        match k.run {
+            DecodeFn::Gemv(g) => g(n, w, case.w_row_bytes, &case.rows().token(t), &mut out),
+            DecodeFn::Tile(tile) => {
+                for (i, o) in out.iter_mut().enumerate() {
+                    let shape = TileShape { rows: 1, tokens: 1, ld: 1 };
+                    (tile.run)(n, &w[i * case.w_row_bytes..], case.w_row_bytes, &case.rows(), t, shape, std::slice::from_mut(o));
+                }
+            }
+            DecodeFn::Dot(dot) => {
+                let x = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = dot(n, &w[i * case.w_row_bytes..(i + 1) * case.w_row_bytes], x);
+                }
+            }
+        }
+        out
+    }
+
+    /// Every decode kernel candidate (matrix-vector kernels included) agrees with the scalar reference, on every
+    /// row of a run, with block counts that leave every tail of the four-block loops; a row's result does not
+    /// depend on where the run starts.
+    #[test]
+    fn decode_kernels_match_the_scalar_reference() {
+        let mut checked = 0;
+        for ty in GgmlType::ALL {
+            if matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K) {
+                continue;
+            }
+            let candidates = decode_kernel_candidates(ty);
+            assert_eq!(candidates[0].name, prefill_kernel(ty).name);
+            for k in &candidates {
+                assert!(DECODE_KERNEL_NAMES.contains(&k.name), "{ty}: {} is not a listed name", k.name);
+                for (seed, n) in [(1u64, 256usize), (2, 512), (3, 1536), (5, 96), (6, 160), (7, 224)] {
+                    if n % ty.block_size() != 0 {
+                        continue;
+                    }
+                    for scale in [1e-3f32, 1.0, 50.0] {
+                        let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed + 40 + r, n, scale)).collect();
+                        ws[2] = vec![0.0; n];
+                        ws[5] = (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect();
+                        let mut xs: Vec<Vec<f32>> = (0..3u64).map(|t| values(seed + 70 + t, n, scale)).collect();
+                        xs[1] = vec![0.0; n];
+                        let case = TileCase::new(ty, n, &ws, &xs);
+                        for t in 0..xs.len() {
+                            let all = decode_run(k, &case, n, 0, ws.len(), t);
+                            let tail = decode_run(k, &case, n, 4, ws.len(), t);
+                            for (r, got) in all.iter().enumerate() {
+                                let xq = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                                let wq = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
+                                let reference = quant::vec_dot(ty, n, wq, xq).unwrap();
+                                let magnitude: f32 = ws[r].iter().zip(&xs[t]).map(|(a, b)| (a * b).abs()).sum::<f32>();
+                                let tol = 2e-5 * magnitude.max(1e-6) + 1e-6;
+                                assert!((reference - got).abs() <= tol, "{ty} {}: n={n} row {r} reference {reference} got {got}", k.name);
+                                if r >= 4 {
+                                    assert_eq!(got.to_bits(), tail[r - 4].to_bits(), "{ty} {}: row {r} depends on the run", k.name);
+                                }
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("{checked} decode results checked on {}", cpu_path());
+    }
+
+    /// The 32-wide matrix-vector kernels repeat the `avx2-row` tile's arithmetic: bit-identical results.
+    #[test]
+    fn gemv_kernels_of_32_wide_formats_equal_the_avx2_tile_bit_for_bit() {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            let candidates = decode_kernel_candidates(ty);
+            let Some(tile) = candidates.iter().find(|k| k.name == "avx2-row") else { continue };
+            for k in candidates.iter().filter(|k| k.name.ends_with("-gemv")) {
+                for (seed, n) in [(1u64, 256usize), (6, 160), (7, 224), (3, 1536)] {
+                    for scale in [1e-3f32, 1.0, 50.0] {
+                        let ws: Vec<Vec<f32>> = (0..5u64).map(|r| values(seed + 90 + r, n, scale)).collect();
+                        let xs = vec![values(seed + 95, n, scale)];
+                        let case = TileCase::new(ty, n, &ws, &xs);
+                        let (a, b) = (decode_run(tile, &case, n, 0, 5, 0), decode_run(k, &case, n, 0, 5, 0));
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&a), bits(&b), "{ty} {}: n={n} scale {scale}", k.name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// This CPU gets the decode kernels shaped for bandwidth where it has the instructions.
+    #[test]
+    fn gemv_kernels_are_candidates_on_x86() {
+        if !cpu_path().starts_with("x86_64-avx2") {
+            return;
+        }
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K] {
+            assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx2-gemv"), "{ty}: no avx2-gemv");
+        }
+        if cpu_path().ends_with("avx512vnni") {
+            for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+                assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx512vnni-gemv"), "{ty}: no VNNI gemv");
+                assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx2-gemv"), "{ty}: no avx2-gemv");
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,297 @@
+//! The decode kernel planner: at model load, for each weight format the model's matrices use, time every decode
+//! kernel this CPU can run on real rows of the model for a few milliseconds and keep the fastest (as FFTW's
+//! planner does), instead of trusting a table of CPU models.
+//!
+//! Decode (one token) streams every weight once per token and is bound by memory bandwidth; prefill (many
+//! tokens) is bound by arithmetic. So decode may pick a different kernel than prefill's tile kernel. The results
+//! then differ from batched prefill in the last bits (same integer products, other float summation order); a
+//! plan that forces the prefill kernel for decode ([`KernelChoice::Tile`], `PICOLM_KERNEL=tile`) makes batched
+//! prefill and token-by-token decode bit-identical, which the tests check.
+
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use crate::compute::matmul::PreparedToken;
+use crate::compute::ComputePool;
+use crate::ggml_type::GgmlType;
+use crate::gguf::GgufFile;
+use crate::model::weights::{LlamaWeights, MatrixRef};
+use crate::simd::{self, DecodeKernel, DECODE_KERNEL_NAMES};
+
+/// Wall-clock budget of the measurements of one plan (the load-time cost; formats left when it runs out get
+/// their default kernel unmeasured).
+pub const PLAN_BUDGET: Duration = Duration::from_millis(40);
+
+/// Weight bytes timed per candidate and pass: larger than the L2 caches, small enough for the budget.
+const SAMPLE_BYTES: usize = 2 << 20;
+
+/// Timed passes over the sample per candidate (interleaved across candidates; the fastest pass counts).
+const ROUNDS: usize = 3;
+
+/// The environment variable that forces a decode kernel (read when [`crate::ModelParams::kernel`] is `None`).
+pub const KERNEL_ENV: &str = "PICOLM_KERNEL";
+
+/// A kernel choice that names no kernel.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("unknown decode kernel {name:?} (from {source_name}); known kernels: auto, tile, {}", DECODE_KERNEL_NAMES.join(", "))]
+pub struct UnknownKernel {
+    /// The name given.
+    pub name: String,
+    /// Where it came from (`PICOLM_KERNEL` or `ModelParams::kernel`).
+    pub source_name: &'static str,
+}
+
+/// What the caller asks of the planner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// Measure and keep the fastest kernel per format.
+    Auto,
+    /// Decode with the prefill kernel of each format (batched prefill and decode are then bit-identical).
+    Tile,
+    /// Decode with the named kernel wherever this CPU has it for the format; other formats are planned as `Auto`.
+    Named(&'static str),
+}
+
+impl KernelChoice {
+    /// Parses `auto`, `tile` or a kernel name of [`DECODE_KERNEL_NAMES`]; `source_name` tells the error where the
+    /// name came from.
+    pub fn parse(name: &str, source_name: &'static str) -> Result<KernelChoice, UnknownKernel> {
+        match name.trim() {
+            "" | "auto" => Ok(KernelChoice::Auto),
+            "tile" => Ok(KernelChoice::Tile),
+            n => DECODE_KERNEL_NAMES
+                .iter()
+                .find(|k| **k == n)
+                .map(|k| KernelChoice::Named(k))
+                .ok_or_else(|| UnknownKernel { name: name.to_string(), source_name }),
+        }
+    }
+
+    /// The choice of a model load: `requested` (from `ModelParams::kernel`) if given, else `PICOLM_KERNEL`, else
+    /// `Auto`.
+    pub fn resolve(requested: Option<&str>) -> Result<KernelChoice, UnknownKernel> {
+        match requested {
+            Some(n) => KernelChoice::parse(n, "ModelParams::kernel"),
+            None => match std::env::var(KERNEL_ENV) {
+                Ok(v) => KernelChoice::parse(&v, KERNEL_ENV),
+                Err(std::env::VarError::NotPresent) => Ok(KernelChoice::Auto),
+                Err(std::env::VarError::NotUnicode(v)) => {
+                    Err(UnknownKernel { name: v.to_string_lossy().into_owned(), source_name: KERNEL_ENV })
+                }
+            },
+        }
+    }
+}
+
+/// How a format's decode kernel was chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanSource {
+    /// Fastest of the timed candidates.
+    Measured,
+    /// The only kernel this CPU has for the format.
+    Only,
+    /// Forced by name (`PICOLM_KERNEL` / `ModelParams::kernel`).
+    Forced,
+    /// Forced to the prefill kernel (`tile`).
+    Prefill,
+    /// The measuring budget ran out before this format: its default kernel, unmeasured.
+    Unmeasured,
+}
+
+/// The decode kernel of one weight format.
+#[derive(Clone, Debug)]
+pub struct PlanEntry {
+    /// The weight format.
+    pub ty: GgmlType,
+    /// The kernel decode uses.
+    pub kernel: DecodeKernel,
+    /// The kernel prefill (batches) uses.
+    pub prefill: &'static str,
+    /// How `kernel` was chosen.
+    pub source: PlanSource,
+    /// Each timed candidate and its best pass in GB/s of weights (empty unless measured).
+    pub timings: Vec<(&'static str, f64)>,
+}
+
+/// The decode kernel chosen for each weight format of a model's matrices.
+#[derive(Clone, Debug, Default)]
+pub struct KernelPlan {
+    entries: Vec<PlanEntry>,
+    elapsed: Duration,
+}
+
+impl KernelPlan {
+    /// A plan without entries: every format decodes with its prefill kernel.
+    pub fn prefill_only() -> KernelPlan {
+        KernelPlan::default()
+    }
+
+    /// The decode kernel for `ty` (`None`: no entry, decode uses the prefill kernel).
+    pub fn decode(&self, ty: GgmlType) -> Option<&DecodeKernel> {
+        self.entries.iter().find(|e| e.ty == ty).map(|e| &e.kernel)
+    }
+
+    /// One entry per weight format of the model's matrices, largest share of the weights first.
+    pub fn entries(&self) -> &[PlanEntry] {
+        &self.entries
+    }
+
+    /// Time the planning took.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Whether decode uses the prefill kernel for every format (batched prefill equals token-by-token decode bit
+    /// for bit).
+    pub fn decode_is_prefill(&self) -> bool {
+        self.entries.iter().all(|e| e.kernel.name == e.prefill)
+    }
+
+    /// One line per format: `Q4_K: decode avx2-gemv (measured: avx2-gemv 14.1 GB/s, ...), prefill avx512vnni-rows8`.
+    pub fn describe(&self) -> String {
+        let mut s = String::new();
+        for e in &self.entries {
+            let how = match e.source {
+                PlanSource::Measured => {
+                    let t: Vec<String> = e.timings.iter().map(|(n, g)| format!("{n} {g:.1} GB/s")).collect();
+                    format!("measured: {}", t.join(", "))
+                }
+                PlanSource::Only => "only kernel".into(),
+                PlanSource::Forced => format!("forced by {KERNEL_ENV}"),
+                PlanSource::Prefill => format!("{KERNEL_ENV}=tile"),
+                PlanSource::Unmeasured => "default, planning budget spent".into(),
+            };
+            s += &format!("{}: decode {} ({how}), prefill {}\n", e.ty, e.kernel.name, e.prefill);
+        }
+        s
+    }
+
+    /// Plans the decode kernels of the model's matrices (see the module documentation); runs the timings on
+    /// `pool`'s threads.
+    pub fn build(file: &GgufFile, weights: &LlamaWeights, pool: &ComputePool, choice: &KernelChoice) -> KernelPlan {
+        let start = Instant::now();
+        let mut mats: Vec<&MatrixRef> = weights.layers.iter().flat_map(|l| l.matrices()).collect();
+        mats.push(&weights.output);
+        // Formats by their share of the weights, largest first: the budget goes where decode time goes.
+        let mut types: Vec<(GgmlType, usize)> = Vec::new();
+        for m in &mats {
+            match types.iter_mut().find(|(t, _)| *t == m.ty) {
+                Some((_, bytes)) => *bytes += m.n_bytes(),
+                None => types.push((m.ty, m.n_bytes())),
+            }
+        }
+        types.sort_by_key(|t| std::cmp::Reverse(t.1));
+        let mut entries = Vec::new();
+        for (ty, _) in types {
+            let candidates = simd::decode_kernel_candidates(ty);
+            let prefill = candidates[0];
+            let entry = |kernel, source, timings| PlanEntry { ty, kernel, prefill: prefill.name, source, timings };
+            let forced = match choice {
+                KernelChoice::Named(n) => candidates.iter().find(|k| k.name == *n).copied(),
+                _ => None,
+            };
+            entries.push(match (choice, forced) {
+                (KernelChoice::Tile, _) => entry(prefill, PlanSource::Prefill, Vec::new()),
+                (_, Some(k)) => entry(k, PlanSource::Forced, Vec::new()),
+                _ if candidates.len() == 1 => entry(prefill, PlanSource::Only, Vec::new()),
+                _ if start.elapsed() >= PLAN_BUDGET => entry(default_kernel(&candidates), PlanSource::Unmeasured, Vec::new()),
+                _ => {
+                    let sample: Vec<&MatrixRef> = mats.iter().copied().filter(|m| m.ty == ty).collect();
+                    let timings = pool.run(|| measure(file, &sample, &candidates, start + PLAN_BUDGET));
+                    let best = timings.iter().enumerate().max_by(|a, b| a.1 .1.total_cmp(&b.1 .1)).map(|(i, _)| i);
+                    match best {
+                        Some(i) => entry(candidates[i], PlanSource::Measured, timings),
+                        None => entry(default_kernel(&candidates), PlanSource::Unmeasured, Vec::new()),
+                    }
+                }
+            });
+        }
+        KernelPlan { entries, elapsed: start.elapsed() }
+    }
+}
+
+/// The kernel of a format left unmeasured: the first matrix-vector kernel (shaped for decode), else the prefill
+/// kernel.
+fn default_kernel(candidates: &[DecodeKernel]) -> DecodeKernel {
+    candidates.iter().find(|k| matches!(k.run, simd::DecodeFn::Gemv(_))).copied().unwrap_or(candidates[0])
+}
+
+/// Times each candidate on real rows of `mats` (all of one format) with a deterministic activation row and returns
+/// each candidate's best pass in GB/s of weights, or nothing when the first round ended far past `deadline` (a
+/// cold page cache: the times would be disk reads). Every timed pass reads its own [`SAMPLE_BYTES`] of rows,
+/// which no other pass touched, so that the rows come from memory as in decode (where every weight is read once
+/// per token) and not from a cache warmed by the previous candidate; the pages are mapped beforehand.
+fn measure(file: &GgufFile, mats: &[&MatrixRef], candidates: &[DecodeKernel], deadline: Instant) -> Vec<(&'static str, f64)> {
+    let wanted = ROUNDS * candidates.len();
+    // (matrix, first row, rows) slices of about SAMPLE_BYTES, walking the matrices in order (wrapping around when
+    // the format has fewer bytes than the passes need).
+    let mut slices: Vec<(&MatrixRef, usize, usize)> = Vec::new();
+    let total: usize = mats.iter().map(|m| m.n_bytes()).sum();
+    'fill: for _ in 0..wanted {
+        for m in mats {
+            let step = (SAMPLE_BYTES / m.row_bytes.max(1)).clamp(1, m.rows);
+            let mut r = 0;
+            while r < m.rows {
+                let rows = step.min(m.rows - r);
+                slices.push((m, r, rows));
+                if slices.len() == wanted {
+                    break 'fill;
+                }
+                r += rows;
+            }
+        }
+        if total == 0 {
+            return Vec::new();
+        }
+    }
+    let ty = mats[0].ty;
+    let mut tokens: Vec<(usize, PreparedToken)> = Vec::new();
+    for (m, _, _) in &slices {
+        if !tokens.iter().any(|(c, _)| *c == m.cols) {
+            tokens.push((m.cols, PreparedToken::new(ty, &activations(m.cols))));
+        }
+    }
+    // Map the pages (one byte per page) so that the passes time reads, not page faults.
+    let mut touched = 0u8;
+    for (m, r0, rows) in &slices {
+        let bytes = &m.bytes(file)[r0 * m.row_bytes..(r0 + rows) * m.row_bytes];
+        touched ^= bytes.iter().step_by(4096).fold(0u8, |a, b| a ^ b);
+    }
+    std::hint::black_box(touched);
+    let mut out = vec![0f32; slices.iter().map(|s| s.2).max().unwrap_or(0)];
+    let mut pass = |k: &DecodeKernel, (m, r0, rows): (&MatrixRef, usize, usize)| {
+        let x = &tokens.iter().find(|(c, _)| *c == m.cols).expect("prepared above").1;
+        let bytes = &m.bytes(file)[r0 * m.row_bytes..(r0 + rows) * m.row_bytes];
+        let t0 = Instant::now();
+        x.decode(k.run, m.cols, m.row_bytes, bytes, &mut out[..rows]);
+        bytes.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9) / 1e9
+    };
+    let mut best = vec![0f64; candidates.len()];
+    for round in 0..ROUNDS {
+        if round > 0 && Instant::now() >= deadline {
+            break;
+        }
+        for (c, (k, b)) in candidates.iter().zip(best.iter_mut()).enumerate() {
+            *b = b.max(pass(k, slices[round * candidates.len() + c]));
+        }
+        if round == 0 && Instant::now() >= deadline + PLAN_BUDGET / 2 {
+            return Vec::new();
+        }
+    }
+    candidates.iter().zip(best).map(|(k, g)| (k.name, g)).collect()
+}
+
+/// Deterministic activations in [-1, 1) with a few larger values (as hidden states have).
+fn activations(n: usize) -> Vec<f32> {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+            if i % 61 == 7 { u * 8.0 } else { u }
+        })
+        .collect()
+}
