@@ -5,5 +5,5 @@ pub mod matmul;
 pub mod ops;
 pub mod pool;
 
-pub use matmul::{matmul, MatmulScratch, StreamConfig};
+pub use matmul::{matmul, MatmulScratch};
 pub use pool::ComputePool;

@@ -1,7 +1,8 @@
 //! The tensors of a Llama model, located in the GGUF file and checked against the hyper-parameters.
 //!
-//! Matrices stay in the file (zero-copy: a [`MatrixRef`] holds the byte range, the type and the shape); the small
-//! 1-D norm vectors are converted to `f32` once at load.
+//! Matrices stay in the file (zero-copy: a [`MatrixRef`] holds the byte range, the type and the shape; in streaming
+//! mode they are read by [`crate::model::stream`]); the small 1-D norm vectors are read and converted to `f32` once
+//! at load.
 
 use crate::ggml_type::GgmlType;
 use crate::gguf::{GgufFile, TensorInfo};
@@ -32,9 +33,10 @@ impl MatrixRef {
         self.rows * self.row_bytes
     }
 
-    /// The matrix bytes within the mapped file.
-    pub fn bytes<'f>(&self, file: &'f GgufFile) -> &'f [u8] {
-        &file.file_bytes()[self.offset..self.offset + self.n_bytes()]
+    /// The matrix bytes within the mapped file; `None` when the file is streamed (its tensor data is not in
+    /// memory) or the matrix lies outside it.
+    pub fn bytes<'f>(&self, file: &'f GgufFile) -> Option<&'f [u8]> {
+        file.file_bytes().get(self.offset..self.offset.checked_add(self.n_bytes())?)
     }
 }
 
@@ -148,6 +150,6 @@ fn vector(file: &GgufFile, name: &str, n: usize) -> Result<Vec<f32>, ModelError>
         return Err(ModelError::TensorShape { name: name.to_string(), expected: vec![n as u64], found: t.dims.clone() });
     }
     let mut out = vec![0.0f32; n];
-    quant::dequantize_row(t.ggml_type, file.tensor_data(t), &mut out)?;
+    quant::dequantize_row(t.ggml_type, &file.read_tensor(t)?, &mut out)?;
     Ok(out)
 }
