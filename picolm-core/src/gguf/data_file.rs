@@ -60,6 +60,15 @@ impl DataFile {
         Ok(())
     }
 
+    /// Turns off the kernel's read-ahead for this open file (`POSIX_FADV_RANDOM`): streaming mode reads exactly
+    /// what it needs and does its own read-ahead, so pages the kernel would read around a small read (a norm
+    /// vector, an embedding row) would only fill the page cache.
+    pub fn advise_random(&self) {
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        // SAFETY: as in `drop_cache`: integer arguments and a descriptor that stays open during the call.
+        let _ = unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_RANDOM) };
+    }
+
     /// Tells the kernel that the page-cache pages of a byte range will not be needed again (a hint: clean pages are
     /// dropped, which keeps the cache, and the memory cgroup it is charged to, small).
     pub fn drop_cache(&self, offset: u64, len: u64) {

@@ -311,6 +311,7 @@ impl GgufFile {
         })?;
         let len = file.metadata().map_err(io)?.len();
         let data = DataFile::new(file, path, len);
+        data.advise_random();
         let mut head = Vec::new();
         let mut want = len.min(HEADER_READ_STEP);
         loop {
@@ -343,6 +344,7 @@ impl GgufFile {
                 let end = (self.data_offset.min(self.file_len)) as usize;
                 let head = map[..end].to_vec();
                 drop(map);
+                data.advise_random();
                 GgufFile { backing: Backing::Header(head), data: Some(data), ..self }
             }
             (backing, data) => GgufFile { backing, data, ..self },
