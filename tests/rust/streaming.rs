@@ -166,7 +166,7 @@ fn a_budget_too_small_is_refused_saying_what_is_needed() {
         ModelError::MemoryBudget { budget, needed, detail } => {
             assert_eq!(*budget, 1 << 20);
             assert!(*needed > *budget, "{err}");
-            assert!(detail.contains("KV cache") && detail.contains("slabs"), "{detail}");
+            assert!(detail.contains("KV cache") && detail.contains("weight slabs"), "{detail}");
         }
         other => panic!("expected MemoryBudget, got {other:?}"),
     }
@@ -196,6 +196,8 @@ fn budget_child() {
     let params = GenerateParams { max_tokens: 16, sampler: SamplerParams::default(), ..Default::default() };
     s.generate(&tokens, &params, None, None, &mut |_| true).unwrap();
     let m = picolm_core::memory::MemoryUsage::current().unwrap();
+    eprintln!("plan: {}", model.memory_plan().unwrap().describe());
+    eprintln!("after load: {:?}", picolm_core::memory::MemoryUsage::current());
     let streamed = model.stream_config().is_some() as u64;
     println!("CHILD plan={} streamed={streamed} peak={}", model.memory_plan().unwrap().total(), m.peak_rss);
 }
@@ -210,7 +212,7 @@ fn child_peak(model: &Path, mib: u64) -> (u64, bool, u64) {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "child failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let line = text.lines().find(|l| l.starts_with("CHILD ")).unwrap_or_else(|| panic!("no CHILD line in {text}"));
+    let line = text.lines().find_map(|l| l.find("CHILD ").map(|i| &l[i..])).unwrap_or_else(|| panic!("no CHILD line in {text}"));
     let field = |k: &str| -> u64 {
         line.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap().parse().unwrap()
     };

@@ -70,11 +70,17 @@ impl DataFile {
     }
 
     /// Tells the kernel that the page-cache pages of a byte range will not be needed again (a hint: clean pages are
-    /// dropped, which keeps the cache, and the memory cgroup it is charged to, small).
+    /// dropped, which keeps the cache, and the memory cgroup it is charged to, small). The range is widened to whole
+    /// pages: the kernel only drops pages that lie entirely inside it, and a small read (a norm vector, an
+    /// embedding row) would otherwise leave its pages cached.
     pub fn drop_cache(&self, offset: u64, len: u64) {
         #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
         {
-            let (Ok(off), Ok(n)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len)) else { return };
+            // SAFETY: sysconf only reads its integer argument.
+            let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).max(4096) as u64;
+            let start = offset / page * page;
+            let end = offset.saturating_add(len).div_ceil(page).saturating_mul(page);
+            let (Ok(off), Ok(n)) = (libc::off_t::try_from(start), libc::off_t::try_from(end - start)) else { return };
             // SAFETY: posix_fadvise only reads its integer arguments; the descriptor belongs to `self.file`, which
             // is open for the duration of the call. Advice failures only cost memory, never correctness.
             let _ = unsafe { libc::posix_fadvise(self.file.as_raw_fd(), off, n, libc::POSIX_FADV_DONTNEED) };

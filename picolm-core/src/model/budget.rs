@@ -51,12 +51,12 @@ impl MemoryPlan {
     pub fn describe(&self) -> String {
         let mib = |b: u64| b as f64 / 1048576.0;
         let weights = if self.slab_bytes > 0 {
-            format!("weight slabs 2 x {:.2} MiB + embedding row", mib(self.slab_bytes))
+            format!("2 weight slabs of {:.2} MiB and an embedding row", mib(self.slab_bytes))
         } else {
-            "weights (mapped)".to_string()
+            "mapped weights".to_string()
         };
         format!(
-            "already resident {:.1} MiB, KV cache {:.1} MiB, buffers {:.1} MiB, {weights} {:.1} MiB, slack {:.1} MiB",
+            "already resident {:.1} MiB, KV cache {:.1} MiB, buffers {:.1} MiB, {weights}: {:.1} MiB, slack {:.1} MiB",
             mib(self.resident),
             mib(self.kv),
             mib(self.buffers),
