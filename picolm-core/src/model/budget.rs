@@ -111,6 +111,7 @@ pub fn plan(
     let kv_row = budget.kv_type.ggml_type().row_bytes(cfg.kv_dim() as u64).unwrap_or(u64::MAX);
     let kv = kv_row.saturating_mul(2).saturating_mul((cfg.n_layer * inputs.n_ctx) as u64);
     let buffers = ForwardBuffers::planned_bytes(cfg, budget.n_batch.min(inputs.n_ctx)) as u64;
+    crate::memory::release_free_heap();
     let resident = match MemoryUsage::current() {
         Some(m) if m.rss > 0 => m.rss,
         _ => inputs.header_bytes.saturating_mul(4) + (8 << 20),
@@ -134,4 +135,55 @@ pub fn plan(
     }
     let streamed = MemoryPlan { weights: 2 * slab + inputs.row_bytes, slab_bytes: slab, ..base };
     Ok((Placement::Streamed { slab_bytes: slab as usize }, streamed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(cfg: &LlamaConfig) -> BudgetInputs<'_> {
+        BudgetInputs {
+            config: cfg,
+            n_ctx: 512,
+            weight_bytes: 600 << 20,
+            min_slab_bytes: 10_000,
+            row_bytes: 1_000,
+            header_bytes: 1 << 20,
+        }
+    }
+
+    fn budget(mib: u64) -> RssBudget {
+        RssBudget { max_rss_bytes: mib << 20, kv_type: KvType::F16, n_batch: 64 }
+    }
+
+    #[test]
+    fn too_small_fails_with_what_is_needed_and_enough_streams_within_it() {
+        let cfg = LlamaConfig {
+            architecture: "llama".into(),
+            n_vocab: 32000,
+            n_embd: 2048,
+            n_layer: 22,
+            n_head: 32,
+            n_head_kv: 4,
+            head_dim: 64,
+            n_ff: 5632,
+            n_ctx_train: 2048,
+            rope_freq_base: 10000.0,
+            rope_dim: 64,
+            rms_eps: 1e-5,
+        };
+        let err = plan(&budget(1), &inputs(&cfg), false, 4 << 20).unwrap_err();
+        let ModelError::MemoryBudget { budget: b, needed, .. } = err else { panic!("{err:?}") };
+        assert_eq!(b, 1 << 20);
+        assert!(needed > b);
+        // The budget that was said to be needed works, with the smallest slab; the plan stays within it.
+        let (placement, p) = plan(&RssBudget { max_rss_bytes: needed + (1 << 20), ..budget(0) }, &inputs(&cfg), false, 4 << 20)
+            .unwrap();
+        assert!(matches!(placement, Placement::Streamed { slab_bytes } if slab_bytes >= 10_000));
+        assert!(p.total() <= needed + (1 << 20));
+        // A budget above the whole model maps it unless streaming is forced.
+        let huge = budget(1 << 20);
+        assert_eq!(plan(&huge, &inputs(&cfg), false, 4 << 20).unwrap().0, Placement::Mapped);
+        assert_eq!(plan(&huge, &inputs(&cfg), true, 4 << 20).unwrap().0, Placement::Streamed { slab_bytes: 4 << 20 });
+    }
 }

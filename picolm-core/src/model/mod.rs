@@ -237,6 +237,7 @@ impl Model {
         let (file, streamer) = match slab {
             Some(slab_bytes) => {
                 let file = file.into_streamed();
+                crate::memory::release_free_heap();
                 let streamer = WeightStreamer::new(&file, &weights, StreamConfig { slab_bytes })?;
                 (file, Some(streamer))
             }

@@ -317,3 +317,66 @@ impl WeightSource<'_> {
 fn w_row<'f>(m: &MatrixRef, file: &'f GgufFile, r: usize) -> Option<&'f [u8]> {
     m.bytes(file)?.get(r * m.row_bytes..(r + 1) * m.row_bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ggml_type::GgmlType;
+    use crate::model::weights::LayerWeights;
+
+    fn m(name: &str, offset: usize, rows: usize, row_bytes: usize) -> MatrixRef {
+        MatrixRef { name: name.into(), ty: GgmlType::Q8_0, rows, cols: row_bytes / 34 * 32, offset, row_bytes }
+    }
+
+    fn weights(tied: bool) -> LlamaWeights {
+        let mut off = 0;
+        let mut next = |name: &str, rows: usize, row_bytes: usize| {
+            let w = m(name, off, rows, row_bytes);
+            off += rows * row_bytes;
+            w
+        };
+        let token_embd = next("token_embd", 100, 68);
+        let layers = (0..2)
+            .map(|_| LayerWeights {
+                attn_norm: vec![],
+                wq: next("q", 64, 68),
+                wk: next("k", 16, 68),
+                wv: next("v", 16, 68),
+                wo: next("o", 64, 68),
+                ffn_norm: vec![],
+                w_gate: next("gate", 170, 68),
+                w_up: next("up", 170, 68),
+                w_down: next("down", 64, 204),
+            })
+            .collect();
+        let output = if tied { token_embd.clone() } else { next("output", 100, 68) };
+        LlamaWeights { token_embd, layers, output_norm: vec![], output, tied_output: tied }
+    }
+
+    #[test]
+    fn chunks_cover_every_matrix_in_compute_order_within_the_slab() {
+        for tied in [false, true] {
+            let w = weights(tied);
+            for slab in [1, 68, 1000, 4096, 1 << 20] {
+                let plan = StreamPlan::new(&w, slab);
+                let mats: Vec<&MatrixRef> =
+                    w.layers.iter().flat_map(|l| l.matrices()).chain(std::iter::once(&w.output)).collect();
+                let mut it = plan.chunks().iter();
+                for mat in mats {
+                    let mut row = 0;
+                    while row < mat.rows {
+                        let c = it.next().expect("a chunk for every row");
+                        assert_eq!((c.row0, c.offset), (row, (mat.offset + row * mat.row_bytes) as u64));
+                        assert_eq!(c.len, c.rows * mat.row_bytes);
+                        assert!(c.rows >= 1 && (c.len <= slab || c.rows == 1), "slab {slab}: {c:?}");
+                        row += c.rows;
+                    }
+                    assert_eq!(row, mat.rows);
+                }
+                assert!(it.next().is_none());
+                assert_eq!(plan.slab_bytes(), plan.chunks().iter().map(|c| c.len).max().unwrap());
+                assert!(plan.slab_bytes() <= slab.max(StreamPlan::min_slab_bytes(&w)));
+            }
+        }
+    }
+}
