@@ -51,7 +51,7 @@ impl MemoryPlan {
     pub fn describe(&self) -> String {
         let mib = |b: u64| b as f64 / 1048576.0;
         let weights = if self.slab_bytes > 0 {
-            format!("2 weight slabs of {:.2} MiB and an embedding row", mib(self.slab_bytes))
+            format!("2 weight slabs of {:.1} KiB and an embedding row", self.slab_bytes as f64 / 1024.0)
         } else {
             "mapped weights".to_string()
         };
