@@ -803,3 +803,34 @@ impl GgufFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::{GgufWriter, MetaArray};
+
+    #[test]
+    fn a_short_prefix_asks_for_more_and_the_whole_header_parses() {
+        let mut w = GgufWriter::new();
+        let tokens: Vec<String> = (0..2000).map(|i| format!("token{i}")).collect();
+        w.add_metadata("tokenizer.ggml.tokens", MetaValue::Array(MetaArray::Str(tokens)));
+        w.add_tensor("t", &[32, 4], GgmlType::Q8_0, vec![1u8; 136]).unwrap();
+        let bytes = w.to_bytes();
+        let full = parse_header(&bytes, bytes.len() as u64).ok().expect("valid");
+        let end = full.data_offset as usize;
+        let mut asked = 0;
+        // The header proper ends at most `alignment - 1` bytes before `data_offset` (the rest is padding).
+        for len in [0, 4, 24, 100, 5000, end - 32] {
+            match parse_header(&bytes[..len], bytes.len() as u64) {
+                Err(ParseStop::NeedPrefix(n)) => {
+                    assert!(n as usize > len && n as usize <= bytes.len(), "prefix {len}: asked for {n}");
+                    asked += 1;
+                }
+                Err(ParseStop::Invalid(e)) => panic!("prefix {len}: {e}"),
+                Ok(_) => panic!("prefix {len} of a {end}-byte header parsed"),
+            }
+        }
+        assert_eq!(asked, 6);
+        assert!(parse_header(&bytes[..end], bytes.len() as u64).is_ok());
+    }
+}
