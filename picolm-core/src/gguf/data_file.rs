@@ -49,7 +49,7 @@ impl DataFile {
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
         let len = buf.len() as u64;
         let error = |source| GgufError::Read { path: self.path.to_path_buf(), offset, len, source };
-        if offset.checked_add(len).map_or(true, |end| end > self.len) {
+        if offset.checked_add(len).is_none_or(|end| end > self.len) {
             return Err(error(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 format!("the range ends past the end of the file ({} bytes)", self.len),
