@@ -106,7 +106,8 @@ enum picolm_result
    */
   PICOLM_ERR_BUSY = 13,
   /**
-   * Memory for a caller-sized buffer could not be allocated; the message gives the size.
+   * Memory for a caller-sized buffer could not be allocated, or a model's memory budget
+   * (`picolm_model_params.max_rss_bytes`) cannot hold it; the message gives the size needed.
    */
   PICOLM_ERR_OUT_OF_MEMORY = 14,
   /**
@@ -690,12 +691,14 @@ typedef struct picolm_model_params {
    */
   bool use_mmap;
   /**
-   * Streaming mode for boards with less RAM than the model: weights are paged in slab by slab with
-   * read-ahead and released after use.
+   * Streaming mode for boards with less RAM than the model: the file is not mapped; the weights are read
+   * into two reused slabs (one read ahead by a thread while the other computes) and dropped from the page
+   * cache, so weight memory is two slabs whatever the model size.
    */
   bool stream_weights;
   /**
-   * Slab size for streaming mode in bytes (0 = 4 MiB).
+   * Slab size for streaming mode in bytes (0 = 4 MiB; with `max_rss_bytes`, the largest slab up to this that
+   * fits).
    */
   uint64_t stream_slab_bytes;
   /**
@@ -703,6 +706,13 @@ typedef struct picolm_model_params {
    * PICOLM_ERR_INVALID_ARG).
    */
   int32_t kv_type;
+  /**
+   * A bound on the process's resident memory in bytes (0 = none), for the model and one session of `n_ctx`
+   * positions with `kv_type` and `n_batch`: the model is mapped when it fits, streamed otherwise with slabs
+   * sized to fit; when even streaming cannot fit, loading fails with PICOLM_ERR_OUT_OF_MEMORY and a message
+   * saying how many MiB are needed.
+   */
+  uint64_t max_rss_bytes;
 } picolm_model_params;
 
 /**

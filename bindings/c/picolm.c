@@ -99,7 +99,10 @@ static void print_help(FILE *f) {
           "  --repeat-penalty R repetition penalty > 0 (default 1 = off)\n"
           "  --stop STR         stop before STR (repeatable)\n"
           "  --raw-special      do not parse special tokens in the prompt\n"
-          "  --stream-weights   page weights layer by layer (low-RAM boards)\n"
+          "  --stream-weights   read weights into two reused slabs instead of mapping the file (low-RAM boards)\n"
+          "  --max-rss MB       keep the whole process within MB MiB of RAM: streams the weights when the model\n"
+          "                     does not fit, sizes the slabs to fit, refuses to start (saying what is needed)\n"
+          "                     when KV cache and buffers cannot fit\n"
           "  --kv TYPE          KV cache type: f16 (default) or q8_0\n"
           "\nperplexity options: -f FILE (required), -c CTX (512), -b BATCH (512), --chunks N (0 = all), -j THREADS,\n"
           "  --json\n"
@@ -194,13 +197,15 @@ static void print_stats(picolm_session *session, uint32_t n_prompt, uint32_t n_r
             mem.scratch_bytes / 1048576.0);
 }
 
-static int load_model(const char *path, long threads, long ctx, bool stream, picolm_kv_type kv, picolm_model **model) {
+static int load_model(const char *path, long threads, long ctx, bool stream, picolm_kv_type kv, long max_rss_mb,
+                      picolm_model **model) {
     picolm_model_params mp;
     picolm_model_params_default(&mp);
     mp.n_threads = (uint32_t)threads;
     mp.n_ctx = (uint32_t)ctx;
     mp.stream_weights = stream;
     mp.kv_type = kv;
+    mp.max_rss_bytes = (uint64_t)max_rss_mb * 1048576u;
     picolm_result r = picolm_model_load(path, &mp, model);
     if (r != PICOLM_OK) return api_error(r, "cannot load model");
     return 0;
@@ -314,7 +319,7 @@ static int cmd_generate(int argc, char **argv) {
     const char *model_path = argv[1];
     const char *prompt = NULL, *cache = NULL, *stops[MAX_STOPS];
     size_t n_stops = 0;
-    long n = 256, seed = 42, ctx = 0, threads = default_threads(), top_k = 0;
+    long n = 256, seed = 42, ctx = 0, threads = default_threads(), top_k = 0, max_rss_mb = 0;
     float temp = 0.8f, top_p = 0.9f, min_p = 0.0f, rep = 1.0f;
     bool raw_special = false, stream = false, chat = false;
     picolm_json_mode json_mode = PICOLM_JSON_OFF;
@@ -362,6 +367,7 @@ static int cmd_generate(int argc, char **argv) {
         }
         else if (!strcmp(a, "--raw-special")) raw_special = true;
         else if (!strcmp(a, "--stream-weights")) stream = true;
+        else if (!strcmp(a, "--max-rss")) { NEED_VALUE(); if (!parse_long(a, v, 1, 16777216L, &max_rss_mb)) return 2; }
         else return usage_error("unknown option '%s'", a);
 #undef NEED_VALUE
     }
@@ -398,7 +404,7 @@ static int cmd_generate(int argc, char **argv) {
         return api_error(r, "cannot use --cache");
     }
     picolm_model *model = NULL;
-    int rc = load_model(model_path, threads, ctx ? ctx : 0, stream, kv, &model);
+    int rc = load_model(model_path, threads, ctx ? ctx : 0, stream, kv, max_rss_mb, &model);
     if (rc) { free(schema); free(tools); free(stdin_prompt); return rc; }
     picolm_session *session = NULL; /* the model's context: -c, or the library's default */
     r = picolm_session_new(model, NULL, &session);
@@ -477,7 +483,7 @@ static int cmd_perplexity(int argc, char **argv) {
     char *text = read_file(file, &len);
     if (!text) return 1;
     picolm_model *model = NULL;
-    int rc = load_model(model_path, threads, ctx, false, PICOLM_KV_F16, &model);
+    int rc = load_model(model_path, threads, ctx, false, PICOLM_KV_F16, 0, &model);
     if (!rc) {
         double ppl = 0, pm = 0;
         picolm_result r = picolm_perplexity(model, text, len, (uint32_t)ctx, (uint32_t)batch, (uint32_t)chunks, &ppl, &pm);
@@ -575,7 +581,7 @@ static int cmd_tokenize(int argc, char **argv) {
         len = strlen(text);
     }
     picolm_model *model = NULL;
-    int rc = load_model(model_path, 1, 0, false, PICOLM_KV_F16, &model);
+    int rc = load_model(model_path, 1, 0, false, PICOLM_KV_F16, 0, &model);
     if (!rc) {
         size_t n = 0;
         picolm_result r = picolm_tokenize(model, text, len, add_special, parse_special, NULL, 0, &n);

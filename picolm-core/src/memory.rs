@@ -41,6 +41,18 @@ impl MemoryUsage {
     }
 }
 
+/// Returns the heap memory that is free but still held by the allocator to the operating system (glibc's
+/// `malloc_trim`; a no-op elsewhere). Loading a model allocates and frees a lot (metadata parsed more than once
+/// while the header is read, tokenizer tables being built); streaming mode calls this after load so that the
+/// resident set it plans from is what the model really keeps.
+pub fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes an integer and only returns unused heap pages to the kernel; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Memory attributable to one session, next to the process figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryReport {

@@ -133,7 +133,11 @@ impl Session {
                 return Ok(false);
             }
             let pos = self.tokens.len();
-            forward(&self.model, &mut self.kv, &mut self.buf, chunk, pos, Logits::Last)?;
+            if let Err(e) = forward(&self.model, &mut self.kv, &mut self.buf, chunk, pos, Logits::Last) {
+                // A read error in streaming mode can stop a pass midway: its logits are not to be used.
+                self.has_logits = false;
+                return Err(e.into());
+            }
             self.tokens.extend_from_slice(chunk);
             self.has_logits = true;
         }

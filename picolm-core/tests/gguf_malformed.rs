@@ -48,7 +48,28 @@ impl Raw {
         self
     }
     fn parse(&self) -> Result<GgufFile, GgufError> {
-        GgufFile::from_bytes(self.0.clone())
+        let r = GgufFile::from_bytes(self.0.clone());
+        assert_same_as_streamed(&self.0, &r);
+        r
+    }
+}
+
+/// Opening the bytes as a file for streaming (header read with pread) gives the same verdict and message.
+fn assert_same_as_streamed(bytes: &[u8], from_bytes: &Result<GgufFile, GgufError>) {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), bytes).unwrap();
+    let streamed = GgufFile::open_streamed(f.path());
+    match (from_bytes, &streamed) {
+        (Ok(a), Ok(b)) => {
+            assert!(b.is_streamed());
+            assert_eq!((a.len(), a.data_offset(), a.tensors()), (b.len(), b.data_offset(), b.tensors()));
+            assert_eq!(&a.file_bytes()[..a.data_offset().min(a.len()) as usize], b.file_bytes());
+            for t in a.tensors() {
+                assert_eq!(a.read_tensor(t).unwrap(), b.read_tensor(t).unwrap());
+            }
+        }
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (a, b) => panic!("from bytes: {:?}, streamed: {:?}", a.as_ref().err(), b.as_ref().err()),
     }
 }
 
@@ -232,7 +253,11 @@ fn every_truncation_of_a_valid_file_is_an_error_not_a_panic() {
     for len in 0..bytes.len() {
         let r = GgufFile::from_bytes(bytes[..len].to_vec());
         assert!(r.is_err(), "truncated to {len} bytes parsed");
+        if len > 0 {
+            assert_same_as_streamed(&bytes[..len], &r);
+        }
     }
+    assert_same_as_streamed(&bytes, &GgufFile::from_bytes(bytes.clone()));
 }
 
 #[test]

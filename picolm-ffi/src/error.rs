@@ -42,7 +42,8 @@ pub enum picolm_result {
     PICOLM_ERR_PANIC = 12,
     /// The session is being used by another thread.
     PICOLM_ERR_BUSY = 13,
-    /// Memory for a caller-sized buffer could not be allocated; the message gives the size.
+    /// Memory for a caller-sized buffer could not be allocated, or a model's memory budget
+    /// (`picolm_model_params.max_rss_bytes`) cannot hold it; the message gives the size needed.
     PICOLM_ERR_OUT_OF_MEMORY = 14,
     /// The token budget (`max_tokens`, or the room left in the context) cannot hold the shortest output the JSON
     /// grammar or schema allows; raise `max_tokens` (or `n_ctx`).
@@ -130,7 +131,14 @@ impl Failure {
 
 fn code_of_model_error(e: &ModelError) -> picolm_result {
     match e {
-        ModelError::Gguf(GgufError::Io { .. } | GgufError::WriteFile { .. } | GgufError::NotAFile { .. }) => PICOLM_ERR_IO,
+        ModelError::Gguf(
+            GgufError::Io { .. }
+            | GgufError::WriteFile { .. }
+            | GgufError::NotAFile { .. }
+            | GgufError::Read { .. }
+            | GgufError::SizeChanged { .. },
+        ) => PICOLM_ERR_IO,
+        ModelError::MemoryBudget { .. } => PICOLM_ERR_OUT_OF_MEMORY,
         ModelError::UnsupportedArchitecture(_) | ModelError::UnsupportedWeightType { .. } => PICOLM_ERR_UNSUPPORTED,
         ModelError::InvalidParameter { .. }
         | ModelError::UnknownKernel(_)

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use picolm_core::model::{KvType, Model, ModelParams};
+use picolm_core::model::{KvType, Model, ModelParams, RssBudget};
 
 use crate::error::{read_params, cstr_arg, guard, picolm_result, write_out, Failure};
 use crate::log::{log, log_load_warnings, picolm_log_level};
@@ -38,14 +38,21 @@ pub struct picolm_model_params {
     pub n_batch: u32,
     /// Read weights through a memory map (the only mode; `false` is refused with PICOLM_ERR_UNSUPPORTED).
     pub use_mmap: bool,
-    /// Streaming mode for boards with less RAM than the model: weights are paged in slab by slab with
-    /// read-ahead and released after use.
+    /// Streaming mode for boards with less RAM than the model: the file is not mapped; the weights are read
+    /// into two reused slabs (one read ahead by a thread while the other computes) and dropped from the page
+    /// cache, so weight memory is two slabs whatever the model size.
     pub stream_weights: bool,
-    /// Slab size for streaming mode in bytes (0 = 4 MiB).
+    /// Slab size for streaming mode in bytes (0 = 4 MiB; with `max_rss_bytes`, the largest slab up to this that
+    /// fits).
     pub stream_slab_bytes: u64,
     /// KV cache format of the sessions of this model: a `picolm_kv_type` value (others are
     /// PICOLM_ERR_INVALID_ARG).
     pub kv_type: i32,
+    /// A bound on the process's resident memory in bytes (0 = none), for the model and one session of `n_ctx`
+    /// positions with `kv_type` and `n_batch`: the model is mapped when it fits, streamed otherwise with slabs
+    /// sized to fit; when even streaming cannot fit, loading fails with PICOLM_ERR_OUT_OF_MEMORY and a message
+    /// saying how many MiB are needed.
+    pub max_rss_bytes: u64,
 }
 
 /// An opaque loaded model. Thread-safe: share it between threads and sessions.
@@ -74,6 +81,7 @@ pub unsafe extern "C" fn picolm_model_params_default(params: *mut picolm_model_p
             stream_weights: false,
             stream_slab_bytes: 0,
             kv_type: picolm_kv_type::PICOLM_KV_F16 as i32,
+            max_rss_bytes: 0,
         };
         // SAFETY: non-NULL, caller-provided writable struct.
         unsafe { params.write(p) };
@@ -129,7 +137,13 @@ pub unsafe extern "C" fn picolm_model_load(
             n_ctx: p.n_ctx as usize,
             n_threads: p.n_threads as usize,
             stream_weights: p.stream_weights,
-            stream_slab_bytes: p.stream_slab_bytes as usize,
+            stream_slab_bytes: usize::try_from(p.stream_slab_bytes)
+                .map_err(|_| Failure::invalid(format!("stream_slab_bytes {} is too large", p.stream_slab_bytes)))?,
+            rss_budget: (p.max_rss_bytes > 0).then_some(RssBudget {
+                max_rss_bytes: p.max_rss_bytes,
+                kv_type,
+                n_batch: p.n_batch as usize,
+            }),
             kernel: None,
         };
         let model = Model::load(path, &mp)?;

@@ -60,6 +60,14 @@ has_err "lower the context with -c"
 check "greedy generation" 0 "$bin" "$model" -p "The capital of France is" -n 8 -t 0 -j 2
 grep -q "Paris" "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: no Paris in output"; }
 has_err "tok/s"
+cp "$out" "$work/mapped.out"
+check "streamed generation" 0 "$bin" "$model" -p "The capital of France is" -n 8 -t 0 -j 2 --stream-weights
+cmp -s "$out" "$work/mapped.out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: streamed output differs"; }
+check "--max-rss too small" 1 "$bin" "$model" -p "The capital of France is" -n 8 -t 0 --max-rss 2
+has_err "MiB needed"
+check "--max-rss 0" 2 "$bin" "$model" -p hi --max-rss 0
+check "--max-rss that streams" 0 "$bin" "$model" -p "The capital of France is" -n 8 -t 0 -j 2 -c 512 --max-rss 48
+cmp -s "$out" "$work/mapped.out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --max-rss output differs"; }
 echo "The capital of France is" | "$bin" "$model" -n 4 -t 0 >"$out" 2>/dev/null && grep -q "Paris" "$out" \
   && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: stdin prompt"; }
 cache=$(mktemp -u /tmp/picolm-cache-XXXXXX)

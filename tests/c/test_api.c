@@ -825,6 +825,46 @@ static void test_contracts(picolm_model *m) {
     picolm_set_log_callback(NULL, NULL);
 }
 
+/* Streaming mode gives the golden greedy text; a memory budget too small is refused with the MiB needed; one that
+ * holds the model and one session but not the whole file streams it. */
+static void test_memory_budget(void) {
+    picolm_model_params mp;
+    picolm_model_params_default(&mp);
+    CHECK(mp.max_rss_bytes == 0);
+    mp.n_threads = 2;
+    mp.n_ctx = 512;
+    mp.max_rss_bytes = 1u << 20;
+    picolm_model *m = (picolm_model *)1;
+    CHECK(picolm_model_load(model_path, &mp, &m) == PICOLM_ERR_OUT_OF_MEMORY && m == NULL);
+    CHECK(strstr(picolm_last_error_message(), "MiB needed") != NULL);
+    CHECK(strstr(picolm_last_error_message(), "KV cache") != NULL);
+
+    mp.max_rss_bytes = 0;
+    mp.stream_weights = true;
+    mp.stream_slab_bytes = 300u << 10;
+    CHECK(picolm_model_load(model_path, &mp, &m) == PICOLM_OK && m);
+    if (!m) return;
+    picolm_session *s = NULL;
+    CHECK(picolm_session_new(m, NULL, &s) == PICOLM_OK && s);
+    picolm_generate_params gp;
+    picolm_generate_params_default(&gp);
+    gp.max_tokens = 8;
+    struct collect c = {0};
+    picolm_generation_info gi;
+    CHECK(picolm_session_generate(s, GOLDEN_PROMPT, strlen(GOLDEN_PROMPT), &gp, collect_piece, &c, &gi) == PICOLM_OK);
+    char want[1024];
+    size_t need = 0;
+    picolm_detokenize(m, GOLDEN_Q4_1_IDS, 8, false, want, sizeof want, &need);
+    CHECK(strcmp(c.text, want) == 0);
+    picolm_memory_report mem;
+    memset(&mem, 0, sizeof mem);
+    CHECK(picolm_session_memory(s, &mem) == PICOLM_OK);
+    /* Nothing of the file is mapped in streaming mode. */
+    CHECK(mem.rss_file < (8u << 20));
+    picolm_session_free(s);
+    picolm_model_free(m);
+}
+
 int main(int argc, char **argv) {
     int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
     const char *dir = getenv("PICOLM_MODELS");
@@ -837,6 +877,7 @@ int main(int argc, char **argv) {
     test_integer_codes();
     test_huge_block_count();
     test_out_of_memory();
+    test_memory_budget();
     picolm_model_params mp;
     picolm_model_params_default(&mp);
     mp.n_threads = 2;

@@ -378,3 +378,16 @@ def test_same_model_two_threads_serialised(model):
     for t in threads:
         t.join(120)
     assert out == {0: [expected[0]] * 3, 1: [expected[1]] * 3}
+
+
+def test_streamed_model_generates_the_mapped_text(model, q4_path):
+    want = model.generate("The capital of France is", max_tokens=12, temperature=0.0)
+    with picolm.Model(q4_path, n_ctx=512, n_threads=2, stream_weights=True) as m:
+        assert m.generate("The capital of France is", max_tokens=12, temperature=0.0) == want
+
+
+def test_max_rss_bytes_too_small_says_what_is_needed(q4_path):
+    with pytest.raises(picolm.ModelLoadError, match=r"MiB needed .*KV cache"):
+        picolm.Model(q4_path, n_ctx=512, max_rss_bytes=1 << 20)
+    with pytest.raises(picolm.InvalidArgumentError):
+        picolm.Model(q4_path, max_rss_bytes=-1)

@@ -30,7 +30,7 @@ use picolm_core::gguf::{MetaArray, MetaValue};
 use picolm_core::grammar::{Grammar, GrammarError, JsonConstraint, JsonMode};
 use picolm_core::TokenConstraint;
 use picolm_core::memory::MemoryUsage;
-use picolm_core::model::{KvType, ModelError};
+use picolm_core::model::{KvType, ModelError, RssBudget};
 use picolm_core::{
     CancelToken, Error, GenerateParams, GenerationOutput, GenerationState, Model, ModelParams, SamplerParams, Session,
     SessionParams, StopReason,
@@ -605,7 +605,7 @@ struct Open {
 
 /// A GGUF model loaded for CPU inference, with one evaluation session (KV cache).
 ///
-/// Model(path, *, n_ctx=0, n_threads=0, seed=0, kv_type="f16", stream_weights=False, n_batch=64)
+/// Model(path, *, n_ctx=0, n_threads=0, seed=0, kv_type="f16", stream_weights=False, n_batch=64, max_rss_bytes=0)
 ///
 /// The session is reused across calls (prefix caching). Calls on the same model from several threads are
 /// serialised; a new generation ends any stream still open on the model. The GIL is released while tokens are
@@ -894,7 +894,7 @@ fn meta_array(py: Python<'_>, a: &MetaArray) -> PyResult<Py<PyAny>> {
 impl PyModel {
     #[new]
     #[pyo3(signature = (path=None, *, model_path=None, n_ctx=0, n_threads=0, seed=0, kv_type=None, stream_weights=false,
-                        n_batch=64))]
+                        n_batch=64, max_rss_bytes=0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -906,6 +906,7 @@ impl PyModel {
         kv_type: Option<&Bound<'_, PyAny>>,
         stream_weights: bool,
         n_batch: i64,
+        max_rss_bytes: i64,
     ) -> PyResult<PyModel> {
         // `model_path` is the name llama-cpp-python uses; either name works, not both.
         let (path, display) = match (path, model_path) {
@@ -921,6 +922,7 @@ impl PyModel {
         let n_ctx = nonneg("n_ctx", n_ctx)?;
         let n_threads = nonneg("n_threads", n_threads)?;
         let n_batch = nonneg("n_batch", n_batch)?;
+        let max_rss_bytes = nonneg("max_rss_bytes", max_rss_bytes)? as u64;
         if n_batch == 0 {
             return Err(invalid("n_batch must be >= 1"));
         }
@@ -932,7 +934,8 @@ impl PyModel {
         let shown = display.clone();
         let (model, session) = py.detach(move || -> Result<(Arc<Model>, Session), Fail> {
             let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(Arc<Model>, Session), Fail> {
-                let params = ModelParams { n_ctx, n_threads, stream_weights, stream_slab_bytes: 0, kernel: None };
+                let rss_budget = (max_rss_bytes > 0).then_some(RssBudget { max_rss_bytes, kv_type, n_batch });
+                let params = ModelParams { n_ctx, n_threads, stream_weights, stream_slab_bytes: 0, kernel: None, rss_budget };
                 let model = Arc::new(Model::load(&path, &params).map_err(|e| {
                     let kind = match e {
                         ModelError::InvalidParameter { .. } | ModelError::UnknownKernel(_) => "InvalidArgumentError",

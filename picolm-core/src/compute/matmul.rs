@@ -2,16 +2,15 @@
 //!
 //! Following ggml, the activations are converted once per call to the weight type's dot-product format
 //! ([`quant::vec_dot_type`]: Q8_0 / Q8_1 / Q8_K / F16 / BF16 / F32), and every output is a fused
-//! dequantize-and-dot over the weight row, read in place from the memory map. Rows are split across the pool's
-//! threads.
+//! dequantize-and-dot over the weight row, read in place from the memory map (or from a streamed slab). Rows are
+//! split across the pool's threads.
 
 use rayon::prelude::*;
 
 use crate::alloc::{bytes_of, OutOfMemory};
-use crate::gguf::GgufFile;
-use crate::compute::matrix::MatrixRef;
-use crate::quant;
+use crate::compute::matrix::{MatrixRef, WeightRows};
 use crate::compute::planner::KernelPlan;
+use crate::quant;
 use crate::simd::{self, ActivationRows, DecodeFn, GemvFn, TileKernel, TileShape, VecDotFn, MAX_TILE_TOKENS};
 
 /// Reusable buffers of [`matmul`]: they grow to the largest batch seen and are never shrunk, so the token loop
@@ -70,36 +69,22 @@ fn rows_per_task(rows: usize, n_tokens: usize, granule: usize) -> usize {
     by_balance.max(min_rows).next_multiple_of(granule)
 }
 
-/// How weights are paged when the model runs in streaming mode: matrices are processed in slabs of rows, the next
-/// slabs are prefetched (asynchronous read-ahead) while the current one computes, and finished slabs are released
-/// from the resident set, so resident weight pages stay within a few slabs whatever the model size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StreamConfig {
-    /// Bytes of weights processed between two release points.
-    pub slab_bytes: usize,
-    /// How far ahead of the current slab read-ahead is requested.
-    pub prefetch_bytes: usize,
-}
-
 /// `y[t * w.rows + r] = sum_c W[r, c] * x[t * w.cols + c]` for `t < n_tokens`.
 ///
 /// Batches (prefill) use the format's tile kernel; one token (decode) uses the kernel `plan` chose for the format.
 /// `x` holds `n_tokens * w.cols` activations and `y` `n_tokens * w.rows` outputs. Must be called inside
-/// [`crate::compute::ComputePool::run`] to use the model's threads. With `stream`, the matrix is processed slab by
-/// slab with read-ahead and release advice on the mapped file. Panics only on a caller bug (slice lengths that
-/// disagree with the shape checked at load).
-#[allow(clippy::too_many_arguments)] // the matmul's operands, its scratch, and the model's streaming and kernel plans
-pub fn matmul(
+/// [`crate::compute::ComputePool::run`] to use the model's threads. The weight rows come from `weights`: the whole
+/// matrix at once from the memory map, or slab by slab in streaming mode (whose read errors are returned). Panics
+/// only on a caller bug (slice lengths that disagree with the shape checked at load).
+pub fn matmul<W: WeightRows + ?Sized>(
     w: &MatrixRef,
-    file: &GgufFile,
+    weights: &mut W,
     x: &[f32],
     n_tokens: usize,
     y: &mut [f32],
     scratch: &mut MatmulScratch,
-    stream: Option<&StreamConfig>,
     plan: &KernelPlan,
-) {
-    let w_bytes = w.bytes(file);
+) -> Result<(), W::Error> {
     assert_eq!(x.len(), n_tokens * w.cols, "matmul: activations of {}", w.name);
     assert_eq!(y.len(), n_tokens * w.rows, "matmul: outputs of {}", w.name);
     let dot_ty = quant::vec_dot_type(w.ty);
@@ -140,32 +125,17 @@ pub fn matmul(
         },
         kernel,
     };
-    let rows_in_slab = match stream {
-        Some(s) => (s.slab_bytes / w.row_bytes.max(1)).clamp(1, w.rows),
-        None => w.rows,
-    };
     let out = &mut scratch.out_by_row;
     if n_tokens > 1 {
         out.resize(n_tokens * w.rows, 0.0);
     }
-    let mut r0 = 0;
-    while r0 < w.rows {
-        let r1 = (r0 + rows_in_slab).min(w.rows);
-        if let Some(s) = stream {
-            let ahead_start = w.offset + r1 * w.row_bytes;
-            file.advise_willneed(ahead_start as u64, s.prefetch_bytes as u64);
-        }
-        let slab = &w_bytes[r0 * w.row_bytes..r1 * w.row_bytes];
+    weights.for_each_slab(w, &mut |rows, slab| {
         if n_tokens == 1 {
-            rows_times_one(&x, w, slab, &mut y[r0..r1]);
+            rows_times_one(&x, w, slab, &mut y[rows]);
         } else {
-            rows_times_batch(&x, w, slab, n_tokens, &mut out[r0 * n_tokens..r1 * n_tokens]);
+            rows_times_batch(&x, w, slab, n_tokens, &mut out[rows.start * n_tokens..rows.end * n_tokens]);
         }
-        if stream.is_some() {
-            file.advise_dontneed((w.offset + r0 * w.row_bytes) as u64, ((r1 - r0) * w.row_bytes) as u64);
-        }
-        r0 = r1;
-    }
+    })?;
     if n_tokens > 1 {
         // Transpose (row, token) results into token-major activations.
         let out: &[f32] = out;
@@ -176,6 +146,7 @@ pub fn matmul(
             }
         });
     }
+    Ok(())
 }
 
 /// The kernel a matmul uses: a tile kernel, a decode matrix-vector kernel, or a plain one-row, one-token dot

@@ -1,6 +1,8 @@
 //! A weight matrix located in the model file: the compute layer's input type (the model layer finds the matrices in
 //! the GGUF file and checks their shapes; the kernels only need the bytes, the type and the shape).
 
+use std::ops::Range;
+
 use crate::ggml_type::GgmlType;
 use crate::gguf::GgufFile;
 
@@ -27,9 +29,22 @@ impl MatrixRef {
         self.rows * self.row_bytes
     }
 
-    /// The matrix bytes within the mapped file.
-    pub fn bytes<'f>(&self, file: &'f GgufFile) -> &'f [u8] {
-        &file.file_bytes()[self.offset..self.offset + self.n_bytes()]
+    /// The matrix bytes within the mapped file; `None` when the file is streamed (its tensor data is not in
+    /// memory) or the matrix lies outside it.
+    pub fn bytes<'f>(&self, file: &'f GgufFile) -> Option<&'f [u8]> {
+        file.file_bytes().get(self.offset..self.offset.checked_add(self.n_bytes())?)
     }
 }
 
+
+/// Where a matrix multiplication gets its weight rows: the whole matrix from the memory map at once, or slab by
+/// slab from a streaming reader. Implemented by the model layer (`model::stream::WeightSource`), so the compute
+/// layer does not know how the model stores its weights.
+pub trait WeightRows {
+    /// What a failed read reports.
+    type Error;
+
+    /// Calls `f` with consecutive row ranges of `w` and their bytes (`rows.len() * w.row_bytes` bytes each), in
+    /// order, covering every row once.
+    fn for_each_slab(&mut self, w: &MatrixRef, f: &mut dyn FnMut(Range<usize>, &[u8])) -> Result<(), Self::Error>;
+}

@@ -7,6 +7,6 @@ pub mod ops;
 pub mod planner;
 pub mod pool;
 
-pub use matmul::{matmul, MatmulScratch, StreamConfig};
-pub use matrix::MatrixRef;
+pub use matmul::{matmul, MatmulScratch};
+pub use matrix::{MatrixRef, WeightRows};
 pub use pool::ComputePool;

@@ -245,6 +245,14 @@ fn measure(file: &GgufFile, mats: &[&MatrixRef], candidates: &[DecodeKernel], de
             return Vec::new();
         }
     }
+    // The rows' bytes: only a mapped file has them in memory (a streamed model's decode kernel stays unmeasured).
+    let Some(slices) = slices
+        .into_iter()
+        .map(|(m, r0, rows)| m.bytes(file)?.get(r0 * m.row_bytes..(r0 + rows) * m.row_bytes).map(|b| (m, b, rows)))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return Vec::new();
+    };
     let ty = mats[0].ty;
     let mut tokens: Vec<(usize, PreparedToken)> = Vec::new();
     for (m, _, _) in &slices {
@@ -254,15 +262,13 @@ fn measure(file: &GgufFile, mats: &[&MatrixRef], candidates: &[DecodeKernel], de
     }
     // Map the pages (one byte per page) so that the passes time reads, not page faults.
     let mut touched = 0u8;
-    for (m, r0, rows) in &slices {
-        let bytes = &m.bytes(file)[r0 * m.row_bytes..(r0 + rows) * m.row_bytes];
+    for (_, bytes, _) in &slices {
         touched ^= bytes.iter().step_by(4096).fold(0u8, |a, b| a ^ b);
     }
     std::hint::black_box(touched);
     let mut out = vec![0f32; slices.iter().map(|s| s.2).max().unwrap_or(0)];
-    let mut pass = |k: &DecodeKernel, (m, r0, rows): (&MatrixRef, usize, usize)| {
+    let mut pass = |k: &DecodeKernel, (m, bytes, rows): (&MatrixRef, &[u8], usize)| {
         let x = &tokens.iter().find(|(c, _)| *c == m.cols).expect("prepared above").1;
-        let bytes = &m.bytes(file)[r0 * m.row_bytes..(r0 + rows) * m.row_bytes];
         let t0 = Instant::now();
         x.decode(k.run, m.cols, m.row_bytes, bytes, &mut out[..rows]);
         bytes.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9) / 1e9

@@ -16,6 +16,28 @@ pub enum GgufError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Bytes of the file could not be read back (streaming mode reads weights while it runs).
+    #[error("cannot read {len} bytes at offset {offset} of {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Where the read started.
+        offset: u64,
+        /// Bytes asked for.
+        len: u64,
+        /// The OS error (`UnexpectedEof` when the file is shorter than at open).
+        source: std::io::Error,
+    },
+    /// The file changed length since it was opened (a mapping of it would be unsafe to use).
+    #[error("{path} changed size since it was opened: {opened} bytes then, {now} now")]
+    SizeChanged {
+        /// The file.
+        path: PathBuf,
+        /// Length at open.
+        opened: u64,
+        /// Length now.
+        now: u64,
+    },
     /// The file could not be written.
     #[error("cannot write {path}: {source}")]
     WriteFile {

@@ -1,11 +1,14 @@
-//! A validating, zero-copy GGUF v2/v3 reader over a memory map, and a writer.
+//! A validating GGUF v2/v3 reader (zero-copy over a memory map, or header-only with positional reads for
+//! streaming), and a writer.
 
+mod data_file;
 mod error;
 mod reader;
 pub mod synthetic;
 mod value;
 mod writer;
 
+pub use data_file::DataFile;
 pub use error::GgufError;
 pub use reader::{GgufFile, TensorInfo, DEFAULT_ALIGNMENT};
 pub use value::{MetaArray, MetaValue};

@@ -11,6 +11,7 @@ use crate::alloc::{bytes_of, try_filled, try_resize, OutOfMemory};
 use crate::compute::{matmul, ops, MatmulScratch, MatrixRef};
 use crate::model::config::{MAX_GROUP, MAX_GROUP_VALUES, MAX_HEAD_DIM};
 use crate::model::kv_cache::{KvCache, KvPart, KvType};
+use crate::model::stream::WeightSource;
 use crate::model::{Model, ModelError};
 
 /// Which logits a forward call produces.
@@ -64,6 +65,21 @@ impl ForwardBuffers {
             n_logits: 0,
             mm: MatmulScratch::default(),
         })
+    }
+
+    /// An upper bound of the bytes the buffers of a session with batches of up to `capacity` tokens reach during
+    /// generation (logits of the last token only): the activations, the logits and the matmul scratch.
+    pub fn planned_bytes(c: &crate::model::LlamaConfig, capacity: usize) -> usize {
+        let capacity = capacity.max(1);
+        let per_token = 3 * c.n_embd + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.n_ff;
+        let activations = capacity * per_token * 4;
+        let logits = c.n_vocab * 4;
+        let max_cols = c.n_embd.max(c.q_dim()).max(c.n_ff);
+        let max_rows = c.n_embd.max(c.q_dim()).max(c.n_ff);
+        // Converted activations (at most 4 bytes a value, plus block scales and sums), and the by-row results of
+        // batched calls.
+        let scratch = capacity * max_cols * 5 + if capacity > 1 { capacity * max_rows * 4 } else { 0 };
+        activations + logits + scratch
     }
 
     /// Largest batch one forward call accepts.
@@ -131,56 +147,56 @@ pub fn forward(
     if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= cfg.n_vocab) {
         return Err(ModelError::InvalidToken { id: bad, n_vocab: cfg.n_vocab });
     }
-    Ok(model.pool().run(|| forward_on_pool(model, kv, buf, tokens, pos0, logits))?)
+    match model.streamer() {
+        None => model.pool().run(|| forward_on_pool(model, &mut WeightSource::Mapped(model.file()), kv, buf, tokens, pos0, logits)),
+        Some(streamer) => {
+            // Locked here, outside the pool: see `WeightStreamer::lock`.
+            let mut state = streamer.lock();
+            let state = &mut *state;
+            model.pool().run(|| forward_on_pool(model, &mut WeightSource::Streamed(state), kv, buf, tokens, pos0, logits))
+        }
+    }
 }
 
-/// The forward pass proper, run on the model's pool once [`forward`] has checked the batch, positions and token ids.
+/// The forward pass proper, run on the model's pool once [`forward`] has checked the batch, positions and token ids;
+/// the weights come from `src` (the memory map or the streaming reader).
 fn forward_on_pool(
     model: &Model,
+    src: &mut WeightSource<'_>,
     kv: &mut KvCache,
     buf: &mut ForwardBuffers,
     tokens: &[u32],
     pos0: usize,
     mode: Logits,
-) -> Result<(), OutOfMemory> {
+) -> Result<(), ModelError> {
     let cfg = model.config();
     let w = model.weights();
-    let file = model.file();
     let n = tokens.len();
     let (d, qd, kvd, ff) = (cfg.n_embd, cfg.q_dim(), cfg.kv_dim(), cfg.n_ff);
     let hd = cfg.head_dim;
 
-    // Embedding lookup: dequantize one row of the token table per token.
+    // Embedding lookup: dequantize one row of the token table per token (in streaming mode only these rows are
+    // read from the file).
     let emb = &w.token_embd;
-    let emb_bytes = emb.bytes(file);
     for (t, &tok) in tokens.iter().enumerate() {
-        let r = tok as usize;
-        crate::simd::dequantize_row(
-            emb.ty,
-            &emb_bytes[r * emb.row_bytes..(r + 1) * emb.row_bytes],
-            &mut buf.x[t * d..(t + 1) * d],
-        );
-        if model.stream_config().is_some() {
-            file.advise_dontneed((emb.offset + r * emb.row_bytes) as u64, emb.row_bytes as u64);
-        }
+        crate::simd::dequantize_row(emb.ty, src.row(emb, tok as usize)?, &mut buf.x[t * d..(t + 1) * d]);
     }
 
-    let stream = model.stream_config();
     // Scratch for every matrix of this batch, reserved fallibly up front (a few multiplications per matrix; the
     // calls below then never allocate).
     for m in w.layers.iter().flat_map(|l| l.matrices()) {
         buf.mm.try_reserve(m, n)?;
     }
     let plan = model.kernel_plan();
-    let mm = |m: &MatrixRef, x: &[f32], y: &mut [f32], s: &mut MatmulScratch| matmul(m, file, x, n, y, s, stream, plan);
+    let mut mm = |m: &MatrixRef, x: &[f32], y: &mut [f32], s: &mut MatmulScratch| matmul(m, src, x, n, y, s, plan);
 
     for (l, lw) in w.layers.iter().enumerate() {
         // Attention block.
         rms_norm_rows(&buf.x[..n * d], &lw.attn_norm, cfg.rms_eps, &mut buf.xb[..n * d]);
         let xb = &buf.xb[..n * d];
-        mm(&lw.wq, xb, &mut buf.q[..n * qd], &mut buf.mm);
-        mm(&lw.wk, xb, &mut buf.k[..n * kvd], &mut buf.mm);
-        mm(&lw.wv, xb, &mut buf.v[..n * kvd], &mut buf.mm);
+        mm(&lw.wq, xb, &mut buf.q[..n * qd], &mut buf.mm)?;
+        mm(&lw.wk, xb, &mut buf.k[..n * kvd], &mut buf.mm)?;
+        mm(&lw.wv, xb, &mut buf.v[..n * kvd], &mut buf.mm)?;
         for t in 0..n {
             let pos = pos0 + t;
             model.rope().apply(&mut buf.q[t * qd..(t + 1) * qd], hd, pos);
@@ -188,16 +204,16 @@ fn forward_on_pool(
             kv.store(l, pos, &buf.k[t * kvd..(t + 1) * kvd], &buf.v[t * kvd..(t + 1) * kvd]);
         }
         attention(model, kv, l, &buf.q[..n * qd], &mut buf.attn[..n * qd], pos0);
-        mm(&lw.wo, &buf.attn[..n * qd], &mut buf.proj[..n * d], &mut buf.mm);
+        mm(&lw.wo, &buf.attn[..n * qd], &mut buf.proj[..n * d], &mut buf.mm)?;
         add_rows(&mut buf.x[..n * d], &buf.proj[..n * d], d);
 
         // Feed-forward block.
         rms_norm_rows(&buf.x[..n * d], &lw.ffn_norm, cfg.rms_eps, &mut buf.xb[..n * d]);
         let xb = &buf.xb[..n * d];
-        mm(&lw.w_gate, xb, &mut buf.gate[..n * ff], &mut buf.mm);
-        mm(&lw.w_up, xb, &mut buf.up[..n * ff], &mut buf.mm);
+        mm(&lw.w_gate, xb, &mut buf.gate[..n * ff], &mut buf.mm)?;
+        mm(&lw.w_up, xb, &mut buf.up[..n * ff], &mut buf.mm)?;
         buf.gate[..n * ff].par_chunks_mut(ff).zip(buf.up[..n * ff].par_chunks(ff)).for_each(|(g, u)| ops::swiglu(g, u));
-        mm(&lw.w_down, &buf.gate[..n * ff], &mut buf.proj[..n * d], &mut buf.mm);
+        mm(&lw.w_down, &buf.gate[..n * ff], &mut buf.proj[..n * d], &mut buf.mm)?;
         add_rows(&mut buf.x[..n * d], &buf.proj[..n * d], d);
     }
 
@@ -216,8 +232,7 @@ fn forward_on_pool(
     }
     buf.n_logits = rows * nv;
     buf.mm.try_reserve(&w.output, rows)?;
-    matmul(&w.output, file, &buf.xb[first * d..n * d], rows, &mut buf.logits[..rows * nv], &mut buf.mm, stream, plan);
-    Ok(())
+    matmul(&w.output, src, &buf.xb[first * d..n * d], rows, &mut buf.logits[..rows * nv], &mut buf.mm, plan)
 }
 
 /// RMSNorm of each `weight.len()`-wide row of `x` into `out`, rows in parallel (each row's arithmetic is the same

@@ -1,11 +1,13 @@
 //! A loaded Llama-architecture model: hyper-parameters, weights (zero-copy over the mapped file), tokenizer, RoPE
 //! tables and the compute pool. Per-conversation state (KV cache, buffers) lives in [`crate::session::Session`].
 
+pub mod budget;
 pub mod config;
 pub mod fingerprint;
 pub mod forward;
 pub mod kv_cache;
 pub mod rope;
+pub mod stream;
 pub mod warning;
 pub mod weights;
 
@@ -15,7 +17,7 @@ use thiserror::Error;
 
 use crate::compute::pool::ThreadCount;
 use crate::compute::planner::{KernelChoice, KernelPlan};
-use crate::compute::{ComputePool, StreamConfig};
+use crate::compute::ComputePool;
 use crate::gguf::{GgufError, GgufFile};
 use crate::tokenizer::Tokenizer;
 use crate::ggml_type::GgmlType;
@@ -24,7 +26,9 @@ pub use config::LlamaConfig;
 pub use fingerprint::ModelFingerprint;
 pub use forward::{forward, ForwardBuffers, Logits};
 pub use kv_cache::{KvCache, KvType};
+pub use budget::{MemoryPlan, RssBudget};
 pub use rope::RopeTable;
+pub use stream::{StreamConfig, WeightStreamer};
 pub use warning::LoadWarning;
 pub use weights::{LayerWeights, LlamaWeights, MatrixRef};
 
@@ -105,6 +109,30 @@ pub enum ModelError {
     /// The worker threads could not be started.
     #[error(transparent)]
     ThreadPool(#[from] crate::compute::pool::PoolError),
+    /// The streaming read-ahead thread could not be started.
+    #[error("could not start the weight read-ahead thread: {0}")]
+    ReadAheadThread(String),
+    /// A weight matrix is neither in memory nor in the streaming plan (an internal inconsistency, reported rather
+    /// than panicking).
+    #[error("the bytes of weight {name} are not available (not mapped and not streamed)")]
+    WeightsUnavailable {
+        /// Tensor name.
+        name: String,
+    },
+    /// A resident-memory budget (`max_rss_bytes`) is too small for the model, its KV cache and its buffers.
+    #[error(
+        "a memory budget of {budget_mib:.1} MiB cannot hold this model: {needed_mib:.1} MiB needed at least ({detail})",
+        budget_mib = *budget as f64 / 1048576.0,
+        needed_mib = *needed as f64 / 1048576.0
+    )]
+    MemoryBudget {
+        /// The budget in bytes.
+        budget: u64,
+        /// The least budget that works, in bytes.
+        needed: u64,
+        /// Where it goes.
+        detail: String,
+    },
     /// The tokenizer could not be built.
     #[error(transparent)]
     Tokenizer(#[from] crate::tokenizer::TokenizerError),
@@ -126,21 +154,26 @@ pub struct ModelParams {
     /// Worker threads (`0` = one per CPU); more than the CPUs available to the process is clamped to them
     /// (see [`Model::thread_count`]).
     pub n_threads: usize,
-    /// Streaming mode: weights are paged in slab by slab with read-ahead and released after use, so the resident
-    /// set stays small whatever the model size (for boards with less RAM than the model).
+    /// Streaming mode: the file is not mapped; the engine reads the weights with `pread` into two reused slabs
+    /// (one read ahead by a thread while the other computes) and drops them from the page cache, so weight memory
+    /// is two slabs whatever the model size (for boards with less RAM than the model).
     pub stream_weights: bool,
-    /// Slab size in bytes for streaming mode (`0` = 4 MiB). Resident weight pages stay within about two slabs
-    /// plus the read-ahead window.
+    /// Slab size in bytes for streaming mode (`0` = 4 MiB; at least one weight row is used). With `rss_budget`,
+    /// the largest slab the budget allows, up to this.
     pub stream_slab_bytes: usize,
     /// Decode kernel choice: `None` reads `PICOLM_KERNEL`; `auto` (or unset) times the candidates at load and
     /// keeps the fastest per weight format, `tile` decodes with the prefill kernel (bit-identical to batched
     /// prefill), a kernel name forces that kernel where the CPU has it (see [`Model::kernel_plan`]).
     pub kernel: Option<String>,
+    /// A bound on the process's resident set: the model is mapped when it fits with one session, streamed
+    /// otherwise, with the slab size chosen to fit; loading fails with [`ModelError::MemoryBudget`] (saying how
+    /// much is needed) when even streaming cannot fit.
+    pub rss_budget: Option<RssBudget>,
 }
 
 impl Default for ModelParams {
     fn default() -> Self {
-        ModelParams { n_ctx: 0, n_threads: 0, stream_weights: false, stream_slab_bytes: 0, kernel: None }
+        ModelParams { n_ctx: 0, n_threads: 0, stream_weights: false, stream_slab_bytes: 0, kernel: None, rss_budget: None }
     }
 }
 
@@ -160,7 +193,8 @@ pub struct Model {
     rope: RopeTable,
     pool: ComputePool,
     n_ctx: usize,
-    stream: Option<StreamConfig>,
+    streamer: Option<WeightStreamer>,
+    memory_plan: Option<MemoryPlan>,
     fingerprint: ModelFingerprint,
     grammar_vocab: std::sync::OnceLock<std::sync::Arc<crate::grammar::VocabIndex>>,
     warnings: Vec<LoadWarning>,
@@ -168,9 +202,14 @@ pub struct Model {
 }
 
 impl Model {
-    /// Opens and checks a GGUF model file.
+    /// Opens and checks a GGUF model file. In streaming mode (or with a budget) only the header is read here: no
+    /// weight byte is mapped or read at load.
     pub fn load(path: impl AsRef<Path>, params: &ModelParams) -> Result<Model, ModelError> {
-        let file = GgufFile::open(path)?;
+        let file = if params.stream_weights || params.rss_budget.is_some() {
+            GgufFile::open_streamed(path)?
+        } else {
+            GgufFile::open(path)?
+        };
         Model::from_gguf(file, params)
     }
 
@@ -192,20 +231,55 @@ impl Model {
         }
         let rope = RopeTable::new(config.rope_dim, config.rope_freq_base, n_ctx)?;
         let pool = ComputePool::new(params.n_threads)?;
-        let stream = params.stream_weights.then(|| {
-            let slab = if params.stream_slab_bytes == 0 { DEFAULT_STREAM_SLAB_BYTES } else { params.stream_slab_bytes };
-            StreamConfig { slab_bytes: slab, prefetch_bytes: slab * 2 }
-        });
+        let max_slab = if params.stream_slab_bytes == 0 { DEFAULT_STREAM_SLAB_BYTES } else { params.stream_slab_bytes };
+        let (slab, memory_plan) = match &params.rss_budget {
+            Some(budget) => {
+                let inputs = budget::BudgetInputs {
+                    config: &config,
+                    n_ctx,
+                    weight_bytes: file.len().saturating_sub(file.data_offset()),
+                    min_slab_bytes: stream::StreamPlan::min_slab_bytes(&weights) as u64,
+                    row_bytes: weights.token_embd.row_bytes as u64,
+                    header_bytes: file.data_offset(),
+                };
+                let (placement, plan) = budget::plan(budget, &inputs, params.stream_weights, max_slab)?;
+                let slab = match placement {
+                    budget::Placement::Mapped => None,
+                    budget::Placement::Streamed { slab_bytes } => Some(slab_bytes),
+                };
+                (slab, Some(plan))
+            }
+            None => (params.stream_weights.then_some(max_slab), None),
+        };
+        let (file, streamer) = match slab {
+            Some(slab_bytes) => {
+                let file = file.into_streamed();
+                crate::memory::release_free_heap();
+                let streamer = WeightStreamer::new(&file, &weights, StreamConfig { slab_bytes })?;
+                (file, Some(streamer))
+            }
+            None => (file.into_mapped()?, None),
+        };
         let fingerprint = ModelFingerprint::of(&file);
         let plan = KernelPlan::build(&file, &weights, &pool, &choice);
-        if stream.is_some() {
-            // Everything read while loading (metadata, norms) leaves the resident set; weights are paged on demand.
-            file.advise_dontneed(0, file.len());
-        }
         let grammar_vocab = Default::default();
         let warnings =
             warning::thread_warning(&pool.threads()).into_iter().chain(warning::context_warning(n_ctx, config.n_ctx_train)).collect();
-        Ok(Model { file, config, weights, tokenizer, rope, pool, n_ctx, stream, fingerprint, grammar_vocab, warnings, plan })
+        Ok(Model {
+            file,
+            config,
+            weights,
+            tokenizer,
+            rope,
+            pool,
+            n_ctx,
+            streamer,
+            memory_plan,
+            fingerprint,
+            grammar_vocab,
+            warnings,
+            plan,
+        })
     }
 
     /// Hyper-parameters.
@@ -261,7 +335,17 @@ impl Model {
 
     /// The streaming configuration, when the model was loaded in streaming mode.
     pub fn stream_config(&self) -> Option<&StreamConfig> {
-        self.stream.as_ref()
+        self.streamer.as_ref().map(|s| s.config())
+    }
+
+    /// The weight reader of streaming mode.
+    pub fn streamer(&self) -> Option<&WeightStreamer> {
+        self.streamer.as_ref()
+    }
+
+    /// How the memory budget was planned, when the model was loaded with one.
+    pub fn memory_plan(&self) -> Option<&MemoryPlan> {
+        self.memory_plan.as_ref()
     }
 
     /// Largest context a session may use.

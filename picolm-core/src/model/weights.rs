@@ -1,7 +1,8 @@
 //! The tensors of a Llama model, located in the GGUF file and checked against the hyper-parameters.
 //!
-//! Matrices stay in the file (zero-copy: a [`MatrixRef`] holds the byte range, the type and the shape); the small
-//! 1-D norm vectors are converted to `f32` once at load.
+//! Matrices stay in the file (zero-copy: a [`MatrixRef`] holds the byte range, the type and the shape; in streaming
+//! mode they are read by [`crate::model::stream`]); the small 1-D norm vectors are read and converted to `f32` once
+//! at load.
 
 pub use crate::compute::MatrixRef;
 use crate::ggml_type::GgmlType;
@@ -122,6 +123,6 @@ fn vector(file: &GgufFile, name: &str, n: usize) -> Result<Vec<f32>, ModelError>
         return Err(ModelError::TensorShape { name: name.to_string(), expected: vec![n as u64], found: t.dims.clone() });
     }
     let mut out = vec![0.0f32; n];
-    quant::dequantize_row(t.ggml_type, file.tensor_data(t), &mut out)?;
+    quant::dequantize_row(t.ggml_type, &file.read_tensor(t)?, &mut out)?;
     Ok(out)
 }

@@ -103,8 +103,13 @@ class Model:
             :attr:`n_threads` tells the threads used.
         seed: Default sampling seed for ``generate`` calls that pass ``seed=None``.
         kv_type: Storage of the KV cache: ``"f16"`` or ``"q8_0"`` (about half the memory).
-        stream_weights: Page the weights in slab by slab (for machines with less RAM than the model).
+        stream_weights: Streaming mode (for machines with less RAM than the model): the file is not mapped; the
+            weights are read into two reused slabs (one read ahead while the other computes) and dropped from the
+            page cache, so weight memory is two slabs whatever the model size.
         n_batch: Largest number of prompt tokens evaluated per forward pass.
+        max_rss_bytes: A bound on the process's resident memory (0 = none), the Python interpreter included: the
+            model is mapped when it fits with its KV cache and buffers, streamed otherwise with slabs sized to
+            fit; when even streaming cannot fit, :class:`ModelLoadError` says how many MiB are needed.
 
     Raises:
         ModelLoadError: The file is missing or malformed, or the model is not supported.
@@ -125,6 +130,7 @@ class Model:
         kv_type: Literal["f16", "q8_0"] = "f16",
         stream_weights: bool = False,
         n_batch: int = 64,
+        max_rss_bytes: int = 0,
     ) -> None: ...
     @overload
     def __init__(
@@ -137,6 +143,7 @@ class Model:
         kv_type: Literal["f16", "q8_0"] = "f16",
         stream_weights: bool = False,
         n_batch: int = 64,
+        max_rss_bytes: int = 0,
     ) -> None: ...
     def __init__(
         self,
@@ -149,6 +156,7 @@ class Model:
         kv_type: Literal["f16", "q8_0"] = "f16",
         stream_weights: bool = False,
         n_batch: int = 64,
+        max_rss_bytes: int = 0,
     ) -> None: ...
     @overload
     def generate(
