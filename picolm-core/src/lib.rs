@@ -6,6 +6,12 @@
 //! - [`tokenizer`]: GPT-2 byte-level BPE and SentencePiece-style vocabularies read from GGUF metadata.
 //! - [`model`]: hyper-parameters, weights, KV cache and the Llama forward pass.
 //! - [`sampler`] and [`generate`]: token selection and streaming generation sessions.
+//!
+//! Cargo features (all on by default; turn them off for small builds): `jinja` (the models' own Jinja chat
+//! templates; without it the built-in formats of [`chat::BuiltinFormat`]), `json-schema` (the JSON Schema compiler
+//! of [`grammar`]; the JSON object/value modes need no feature), `agent` (the tool-call loop, [`agent`]) and
+//! `quantize` (the model quantizer `quantize`, the K-quant search and the GGUF writer `gguf::GgufWriter`).
+//! [`FEATURES`] lists the features of a build.
 
 pub mod error;
 pub mod fs_safety;
@@ -21,6 +27,7 @@ pub mod model;
 pub mod generate;
 pub mod grammar;
 pub mod chat;
+#[cfg(feature = "agent")]
 pub mod agent;
 pub mod sampler;
 pub mod session;
@@ -32,5 +39,19 @@ pub use session::{Session, SessionParams};
 pub mod perplexity;
 pub mod memory;
 pub mod bench;
+#[cfg(feature = "quantize")]
 pub mod quantize;
 pub mod simd;
+
+/// The optional Cargo features this build of the crate was compiled with, in a fixed order
+/// (`jinja`, `json-schema`, `agent`, `quantize`).
+pub const FEATURES: &[&str] = &[
+    #[cfg(feature = "jinja")]
+    "jinja",
+    #[cfg(feature = "json-schema")]
+    "json-schema",
+    #[cfg(feature = "agent")]
+    "agent",
+    #[cfg(feature = "quantize")]
+    "quantize",
+];

@@ -41,3 +41,16 @@ pub const PICOLM_VERSION_PATCH: u32 = 0;
 pub extern "C" fn picolm_version() -> *const libc::c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const libc::c_char
 }
+
+/// The optional parts this library was built with, as a static NUL-terminated string of names separated by
+/// spaces, from `jinja` (the models' own Jinja chat templates; without it the built-in ChatML, Zephyr, Llama 2 and
+/// Llama 3 formats), `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`) and
+/// `quantize` (`picolm_model_quantize`); "" when none. Every function is exported in every build: one whose
+/// feature is left out returns PICOLM_ERR_UNSUPPORTED with a message naming the feature. Never NULL; do not free.
+#[no_mangle]
+pub extern "C" fn picolm_features() -> *const libc::c_char {
+    static FEATURES: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+    FEATURES
+        .get_or_init(|| std::ffi::CString::new(picolm_core::FEATURES.join(" ")).expect("feature names have no NUL"))
+        .as_ptr()
+}

@@ -1,5 +1,5 @@
-//! Grammar-constrained decoding: a byte-level JSON pushdown automaton, a JSON Schema compiler targeting it, and
-//! the token mask that keeps generation inside the grammar.
+//! Grammar-constrained decoding: a byte-level JSON pushdown automaton, a JSON Schema compiler targeting it
+//! (feature `json-schema`), and the token mask that keeps generation inside the grammar.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -21,6 +21,7 @@ mod error;
 mod format;
 mod schema;
 mod token_cost;
+#[cfg(feature = "json-schema")]
 mod validate;
 mod vocab_index;
 
@@ -32,6 +33,7 @@ pub use schema::{
     CompiledSchema, LiteralTrie, LiteralTrieNode, NodeId, Property, SchemaNode, MAX_LITERAL_BYTES, MAX_PARALLEL_PARSES,
     MAX_PROPERTIES, MAX_SCHEMA_NODES,
 };
+#[cfg(feature = "json-schema")]
 pub use validate::validate;
 pub use vocab_index::VocabIndex;
 
@@ -86,7 +88,8 @@ impl Grammar {
         }
     }
 
-    /// Values valid against a JSON Schema (see [`CompiledSchema`] for the supported subset).
+    /// Values valid against a JSON Schema (see [`CompiledSchema`] for the supported subset);
+    /// [`GrammarError::SchemaDisabled`] without the `json-schema` feature.
     pub fn from_schema(schema: &serde_json::Value) -> Result<Grammar, GrammarError> {
         Ok(Grammar::new(CompiledSchema::compile(schema)?, DEFAULT_MAX_WHITESPACE))
     }
@@ -103,7 +106,7 @@ impl Grammar {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "json-schema"))]
 mod budget_props;
-#[cfg(test)]
+#[cfg(all(test, feature = "json-schema"))]
 mod tests;
