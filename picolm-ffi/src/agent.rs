@@ -362,7 +362,8 @@ pub struct picolm_agent {
 }
 
 /// Creates an empty tool-call loop for `model` (tools are added with `picolm_agent_add_tool`). Free with
-/// `picolm_agent_free`.
+/// `picolm_agent_free`. PICOLM_ERR_UNSUPPORTED in a library built without the `agent` feature (as every
+/// `picolm_agent_*` function but `picolm_agent_stop_name`, `picolm_agent_free` and `picolm_agent_result_free`).
 ///
 /// # Safety
 /// `model` live; `out` writable.
