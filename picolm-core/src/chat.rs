@@ -409,7 +409,7 @@ impl BuiltinFormat {
 enum Engine {
     /// A Jinja template (the model's own, or one given to [`ChatTemplate::new`]).
     #[cfg(feature = "jinja")]
-    Jinja(jinja::JinjaTemplate),
+    Jinja(Box<jinja::JinjaTemplate>),
     /// A built-in format, rendered natively.
     Builtin(BuiltinFormat),
 }
@@ -430,7 +430,7 @@ impl ChatTemplate {
         #[cfg(feature = "jinja")]
         {
             let mut t = ChatTemplate {
-                engine: Engine::Jinja(jinja::JinjaTemplate::new(source)?),
+                engine: Engine::Jinja(Box::new(jinja::JinjaTemplate::new(source)?)),
                 source: source.to_string(),
                 bos: bos_token.to_string(),
                 eos: eos_token.to_string(),
