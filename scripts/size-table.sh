@@ -63,6 +63,7 @@ for t in "${targets[@]}"; do
     nice -n 10 "$cc" -std=c11 -O2 -Iinclude bindings/c/picolm.c "$rel/libpicolm.a" "${static_libs[@]}" -o "$out/picolm-$tag"
     "$strip" "$out/picolm-$tag"
     rows+=("| $t | $set | $(stat -c %s "$out/libpicolm-$tag.so") | $(stat -c %s "$rel/libpicolm.a") | $(stat -c %s "$out/picolm-$tag") |")
+    echo "size-table: ${rows[-1]}" >&2
   done
 done
 
