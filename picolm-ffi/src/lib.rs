@@ -77,6 +77,7 @@ mod tests {
         assert_eq!(f, want.join(" "));
     }
 
+    #[cfg(not(all(feature = "quantize", feature = "agent")))]
     fn last_error() -> String {
         // SAFETY: a NUL-terminated string owned by the library.
         unsafe { CStr::from_ptr(picolm_last_error_message()) }.to_string_lossy().into_owned()
