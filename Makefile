@@ -7,6 +7,10 @@
 #   make install PREFIX=/usr/local   (library, header, pkg-config file, the CLI and picolm-server)
 #   make test-install    run the README's "C library" commands verbatim with a scratch HOME (non-system prefix)
 #   make size            sizes of the stripped libpicolm.so, libpicolm.a and the CLI linked statically
+#   make size-table      that for several feature sets and targets (scripts/size-table.sh; README "Size")
+#   make lib FEATURES="jinja quantize"   a library with only these optional parts (FEATURES=none: none of them;
+#                        unset: all). Parts: jinja json-schema agent quantize (see picolm-core/Cargo.toml)
+#                        CORE_OPT=s also builds picolm-core for size (see README "Size")
 #   make cross TARGET=aarch64-linux-gnu [PREFIX=DIR] [STRIP=1]   cross build for a board (see "Cross builds" below)
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
@@ -26,12 +30,17 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 comma := ,
 PC_RPATH := $(if $(filter /lib /lib64 /usr/lib /usr/lib64 /lib/% /usr/lib/%,$(LIBDIR)),,-Wl$(comma)-rpath$(comma)$${libdir})
 
-.PHONY: all lib cli server header check-header test-c test-c-valgrind test-install install size cross clean build/picolm.pc
+# Cargo options for FEATURES (unset: the default features, i.e. all) and CORE_OPT (an opt-level for picolm-core,
+# e.g. CORE_OPT=s: smaller, and the kernels' speed is not measured for it; unset: the release profile's 3).
+CARGO_FEATURES = $(if $(strip $(FEATURES)),--no-default-features $(if $(filter none,$(FEATURES)),,--features "$(FEATURES)")) \
+  $(if $(CORE_OPT),--config 'profile.release.package.picolm-core.opt-level="$(CORE_OPT)"')
+
+.PHONY: all lib cli server header check-header test-c test-c-valgrind test-install install size size-table cross clean build/picolm.pc
 
 all: cli
 
 lib:
-	$(CARGO) build --release -p picolm-ffi
+	$(CARGO) build --release -p picolm-ffi $(CARGO_FEATURES)
 	ln -sf libpicolm.so $(REL)/libpicolm.so.0
 
 build/picolm: bindings/c/picolm.c include/picolm.h lib
@@ -121,6 +130,10 @@ size: lib
 	@printf '%-42s %10s\n' "libpicolm.so (stripped)" $$(stat -c %s build/size/libpicolm.so) \
 	  "libpicolm.a" $$(stat -c %s $(REL)/libpicolm.a) "picolm CLI, static libpicolm (stripped)" $$(stat -c %s build/size/picolm-static)
 
+# The README's "Size" table: the sizes above per feature set and target (TARGETS="x86_64 aarch64 armv7").
+size-table:
+	scripts/size-table.sh $(TARGETS)
+
 # ---- Cross builds ----
 # make cross TARGET=TRIPLE [PREFIX=DIR] [DESTDIR=STAGING] [STRIP=1] [RUST_TARGET=...]
 #   TRIPLE is the GNU triple of the cross toolchain (Debian: apt-get install gcc-TRIPLE; rustup target add the Rust
@@ -151,7 +164,7 @@ cross:
 	@test -n "$(TARGET)" || { echo "make cross: give TARGET=aarch64-linux-gnu, arm-linux-gnueabihf or riscv64-linux-gnu" >&2; exit 2; }
 	@test -n "$(CROSS_RUST_TARGET)" || { echo "make cross: no Rust target known for TARGET=$(TARGET); give RUST_TARGET=..." >&2; exit 2; }
 	@command -v $(CROSS_CC) >/dev/null || { echo "make cross: $(CROSS_CC) not found (Debian: apt-get install gcc-$(TARGET))" >&2; exit 2; }
-	$(CROSS_LINKER_VAR)=$(CROSS_CC) $(CARGO) build --release -p picolm-ffi --target $(CROSS_RUST_TARGET)
+	$(CROSS_LINKER_VAR)=$(CROSS_CC) $(CARGO) build --release -p picolm-ffi --target $(CROSS_RUST_TARGET) $(CARGO_FEATURES)
 	install -d $(CROSS_DEST)/lib/pkgconfig $(CROSS_DEST)/include $(CROSS_DEST)/bin
 	install -m 0755 $(CROSS_REL)/libpicolm.so $(CROSS_DEST)/lib/libpicolm.so.$(VERSION)
 	ln -sf libpicolm.so.$(VERSION) $(CROSS_DEST)/lib/libpicolm.so.0

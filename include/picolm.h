@@ -604,7 +604,8 @@ typedef struct picolm_generate_params {
    */
   int32_t json_mode;
   /**
-   * JSON Schema (NUL-terminated UTF-8) the output must satisfy (compact JSON), or NULL.
+   * JSON Schema (NUL-terminated UTF-8) the output must satisfy (compact JSON), or NULL. A library built without
+   * the `json-schema` feature refuses a schema with PICOLM_ERR_UNSUPPORTED (the JSON modes work in every build).
    */
   const char *json_schema;
   /**
@@ -859,6 +860,15 @@ extern "C" {
 const char *picolm_version(void);
 
 /**
+ * The optional parts this library was built with, as a static NUL-terminated string of names separated by
+ * spaces, from `jinja` (the models' own Jinja chat templates; without it the built-in ChatML, Zephyr, Llama 2 and
+ * Llama 3 formats), `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`) and
+ * `quantize` (`picolm_model_quantize`); "" when none. Every function is exported in every build: one whose
+ * feature is left out returns PICOLM_ERR_UNSUPPORTED with a message naming the feature. Never NULL; do not free.
+ */
+const char *picolm_features(void);
+
+/**
  * Renders `n` messages with the model's chat template (its `tokenizer.chat_template`, or the built-in format its
  * vocabulary suggests) into `buf` (NUL-terminated). `add_generation_prompt` appends the assistant's turn opening.
  * `*needed` receives the bytes needed including the NUL (PICOLM_ERR_BUFFER_TOO_SMALL when `cap` is smaller).
@@ -905,7 +915,8 @@ picolm_result picolm_agent_params_default(struct picolm_agent_params *params);
 
 /**
  * Creates an empty tool-call loop for `model` (tools are added with `picolm_agent_add_tool`). Free with
- * `picolm_agent_free`.
+ * `picolm_agent_free`. PICOLM_ERR_UNSUPPORTED in a library built without the `agent` feature (as every
+ * `picolm_agent_*` function but `picolm_agent_stop_name`, `picolm_agent_free` and `picolm_agent_result_free`).
  *
  * # Safety
  * `model` live; `out` writable.
@@ -1319,7 +1330,8 @@ picolm_result picolm_bench(const char *path,
  * Quantizes the GGUF model at `src_path` into `dst_path` (both NUL-terminated paths). `type_name` is one of
  * F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K Q4_K_M Q5_K_M (case-insensitive); tensor types
  * follow llama.cpp's rules (norms F32, output Q6_K, `_M` mixes, fallbacks for rows that are not whole K blocks).
- * `bytes_in` / `bytes_out` (may be NULL) receive the tensor data sizes. Uses all CPUs.
+ * `bytes_in` / `bytes_out` (may be NULL) receive the tensor data sizes. Uses all CPUs. PICOLM_ERR_UNSUPPORTED in a
+ * library built without the `quantize` feature (see `picolm_features`).
  *
  * # Safety
  * Strings NUL-terminated; out-parameters NULL or writable.

@@ -1,6 +1,11 @@
 //! Chat prompts: the model's own `tokenizer.chat_template` rendered in minijinja's sandboxed Jinja engine (no file
 //! or network access, bounded work through fuel), with built-in ChatML, Zephyr/TinyLlama, Llama 2 and Llama 3
-//! templates for models that carry none. Special tokens in the rendered prompt are parsed as special tokens.
+//! formats for models that carry none. Special tokens in the rendered prompt are parsed as special tokens.
+//!
+//! The Jinja engine is the `jinja` feature. Without it, a model's template is mapped to the built-in format it
+//! is written in (recognised by its markers, as llama.cpp does without Jinja; else the format the vocabulary
+//! suggests), and [`ChatTemplate::new`] refuses custom templates with [`ChatError::JinjaDisabled`]. The built-in
+//! formats are rendered natively in both builds.
 //!
 //! Messages follow OpenAI's chat format ([`ChatMessage::from_json`]): `content` is a string or a list of text
 //! parts, assistant messages may carry `tool_calls`, `tool` messages a `tool_call_id`. Templates that render
@@ -9,15 +14,14 @@
 //! like SmolLM2's) the calls are written into the content as the `{"tool_calls":[...]}` JSON the tool-call loop
 //! asks the model to produce, so a conversation's calls are never dropped.
 
-use minijinja::{context, Environment, ErrorKind};
+#[cfg(feature = "jinja")]
+mod jinja;
+
 use serde::{Serialize, Serializer};
 use serde_json::{json, Map, Value};
 
 use crate::gguf::GgufFile;
 use crate::tokenizer::Tokenizer;
-
-/// Instructions a template may execute before it is stopped (guards against runaway templates).
-const TEMPLATE_FUEL: u64 = 2_000_000;
 
 /// A tool call made by the assistant: in a conversation's history, or produced by the tool-call loop.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,17 +186,11 @@ impl ChatMessage {
 
     /// The message as a template sees it: tool calls as objects when the template renders them itself, else
     /// written into the content as [`tool_calls_text`].
+    #[cfg(feature = "jinja")]
     fn to_template(&self, template_renders_tool_calls: bool) -> Value {
         let mut m = Map::new();
         m.insert("role".into(), self.role.clone().into());
-        let content = if self.tool_calls.is_empty() || template_renders_tool_calls {
-            self.content.clone()
-        } else if self.content.is_empty() {
-            tool_calls_text(&self.tool_calls)
-        } else {
-            format!("{}\n{}", self.content, tool_calls_text(&self.tool_calls))
-        };
-        m.insert("content".into(), content.into());
+        m.insert("content".into(), self.template_content(template_renders_tool_calls).into());
         if let Some(id) = &self.tool_call_id {
             m.insert("tool_call_id".into(), id.clone().into());
         }
@@ -203,6 +201,20 @@ impl ChatMessage {
             m.insert("tool_calls".into(), self.tool_calls.iter().map(ToolCall::to_template).collect());
         }
         Value::Object(m)
+    }
+}
+
+impl ChatMessage {
+    /// The content a template prints: the text, followed by the tool calls as [`tool_calls_text`] unless the
+    /// template renders `tool_calls` itself.
+    fn template_content(&self, template_renders_tool_calls: bool) -> String {
+        if self.tool_calls.is_empty() || template_renders_tool_calls {
+            self.content.clone()
+        } else if self.content.is_empty() {
+            tool_calls_text(&self.tool_calls)
+        } else {
+            format!("{}\n{}", self.content, tool_calls_text(&self.tool_calls))
+        }
     }
 }
 
@@ -236,6 +248,12 @@ pub enum ChatError {
     /// Rendering failed (the template raised an exception, ran out of fuel, or used an unknown function).
     #[error("chat template failed to render: {0}")]
     Render(String),
+    /// A custom Jinja template was given to a build without the `jinja` feature.
+    #[error(
+        "custom Jinja chat templates need the `jinja` feature, which this build of PicoLM leaves out (the built-in \
+         ChatML, Zephyr, Llama 2 and Llama 3 formats work without it)"
+    )]
+    JinjaDisabled,
     /// A message is not in OpenAI's chat format.
     #[error("message {index} is invalid: {why}")]
     InvalidMessage {
@@ -268,7 +286,7 @@ pub enum BuiltinFormat {
 }
 
 impl BuiltinFormat {
-    /// The format's Jinja source.
+    /// The format's Jinja source (rendered natively by [`BuiltinFormat::render`]).
     pub fn source(self) -> &'static str {
         match self {
             BuiltinFormat::ChatMl => {
@@ -295,6 +313,83 @@ impl BuiltinFormat {
         }
     }
 
+    /// The format a Jinja chat template is written in, recognised by its markers (as llama.cpp does without a
+    /// Jinja engine): `<|im_start|>` ChatML, `<|start_header_id|>` Llama 3, `<|assistant|>` Zephyr, `[INST]`
+    /// Llama 2; `None` for a template with none of them.
+    pub fn from_template(source: &str) -> Option<BuiltinFormat> {
+        if source.contains("<|im_start|>") {
+            Some(BuiltinFormat::ChatMl)
+        } else if source.contains("<|start_header_id|>") {
+            Some(BuiltinFormat::Llama3)
+        } else if source.contains("<|assistant|>") {
+            Some(BuiltinFormat::Zephyr)
+        } else if source.contains("[INST]") {
+            Some(BuiltinFormat::Llama2)
+        } else {
+            None
+        }
+    }
+
+    /// Renders a conversation in this format: exactly what the Jinja [`BuiltinFormat::source`] renders (a test
+    /// holds the two together), without a template engine. Tool calls are written into the content.
+    pub fn render(self, messages: &[ChatMessage], add_generation_prompt: bool, bos: &str, eos: &str) -> String {
+        let mut out = String::new();
+        match self {
+            BuiltinFormat::ChatMl => {
+                for m in messages {
+                    out += &format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.template_content(false));
+                }
+                if add_generation_prompt {
+                    out += "<|im_start|>assistant\n";
+                }
+            }
+            BuiltinFormat::Zephyr => {
+                for m in messages {
+                    out += &format!("<|{}|>\n{}{eos}\n", m.role, m.template_content(false));
+                }
+                if add_generation_prompt {
+                    out += "<|assistant|>\n";
+                }
+            }
+            BuiltinFormat::Llama2 => {
+                // The last system message goes into the first user turn.
+                let sys = messages.iter().rev().find(|m| m.role == "system").map(|m| m.template_content(false));
+                let mut first = true;
+                for m in messages {
+                    match m.role.as_str() {
+                        "user" | "tool" => {
+                            out += bos;
+                            out += "[INST] ";
+                            match &sys {
+                                Some(sys) if first && !sys.is_empty() => out += &format!("<<SYS>>\n{sys}\n<</SYS>>\n\n"),
+                                _ => {}
+                            }
+                            out += m.template_content(false).trim();
+                            out += " [/INST]";
+                            first = false;
+                        }
+                        "assistant" => out += &format!(" {} {eos}", m.template_content(false).trim()),
+                        _ => {}
+                    }
+                }
+            }
+            BuiltinFormat::Llama3 => {
+                out += bos;
+                for m in messages {
+                    out += &format!(
+                        "<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>",
+                        m.role,
+                        m.template_content(false).trim()
+                    );
+                }
+                if add_generation_prompt {
+                    out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+                }
+            }
+        }
+        out
+    }
+
     /// Guesses the format from the special tokens of a vocabulary.
     pub fn detect(tok: &Tokenizer) -> BuiltinFormat {
         if tok.token_id("<|im_start|>").is_some() {
@@ -309,44 +404,51 @@ impl BuiltinFormat {
     }
 }
 
+/// What renders a template.
+#[derive(Debug)]
+enum Engine {
+    /// A Jinja template (the model's own, or one given to [`ChatTemplate::new`]).
+    #[cfg(feature = "jinja")]
+    Jinja(Box<jinja::JinjaTemplate>),
+    /// A built-in format, rendered natively.
+    Builtin(BuiltinFormat),
+}
+
 /// A compiled chat template with the model's BOS/EOS texts.
 #[derive(Debug)]
 pub struct ChatTemplate {
-    env: Environment<'static>,
+    engine: Engine,
     source: String,
     bos: String,
     eos: String,
     renders_tool_calls: bool,
 }
 
-const TEMPLATE_NAME: &str = "chat";
-
 impl ChatTemplate {
-    /// Compiles a Jinja chat template.
+    /// Compiles a Jinja chat template ([`ChatError::JinjaDisabled`] without the `jinja` feature).
     pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate, ChatError> {
-        let mut env = Environment::new();
-        minijinja_contrib::add_to_environment(&mut env);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.set_fuel(Some(TEMPLATE_FUEL));
-        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
-        env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
-        env.add_template_owned(TEMPLATE_NAME, source.to_string())
-            .map_err(|e| ChatError::InvalidTemplate(e.to_string()))?;
-        let mut t = ChatTemplate {
-            env,
-            source: source.to_string(),
-            bos: bos_token.to_string(),
-            eos: eos_token.to_string(),
-            renders_tool_calls: false,
-        };
-        t.renders_tool_calls = t.probe_tool_calls();
-        Ok(t)
+        #[cfg(feature = "jinja")]
+        {
+            let mut t = ChatTemplate {
+                engine: Engine::Jinja(Box::new(jinja::JinjaTemplate::new(source)?)),
+                source: source.to_string(),
+                bos: bos_token.to_string(),
+                eos: eos_token.to_string(),
+                renders_tool_calls: false,
+            };
+            t.renders_tool_calls = t.probe_tool_calls();
+            Ok(t)
+        }
+        #[cfg(not(feature = "jinja"))]
+        {
+            let _ = (source, bos_token, eos_token);
+            Err(ChatError::JinjaDisabled)
+        }
     }
 
     /// Whether the template prints `message.tool_calls` itself: renders a probe conversation with a call and looks
     /// for the call's name in the output (a template that fails on it does not).
+    #[cfg(feature = "jinja")]
     fn probe_tool_calls(&self) -> bool {
         const PROBE_NAME: &str = "picolm_probe_tool_4f1c";
         let call = ToolCall { id: "call_1".into(), name: PROBE_NAME.into(), arguments: json!({"x": 1}) };
@@ -354,7 +456,7 @@ impl ChatTemplate {
             ChatMessage::new("user", "probe"),
             ChatMessage { role: "assistant".into(), tool_calls: vec![call], ..Default::default() },
         ];
-        self.render_values(&probe, false, true).is_ok_and(|text| text.contains(PROBE_NAME))
+        self.render_with(&probe, false, true).is_ok_and(|text| text.contains(PROBE_NAME))
     }
 
     /// Whether the template renders assistant `tool_calls` itself (else they are written into the content).
@@ -365,23 +467,50 @@ impl ChatTemplate {
     /// A built-in format with the tokenizer's BOS/EOS texts.
     pub fn builtin(format: BuiltinFormat, tok: &Tokenizer) -> ChatTemplate {
         let (bos, eos) = special_texts(tok);
-        ChatTemplate::new(format.source(), &bos, &eos).expect("built-in templates compile")
+        ChatTemplate::builtin_with(format, &bos, &eos)
+    }
+
+    /// A built-in format with the given BOS/EOS texts.
+    pub fn builtin_with(format: BuiltinFormat, bos_token: &str, eos_token: &str) -> ChatTemplate {
+        ChatTemplate {
+            engine: Engine::Builtin(format),
+            source: format.source().to_string(),
+            bos: bos_token.to_string(),
+            eos: eos_token.to_string(),
+            renders_tool_calls: false,
+        }
     }
 
     /// The model's own template (`tokenizer.chat_template`), or the built-in format its vocabulary suggests.
+    /// Without the `jinja` feature, the built-in format the model's template is written in (see
+    /// [`BuiltinFormat::from_template`]), else the one its vocabulary suggests.
     pub fn for_model(file: &GgufFile, tok: &Tokenizer) -> Result<ChatTemplate, ChatError> {
         match file.get_str("tokenizer.chat_template").ok().flatten() {
             Some(src) if !src.trim().is_empty() => {
                 let (bos, eos) = special_texts(tok);
-                ChatTemplate::new(src, &bos, &eos)
+                if cfg!(feature = "jinja") {
+                    ChatTemplate::new(src, &bos, &eos)
+                } else {
+                    let format = BuiltinFormat::from_template(src).unwrap_or_else(|| BuiltinFormat::detect(tok));
+                    Ok(ChatTemplate::builtin_with(format, &bos, &eos))
+                }
             }
             _ => Ok(ChatTemplate::builtin(BuiltinFormat::detect(tok), tok)),
         }
     }
 
-    /// The Jinja source.
+    /// The Jinja source (for a built-in format, the Jinja equivalent of its native rendering).
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The built-in format this template renders natively, if it is one.
+    pub fn builtin_format(&self) -> Option<BuiltinFormat> {
+        match self.engine {
+            Engine::Builtin(f) => Some(f),
+            #[cfg(feature = "jinja")]
+            Engine::Jinja(_) => None,
+        }
     }
 
     /// Renders a conversation; `add_generation_prompt` appends the opening of the assistant's turn.
@@ -391,24 +520,26 @@ impl ChatTemplate {
                 return Err(ChatError::InvalidRole { index, role: m.role.clone() });
             }
         }
-        self.render_values(messages, add_generation_prompt, self.renders_tool_calls)
+        self.render_with(messages, add_generation_prompt, self.renders_tool_calls)
     }
 
-    fn render_values(
+    fn render_with(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
         native_tool_calls: bool,
     ) -> Result<String, ChatError> {
-        let messages: Vec<Value> = messages.iter().map(|m| m.to_template(native_tool_calls)).collect();
-        let tmpl = self.env.get_template(TEMPLATE_NAME).map_err(|e| ChatError::InvalidTemplate(e.to_string()))?;
-        tmpl.render(context! {
-            messages => messages,
-            add_generation_prompt => add_generation_prompt,
-            bos_token => &self.bos,
-            eos_token => &self.eos,
-        })
-        .map_err(|e| ChatError::Render(format!("{e:#}")))
+        match &self.engine {
+            #[cfg(feature = "jinja")]
+            Engine::Jinja(t) => {
+                let messages: Vec<Value> = messages.iter().map(|m| m.to_template(native_tool_calls)).collect();
+                t.render(&messages, add_generation_prompt, &self.bos, &self.eos)
+            }
+            Engine::Builtin(f) => {
+                let _ = native_tool_calls;
+                Ok(f.render(messages, add_generation_prompt, &self.bos, &self.eos))
+            }
+        }
     }
 
     /// Tokenizes a rendered prompt: special tokens parsed, BOS added when the model wants it and the template did
@@ -430,55 +561,6 @@ fn special_texts(tok: &Tokenizer) -> (String, String) {
     (text(tok.bos_id()), text(tok.eos_id()))
 }
 
-/// `strftime_now(fmt)` for templates that print today's date: supports `%d %m %Y %y %b %B %H %M %S %%`.
-fn strftime_now(fmt: &str) -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let (y, m, d) = civil_from_days(days);
-    let tod = secs % 86_400;
-    const MONTHS: [&str; 12] =
-        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
-    let mut out = String::new();
-    let mut chars = fmt.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('d') => out += &format!("{d:02}"),
-            Some('m') => out += &format!("{m:02}"),
-            Some('Y') => out += &y.to_string(),
-            Some('y') => out += &format!("{:02}", y % 100),
-            Some('b') => out += &MONTHS[(m - 1) as usize][..3],
-            Some('B') => out += MONTHS[(m - 1) as usize],
-            Some('H') => out += &format!("{:02}", tod / 3600),
-            Some('M') => out += &format!("{:02}", tod / 60 % 60),
-            Some('S') => out += &format!("{:02}", tod % 60),
-            Some('%') => out.push('%'),
-            Some(o) => {
-                out.push('%');
-                out.push(o);
-            }
-            None => out.push('%'),
-        }
-    }
-    out
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,22 +571,83 @@ mod tests {
 
     #[test]
     fn builtin_formats_render_expected_text() {
-        let t = ChatTemplate::new(BuiltinFormat::ChatMl.source(), "", "").unwrap();
+        let t = ChatTemplate::builtin_with(BuiltinFormat::ChatMl, "", "");
         assert_eq!(
             t.render(&msgs()[..2], true).unwrap(),
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
-        let t = ChatTemplate::new(BuiltinFormat::Llama2.source(), "<s>", "</s>").unwrap();
+        let t = ChatTemplate::builtin_with(BuiltinFormat::Llama2, "<s>", "</s>");
         assert_eq!(t.render(&msgs(), false).unwrap(), "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! </s>");
-        let t = ChatTemplate::new(BuiltinFormat::Zephyr.source(), "<s>", "</s>").unwrap();
+        let t = ChatTemplate::builtin_with(BuiltinFormat::Zephyr, "<s>", "</s>");
         assert_eq!(t.render(&msgs()[1..2], true).unwrap(), "<|user|>\nHi</s>\n<|assistant|>\n");
-        let t = ChatTemplate::new(BuiltinFormat::Llama3.source(), "<|begin_of_text|>", "").unwrap();
+        let t = ChatTemplate::builtin_with(BuiltinFormat::Llama3, "<|begin_of_text|>", "");
         assert_eq!(
             t.render(&msgs()[1..2], true).unwrap(),
             "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
         );
     }
 
+    #[test]
+    fn template_formats_are_recognised_by_their_markers() {
+        let cases = [
+            ("{% for m in messages %}<|im_start|>{{ m.role }}{% endfor %}", Some(BuiltinFormat::ChatMl)),
+            ("{{ bos_token }}<|start_header_id|>{{ m.role }}", Some(BuiltinFormat::Llama3)),
+            ("<|user|>\n{{ m.content }}<|assistant|>", Some(BuiltinFormat::Zephyr)),
+            ("{{ bos_token + '[INST] ' + m.content + ' [/INST]' }}", Some(BuiltinFormat::Llama2)),
+            ("{% for m in messages %}{{ m.content }}{% endfor %}", None),
+        ];
+        for (src, want) in cases {
+            assert_eq!(BuiltinFormat::from_template(src), want, "{src}");
+        }
+        for f in [BuiltinFormat::ChatMl, BuiltinFormat::Zephyr, BuiltinFormat::Llama2, BuiltinFormat::Llama3] {
+            assert_eq!(BuiltinFormat::from_template(f.source()), Some(f));
+            let t = ChatTemplate::builtin_with(f, "<s>", "</s>");
+            assert_eq!((t.builtin_format(), t.source(), t.renders_tool_calls()), (Some(f), f.source(), false));
+        }
+    }
+
+    #[cfg(not(feature = "jinja"))]
+    #[test]
+    fn custom_templates_need_the_jinja_feature() {
+        let err = ChatTemplate::new("{{ messages[0].content }}", "", "").unwrap_err();
+        assert_eq!(err, ChatError::JinjaDisabled);
+        assert!(err.to_string().contains("`jinja` feature"), "{err}");
+    }
+
+    /// Conversations that exercise every branch of the built-in formats.
+    #[cfg(feature = "jinja")]
+    fn builtin_cases() -> Vec<Vec<ChatMessage>> {
+        let two_systems = vec![
+            ChatMessage::new("system", "first"),
+            ChatMessage::new("user", "  padded\n "),
+            ChatMessage::new("system", "second"),
+            ChatMessage::new("assistant", " answer "),
+            ChatMessage::new("user", "again"),
+        ];
+        let empty_system = vec![ChatMessage::new("system", ""), ChatMessage::new("user", "Hi")];
+        let with_tool = history_with_call();
+        let mut text_and_call = history_with_call();
+        text_and_call[1].content = "Switching it on.".into();
+        vec![msgs(), msgs()[1..].to_vec(), two_systems, empty_system, with_tool, text_and_call, Vec::new()]
+    }
+
+    /// The native rendering of the built-in formats is exactly what their Jinja sources render.
+    #[cfg(feature = "jinja")]
+    #[test]
+    fn builtin_formats_render_as_their_jinja_sources() {
+        for f in [BuiltinFormat::ChatMl, BuiltinFormat::Zephyr, BuiltinFormat::Llama2, BuiltinFormat::Llama3] {
+            let jinja = ChatTemplate::new(f.source(), "<s>", "</s>").unwrap();
+            assert!(!jinja.renders_tool_calls(), "{f:?}");
+            let native = ChatTemplate::builtin_with(f, "<s>", "</s>");
+            for (i, conv) in builtin_cases().iter().enumerate() {
+                for agp in [false, true] {
+                    assert_eq!(native.render(conv, agp).unwrap(), jinja.render(conv, agp).unwrap(), "{f:?} case {i} agp {agp}");
+                }
+            }
+        }
+    }
+
+    #[cfg(feature = "jinja")]
     #[test]
     fn hf_style_templates_work_and_misuse_is_an_error() {
         let src = "{% for m in messages %}{% if m.role not in ['user','system'] %}{{ raise_exception('bad role ' + m.role) }}{% endif %}{{ m.content.strip() | upper }}{% endfor %}";
@@ -570,8 +713,13 @@ mod tests {
     fn assistant_tool_calls_are_rendered_by_every_template() {
         // A template that prints only `content` (SmolLM2's, the built-in formats): the calls go into the content
         // as the JSON the tool-call loop asks for.
+        #[cfg_attr(not(feature = "jinja"), allow(unused_mut))]
+        let mut templates = vec![ChatTemplate::builtin_with(BuiltinFormat::ChatMl, "", "")];
+        #[cfg(feature = "jinja")]
         let smollm2 = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}";
-        for t in [ChatTemplate::new(smollm2, "", "").unwrap(), ChatTemplate::new(BuiltinFormat::ChatMl.source(), "", "").unwrap()] {
+        #[cfg(feature = "jinja")]
+        templates.push(ChatTemplate::new(smollm2, "", "").unwrap());
+        for t in templates {
             assert!(!t.renders_tool_calls());
             let text = t.render(&history_with_call(), false).unwrap();
             assert!(
@@ -585,14 +733,19 @@ mod tests {
             assert!(text.contains("<|im_start|>tool\nrelay 2 is on<|im_end|>"), "{text}");
         }
         for f in [BuiltinFormat::Zephyr, BuiltinFormat::Llama2, BuiltinFormat::Llama3] {
-            let text = ChatTemplate::new(f.source(), "<s>", "</s>").unwrap().render(&history_with_call(), true).unwrap();
+            let text = ChatTemplate::builtin_with(f, "<s>", "</s>").render(&history_with_call(), true).unwrap();
             assert!(text.contains(r#""name":"set_relay","arguments":{"id":2,"on":true}"#), "{f:?}: {text}");
         }
         // Text before the calls is kept.
         let mut m = history_with_call();
         m[1].content = "Switching it on.".into();
-        let text = ChatTemplate::new(smollm2, "", "").unwrap().render(&m, false).unwrap();
+        let text = ChatTemplate::builtin_with(BuiltinFormat::ChatMl, "", "").render(&m, false).unwrap();
         assert!(text.contains("assistant\nSwitching it on.\n{\"tool_calls\""), "{text}");
+    }
+
+    #[cfg(feature = "jinja")]
+    #[test]
+    fn templates_that_know_tool_calls_get_them_as_objects() {
         // A template that knows `tool_calls` (HF style) gets them as objects with the arguments as a value.
         let native = "{% for m in messages %}[{{ m.role }}]{{ m.content }}{% if m.tool_calls %}{% for c in m.tool_calls %}\
                       <call {{ c.id }} {{ c.function.name }} {{ c.function.arguments | tojson }}>{% endfor %}{% endif %}{% endfor %}";
@@ -604,12 +757,5 @@ mod tests {
         // Without tool calls nothing changes.
         let plain = [ChatMessage::new("user", "Hi")];
         assert_eq!(t.render(&plain, false).unwrap(), "[user]Hi");
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_785), (2026, 11, 28));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }

@@ -14,6 +14,12 @@
 //! - [`generate`]: streaming generation over a session.
 //! - [`agent`], [`perplexity`], [`bench`], [`quantize`]: the tool-call loop and the tools built on generation.
 //! - [`error`]: the crate-wide [`Error`] that wraps each module's own error type.
+//!
+//! Cargo features (all on by default; turn them off for small builds): `jinja` (the models' own Jinja chat
+//! templates; without it the built-in formats of [`chat::BuiltinFormat`]), `json-schema` (the JSON Schema compiler
+//! of [`grammar`]; the JSON object/value modes need no feature), `agent` (the tool-call loop, [`agent`]) and
+//! `quantize` (the model quantizer `quantize`, the K-quant search and the GGUF writer `gguf::GgufWriter`).
+//! [`FEATURES`] lists the features of a build.
 
 pub mod alloc;
 pub mod error;
@@ -31,6 +37,7 @@ pub mod model;
 pub mod generate;
 pub mod grammar;
 pub mod chat;
+#[cfg(feature = "agent")]
 pub mod agent;
 pub mod sampler;
 pub mod session;
@@ -43,5 +50,19 @@ pub mod perplexity;
 pub mod memory;
 pub mod bandwidth;
 pub mod bench;
+#[cfg(feature = "quantize")]
 pub mod quantize;
 pub mod simd;
+
+/// The optional Cargo features this build of the crate was compiled with, in a fixed order
+/// (`jinja`, `json-schema`, `agent`, `quantize`).
+pub const FEATURES: &[&str] = &[
+    #[cfg(feature = "jinja")]
+    "jinja",
+    #[cfg(feature = "json-schema")]
+    "json-schema",
+    #[cfg(feature = "agent")]
+    "agent",
+    #[cfg(feature = "quantize")]
+    "quantize",
+];

@@ -1,5 +1,7 @@
 //! Crafted malformed GGUF files: one per error class of the reader, plus truncation at every length and random
 //! byte mutations of a valid file, which must all give a typed error (or a valid parse), never a panic.
+//! The files are made with the GGUF writer, which is part of the `quantize` feature.
+#![cfg(feature = "quantize")]
 
 use picolm_core::gguf::{GgufError, GgufFile, GgufWriter, MetaArray, MetaValue};
 use picolm_core::GgmlType;

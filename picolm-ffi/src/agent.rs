@@ -1,18 +1,36 @@
 //! Chat templates and the tool-call loop from C: `picolm_chat_apply_template`, and `picolm_agent_*` (register
 //! tools with a handler function pointer + `user_data`, or as external tools the caller runs; run the loop on a
 //! session with an event callback).
+//!
+//! Without the `agent` feature the `picolm_agent_*` functions stay exported (the ABI is the same for every
+//! feature set) and return PICOLM_ERR_UNSUPPORTED with a message naming the feature; the chat template works in
+//! every build.
 
+#[cfg(feature = "agent")]
 use std::sync::Arc;
 
+#[cfg(feature = "agent")]
 use picolm_core::agent::{Agent, AgentEvent, AgentParams, AgentStop, Tool, ToolChoice, ToolSpec, tool_calls_json};
 use picolm_core::chat::{ChatMessage, ChatTemplate, ToolCall};
+#[cfg(feature = "agent")]
 use picolm_core::generate::GenerateParams;
 use picolm_core::model::Model;
+#[cfg(feature = "agent")]
 use picolm_core::sampler::SamplerParams;
 
-use crate::error::{read_params, cstr_arg, guard, picolm_result, write_out, Failure};
+#[cfg(feature = "agent")]
+use crate::error::read_params;
+use crate::error::{cstr_arg, guard, picolm_result, write_out, Failure};
 use crate::model::{model_ref, picolm_model};
-use crate::session::{lock, picolm_session, session_ref};
+#[cfg(feature = "agent")]
+use crate::session::{lock, session_ref};
+use crate::session::picolm_session;
+
+/// The failure of an agent function in a build without the `agent` feature.
+#[cfg(not(feature = "agent"))]
+fn no_agent(function: &str) -> Failure {
+    Failure::unsupported("agent", function)
+}
 
 /// One chat message: NUL-terminated UTF-8 strings. `tool_call_id`, `name` and `tool_calls_json` may be NULL
 /// (they matter only for `tool` and `assistant` messages).
@@ -114,6 +132,7 @@ pub unsafe extern "C" fn picolm_chat_apply_template(
 
 /// Where a tool handler writes its result. Valid only during the handler call.
 pub struct picolm_tool_result {
+    #[cfg_attr(not(feature = "agent"), allow(dead_code))]
     text: Option<Result<String, String>>,
 }
 
@@ -131,11 +150,19 @@ pub unsafe extern "C" fn picolm_tool_result_set(
     is_error: bool,
 ) -> picolm_result {
     guard(|| {
-        // SAFETY: caller contract.
-        let r = unsafe { result.as_mut() }.ok_or_else(|| Failure::null("result"))?;
-        let t = unsafe { crate::error::str_arg(text, len, "text") }?.to_string();
-        r.text = Some(if is_error { Err(t) } else { Ok(t) });
-        Ok(())
+        #[cfg(not(feature = "agent"))]
+        return Err({
+            let _ = (result, text, len, is_error);
+            no_agent("picolm_tool_result_set")
+        });
+        #[cfg(feature = "agent")]
+        {
+            // SAFETY: caller contract.
+            let r = unsafe { result.as_mut() }.ok_or_else(|| Failure::null("result"))?;
+            let t = unsafe { crate::error::str_arg(text, len, "text") }?.to_string();
+            r.text = Some(if is_error { Err(t) } else { Ok(t) });
+            Ok(())
+        }
     })
 }
 
@@ -236,13 +263,24 @@ pub enum picolm_agent_stop {
 }
 
 /// The C code and name of each core loop outcome (the names are the core's `AgentStop::as_str`, checked by a
-/// test).
-const AGENT_STOPS: [(AgentStop, picolm_agent_stop, &std::ffi::CStr); 4] = [
-    (AgentStop::Answered, picolm_agent_stop::PICOLM_AGENT_ANSWERED, c"answered"),
-    (AgentStop::MaxIterations, picolm_agent_stop::PICOLM_AGENT_MAX_ITERATIONS, c"max_iterations"),
-    (AgentStop::Cancelled, picolm_agent_stop::PICOLM_AGENT_CANCELLED, c"cancelled"),
-    (AgentStop::ToolCallsPending, picolm_agent_stop::PICOLM_AGENT_TOOL_CALLS_PENDING, c"tool_calls_pending"),
+/// test; the codes are in the order of the core's outcomes, see `stop_code`).
+const AGENT_STOPS: [(picolm_agent_stop, &std::ffi::CStr); 4] = [
+    (picolm_agent_stop::PICOLM_AGENT_ANSWERED, c"answered"),
+    (picolm_agent_stop::PICOLM_AGENT_MAX_ITERATIONS, c"max_iterations"),
+    (picolm_agent_stop::PICOLM_AGENT_CANCELLED, c"cancelled"),
+    (picolm_agent_stop::PICOLM_AGENT_TOOL_CALLS_PENDING, c"tool_calls_pending"),
 ];
+
+/// The C code of a core loop outcome.
+#[cfg(feature = "agent")]
+fn stop_code(stop: AgentStop) -> picolm_agent_stop {
+    match stop {
+        AgentStop::Answered => picolm_agent_stop::PICOLM_AGENT_ANSWERED,
+        AgentStop::MaxIterations => picolm_agent_stop::PICOLM_AGENT_MAX_ITERATIONS,
+        AgentStop::Cancelled => picolm_agent_stop::PICOLM_AGENT_CANCELLED,
+        AgentStop::ToolCallsPending => picolm_agent_stop::PICOLM_AGENT_TOOL_CALLS_PENDING,
+    }
+}
 
 /// The name of a loop outcome as every binding reports it: "answered", "max_iterations", "cancelled",
 /// "tool_calls_pending", or "failed" for PICOLM_AGENT_FAILED. Any integer is accepted: other values give
@@ -252,7 +290,7 @@ pub extern "C" fn picolm_agent_stop_name(stop: i32) -> *const libc::c_char {
     let name = if stop == picolm_agent_stop::PICOLM_AGENT_FAILED as i32 {
         c"failed"
     } else {
-        AGENT_STOPS.iter().find(|(_, c, _)| *c as i32 == stop).map_or(c"unknown", |(_, _, n)| n)
+        AGENT_STOPS.iter().find(|(c, _)| *c as i32 == stop).map_or(c"unknown", |(_, n)| n)
     };
     name.as_ptr()
 }
@@ -267,23 +305,29 @@ pub unsafe extern "C" fn picolm_agent_params_default(params: *mut picolm_agent_p
         if params.is_null() {
             return Err(Failure::null("params"));
         }
-        let d = AgentParams::default();
-        let p = picolm_agent_params {
-            struct_size: std::mem::size_of::<picolm_agent_params>(),
-            max_iterations: d.max_iterations as u32,
-            max_tokens: d.generate.max_tokens as u32,
-            temperature: d.generate.sampler.temperature,
-            top_k: d.generate.sampler.top_k as u32,
-            top_p: d.generate.sampler.top_p,
-            seed: d.generate.sampler.seed,
-            tool_choice: picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO as i32,
-        };
-        // SAFETY: non-NULL writable (caller contract).
-        unsafe { params.write(p) };
-        Ok(())
+        #[cfg(not(feature = "agent"))]
+        return Err(no_agent("picolm_agent_params_default"));
+        #[cfg(feature = "agent")]
+        {
+            let d = AgentParams::default();
+            let p = picolm_agent_params {
+                struct_size: std::mem::size_of::<picolm_agent_params>(),
+                max_iterations: d.max_iterations as u32,
+                max_tokens: d.generate.max_tokens as u32,
+                temperature: d.generate.sampler.temperature,
+                top_k: d.generate.sampler.top_k as u32,
+                top_p: d.generate.sampler.top_p,
+                seed: d.generate.sampler.seed,
+                tool_choice: picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO as i32,
+            };
+            // SAFETY: non-NULL writable (caller contract).
+            unsafe { params.write(p) };
+            Ok(())
+        }
     })
 }
 
+#[cfg(feature = "agent")]
 struct CHandler {
     f: unsafe extern "C" fn(*const libc::c_char, usize, *mut picolm_tool_result, *mut libc::c_void),
     user_data: *mut libc::c_void,
@@ -291,8 +335,10 @@ struct CHandler {
 
 // SAFETY: the handler is only called from `picolm_agent_run`, on the caller's thread; the C caller owns the
 // thread-safety of `user_data` (documented on `picolm_agent_add_tool`).
+#[cfg(feature = "agent")]
 unsafe impl Send for CHandler {}
 
+#[cfg(feature = "agent")]
 impl picolm_core::agent::ToolHandler for CHandler {
     fn call(&mut self, arguments: &serde_json::Value) -> Result<String, String> {
         let mut text = arguments.to_string().into_bytes();
@@ -307,13 +353,17 @@ impl picolm_core::agent::ToolHandler for CHandler {
 
 /// A tool-call loop over one model: its tools and chat template.
 pub struct picolm_agent {
+    #[cfg(feature = "agent")]
     model: Arc<Model>,
+    #[cfg(feature = "agent")]
     tools: Vec<Tool>,
+    #[cfg(feature = "agent")]
     agent: Option<Agent>,
 }
 
 /// Creates an empty tool-call loop for `model` (tools are added with `picolm_agent_add_tool`). Free with
-/// `picolm_agent_free`.
+/// `picolm_agent_free`. PICOLM_ERR_UNSUPPORTED in a library built without the `agent` feature (as every
+/// `picolm_agent_*` function but `picolm_agent_stop_name`, `picolm_agent_free` and `picolm_agent_result_free`).
 ///
 /// # Safety
 /// `model` live; `out` writable.
@@ -325,9 +375,17 @@ pub unsafe extern "C" fn picolm_agent_new(model: *const picolm_model, out: *mut 
         if out.is_null() {
             return Err(Failure::null("out"));
         }
+        #[cfg(not(feature = "agent"))]
+        return Err({
+            let _ = m;
+            no_agent("picolm_agent_new")
+        });
+        #[cfg(feature = "agent")]
         let a = Box::new(picolm_agent { model: m.model.clone(), tools: Vec::new(), agent: None });
         // SAFETY: non-NULL writable.
+        #[cfg(feature = "agent")]
         unsafe { *out = Box::into_raw(a) };
+        #[cfg(feature = "agent")]
         Ok(())
     })
 }
@@ -344,6 +402,7 @@ pub unsafe extern "C" fn picolm_agent_free(agent: *mut picolm_agent) {
     }
 }
 
+#[cfg(feature = "agent")]
 fn add(a: &mut picolm_agent, tool: Tool) -> Result<(), Failure> {
     tool.spec.validate()?;
     if a.agent.is_some() {
@@ -378,17 +437,27 @@ pub unsafe extern "C" fn picolm_agent_add_tool(
     guard(|| {
         // SAFETY: caller contract.
         let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
+        #[cfg(not(feature = "agent"))]
+        return Err({
+            let _ = (a, name, description, parameters_schema, handler, user_data);
+            no_agent("picolm_agent_add_tool")
+        });
+        #[cfg(feature = "agent")]
         let name = unsafe { cstr_arg(name, "name") }?;
+        #[cfg(feature = "agent")]
         let description = if description.is_null() { "" } else { unsafe { cstr_arg(description, "description") }? };
-        let schema = unsafe { cstr_arg(parameters_schema, "parameters_schema") }?;
-        let parameters: serde_json::Value = serde_json::from_str(schema)
-            .map_err(|e| Failure::invalid(format!("parameters_schema of tool {name:?} is not JSON: {e}")))?;
-        let spec = ToolSpec { name: name.to_string(), description: description.to_string(), parameters };
-        let tool = match handler {
-            Some(f) => Tool::new(spec, CHandler { f, user_data }),
-            None => Tool::external(spec),
-        };
-        add(a, tool)
+        #[cfg(feature = "agent")]
+        {
+            let schema = unsafe { cstr_arg(parameters_schema, "parameters_schema") }?;
+            let parameters: serde_json::Value = serde_json::from_str(schema)
+                .map_err(|e| Failure::invalid(format!("parameters_schema of tool {name:?} is not JSON: {e}")))?;
+            let spec = ToolSpec { name: name.to_string(), description: description.to_string(), parameters };
+            let tool = match handler {
+                Some(f) => Tool::new(spec, CHandler { f, user_data }),
+                None => Tool::external(spec),
+            };
+            add(a, tool)
+        }
     })
 }
 
@@ -402,11 +471,19 @@ pub unsafe extern "C" fn picolm_agent_add_tools_json(agent: *mut picolm_agent, t
     guard(|| {
         // SAFETY: caller contract.
         let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
-        let text = unsafe { cstr_arg(tools_json, "tools_json") }?;
-        for spec in ToolSpec::list_from_json(text)? {
-            add(a, Tool::external(spec))?;
+        #[cfg(not(feature = "agent"))]
+        return Err({
+            let _ = (a, tools_json);
+            no_agent("picolm_agent_add_tools_json")
+        });
+        #[cfg(feature = "agent")]
+        {
+            let text = unsafe { cstr_arg(tools_json, "tools_json") }?;
+            for spec in ToolSpec::list_from_json(text)? {
+                add(a, Tool::external(spec))?;
+            }
+            Ok(())
         }
-        Ok(())
     })
 }
 
@@ -442,10 +519,12 @@ pub struct picolm_agent_result {
 }
 
 /// `s` as a C string (a NUL inside the text becomes a space, so nothing is cut off silently).
+#[cfg(feature = "agent")]
 fn c_text(s: &str) -> std::ffi::CString {
     std::ffi::CString::new(s.replace('\0', " ")).expect("NULs replaced")
 }
 
+#[cfg(feature = "agent")]
 fn c_string(s: &str) -> *mut libc::c_char {
     c_text(s).into_raw()
 }
@@ -506,92 +585,100 @@ pub unsafe extern "C" fn picolm_agent_run(
     }
     guard(|| {
         // SAFETY: caller contract for every pointer.
-        let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
-        let s = unsafe { session_ref(session) }?;
-        let messages = unsafe { read_messages(msgs, n) }?;
-        // SAFETY: caller contract of `params`.
-        let p = unsafe { read_params(params, "picolm_agent_params", picolm_agent_params_default) }?;
-        let tool_choice = match p.tool_choice {
-            x if x == picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO as i32 => ToolChoice::Auto,
-            x if x == picolm_tool_choice::PICOLM_TOOL_CHOICE_REQUIRED as i32 => ToolChoice::Required,
-            x if x == picolm_tool_choice::PICOLM_TOOL_CHOICE_NONE as i32 => ToolChoice::None,
-            other => {
-                return Err(Failure::invalid(format!(
-                    "picolm_agent_params.tool_choice is {other}: use PICOLM_TOOL_CHOICE_AUTO (0), _REQUIRED (1) or _NONE (2)"
-                )))
-            }
-        };
-        let sampler = SamplerParams { temperature: p.temperature, top_k: p.top_k as usize, top_p: p.top_p, seed: p.seed, ..Default::default() };
-        sampler.validate().map_err(|e| Failure::invalid(e.to_string()))?;
-        let mut g = lock(s)?;
-        if !Arc::ptr_eq(g.model(), &a.model) {
-            return Err(Failure::invalid("the session belongs to a different model than the agent"));
-        }
-        if a.agent.is_none() {
-            if a.tools.is_empty() {
-                return Err(Failure::invalid("no tools registered: add tools with picolm_agent_add_tool"));
-            }
-            let template = template_for(&a.model)?;
-            a.agent = Some(Agent::new(std::mem::take(&mut a.tools), template, 1)?);
-        }
-        let agent = a.agent.as_mut().expect("built above");
-        let ap = AgentParams {
-            max_iterations: p.max_iterations as usize,
-            generate: GenerateParams { max_tokens: p.max_tokens as usize, sampler, ..Default::default() },
-            tool_choice,
-        };
-        s.cancel.reset();
-        let mut emit = |e: AgentEvent<'_>| -> bool {
-            let Some(cb) = on_event else { return true };
-            let mut truncated = false;
-            let (kind, text, name, id, is_error) = match e {
-                AgentEvent::AnswerPiece(p) => (picolm_agent_event_kind::PICOLM_EVENT_ANSWER_PIECE, p.to_string(), None, None, false),
-                AgentEvent::ToolCall(c) => {
-                    (picolm_agent_event_kind::PICOLM_EVENT_TOOL_CALL, c.arguments.to_string(), Some(&c.name), Some(&c.id), false)
-                }
-                AgentEvent::ToolResult { call, content, is_error, truncated: cut } => {
-                    truncated = cut;
-                    (picolm_agent_event_kind::PICOLM_EVENT_TOOL_RESULT, content.to_string(), Some(&call.name), Some(&call.id), is_error)
+        #[cfg(not(feature = "agent"))]
+        return Err({
+            let _ = (agent, session, msgs, n, params, on_event, user_data);
+            no_agent("picolm_agent_run")
+        });
+        #[cfg(feature = "agent")]
+        {
+            let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
+            let s = unsafe { session_ref(session) }?;
+            let messages = unsafe { read_messages(msgs, n) }?;
+            // SAFETY: caller contract of `params`.
+            let p = unsafe { read_params(params, "picolm_agent_params", picolm_agent_params_default) }?;
+            let tool_choice = match p.tool_choice {
+                x if x == picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO as i32 => ToolChoice::Auto,
+                x if x == picolm_tool_choice::PICOLM_TOOL_CHOICE_REQUIRED as i32 => ToolChoice::Required,
+                x if x == picolm_tool_choice::PICOLM_TOOL_CHOICE_NONE as i32 => ToolChoice::None,
+                other => {
+                    return Err(Failure::invalid(format!(
+                        "picolm_agent_params.tool_choice is {other}: use PICOLM_TOOL_CHOICE_AUTO (0), _REQUIRED (1) or _NONE (2)"
+                    )))
                 }
             };
-            let text_c = c_text(&text);
-            let name_c = name.map(|n| c_text(n));
-            let id_c = id.map(|i| c_text(i));
-            let ev = picolm_agent_event {
-                kind: kind as i32,
-                text: text_c.as_ptr(),
-                text_len: text_c.as_bytes().len(),
-                tool_name: name_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-                call_id: id_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-                is_error,
-                truncated,
+            let sampler = SamplerParams { temperature: p.temperature, top_k: p.top_k as usize, top_p: p.top_p, seed: p.seed, ..Default::default() };
+            sampler.validate().map_err(|e| Failure::invalid(e.to_string()))?;
+            let mut g = lock(s)?;
+            if !Arc::ptr_eq(g.model(), &a.model) {
+                return Err(Failure::invalid("the session belongs to a different model than the agent"));
+            }
+            if a.agent.is_none() {
+                if a.tools.is_empty() {
+                    return Err(Failure::invalid("no tools registered: add tools with picolm_agent_add_tool"));
+                }
+                let template = template_for(&a.model)?;
+                a.agent = Some(Agent::new(std::mem::take(&mut a.tools), template, 1)?);
+            }
+            let agent = a.agent.as_mut().expect("built above");
+            let ap = AgentParams {
+                max_iterations: p.max_iterations as usize,
+                generate: GenerateParams { max_tokens: p.max_tokens as usize, sampler, ..Default::default() },
+                tool_choice,
             };
-            // SAFETY: the caller's callback with pointers valid for the call.
-            unsafe { cb(&ev, user_data) }
-        };
-        let out = agent.run(&mut g, &messages, &ap, Some(s.cancel.clone()), &mut emit)?;
-        if let Some(r) = unsafe { result.as_mut() } {
-            let messages_json = serde_json::to_string(&out.messages).expect("messages serialize");
-            let g = &out.generation;
-            *r = picolm_agent_result {
-                stop: AGENT_STOPS.iter().find(|(s, _, _)| *s == out.stop).map(|(_, c, _)| *c as i32).expect("every outcome has a code"),
-                iterations: out.iterations as u32,
-                n_tool_calls: out.calls.len() as u32,
-                n_prompt: g.n_prompt as u32,
-                n_reused: g.n_reused as u32,
-                n_generated: g.n_generated as u32,
-                prefill_seconds: g.prefill.as_secs_f64(),
-                decode_seconds: g.decode.as_secs_f64(),
-                answer: c_string(&out.answer),
-                tool_calls_json: if out.pending_calls.is_empty() {
-                    std::ptr::null_mut()
-                } else {
-                    c_string(&tool_calls_json(&out.pending_calls))
-                },
-                messages_json: c_string(&messages_json),
+            s.cancel.reset();
+            let mut emit = |e: AgentEvent<'_>| -> bool {
+                let Some(cb) = on_event else { return true };
+                let mut truncated = false;
+                let (kind, text, name, id, is_error) = match e {
+                    AgentEvent::AnswerPiece(p) => (picolm_agent_event_kind::PICOLM_EVENT_ANSWER_PIECE, p.to_string(), None, None, false),
+                    AgentEvent::ToolCall(c) => {
+                        (picolm_agent_event_kind::PICOLM_EVENT_TOOL_CALL, c.arguments.to_string(), Some(&c.name), Some(&c.id), false)
+                    }
+                    AgentEvent::ToolResult { call, content, is_error, truncated: cut } => {
+                        truncated = cut;
+                        (picolm_agent_event_kind::PICOLM_EVENT_TOOL_RESULT, content.to_string(), Some(&call.name), Some(&call.id), is_error)
+                    }
+                };
+                let text_c = c_text(&text);
+                let name_c = name.map(|n| c_text(n));
+                let id_c = id.map(|i| c_text(i));
+                let ev = picolm_agent_event {
+                    kind: kind as i32,
+                    text: text_c.as_ptr(),
+                    text_len: text_c.as_bytes().len(),
+                    tool_name: name_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+                    call_id: id_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+                    is_error,
+                    truncated,
+                };
+                // SAFETY: the caller's callback with pointers valid for the call.
+                unsafe { cb(&ev, user_data) }
             };
+            let out = agent.run(&mut g, &messages, &ap, Some(s.cancel.clone()), &mut emit)?;
+            if let Some(r) = unsafe { result.as_mut() } {
+                let messages_json = serde_json::to_string(&out.messages).expect("messages serialize");
+                let g = &out.generation;
+                *r = picolm_agent_result {
+                    stop: stop_code(out.stop) as i32,
+                    iterations: out.iterations as u32,
+                    n_tool_calls: out.calls.len() as u32,
+                    n_prompt: g.n_prompt as u32,
+                    n_reused: g.n_reused as u32,
+                    n_generated: g.n_generated as u32,
+                    prefill_seconds: g.prefill.as_secs_f64(),
+                    decode_seconds: g.decode.as_secs_f64(),
+                    answer: c_string(&out.answer),
+                    tool_calls_json: if out.pending_calls.is_empty() {
+                        std::ptr::null_mut()
+                    } else {
+                        c_string(&tool_calls_json(&out.pending_calls))
+                    },
+                    messages_json: c_string(&messages_json),
+                };
+            }
+            Ok(())
         }
-        Ok(())
     })
 }
 
@@ -605,10 +692,18 @@ mod tests {
         unsafe { CStr::from_ptr(picolm_agent_stop_name(code)) }.to_str().unwrap()
     }
 
+    #[cfg(feature = "agent")]
     #[test]
     fn agent_stop_names_are_the_core_names() {
-        for (s, c, _) in AGENT_STOPS {
-            assert_eq!(name(c as i32), s.as_str());
+        for s in [AgentStop::Answered, AgentStop::MaxIterations, AgentStop::Cancelled, AgentStop::ToolCallsPending] {
+            assert_eq!(name(stop_code(s) as i32), s.as_str());
+        }
+    }
+
+    #[test]
+    fn agent_stop_names() {
+        for (c, n) in AGENT_STOPS {
+            assert_eq!(name(c as i32), n.to_str().unwrap());
         }
         assert_eq!(name(picolm_agent_stop::PICOLM_AGENT_FAILED as i32), "failed");
         for bad in [-1, 5, 99, i32::MAX] {

@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::ffi::CString;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use picolm_core::chat::ChatError;
 use picolm_core::gguf::GgufError;
 use picolm_core::grammar::GrammarError;
 use picolm_core::model::ModelError;
@@ -127,6 +128,15 @@ impl Failure {
     pub(crate) fn invalid(message: impl Into<String>) -> Failure {
         Failure::new(PICOLM_ERR_INVALID_ARG, message)
     }
+
+    /// PICOLM_ERR_UNSUPPORTED for `function` of a Cargo feature this library was built without.
+    #[allow(dead_code)] // not called when every feature is on
+    pub(crate) fn unsupported(feature: &str, function: &str) -> Failure {
+        Failure::new(
+            PICOLM_ERR_UNSUPPORTED,
+            format!("{function}: this libpicolm was built without the `{feature}` feature (see picolm_features())"),
+        )
+    }
 }
 
 fn code_of_model_error(e: &ModelError) -> picolm_result {
@@ -163,6 +173,7 @@ impl From<Error> for Failure {
             Error::PromptTooLong { .. } | Error::ContextOverflow { .. } => PICOLM_ERR_CONTEXT_OVERFLOW,
             Error::InvalidState(_) => PICOLM_ERR_STATE,
             Error::Grammar(GrammarError::BudgetTooSmall { .. }) => PICOLM_ERR_BUDGET,
+            Error::Grammar(GrammarError::SchemaDisabled) | Error::Chat(ChatError::JinjaDisabled) => PICOLM_ERR_UNSUPPORTED,
             Error::Grammar(_) => PICOLM_ERR_GRAMMAR,
             Error::Sampler(_) => PICOLM_ERR_INVALID_ARG,
             Error::Io(_) => PICOLM_ERR_IO,

@@ -39,7 +39,8 @@ pub struct picolm_generate_params {
     /// object, compact — what agents need) or `PICOLM_JSON_VALUE` (2: any JSON value, compact). Other values are
     /// refused with PICOLM_ERR_INVALID_ARG. Ignored when `json_schema` is set.
     pub json_mode: i32,
-    /// JSON Schema (NUL-terminated UTF-8) the output must satisfy (compact JSON), or NULL.
+    /// JSON Schema (NUL-terminated UTF-8) the output must satisfy (compact JSON), or NULL. A library built without
+    /// the `json-schema` feature refuses a schema with PICOLM_ERR_UNSUPPORTED (the JSON modes work in every build).
     pub json_schema: *const libc::c_char,
     /// Add BOS/EOS to the prompt as the model asks (default true).
     pub add_special: bool,

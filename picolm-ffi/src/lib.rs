@@ -41,3 +41,79 @@ pub const PICOLM_VERSION_PATCH: u32 = 0;
 pub extern "C" fn picolm_version() -> *const libc::c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const libc::c_char
 }
+
+/// The optional parts this library was built with, as a static NUL-terminated string of names separated by
+/// spaces, from `jinja` (the models' own Jinja chat templates; without it the built-in ChatML, Zephyr, Llama 2 and
+/// Llama 3 formats), `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`) and
+/// `quantize` (`picolm_model_quantize`); "" when none. Every function is exported in every build: one whose
+/// feature is left out returns PICOLM_ERR_UNSUPPORTED with a message naming the feature. Never NULL; do not free.
+#[no_mangle]
+pub extern "C" fn picolm_features() -> *const libc::c_char {
+    static FEATURES: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+    FEATURES
+        .get_or_init(|| std::ffi::CString::new(picolm_core::FEATURES.join(" ")).expect("feature names have no NUL"))
+        .as_ptr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    #[test]
+    fn features_string_lists_the_cargo_features() {
+        // SAFETY: a static NUL-terminated string.
+        let f = unsafe { CStr::from_ptr(picolm_features()) }.to_str().unwrap();
+        let want: Vec<&str> = [
+            ("jinja", cfg!(feature = "jinja")),
+            ("json-schema", cfg!(feature = "json-schema")),
+            ("agent", cfg!(feature = "agent")),
+            ("quantize", cfg!(feature = "quantize")),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect();
+        assert_eq!(f, want.join(" "));
+    }
+
+    #[cfg(not(all(feature = "quantize", feature = "agent")))]
+    fn last_error() -> String {
+        // SAFETY: a NUL-terminated string owned by the library.
+        unsafe { CStr::from_ptr(picolm_last_error_message()) }.to_string_lossy().into_owned()
+    }
+
+    /// Without the `quantize` feature the function is still there and says which feature is missing.
+    #[cfg(not(feature = "quantize"))]
+    #[test]
+    fn quantize_is_unsupported_without_the_feature() {
+        let dir = std::env::temp_dir().join(format!("picolm-noq-{}", std::process::id()));
+        let dst = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        // SAFETY: NUL-terminated strings; NULL out-parameters are allowed.
+        let r = unsafe {
+            picolm_model_quantize(c"in.gguf".as_ptr(), dst.as_ptr(), c"q8_0".as_ptr(), std::ptr::null_mut(), std::ptr::null_mut())
+        };
+        assert_eq!(r, picolm_result::PICOLM_ERR_UNSUPPORTED);
+        assert!(last_error().contains("picolm_model_quantize") && last_error().contains("`quantize` feature"), "{}", last_error());
+        assert!(!dir.exists());
+    }
+
+    /// Without the `agent` feature every agent function that does something returns PICOLM_ERR_UNSUPPORTED.
+    #[cfg(not(feature = "agent"))]
+    #[test]
+    fn agent_is_unsupported_without_the_feature() {
+        let mut p = std::mem::MaybeUninit::<picolm_agent_params>::uninit();
+        // SAFETY: a writable out-parameter.
+        assert_eq!(unsafe { picolm_agent_params_default(p.as_mut_ptr()) }, picolm_result::PICOLM_ERR_UNSUPPORTED);
+        assert!(last_error().contains("`agent` feature"), "{}", last_error());
+    }
+
+    /// The core's "feature left out" errors map to PICOLM_ERR_UNSUPPORTED (in every build).
+    #[test]
+    fn disabled_feature_errors_are_unsupported() {
+        use picolm_core::{chat::ChatError, grammar::GrammarError, Error};
+        for e in [Error::Grammar(GrammarError::SchemaDisabled), Error::Chat(ChatError::JinjaDisabled)] {
+            assert_eq!(error::Failure::from(e).code, picolm_result::PICOLM_ERR_UNSUPPORTED);
+        }
+    }
+}

@@ -154,7 +154,8 @@ pub unsafe extern "C" fn picolm_bench(
 /// Quantizes the GGUF model at `src_path` into `dst_path` (both NUL-terminated paths). `type_name` is one of
 /// F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K Q4_K Q5_K Q6_K Q4_K_M Q5_K_M (case-insensitive); tensor types
 /// follow llama.cpp's rules (norms F32, output Q6_K, `_M` mixes, fallbacks for rows that are not whole K blocks).
-/// `bytes_in` / `bytes_out` (may be NULL) receive the tensor data sizes. Uses all CPUs.
+/// `bytes_in` / `bytes_out` (may be NULL) receive the tensor data sizes. Uses all CPUs. PICOLM_ERR_UNSUPPORTED in a
+/// library built without the `quantize` feature (see `picolm_features`).
 ///
 /// # Safety
 /// Strings NUL-terminated; out-parameters NULL or writable.
@@ -171,20 +172,28 @@ pub unsafe extern "C" fn picolm_model_quantize(
         let src = unsafe { cstr_arg(src_path, "src_path") }?;
         let dst = unsafe { cstr_arg(dst_path, "dst_path") }?;
         let ty = unsafe { cstr_arg(type_name, "type_name") }?;
-        let scheme = picolm_core::quantize::QuantScheme::parse(ty)?;
-        if std::fs::canonicalize(src).ok().is_some_and(|a| std::fs::canonicalize(dst).ok() == Some(a)) {
-            return Err(Failure::invalid("the output path is the input file"));
-        }
-        let r = picolm_core::quantize::quantize_file(src, dst, scheme, &mut |_, _| {})?;
-        // SAFETY: NULL or writable out-parameters.
-        unsafe {
-            if !bytes_in.is_null() {
-                *bytes_in = r.bytes_in;
+        #[cfg(not(feature = "quantize"))]
+        return Err({
+            let _ = (src, dst, ty, bytes_in, bytes_out);
+            Failure::unsupported("quantize", "picolm_model_quantize")
+        });
+        #[cfg(feature = "quantize")]
+        {
+            let scheme = picolm_core::quantize::QuantScheme::parse(ty)?;
+            if std::fs::canonicalize(src).ok().is_some_and(|a| std::fs::canonicalize(dst).ok() == Some(a)) {
+                return Err(Failure::invalid("the output path is the input file"));
             }
-            if !bytes_out.is_null() {
-                *bytes_out = r.bytes_out;
+            let r = picolm_core::quantize::quantize_file(src, dst, scheme, &mut |_, _| {})?;
+            // SAFETY: NULL or writable out-parameters.
+            unsafe {
+                if !bytes_in.is_null() {
+                    *bytes_in = r.bytes_in;
+                }
+                if !bytes_out.is_null() {
+                    *bytes_out = r.bytes_out;
+                }
             }
+            Ok(())
         }
-        Ok(())
     })
 }

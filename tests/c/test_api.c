@@ -447,6 +447,56 @@ static bool on_agent_event(const picolm_agent_event *ev, void *user_data) {
     return true;
 }
 
+/* Whether the library was built with optional part `name` (picolm_features()). */
+static bool has_feature(const char *name) {
+    const char *f = picolm_features();
+    size_t n = strlen(name);
+    for (const char *p = strstr(f, name); p; p = strstr(p + 1, name))
+        if ((p == f || p[-1] == ' ') && (p[n] == 0 || p[n] == ' ')) return true;
+    return false;
+}
+
+/* Every function is exported in every feature set; those of a left-out feature return PICOLM_ERR_UNSUPPORTED with
+ * a message naming the feature. */
+static void test_features(picolm_model *m) {
+    const char *f = picolm_features();
+    CHECK(f != NULL);
+    printf("features: \"%s\"\n", f);
+    if (!has_feature("quantize")) {
+        CHECK(picolm_model_quantize(model_path, "/tmp/picolm-never-written.gguf", "q8_0", NULL, NULL) == PICOLM_ERR_UNSUPPORTED);
+        CHECK(strstr(picolm_last_error_message(), "`quantize` feature") != NULL);
+        CHECK(access("/tmp/picolm-never-written.gguf", F_OK) != 0);
+    }
+    if (!has_feature("agent")) {
+        picolm_agent *a = NULL;
+        CHECK(picolm_agent_new(m, &a) == PICOLM_ERR_UNSUPPORTED && a == NULL);
+        CHECK(strstr(picolm_last_error_message(), "`agent` feature") != NULL);
+        picolm_agent_params ap;
+        CHECK(picolm_agent_params_default(&ap) == PICOLM_ERR_UNSUPPORTED);
+        CHECK(strcmp(picolm_agent_stop_name(PICOLM_AGENT_ANSWERED), "answered") == 0);
+    }
+    if (!has_feature("json-schema")) {
+        picolm_session *s = NULL;
+        CHECK(picolm_session_new(m, NULL, &s) == PICOLM_OK);
+        picolm_generate_params gp;
+        picolm_generate_params_default(&gp);
+        gp.max_tokens = 4;
+        gp.json_schema = "{\"type\":\"object\"}";
+        CHECK(picolm_session_generate(s, "Hi", 2, &gp, NULL, NULL, NULL) == PICOLM_ERR_UNSUPPORTED);
+        CHECK(strstr(picolm_last_error_message(), "`json-schema` feature") != NULL);
+        gp.json_schema = NULL; /* JSON mode without a schema needs no feature */
+        gp.json_mode = PICOLM_JSON_OBJECT;
+        CHECK(picolm_session_generate(s, "Hi", 2, &gp, NULL, NULL, NULL) == PICOLM_OK);
+        picolm_session_free(s);
+    }
+    /* The chat template works in every build (without `jinja`: the built-in format of SmolLM2's ChatML template). */
+    picolm_chat_message msg = { .role = "user", .content = "Hi" };
+    char prompt[1024];
+    size_t need = 0;
+    CHECK(picolm_chat_apply_template(m, &msg, 1, true, prompt, sizeof prompt, &need) == PICOLM_OK);
+    CHECK(strstr(prompt, "<|im_start|>user\nHi<|im_end|>\n") != NULL && strstr(prompt, "<|im_start|>assistant\n") != NULL);
+}
+
 static void test_agent(picolm_model *m) {
     picolm_agent *a = NULL;
     CHECK(picolm_agent_new(NULL, &a) == PICOLM_ERR_NULL_ARG);
@@ -780,24 +830,30 @@ static void test_contracts(picolm_model *m) {
     CHECK(picolm_chat_apply_template(m, history, 3, true, prompt, sizeof prompt, &need) == PICOLM_OK);
 
     /* The agent: an out-of-range tool_choice is refused, and a failed run leaves a cleared result. */
-    picolm_agent *a = NULL;
-    CHECK(picolm_agent_new(m, &a) == PICOLM_OK);
-    CHECK(picolm_agent_add_tools_json(a, "[{\"type\":\"function\",\"function\":{\"name\":\"ping\",\"parameters\":"
-                                         "{\"type\":\"object\",\"properties\":{}}}}]") == PICOLM_OK);
-    picolm_agent_params ap;
-    picolm_agent_params_default(&ap);
-    ap.tool_choice = 9;
     picolm_agent_result res;
     memset(&res, 0xab, sizeof res); /* garbage from an earlier use: must be overwritten, not read */
-    CHECK(picolm_agent_run(a, s, &msg, 1, &ap, NULL, NULL, &res) == PICOLM_ERR_INVALID_ARG);
-    CHECK(strstr(picolm_last_error_message(), "tool_choice is 9") != NULL);
-    CHECK(res.stop == PICOLM_AGENT_FAILED && res.answer == NULL && res.messages_json == NULL && res.iterations == 0);
-    picolm_agent_result_free(&res);
-    ap.tool_choice = PICOLM_TOOL_CHOICE_AUTO;
-    ap.top_p = 5.0f;
-    CHECK(picolm_agent_run(a, s, &msg, 1, &ap, NULL, NULL, &res) == PICOLM_ERR_INVALID_ARG);
-    CHECK(strstr(picolm_last_error_message(), "top_p") != NULL);
-    picolm_agent_free(a);
+    if (has_feature("agent")) {
+        picolm_agent *a = NULL;
+        CHECK(picolm_agent_new(m, &a) == PICOLM_OK);
+        CHECK(picolm_agent_add_tools_json(a, "[{\"type\":\"function\",\"function\":{\"name\":\"ping\",\"parameters\":"
+                                             "{\"type\":\"object\",\"properties\":{}}}}]") == PICOLM_OK);
+        picolm_agent_params ap;
+        picolm_agent_params_default(&ap);
+        ap.tool_choice = 9;
+        CHECK(picolm_agent_run(a, s, &msg, 1, &ap, NULL, NULL, &res) == PICOLM_ERR_INVALID_ARG);
+        CHECK(strstr(picolm_last_error_message(), "tool_choice is 9") != NULL);
+        CHECK(res.stop == PICOLM_AGENT_FAILED && res.answer == NULL && res.messages_json == NULL && res.iterations == 0);
+        picolm_agent_result_free(&res);
+        ap.tool_choice = PICOLM_TOOL_CHOICE_AUTO;
+        ap.top_p = 5.0f;
+        CHECK(picolm_agent_run(a, s, &msg, 1, &ap, NULL, NULL, &res) == PICOLM_ERR_INVALID_ARG);
+        CHECK(strstr(picolm_last_error_message(), "top_p") != NULL);
+        picolm_agent_free(a);
+    } else {
+        /* Without the feature the result is still written (failed) before PICOLM_ERR_UNSUPPORTED. */
+        CHECK(picolm_agent_run(NULL, s, &msg, 1, NULL, NULL, NULL, &res) == PICOLM_ERR_UNSUPPORTED);
+        CHECK(res.stop == PICOLM_AGENT_FAILED && res.answer == NULL && res.messages_json == NULL);
+    }
     picolm_session_free(s);
 
     /* A context beyond the training context loads with a WARN message that names both numbers. */
@@ -891,8 +947,9 @@ int main(int argc, char **argv) {
     test_state_files(m);
     if (!quick) test_thread_clamp();
     test_contracts(m);
-    if (!quick) test_json_and_chat(m);
-    if (!quick) test_agent(m);
+    test_features(m);
+    if (!quick && has_feature("json-schema") && has_feature("jinja")) test_json_and_chat(m);
+    if (!quick && has_feature("agent")) test_agent(m);
     if (!quick) test_cancel(m);
     picolm_model_free(m);
     printf("%d passed, %d failed\n", passes, failures);

@@ -1,15 +1,17 @@
 //! A validating GGUF v2/v3 reader (zero-copy over a memory map, or header-only with positional reads for
-//! streaming), and a writer.
+//! streaming), and a writer (feature `quantize`).
 
 mod data_file;
 mod error;
 mod reader;
 pub mod synthetic;
 mod value;
+#[cfg(any(feature = "quantize", test))]
 mod writer;
 
 pub use data_file::DataFile;
 pub use error::GgufError;
 pub use reader::{GgufFile, TensorInfo, DEFAULT_ALIGNMENT};
 pub use value::{MetaArray, MetaValue};
+#[cfg(any(feature = "quantize", test))]
 pub use writer::GgufWriter;

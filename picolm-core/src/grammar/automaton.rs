@@ -176,7 +176,7 @@ impl Stack {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "json-schema"))]
 impl Stack {
     /// The frames from the top down (a state key for exhaustive searches in tests).
     pub(super) fn key(&self) -> Vec<Frame> {

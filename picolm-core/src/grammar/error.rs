@@ -49,6 +49,12 @@ pub enum GrammarError {
         /// Its bytes, lossily decoded.
         text: String,
     },
+    /// A JSON Schema was given to a build without the `json-schema` feature.
+    #[error(
+        "JSON Schema constraints need the `json-schema` feature, which this build of PicoLM leaves out (the JSON \
+         object and value modes work without it)"
+    )]
+    SchemaDisabled,
     /// No token of the vocabulary can continue the value (the vocabulary lacks single-byte tokens).
     #[error("no token of the vocabulary can continue the constrained output after {0:?}")]
     NoAllowedToken(String),

@@ -1,5 +1,5 @@
-//! Grammar-constrained decoding: a byte-level JSON pushdown automaton, a JSON Schema compiler targeting it, and
-//! the token mask that keeps generation inside the grammar.
+//! Grammar-constrained decoding: a byte-level JSON pushdown automaton, a JSON Schema compiler targeting it
+//! (feature `json-schema`), and the token mask that keeps generation inside the grammar.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -22,6 +22,7 @@ mod format;
 mod range;
 mod schema;
 mod token_cost;
+#[cfg(feature = "json-schema")]
 mod validate;
 mod vocab_index;
 
@@ -34,6 +35,7 @@ pub use schema::{
     CompiledSchema, LiteralTrie, LiteralTrieNode, NodeId, Property, SchemaNode, MAX_LITERAL_BYTES, MAX_PARALLEL_PARSES,
     MAX_PROPERTIES, MAX_SCHEMA_NODES,
 };
+#[cfg(feature = "json-schema")]
 pub use validate::validate;
 pub use vocab_index::VocabIndex;
 
@@ -88,7 +90,8 @@ impl Grammar {
         }
     }
 
-    /// Values valid against a JSON Schema (see [`CompiledSchema`] for the supported subset).
+    /// Values valid against a JSON Schema (see [`CompiledSchema`] for the supported subset);
+    /// [`GrammarError::SchemaDisabled`] without the `json-schema` feature.
     pub fn from_schema(schema: &serde_json::Value) -> Result<Grammar, GrammarError> {
         Ok(Grammar::new(CompiledSchema::compile(schema)?, DEFAULT_MAX_WHITESPACE))
     }
@@ -105,9 +108,9 @@ impl Grammar {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "json-schema"))]
 mod budget_props;
-#[cfg(test)]
+#[cfg(all(test, feature = "json-schema"))]
 mod range_props;
-#[cfg(test)]
+#[cfg(all(test, feature = "json-schema"))]
 mod tests;

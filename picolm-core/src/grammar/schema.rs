@@ -16,6 +16,10 @@
 //! once, nesting depth 32; a schema beyond a bound is refused with [`GrammarError::TooLarge`]. Lengths are computed
 //! with saturating arithmetic, so a schema whose shortest value is astronomically long is refused by the token
 //! budget check instead of wrapping around.
+//!
+//! Without the `json-schema` feature only the built-in schemas ([`CompiledSchema::any`],
+//! [`CompiledSchema::any_object`]) exist: the compiler below is left out of the build.
+#![cfg_attr(not(feature = "json-schema"), allow(dead_code))]
 
 use std::collections::{HashMap, HashSet};
 
@@ -205,26 +209,38 @@ impl CompiledSchema {
         c
     }
 
-    /// Compiles a schema given as a JSON value.
+    /// Compiles a schema given as a JSON value ([`GrammarError::SchemaDisabled`] without the `json-schema`
+    /// feature).
     pub fn compile(schema: &Value) -> Result<CompiledSchema, GrammarError> {
-        let mut c = CompiledSchema::default();
-        c.nodes.push(SchemaNode::Any); // placeholder for the root
-        let root = c.node(schema, "#", 0)?;
-        c.nodes[0] = c.nodes[root as usize].clone();
-        c.finish();
-        let parses = c.parallel_parses();
-        if parses > MAX_PARALLEL_PARSES {
-            return Err(GrammarError::TooLarge {
-                path: "#".into(),
-                what: format!("anyOf alternatives that the parser may have to follow at once ({parses})"),
-                limit: MAX_PARALLEL_PARSES as usize,
-            });
+        #[cfg(not(feature = "json-schema"))]
+        {
+            let _ = schema;
+            Err(GrammarError::SchemaDisabled)
         }
-        Ok(c)
+        #[cfg(feature = "json-schema")]
+        {
+            let mut c = CompiledSchema::default();
+            c.nodes.push(SchemaNode::Any); // placeholder for the root
+            let root = c.node(schema, "#", 0)?;
+            c.nodes[0] = c.nodes[root as usize].clone();
+            c.finish();
+            let parses = c.parallel_parses();
+            if parses > MAX_PARALLEL_PARSES {
+                return Err(GrammarError::TooLarge {
+                    path: "#".into(),
+                    what: format!("anyOf alternatives that the parser may have to follow at once ({parses})"),
+                    limit: MAX_PARALLEL_PARSES as usize,
+                });
+            }
+            Ok(c)
+        }
     }
 
-    /// Compiles a schema given as JSON text.
+    /// Compiles a schema given as JSON text ([`GrammarError::SchemaDisabled`] without the `json-schema` feature).
     pub fn compile_str(schema: &str) -> Result<CompiledSchema, GrammarError> {
+        if cfg!(not(feature = "json-schema")) {
+            return Err(GrammarError::SchemaDisabled);
+        }
         let v: Value = serde_json::from_str(schema)
             .map_err(|e| GrammarError::InvalidSchema { path: "#".into(), why: format!("not JSON: {e}") })?;
         CompiledSchema::compile(&v)

@@ -5,6 +5,9 @@
 //! they are the portable path on CPUs without a SIMD kernel (RISC-V, armv7 without NEON kernels).
 
 mod float;
+// ggml's search for K-format scales: only the quantizer needs it (activations and the KV cache use Q8_0, Q8_1,
+// Q8_K and float formats). Unit tests use it to make K-format test data.
+#[cfg(any(feature = "quantize", test))]
 mod kquant_search;
 mod kquants;
 mod legacy;
@@ -93,8 +96,18 @@ pub fn dequantize_row(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Q
     Ok(())
 }
 
+/// Whether [`quantize_row`] can produce `ty` in this build: every type with the `quantize` feature; without it,
+/// the float formats and the legacy block formats (Q4_0 ... Q8_1, Q8_K), not Q2_K ... Q6_K.
+pub fn can_quantize(ty: GgmlType) -> bool {
+    cfg!(any(feature = "quantize", test)) || !ty.is_k_quant() || ty == GgmlType::Q8_K
+}
+
 /// Quantizes `src` into `dst` (exactly their byte size) with ggml's reference algorithm for `ty`.
+/// [`QuantError::Unsupported`] for a type that [`can_quantize`] says this build cannot produce.
 pub fn quantize_row(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    if !can_quantize(ty) {
+        return Err(QuantError::Unsupported { op: "quantizing without the `quantize` feature", ty });
+    }
     check_bytes("quantize destination", ty, src.len(), dst.len())?;
     quantize_row_unchecked(ty, src, dst);
     Ok(())
@@ -124,7 +137,8 @@ pub fn dequantize_row_unchecked(ty: GgmlType, src: &[u8], dst: &mut [f32]) {
     }
 }
 
-/// [`quantize_row`] without the length check (panics on a length bug of the caller).
+/// [`quantize_row`] without the checks (panics on a length bug of the caller, or on a type [`can_quantize`]
+/// refuses).
 pub fn quantize_row_unchecked(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
     match ty {
         GgmlType::F32 => float::quantize_f32(src, dst),
@@ -134,7 +148,10 @@ pub fn quantize_row_unchecked(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
             legacy::quantize(ty, src, dst)
         }
         GgmlType::Q8_K => kquants::quantize_q8_k(src, dst),
+        #[cfg(any(feature = "quantize", test))]
         _ => kquant_search::quantize(ty, src, dst),
+        #[cfg(not(any(feature = "quantize", test)))]
+        _ => panic!("quantizing to {ty} needs the `quantize` feature (check with quant::can_quantize)"),
     }
 }
 
