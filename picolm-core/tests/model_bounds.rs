@@ -1,6 +1,8 @@
 //! Crafted model files whose counts (blocks, heads, widths, vocabulary, array lengths, tensors) are far larger than
 //! the file can hold: each must be refused with a typed error before anything is sized by the count (issue #17.1:
 //! `llama.block_count = 2^28` used to abort the process in `Vec::with_capacity`).
+//! The files are made with the GGUF writer, which is part of the `quantize` feature.
+#![cfg(feature = "quantize")]
 
 use picolm_core::gguf::synthetic::{tiny_llama, TinyShape};
 use picolm_core::gguf::{GgufError, GgufFile, GgufWriter, MetaArray, MetaValue};

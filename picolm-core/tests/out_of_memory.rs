@@ -3,6 +3,8 @@
 //! reported as `OutOfMemory` with its size. The checks run in a child process (this test binary re-executed) whose
 //! address space is limited with `RLIMIT_AS` between fork and exec, so an allocation that would abort kills only
 //! the child, and the parent reports how it died.
+//! The files are made with the GGUF writer, which is part of the `quantize` feature.
+#![cfg(feature = "quantize")]
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;

@@ -4,6 +4,7 @@
 mod data_file;
 mod error;
 mod reader;
+#[cfg(any(feature = "quantize", test))]
 pub mod synthetic;
 mod value;
 #[cfg(any(feature = "quantize", test))]
