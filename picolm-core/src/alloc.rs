@@ -22,6 +22,34 @@ pub fn try_filled<T: Clone>(n: usize, value: T, what: &'static str) -> Result<Ve
     Ok(v)
 }
 
+/// Element types whose all-zero bit pattern is a valid value (so a zeroed allocation is `n` zeros).
+pub trait ZeroIsValid: Copy {}
+impl ZeroIsValid for u8 {}
+impl ZeroIsValid for u16 {}
+impl ZeroIsValid for i32 {}
+impl ZeroIsValid for f32 {}
+
+/// A vector of `n` zeros from a zeroed allocation, or [`OutOfMemory`]. Unlike [`try_filled`], the zeros are not
+/// written: a large buffer comes from fresh zero pages of the operating system, which count towards the resident
+/// set only once they are used (a KV cache for `n_ctx` positions costs what a run actually fills, as with `vec!`).
+pub fn try_zeroed<T: ZeroIsValid>(n: usize, what: &'static str) -> Result<Vec<T>, OutOfMemory> {
+    let oom = || OutOfMemory { what, bytes: bytes_of::<T>(n) };
+    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| oom())?;
+    if layout.size() == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: `layout` has a non-zero size. `alloc_zeroed` returns null or a block valid for `n` values of `T`
+    // whose bits are all zero, which is a valid `T` (`ZeroIsValid`). The block comes from the global allocator
+    // with exactly the layout of a `Vec<T>` of capacity `n`, so `from_raw_parts(p, n, n)` owns it correctly.
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout) as *mut T;
+        if p.is_null() {
+            return Err(oom());
+        }
+        Ok(Vec::from_raw_parts(p, n, n))
+    }
+}
+
 /// Grows `v` to `n` elements (new ones are copies of `value`), reserving fallibly; a shorter `v` is left as is
 /// when the reservation fails. Shrinking truncates.
 pub fn try_resize<T: Clone>(v: &mut Vec<T>, n: usize, value: T, what: &'static str) -> Result<(), OutOfMemory> {
@@ -41,6 +69,20 @@ pub fn bytes_of<T>(n: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zeroed_buffers_are_zeros_and_not_resident_until_used() {
+        assert!(try_zeroed::<f32>(0, "empty").unwrap().is_empty());
+        assert_eq!(try_zeroed::<u8>(usize::MAX / 2, "huge").unwrap_err().what, "huge");
+        let rss = || crate::memory::MemoryUsage::current().map(|m| m.rss).unwrap_or(0);
+        let before = rss();
+        let v = try_zeroed::<f32>(16 << 20, "64 MiB").unwrap();
+        let after = rss();
+        assert_eq!(v.len(), 16 << 20);
+        assert!(v.iter().step_by(4096).all(|&x| x == 0.0));
+        // A filled buffer of the same size would add 64 MiB at once; the zeroed one adds only what was read.
+        assert!(after.saturating_sub(before) < 48 << 20, "a zeroed 64 MiB buffer made {} bytes resident", after.saturating_sub(before));
+    }
 
     #[test]
     fn impossible_sizes_are_errors_with_the_size() {

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::alloc::{bytes_of, try_filled, try_resize, OutOfMemory};
+use crate::alloc::{bytes_of, try_resize, try_zeroed, OutOfMemory};
 use crate::compute::{matmul, ops, MatmulScratch, MatrixRef};
 use crate::model::config::{MAX_GROUP, MAX_GROUP_VALUES, MAX_HEAD_DIM};
 use crate::model::kv_cache::{KvCache, KvPart, KvType};
@@ -47,7 +47,7 @@ impl ForwardBuffers {
     pub fn new(model: &Model, capacity: usize) -> Result<ForwardBuffers, ModelError> {
         let c = model.config();
         let capacity = capacity.max(1);
-        let z = |n: usize| try_filled(capacity.saturating_mul(n), 0.0f32, "activation buffers");
+        let z = |n: usize| try_zeroed::<f32>(capacity.saturating_mul(n), "activation buffers");
         let mut logits = Vec::new();
         logits.try_reserve_exact(c.n_vocab).map_err(|_| OutOfMemory { what: "logits", bytes: bytes_of::<f32>(c.n_vocab) })?;
         Ok(ForwardBuffers {

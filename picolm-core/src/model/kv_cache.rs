@@ -1,7 +1,7 @@
 //! The key/value cache: for every layer and position, the rotated key and the value of each KV head, allocated for
 //! exactly the context asked for. Stored as 16-bit floats (default) or Q8_0 blocks (about half the bytes again).
 
-use crate::alloc::{try_filled, OutOfMemory};
+use crate::alloc::{try_zeroed, OutOfMemory};
 use crate::ggml_type::GgmlType;
 use crate::model::ModelError;
 
@@ -79,8 +79,8 @@ impl KvCache {
         let n = n_layer.checked_mul(n_ctx).and_then(|n| n.checked_mul(row_bytes));
         let oom = || OutOfMemory { what: "KV cache", bytes: (n_layer as u64).saturating_mul(n_ctx as u64).saturating_mul(row_bytes as u64 * 2) };
         let n = n.ok_or_else(oom)?;
-        let k = try_filled(n, 0u8, "KV cache").map_err(|_| oom())?;
-        let v = try_filled(n, 0u8, "KV cache").map_err(|_| oom())?;
+        let k = try_zeroed::<u8>(n, "KV cache").map_err(|_| oom())?;
+        let v = try_zeroed::<u8>(n, "KV cache").map_err(|_| oom())?;
         Ok(KvCache { ty, n_layer, n_ctx, kv_dim, head_dim, row_bytes, k, v })
     }
 
