@@ -69,13 +69,17 @@ impl KernelChoice {
     }
 
     /// The choice of a model load: `requested` (from `ModelParams::kernel`) if given, else `PICOLM_KERNEL`, else
-    /// `Auto`.
+    /// `Tile`.
     pub fn resolve(requested: Option<&str>) -> Result<KernelChoice, UnknownKernel> {
         match requested {
             Some(n) => KernelChoice::parse(n, "ModelParams::kernel"),
             None => match std::env::var(KERNEL_ENV) {
                 Ok(v) => KernelChoice::parse(&v, KERNEL_ENV),
-                Err(std::env::VarError::NotPresent) => Ok(KernelChoice::Auto),
+                // Default: decode with the prefill kernel. A timed plan may pick a kernel with other rounding, and
+                // then a prompt evaluated with a cached prefix (its last token alone) or token by token gives other
+                // logits than the same prompt in one batch; a generation must not depend on the cache's state.
+                // `auto` opts in to the fastest decode kernel.
+                Err(std::env::VarError::NotPresent) => Ok(KernelChoice::Tile),
                 Err(std::env::VarError::NotUnicode(v)) => {
                     Err(UnknownKernel { name: v.to_string_lossy().into_owned(), source_name: KERNEL_ENV })
                 }

@@ -161,9 +161,9 @@ pub struct ModelParams {
     /// Slab size in bytes for streaming mode (`0` = 4 MiB; at least one weight row is used). With `rss_budget`,
     /// the largest slab the budget allows, up to this.
     pub stream_slab_bytes: usize,
-    /// Decode kernel choice: `None` reads `PICOLM_KERNEL`; `auto` (or unset) times the candidates at load and
-    /// keeps the fastest per weight format, `tile` decodes with the prefill kernel (bit-identical to batched
-    /// prefill), a kernel name forces that kernel where the CPU has it (see [`Model::kernel_plan`]).
+    /// Decode kernel choice: `None` reads `PICOLM_KERNEL` (unset: `tile`); `tile` decodes with the prefill kernel
+    /// (bit-identical to batched prefill, so a cached prefix never changes a result), `auto` times the candidates
+    /// at load and keeps the fastest per weight format (faster decode, other rounding), a kernel name forces that kernel where the CPU has it (see [`Model::kernel_plan`]).
     pub kernel: Option<String>,
     /// A bound on the process's resident set: the model is mapped when it fits with one session, streamed
     /// otherwise, with the slab size chosen to fit; loading fails with [`ModelError::MemoryBudget`] (saying how
