@@ -281,17 +281,22 @@ fn read_array(c: &mut Cursor<'_>, key: &str) -> Result<MetaArray, GgufError> {
     })
 }
 
+/// Opens a model file for reading: only regular files, refused without blocking otherwise (a FIFO would block
+/// `open` forever).
+fn open_model_file(path: &Path) -> Result<std::fs::File, GgufError> {
+    open_regular(path).map_err(|e| match e {
+        FileError::NotRegular { path, kind } => GgufError::NotAFile { path, kind },
+        FileError::Open { path, source } | FileError::Write { path, source } => GgufError::Io { path, source },
+        other => GgufError::Io { path: path.to_path_buf(), source: std::io::Error::other(other.to_string()) },
+    })
+}
+
 impl GgufFile {
     /// Opens and validates a GGUF file through a read-only memory map.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
         let path = path.as_ref();
         let io = |source| GgufError::Io { path: path.to_path_buf(), source };
-        // Only regular files, refused without blocking otherwise (a FIFO would block `open` forever).
-        let file = open_regular(path).map_err(|e| match e {
-            FileError::NotRegular { path, kind } => GgufError::NotAFile { path, kind },
-            FileError::Open { path, source } | FileError::Write { path, source } => GgufError::Io { path, source },
-            other => GgufError::Io { path: path.to_path_buf(), source: std::io::Error::other(other.to_string()) },
-        })?;
+        let file = open_model_file(path)?;
         let meta = file.metadata().map_err(io)?;
         if meta.len() == 0 {
             return GgufFile::parse(Backing::Owned(Vec::new()), None);
@@ -309,11 +314,7 @@ impl GgufFile {
     pub fn open_streamed(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
         let path = path.as_ref();
         let io = |source| GgufError::Io { path: path.to_path_buf(), source };
-        let file = open_regular(path).map_err(|e| match e {
-            FileError::NotRegular { path, kind } => GgufError::NotAFile { path, kind },
-            FileError::Open { path, source } | FileError::Write { path, source } => GgufError::Io { path, source },
-            other => GgufError::Io { path: path.to_path_buf(), source: std::io::Error::other(other.to_string()) },
-        })?;
+        let file = open_model_file(path)?;
         let len = file.metadata().map_err(io)?.len();
         let data = DataFile::new(file, path, len);
         data.advise_random();
