@@ -45,7 +45,11 @@ fuzz_target!(|data: &[u8]| {
     let back = tok.decode(&ids, false);
     // Decoded bytes are a subsequence of the input (only unrepresentable bytes are dropped) ...
     let mut it = text.as_bytes().iter();
-    assert!(back.iter().all(|b| it.any(|c| c == b)), "decode(encode({text:?})) = {:?} adds bytes", String::from_utf8_lossy(&back));
+    assert!(
+        back.iter().all(|b| it.any(|c| c == b)),
+        "decode(encode({text:?})) = {:?} adds bytes",
+        String::from_utf8_lossy(&back)
+    );
     // ... and text made of representable ASCII comes back exactly.
     if text.bytes().all(|b| b.is_ascii() && ascii_ok[b as usize]) {
         assert_eq!(back, text.as_bytes(), "round trip of {text:?}");

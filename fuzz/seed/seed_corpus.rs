@@ -58,8 +58,14 @@ fn tokenizer_seeds(dir: &Path) {
         }
     }
     let extra: &[&str] = &[
-        "Hello world", "<|endoftext|> not special", "tabs\tand\u{1d}controls\u{7f}", "  spaces  ", "日本語 ünïcödé 🙂",
-        "123456789 3.14 -0.5e10", "x\r\ny\n\n", "<|im_start|>user\nhi<|im_end|>",
+        "Hello world",
+        "<|endoftext|> not special",
+        "tabs\tand\u{1d}controls\u{7f}",
+        "  spaces  ",
+        "日本語 ünïcödé 🙂",
+        "123456789 3.14 -0.5e10",
+        "x\r\ny\n\n",
+        "<|im_start|>user\nhi<|im_end|>",
     ];
     for (i, t) in extra.iter().enumerate() {
         put(dir, &format!("extra-{i}"), t.as_bytes());
@@ -68,7 +74,10 @@ fn tokenizer_seeds(dir: &Path) {
 
 fn schema_seeds(dir: &Path) {
     let cases: &[(&str, &str)] = &[
-        (r#"{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}"#, r#"{"name":"Alice","age":30}"#),
+        (
+            r#"{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}"#,
+            r#"{"name":"Alice","age":30}"#,
+        ),
         (r#"{"type":"array","items":{"type":"number"},"minItems":1,"maxItems":3}"#, "[1,2.5,-3e2]"),
         (r#"{"enum":["red","green",3,null,true]}"#, r#""green""#),
         (r#"{"type":["string","null"],"maxLength":4}"#, r#""abcd""#),
@@ -76,7 +85,10 @@ fn schema_seeds(dir: &Path) {
         (r#"{"anyOf":[{"type":"boolean"},{"type":"object","additionalProperties":false}]}"#, "{}"),
         (r#"{"type":"integer","minimum":-5,"maximum":5}"#, "-5"),
         (r#"{"const":{"a":[1,{"b":null}]}}"#, r#"{"a":[1,{"b":null}]}"#),
-        (r#"{"type":"object","properties":{"tags":{"type":"array","items":{"type":"string","pattern":"^[a-z]+$"}}}}"#, r#"{"tags":["x"]}"#),
+        (
+            r#"{"type":"object","properties":{"tags":{"type":"array","items":{"type":"string","pattern":"^[a-z]+$"}}}}"#,
+            r#"{"tags":["x"]}"#,
+        ),
         ("true", r#"[{"any":"json"}]"#),
     ];
     for (i, (schema, value)) in cases.iter().enumerate() {
@@ -89,7 +101,8 @@ fn schema_seeds(dir: &Path) {
 
 fn state_seeds(dir: &Path) {
     let file = GgufFile::from_bytes(tiny_llama(TinyShape::default()).to_bytes()).unwrap();
-    let model = Arc::new(Model::from_gguf(file, &ModelParams { n_ctx: 32, n_threads: 1, ..Default::default() }).unwrap());
+    let model =
+        Arc::new(Model::from_gguf(file, &ModelParams { n_ctx: 32, n_threads: 1, ..Default::default() }).unwrap());
     let mut s = Session::new(model, &SessionParams { n_ctx: 32, n_batch: 8, ..Default::default() }).unwrap();
     let save = |s: &Session, name: &str| {
         let mut b = Vec::new();

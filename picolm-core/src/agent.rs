@@ -104,7 +104,9 @@ impl ToolSpec {
     pub fn list_from_json(text: &str) -> Result<Vec<ToolSpec>, Error> {
         let v: Value = serde_json::from_str(text)
             .map_err(|e| Error::InvalidArgument { name: "tools".into(), why: format!("not JSON: {e}") })?;
-        let list = v.as_array().ok_or_else(|| Error::InvalidArgument { name: "tools".into(), why: "expected a JSON array".into() })?;
+        let list = v
+            .as_array()
+            .ok_or_else(|| Error::InvalidArgument { name: "tools".into(), why: "expected a JSON array".into() })?;
         list.iter().map(ToolSpec::from_json).collect()
     }
 }
@@ -372,9 +374,13 @@ fn signature(t: &ToolSpec) -> String {
             p.iter()
                 .map(|(k, s)| {
                     let ty = if let Some(e) = s.get("enum") {
-                        e.as_array().map(|a| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("|")).unwrap_or_default()
+                        e.as_array()
+                            .map(|a| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("|"))
+                            .unwrap_or_default()
                     } else {
-                        s.get("type").map(|t| t.as_str().map(str::to_string).unwrap_or_else(|| t.to_string())).unwrap_or("any".into())
+                        s.get("type")
+                            .map(|t| t.as_str().map(str::to_string).unwrap_or_else(|| t.to_string()))
+                            .unwrap_or("any".into())
                     };
                     let opt = if required.contains(&k.as_str()) { "" } else { "?" };
                     format!("{k}{opt}: {ty}")
@@ -395,7 +401,10 @@ impl Agent {
         for (i, t) in tools.iter().enumerate() {
             t.spec.validate()?;
             if tools[..i].iter().any(|o| o.spec.name == t.spec.name) {
-                return Err(Error::InvalidArgument { name: "tool name".into(), why: format!("{:?} is registered twice", t.spec.name) });
+                return Err(Error::InvalidArgument {
+                    name: "tool name".into(),
+                    why: format!("{:?} is registered twice", t.spec.name),
+                });
             }
         }
         let specs: Vec<ToolSpec> = tools.iter().map(|t| t.spec.clone()).collect();
@@ -469,12 +478,16 @@ impl Agent {
                     out.stop = stop;
                     return Ok(out);
                 }
-                LoopState::ModelStep { .. } if out.iterations >= params.max_iterations => LoopState::Done(AgentStop::MaxIterations),
+                LoopState::ModelStep { .. } if out.iterations >= params.max_iterations => {
+                    LoopState::Done(AgentStop::MaxIterations)
+                }
                 LoopState::ModelStep { answer_only } => {
                     out.iterations += 1;
                     self.model_step(session, &mut out, params, answer_only, cancel.clone(), on_event)?
                 }
-                LoopState::ForcedAnswer => self.model_step(session, &mut out, params, true, cancel.clone(), on_event)?,
+                LoopState::ForcedAnswer => {
+                    self.model_step(session, &mut out, params, true, cancel.clone(), on_event)?
+                }
                 LoopState::RunTools(calls) => self.run_tools(session, calls, &mut out, params, on_event)?,
             };
         }
@@ -509,7 +522,9 @@ impl Agent {
         });
         let mut stopped_by_callback = false;
         let result = session.generate(&prompt, &params.generate, constraint, cancel, &mut |piece| {
-            if matches!(mode.load(Ordering::Relaxed), MODE_TEXT | MODE_ANSWER_START) && !on_event(AgentEvent::AnswerPiece(piece)) {
+            if matches!(mode.load(Ordering::Relaxed), MODE_TEXT | MODE_ANSWER_START)
+                && !on_event(AgentEvent::AnswerPiece(piece))
+            {
                 stopped_by_callback = true;
                 return false;
             }
@@ -533,7 +548,9 @@ impl Agent {
             return Ok(LoopState::Done(AgentStop::Answered));
         }
         if result.stop_reason != StopReason::GrammarComplete {
-            return Err(GrammarError::NoAllowedToken(format!("tool call ended by {}", result.stop_reason.as_str())).into());
+            return Err(
+                GrammarError::NoAllowedToken(format!("tool call ended by {}", result.stop_reason.as_str())).into()
+            );
         }
         let calls = parse_tool_calls(&result.text)?;
         out.messages.push(ChatMessage::new("assistant", result.text.clone()));
@@ -567,7 +584,11 @@ impl Agent {
             if !on_event(AgentEvent::ToolCall(&call)) {
                 return Ok(LoopState::Done(AgentStop::Cancelled));
             }
-            let tool = self.tools.iter_mut().find(|t| t.spec.name == call.name).expect("the grammar only allows registered names");
+            let tool = self
+                .tools
+                .iter_mut()
+                .find(|t| t.spec.name == call.name)
+                .expect("the grammar only allows registered names");
             let handler = tool.handler.as_mut().expect("external tools were handled above");
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.call(&call.arguments)))
                 .unwrap_or_else(|_| Err("the tool handler panicked".to_string()));
@@ -587,7 +608,13 @@ impl Agent {
 
     /// Prompt tokens of the conversation `messages` plus a tool message with `content`, as the next step renders
     /// it.
-    fn prompt_tokens_with(&self, session: &Session, messages: &[ChatMessage], call: &ToolCall, content: &str) -> Result<usize, Error> {
+    fn prompt_tokens_with(
+        &self,
+        session: &Session,
+        messages: &[ChatMessage],
+        call: &ToolCall,
+        content: &str,
+    ) -> Result<usize, Error> {
         let mut all = messages.to_vec();
         all.push(ChatMessage::tool_result(call, content));
         let text = self.template.render(&self.with_tools(&all), true)?;
@@ -610,8 +637,9 @@ impl Agent {
         let base = self.prompt_tokens_with(session, messages, call, "")?;
         let room = limit.saturating_sub(base);
         // Fewer bytes than tokens of room always fit (every token has at least one byte): skip the count.
-        if content.len() < room / 2 || (content.len() <= room * TOOL_RESULT_BYTES_PER_TOKEN
-            && self.prompt_tokens_with(session, messages, call, &content)? <= limit)
+        if content.len() < room / 2
+            || (content.len() <= room * TOOL_RESULT_BYTES_PER_TOKEN
+                && self.prompt_tokens_with(session, messages, call, &content)? <= limit)
         {
             return Ok((content, false));
         }

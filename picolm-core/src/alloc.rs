@@ -80,7 +80,11 @@ mod tests {
         assert_eq!(v.len(), 16 << 20);
         assert!(v.iter().step_by(4096).all(|&x| x == 0.0));
         // A filled buffer of the same size would add 64 MiB at once; the zeroed one adds only what was read.
-        assert!(after.saturating_sub(before) < 48 << 20, "a zeroed 64 MiB buffer made {} bytes resident", after.saturating_sub(before));
+        assert!(
+            after.saturating_sub(before) < 48 << 20,
+            "a zeroed 64 MiB buffer made {} bytes resident",
+            after.saturating_sub(before)
+        );
     }
 
     #[test]

@@ -36,7 +36,16 @@ pub struct BenchParams {
 
 impl Default for BenchParams {
     fn default() -> Self {
-        BenchParams { n_prompt: 512, n_gen: 128, threads: vec![1, 2], repetitions: 3, n_batch: 512, model: ModelParams::default(), kv_type: KvType::F16, bandwidth: false }
+        BenchParams {
+            n_prompt: 512,
+            n_gen: 128,
+            threads: vec![1, 2],
+            repetitions: 3,
+            n_batch: 512,
+            model: ModelParams::default(),
+            kv_type: KvType::F16,
+            bandwidth: false,
+        }
     }
 }
 
@@ -194,7 +203,10 @@ fn bench_tokens(model: &Model, n: usize) -> Vec<u32> {
 /// Runs the benchmark on the model at `path`.
 pub fn run_bench(path: &Path, params: &BenchParams, progress: &mut dyn FnMut(&BenchRow)) -> Result<BenchReport, Error> {
     if params.threads.is_empty() || params.repetitions == 0 {
-        return Err(Error::InvalidArgument { name: "bench".into(), why: "need at least one thread count and repetition".into() });
+        return Err(Error::InvalidArgument {
+            name: "bench".into(),
+            why: "need at least one thread count and repetition".into(),
+        });
     }
     let n_ctx = (params.n_prompt.max(params.n_gen) + 1).max(16);
     let mut rows = Vec::new();
@@ -203,7 +215,10 @@ pub fn run_bench(path: &Path, params: &BenchParams, progress: &mut dyn FnMut(&Be
         // The previous thread count's model is released first, so peak RSS counts one mapping of the file.
         drop(report_model.take());
         let model = Arc::new(Model::load(path, &ModelParams { n_ctx, n_threads: t, ..params.model.clone() })?);
-        let mut session = Session::new(model.clone(), &SessionParams { n_ctx, n_batch: params.n_batch.min(n_ctx), kv_type: params.kv_type })?;
+        let mut session = Session::new(
+            model.clone(),
+            &SessionParams { n_ctx, n_batch: params.n_batch.min(n_ctx), kv_type: params.kv_type },
+        )?;
         // Rows report the threads that ran (a request above the CPUs is clamped).
         let t = model.n_threads();
         if params.n_prompt > 0 {
@@ -242,9 +257,10 @@ pub fn run_bench(path: &Path, params: &BenchParams, progress: &mut dyn FnMut(&Be
     }
     let model = report_model.expect("at least one thread count");
     let weights = model.weights();
-    let weight_bytes_per_token = weights.layers.iter().flat_map(|l| l.matrices()).map(|m| m.n_bytes() as u64).sum::<u64>()
-        + weights.output.n_bytes() as u64
-        + weights.token_embd.row_bytes as u64;
+    let weight_bytes_per_token =
+        weights.layers.iter().flat_map(|l| l.matrices()).map(|m| m.n_bytes() as u64).sum::<u64>()
+            + weights.output.n_bytes() as u64
+            + weights.token_embd.row_bytes as u64;
     // Memory before the bandwidth test, whose buffer is not the engine's.
     let memory = MemoryUsage::current().unwrap_or_default();
     let mut bandwidth = Vec::new();

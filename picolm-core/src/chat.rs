@@ -56,7 +56,9 @@ impl ToolCall {
             }
         }
         let f = match obj.get("function") {
-            Some(f) => f.as_object().ok_or_else(|| format!("tool_calls[{index}].function must be an object, got {f}"))?,
+            Some(f) => {
+                f.as_object().ok_or_else(|| format!("tool_calls[{index}].function must be an object, got {f}"))?
+            }
             None => obj,
         };
         let name = f
@@ -139,7 +141,9 @@ impl ChatMessage {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(c)) => c.clone(),
             Some(Value::Array(parts)) => text_parts(parts).map_err(bad)?,
-            Some(other) => return Err(bad(format!("\"content\" must be a string or a list of text parts, got {other}"))),
+            Some(other) => {
+                return Err(bad(format!("\"content\" must be a string or a list of text parts, got {other}")))
+            }
         };
         let opt_str = |key: &str| -> Result<Option<String>, ChatError> {
             match obj.get(key) {
@@ -160,9 +164,10 @@ impl ChatMessage {
 
     /// Reads a conversation: a JSON array of messages (see [`ChatMessage::from_json`]).
     pub fn list_from_json(v: &Value) -> Result<Vec<ChatMessage>, ChatError> {
-        let list = v
-            .as_array()
-            .ok_or_else(|| ChatError::InvalidMessage { index: 0, why: format!("messages must be an array, got {v}") })?;
+        let list = v.as_array().ok_or_else(|| ChatError::InvalidMessage {
+            index: 0,
+            why: format!("messages must be an array, got {v}"),
+        })?;
         list.iter().enumerate().map(|(i, m)| ChatMessage::from_json(m, i)).collect()
     }
 
@@ -232,7 +237,9 @@ fn text_parts(parts: &[Value]) -> Result<String, String> {
         match (ty, p.get("text")) {
             (Some("text"), Some(Value::String(t))) => texts.push(t.as_str()),
             (Some("text"), _) => return Err(format!("content[{i}] is a text part without a \"text\" string")),
-            (Some(other), _) => return Err(format!("content[{i}] has type {other:?}: only \"text\" parts are supported")),
+            (Some(other), _) => {
+                return Err(format!("content[{i}] has type {other:?}: only \"text\" parts are supported"))
+            }
             (None, _) => return Err(format!("content[{i}] must be an object with \"type\": \"text\", got {p}")),
         }
     }
@@ -361,7 +368,9 @@ impl BuiltinFormat {
                             out += bos;
                             out += "[INST] ";
                             match &sys {
-                                Some(sys) if first && !sys.is_empty() => out += &format!("<<SYS>>\n{sys}\n<</SYS>>\n\n"),
+                                Some(sys) if first && !sys.is_empty() => {
+                                    out += &format!("<<SYS>>\n{sys}\n<</SYS>>\n\n")
+                                }
                                 _ => {}
                             }
                             out += m.template_content(false).trim();
@@ -566,7 +575,11 @@ mod tests {
     use super::*;
 
     fn msgs() -> Vec<ChatMessage> {
-        vec![ChatMessage::new("system", "Be brief."), ChatMessage::new("user", "Hi"), ChatMessage::new("assistant", "Hello!")]
+        vec![
+            ChatMessage::new("system", "Be brief."),
+            ChatMessage::new("user", "Hi"),
+            ChatMessage::new("assistant", "Hello!"),
+        ]
     }
 
     #[test]
@@ -577,7 +590,10 @@ mod tests {
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
         let t = ChatTemplate::builtin_with(BuiltinFormat::Llama2, "<s>", "</s>");
-        assert_eq!(t.render(&msgs(), false).unwrap(), "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! </s>");
+        assert_eq!(
+            t.render(&msgs(), false).unwrap(),
+            "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello! </s>"
+        );
         let t = ChatTemplate::builtin_with(BuiltinFormat::Zephyr, "<s>", "</s>");
         assert_eq!(t.render(&msgs()[1..2], true).unwrap(), "<|user|>\nHi</s>\n<|assistant|>\n");
         let t = ChatTemplate::builtin_with(BuiltinFormat::Llama3, "<|begin_of_text|>", "");
@@ -641,7 +657,11 @@ mod tests {
             let native = ChatTemplate::builtin_with(f, "<s>", "</s>");
             for (i, conv) in builtin_cases().iter().enumerate() {
                 for agp in [false, true] {
-                    assert_eq!(native.render(conv, agp).unwrap(), jinja.render(conv, agp).unwrap(), "{f:?} case {i} agp {agp}");
+                    assert_eq!(
+                        native.render(conv, agp).unwrap(),
+                        jinja.render(conv, agp).unwrap(),
+                        "{f:?} case {i} agp {agp}"
+                    );
                 }
             }
         }
@@ -658,7 +678,12 @@ mod tests {
         assert!(matches!(ChatTemplate::new("{% for %}", "", ""), Err(ChatError::InvalidTemplate(_))));
         let err = t.render(&[ChatMessage::new("robot", "x")], false).unwrap_err();
         assert_eq!(err, ChatError::InvalidRole { index: 0, role: "robot".into() });
-        let runaway = ChatTemplate::new("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "", "").unwrap();
+        let runaway = ChatTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "",
+            "",
+        )
+        .unwrap();
         assert!(matches!(runaway.render(&[], false), Err(ChatError::Render(_))));
     }
 
@@ -678,15 +703,28 @@ mod tests {
         let m = history_with_call();
         assert_eq!(m[0].content, "Turn on\nrelay 2.");
         assert_eq!(m[1].content, "");
-        assert_eq!(m[1].tool_calls, vec![ToolCall { id: "call_7".into(), name: "set_relay".into(), arguments: json!({"id": 2, "on": true}) }]);
+        assert_eq!(
+            m[1].tool_calls,
+            vec![ToolCall { id: "call_7".into(), name: "set_relay".into(), arguments: json!({"id": 2, "on": true}) }]
+        );
         assert_eq!(m[2].tool_call_id.as_deref(), Some("call_7"));
         // Serializing gives OpenAI's shape back (arguments as JSON text), which parses to the same messages.
         let again = ChatMessage::list_from_json(&serde_json::to_value(&m).unwrap()).unwrap();
         assert_eq!(again, m);
-        assert_eq!(serde_json::to_value(&m[1]).unwrap()["tool_calls"][0]["function"]["arguments"], json!("{\"id\":2,\"on\":true}"));
+        assert_eq!(
+            serde_json::to_value(&m[1]).unwrap()["tool_calls"][0]["function"]["arguments"],
+            json!("{\"id\":2,\"on\":true}")
+        );
         // Object arguments and bare {name, arguments} calls are accepted too; a missing id is numbered.
-        let bare = ChatMessage::from_json(&json!({"role": "assistant", "tool_calls": [{"name": "f", "arguments": {"a": [1]}}]}), 0).unwrap();
-        assert_eq!(bare.tool_calls[0], ToolCall { id: "call_1".into(), name: "f".into(), arguments: json!({"a": [1]}) });
+        let bare = ChatMessage::from_json(
+            &json!({"role": "assistant", "tool_calls": [{"name": "f", "arguments": {"a": [1]}}]}),
+            0,
+        )
+        .unwrap();
+        assert_eq!(
+            bare.tool_calls[0],
+            ToolCall { id: "call_1".into(), name: "f".into(), arguments: json!({"a": [1]}) }
+        );
     }
 
     #[test]
@@ -697,7 +735,10 @@ mod tests {
             (json!({"role": "user", "content": 5}), "list of text parts"),
             (json!({"content": "x"}), "no \"role\""),
             (json!({"role": "user", "tool_calls": [{"name": "f"}]}), "only assistant messages"),
-            (json!({"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}), "not JSON text"),
+            (
+                json!({"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{oops"}}]}),
+                "not JSON text",
+            ),
             (json!({"role": "assistant", "tool_calls": [{"function": {"arguments": "{}"}}]}), "\"name\""),
             (json!({"role": "assistant", "tool_calls": {"name": "f"}}), "must be an array"),
             (json!({"role": "tool", "tool_call_id": 3, "content": "x"}), "tool_call_id"),
@@ -705,7 +746,10 @@ mod tests {
         ];
         for (v, want) in cases {
             let e = ChatMessage::from_json(&v, 4).unwrap_err();
-            assert!(matches!(e, ChatError::InvalidMessage { index: 4, .. }) && e.to_string().contains(want), "{v}: {e}");
+            assert!(
+                matches!(e, ChatError::InvalidMessage { index: 4, .. }) && e.to_string().contains(want),
+                "{v}: {e}"
+            );
         }
     }
 

@@ -194,7 +194,8 @@ impl GenerationState {
     /// Moves decoded text to the output, holding back a tail that could start a stop string. Returns the text
     /// that may be delivered, and whether a stop string was found.
     fn release_text(&mut self, flush: bool) -> (String, bool) {
-        if let Some(cut) = self.params.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| self.held_text.find(s.as_str())).min()
+        if let Some(cut) =
+            self.params.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| self.held_text.find(s.as_str())).min()
         {
             let out: String = self.held_text[..cut].to_string();
             self.held_text.clear();

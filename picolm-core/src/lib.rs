@@ -25,20 +25,20 @@ pub mod alloc;
 pub mod error;
 pub mod fs_safety;
 pub mod ggml_type;
-pub mod half_float;
 pub mod gguf;
+pub mod half_float;
 pub mod quant;
 pub mod tokenizer;
 
 pub use error::Error;
 pub use ggml_type::GgmlType;
-pub mod compute;
-pub mod model;
-pub mod generate;
-pub mod grammar;
-pub mod chat;
 #[cfg(feature = "agent")]
 pub mod agent;
+pub mod chat;
+pub mod compute;
+pub mod generate;
+pub mod grammar;
+pub mod model;
 pub mod sampler;
 pub mod session;
 
@@ -46,10 +46,10 @@ pub use generate::{CancelToken, GenerateParams, GenerationOutput, GenerationStat
 pub use model::{Model, ModelParams};
 pub use sampler::SamplerParams;
 pub use session::{Session, SessionParams};
-pub mod perplexity;
-pub mod memory;
 pub mod bandwidth;
 pub mod bench;
+pub mod memory;
+pub mod perplexity;
 #[cfg(feature = "quantize")]
 pub mod quantize;
 pub mod simd;

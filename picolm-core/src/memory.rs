@@ -70,7 +70,9 @@ mod tests {
 
     #[test]
     fn parses_proc_status_fields() {
-        let m = MemoryUsage::parse_status("Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t 1024 kB\nRssAnon:\t 512 kB\nRssFile:\t 256 kB\n");
+        let m = MemoryUsage::parse_status(
+            "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t 1024 kB\nRssAnon:\t 512 kB\nRssFile:\t 256 kB\n",
+        );
         assert_eq!(m, MemoryUsage { peak_rss: 2 << 20, rss: 1 << 20, rss_anon: 512 << 10, rss_file: 256 << 10 });
     }
 

@@ -51,7 +51,8 @@ pub fn perplexity(
         });
     }
     let n_chunks = max_chunks.map_or(available, |m| m.min(available));
-    let mut session = Session::new(model.clone(), &SessionParams { n_ctx, n_batch: n_batch.min(n_ctx), ..Default::default() })?;
+    let mut session =
+        Session::new(model.clone(), &SessionParams { n_ctx, n_batch: n_batch.min(n_ctx), ..Default::default() })?;
     let first = n_ctx / 2;
     let (mut nll, mut nll2, mut count) = (0.0f64, 0.0f64, 0usize);
     let bos = if tok.add_bos() { tok.bos_id() } else { None };

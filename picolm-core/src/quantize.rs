@@ -161,11 +161,7 @@ pub fn quantize_file(
         let to = target_type(&t.name, &t.dims, scheme, n_layer, has_output);
         let data = file.tensor_data(t);
         report.bytes_in += data.len() as u64;
-        let out = if to == t.ggml_type {
-            data.to_vec()
-        } else {
-            convert(t.ggml_type, to, t.dims[0] as usize, data)?
-        };
+        let out = if to == t.ggml_type { data.to_vec() } else { convert(t.ggml_type, to, t.dims[0] as usize, data)? };
         report.bytes_out += out.len() as u64;
         w.add_tensor(&t.name, &t.dims, to, out)?;
         report.tensors.push(QuantizedTensor { name: t.name.clone(), from: t.ggml_type, to });
@@ -202,13 +198,19 @@ mod tests {
         assert_eq!(target_type("blk.0.attn_norm.weight", &[2048], s, 22, true), GgmlType::F32);
         assert_eq!(target_type("output.weight", &[2048, 32000], s, 22, true), GgmlType::Q6_K);
         assert_eq!(target_type("token_embd.weight", &[2048, 32000], s, 22, true), GgmlType::Q4_K);
-        assert_eq!(target_type("token_embd.weight", &[576, 49152], QuantScheme::Uniform(GgmlType::Q4_0), 30, false), GgmlType::Q6_K.min_fallback(576));
+        assert_eq!(
+            target_type("token_embd.weight", &[576, 49152], QuantScheme::Uniform(GgmlType::Q4_0), 30, false),
+            GgmlType::Q6_K.min_fallback(576)
+        );
         assert_eq!(target_type("blk.0.attn_v.weight", &[2048, 256], s, 22, true), GgmlType::Q6_K);
         assert_eq!(target_type("blk.3.attn_v.weight", &[2048, 256], s, 22, true), GgmlType::Q4_K);
         assert_eq!(target_type("blk.4.ffn_down.weight", &[5632, 2048], s, 22, true), GgmlType::Q6_K);
         assert_eq!(target_type("blk.21.ffn_down.weight", &[5632, 2048], s, 22, true), GgmlType::Q6_K);
         assert_eq!(target_type("blk.3.attn_q.weight", &[576, 576], s, 30, false), GgmlType::Q5_0);
-        assert_eq!(target_type("blk.3.attn_q.weight", &[2048, 2048], QuantScheme::Uniform(GgmlType::Q8_0), 22, true), GgmlType::Q8_0);
+        assert_eq!(
+            target_type("blk.3.attn_q.weight", &[2048, 2048], QuantScheme::Uniform(GgmlType::Q8_0), 22, true),
+            GgmlType::Q8_0
+        );
         assert!(QuantScheme::parse("q4_k_m").is_ok() && QuantScheme::parse("Q8_0").is_ok());
         assert!(QuantScheme::parse("q9_9").is_err() && QuantScheme::parse("Q8_K").is_err());
     }

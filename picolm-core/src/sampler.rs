@@ -46,8 +46,15 @@ pub struct SamplerParamError {
 impl SamplerParams {
     /// The defaults of every binding (C `picolm_generate_params_default`, Python keyword defaults): greedy, no
     /// top-k/top-p/min-p filtering, no repetition penalty (looking back 64 tokens when enabled), seed 0.
-    pub const DEFAULT: SamplerParams =
-        SamplerParams { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, repeat_last_n: 64, seed: 0 };
+    pub const DEFAULT: SamplerParams = SamplerParams {
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        repeat_penalty: 1.0,
+        repeat_last_n: 64,
+        seed: 0,
+    };
 
     /// Checks the ranges: `0 <= temperature` (finite), `0 <= top_p <= 1`, `0 <= min_p <= 1`, `repeat_penalty > 0`
     /// (finite). NaN is refused everywhere.
@@ -263,7 +270,9 @@ mod tests {
     #[test]
     fn bad_settings_are_refused() {
         assert!(Sampler::new(SamplerParams { temperature: f32::NAN, ..Default::default() }).is_err());
-        for (t, p) in [(-3.0, 1.0), (-0.01, 1.0), (f32::INFINITY, 1.0), (0.7, 5.0), (0.7, 7.0), (0.7, 1.0001), (0.7, -0.5)] {
+        for (t, p) in
+            [(-3.0, 1.0), (-0.01, 1.0), (f32::INFINITY, 1.0), (0.7, 5.0), (0.7, 7.0), (0.7, 1.0001), (0.7, -0.5)]
+        {
             let e = SamplerParams { temperature: t, top_p: p, ..Default::default() }.validate().unwrap_err();
             assert!(e.to_string().contains(&if t < 0.0 || !t.is_finite() { t } else { p }.to_string()), "{e}");
         }

@@ -54,7 +54,9 @@ impl Session {
             .into());
         }
         if params.n_batch == 0 || params.n_batch > 8192 {
-            return Err(ModelError::InvalidParameter { name: "n_batch".into(), value: params.n_batch.to_string() }.into());
+            return Err(
+                ModelError::InvalidParameter { name: "n_batch".into(), value: params.n_batch.to_string() }.into()
+            );
         }
         let cfg = model.config();
         let kv = KvCache::new(params.kv_type, cfg.n_layer, n_ctx, cfg.kv_dim(), cfg.head_dim)?;

@@ -78,7 +78,10 @@ fn assert_same_as_streamed(bytes: &[u8], from_bytes: &Result<GgufFile, GgufError
 fn valid_file() -> Vec<u8> {
     let mut w = GgufWriter::new();
     w.add_metadata("general.architecture", MetaValue::Str("llama".into()));
-    w.add_metadata("tokenizer.ggml.tokens", MetaValue::Array(MetaArray::Str(vec!["a".into(), "b".into(), "ab".into()])));
+    w.add_metadata(
+        "tokenizer.ggml.tokens",
+        MetaValue::Array(MetaArray::Str(vec!["a".into(), "b".into(), "ab".into()])),
+    );
     w.add_metadata("llama.block_count", MetaValue::U32(1));
     w.add_tensor("t0", &[32, 2], GgmlType::Q8_0, vec![3u8; 68]).unwrap();
     w.add_tensor("t1", &[8], GgmlType::F32, vec![0u8; 32]).unwrap();
@@ -95,7 +98,9 @@ fn bad_magic() {
 #[test]
 fn unsupported_versions_including_v1_and_big_endian() {
     for v in [0u32, 1, 4, 99] {
-        assert!(matches!(Raw::header(v, 0, 0).parse(), Err(GgufError::UnsupportedVersion { version, .. }) if version == v));
+        assert!(
+            matches!(Raw::header(v, 0, 0).parse(), Err(GgufError::UnsupportedVersion { version, .. }) if version == v)
+        );
     }
     let err = Raw::header(3u32.swap_bytes(), 0, 0).parse().unwrap_err();
     assert!(err.to_string().contains("big-endian"), "{err}");
@@ -224,8 +229,13 @@ fn duplicate_keys_and_tensors() {
 #[test]
 fn missing_keys_and_wrong_types_through_the_typed_getters() {
     let f = GgufFile::from_bytes(valid_file()).unwrap();
-    assert!(matches!(f.require_u32("llama.embedding_length"), Err(GgufError::MissingKey(k)) if k == "llama.embedding_length"));
-    assert!(matches!(f.require_str("llama.block_count"), Err(GgufError::WrongType { expected: "string", found: "u32", .. })));
+    assert!(
+        matches!(f.require_u32("llama.embedding_length"), Err(GgufError::MissingKey(k)) if k == "llama.embedding_length")
+    );
+    assert!(matches!(
+        f.require_str("llama.block_count"),
+        Err(GgufError::WrongType { expected: "string", found: "u32", .. })
+    ));
     assert!(matches!(f.get_f32_array("tokenizer.ggml.tokens"), Err(GgufError::WrongType { .. })));
     assert!(matches!(f.require_tensor("nope"), Err(GgufError::MissingTensor(_))));
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 #[cfg(feature = "agent")]
-use picolm_core::agent::{Agent, AgentEvent, AgentParams, AgentStop, Tool, ToolChoice, ToolSpec, tool_calls_json};
+use picolm_core::agent::{tool_calls_json, Agent, AgentEvent, AgentParams, AgentStop, Tool, ToolChoice, ToolSpec};
 use picolm_core::chat::{ChatMessage, ChatTemplate, ToolCall};
 #[cfg(feature = "agent")]
 use picolm_core::generate::GenerateParams;
@@ -22,9 +22,9 @@ use picolm_core::sampler::SamplerParams;
 use crate::error::read_params;
 use crate::error::{cstr_arg, guard, picolm_result, write_out, Failure};
 use crate::model::{model_ref, picolm_model};
+use crate::session::picolm_session;
 #[cfg(feature = "agent")]
 use crate::session::{lock, session_ref};
-use crate::session::picolm_session;
 
 /// The failure of an agent function in a build without the `agent` feature.
 #[cfg(not(feature = "agent"))]
@@ -65,7 +65,11 @@ unsafe fn read_messages(msgs: *const picolm_chat_message, n: usize) -> Result<Ve
     }
     let opt = |p: *const libc::c_char, name: &str| -> Result<Option<String>, Failure> {
         // SAFETY: NULL or a NUL-terminated string (caller contract).
-        if p.is_null() { Ok(None) } else { unsafe { cstr_arg(p, name) }.map(|s| Some(s.to_string())) }
+        if p.is_null() {
+            Ok(None)
+        } else {
+            unsafe { cstr_arg(p, name) }.map(|s| Some(s.to_string()))
+        }
     };
     (0..n)
         .map(|i| {
@@ -81,7 +85,9 @@ unsafe fn read_messages(msgs: *const picolm_chat_message, n: usize) -> Result<Ve
             };
             let role = unsafe { cstr_arg(m.role, "messages[i].role") }?.to_string();
             if !tool_calls.is_empty() && role != "assistant" {
-                return Err(Failure::invalid(format!("messages[{i}]: only assistant messages have tool calls, this one is {role:?}")));
+                return Err(Failure::invalid(format!(
+                    "messages[{i}]: only assistant messages have tool calls, this one is {role:?}"
+                )));
             }
             let content = if m.content.is_null() && !tool_calls.is_empty() {
                 String::new()
@@ -124,7 +130,8 @@ pub unsafe extern "C" fn picolm_chat_apply_template(
         // SAFETY: caller contract.
         let m = unsafe { model_ref(model) }?;
         let messages = unsafe { read_messages(msgs, n) }?;
-        let text = template_for(&m.model)?.render(&messages, add_generation_prompt).map_err(picolm_core::Error::from)?;
+        let text =
+            template_for(&m.model)?.render(&messages, add_generation_prompt).map_err(picolm_core::Error::from)?;
         // SAFETY: caller contract for the output buffer.
         unsafe { write_out(text.as_bytes(), buf, cap, needed) }
     })
@@ -170,7 +177,12 @@ pub unsafe extern "C" fn picolm_tool_result_set(
 /// bytes) and writes its result with `picolm_tool_result_set`. Runs on the thread that called
 /// `picolm_agent_run`.
 pub type picolm_tool_handler = Option<
-    unsafe extern "C" fn(arguments_json: *const libc::c_char, len: usize, result: *mut picolm_tool_result, user_data: *mut libc::c_void),
+    unsafe extern "C" fn(
+        arguments_json: *const libc::c_char,
+        len: usize,
+        result: *mut picolm_tool_result,
+        user_data: *mut libc::c_void,
+    ),
 >;
 
 /// Kinds of loop events (the `kind` field of `picolm_agent_event`, an `int32_t`).
@@ -207,7 +219,8 @@ pub struct picolm_agent_event {
 }
 
 /// Event callback; return false to stop the loop.
-pub type picolm_agent_event_callback = Option<unsafe extern "C" fn(event: *const picolm_agent_event, user_data: *mut libc::c_void) -> bool>;
+pub type picolm_agent_event_callback =
+    Option<unsafe extern "C" fn(event: *const picolm_agent_event, user_data: *mut libc::c_void) -> bool>;
 
 /// Tool policy of a loop run (the `tool_choice` field of `picolm_agent_params`, an `int32_t`).
 #[repr(i32)]
@@ -384,7 +397,9 @@ pub unsafe extern "C" fn picolm_agent_new(model: *const picolm_model, out: *mut 
         let a = Box::new(picolm_agent { model: m.model.clone(), tools: Vec::new(), agent: None });
         // SAFETY: non-NULL writable.
         #[cfg(feature = "agent")]
-        unsafe { *out = Box::into_raw(a) };
+        unsafe {
+            *out = Box::into_raw(a)
+        };
         #[cfg(feature = "agent")]
         Ok(())
     })
@@ -467,7 +482,10 @@ pub unsafe extern "C" fn picolm_agent_add_tool(
 /// # Safety
 /// `agent` live and not running; `tools_json` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn picolm_agent_add_tools_json(agent: *mut picolm_agent, tools_json: *const libc::c_char) -> picolm_result {
+pub unsafe extern "C" fn picolm_agent_add_tools_json(
+    agent: *mut picolm_agent,
+    tools_json: *const libc::c_char,
+) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
         let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
@@ -607,7 +625,13 @@ pub unsafe extern "C" fn picolm_agent_run(
                     )))
                 }
             };
-            let sampler = SamplerParams { temperature: p.temperature, top_k: p.top_k as usize, top_p: p.top_p, seed: p.seed, ..Default::default() };
+            let sampler = SamplerParams {
+                temperature: p.temperature,
+                top_k: p.top_k as usize,
+                top_p: p.top_p,
+                seed: p.seed,
+                ..Default::default()
+            };
             sampler.validate().map_err(|e| Failure::invalid(e.to_string()))?;
             let mut g = lock(s)?;
             if !Arc::ptr_eq(g.model(), &a.model) {
@@ -631,13 +655,25 @@ pub unsafe extern "C" fn picolm_agent_run(
                 let Some(cb) = on_event else { return true };
                 let mut truncated = false;
                 let (kind, text, name, id, is_error) = match e {
-                    AgentEvent::AnswerPiece(p) => (picolm_agent_event_kind::PICOLM_EVENT_ANSWER_PIECE, p.to_string(), None, None, false),
-                    AgentEvent::ToolCall(c) => {
-                        (picolm_agent_event_kind::PICOLM_EVENT_TOOL_CALL, c.arguments.to_string(), Some(&c.name), Some(&c.id), false)
+                    AgentEvent::AnswerPiece(p) => {
+                        (picolm_agent_event_kind::PICOLM_EVENT_ANSWER_PIECE, p.to_string(), None, None, false)
                     }
+                    AgentEvent::ToolCall(c) => (
+                        picolm_agent_event_kind::PICOLM_EVENT_TOOL_CALL,
+                        c.arguments.to_string(),
+                        Some(&c.name),
+                        Some(&c.id),
+                        false,
+                    ),
                     AgentEvent::ToolResult { call, content, is_error, truncated: cut } => {
                         truncated = cut;
-                        (picolm_agent_event_kind::PICOLM_EVENT_TOOL_RESULT, content.to_string(), Some(&call.name), Some(&call.id), is_error)
+                        (
+                            picolm_agent_event_kind::PICOLM_EVENT_TOOL_RESULT,
+                            content.to_string(),
+                            Some(&call.name),
+                            Some(&call.id),
+                            is_error,
+                        )
                     }
                 };
                 let text_c = c_text(&text);

@@ -153,9 +153,7 @@ fn code_of_model_error(e: &ModelError) -> picolm_result {
         ModelError::InvalidParameter { .. }
         | ModelError::UnknownKernel(_)
         | ModelError::InvalidToken { .. }
-        | ModelError::EmptyBatch => {
-            PICOLM_ERR_INVALID_ARG
-        }
+        | ModelError::EmptyBatch => PICOLM_ERR_INVALID_ARG,
         ModelError::ContextOverflow { .. } | ModelError::BatchTooLarge { .. } => PICOLM_ERR_CONTEXT_OVERFLOW,
         ModelError::ThreadPool(_) => PICOLM_ERR_IO,
         ModelError::OutOfMemory(_) => PICOLM_ERR_OUT_OF_MEMORY,
@@ -166,14 +164,18 @@ fn code_of_model_error(e: &ModelError) -> picolm_result {
 impl From<Error> for Failure {
     fn from(e: Error) -> Failure {
         let code = match &e {
-            Error::Gguf(GgufError::Io { .. } | GgufError::WriteFile { .. } | GgufError::NotAFile { .. }) => PICOLM_ERR_IO,
+            Error::Gguf(GgufError::Io { .. } | GgufError::WriteFile { .. } | GgufError::NotAFile { .. }) => {
+                PICOLM_ERR_IO
+            }
             Error::File(_) => PICOLM_ERR_IO,
             Error::Gguf(_) | Error::Tokenizer(_) | Error::Quant(_) => PICOLM_ERR_BAD_FILE,
             Error::Model(m) => code_of_model_error(m),
             Error::PromptTooLong { .. } | Error::ContextOverflow { .. } => PICOLM_ERR_CONTEXT_OVERFLOW,
             Error::InvalidState(_) => PICOLM_ERR_STATE,
             Error::Grammar(GrammarError::BudgetTooSmall { .. }) => PICOLM_ERR_BUDGET,
-            Error::Grammar(GrammarError::SchemaDisabled) | Error::Chat(ChatError::JinjaDisabled) => PICOLM_ERR_UNSUPPORTED,
+            Error::Grammar(GrammarError::SchemaDisabled) | Error::Chat(ChatError::JinjaDisabled) => {
+                PICOLM_ERR_UNSUPPORTED
+            }
             Error::Grammar(_) => PICOLM_ERR_GRAMMAR,
             Error::Sampler(_) => PICOLM_ERR_INVALID_ARG,
             Error::Io(_) => PICOLM_ERR_IO,
@@ -252,7 +254,10 @@ pub(crate) unsafe fn str_arg<'a>(ptr: *const libc::c_char, len: usize, name: &st
     // SAFETY: the caller guarantees `len` readable bytes at `ptr` (documented on every entry point).
     let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
     std::str::from_utf8(bytes).map_err(|e| {
-        Failure::new(PICOLM_ERR_INVALID_UTF8, format!("`{name}` is not valid UTF-8 (bad byte at offset {})", e.valid_up_to()))
+        Failure::new(
+            PICOLM_ERR_INVALID_UTF8,
+            format!("`{name}` is not valid UTF-8 (bad byte at offset {})", e.valid_up_to()),
+        )
     })
 }
 
@@ -267,7 +272,10 @@ pub(crate) unsafe fn cstr_arg<'a>(ptr: *const libc::c_char, name: &str) -> Resul
     // SAFETY: the caller guarantees a NUL-terminated string.
     let c = unsafe { std::ffi::CStr::from_ptr(ptr) };
     c.to_str().map_err(|e| {
-        Failure::new(PICOLM_ERR_INVALID_UTF8, format!("`{name}` is not valid UTF-8 (bad byte at offset {})", e.valid_up_to()))
+        Failure::new(
+            PICOLM_ERR_INVALID_UTF8,
+            format!("`{name}` is not valid UTF-8 (bad byte at offset {})", e.valid_up_to()),
+        )
     })
 }
 
@@ -275,7 +283,12 @@ pub(crate) unsafe fn cstr_arg<'a>(ptr: *const libc::c_char, name: &str) -> Resul
 ///
 /// # Safety
 /// `buf` must be NULL or point to `cap` writable bytes; `needed` must be NULL or writable.
-pub(crate) unsafe fn write_out(bytes: &[u8], buf: *mut libc::c_char, cap: usize, needed: *mut usize) -> Result<(), Failure> {
+pub(crate) unsafe fn write_out(
+    bytes: &[u8],
+    buf: *mut libc::c_char,
+    cap: usize,
+    needed: *mut usize,
+) -> Result<(), Failure> {
     if !needed.is_null() {
         // SAFETY: non-NULL out-parameter supplied by the caller.
         unsafe { *needed = bytes.len() + 1 };

@@ -3,9 +3,9 @@
 use picolm_core::generate::{GenerateParams, StopReason};
 use picolm_core::sampler::SamplerParams;
 
-use crate::error::{read_params, cstr_arg, guard, picolm_result, str_arg, Failure};
+use crate::error::{cstr_arg, guard, picolm_result, read_params, str_arg, Failure};
 use crate::log::{log, picolm_log_level};
-use crate::session::{session_ref, picolm_session};
+use crate::session::{picolm_session, session_ref};
 
 /// Generation options. Initialise with `picolm_generate_params_default` (greedy, 256 tokens).
 #[repr(C)]
@@ -106,7 +106,8 @@ pub struct picolm_generation_info {
 
 /// Receives a piece of generated text: `len` bytes of whole UTF-8 characters at `utf8` (valid only during the
 /// call; also NUL-terminated). Return false to stop generation.
-pub type picolm_piece_callback = Option<unsafe extern "C" fn(utf8: *const libc::c_char, len: usize, user_data: *mut libc::c_void) -> bool>;
+pub type picolm_piece_callback =
+    Option<unsafe extern "C" fn(utf8: *const libc::c_char, len: usize, user_data: *mut libc::c_void) -> bool>;
 
 /// Fills `params` with the defaults: 256 tokens, greedy, no penalties, seed 0, special tokens parsed.
 ///

@@ -91,10 +91,20 @@ mod tests {
         let dst = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
         // SAFETY: NUL-terminated strings; NULL out-parameters are allowed.
         let r = unsafe {
-            picolm_model_quantize(c"in.gguf".as_ptr(), dst.as_ptr(), c"q8_0".as_ptr(), std::ptr::null_mut(), std::ptr::null_mut())
+            picolm_model_quantize(
+                c"in.gguf".as_ptr(),
+                dst.as_ptr(),
+                c"q8_0".as_ptr(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
         };
         assert_eq!(r, picolm_result::PICOLM_ERR_UNSUPPORTED);
-        assert!(last_error().contains("picolm_model_quantize") && last_error().contains("`quantize` feature"), "{}", last_error());
+        assert!(
+            last_error().contains("picolm_model_quantize") && last_error().contains("`quantize` feature"),
+            "{}",
+            last_error()
+        );
         assert!(!dir.exists());
     }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use picolm_core::model::{KvType, Model, ModelParams, RssBudget};
 
-use crate::error::{read_params, cstr_arg, guard, picolm_result, write_out, Failure};
+use crate::error::{cstr_arg, guard, picolm_result, read_params, write_out, Failure};
 use crate::log::{log, log_load_warnings, picolm_log_level};
 
 /// The context a model gets when `picolm_model_params.n_ctx` is 0: its training context, capped at this many
@@ -243,7 +243,10 @@ pub struct picolm_model_info {
 /// # Safety
 /// `model` a live model, `info` a writable struct.
 #[no_mangle]
-pub unsafe extern "C" fn picolm_model_get_info(model: *const picolm_model, info: *mut picolm_model_info) -> picolm_result {
+pub unsafe extern "C" fn picolm_model_get_info(
+    model: *const picolm_model,
+    info: *mut picolm_model_info,
+) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
         let m = unsafe { model_ref(model) }?;
@@ -302,7 +305,9 @@ unsafe fn write_token(
     if id.is_null() {
         return Err(Failure::null("id"));
     }
-    let t = get(m).ok_or_else(|| Failure::new(picolm_result::PICOLM_ERR_NOT_FOUND, format!("the vocabulary has no {what} token")))?;
+    let t = get(m).ok_or_else(|| {
+        Failure::new(picolm_result::PICOLM_ERR_NOT_FOUND, format!("the vocabulary has no {what} token"))
+    })?;
     // SAFETY: non-NULL writable out-parameter.
     unsafe { *id = t };
     Ok(())
@@ -387,7 +392,10 @@ pub unsafe extern "C" fn picolm_model_meta_key(
         let file = m.model.file();
         let (key, _) = file.metadata().nth(index).ok_or_else(|| {
             let n = file.metadata().count();
-            Failure::new(picolm_result::PICOLM_ERR_NOT_FOUND, format!("metadata key index {index} is past the last key ({n} keys)"))
+            Failure::new(
+                picolm_result::PICOLM_ERR_NOT_FOUND,
+                format!("metadata key index {index} is past the last key ({n} keys)"),
+            )
         })?;
         // SAFETY: caller contract for buf/cap/needed.
         unsafe { write_out(key.as_bytes(), buf, cap, needed) }

@@ -6,7 +6,7 @@ use picolm_core::memory::MemoryUsage;
 use picolm_core::session::{check_state_path, Session, SessionParams};
 use picolm_core::CancelToken;
 
-use crate::error::{read_params, cstr_arg, guard, picolm_result, Failure};
+use crate::error::{cstr_arg, guard, picolm_result, read_params, Failure};
 use crate::model::{model_ref, picolm_model};
 
 /// Session options. Initialise with `picolm_session_params_default`.
@@ -36,7 +36,9 @@ pub unsafe extern "C" fn picolm_session_params_default(params: *mut picolm_sessi
             return Err(Failure::null("params"));
         }
         // SAFETY: non-NULL writable struct.
-        unsafe { params.write(picolm_session_params { struct_size: std::mem::size_of::<picolm_session_params>(), n_ctx: 0 }) };
+        unsafe {
+            params.write(picolm_session_params { struct_size: std::mem::size_of::<picolm_session_params>(), n_ctx: 0 })
+        };
         Ok(())
     })
 }
@@ -61,7 +63,8 @@ pub unsafe extern "C" fn picolm_session_new(
         // SAFETY: caller contract.
         let m = unsafe { model_ref(model) }?;
         // SAFETY: caller contract of `params`.
-        let n_ctx = unsafe { read_params(params, "picolm_session_params", picolm_session_params_default) }?.n_ctx as usize;
+        let n_ctx =
+            unsafe { read_params(params, "picolm_session_params", picolm_session_params_default) }?.n_ctx as usize;
         let sp = SessionParams { n_ctx, n_batch: m.n_batch, kv_type: m.kv_type };
         let session = Session::new(Arc::clone(&m.model), &sp)?;
         let handle = Box::new(picolm_session { session: Mutex::new(session), cancel: CancelToken::new() });
@@ -102,7 +105,9 @@ pub(crate) fn lock(s: &picolm_session) -> Result<std::sync::MutexGuard<'_, Sessi
             g.reset();
             Ok(g)
         }
-        Err(TryLockError::WouldBlock) => Err(Failure::new(picolm_result::PICOLM_ERR_BUSY, "the session is in use by another thread")),
+        Err(TryLockError::WouldBlock) => {
+            Err(Failure::new(picolm_result::PICOLM_ERR_BUSY, "the session is in use by another thread"))
+        }
     }
 }
 
@@ -163,7 +168,10 @@ pub unsafe extern "C" fn picolm_session_n_tokens(session: *const picolm_session,
 /// # Safety
 /// `session` live; `path` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn picolm_session_save_state(session: *const picolm_session, path: *const libc::c_char) -> picolm_result {
+pub unsafe extern "C" fn picolm_session_save_state(
+    session: *const picolm_session,
+    path: *const libc::c_char,
+) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
         let s = unsafe { session_ref(session) }?;
@@ -182,7 +190,10 @@ pub unsafe extern "C" fn picolm_session_save_state(session: *const picolm_sessio
 /// # Safety
 /// `session` live; `path` NUL-terminated.
 #[no_mangle]
-pub unsafe extern "C" fn picolm_session_load_state(session: *mut picolm_session, path: *const libc::c_char) -> picolm_result {
+pub unsafe extern "C" fn picolm_session_load_state(
+    session: *mut picolm_session,
+    path: *const libc::c_char,
+) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
         let s = unsafe { session_ref(session) }?;
@@ -231,7 +242,10 @@ pub struct picolm_memory_report {
 /// # Safety
 /// `session` live; `out` writable.
 #[no_mangle]
-pub unsafe extern "C" fn picolm_session_memory(session: *const picolm_session, out: *mut picolm_memory_report) -> picolm_result {
+pub unsafe extern "C" fn picolm_session_memory(
+    session: *const picolm_session,
+    out: *mut picolm_memory_report,
+) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
         let s = unsafe { session_ref(session) }?;

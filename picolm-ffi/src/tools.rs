@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use picolm_core::bench::{run_bench, BenchParams};
+use picolm_core::grammar::{Grammar, JsonConstraint, JsonMode};
 use picolm_core::model::{KvType, Model, ModelParams};
 use picolm_core::perplexity::perplexity;
-use picolm_core::grammar::{Grammar, JsonConstraint, JsonMode};
 use picolm_core::TokenConstraint;
 
 use crate::error::{cstr_arg, guard, picolm_result, str_arg, write_out, Failure};

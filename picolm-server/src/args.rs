@@ -81,8 +81,21 @@ mod tests {
     fn defaults_and_flags() {
         let a = Args::try_parse_from(["picolm-server", "m.gguf"]).unwrap();
         assert_eq!((a.host.as_str(), a.port, a.parallel, a.max_body_bytes), ("127.0.0.1", 8000, 1, 8 << 20));
-        let a = Args::try_parse_from(["picolm-server", "m.gguf", "-c", "512", "-j", "2", "--api-key", "k", "--parallel", "2", "--port", "0"])
-            .unwrap();
+        let a = Args::try_parse_from([
+            "picolm-server",
+            "m.gguf",
+            "-c",
+            "512",
+            "-j",
+            "2",
+            "--api-key",
+            "k",
+            "--parallel",
+            "2",
+            "--port",
+            "0",
+        ])
+        .unwrap();
         assert_eq!((a.n_ctx, a.threads, a.api_key.as_deref(), a.parallel, a.port), (512, 2, Some("k"), 2, 0));
         assert!(Args::try_parse_from(["picolm-server", "m.gguf", "--parallel", "0"]).is_err());
         assert!(Args::try_parse_from(["picolm-server"]).is_err());

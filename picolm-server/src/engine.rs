@@ -45,7 +45,9 @@ impl FinishReason {
     /// The finish reason of an engine stop reason (`None`: the client went away).
     pub fn of(reason: StopReason) -> Option<FinishReason> {
         match reason {
-            StopReason::EndOfGeneration | StopReason::StopString | StopReason::GrammarComplete => Some(FinishReason::Stop),
+            StopReason::EndOfGeneration | StopReason::StopString | StopReason::GrammarComplete => {
+                Some(FinishReason::Stop)
+            }
             StopReason::MaxTokens | StopReason::ContextFull => Some(FinishReason::Length),
             StopReason::Cancelled | StopReason::CallbackStopped => None,
         }
@@ -114,10 +116,19 @@ impl Engine {
         let template = ChatTemplate::for_model(model.file(), model.tokenizer())?;
         let params = picolm_core::SessionParams { n_ctx, ..Default::default() };
         let slots = (0..n_slots.max(1))
-            .map(|_| Ok(Slot { session: Session::new(model.clone(), &params)?, agent: None, last_messages: Vec::new() }))
+            .map(|_| {
+                Ok(Slot { session: Session::new(model.clone(), &params)?, agent: None, last_messages: Vec::new() })
+            })
             .collect::<Result<Vec<_>, picolm_core::Error>>()?;
-        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Ok(Engine { model, template, slots: Mutex::new(slots), call_counter: Default::default(), call_prefix: format!("{started:x}") })
+        let started =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Ok(Engine {
+            model,
+            template,
+            slots: Mutex::new(slots),
+            call_counter: Default::default(),
+            call_prefix: format!("{started:x}"),
+        })
     }
 
     /// Context of each slot.
@@ -146,7 +157,8 @@ impl Engine {
     /// is dropped and the job answers 500.
     pub fn run(&self, job: &Job, cancel: &CancelToken, sink: &mut PieceSink<'_>) -> Result<Option<Outcome>, ApiError> {
         let mut slot = self.take_slot(job);
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_on(&mut slot, job, cancel, sink)));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_on(&mut slot, job, cancel, sink)));
         let result = match result {
             Ok(r) => r,
             Err(_) => {
@@ -163,11 +175,22 @@ impl Engine {
         result
     }
 
-    fn run_on(&self, slot: &mut Slot, job: &Job, cancel: &CancelToken, sink: &mut PieceSink<'_>) -> Result<Option<Outcome>, ApiError> {
+    fn run_on(
+        &self,
+        slot: &mut Slot,
+        job: &Job,
+        cancel: &CancelToken,
+        sink: &mut PieceSink<'_>,
+    ) -> Result<Option<Outcome>, ApiError> {
         match job {
-            Job::Chat(c) if !c.tools.is_empty() && c.tool_choice != ToolChoiceReq::None => self.run_tools(slot, c, cancel, sink),
+            Job::Chat(c) if !c.tools.is_empty() && c.tool_choice != ToolChoiceReq::None => {
+                self.run_tools(slot, c, cancel, sink)
+            }
             Job::Chat(c) => {
-                let text = self.template.render(&c.messages, true).map_err(|e| ApiError::invalid("messages", e.to_string()))?;
+                let text = self
+                    .template
+                    .render(&c.messages, true)
+                    .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
                 let prompt = self.template.encode(self.model.tokenizer(), &text);
                 let constraint = self.constraint(&c.response_format)?;
                 self.generate(&mut slot.session, &prompt, &c.gen, constraint, "response_format", cancel, sink)
@@ -211,12 +234,17 @@ impl Engine {
         sink: &mut PieceSink<'_>,
     ) -> Result<Option<Outcome>, ApiError> {
         let max_tokens = self.budget(session, prompt.len(), gen)?;
-        let params = GenerateParams { max_tokens, sampler: gen.sampler.clone(), stop: gen.stop.clone(), stop_at_eog: true };
+        let params =
+            GenerateParams { max_tokens, sampler: gen.sampler.clone(), stop: gen.stop.clone(), stop_at_eog: true };
         let out = session
             .generate(prompt, &params, constraint, Some(cancel.clone()), sink)
             .map_err(|e| ApiError::from_core(&e, param))?;
         let Some(finish_reason) = FinishReason::of(out.stop_reason) else { return Ok(None) };
-        let usage = Usage { prompt_tokens: out.stats.n_prompt, cached_tokens: out.stats.n_reused, completion_tokens: out.stats.n_generated };
+        let usage = Usage {
+            prompt_tokens: out.stats.n_prompt,
+            cached_tokens: out.stats.n_reused,
+            completion_tokens: out.stats.n_generated,
+        };
         Ok(Some(Outcome { text: out.text, tool_calls: Vec::new(), finish_reason, usage }))
     }
 
@@ -225,8 +253,9 @@ impl Engine {
             ToolChoiceReq::Function(name) => req.tools.iter().filter(|t| &t.name == name).collect(),
             _ => req.tools.iter().collect(),
         };
-        let key = serde_json::to_string(&tools.iter().map(|t| (&t.name, &t.description, &t.parameters)).collect::<Vec<_>>())
-            .unwrap_or_default();
+        let key =
+            serde_json::to_string(&tools.iter().map(|t| (&t.name, &t.description, &t.parameters)).collect::<Vec<_>>())
+                .unwrap_or_default();
         if cache.as_ref().is_none_or(|a| a.key != key) {
             *cache = None;
             let template = ChatTemplate::for_model(self.model.file(), self.model.tokenizer())
@@ -238,7 +267,13 @@ impl Engine {
         Ok(&mut cache.as_mut().expect("set above").agent)
     }
 
-    fn run_tools(&self, slot: &mut Slot, req: &ChatRequest, cancel: &CancelToken, sink: &mut PieceSink<'_>) -> Result<Option<Outcome>, ApiError> {
+    fn run_tools(
+        &self,
+        slot: &mut Slot,
+        req: &ChatRequest,
+        cancel: &CancelToken,
+        sink: &mut PieceSink<'_>,
+    ) -> Result<Option<Outcome>, ApiError> {
         let n_ctx = slot.session.n_ctx();
         let choice = match req.tool_choice {
             ToolChoiceReq::Auto => ToolChoice::Auto,
@@ -249,7 +284,12 @@ impl Engine {
         let agent = self.agent_for(agent, req)?;
         // The prompt length is known only once the loop renders it: the limit is capped by the context there.
         let max_tokens = req.gen.max_tokens.unwrap_or(n_ctx);
-        let generate = GenerateParams { max_tokens, sampler: req.gen.sampler.clone(), stop: req.gen.stop.clone(), stop_at_eog: true };
+        let generate = GenerateParams {
+            max_tokens,
+            sampler: req.gen.sampler.clone(),
+            stop: req.gen.stop.clone(),
+            stop_at_eog: true,
+        };
         let params = AgentParams { max_iterations: 1, generate, tool_choice: choice };
         let mut text = String::new();
         let mut gone = false;

@@ -36,7 +36,13 @@ impl ApiError {
 
     /// 400 without a parameter (malformed JSON, a body that is not an object).
     pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error", param: None, code: None }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            kind: "invalid_request_error",
+            param: None,
+            code: None,
+        }
     }
 
     /// 401: missing or wrong API key.

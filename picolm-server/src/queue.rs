@@ -58,7 +58,12 @@ impl Drop for JobHandle {
 impl Scheduler {
     /// `slots` concurrent jobs (the engine's slot count) and `queue` waiting ones.
     pub fn new(engine: Arc<Engine>, slots: usize, queue: usize) -> Scheduler {
-        Scheduler { engine, permits: Arc::new(Semaphore::new(slots.max(1))), admitted: Default::default(), capacity: slots.max(1) + queue }
+        Scheduler {
+            engine,
+            permits: Arc::new(Semaphore::new(slots.max(1))),
+            admitted: Default::default(),
+            capacity: slots.max(1) + queue,
+        }
     }
 
     /// Jobs running or queued now.

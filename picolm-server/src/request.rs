@@ -83,7 +83,8 @@ fn get<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
 
 /// Parses a body as a JSON object.
 pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
     match v {
         Value::Object(m) => Ok(m),
         other => Err(ApiError::bad_request(format!("the body must be a JSON object, got {}", type_name(&other)))),
@@ -156,7 +157,9 @@ pub fn parse_gen(obj: &Map<String, Value>, default_max_tokens: Option<usize>) ->
     }
     sampler.seed = match get(obj, "seed") {
         None => random_seed(),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.as_u64().unwrap_or_else(|| n.as_i64().unwrap_or(0) as u64),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => {
+            n.as_u64().unwrap_or_else(|| n.as_i64().unwrap_or(0) as u64)
+        }
         Some(v) => return Err(ApiError::invalid("seed", format!("seed must be an integer, got {v}"))),
     };
     let stop = match get(obj, "stop") {
@@ -164,19 +167,31 @@ pub fn parse_gen(obj: &Map<String, Value>, default_max_tokens: Option<usize>) ->
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(list)) => {
             if list.len() > MAX_STOP_STRINGS {
-                return Err(ApiError::invalid("stop", format!("at most {MAX_STOP_STRINGS} stop strings, got {}", list.len())));
+                return Err(ApiError::invalid(
+                    "stop",
+                    format!("at most {MAX_STOP_STRINGS} stop strings, got {}", list.len()),
+                ));
             }
             list.iter()
-                .map(|s| s.as_str().map(str::to_string).ok_or_else(|| ApiError::invalid("stop", format!("stop strings must be strings, got {s}"))))
+                .map(|s| {
+                    s.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| ApiError::invalid("stop", format!("stop strings must be strings, got {s}")))
+                })
                 .collect::<Result<_, _>>()?
         }
-        Some(v) => return Err(ApiError::invalid("stop", format!("stop must be a string or a list of strings, got {v}"))),
+        Some(v) => {
+            return Err(ApiError::invalid("stop", format!("stop must be a string or a list of strings, got {v}")))
+        }
     };
     let stream = boolean(obj, "stream")?;
     let include_usage = match get(obj, "stream_options") {
         None => false,
-        Some(Value::Object(o)) => boolean(o, "include_usage").map_err(|e| ApiError { param: Some("stream_options.include_usage".into()), ..e })?,
-        Some(v) => return Err(ApiError::invalid("stream_options", format!("stream_options must be an object, got {v}"))),
+        Some(Value::Object(o)) => boolean(o, "include_usage")
+            .map_err(|e| ApiError { param: Some("stream_options.include_usage".into()), ..e })?,
+        Some(v) => {
+            return Err(ApiError::invalid("stream_options", format!("stream_options must be an object, got {v}")))
+        }
     };
     Ok(GenOptions { max_tokens, sampler, stop, stream, include_usage })
 }
@@ -201,7 +216,12 @@ fn parse_tools(obj: &Map<String, Value>) -> Result<Vec<ToolSpec>, ApiError> {
             match t.get("type").filter(|v| !v.is_null()) {
                 None => {}
                 Some(Value::String(s)) if s == "function" => {}
-                Some(other) => return Err(ApiError::invalid(param, format!("only \"function\" tools are supported, got type {other}"))),
+                Some(other) => {
+                    return Err(ApiError::invalid(
+                        param,
+                        format!("only \"function\" tools are supported, got type {other}"),
+                    ))
+                }
             }
             let spec = ToolSpec::from_json(t).map_err(|e| ApiError::invalid(param.clone(), e.to_string()))?;
             spec.validate().map_err(|e| ApiError::invalid(param, e.to_string()))?;
@@ -218,21 +238,34 @@ fn parse_tool_choice(obj: &Map<String, Value>, tools: &[ToolSpec]) -> Result<Too
             "auto" => ToolChoiceReq::Auto,
             "none" => ToolChoiceReq::None,
             "required" => ToolChoiceReq::Required,
-            other => return Err(ApiError::invalid("tool_choice", format!("tool_choice must be auto, none, required or a function, got {other:?}"))),
+            other => {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!("tool_choice must be auto, none, required or a function, got {other:?}"),
+                ))
+            }
         },
         Some(v @ Value::Object(_)) => {
             let name = v.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).ok_or_else(|| {
-                ApiError::invalid("tool_choice", format!("a named tool_choice is {{\"type\":\"function\",\"function\":{{\"name\":...}}}}, got {v}"))
+                ApiError::invalid(
+                    "tool_choice",
+                    format!("a named tool_choice is {{\"type\":\"function\",\"function\":{{\"name\":...}}}}, got {v}"),
+                )
             })?;
             ToolChoiceReq::Function(name.to_string())
         }
-        Some(v) => return Err(ApiError::invalid("tool_choice", format!("tool_choice must be a string or an object, got {v}"))),
+        Some(v) => {
+            return Err(ApiError::invalid("tool_choice", format!("tool_choice must be a string or an object, got {v}")))
+        }
     };
     match &choice {
-        ToolChoiceReq::Required if tools.is_empty() => Err(ApiError::invalid("tool_choice", "tool_choice \"required\" needs tools")),
-        ToolChoiceReq::Function(n) if !tools.iter().any(|t| &t.name == n) => {
-            Err(ApiError::invalid("tool_choice", format!("tool_choice names the function {n:?}, which is not among the tools")))
+        ToolChoiceReq::Required if tools.is_empty() => {
+            Err(ApiError::invalid("tool_choice", "tool_choice \"required\" needs tools"))
         }
+        ToolChoiceReq::Function(n) if !tools.iter().any(|t| &t.name == n) => Err(ApiError::invalid(
+            "tool_choice",
+            format!("tool_choice names the function {n:?}, which is not among the tools"),
+        )),
         ToolChoiceReq::Auto if tools.is_empty() => Ok(ToolChoiceReq::None),
         _ => Ok(choice),
     }
@@ -249,7 +282,9 @@ fn parse_response_format(obj: &Map<String, Value>) -> Result<ResponseFormat, Api
                 .get("json_schema")
                 .and_then(|j| j.get("schema"))
                 .filter(|s| s.is_object() || s.is_boolean())
-                .ok_or_else(|| bad(format!("json_schema needs {{\"json_schema\":{{\"name\":...,\"schema\":{{...}}}}}}, got {rf}")))?;
+                .ok_or_else(|| {
+                    bad(format!("json_schema needs {{\"json_schema\":{{\"name\":...,\"schema\":{{...}}}}}}, got {rf}"))
+                })?;
             Ok(ResponseFormat::JsonSchema(schema.clone()))
         }
         _ => Err(bad(format!("response_format.type must be text, json_object or json_schema, got {rf}"))),
@@ -292,8 +327,15 @@ pub fn parse_completion(obj: &Map<String, Value>) -> Result<CompletionRequest, A
     let prompt = match get(obj, "prompt") {
         None => return Err(ApiError::invalid("prompt", "prompt is required")),
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(list)) if list.len() == 1 && list[0].is_string() => list[0].as_str().unwrap_or_default().to_string(),
-        Some(v) => return Err(ApiError::invalid("prompt", format!("prompt must be a string or a list of one string, got {v}"))),
+        Some(Value::Array(list)) if list.len() == 1 && list[0].is_string() => {
+            list[0].as_str().unwrap_or_default().to_string()
+        }
+        Some(v) => {
+            return Err(ApiError::invalid(
+                "prompt",
+                format!("prompt must be a string or a list of one string, got {v}"),
+            ))
+        }
     };
     if prompt.is_empty() {
         return Err(ApiError::invalid("prompt", "prompt must not be empty"));
@@ -343,7 +385,9 @@ mod tests {
 
     #[test]
     fn max_completion_tokens_wins_over_max_tokens() {
-        let r = chat(json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 9, "max_completion_tokens": 3})).unwrap();
+        let r =
+            chat(json!({"messages": [{"role": "user", "content": "x"}], "max_tokens": 9, "max_completion_tokens": 3}))
+                .unwrap();
         assert_eq!(r.gen.max_tokens, Some(3));
     }
 
@@ -394,7 +438,8 @@ mod tests {
         assert!(e.message.contains("other"));
         let e = chat(json!({"messages": msgs, "tool_choice": "required"})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("tool_choice"));
-        let e = chat(json!({"messages": msgs, "tools": [{"type": "function", "function": {"name": "bad name!"}}]})).unwrap_err();
+        let e = chat(json!({"messages": msgs, "tools": [{"type": "function", "function": {"name": "bad name!"}}]}))
+            .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("tools[0]"));
         let e = chat(json!({"messages": msgs, "tools": [{"type": "function", "function": {"name": "f",
             "parameters": {"type": "object", "properties": {"a": {"type": "string", "pattern": "^x"}}}}}]}))
@@ -417,7 +462,8 @@ mod tests {
     fn stream_options() {
         let r = chat(json!({"messages": [{"role": "user", "content": "x"}], "stream": true, "stream_options": {"include_usage": true}})).unwrap();
         assert!(r.gen.stream && r.gen.include_usage);
-        let e = chat(json!({"messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": 1}})).unwrap_err();
+        let e = chat(json!({"messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": 1}}))
+            .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("stream_options.include_usage"));
     }
 
@@ -425,7 +471,10 @@ mod tests {
     fn completions_prompt_forms_and_default_max_tokens() {
         let r = parse_completion(&obj(json!({"prompt": "Hi"}))).unwrap();
         assert_eq!((r.prompt.as_str(), r.gen.max_tokens), ("Hi", Some(COMPLETIONS_DEFAULT_MAX_TOKENS)));
-        assert_eq!(parse_completion(&obj(json!({"prompt": ["Hi"], "max_tokens": 48}))).unwrap().gen.max_tokens, Some(48));
+        assert_eq!(
+            parse_completion(&obj(json!({"prompt": ["Hi"], "max_tokens": 48}))).unwrap().gen.max_tokens,
+            Some(48)
+        );
         for bad in [json!({}), json!({"prompt": ["a", "b"]}), json!({"prompt": [1, 2]}), json!({"prompt": ""})] {
             assert_eq!(parse_completion(&obj(bad.clone())).unwrap_err().param.as_deref(), Some("prompt"), "{bad}");
         }

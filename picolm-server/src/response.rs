@@ -132,7 +132,12 @@ mod tests {
 
     #[test]
     fn tool_call_answer_has_null_content_and_string_arguments() {
-        let out = Outcome { text: String::new(), tool_calls: vec![call()], finish_reason: FinishReason::ToolCalls, usage: Usage::default() };
+        let out = Outcome {
+            text: String::new(),
+            tool_calls: vec![call()],
+            finish_reason: FinishReason::ToolCalls,
+            usage: Usage::default(),
+        };
         let v = chat_completion(&meta(), &out);
         let m = &v["choices"][0]["message"];
         assert!(m["content"].is_null());

@@ -112,7 +112,10 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
         let (status, message) = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             (r.status(), "the request body is larger than the server's limit (--max-body-bytes)".to_string())
         } else if timed_out {
-            (StatusCode::REQUEST_TIMEOUT, "the request body was not received within the read timeout (--read-timeout)".to_string())
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body was not received within the read timeout (--read-timeout)".to_string(),
+            )
         } else {
             (r.status(), format!("the request body could not be read: {}", r.body_text()))
         };
@@ -121,11 +124,16 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 }
 
 /// An error and its sources, outermost first.
-fn source_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+fn source_chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(e), |e| e.source())
 }
 
-async fn chat_completions(State(state): State<Arc<AppState>>, b: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let req = parse_chat(&parse_object(&body(b)?)?)?;
     let (stream, include_usage) = (req.gen.stream, req.gen.include_usage);
     let meta = state.meta("chatcmpl");
@@ -138,7 +146,10 @@ async fn chat_completions(State(state): State<Arc<AppState>>, b: Result<Bytes, B
     }
 }
 
-async fn completions(State(state): State<Arc<AppState>>, b: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+async fn completions(
+    State(state): State<Arc<AppState>>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let req = parse_completion(&parse_object(&body(b)?)?)?;
     let (stream, include_usage) = (req.gen.stream, req.gen.include_usage);
     let meta = state.meta("cmpl");
@@ -171,7 +182,12 @@ enum Kind {
 /// before any text (a prompt longer than the context, a schema the grammar cannot enforce) is still answered
 /// with its status code; after that, the stream ends with the last chunk, the usage chunk if asked for, and
 /// `data: [DONE]`. Dropping the stream (the client went away) drops the handle, which cancels the job.
-async fn stream_response(mut handle: JobHandle, meta: Meta, include_usage: bool, kind: Kind) -> Result<Response, ApiError> {
+async fn stream_response(
+    mut handle: JobHandle,
+    meta: Meta,
+    include_usage: bool,
+    kind: Kind,
+) -> Result<Response, ApiError> {
     let first = handle.events.recv().await.ok_or_else(|| ApiError::internal("the job ended without a result"))?;
     if let JobEvent::Done(Err(e)) = first {
         return Err(e);

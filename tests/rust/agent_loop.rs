@@ -83,7 +83,10 @@ fn history_tool_calls_reach_the_prompt() {
 {"tool_calls":[{"id":"call_9","type":"function","function":{"name":"read_sensor","arguments":{"name":"humidity"}}}]}<|im_end|>"#),
         "{text}"
     );
-    assert!(text.contains("<|im_start|>user\nRead the humidity sensor.<|im_end|>") && text.ends_with("<|im_start|>assistant\n"));
+    assert!(
+        text.contains("<|im_start|>user\nRead the humidity sensor.<|im_end|>")
+            && text.ends_with("<|im_start|>assistant\n")
+    );
 }
 
 /// The outcome says why the last model run ended: an answer cut by `max_tokens` reports `MaxTokens` (a server
@@ -105,7 +108,15 @@ fn the_outcome_reports_the_last_stop_reason() {
     let cut = run(ToolChoice::None, 3);
     assert_eq!((cut.stop, cut.last_stop_reason), (AgentStop::Answered, Some(StopReason::MaxTokens)), "{cut:#?}");
     let full = run(ToolChoice::None, 200);
-    assert_eq!((full.stop, full.last_stop_reason), (AgentStop::Answered, Some(StopReason::EndOfGeneration)), "{full:#?}");
+    assert_eq!(
+        (full.stop, full.last_stop_reason),
+        (AgentStop::Answered, Some(StopReason::EndOfGeneration)),
+        "{full:#?}"
+    );
     let call = run(ToolChoice::Required, 200);
-    assert_eq!((call.stop, call.last_stop_reason), (AgentStop::ToolCallsPending, Some(StopReason::GrammarComplete)), "{call:#?}");
+    assert_eq!(
+        (call.stop, call.last_stop_reason),
+        (AgentStop::ToolCallsPending, Some(StopReason::GrammarComplete)),
+        "{call:#?}"
+    );
 }

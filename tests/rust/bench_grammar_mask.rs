@@ -20,13 +20,24 @@ fn main() {
     let vocab = Arc::new(VocabIndex::new(&tok));
     println!("vocabulary index: {} tokens, built in {:.1} ms", vocab.n_vocab(), t0.elapsed().as_secs_f64() * 1e3);
     let tools = [
-        ToolSpec { name: "read_sensor".into(), description: String::new(), parameters: json!({"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}) },
-        ToolSpec { name: "set_relay".into(), description: String::new(), parameters: json!({"type":"object","properties":{"id":{"type":"integer"},"on":{"type":"boolean"}},"required":["id","on"]}) },
+        ToolSpec {
+            name: "read_sensor".into(),
+            description: String::new(),
+            parameters: json!({"type":"object","properties":{"name":{"type":"string"}},"required":["name"]}),
+        },
+        ToolSpec {
+            name: "set_relay".into(),
+            description: String::new(),
+            parameters: json!({"type":"object","properties":{"id":{"type":"integer"},"on":{"type":"boolean"}},"required":["id","on"]}),
+        },
     ];
     let cases = [
         ("free JSON", json!(true)),
         ("tool call (2 tools)", tool_call_schema(&tools, 1)),
-        ("nested schema", json!({"type":"object","properties":{"name":{"type":"string"},"tags":{"type":"array","items":{"enum":["a","b","c"]}},"pos":{"type":"object","properties":{"x":{"type":"number"},"y":{"type":"number"}},"required":["x","y"]}},"required":["name","tags","pos"]})),
+        (
+            "nested schema",
+            json!({"type":"object","properties":{"name":{"type":"string"},"tags":{"type":"array","items":{"enum":["a","b","c"]}},"pos":{"type":"object","properties":{"x":{"type":"number"},"y":{"type":"number"}},"required":["x","y"]}},"required":["name","tags","pos"]}),
+        ),
     ];
     println!("{:<22} {:>7} {:>9} {:>9} {:>9} {:>9}", "schema", "tokens", "median", "p90", "p99", "max");
     let mut all = Vec::new();

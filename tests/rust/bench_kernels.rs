@@ -41,7 +41,13 @@ fn main() {
     println!("| format | dot decode | tile decode | dot pp{TOKENS} | tile pp{TOKENS} | (GMAC/s, 1 thread) |");
     println!("|---|---|---|---|---|---|");
     for ty in [
-        GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4_K,
+        GgmlType::Q5_K,
+        GgmlType::Q6_K,
         GgmlType::F16,
     ] {
         let w_row = ty.row_bytes(COLS as u64).unwrap() as usize;
@@ -63,7 +69,14 @@ fn main() {
                 simd::prepare_activations(xt, row, sc, &mut sums[t * blocks..(t + 1) * blocks]);
             }
         }
-        let x = ActivationRows { bytes: &xq, row_bytes: x_row, blocks_per_row: blocks, scales_per_block: per_block, scales: &scales, sums: &sums };
+        let x = ActivationRows {
+            bytes: &xq,
+            row_bytes: x_row,
+            blocks_per_row: blocks,
+            scales_per_block: per_block,
+            scales: &scales,
+            sums: &sums,
+        };
         let dot = simd::vec_dot_kernel(ty).unwrap_or(quant::kernels(ty).vec_dot);
         let mut out = vec![0f32; ROWS * TOKENS];
         let run_dot = |tokens: usize, out: &mut [f32]| {
@@ -81,7 +94,8 @@ fn main() {
                 let run_tile = |tokens: usize, out: &mut [f32]| {
                     for r0 in (0..ROWS).step_by(k.max_rows) {
                         for t0 in (0..tokens).step_by(k.max_tokens) {
-                            let shape = TileShape { rows: k.max_rows, tokens: k.max_tokens.min(tokens - t0), ld: tokens };
+                            let shape =
+                                TileShape { rows: k.max_rows, tokens: k.max_tokens.min(tokens - t0), ld: tokens };
                             (k.run)(COLS, &w[r0 * w_row..], w_row, &x, t0, shape, &mut out[r0 * tokens + t0..]);
                         }
                     }

@@ -101,12 +101,28 @@ fn limits_end_generation_with_their_reason() {
     let tokens = m.tokenizer().encode(PROMPT, true, true);
     // max_tokens
     let mut s = session(&m, 256);
-    let out = s.generate(&tokens, &GenerateParams { max_tokens: 3, stop_at_eog: false, ..Default::default() }, None, None, &mut |_| true).unwrap();
+    let out = s
+        .generate(
+            &tokens,
+            &GenerateParams { max_tokens: 3, stop_at_eog: false, ..Default::default() },
+            None,
+            None,
+            &mut |_| true,
+        )
+        .unwrap();
     assert_eq!((out.tokens.len(), out.stop_reason), (3, StopReason::MaxTokens));
     // A full context stops generation cleanly, after exactly the positions that fit.
     let n_ctx = tokens.len() + 6;
     let mut s = session(&m, n_ctx);
-    let out = s.generate(&tokens, &GenerateParams { max_tokens: 100, stop_at_eog: false, ..Default::default() }, None, None, &mut |_| true).unwrap();
+    let out = s
+        .generate(
+            &tokens,
+            &GenerateParams { max_tokens: 100, stop_at_eog: false, ..Default::default() },
+            None,
+            None,
+            &mut |_| true,
+        )
+        .unwrap();
     assert_eq!(out.stop_reason, StopReason::ContextFull);
     assert_eq!(s.tokens().len(), n_ctx);
     assert_eq!(out.tokens.len(), 7, "6 evaluated positions plus the last sampled token");
@@ -132,7 +148,8 @@ fn prompt_errors_are_typed() {
         other => panic!("expected PromptTooLong, got {other:?}"),
     }
     assert!(matches!(s.generate(&[], &GenerateParams::default(), None, None, &mut |_| true), Err(Error::EmptyPrompt)));
-    let bad = GenerateParams { sampler: SamplerParams { temperature: f32::NAN, ..Default::default() }, ..Default::default() };
+    let bad =
+        GenerateParams { sampler: SamplerParams { temperature: f32::NAN, ..Default::default() }, ..Default::default() };
     assert!(matches!(s.generate(&[1, 2], &bad, None, None, &mut |_| true), Err(Error::Sampler(_))));
     let out_of_vocab = m.config().n_vocab as u32;
     assert!(s.generate(&[out_of_vocab], &GenerateParams::default(), None, None, &mut |_| true).is_err());
@@ -148,13 +165,19 @@ fn cancellation_stops_between_tokens() {
     let c = cancel.clone();
     let mut n = 0;
     let out = s
-        .generate(&tokens, &GenerateParams { max_tokens: 50, stop_at_eog: false, ..Default::default() }, None, Some(cancel), &mut |_| {
-            n += 1;
-            if n == 3 {
-                c.cancel();
-            }
-            true
-        })
+        .generate(
+            &tokens,
+            &GenerateParams { max_tokens: 50, stop_at_eog: false, ..Default::default() },
+            None,
+            Some(cancel),
+            &mut |_| {
+                n += 1;
+                if n == 3 {
+                    c.cancel();
+                }
+                true
+            },
+        )
         .unwrap();
     assert_eq!(out.stop_reason, StopReason::Cancelled);
     assert!(out.tokens.len() < 10, "generation went on for {} tokens after cancel", out.tokens.len());
@@ -221,8 +244,15 @@ fn model_with_kernel(kernel: &str) -> Arc<Model> {
 #[test]
 fn batched_prefill_equals_token_by_token_prefill() {
     let model = model_with_kernel("tile");
-    assert!(model.kernel_plan().entries().iter().all(|e| e.source == PlanSource::Prefill), "{}", model.kernel_plan().describe());
-    assert_batched_prefill_equals_token_by_token(&model, "The history of the lighthouse on the northern cape began when");
+    assert!(
+        model.kernel_plan().entries().iter().all(|e| e.source == PlanSource::Prefill),
+        "{}",
+        model.kernel_plan().describe()
+    );
+    assert_batched_prefill_equals_token_by_token(
+        &model,
+        "The history of the lighthouse on the northern cape began when",
+    );
 }
 
 /// Every decode kernel this CPU has for the model's formats, forced in turn, gives the logits of the prefill
@@ -260,7 +290,8 @@ fn every_decode_kernel_agrees_with_the_prefill_kernel() {
             failures.push(format!("{name}: logits differ by {worst} from the prefill kernel's"));
         }
         if ids != want_ids {
-            failures.push(format!("{name}: greedy continuation {ids:?} differs from the prefill kernel's {want_ids:?}"));
+            failures
+                .push(format!("{name}: greedy continuation {ids:?} differs from the prefill kernel's {want_ids:?}"));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");

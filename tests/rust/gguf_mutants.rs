@@ -308,7 +308,8 @@ fn report(rows: &[(&str, &Tally)]) {
 
 #[test]
 fn gguf_mutants_are_clean_errors_or_valid_models() {
-    let total: usize = std::env::var("PICOLM_GGUF_MUTANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MUTANTS);
+    let total: usize =
+        std::env::var("PICOLM_GGUF_MUTANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MUTANTS);
     let n_real = total / REAL_SHARE;
     let real = real_campaign(n_real, 0x5eed_0001);
     let synthetic = synthetic_campaign(total - n_real, 0x5eed_0002);

@@ -16,8 +16,11 @@ struct Outcome {
 fn run_model(key: &str) -> Vec<Outcome> {
     let golden = golden_json("smollm2-greedy.json");
     let model = Arc::new(
-        Model::load(model_path(&golden_model_file(key)), &ModelParams { n_ctx: 512, n_threads: 2, ..Default::default() })
-            .unwrap_or_else(|e| panic!("loading {key}: {e}")),
+        Model::load(
+            model_path(&golden_model_file(key)),
+            &ModelParams { n_ctx: 512, n_threads: 2, ..Default::default() },
+        )
+        .unwrap_or_else(|e| panic!("loading {key}: {e}")),
     );
     let mut out = Vec::new();
     for case in golden["results"][key].as_array().expect("results") {
@@ -27,7 +30,8 @@ fn run_model(key: &str) -> Vec<Outcome> {
         assert_eq!(tokens, prompt_ids, "{key}: prompt ids of {prompt:?}");
 
         let expected = ids(&case["generated_ids"]);
-        let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 512, n_batch: 64, ..Default::default() }).unwrap();
+        let mut session =
+            Session::new(model.clone(), &SessionParams { n_ctx: 512, n_batch: 64, ..Default::default() }).unwrap();
         // First-step logits agree with llama.cpp's top five.
         session.eval(&tokens).unwrap();
         let logits = session.logits().unwrap();

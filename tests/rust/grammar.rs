@@ -88,17 +88,24 @@ fn real_model_json_and_schema_outputs_parse_and_validate() {
                 let c = JsonConstraint::new(g, model.grammar_vocab());
                 let params = GenerateParams {
                     max_tokens,
-                    sampler: SamplerParams { temperature, top_k: 40, seed: (si * 10 + pi) as u64, ..Default::default() },
+                    sampler: SamplerParams {
+                        temperature,
+                        top_k: 40,
+                        seed: (si * 10 + pi) as u64,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 };
-                let out = session.generate(&chat_prompt(&model, p), &params, Some(Box::new(c)), None, &mut |_| true).unwrap();
+                let out =
+                    session.generate(&chat_prompt(&model, p), &params, Some(Box::new(c)), None, &mut |_| true).unwrap();
                 assert!(
                     matches!(out.stop_reason, StopReason::GrammarComplete | StopReason::EndOfGeneration),
                     "{s} / {p}: stopped by {:?}: {:?}",
                     out.stop_reason,
                     out.text
                 );
-                let v: Value = serde_json::from_str(&out.text).unwrap_or_else(|e| panic!("{s} / {p}: {:?}: {e}", out.text));
+                let v: Value =
+                    serde_json::from_str(&out.text).unwrap_or_else(|e| panic!("{s} / {p}: {:?}: {e}", out.text));
                 assert!(validate_schema(&v, &s), "{s} / {p}: {} does not validate", out.text);
                 assert!(out.tokens.len() <= max_tokens);
                 n += 1;
@@ -189,7 +196,9 @@ fn a_failing_tool_becomes_a_tool_message() {
     let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
     let mut agent = Agent::new(vec![failing], template, 1).unwrap();
     let params = AgentParams { tool_choice: ToolChoice::Required, max_iterations: 3, ..Default::default() };
-    let out = agent.run(&mut session, &[ChatMessage::new("user", "Read the temperature sensor.")], &params, None, &mut |_| true).unwrap();
+    let out = agent
+        .run(&mut session, &[ChatMessage::new("user", "Read the temperature sensor.")], &params, None, &mut |_| true)
+        .unwrap();
     let tool_msgs: Vec<_> = out.messages.iter().filter(|m| m.role == "tool").collect();
     assert!(!tool_msgs.is_empty());
     assert!(tool_msgs[0].content.contains("sensor bus not responding"));
@@ -212,7 +221,8 @@ fn tool_call_budget_is_counted_in_tokens_of_the_vocabulary() {
     let c = JsonConstraint::new(g.clone(), model.grammar_vocab());
     let tokens = c.min_tokens();
     // The shortest call, tokenized by the model's own tokenizer, is an upper bound of what the mask may reserve.
-    let shortest = r#"{"tool_calls":[{"id":"a","type":"function","function":{"name":"get_weather","arguments":{"city":""}}}]}"#;
+    let shortest =
+        r#"{"tool_calls":[{"id":"a","type":"function","function":{"name":"get_weather","arguments":{"city":""}}}]}"#;
     let tokenized = model.tokenizer().encode(shortest, false, false).len() as u64;
     eprintln!("shortest call: {bytes} bytes, {tokens} tokens by the mask, {tokenized} by the tokenizer");
     assert_eq!(bytes, shortest.len());
@@ -241,7 +251,10 @@ fn tool_call_budget_is_counted_in_tokens_of_the_vocabulary() {
     }
     // One token fewer is refused up front with the budget error.
     let mut c = JsonConstraint::new(g, vocab);
-    assert!(matches!(c.allowed_tokens(tokens as usize - 1), Err(picolm_core::grammar::GrammarError::BudgetTooSmall { .. })));
+    assert!(matches!(
+        c.allowed_tokens(tokens as usize - 1),
+        Err(picolm_core::grammar::GrammarError::BudgetTooSmall { .. })
+    ));
 }
 
 #[test]
@@ -297,7 +310,11 @@ fn a_huge_tool_result_is_cut_to_fit_the_context_and_flagged() {
     let big = "kernel: usb 1-1: new high-speed USB device number 2 using ehci-pci\n".repeat(16_000); // about 1 MB
     let total = big.len();
     let tool = Tool::new(
-        ToolSpec { name: "read_log".into(), description: "Read the system log".into(), parameters: json!({"type":"object","properties":{}}) },
+        ToolSpec {
+            name: "read_log".into(),
+            description: "Read the system log".into(),
+            parameters: json!({"type":"object","properties":{}}),
+        },
         move |_: &Value| Ok(big.clone()),
     );
     let mut agent = Agent::new(vec![tool], template, 1).unwrap();
@@ -319,10 +336,15 @@ fn a_huge_tool_result_is_cut_to_fit_the_context_and_flagged() {
     assert!(!flagged.is_empty() && flagged.iter().all(|&(t, n)| t && n < total / 100), "{flagged:?}");
     let tool_msg = out.messages.iter().find(|m| m.role == "tool").unwrap();
     assert!(tool_msg.content.starts_with("kernel: usb 1-1"));
-    assert!(tool_msg.content.ends_with(&format!("of {total} bytes shown]")), "{}", &tool_msg.content[tool_msg.content.len() - 80..]);
+    assert!(
+        tool_msg.content.ends_with(&format!("of {total} bytes shown]")),
+        "{}",
+        &tool_msg.content[tool_msg.content.len() - 80..]
+    );
     // What the model saw fits, with room left for its next output.
     let t = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
-    let n = t.encode(model.tokenizer(), &t.render(&agent_messages_with_tools(&agent, &out.messages), true).unwrap()).len();
+    let n =
+        t.encode(model.tokenizer(), &t.render(&agent_messages_with_tools(&agent, &out.messages), true).unwrap()).len();
     assert!(n + 48 <= 512, "{n} prompt tokens");
 }
 
@@ -349,7 +371,11 @@ fn json_object_mode_on_the_real_model_gives_compact_objects() {
     let ids = model.tokenizer().encode(prompt, true, true);
     for seed in 0..6 {
         let c = JsonConstraint::new(Arc::new(Grammar::json_object()), model.grammar_vocab());
-        let params = GenerateParams { max_tokens: 48, sampler: SamplerParams { temperature: 0.7, seed, ..Default::default() }, ..Default::default() };
+        let params = GenerateParams {
+            max_tokens: 48,
+            sampler: SamplerParams { temperature: 0.7, seed, ..Default::default() },
+            ..Default::default()
+        };
         let out = session.generate(&ids, &params, Some(Box::new(c)), None, &mut |_| true).unwrap();
         assert_eq!(out.stop_reason, StopReason::GrammarComplete, "{:?}", out.text);
         let v: Value = serde_json::from_str(&out.text).unwrap();
@@ -361,19 +387,28 @@ fn json_object_mode_on_the_real_model_gives_compact_objects() {
 #[test]
 fn a_tool_without_arguments_is_called_with_an_empty_object() {
     let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let spec = ToolSpec::from_json(&json!({"type":"function","function":{"name":"get_time","description":"Current time"}})).unwrap();
+    let spec =
+        ToolSpec::from_json(&json!({"type":"function","function":{"name":"get_time","description":"Current time"}}))
+            .unwrap();
     let g = Grammar::from_schema(&picolm_core::agent::tool_call_schema(&[spec.clone()], 1)).unwrap();
-    assert!(!g.accepts(br#"{"tool_calls":[{"id":"a","type":"function","function":{"name":"get_time","arguments":{"x":{}}}}]}"#));
+    assert!(!g.accepts(
+        br#"{"tool_calls":[{"id":"a","type":"function","function":{"name":"get_time","arguments":{"x":{}}}}]}"#
+    ));
     let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
     let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
     let mut agent = Agent::new(vec![Tool::external(spec)], template, 1).unwrap();
     for seed in 0..4 {
         let params = AgentParams {
             tool_choice: ToolChoice::Required,
-            generate: GenerateParams { sampler: SamplerParams { temperature: 1.0, seed, ..Default::default() }, ..Default::default() },
+            generate: GenerateParams {
+                sampler: SamplerParams { temperature: 1.0, seed, ..Default::default() },
+                ..Default::default()
+            },
             ..Default::default()
         };
-        let out = agent.run(&mut session, &[ChatMessage::new("user", "What time is it?")], &params, None, &mut |_| true).unwrap();
+        let out = agent
+            .run(&mut session, &[ChatMessage::new("user", "What time is it?")], &params, None, &mut |_| true)
+            .unwrap();
         assert_eq!(out.pending_calls[0].arguments, json!({}));
     }
 }
@@ -448,12 +483,18 @@ fn picoclaw_web_tools_with_numeric_bounds_generate_valid_arguments() {
     let mut session = Session::new(model.clone(), &SessionParams { n_ctx: 1024, ..Default::default() }).unwrap();
     let template = ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
     let mut agent = Agent::new(specs.iter().cloned().map(Tool::external).collect(), template, 1).unwrap();
-    let prompts = ["Search the web for the 3 best pizza places in Naples.", "Fetch https://example.com and give me at most 500 characters."];
+    let prompts = [
+        "Search the web for the 3 best pizza places in Naples.",
+        "Fetch https://example.com and give me at most 500 characters.",
+    ];
     for (i, p) in prompts.iter().enumerate() {
         for seed in 0..3 {
             let params = AgentParams {
                 tool_choice: ToolChoice::Required,
-                generate: GenerateParams { sampler: SamplerParams { temperature: 0.8, seed, ..Default::default() }, ..Default::default() },
+                generate: GenerateParams {
+                    sampler: SamplerParams { temperature: 0.8, seed, ..Default::default() },
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             let out = agent.run(&mut session, &[ChatMessage::new("user", *p)], &params, None, &mut |_| true).unwrap();

@@ -11,10 +11,22 @@ fn check(key: &str) {
     let golden = golden_json("ppl.json");
     let want = golden["ppl"][key]["ppl"].as_f64().unwrap_or_else(|| panic!("no ppl for {key}"));
     let text = std::fs::read_to_string(golden_dir().join("eval/persuasion.txt")).expect("eval text");
-    let model = Arc::new(Model::load(model_path(&golden_model_file(key)), &ModelParams { n_ctx: 512, n_threads: 2, ..Default::default() }).unwrap());
+    let model = Arc::new(
+        Model::load(
+            model_path(&golden_model_file(key)),
+            &ModelParams { n_ctx: 512, n_threads: 2, ..Default::default() },
+        )
+        .unwrap(),
+    );
     let r = perplexity(&model, &text, 512, 512, None, &mut |_, _, _| {}).unwrap();
     let rel = (r.ppl - want).abs() / want;
-    eprintln!("{key}: PPL {:.4} +/- {:.4} over {} chunks; llama.cpp {want}; difference {:.3}%", r.ppl, r.uncertainty, r.n_chunks, rel * 100.0);
+    eprintln!(
+        "{key}: PPL {:.4} +/- {:.4} over {} chunks; llama.cpp {want}; difference {:.3}%",
+        r.ppl,
+        r.uncertainty,
+        r.n_chunks,
+        rel * 100.0
+    );
     assert!(rel <= 0.01, "{key}: perplexity {:.4} is not within 1% of llama.cpp's {want}", r.ppl);
 }
 

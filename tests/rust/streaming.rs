@@ -221,10 +221,11 @@ fn child_peak(model: &Path, mib: u64) -> (u64, bool, u64) {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "child failed: {text}\n{}", String::from_utf8_lossy(&out.stderr));
-    let line = text.lines().find_map(|l| l.find("CHILD ").map(|i| &l[i..])).unwrap_or_else(|| panic!("no CHILD line in {text}"));
-    let field = |k: &str| -> u64 {
-        line.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap().parse().unwrap()
-    };
+    let line = text
+        .lines()
+        .find_map(|l| l.find("CHILD ").map(|i| &l[i..]))
+        .unwrap_or_else(|| panic!("no CHILD line in {text}"));
+    let field = |k: &str| -> u64 { line.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap().parse().unwrap() };
     (field("plan="), field("streamed=") == 1, field("peak="))
 }
 
@@ -232,7 +233,11 @@ fn child_peak(model: &Path, mib: u64) -> (u64, bool, u64) {
 fn a_process_with_a_budget_stays_within_it() {
     let (plan, streamed, peak) = child_peak(&model_path(Q4_1), 40);
     assert!(streamed, "a model larger than the budget is streamed");
-    eprintln!("SmolLM2 Q4_1 streamed within 40 MiB: plan {:.1} MiB, VmHWM {:.1} MiB", plan as f64 / 1048576.0, peak as f64 / 1048576.0);
+    eprintln!(
+        "SmolLM2 Q4_1 streamed within 40 MiB: plan {:.1} MiB, VmHWM {:.1} MiB",
+        plan as f64 / 1048576.0,
+        peak as f64 / 1048576.0
+    );
     assert!(peak <= 40 << 20, "VmHWM {peak} above the 40 MiB budget (plan {plan})");
     assert!(plan <= 40 << 20);
 }
@@ -252,6 +257,10 @@ fn a_tinyllama_shape_q4_k_m_process_streams_within_40_mib() {
     // A budget that holds the full context's KV cache: chosen streaming, and the process stays within it.
     let (plan, streamed, peak) = child_peak(&p, 52);
     assert!(streamed);
-    eprintln!("TinyLlama-shape Q4_K_M within 52 MiB: plan {:.1} MiB, VmHWM {:.1} MiB", plan as f64 / 1048576.0, peak as f64 / 1048576.0);
+    eprintln!(
+        "TinyLlama-shape Q4_K_M within 52 MiB: plan {:.1} MiB, VmHWM {:.1} MiB",
+        plan as f64 / 1048576.0,
+        peak as f64 / 1048576.0
+    );
     assert!(peak <= 52 << 20 && plan <= 52 << 20, "VmHWM {peak}, plan {plan}, budget 52 MiB");
 }

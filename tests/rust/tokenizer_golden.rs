@@ -103,7 +103,13 @@ fn check_cases(vocab: &str, all: &[(String, Vec<u32>, bool)], round_trip: bool) 
             failures.push(format!("{text:?}: streamed {streamed:?} != {expected_stream:?}"));
         }
     }
-    assert!(failures.is_empty(), "{vocab}: {} of {} cases differ from llama.cpp:\n{}", failures.len(), all.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{vocab}: {} of {} cases differ from llama.cpp:\n{}",
+        failures.len(),
+        all.len(),
+        failures.join("\n")
+    );
 }
 
 trait PieceSeq {

@@ -28,9 +28,9 @@ use picolm_core::agent::{Agent, AgentEvent, AgentParams, Tool, ToolChoice, ToolS
 use picolm_core::chat::{ChatMessage, ChatTemplate};
 use picolm_core::gguf::{MetaArray, MetaValue};
 use picolm_core::grammar::{Grammar, GrammarError, JsonConstraint, JsonMode};
-use picolm_core::TokenConstraint;
 use picolm_core::memory::MemoryUsage;
 use picolm_core::model::{KvType, ModelError, RssBudget};
+use picolm_core::TokenConstraint;
 use picolm_core::{
     CancelToken, Error, GenerateParams, GenerationOutput, GenerationState, Model, ModelParams, SamplerParams, Session,
     SessionParams, StopReason,
@@ -81,9 +81,9 @@ fn py_error(py: Python<'_>, kind: &str, msg: String) -> PyErr {
 
 fn core_kind(e: &Error) -> &'static str {
     match e {
-        Error::PromptTooLong { .. } | Error::ContextOverflow { .. } | Error::Model(ModelError::ContextOverflow { .. }) => {
-            "ContextOverflowError"
-        }
+        Error::PromptTooLong { .. }
+        | Error::ContextOverflow { .. }
+        | Error::Model(ModelError::ContextOverflow { .. }) => "ContextOverflowError",
         Error::Grammar(GrammarError::BudgetTooSmall { .. }) => "BudgetError",
         Error::Grammar(_) => "GrammarError",
         Error::Chat(
@@ -147,7 +147,12 @@ fn surrogate_position(py: Python<'_>, e: &PyErr) -> String {
     let v = e.value(py);
     let found = (|| -> PyResult<String> {
         let start: usize = v.getattr("start")?.extract()?;
-        let ch: String = v.getattr("object")?.get_item(start)?.extract::<Bound<'_, PyString>>()?.call_method0("__repr__")?.extract()?;
+        let ch: String = v
+            .getattr("object")?
+            .get_item(start)?
+            .extract::<Bound<'_, PyString>>()?
+            .call_method0("__repr__")?
+            .extract()?;
         let code = v.getattr("object")?.get_item(start)?;
         let code: u32 = py.import("builtins")?.getattr("ord")?.call1((code,))?.extract()?;
         Ok(format!("lone surrogate U+{code:04X} ({ch}) at index {start}"))
@@ -163,7 +168,10 @@ fn path_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<(PathBuf, String)> {
     let os = py.import("os")?;
     let fspath = os.call_method1("fspath", (obj,)).map_err(|e| {
         if e.is_instance_of::<PyTypeError>(py) {
-            PyTypeError::new_err(format!("{name} must be a str, bytes or os.PathLike, got {}", obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()))
+            PyTypeError::new_err(format!(
+                "{name} must be a str, bytes or os.PathLike, got {}",
+                obj.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ))
         } else {
             e
         }
@@ -508,7 +516,11 @@ impl PyToolHandler {
             let kwargs = PyDict::new(py);
             kwargs.set_item("exc_info", exc)?;
             let logger = py.import("logging")?.call_method1("getLogger", ("picolm",))?;
-            logger.call_method("error", ("tool %r raised an exception (its message goes to the model)", &self.name), Some(&kwargs))?;
+            logger.call_method(
+                "error",
+                ("tool %r raised an exception (its message goes to the model)", &self.name),
+                Some(&kwargs),
+            )?;
             Ok(())
         })();
         if let Err(log_err) = logged {
@@ -581,7 +593,8 @@ impl AgentResult {
             messages: messages_to_py(py, &out.messages)?,
             calls: calls.unbind(),
             pending_calls: pending.unbind(),
-            tool_calls_json: (!out.pending_calls.is_empty()).then(|| picolm_core::agent::tool_calls_json(&out.pending_calls)),
+            tool_calls_json: (!out.pending_calls.is_empty())
+                .then(|| picolm_core::agent::tool_calls_json(&out.pending_calls)),
         })
     }
 }
@@ -643,7 +656,9 @@ enum Prompt {
 
 impl GenArgs {
     fn constraint(&self, model: &Model) -> Option<Box<dyn TokenConstraint>> {
-        self.grammar.as_ref().map(|g| Box::new(JsonConstraint::new(g.clone(), model.grammar_vocab())) as Box<dyn TokenConstraint>)
+        self.grammar
+            .as_ref()
+            .map(|g| Box::new(JsonConstraint::new(g.clone(), model.grammar_vocab())) as Box<dyn TokenConstraint>)
     }
 }
 
@@ -680,7 +695,8 @@ fn py_to_json(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<serde_json::Value>
 /// picolm-core's parser, the same one C and the CLI use.
 fn chat_messages(messages: &Bound<'_, PyAny>) -> PyResult<Vec<ChatMessage>> {
     let mut out = Vec::new();
-    for (i, m) in messages.try_iter().map_err(|_| PyTypeError::new_err("messages must be a list of dicts"))?.enumerate() {
+    for (i, m) in messages.try_iter().map_err(|_| PyTypeError::new_err("messages must be a list of dicts"))?.enumerate()
+    {
         let m = m?;
         m.downcast::<PyDict>().map_err(|_| PyTypeError::new_err(format!("messages[{i}] must be a dict")))?;
         let v = py_to_json(&m, &format!("messages[{i}]"))?;
@@ -731,7 +747,9 @@ impl PyModel {
             Some(s) if s.is_instance_of::<PyString>() => vec![text_arg(s, "stop")?],
             Some(s) => {
                 let mut v = Vec::new();
-                for (i, item) in s.try_iter().map_err(|_| PyTypeError::new_err("stop must be a str or a list of str"))?.enumerate() {
+                for (i, item) in
+                    s.try_iter().map_err(|_| PyTypeError::new_err("stop must be a str or a list of str"))?.enumerate()
+                {
                     let item = item?;
                     if !item.is_instance_of::<PyString>() {
                         return Err(PyTypeError::new_err("stop must be a str or a list of str"));
@@ -769,7 +787,9 @@ impl PyModel {
         let model = open.model.clone();
         let ids = py.detach(move || -> Result<Vec<u32>, Fail> {
             Ok(match prompt {
-                Prompt::Text { text, add_bos, parse_special } => model.tokenizer().encode(&text, add_bos, parse_special),
+                Prompt::Text { text, add_bos, parse_special } => {
+                    model.tokenizer().encode(&text, add_bos, parse_special)
+                }
                 Prompt::Chat(messages) => {
                     let t = ChatTemplate::for_model(model.file(), model.tokenizer()).map_err(Error::from)?;
                     let text = t.render(&messages, true).map_err(Error::from)?;
@@ -912,7 +932,9 @@ impl PyModel {
         let (path, display) = match (path, model_path) {
             (Some(p), None) => path_arg(p, "path")?,
             (None, Some(p)) => path_arg(p, "model_path")?,
-            (None, None) => return Err(PyTypeError::new_err("Model() needs the model file: Model(path) or Model(model_path=...)")),
+            (None, None) => {
+                return Err(PyTypeError::new_err("Model() needs the model file: Model(path) or Model(model_path=...)"))
+            }
             (Some(_), Some(_)) => return Err(PyTypeError::new_err("Model() got both path and model_path: give one")),
         };
         let kv_type = match kv_type {
@@ -935,7 +957,8 @@ impl PyModel {
         let (model, session) = py.detach(move || -> Result<(Arc<Model>, Session), Fail> {
             let loaded = catch_unwind(AssertUnwindSafe(|| -> Result<(Arc<Model>, Session), Fail> {
                 let rss_budget = (max_rss_bytes > 0).then_some(RssBudget { max_rss_bytes, kv_type, n_batch });
-                let params = ModelParams { n_ctx, n_threads, stream_weights, stream_slab_bytes: 0, kernel: None, rss_budget };
+                let params =
+                    ModelParams { n_ctx, n_threads, stream_weights, stream_slab_bytes: 0, kernel: None, rss_budget };
                 let model = Arc::new(Model::load(&path, &params).map_err(|e| {
                     let kind = match e {
                         ModelError::InvalidParameter { .. } | ModelError::UnknownKernel(_) => "InvalidArgumentError",
@@ -996,8 +1019,20 @@ impl PyModel {
         let open = self.get()?;
         let prompt = Prompt::Text { text: text_arg(prompt, "prompt")?, add_bos, parse_special };
         let args = self.gen_args(
-            py, &open, prompt, json, schema, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
-            seed, stop,
+            py,
+            &open,
+            prompt,
+            json,
+            schema,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            repeat_last_n,
+            seed,
+            stop,
         )?;
         self.finish_call(py, &open, args, stream)
     }
@@ -1027,8 +1062,20 @@ impl PyModel {
         let open = self.get()?;
         let prompt = Prompt::Text { text: text_arg(prompt, "prompt")?, add_bos, parse_special };
         let args = self.gen_args(
-            py, &open, prompt, json, schema, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
-            seed, stop,
+            py,
+            &open,
+            prompt,
+            json,
+            schema,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            repeat_last_n,
+            seed,
+            stop,
         )?;
         self.run_to_end(py, &open, args)
     }
@@ -1058,15 +1105,32 @@ impl PyModel {
         let open = self.get()?;
         let prompt = Prompt::Chat(chat_messages(messages)?);
         let args = self.gen_args(
-            py, &open, prompt, json, schema, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
-            seed, stop,
+            py,
+            &open,
+            prompt,
+            json,
+            schema,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            repeat_last_n,
+            seed,
+            stop,
         )?;
         self.finish_call(py, &open, args, stream)
     }
 
     /// The prompt text the chat template makes of `messages` (with the assistant's turn opened).
     #[pyo3(signature = (messages, *, add_generation_prompt=true))]
-    fn apply_chat_template(&self, py: Python<'_>, messages: &Bound<'_, PyAny>, add_generation_prompt: bool) -> PyResult<String> {
+    fn apply_chat_template(
+        &self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        add_generation_prompt: bool,
+    ) -> PyResult<String> {
         let open = self.get()?;
         let messages = chat_messages(messages)?;
         let model = open.model.clone();
@@ -1109,7 +1173,8 @@ impl PyModel {
             if t.is_instance_of::<PyDict>() {
                 // OpenAI's {"type": "function", "function": {name, description, parameters}}, read by the same
                 // parser as C's picolm_agent_add_tools_json and the CLI's --tools: an external tool.
-                let spec = ToolSpec::from_json(&py_to_json(&t, &format!("tools[{i}]"))?).map_err(|e| PyErr::from(Fail::Core(e)))?;
+                let spec = ToolSpec::from_json(&py_to_json(&t, &format!("tools[{i}]"))?)
+                    .map_err(|e| PyErr::from(Fail::Core(e)))?;
                 spec.validate().map_err(|e| PyErr::from(Fail::Core(e)))?;
                 registered.push(Tool::external(spec));
                 continue;
@@ -1139,7 +1204,9 @@ impl PyModel {
             "auto" => ToolChoice::Auto,
             "required" => ToolChoice::Required,
             "none" => ToolChoice::None,
-            other => return Err(invalid(format!("tool_choice must be \"auto\", \"required\" or \"none\", got {other:?}"))),
+            other => {
+                return Err(invalid(format!("tool_choice must be \"auto\", \"required\" or \"none\", got {other:?}")))
+            }
         };
         let sampler = SamplerParams {
             temperature: temperature as f32,
@@ -1226,7 +1293,13 @@ impl PyModel {
 
     /// Token ids of `text`.
     #[pyo3(signature = (text, *, add_bos=true, parse_special=true))]
-    fn tokenize(&self, py: Python<'_>, text: &Bound<'_, PyAny>, add_bos: bool, parse_special: bool) -> PyResult<Vec<u32>> {
+    fn tokenize(
+        &self,
+        py: Python<'_>,
+        text: &Bound<'_, PyAny>,
+        add_bos: bool,
+        parse_special: bool,
+    ) -> PyResult<Vec<u32>> {
         let text = text_arg(text, "text")?;
         let open = self.get()?;
         Ok(py.detach(move || open.model.tokenizer().encode(&text, add_bos, parse_special)))
@@ -1385,7 +1458,12 @@ impl PyModel {
 
     /// One GGUF metadata value, arrays in full; `default` when the key is absent.
     #[pyo3(signature = (key, default=None))]
-    fn metadata_value(&self, py: Python<'_>, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+    fn metadata_value(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
         let key = text_arg(key, "key")?;
         let open = self.get()?;
         match open.model.file().get(&key) {

@@ -34,7 +34,8 @@ impl MatmulScratch {
         fn to<T>(v: &mut Vec<T>, n: usize) -> Result<(), OutOfMemory> {
             if n > v.capacity() {
                 let bytes = bytes_of::<T>(n);
-                v.try_reserve_exact(n - v.len()).map_err(|_| OutOfMemory { what: "matrix multiplication scratch", bytes })?;
+                v.try_reserve_exact(n - v.len())
+                    .map_err(|_| OutOfMemory { what: "matrix multiplication scratch", bytes })?;
             }
             Ok(())
         }
@@ -55,7 +56,8 @@ impl MatmulScratch {
 
     /// Bytes currently held.
     pub fn capacity_bytes(&self) -> usize {
-        self.x_converted.capacity() + (self.x_scales.capacity() + self.x_sums.capacity() + self.out_by_row.capacity()) * 4
+        self.x_converted.capacity()
+            + (self.x_scales.capacity() + self.x_sums.capacity() + self.out_by_row.capacity()) * 4
     }
 }
 
@@ -200,7 +202,15 @@ struct Activations<'a> {
 impl Activations<'_> {
     /// Results of the weight rows in `rows` (whole rows of `row_bytes`) times the activation rows `tokens` (at most
     /// the kernel's `max_tokens`): result `(r, t)` goes to `out[r * ld + t - tokens.start]`.
-    fn tile(&self, cols: usize, rows: &[u8], row_bytes: usize, tokens: std::ops::Range<usize>, ld: usize, out: &mut [f32]) {
+    fn tile(
+        &self,
+        cols: usize,
+        rows: &[u8],
+        row_bytes: usize,
+        tokens: std::ops::Range<usize>,
+        ld: usize,
+        out: &mut [f32],
+    ) {
         let n_rows = rows.len() / row_bytes;
         let step = self.kernel.rows_per_call();
         let mut r = 0;

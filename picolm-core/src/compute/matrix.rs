@@ -36,7 +36,6 @@ impl MatrixRef {
     }
 }
 
-
 /// Where a matrix multiplication gets its weight rows: the whole matrix from the memory map at once, or slab by
 /// slab from a streaming reader. Implemented by the model layer (`model::stream::WeightSource`), so the compute
 /// layer does not know how the model stores its weights.

@@ -199,7 +199,9 @@ impl KernelPlan {
                 (KernelChoice::Tile, _) => entry(prefill, PlanSource::Prefill, Vec::new()),
                 (_, Some(k)) => entry(k, PlanSource::Forced, Vec::new()),
                 _ if candidates.len() == 1 => entry(prefill, PlanSource::Only, Vec::new()),
-                _ if start.elapsed() >= PLAN_BUDGET => entry(default_kernel(&candidates), PlanSource::Unmeasured, Vec::new()),
+                _ if start.elapsed() >= PLAN_BUDGET => {
+                    entry(default_kernel(&candidates), PlanSource::Unmeasured, Vec::new())
+                }
                 _ => {
                     let sample: Vec<&MatrixRef> = mats.iter().copied().filter(|m| m.ty == ty).collect();
                     let timings = pool.run(|| measure(file, &sample, &candidates, start + PLAN_BUDGET));
@@ -226,7 +228,12 @@ fn default_kernel(candidates: &[DecodeKernel]) -> DecodeKernel {
 /// cold page cache: the times would be disk reads). Every timed pass reads its own [`SAMPLE_BYTES`] of rows,
 /// which no other pass touched, so that the rows come from memory as in decode (where every weight is read once
 /// per token) and not from a cache warmed by the previous candidate; the pages are mapped beforehand.
-fn measure(file: &GgufFile, mats: &[&MatrixRef], candidates: &[DecodeKernel], deadline: Instant) -> Vec<(&'static str, f64)> {
+fn measure(
+    file: &GgufFile,
+    mats: &[&MatrixRef],
+    candidates: &[DecodeKernel],
+    deadline: Instant,
+) -> Vec<(&'static str, f64)> {
     let wanted = ROUNDS * candidates.len();
     // (matrix, first row, rows) slices of about SAMPLE_BYTES, walking the matrices in order (wrapping around when
     // the format has fewer bytes than the passes need).
@@ -301,7 +308,11 @@ fn activations(n: usize) -> Vec<f32> {
             x ^= x >> 7;
             x ^= x << 17;
             let u = (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-            if i % 61 == 7 { u * 8.0 } else { u }
+            if i % 61 == 7 {
+                u * 8.0
+            } else {
+                u
+            }
         })
         .collect()
 }

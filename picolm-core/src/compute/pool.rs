@@ -54,7 +54,6 @@ impl ThreadCount {
     pub fn clamped(&self) -> bool {
         self.requested > self.used
     }
-
 }
 
 /// A fixed-size pool of compute threads. Dropping it joins its threads: once a model is freed, none of its

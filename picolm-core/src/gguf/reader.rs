@@ -254,7 +254,9 @@ fn read_array(c: &mut Cursor<'_>, key: &str) -> Result<MetaArray, GgufError> {
     }
     Ok(match et {
         type_id::U8 => MetaArray::U8(c.take(n as u64, &|| format!("array {key:?}"))?.to_vec()),
-        type_id::I8 => MetaArray::I8(c.take(n as u64, &|| format!("array {key:?}"))?.iter().map(|&b| b as i8).collect()),
+        type_id::I8 => {
+            MetaArray::I8(c.take(n as u64, &|| format!("array {key:?}"))?.iter().map(|&b| b as i8).collect())
+        }
         type_id::U16 => fixed!(U16, u16, 2),
         type_id::I16 => fixed!(I16, i16, 2),
         type_id::U32 => fixed!(U32, u32, 4),
@@ -458,7 +460,9 @@ fn parse_header_from(c: &mut Cursor<'_>, file_len: u64) -> Result<Header, GgufEr
     let alignment = match meta_index.get("general.alignment").map(|&i| &metadata[i].1) {
         None => DEFAULT_ALIGNMENT,
         Some(MetaValue::U32(a)) if *a != 0 && a.is_power_of_two() => *a as u64,
-        Some(other) => return Err(GgufError::BadAlignment(format!("{} ({})", other.display_short(), other.type_name()))),
+        Some(other) => {
+            return Err(GgufError::BadAlignment(format!("{} ({})", other.display_short(), other.type_name())))
+        }
     };
 
     struct Raw {
@@ -490,7 +494,12 @@ fn parse_header_from(c: &mut Cursor<'_>, file_len: u64) -> Result<Header, GgufEr
             .ok_or_else(|| GgufError::ShapeOverflow { tensor: name.clone(), dims: dims.clone() })?;
         let row_len = dims[0];
         if row_len % ty.block_size() as u64 != 0 {
-            return Err(GgufError::RowNotBlockMultiple { tensor: name, row_len, ty: ty.name(), block: ty.block_size() });
+            return Err(GgufError::RowNotBlockMultiple {
+                tensor: name,
+                row_len,
+                ty: ty.name(),
+                block: ty.block_size(),
+            });
         }
         let n_bytes = ty
             .row_bytes(n_elem)
@@ -536,7 +545,6 @@ fn parse_header_from(c: &mut Cursor<'_>, file_len: u64) -> Result<Header, GgufEr
 }
 
 impl GgufFile {
-
     /// The format version (2 or 3).
     pub fn version(&self) -> u32 {
         self.version
@@ -643,9 +651,11 @@ impl GgufFile {
             return Err(Self::wrong(key, name, v));
         }
         let wide: i128 = v.as_i64().map(i128::from).or_else(|| v.as_u64().map(i128::from)).unwrap_or_default();
-        T::try_from(wide)
-            .map(Some)
-            .map_err(|_| GgufError::ValueOutOfRange { key: key.to_string(), value: wide.to_string(), expected: name })
+        T::try_from(wide).map(Some).map_err(|_| GgufError::ValueOutOfRange {
+            key: key.to_string(),
+            value: wide.to_string(),
+            expected: name,
+        })
     }
 
     /// An integer value that fits in `u32`.
@@ -804,7 +814,9 @@ impl GgufFile {
             if end > start {
                 // SAFETY: DONTNEED on a read-only private file mapping only drops cached pages; later reads fault
                 // them back in from the file, so no reference into the mapping is invalidated.
-                let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start as usize, (end - start) as usize) };
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start as usize, (end - start) as usize)
+                };
             }
         }
     }

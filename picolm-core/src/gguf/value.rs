@@ -175,7 +175,11 @@ impl MetaValue {
             MetaValue::Bool(b) => b.to_string(),
             MetaValue::F32(v) => v.to_string(),
             MetaValue::F64(v) => v.to_string(),
-            other => other.as_i64().map(|v| v.to_string()).or_else(|| other.as_u64().map(|v| v.to_string())).unwrap_or_default(),
+            other => other
+                .as_i64()
+                .map(|v| v.to_string())
+                .or_else(|| other.as_u64().map(|v| v.to_string()))
+                .unwrap_or_default(),
         }
     }
 }

@@ -52,7 +52,8 @@ impl GgufWriter {
         if dims.is_empty() || dims.len() > 4 {
             return Err(bad(format!("{} dimensions", dims.len())));
         }
-        let n: u64 = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows".into()))?;
+        let n: u64 =
+            dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows".into()))?;
         let want = ty.row_bytes(n).ok_or_else(|| bad(format!("{n} elements are not whole {ty} blocks")))?;
         if dims[0] % ty.block_size() as u64 != 0 {
             return Err(bad(format!("row length {} is not a multiple of {}", dims[0], ty.block_size())));

@@ -109,17 +109,39 @@ pub(super) enum ArrPhase {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(super) enum Frame {
-    Root { done: bool },
+    Root {
+        done: bool,
+    },
     /// Inside a single literal (a property key, or `true`/`false`/`null` of an unconstrained value).
-    Lit { lit: u32, pos: u32 },
+    Lit {
+        lit: u32,
+        pos: u32,
+    },
     /// Inside the literal trie of an `enum`/`const` node, at trie node `at`.
-    Enum { node: NodeId, at: u32 },
+    Enum {
+        node: NodeId,
+        at: u32,
+    },
     Str(StrFrame),
-    Num { integer_only: bool, phase: NumPhase, digits: u8 },
+    Num {
+        integer_only: bool,
+        phase: NumPhase,
+        digits: u8,
+    },
     /// Inside a number with bounds.
     Range(RangeFrame),
-    Obj { node: NodeId, phase: ObjPhase, seen: u64, ws: u8 },
-    Arr { node: NodeId, count: u32, phase: ArrPhase, ws: u8 },
+    Obj {
+        node: NodeId,
+        phase: ObjPhase,
+        seen: u64,
+        ws: u8,
+    },
+    Arr {
+        node: NodeId,
+        count: u32,
+        phase: ArrPhase,
+        ws: u8,
+    },
 }
 
 #[derive(Debug)]
@@ -596,7 +618,9 @@ impl Grammar {
                 let (props, additional) = self.obj_shape(node);
                 for (i, p) in props.iter().enumerate() {
                     if seen & (1 << i) == 0 {
-                        out.extend(s.push(frame(ObjPhase::Key(i as u8), seen), Frame::Lit { lit: p.key_literal, pos: 1 }));
+                        out.extend(
+                            s.push(frame(ObjPhase::Key(i as u8), seen), Frame::Lit { lit: p.key_literal, pos: 1 }),
+                        );
                     }
                 }
                 if additional.is_some() {

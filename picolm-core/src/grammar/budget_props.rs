@@ -19,8 +19,16 @@ const ALPHABET: &[u8] = b"{}[]\":,-.0123456789eE+abtrufalsn";
 
 fn leaf() -> impl Strategy<Value = Value> {
     let literal = prop_oneof![
-        Just(json!(0)), Just(json!(1)), Just(json!(10)), Just(json!(-2)), Just(json!("a")), Just(json!("ab")),
-        Just(json!(true)), Just(json!(null)), Just(json!([0])), Just(json!({"a": 0})),
+        Just(json!(0)),
+        Just(json!(1)),
+        Just(json!(10)),
+        Just(json!(-2)),
+        Just(json!("a")),
+        Just(json!("ab")),
+        Just(json!(true)),
+        Just(json!(null)),
+        Just(json!([0])),
+        Just(json!({"a": 0})),
     ];
     prop_oneof![
         Just(json!({"type": "integer"})),
@@ -40,9 +48,16 @@ fn leaf() -> impl Strategy<Value = Value> {
 fn schema() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(3, 16, 3, |inner| {
         prop_oneof![
-            (inner.clone(), 0u32..3, 0u32..3)
-                .prop_map(|(items, min, extra)| json!({"type": "array", "items": items, "minItems": min, "maxItems": min + extra})),
-            (prop::collection::vec((prop_oneof![Just("a"), Just("b"), Just("ab")], inner.clone(), any::<bool>()), 0..3), 0u8..3)
+            (inner.clone(), 0u32..3, 0u32..3).prop_map(
+                |(items, min, extra)| json!({"type": "array", "items": items, "minItems": min, "maxItems": min + extra})
+            ),
+            (
+                prop::collection::vec(
+                    (prop_oneof![Just("a"), Just("b"), Just("ab")], inner.clone(), any::<bool>()),
+                    0..3
+                ),
+                0u8..3
+            )
                 .prop_map(|(props, extra)| {
                     let mut p = Map::new();
                     let mut required = Vec::new();
@@ -67,7 +82,10 @@ fn schema() -> impl Strategy<Value = Value> {
 /// Every single character of the alphabet, some JSON fragments, and random multi-byte tokens; the end token last.
 fn vocab(extra: &[Vec<u8>]) -> (Arc<VocabIndex>, u32) {
     let mut toks: Vec<Vec<u8>> = ALPHABET.iter().map(|&b| vec![b]).collect();
-    for f in ["\":", "\"}", "{\"", "},", "],", "\"a\"", "null", "true", "false", "aa", "\",\"", "}]", "[{", "\"a", "a\"", "0,", ":0", "\"}]}", "[]", "{}", "\"\""] {
+    for f in [
+        "\":", "\"}", "{\"", "},", "],", "\"a\"", "null", "true", "false", "aa", "\",\"", "}]", "[{", "\"a", "a\"",
+        "0,", ":0", "\"}]}", "[]", "{}", "\"\"",
+    ] {
         toks.push(f.as_bytes().to_vec());
     }
     toks.extend(extra.iter().cloned());

@@ -75,7 +75,8 @@ impl Grammar {
         if let Some((_, p)) = plans.iter().find(|(id, _)| *id == vocab.id) {
             return p.clone();
         }
-        let iso = |b: &[u8]| if b.len() > ISO_CAP { b.len() as u64 } else { super::token_cost::isolated_tokens(vocab, b) };
+        let iso =
+            |b: &[u8]| if b.len() > ISO_CAP { b.len() as u64 } else { super::token_cost::isolated_tokens(vocab, b) };
         // The pad: the character whose short runs in a string take the fewest tokens.
         let pad = b"abcdefghijklmnopqrstuvwxyz0123456789"
             .iter()
@@ -198,12 +199,8 @@ impl ClosePlan {
         let eog = |x: bool| u64::from(root && x);
         let (cost, vlen) = match g.node(node) {
             SchemaNode::Any => {
-                let (k, c) = ANY_FORMS
-                    .iter()
-                    .enumerate()
-                    .map(|(k, f)| (k, iso(f)))
-                    .min_by_key(|&(k, c)| (c, k))
-                    .expect("forms");
+                let (k, c) =
+                    ANY_FORMS.iter().enumerate().map(|(k, f)| (k, iso(f))).min_by_key(|&(k, c)| (c, k)).expect("forms");
                 self.pick[i] = k as u32;
                 (c, ANY_FORMS[k].len() as u64)
             }
@@ -276,7 +273,8 @@ impl ClosePlan {
                             .saturating_add(self.cost[p.node as usize])
                     });
                     let len = req.iter().fold(1 + req.len() as u64, |acc, p| {
-                        acc.saturating_add(g.lit(p.key_literal).len() as u64 + 1).saturating_add(self.vlen[p.node as usize])
+                        acc.saturating_add(g.lit(p.key_literal).len() as u64 + 1)
+                            .saturating_add(self.vlen[p.node as usize])
                     });
                     let cost = iso(b"{")
                         .saturating_add(iso(b"}"))
@@ -373,13 +371,18 @@ impl ClosePlan {
             (c, i, Some(i))
         });
         let extra = additional.map(|a| {
-            (self.add_key_of(g, node).1.saturating_add(self.colon).saturating_add(self.cost[a as usize]), usize::MAX, None)
+            (
+                self.add_key_of(g, node).1.saturating_add(self.colon).saturating_add(self.cost[a as usize]),
+                usize::MAX,
+                None,
+            )
         });
         declared.chain(extra).min().map(|(_, _, p)| p).expect("a comma is only allowed when a key is available")
     }
 
     fn obj_value_len(&self, g: &Grammar, node: NodeId, seen: u64) -> u64 {
-        self.missing(g, node, seen).fold(1u64, |acc, p| acc.saturating_add(1).saturating_add(self.member_len(g, node, p)))
+        self.missing(g, node, seen)
+            .fold(1u64, |acc, p| acc.saturating_add(1).saturating_add(self.member_len(g, node, p)))
     }
 
     fn obj_len(&self, g: &Grammar, node: NodeId, phase: ObjPhase, seen: u64) -> u64 {

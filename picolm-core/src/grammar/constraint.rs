@@ -112,7 +112,8 @@ impl JsonConstraint {
             let short = min.saturating_sub(chars);
             // Far from the end of the budget every plain token fits (the path's bytes bound its tokens).
             let all_fit = self.plan.bytes_bound_tokens && self.plan.stack_len(&self.grammar, &self.state[0]) <= budget;
-            let costs = if all_fit { Vec::new() } else { coster.pad_costs(&self.state[0], short, vocab.max_plain_chars) };
+            let costs =
+                if all_fit { Vec::new() } else { coster.pad_costs(&self.state[0], short, vocab.max_plain_chars) };
             for &(t, n) in &vocab.plain {
                 let after = chars.saturating_add(n);
                 if after > max {

@@ -66,7 +66,11 @@ impl Decimal {
 
     /// Numeric order (fractions without trailing zeros compare lexicographically).
     fn cmp_value(&self, other: &Decimal) -> Ordering {
-        self.int.len().cmp(&other.int.len()).then_with(|| self.int.cmp(&other.int)).then_with(|| self.frac.cmp(&other.frac))
+        self.int
+            .len()
+            .cmp(&other.int.len())
+            .then_with(|| self.int.cmp(&other.int))
+            .then_with(|| self.frac.cmp(&other.frac))
     }
 }
 
@@ -204,14 +208,19 @@ impl NumRange {
     pub fn compile(obj: &Map<String, Value>, integer_only: bool, path: &str) -> Result<Option<NumRange>, GrammarError> {
         let invalid = |why: String| GrammarError::InvalidSchema { path: path.to_string(), why };
         if let Some(m) = obj.get("multipleOf") {
-            let f = m.as_f64().filter(|f| *f > 0.0).ok_or_else(|| invalid(format!("`multipleOf` must be a number > 0, got {m}")))?;
+            let f = m
+                .as_f64()
+                .filter(|f| *f > 0.0)
+                .ok_or_else(|| invalid(format!("`multipleOf` must be a number > 0, got {m}")))?;
             // Every integer is a multiple of 1/2^j (exact in binary and in decimal); anything else is not enforced.
             let q = 1.0 / f;
             let trivial = integer_only && f <= 1.0 && q.fract() == 0.0 && q * f == 1.0 && (q as u64).is_power_of_two();
             if !trivial {
                 let what = if integer_only { "integer" } else { "number" };
                 return Err(GrammarError::UnsupportedKeyword {
-                    keyword: format!("multipleOf {m} on {what} (supported only where every integer satisfies it: 1, 0.5, 0.25, …)"),
+                    keyword: format!(
+                        "multipleOf {m} on {what} (supported only where every integer satisfies it: 1, 0.5, 0.25, …)"
+                    ),
                     path: path.into(),
                 });
             }
@@ -231,7 +240,11 @@ impl NumRange {
                 )));
             }
         }
-        let range = if integer_only { Self::integer(lower.as_ref(), upper.as_ref(), &invalid, path)? } else { Self::number(lower.as_ref(), upper.as_ref()) };
+        let range = if integer_only {
+            Self::integer(lower.as_ref(), upper.as_ref(), &invalid, path)?
+        } else {
+            Self::number(lower.as_ref(), upper.as_ref())
+        };
         match range {
             Some(r) => Ok(Some(r)),
             None => Err(GrammarError::UnsupportedKeyword {
@@ -614,7 +627,13 @@ pub(super) fn cmp_numbers(a: &Number, b: &Number) -> Ordering {
             return Greater;
         }
         let t = f.trunc();
-        i.cmp(&(t as i128)).then(if f > t { Less } else if f < t { Greater } else { Equal })
+        i.cmp(&(t as i128)).then(if f > t {
+            Less
+        } else if f < t {
+            Greater
+        } else {
+            Equal
+        })
     }
     match (int(a), int(b)) {
         (Some(x), Some(y)) => x.cmp(&y),
@@ -688,7 +707,9 @@ fn read_bounds(obj: &Map<String, Value>) -> Result<(Option<Bound>, Option<Bound>
             (None, b) => b,
         }
     };
-    let lower = tighter(num("exclusiveMinimum", false)?, draft4("exclusiveMinimum", "minimum", num("minimum", true)?)?, true);
-    let upper = tighter(num("exclusiveMaximum", false)?, draft4("exclusiveMaximum", "maximum", num("maximum", true)?)?, false);
+    let lower =
+        tighter(num("exclusiveMinimum", false)?, draft4("exclusiveMinimum", "minimum", num("minimum", true)?)?, true);
+    let upper =
+        tighter(num("exclusiveMaximum", false)?, draft4("exclusiveMaximum", "maximum", num("maximum", true)?)?, false);
     Ok((lower, upper))
 }

@@ -112,13 +112,23 @@ fn check_closing(g: &Grammar, prefix: &[u8]) -> Result<(), TestCaseError> {
         prop_assert!(r.complete(f, &mut path).is_some());
         prop_assert_eq!(path.len(), ours - 1);
         let done = g.advance(&state, &path);
-        prop_assert!(g.can_end(&done), "{:?} + {:?} cannot end", String::from_utf8_lossy(prefix), String::from_utf8_lossy(&path));
+        prop_assert!(
+            g.can_end(&done),
+            "{:?} + {:?} cannot end",
+            String::from_utf8_lossy(prefix),
+            String::from_utf8_lossy(&path)
+        );
         if let Some(&first) = path.first() {
             let next = g.advance(&state, &[first]);
             let (r2, f2) = range_frame(g, &next).expect("still inside the number");
             let mut rest = Vec::new();
             r2.complete(f2, &mut rest);
-            prop_assert_eq!(&rest[..], &path[1..], "the closing path follows itself after {:?}", String::from_utf8_lossy(prefix));
+            prop_assert_eq!(
+                &rest[..],
+                &path[1..],
+                "the closing path follows itself after {:?}",
+                String::from_utf8_lossy(prefix)
+            );
         }
     }
     Ok(())

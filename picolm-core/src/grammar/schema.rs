@@ -179,12 +179,37 @@ pub fn fnv1a_extend(mut h: u64, bytes: &[u8]) -> u64 {
 }
 
 /// Keywords that only annotate.
-const ANNOTATIONS: &[&str] =
-    &["title", "description", "default", "examples", "$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly"];
+const ANNOTATIONS: &[&str] = &[
+    "title",
+    "description",
+    "default",
+    "examples",
+    "$schema",
+    "$id",
+    "$comment",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+];
 /// Keywords that constrain and are enforced.
 const ENFORCED: &[&str] = &[
-    "type", "properties", "required", "additionalProperties", "enum", "const", "items", "minItems", "maxItems",
-    "minLength", "maxLength", "format", "anyOf", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "enum",
+    "const",
+    "items",
+    "minItems",
+    "maxItems",
+    "minLength",
+    "maxLength",
+    "format",
+    "anyOf",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
     "multipleOf",
 ];
 /// Keywords that bound numbers.
@@ -271,7 +296,11 @@ impl CompiledSchema {
 
     fn push(&mut self, n: SchemaNode, path: &str) -> Result<NodeId, GrammarError> {
         if self.nodes.len() >= MAX_SCHEMA_NODES {
-            return Err(GrammarError::TooLarge { path: path.into(), what: "schema nodes".into(), limit: MAX_SCHEMA_NODES });
+            return Err(GrammarError::TooLarge {
+                path: path.into(),
+                what: "schema nodes".into(),
+                limit: MAX_SCHEMA_NODES,
+            });
         }
         self.nodes.push(n);
         Ok((self.nodes.len() - 1) as NodeId)
@@ -307,25 +336,40 @@ impl CompiledSchema {
         }
         let beside = |what: &str, allowed: &[&str]| -> Result<(), GrammarError> {
             match obj.keys().find(|k| ENFORCED.contains(&k.as_str()) && !allowed.contains(&k.as_str())) {
-                Some(k) => Err(GrammarError::UnsupportedKeyword { keyword: format!("{k} beside {what}"), path: path.into() }),
+                Some(k) => {
+                    Err(GrammarError::UnsupportedKeyword { keyword: format!("{k} beside {what}"), path: path.into() })
+                }
                 None => Ok(()),
             }
         };
         let types = parse_types(obj).map_err(invalid)?;
         let format = match obj.get("format") {
             None => None,
-            Some(Value::String(f)) => Some(StringFormat::from_name(f).ok_or_else(|| GrammarError::UnsupportedKeyword {
-                keyword: format!("format {f:?} (supported: date, date-time, email, uuid)"),
-                path: path.into(),
-            })?),
+            Some(Value::String(f)) => {
+                Some(StringFormat::from_name(f).ok_or_else(|| GrammarError::UnsupportedKeyword {
+                    keyword: format!("format {f:?} (supported: date, date-time, email, uuid)"),
+                    path: path.into(),
+                })?)
+            }
             Some(f) => return Err(invalid(format!("`format` must be a string, got {f}"))),
         };
         if obj.contains_key("const") || obj.contains_key("enum") {
             beside(
                 "enum/const",
                 &[
-                    "enum", "const", "type", "minLength", "maxLength", "format", "minItems", "maxItems", "minimum",
-                    "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+                    "enum",
+                    "const",
+                    "type",
+                    "minLength",
+                    "maxLength",
+                    "format",
+                    "minItems",
+                    "maxItems",
+                    "minimum",
+                    "maximum",
+                    "exclusiveMinimum",
+                    "exclusiveMaximum",
+                    "multipleOf",
                 ],
             )?;
             let values: Vec<&Value> = match (obj.get("const"), obj.get("enum")) {
@@ -463,7 +507,12 @@ impl CompiledSchema {
         }
     }
 
-    fn object(&mut self, obj: &serde_json::Map<String, Value>, path: &str, depth: usize) -> Result<NodeId, GrammarError> {
+    fn object(
+        &mut self,
+        obj: &serde_json::Map<String, Value>,
+        path: &str,
+        depth: usize,
+    ) -> Result<NodeId, GrammarError> {
         let invalid = |why: String| GrammarError::InvalidSchema { path: path.to_string(), why };
         let empty = serde_json::Map::new();
         let props = match obj.get("properties") {
@@ -493,7 +542,12 @@ impl CompiledSchema {
             let node = self.node(sub, &format!("{path}/properties/{name}"), depth + 1)?;
             let key = serde_json::to_vec(&Value::String(name.clone())).expect("strings serialize");
             let key_literal = self.literal_at(key, path)?;
-            properties.push(Property { name: name.clone(), key_literal, node, required: required.contains(name.as_str()) });
+            properties.push(Property {
+                name: name.clone(),
+                key_literal,
+                node,
+                required: required.contains(name.as_str()),
+            });
         }
         let additional = match obj.get("additionalProperties") {
             // No `properties` at all: any members. `properties` given (even `{}`): only those.
@@ -523,13 +577,18 @@ impl CompiledSchema {
                 SchemaNode::AnyOf(alts) => alts.iter().map(|&a| self.min_len[a as usize]).min().unwrap_or(0),
                 SchemaNode::Array { items, min_items, .. } => {
                     let n = u64::from(*min_items);
-                    n.saturating_mul(self.min_len[*items as usize]).saturating_add(n.saturating_sub(1)).saturating_add(2)
+                    n.saturating_mul(self.min_len[*items as usize])
+                        .saturating_add(n.saturating_sub(1))
+                        .saturating_add(2)
                 }
                 SchemaNode::Object { properties, .. } => {
                     let req = properties.iter().filter(|p| p.required);
                     let members = req.clone().count() as u64;
-                    req.map(|p| (self.literals[p.key_literal as usize].len() as u64 + 1).saturating_add(self.min_len[p.node as usize]))
-                        .fold(2 + members.saturating_sub(1), u64::saturating_add)
+                    req.map(|p| {
+                        (self.literals[p.key_literal as usize].len() as u64 + 1)
+                            .saturating_add(self.min_len[p.node as usize])
+                    })
+                    .fold(2 + members.saturating_sub(1), u64::saturating_add)
                 }
             };
             self.min_len[i] = v;
@@ -563,9 +622,10 @@ fn parse_types(obj: &serde_json::Map<String, Value>) -> Result<Vec<&str>, String
         None => return Ok(Vec::new()),
         Some(Value::String(t)) => vec![t.as_str()],
         Some(Value::Array(ts)) if ts.is_empty() => return Err("`type` is an empty list: no value can match".into()),
-        Some(Value::Array(ts)) => {
-            ts.iter().map(|t| t.as_str().ok_or_else(|| format!("`type` entries must be strings, got {t}"))).collect::<Result<_, _>>()?
-        }
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .map(|t| t.as_str().ok_or_else(|| format!("`type` entries must be strings, got {t}")))
+            .collect::<Result<_, _>>()?,
         Some(other) => return Err(format!("`type` must be a string or a list, got {other}")),
     };
     let mut seen = HashSet::new();
@@ -586,7 +646,9 @@ fn literal_satisfies(
     format: Option<StringFormat>,
 ) -> Result<bool, String> {
     let count = |key: &str| -> Result<Option<u64>, String> {
-        obj.get(key).map(|x| x.as_u64().ok_or_else(|| format!("`{key}` must be a non-negative integer, got {x}"))).transpose()
+        obj.get(key)
+            .map(|x| x.as_u64().ok_or_else(|| format!("`{key}` must be a non-negative integer, got {x}")))
+            .transpose()
     };
     let type_ok = |t: &str| match t {
         "string" => v.is_string(),
@@ -601,7 +663,8 @@ fn literal_satisfies(
     if !types.is_empty() && !types.iter().any(|t| type_ok(t)) {
         return Ok(false);
     }
-    let (min_len, max_len, min_items, max_items) = (count("minLength")?, count("maxLength")?, count("minItems")?, count("maxItems")?);
+    let (min_len, max_len, min_items, max_items) =
+        (count("minLength")?, count("maxLength")?, count("minItems")?, count("maxItems")?);
     if let Some(s) = v.as_str() {
         let n = s.chars().count() as u64;
         if min_len.is_some_and(|m| n < m) || max_len.is_some_and(|m| n > m) {

@@ -19,9 +19,22 @@ fn free_json_accepts_rfc8259_values() {
     // Insignificant whitespace is allowed when the grammar's bound allows it (the default is compact).
     let g = Grammar::new(CompiledSchema::any(), 16);
     for ok in [
-        "{}", "[]", "0", "-0", "12.5e-3", "true", "false", "null", "\"\"", "\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\"",
-        "\"\\u00e9\\ud83d\\ude00\"", "{\"a\":[1,2,{\"b\":null}],\"c\":\"é€😀\"}", "[ 1 , 2 ]", "{ \"k\" : \"v\" }",
-        "[[[[[]]]]]", "\"\u{7f}\"",
+        "{}",
+        "[]",
+        "0",
+        "-0",
+        "12.5e-3",
+        "true",
+        "false",
+        "null",
+        "\"\"",
+        "\"a\\\"b\\\\c\\/\\b\\f\\n\\r\\t\"",
+        "\"\\u00e9\\ud83d\\ude00\"",
+        "{\"a\":[1,2,{\"b\":null}],\"c\":\"é€😀\"}",
+        "[ 1 , 2 ]",
+        "{ \"k\" : \"v\" }",
+        "[[[[[]]]]]",
+        "\"\u{7f}\"",
     ] {
         let s = g.advance(&g.initial_state(), ok.as_bytes());
         assert!(g.is_complete(&s) || g.can_end(&s), "rejected valid JSON {ok:?}");
@@ -33,9 +46,32 @@ fn free_json_accepts_rfc8259_values() {
 fn free_json_rejects_what_brace_counting_lets_through() {
     let g = any();
     for bad in [
-        "{abc}", "{[}]", "{\"a\"}", "{\"a\":}", "[1,]", "{,}", "\"a\u{1}\"", "\"tab\there\"", "01", "1.", "-",
-        "1e", "+1", ".5", "tru", "nul", "\"\\x\"", "\"\\u12g4\"", "\"\\udc00\"", "\"\\ud800x\"", "\"\\ud800\\u0041\"",
-        "{\"a\":1}}", "[1]]", " {}", "{'a':1}", "NaN",
+        "{abc}",
+        "{[}]",
+        "{\"a\"}",
+        "{\"a\":}",
+        "[1,]",
+        "{,}",
+        "\"a\u{1}\"",
+        "\"tab\there\"",
+        "01",
+        "1.",
+        "-",
+        "1e",
+        "+1",
+        ".5",
+        "tru",
+        "nul",
+        "\"\\x\"",
+        "\"\\u12g4\"",
+        "\"\\udc00\"",
+        "\"\\ud800x\"",
+        "\"\\ud800\\u0041\"",
+        "{\"a\":1}}",
+        "[1]]",
+        " {}",
+        "{'a':1}",
+        "NaN",
     ] {
         assert!(!g.accepts(bad.as_bytes()), "accepted invalid JSON {bad:?}");
     }
@@ -132,7 +168,13 @@ fn unsupported_and_invalid_schemas_are_refused() {
             other => panic!("{s}: {other:?}"),
         }
     }
-    for s in [json!({"enum":[]}), json!({"type":"strng"}), json!(false), json!(3), json!({"type":"array","minItems":3,"maxItems":1})] {
+    for s in [
+        json!({"enum":[]}),
+        json!({"type":"strng"}),
+        json!(false),
+        json!(3),
+        json!({"type":"array","minItems":3,"maxItems":1}),
+    ] {
         assert!(matches!(Grammar::from_schema(&s), Err(GrammarError::InvalidSchema { .. })), "{s}");
     }
     assert!(Grammar::from_schema_str("{not json").is_err());
@@ -142,10 +184,54 @@ fn unsupported_and_invalid_schemas_are_refused() {
 fn test_vocab() -> (VocabIndex, u32) {
     let mut toks: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
     for f in [
-        "{\"", "\"}", "\":", "\",\"", "\": \"", "true", "false", "null", "},", "],", "[{", "}]", "\\u00e9", "\\n",
-        "\\ud83d", "\\ude00", "é", "€", "😀", " ", "  ", "\n", "\n  ", "123", "-0.5e+10", "city", "\"city\"",
-        "\"unit\":\"", "celsius", "abc def", "\"a", "0", "1.", "e5", "\"}]}", "[\"", "\",", "x\"", "\\\"", "Paris",
-        "\"tags\":[", "\"opts\":{\"a\":", "{\"tool_calls\":[{\"", "\"function\"", "\"name\":\"", "get_weather", "{}", "[]",
+        "{\"",
+        "\"}",
+        "\":",
+        "\",\"",
+        "\": \"",
+        "true",
+        "false",
+        "null",
+        "},",
+        "],",
+        "[{",
+        "}]",
+        "\\u00e9",
+        "\\n",
+        "\\ud83d",
+        "\\ude00",
+        "é",
+        "€",
+        "😀",
+        " ",
+        "  ",
+        "\n",
+        "\n  ",
+        "123",
+        "-0.5e+10",
+        "city",
+        "\"city\"",
+        "\"unit\":\"",
+        "celsius",
+        "abc def",
+        "\"a",
+        "0",
+        "1.",
+        "e5",
+        "\"}]}",
+        "[\"",
+        "\",",
+        "x\"",
+        "\\\"",
+        "Paris",
+        "\"tags\":[",
+        "\"opts\":{\"a\":",
+        "{\"tool_calls\":[{\"",
+        "\"function\"",
+        "\"name\":\"",
+        "get_weather",
+        "{}",
+        "[]",
     ] {
         toks.push(f.as_bytes().to_vec());
     }
@@ -162,7 +248,13 @@ fn random_generation(g: &Arc<Grammar>, vocab: &Arc<VocabIndex>, rng: &mut Rng, m
     let mut c = JsonConstraint::new(g.clone(), vocab.clone());
     let mut out = Vec::new();
     for produced in 0..max_tokens {
-        let allowed = c.allowed_tokens(max_tokens - produced).unwrap_or_else(|e| panic!("stuck after {:?} with {} of {max_tokens} tokens left: {e}", String::from_utf8_lossy(&out), max_tokens - produced));
+        let allowed = c.allowed_tokens(max_tokens - produced).unwrap_or_else(|e| {
+            panic!(
+                "stuck after {:?} with {} of {max_tokens} tokens left: {e}",
+                String::from_utf8_lossy(&out),
+                max_tokens - produced
+            )
+        });
         assert!(!allowed.is_empty());
         let t = allowed[(rng.next_u32() as usize) % allowed.len()];
         c.accept(t).expect("an allowed token is accepted");
@@ -204,7 +296,8 @@ fn thousands_of_random_constrained_generations_parse_and_validate() {
             // Top-level numbers end with the end token: treat an unfinished number run as ended there.
             let done = complete || g.can_end(&g.advance(&g.initial_state(), text.as_bytes()));
             assert!(done, "schema {s}: not complete within {max_tokens} tokens: {text:?}");
-            let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("schema {s}: {text:?} does not parse: {e}"));
+            let v: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("schema {s}: {text:?} does not parse: {e}"));
             assert!(validate(&v, s), "schema {s}: {text} does not validate");
             count += 1;
         }
@@ -282,7 +375,8 @@ fn empty_properties_admit_no_keys() {
     }
     // Without `properties`, any members; with `additionalProperties`, those.
     assert!(Grammar::from_schema(&json!({"type":"object"})).unwrap().accepts(br#"{"a":1}"#));
-    let g = Grammar::from_schema(&json!({"type":"object","properties":{},"additionalProperties":{"type":"integer"}})).unwrap();
+    let g = Grammar::from_schema(&json!({"type":"object","properties":{},"additionalProperties":{"type":"integer"}}))
+        .unwrap();
     assert!(g.accepts(br#"{"a":1}"#) && !g.accepts(br#"{"a":"x"}"#));
 }
 
@@ -300,8 +394,16 @@ fn undeclared_keys_cannot_spell_a_declared_name_differently() {
 fn formats_are_enforced_and_unknown_formats_refused() {
     let cases = [
         ("date", &["2024-02-29", "1999-12-31"][..], &["2023-02-29", "2024-13-01", "2024-1-1", "\\u0032024-01-01"][..]),
-        ("date-time", &["2024-02-29T23:59:59Z", "1996-12-19T16:39:57.25-08:00"], &["2024-02-29 23:59:59Z", "2024-02-29T24:00:00Z", "2024-02-29T23:59:60Z"]),
-        ("uuid", &["123e4567-e89b-12d3-a456-426614174000"], &["123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-42661417400g"]),
+        (
+            "date-time",
+            &["2024-02-29T23:59:59Z", "1996-12-19T16:39:57.25-08:00"],
+            &["2024-02-29 23:59:59Z", "2024-02-29T24:00:00Z", "2024-02-29T23:59:60Z"],
+        ),
+        (
+            "uuid",
+            &["123e4567-e89b-12d3-a456-426614174000"],
+            &["123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-42661417400g"],
+        ),
         ("email", &["first.last@example.org", "a@b.co"], &["a@b", "a..b@c.de", "a@-b.de", "é@x.io"]),
     ];
     for (f, good, bad) in cases {
@@ -322,8 +424,14 @@ fn formats_are_enforced_and_unknown_formats_refused() {
         }
     }
     // A format cannot fit a shorter maxLength; a longer minLength than its shortest value is not supported.
-    assert!(matches!(Grammar::from_schema(&json!({"type":"string","format":"date","maxLength":9})), Err(GrammarError::InvalidSchema { .. })));
-    assert!(matches!(Grammar::from_schema(&json!({"type":"string","format":"email","minLength":6})), Err(GrammarError::UnsupportedKeyword { .. })));
+    assert!(matches!(
+        Grammar::from_schema(&json!({"type":"string","format":"date","maxLength":9})),
+        Err(GrammarError::InvalidSchema { .. })
+    ));
+    assert!(matches!(
+        Grammar::from_schema(&json!({"type":"string","format":"email","minLength":6})),
+        Err(GrammarError::UnsupportedKeyword { .. })
+    ));
     // maxLength bounds an e-mail address while it is written: a prefix that cannot end in time is refused.
     let g = Grammar::from_schema(&json!({"type":"string","format":"email","maxLength":7})).unwrap();
     assert!(g.accepts(br#""ab@c.de""#) && !g.accepts(br#""abc@d.ef""#));
@@ -374,7 +482,10 @@ fn a_huge_enum_compiles_in_linear_time_and_parses_as_one_stack() {
 fn enum_values_must_satisfy_the_keywords_beside_them() {
     let g = Grammar::from_schema(&json!({"type":"string","enum":["a",1,"abc"],"maxLength":2})).unwrap();
     assert!(g.accepts(b"\"a\"") && !g.accepts(b"1") && !g.accepts(b"\"abc\""));
-    assert!(matches!(Grammar::from_schema(&json!({"type":"integer","enum":["a"]})), Err(GrammarError::InvalidSchema { .. })));
+    assert!(matches!(
+        Grammar::from_schema(&json!({"type":"integer","enum":["a"]})),
+        Err(GrammarError::InvalidSchema { .. })
+    ));
     assert!(matches!(
         Grammar::from_schema(&json!({"anyOf":[{"type":"string"}],"required":["a"]})),
         Err(GrammarError::UnsupportedKeyword { .. })
@@ -383,16 +494,23 @@ fn enum_values_must_satisfy_the_keywords_beside_them() {
 
 #[test]
 fn compile_budgets_give_clear_errors() {
-    assert!(matches!(Grammar::from_schema(&json!({"type":[]})), Err(GrammarError::InvalidSchema { why, .. }) if why.contains("empty")));
+    assert!(
+        matches!(Grammar::from_schema(&json!({"type":[]})), Err(GrammarError::InvalidSchema { why, .. }) if why.contains("empty"))
+    );
     // Too many nodes.
     let alts: Vec<Value> = (0..MAX_SCHEMA_NODES + 1).map(|_| json!({"type":"null"})).collect();
     assert!(matches!(Grammar::from_schema(&json!({"anyOf": alts})), Err(GrammarError::TooLarge { .. })));
     // Too much literal text.
     let long = "x".repeat(MAX_LITERAL_BYTES / 2 + 1);
-    assert!(matches!(Grammar::from_schema(&json!({"enum":[long.clone(), long + "y"]})), Err(GrammarError::TooLarge { .. })));
+    assert!(matches!(
+        Grammar::from_schema(&json!({"enum":[long.clone(), long + "y"]})),
+        Err(GrammarError::TooLarge { .. })
+    ));
     // anyOf alternatives multiplied along the nesting: 40 x 40 parses at once.
-    let inner: Vec<Value> = (0..40).map(|i| json!({"type":"object","properties":{"k":{"const":i}},"required":["k"]})).collect();
-    let outer: Vec<Value> = (0..40).map(|_| json!({"type":"object","properties":{"v":{"anyOf": inner.clone()}}})).collect();
+    let inner: Vec<Value> =
+        (0..40).map(|i| json!({"type":"object","properties":{"k":{"const":i}},"required":["k"]})).collect();
+    let outer: Vec<Value> =
+        (0..40).map(|_| json!({"type":"object","properties":{"v":{"anyOf": inner.clone()}}})).collect();
     match Grammar::from_schema(&json!({"anyOf": outer})) {
         Err(e @ GrammarError::TooLarge { .. }) => assert!(e.to_string().contains("1600"), "{e}"),
         other => panic!("{other:?}"),
@@ -413,7 +531,10 @@ fn numeric_bounds_are_enforced_and_bad_bounds_refused() {
     for (s, words) in [
         (json!({"type":"integer","minimum":10,"maximum":1}), ["minimum 10", "maximum 1"]),
         (json!({"type":"number","minimum":1,"exclusiveMaximum":1}), ["minimum 1", "exclusiveMaximum 1"]),
-        (json!({"type":"integer","exclusiveMinimum":1,"exclusiveMaximum":2}), ["exclusiveMinimum 1", "exclusiveMaximum 2"]),
+        (
+            json!({"type":"integer","exclusiveMinimum":1,"exclusiveMaximum":2}),
+            ["exclusiveMinimum 1", "exclusiveMaximum 2"],
+        ),
         (json!({"type":"integer","minimum":1.2,"maximum":1.8}), ["minimum 1.2", "maximum 1.8"]),
     ] {
         match Grammar::from_schema(&s) {
@@ -424,14 +545,24 @@ fn numeric_bounds_are_enforced_and_bad_bounds_refused() {
             other => panic!("{s}: {other:?}"),
         }
     }
-    for s in [json!({"type":"integer","minimum":"1"}), json!({"maximum":true}), json!({"type":"number","multipleOf":0}),
-              json!({"type":"integer","exclusiveMinimum":true})] {
+    for s in [
+        json!({"type":"integer","minimum":"1"}),
+        json!({"maximum":true}),
+        json!({"type":"number","multipleOf":0}),
+        json!({"type":"integer","exclusiveMinimum":true}),
+    ] {
         assert!(matches!(Grammar::from_schema(&s), Err(GrammarError::InvalidSchema { .. })), "{s}");
     }
     // multipleOf: only where every integer satisfies it.
-    for s in [json!({"type":"integer","multipleOf":3}), json!({"type":"number","multipleOf":0.5}), json!({"type":"integer","multipleOf":0.1})] {
+    for s in [
+        json!({"type":"integer","multipleOf":3}),
+        json!({"type":"number","multipleOf":0.5}),
+        json!({"type":"integer","multipleOf":0.1}),
+    ] {
         match Grammar::from_schema(&s) {
-            Err(GrammarError::UnsupportedKeyword { keyword, .. }) => assert!(keyword.starts_with("multipleOf"), "{keyword}"),
+            Err(GrammarError::UnsupportedKeyword { keyword, .. }) => {
+                assert!(keyword.starts_with("multipleOf"), "{keyword}")
+            }
             other => panic!("{s}: {other:?}"),
         }
     }
@@ -450,7 +581,10 @@ fn numeric_bounds_are_enforced_and_bad_bounds_refused() {
         }
     }
     // Draft-4 booleans make minimum/maximum exclusive; the tighter of two lower bounds wins.
-    let g = Grammar::from_schema(&json!({"type":"integer","minimum":1,"exclusiveMinimum":true,"maximum":5,"exclusiveMaximum":true})).unwrap();
+    let g = Grammar::from_schema(
+        &json!({"type":"integer","minimum":1,"exclusiveMinimum":true,"maximum":5,"exclusiveMaximum":true}),
+    )
+    .unwrap();
     assert!(!g.accepts(b"1") && g.accepts(b"2") && g.accepts(b"4") && !g.accepts(b"5"));
     let g = Grammar::from_schema(&json!({"type":"integer","minimum":3,"exclusiveMinimum":3})).unwrap();
     assert!(!g.accepts(b"3") && g.accepts(b"4"));
@@ -463,7 +597,9 @@ fn numeric_bounds_are_enforced_and_bad_bounds_refused() {
     assert!(g.accepts(b"null") && g.accepts(b"10") && !g.accepts(b"0"));
     // The validator applies the same bounds, exactly.
     let s = json!({"type":"integer","minimum":1,"maximum":10});
-    assert!(validate(&json!(1), &s) && validate(&json!(10), &s) && !validate(&json!(0), &s) && !validate(&json!(11), &s));
+    assert!(
+        validate(&json!(1), &s) && validate(&json!(10), &s) && !validate(&json!(0), &s) && !validate(&json!(11), &s)
+    );
     let s = json!({"exclusiveMaximum": 9007199254740993u64});
     assert!(validate(&json!(9007199254740992u64), &s) && !validate(&json!(9007199254740993u64), &s));
     assert!(!validate(&json!(3), &json!({"multipleOf": 2})) && validate(&json!(4), &json!({"multipleOf": 2})));

@@ -52,8 +52,12 @@ pub fn validate(v: &Value, s: &Value) -> bool {
     }
     if let Some(sv) = v.as_str() {
         let n = sv.chars().count() as u64;
-        if o.get("minLength").and_then(Value::as_u64).is_some_and(|m| n < m) { return false; }
-        if o.get("maxLength").and_then(Value::as_u64).is_some_and(|m| n > m) { return false; }
+        if o.get("minLength").and_then(Value::as_u64).is_some_and(|m| n < m) {
+            return false;
+        }
+        if o.get("maxLength").and_then(Value::as_u64).is_some_and(|m| n > m) {
+            return false;
+        }
         if let Some(f) = o.get("format").and_then(Value::as_str) {
             if !format_ok(f, sv) {
                 return false;
@@ -62,24 +66,44 @@ pub fn validate(v: &Value, s: &Value) -> bool {
     }
     if let Some(arr) = v.as_array() {
         let n = arr.len() as u64;
-        if o.get("minItems").and_then(Value::as_u64).is_some_and(|m| n < m) { return false; }
-        if o.get("maxItems").and_then(Value::as_u64).is_some_and(|m| n > m) { return false; }
+        if o.get("minItems").and_then(Value::as_u64).is_some_and(|m| n < m) {
+            return false;
+        }
+        if o.get("maxItems").and_then(Value::as_u64).is_some_and(|m| n > m) {
+            return false;
+        }
         if let Some(items) = o.get("items") {
-            if !arr.iter().all(|x| validate(x, items)) { return false; }
+            if !arr.iter().all(|x| validate(x, items)) {
+                return false;
+            }
         }
     }
     if let Some(obj) = v.as_object() {
         let props = o.get("properties").and_then(Value::as_object);
         if let Some(req) = o.get("required").and_then(Value::as_array) {
-            if !req.iter().all(|r| r.as_str().is_some_and(|r| obj.contains_key(r))) { return false; }
+            if !req.iter().all(|r| r.as_str().is_some_and(|r| obj.contains_key(r))) {
+                return false;
+            }
         }
-        let additional = o.get("additionalProperties").cloned().unwrap_or(if props.is_some() { Value::Bool(false) } else { Value::Bool(true) });
+        let additional = o.get("additionalProperties").cloned().unwrap_or(if props.is_some() {
+            Value::Bool(false)
+        } else {
+            Value::Bool(true)
+        });
         for (k, x) in obj {
             match props.and_then(|p| p.get(k)) {
-                Some(ps) => if !validate(x, ps) { return false; },
+                Some(ps) => {
+                    if !validate(x, ps) {
+                        return false;
+                    }
+                }
                 None => match &additional {
                     Value::Bool(false) => return false,
-                    a => if !validate(x, a) { return false; },
+                    a => {
+                        if !validate(x, a) {
+                            return false;
+                        }
+                    }
                 },
             }
         }
@@ -114,7 +138,10 @@ pub(super) fn numeric_ok(n: &Number, o: &Map<String, Value>) -> bool {
     if let Some(m) = bound("multipleOf") {
         let ok = match (n.as_i64(), m.as_i64()) {
             (Some(a), Some(b)) if b > 0 => a % b == 0,
-            _ => n.as_f64().zip(m.as_f64()).is_some_and(|(a, b)| b > 0.0 && (a / b).is_finite() && (a / b).fract() == 0.0),
+            _ => n
+                .as_f64()
+                .zip(m.as_f64())
+                .is_some_and(|(a, b)| b > 0.0 && (a / b).is_finite() && (a / b).fract() == 0.0),
         };
         if !ok {
             return false;

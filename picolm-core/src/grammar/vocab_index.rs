@@ -106,7 +106,9 @@ impl VocabIndex {
             }
         }
         let mut single = [false; 256];
-        for b in bytes.iter().enumerate().filter(|(id, b)| b.len() == 1 && !eog.contains(&(*id as u32))).map(|(_, b)| b[0]) {
+        for b in
+            bytes.iter().enumerate().filter(|(id, b)| b.len() == 1 && !eog.contains(&(*id as u32))).map(|(_, b)| b[0])
+        {
             single[b as usize] = true;
         }
         let max_plain_chars = plain.iter().map(|&(_, n)| n).max().unwrap_or(0);

@@ -177,8 +177,8 @@ mod tests {
         assert_eq!(b, 1 << 20);
         assert!(needed > b);
         // The budget that was said to be needed works, with the smallest slab; the plan stays within it.
-        let (placement, p) = plan(&RssBudget { max_rss_bytes: needed + (1 << 20), ..budget(0) }, &inputs(&cfg), false, 4 << 20)
-            .unwrap();
+        let (placement, p) =
+            plan(&RssBudget { max_rss_bytes: needed + (1 << 20), ..budget(0) }, &inputs(&cfg), false, 4 << 20).unwrap();
         assert!(matches!(placement, Placement::Streamed { slab_bytes } if slab_bytes >= 10_000));
         assert!(p.total() <= needed + (1 << 20));
         // A budget above the whole model maps it unless streaming is forced.

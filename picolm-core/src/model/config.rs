@@ -82,7 +82,8 @@ impl LlamaConfig {
             ));
         }
         let max_dim = file.len();
-        for (name, v) in [("embedding_length", n_embd), ("attention.head_count", n_head), ("feed_forward_length", n_ff)] {
+        for (name, v) in [("embedding_length", n_embd), ("attention.head_count", n_head), ("feed_forward_length", n_ff)]
+        {
             if v as u64 > max_dim {
                 return Err(invalid(name, format!("{v}, larger than the file of {max_dim} bytes can hold")));
             }
@@ -104,10 +105,16 @@ impl LlamaConfig {
         }
         let group = n_head / n_head_kv;
         if group > MAX_GROUP || group * head_dim > MAX_GROUP_VALUES {
-            return Err(invalid("attention.head_count_kv", format!("{n_head_kv}: {group} query heads of {head_dim} per KV head")));
+            return Err(invalid(
+                "attention.head_count_kv",
+                format!("{n_head_kv}: {group} query heads of {head_dim} per KV head"),
+            ));
         }
         if (n_head as u64).saturating_mul(head_dim as u64) > max_dim {
-            return Err(invalid("attention.head_count", format!("{n_head} heads of {head_dim} values, more than the file holds")));
+            return Err(invalid(
+                "attention.head_count",
+                format!("{n_head} heads of {head_dim} values, more than the file holds"),
+            ));
         }
         let rope_dim = file.get_u32(&key("rope.dimension_count"))?.map_or(head_dim, |v| v as usize);
         if rope_dim == 0 || rope_dim > head_dim || rope_dim % 2 != 0 {
@@ -123,7 +130,9 @@ impl LlamaConfig {
         let n_vocab = match (file.get_u32(&key("vocab_size"))?, tokens) {
             (_, Some(n)) => n,
             (Some(n), None) => n as usize,
-            (None, None) => return Err(ModelError::Gguf(crate::gguf::GgufError::MissingKey("tokenizer.ggml.tokens".into()))),
+            (None, None) => {
+                return Err(ModelError::Gguf(crate::gguf::GgufError::MissingKey("tokenizer.ggml.tokens".into())))
+            }
         };
         Ok(LlamaConfig {
             architecture: arch,

@@ -49,7 +49,9 @@ impl ForwardBuffers {
         let capacity = capacity.max(1);
         let z = |n: usize| try_zeroed::<f32>(capacity.saturating_mul(n), "activation buffers");
         let mut logits = Vec::new();
-        logits.try_reserve_exact(c.n_vocab).map_err(|_| OutOfMemory { what: "logits", bytes: bytes_of::<f32>(c.n_vocab) })?;
+        logits
+            .try_reserve_exact(c.n_vocab)
+            .map_err(|_| OutOfMemory { what: "logits", bytes: bytes_of::<f32>(c.n_vocab) })?;
         Ok(ForwardBuffers {
             capacity,
             x: z(c.n_embd)?,
@@ -148,12 +150,16 @@ pub fn forward(
         return Err(ModelError::InvalidToken { id: bad, n_vocab: cfg.n_vocab });
     }
     match model.streamer() {
-        None => model.pool().run(|| forward_on_pool(model, &mut WeightSource::Mapped(model.file()), kv, buf, tokens, pos0, logits)),
+        None => model
+            .pool()
+            .run(|| forward_on_pool(model, &mut WeightSource::Mapped(model.file()), kv, buf, tokens, pos0, logits)),
         Some(streamer) => {
             // Locked here, outside the pool: see `WeightStreamer::lock`.
             let mut state = streamer.lock();
             let state = &mut *state;
-            model.pool().run(|| forward_on_pool(model, &mut WeightSource::Streamed(state), kv, buf, tokens, pos0, logits))
+            model
+                .pool()
+                .run(|| forward_on_pool(model, &mut WeightSource::Streamed(state), kv, buf, tokens, pos0, logits))
         }
     }
 }

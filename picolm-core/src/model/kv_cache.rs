@@ -68,16 +68,26 @@ impl KvCache {
     /// A zeroed cache for `n_layer` layers, `n_ctx` positions and rows of `kv_dim` values (heads of `head_dim`).
     /// [`ModelError::InvalidParameter`] when `ty` cannot store heads of this size (Q8_0 needs multiples of 32);
     /// [`ModelError::OutOfMemory`] with the size when the cache cannot be allocated (fallibly, never an abort).
-    pub fn new(ty: KvType, n_layer: usize, n_ctx: usize, kv_dim: usize, head_dim: usize) -> Result<KvCache, ModelError> {
+    pub fn new(
+        ty: KvType,
+        n_layer: usize,
+        n_ctx: usize,
+        kv_dim: usize,
+        head_dim: usize,
+    ) -> Result<KvCache, ModelError> {
         let g = ty.ggml_type();
-        let row_bytes = g.row_bytes(kv_dim as u64).filter(|_| head_dim.is_multiple_of(g.block_size())).ok_or_else(|| {
-            ModelError::InvalidParameter {
-                name: "kv_type".into(),
-                value: format!("{} cannot store heads of {head_dim} values", ty.name()),
-            }
-        })? as usize;
+        let row_bytes =
+            g.row_bytes(kv_dim as u64).filter(|_| head_dim.is_multiple_of(g.block_size())).ok_or_else(|| {
+                ModelError::InvalidParameter {
+                    name: "kv_type".into(),
+                    value: format!("{} cannot store heads of {head_dim} values", ty.name()),
+                }
+            })? as usize;
         let n = n_layer.checked_mul(n_ctx).and_then(|n| n.checked_mul(row_bytes));
-        let oom = || OutOfMemory { what: "KV cache", bytes: (n_layer as u64).saturating_mul(n_ctx as u64).saturating_mul(row_bytes as u64 * 2) };
+        let oom = || OutOfMemory {
+            what: "KV cache",
+            bytes: (n_layer as u64).saturating_mul(n_ctx as u64).saturating_mul(row_bytes as u64 * 2),
+        };
         let n = n.ok_or_else(oom)?;
         let k = try_zeroed::<u8>(n, "KV cache").map_err(|_| oom())?;
         let v = try_zeroed::<u8>(n, "KV cache").map_err(|_| oom())?;

@@ -15,18 +15,18 @@ use std::path::Path;
 
 use thiserror::Error;
 
-use crate::compute::pool::ThreadCount;
 use crate::compute::planner::{KernelChoice, KernelPlan};
+use crate::compute::pool::ThreadCount;
 use crate::compute::ComputePool;
+use crate::ggml_type::GgmlType;
 use crate::gguf::{GgufError, GgufFile};
 use crate::tokenizer::Tokenizer;
-use crate::ggml_type::GgmlType;
 
+pub use budget::{MemoryPlan, RssBudget};
 pub use config::LlamaConfig;
 pub use fingerprint::ModelFingerprint;
 pub use forward::{forward, ForwardBuffers, Logits};
 pub use kv_cache::{KvCache, KvType};
-pub use budget::{MemoryPlan, RssBudget};
 pub use rope::RopeTable;
 pub use stream::{StreamConfig, WeightStreamer};
 pub use warning::LoadWarning;
@@ -173,7 +173,14 @@ pub struct ModelParams {
 
 impl Default for ModelParams {
     fn default() -> Self {
-        ModelParams { n_ctx: 0, n_threads: 0, stream_weights: false, stream_slab_bytes: 0, kernel: None, rss_budget: None }
+        ModelParams {
+            n_ctx: 0,
+            n_threads: 0,
+            stream_weights: false,
+            stream_slab_bytes: 0,
+            kernel: None,
+            rss_budget: None,
+        }
     }
 }
 
@@ -263,8 +270,10 @@ impl Model {
         let fingerprint = ModelFingerprint::of(&file);
         let plan = KernelPlan::build(&file, &weights, &pool, &choice);
         let grammar_vocab = Default::default();
-        let warnings =
-            warning::thread_warning(&pool.threads()).into_iter().chain(warning::context_warning(n_ctx, config.n_ctx_train)).collect();
+        let warnings = warning::thread_warning(&pool.threads())
+            .into_iter()
+            .chain(warning::context_warning(n_ctx, config.n_ctx_train))
+            .collect();
         Ok(Model {
             file,
             config,

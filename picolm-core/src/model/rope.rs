@@ -23,7 +23,8 @@ impl RopeTable {
         let mut cos = Vec::new();
         let mut sin = Vec::new();
         for v in [&mut cos, &mut sin] {
-            v.try_reserve_exact(n).map_err(|_| OutOfMemory { what: "RoPE tables", bytes: bytes_of::<f32>(n).saturating_mul(2) })?;
+            v.try_reserve_exact(n)
+                .map_err(|_| OutOfMemory { what: "RoPE tables", bytes: bytes_of::<f32>(n).saturating_mul(2) })?;
         }
         for pos in 0..n_positions {
             let mut theta = pos as f32;

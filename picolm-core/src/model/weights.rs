@@ -108,11 +108,11 @@ fn matrix(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Matri
     if matches!(t.ggml_type, GgmlType::Q8_1 | GgmlType::Q8_K) {
         return Err(ModelError::UnsupportedWeightType { name: name.to_string(), ty: t.ggml_type });
     }
-    let row_bytes = t
-        .ggml_type
-        .row_bytes(cols as u64)
-        .ok_or_else(|| ModelError::TensorShape { name: name.to_string(), expected: want.to_vec(), found: t.dims.clone() })?
-        as usize;
+    let row_bytes = t.ggml_type.row_bytes(cols as u64).ok_or_else(|| ModelError::TensorShape {
+        name: name.to_string(),
+        expected: want.to_vec(),
+        found: t.dims.clone(),
+    })? as usize;
     Ok(MatrixRef { name: name.to_string(), ty: t.ggml_type, rows, cols, offset: t.offset as usize, row_bytes })
 }
 
@@ -120,7 +120,11 @@ fn matrix(file: &GgufFile, name: &str, rows: usize, cols: usize) -> Result<Matri
 fn vector(file: &GgufFile, name: &str, n: usize) -> Result<Vec<f32>, ModelError> {
     let t = find(file, name)?;
     if t.dims.len() != 1 || t.dims[0] != n as u64 {
-        return Err(ModelError::TensorShape { name: name.to_string(), expected: vec![n as u64], found: t.dims.clone() });
+        return Err(ModelError::TensorShape {
+            name: name.to_string(),
+            expected: vec![n as u64],
+            found: t.dims.clone(),
+        });
     }
     let mut out = vec![0.0f32; n];
     quant::dequantize_row(t.ggml_type, &file.read_tensor(t)?, &mut out)?;

@@ -58,7 +58,16 @@ fn make_qx_quants(nmax: i32, x: &[f32], l_out: &mut [u8]) -> f32 {
 /// Asymmetric search: `x ≈ scale * L - min` with `L` in `0..=nmax` (ggml `make_qkx2_quants`). Returns
 /// `(scale, min)` with `min >= 0`.
 #[allow(clippy::too_many_arguments)]
-fn make_qkx2_quants(nmax: i32, x: &[f32], weights: &[f32], l_out: &mut [u8], rmin: f32, rdelta: f32, nstep: i32, use_mad: bool) -> (f32, f32) {
+fn make_qkx2_quants(
+    nmax: i32,
+    x: &[f32],
+    weights: &[f32],
+    l_out: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+) -> (f32, f32) {
     let n = x.len();
     let (mut min, mut max) = (x[0], x[0]);
     let (mut sum_w, mut sum_x) = (0.0f32, 0.0f32);

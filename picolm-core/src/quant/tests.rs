@@ -153,7 +153,10 @@ fn vec_dot_matches_dequantized_dot() {
 fn checked_entry_points_refuse_bad_lengths() {
     let mut y = [0f32; 32];
     assert!(matches!(dequantize_row(GgmlType::Q4_0, &[0u8; 17], &mut y), Err(QuantError::LengthMismatch { .. })));
-    assert!(matches!(dequantize_row(GgmlType::Q4_0, &[0u8; 18], &mut y[..31]), Err(QuantError::NotBlockMultiple { .. })));
+    assert!(matches!(
+        dequantize_row(GgmlType::Q4_0, &[0u8; 18], &mut y[..31]),
+        Err(QuantError::NotBlockMultiple { .. })
+    ));
     assert!(matches!(quantize_row(GgmlType::Q8_0, &y, &mut [0u8; 33]), Err(QuantError::LengthMismatch { .. })));
     assert!(vec_dot(GgmlType::Q8_K, 256, &[0; 292], &[0; 292]).is_err());
     assert!(vec_dot(GgmlType::Q4_0, 32, &[0; 18], &[0; 33]).is_err());

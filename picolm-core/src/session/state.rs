@@ -30,8 +30,8 @@ use thiserror::Error;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::fs_safety::MagicBytes;
-use crate::model::ModelFingerprint;
 use crate::ggml_type::GgmlType;
+use crate::model::ModelFingerprint;
 
 /// The common start of the magic of every PicoLM state file version.
 pub const STATE_MAGIC_PREFIX: &[u8; 6] = b"PICOKV";

@@ -7,9 +7,9 @@
 
 use std::arch::aarch64::*;
 
-use crate::half_float::{f16_to_f32, f32_to_f16};
 use super::{blocks, q8k_bsum, q8k_d, VecDotFn};
 use crate::ggml_type::GgmlType;
+use crate::half_float::{f16_to_f32, f32_to_f16};
 
 /// Whether the CPU has the dot-product extension.
 pub fn has_dotprod() -> bool {
@@ -46,7 +46,6 @@ pub fn kernel(ty: GgmlType) -> Option<VecDotFn> {
         _ => return None,
     })
 }
-
 
 macro_rules! safe_kernel {
     ($name:ident, $inner:ident, $dot:expr, $block:expr, $wb:expr, $xb:expr) => {
@@ -246,15 +245,12 @@ unsafe fn bf16_neon(nb: usize, w: *const u8, x: *const u8) -> f32 {
     vaddvq_f32(vaddq_f32(acc0, acc1))
 }
 
-
 /// The 32 nibbles of a Q4 block as bytes: (low nibbles = elements 0..16, high nibbles = elements 16..32).
 #[inline(always)]
 unsafe fn nibbles(p: *const u8) -> (uint8x16_t, uint8x16_t) {
     let v = vld1q_u8(p);
     (vandq_u8(v, vdupq_n_u8(0x0F)), vshrq_n_u8(v, 4))
 }
-
-
 
 /// The fifth bits of a Q5_0/Q5_1 block as `0x10` bytes: (elements 0..16, elements 16..32) from the little-endian
 /// u32 at `p`.
@@ -267,8 +263,6 @@ unsafe fn fifth_bits(p: *const u8) -> (uint8x16_t, uint8x16_t) {
     };
     (spread(*p, *p.add(1)), spread(*p.add(2), *p.add(3)))
 }
-
-
 
 /// Shared loop of the 32-wide formats: `decode(block)` gives a weight block's 32 values as signed bytes
 /// (elements 0..16, 16..32). With `MIN` (Q4_1, Q5_1) the weight block carries an f16 min at offset 2 and the

@@ -19,8 +19,8 @@
 use std::sync::OnceLock;
 
 use super::{blocks, q8k_d, VecDotFn};
-use crate::half_float::{f16_to_f32, f32_to_f16};
 use crate::ggml_type::GgmlType;
+use crate::half_float::{f16_to_f32, f32_to_f16};
 
 /// `AT_HWCAP` bit: Advanced SIMD (NEON).
 const HWCAP_NEON: libc::c_ulong = 1 << 12;
@@ -381,10 +381,18 @@ macro_rules! q4k_step {
             "vld1.8 {{d4-d5}}, [{y2}], {step}\n",
             "vmlal.s8 q6, d0, d4\n",
             "vmlal.s8 q6, d1, d5\n",
-            "vmlal.s16 q7, d10, ", $lo, "\n",
-            "vmlal.s16 q7, d11, ", $lo, "\n",
-            "vmlal.s16 q7, d12, ", $hi, "\n",
-            "vmlal.s16 q7, d13, ", $hi, "\n",
+            "vmlal.s16 q7, d10, ",
+            $lo,
+            "\n",
+            "vmlal.s16 q7, d11, ",
+            $lo,
+            "\n",
+            "vmlal.s16 q7, d12, ",
+            $hi,
+            "\n",
+            "vmlal.s16 q7, d13, ",
+            $hi,
+            "\n",
         )
     };
 }
@@ -455,7 +463,9 @@ macro_rules! q6k_chunk {
             "vld1.8 {{d2-d3}}, [{a}]!\n",
             "vld1.8 {{d4-d5}}, [{b}]!\n",
             "vld1.8 {{d6-d7}}, [{h}]!\n",
-            "add {yk}, {y}, #", $yoff, "\n",
+            "add {yk}, {y}, #",
+            $yoff,
+            "\n",
             // k = 0: (a & 15) | (h & 3) << 4
             "vshl.i8 q5, q1, #4\n",
             "vshl.i8 q4, q3, #6\n",
@@ -589,7 +599,7 @@ mod tests {
             0 => 0,
             1 => 0x0001,
             2 => 0x7BFF,
-            3 => 0x83FF, // a negative subnormal
+            3 => 0x83FF,                                                     // a negative subnormal
             _ => (((r as u16) & 0x80) << 8) | (0x1800 + ((r2 as u16) << 4)), // ±[2^-9, 2^-1)
         }
     }

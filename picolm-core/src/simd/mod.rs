@@ -406,17 +406,35 @@ mod tests {
         eprintln!("cpu path: {}", cpu_path());
         let expected: &[GgmlType] = match cpu_path() {
             p if p.starts_with("x86_64-avx2") => &[
-                GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
-                GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K,
+                GgmlType::F32,
+                GgmlType::F16,
+                GgmlType::BF16,
+                GgmlType::Q4_0,
+                GgmlType::Q4_1,
+                GgmlType::Q5_0,
+                GgmlType::Q5_1,
+                GgmlType::Q8_0,
+                GgmlType::Q2_K,
+                GgmlType::Q3_K,
+                GgmlType::Q4_K,
+                GgmlType::Q5_K,
                 GgmlType::Q6_K,
             ],
-            p if p.starts_with("aarch64-neon") => {
-                &[
-                    GgmlType::F32, GgmlType::F16, GgmlType::BF16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
-                    GgmlType::Q5_1, GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K,
-                    GgmlType::Q6_K,
-                ]
-            }
+            p if p.starts_with("aarch64-neon") => &[
+                GgmlType::F32,
+                GgmlType::F16,
+                GgmlType::BF16,
+                GgmlType::Q4_0,
+                GgmlType::Q4_1,
+                GgmlType::Q5_0,
+                GgmlType::Q5_1,
+                GgmlType::Q8_0,
+                GgmlType::Q2_K,
+                GgmlType::Q3_K,
+                GgmlType::Q4_K,
+                GgmlType::Q5_K,
+                GgmlType::Q6_K,
+            ],
             p if p.starts_with("armv7-neon") => {
                 &[GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K]
             }
@@ -516,13 +534,20 @@ mod tests {
                             for t in 0..k.max_tokens {
                                 let one = case.run(&k, n, r, 1, t, 1)[0];
                                 let got = wide[r * k.max_tokens + t];
-                                assert_eq!(one.to_bits(), got.to_bits(), "{ty} {name}: row {r} token {t} depends on the tile");
+                                assert_eq!(
+                                    one.to_bits(),
+                                    got.to_bits(),
+                                    "{ty} {name}: row {r} token {t} depends on the tile"
+                                );
                                 let xq = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
                                 let wq = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
                                 let reference = quant::vec_dot(ty, n, wq, xq).unwrap();
                                 let magnitude: f32 = ws[r].iter().zip(&xs[t]).map(|(a, b)| (a * b).abs()).sum::<f32>();
                                 let tol = 2e-5 * magnitude.max(1e-6) + 1e-6;
-                                assert!((reference - got).abs() <= tol, "{ty} {name}: n={n} reference {reference} tile {got}");
+                                assert!(
+                                    (reference - got).abs() <= tol,
+                                    "{ty} {name}: n={n} reference {reference} tile {got}"
+                                );
                                 checked += 1;
                             }
                         }
@@ -552,7 +577,15 @@ mod tests {
             DecodeFn::Tile(tile) => {
                 for (i, o) in out.iter_mut().enumerate() {
                     let shape = TileShape { rows: 1, tokens: 1, ld: 1 };
-                    (tile.run)(n, &w[i * case.w_row_bytes..], case.w_row_bytes, &case.rows(), t, shape, std::slice::from_mut(o));
+                    (tile.run)(
+                        n,
+                        &w[i * case.w_row_bytes..],
+                        case.w_row_bytes,
+                        &case.rows(),
+                        t,
+                        shape,
+                        std::slice::from_mut(o),
+                    );
                 }
             }
             DecodeFn::Dot(dot) => {
@@ -599,9 +632,18 @@ mod tests {
                                 let reference = quant::vec_dot(ty, n, wq, xq).unwrap();
                                 let magnitude: f32 = ws[r].iter().zip(&xs[t]).map(|(a, b)| (a * b).abs()).sum::<f32>();
                                 let tol = 2e-5 * magnitude.max(1e-6) + 1e-6;
-                                assert!((reference - got).abs() <= tol, "{ty} {}: n={n} row {r} reference {reference} got {got}", k.name);
+                                assert!(
+                                    (reference - got).abs() <= tol,
+                                    "{ty} {}: n={n} row {r} reference {reference} got {got}",
+                                    k.name
+                                );
                                 if r >= 4 {
-                                    assert_eq!(got.to_bits(), tail[r - 4].to_bits(), "{ty} {}: row {r} depends on the run", k.name);
+                                    assert_eq!(
+                                        got.to_bits(),
+                                        tail[r - 4].to_bits(),
+                                        "{ty} {}: row {r} depends on the run",
+                                        k.name
+                                    );
                                 }
                                 checked += 1;
                             }
@@ -660,8 +702,21 @@ mod tests {
                 // Q8_0/Q8_1: amax 127 gives d = 1, so k + 0.5 are exact ties (rounded away from zero).
                 cases.push((0..n).map(|i| if i % 32 == 0 { 127.0 } else { (i % 41) as f32 - 20.5 }).collect());
                 // Q8_K: max -16 gives iscale 8, so odd sixteenths are exact ties (rounded to even).
-                cases.push((0..n).map(|i| if i % 256 == 0 { -16.0 } else { ((i % 61) as f32 - 30.0) / 16.0 }).collect());
-                cases.push((0..n).map(|i| if i % 7 == 0 { -2.0 } else if i % 5 == 0 { 2.0 } else { 1.0 }).collect());
+                cases
+                    .push((0..n).map(|i| if i % 256 == 0 { -16.0 } else { ((i % 61) as f32 - 30.0) / 16.0 }).collect());
+                cases.push(
+                    (0..n)
+                        .map(|i| {
+                            if i % 7 == 0 {
+                                -2.0
+                            } else if i % 5 == 0 {
+                                2.0
+                            } else {
+                                1.0
+                            }
+                        })
+                        .collect(),
+                );
                 let mut special = values(seed, n, 1.0);
                 special[3] = f32::NAN;
                 special[n - 1] = f32::INFINITY;
@@ -681,11 +736,15 @@ mod tests {
     /// underflow to overflow with mantissas around each tie point, the f16 range limits, infinities and NaNs (with
     /// payloads and signs), plus a stride through all 2^32 patterns.
     fn f32_probe_bits() -> Vec<u32> {
-        let mut bits = vec![0, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0xFFC0_0000, 0x7F80_0001, 0x7FBF_FFFF];
+        let mut bits =
+            vec![0, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0xFFC0_0000, 0x7F80_0001, 0x7FBF_FFFF];
         bits.extend([0x7FA0_1000u32, 0xFF80_2001, 0x7FFF_FFFF, 0x0000_0001, 0x8000_0001, 0x007F_FFFF]);
         for exp in 90u32..=150 {
             for sign in [0u32, 0x8000_0000] {
-                for m in [0u32, 1, 0xFFF, 0x1000, 0x1001, 0x1FFF, 0x2000, 0x2001, 0x3000, 0x5000, 0x7F_E000, 0x7F_EFFF, 0x7F_F000, 0x7F_F001, 0x7F_FFFF] {
+                for m in [
+                    0u32, 1, 0xFFF, 0x1000, 0x1001, 0x1FFF, 0x2000, 0x2001, 0x3000, 0x5000, 0x7F_E000, 0x7F_EFFF,
+                    0x7F_F000, 0x7F_F001, 0x7F_FFFF,
+                ] {
                     bits.push(sign | exp << 23 | m);
                 }
                 // Below f16's smallest subnormal the tie point moves with the exponent: probe a spread of mantissas.
@@ -745,7 +804,11 @@ mod tests {
             let (mut want, mut got) = (vec![0f32; n], vec![1f32; n]);
             quant::dequantize_row_unchecked(GgmlType::F16, &bits, &mut want);
             dequantize_row(GgmlType::F16, &bits, &mut got);
-            assert_eq!(want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "n={n}");
+            assert_eq!(
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "n={n}"
+            );
         }
     }
 

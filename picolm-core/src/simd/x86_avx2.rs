@@ -34,7 +34,6 @@ pub fn kernel(ty: GgmlType) -> Option<VecDotFn> {
     })
 }
 
-
 macro_rules! safe_kernel {
     ($name:ident, $inner:ident, $block:expr, $wb:expr, $xb:expr) => {
         fn $name(n: usize, w: &[u8], x: &[u8]) -> f32 {
@@ -338,7 +337,6 @@ unsafe fn scales_mins_k4(q: *const u8) -> ([u8; 8], [u8; 8]) {
     (sc, m)
 }
 
-
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_k_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
     let mut acc = _mm256_setzero_ps();
@@ -406,10 +404,8 @@ unsafe fn q6_k_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
                 let y = load256(q8.add(32 * k));
                 // (q - 32) * y = q * y - 32 * y, both in i16 without overflow.
                 let p = _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, y), _mm256_maddubs_epi16(m32, y));
-                let s = _mm256_set_m128i(
-                    _mm_set1_epi16(*sc.add(2 * k + 1) as i16),
-                    _mm_set1_epi16(*sc.add(2 * k) as i16),
-                );
+                let s =
+                    _mm256_set_m128i(_mm_set1_epi16(*sc.add(2 * k + 1) as i16), _mm_set1_epi16(*sc.add(2 * k) as i16));
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
             }
         }
@@ -508,7 +504,8 @@ unsafe fn q5_k_avx2(nb: usize, w: *const u8, x: *const u8) -> f32 {
         for j in 0..4 {
             let bits = load256(qs.add(32 * j));
             let hl = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32)), one), 4);
-            let hh = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)), one), 4);
+            let hh =
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * j as i32 + 1)), one), 4);
             let lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hl);
             let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh);
             let pl = _mm256_maddubs_epi16(lo, load256(q8.add(64 * j)));

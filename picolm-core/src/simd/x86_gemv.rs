@@ -143,7 +143,13 @@ unsafe fn lane(v: __m128, k: i32) -> __m256 {
 /// per four values, `(sum * dw) * dx` into even/odd block accumulators), so the results are bit-identical to it;
 /// only the per-row overhead and, with VNNI, one instruction per block are saved.
 #[inline(always)]
-unsafe fn signed_row<const VNNI: bool>(nb: usize, w: *const u8, wb: usize, t: Tok, decode: impl Fn(*const u8) -> __m256i) -> f32 {
+unsafe fn signed_row<const VNNI: bool>(
+    nb: usize,
+    w: *const u8,
+    wb: usize,
+    t: Tok,
+    decode: impl Fn(*const u8) -> __m256i,
+) -> f32 {
     let mut acc = [_mm256_setzero_ps(); 2];
     let block = |wp: *const u8, b: usize| {
         let q = decode(wp);
@@ -191,7 +197,11 @@ unsafe fn q4_1_row<const VNNI: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
         let wp = w.add(b * 20);
         let dw = halves4(wp, 20);
         for k in 0..4 {
-            let i = dot4_acc::<VNNI>(_mm256_setzero_si256(), nibbles32(wp.add(k * 20 + 4)), load256(t.x.add((b + k) * 36 + 4)));
+            let i = dot4_acc::<VNNI>(
+                _mm256_setzero_si256(),
+                nibbles32(wp.add(k * 20 + 4)),
+                load256(t.x.add((b + k) * 36 + 4)),
+            );
             let p = _mm256_mul_ps(_mm256_cvtepi32_ps(i), lane(dw, k as i32));
             acc[k % 2] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t.s.add(2 * (b + k))), acc[k % 2]);
             mins += fp16(wp.add(k * 20 + 2)) * *t.s.add(2 * (b + k) + 1);
@@ -291,13 +301,22 @@ unsafe fn q6_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
             let (b1, b2) = (load256(ql), load256(ql.add(32)));
             let q = [
                 _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
-                _mm256_or_si256(_mm256_and_si256(b2, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
+                _mm256_or_si256(
+                    _mm256_and_si256(b2, m4),
+                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4),
+                ),
                 _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), _mm256_and_si256(qh, m30)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
+                ),
             ];
             for (k, qk) in q.iter().enumerate() {
                 let g = 8 * half + 2 * k;
-                let s = _mm256_set_m128i(_mm_set1_epi16(*wb.add(192 + g + 1) as i8 as i16), _mm_set1_epi16(*wb.add(192 + g) as i8 as i16));
+                let s = _mm256_set_m128i(
+                    _mm_set1_epi16(*wb.add(192 + g + 1) as i8 as i16),
+                    _mm_set1_epi16(*wb.add(192 + g) as i8 as i16),
+                );
                 let y = load256(xb.add(4 + 128 * half + 32 * k));
                 sumi[0] = _mm256_add_epi32(sumi[0], _mm256_madd_epi16(_mm256_maddubs_epi16(*qk, y), s));
             }

@@ -323,13 +323,15 @@ unsafe fn q4_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
         // ggml's get_scale_min_k4, four sub-blocks per 32-bit lane: scales/mins 0..4 are the low six bits of
         // bytes 0..4 / 4..8; 4..8 take their low four bits from bytes 8..12 and their top two from the top bits
         // of bytes 0..4 / 4..8.
-        let (g0, g1, g2) = (gather_dwords(rows, base + 4), gather_dwords(rows, base + 8), gather_dwords(rows, base + 12));
+        let (g0, g1, g2) =
+            (gather_dwords(rows, base + 4), gather_dwords(rows, base + 8), gather_dwords(rows, base + 12));
         let top = |g: __m256i| _mm256_and_si256(_mm256_srli_epi32(g, 2), c30);
         let sc_lo = _mm256_and_si256(g0, c3f);
         let sc_hi = _mm256_or_si256(_mm256_and_si256(g2, c0f), top(g0));
         let m_lo = _mm256_and_si256(g1, c3f);
         let m_hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi32(g2, 4), c0f), top(g1));
-        let mins = [byte_pair_lanes(m_lo, 0), byte_pair_lanes(m_lo, 1), byte_pair_lanes(m_hi, 0), byte_pair_lanes(m_hi, 1)];
+        let mins =
+            [byte_pair_lanes(m_lo, 0), byte_pair_lanes(m_lo, 1), byte_pair_lanes(m_hi, 0), byte_pair_lanes(m_hi, 1)];
 
         let mut total = [_mm256_setzero_si256(); NT];
         for j in 0..4 {

@@ -70,7 +70,10 @@ pub(super) fn check(
     let nb = n / l.block;
     assert!((1..=max_tokens).contains(&shape.tokens), "tile of {} tokens", shape.tokens);
     assert!((1..=max_rows).contains(&shape.rows), "tile of {} rows", shape.rows);
-    assert!(out.len() >= (shape.rows - 1) * shape.ld + shape.tokens && shape.ld >= shape.tokens, "tile output too short");
+    assert!(
+        out.len() >= (shape.rows - 1) * shape.ld + shape.tokens && shape.ld >= shape.tokens,
+        "tile output too short"
+    );
     assert!(w_row_bytes >= nb * l.w_bytes, "weight rows too short for {n} values");
     assert!(w.len() >= (shape.rows - 1) * w_row_bytes + nb * l.w_bytes, "weight tile too short");
     let last = first + shape.tokens;
@@ -78,7 +81,10 @@ pub(super) fn check(
     assert!(x.row_bytes >= nb * l.x_bytes && x.bytes.len() >= last * x.row_bytes, "activations too short");
     if l.x_scales {
         assert!(x.scales_per_block > 0, "activation scales missing");
-        assert!(x.scales.len() >= last * nb * x.scales_per_block && x.sums.len() >= last * nb, "activation scales too short");
+        assert!(
+            x.scales.len() >= last * nb * x.scales_per_block && x.sums.len() >= last * nb,
+            "activation scales too short"
+        );
     }
     nb
 }

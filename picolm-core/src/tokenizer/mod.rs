@@ -87,7 +87,8 @@ impl Tokenizer {
             }
         }
         // Like llama.cpp, empty text has no fragments (so no space prefix either).
-        let frags = if text.is_empty() { Vec::new() } else { special::partition(v, &self.inner.specials, text, parse_special) };
+        let frags =
+            if text.is_empty() { Vec::new() } else { special::partition(v, &self.inner.specials, text, parse_special) };
         match &self.inner.algorithm {
             Algorithm::Bpe(bpe) => {
                 for f in frags {

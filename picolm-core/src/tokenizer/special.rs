@@ -26,7 +26,12 @@ pub(crate) fn special_tokens_by_length(vocab: &Vocab) -> Vec<u32> {
 
 /// Splits `text` on the special tokens. Control and unknown tokens are matched only when `parse_special`;
 /// user-defined tokens always.
-pub(crate) fn partition<'a>(vocab: &'a Vocab, specials: &[u32], text: &'a str, parse_special: bool) -> Vec<Fragment<'a>> {
+pub(crate) fn partition<'a>(
+    vocab: &'a Vocab,
+    specials: &[u32],
+    text: &'a str,
+    parse_special: bool,
+) -> Vec<Fragment<'a>> {
     let mut frags = vec![Fragment::Text(text)];
     if text.is_empty() {
         return frags;

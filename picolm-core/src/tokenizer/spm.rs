@@ -76,7 +76,12 @@ impl Spm {
             let (ls, rs) = (symbols[l as usize], symbols[r as usize]);
             let piece = &text[ls.start..ls.start + ls.len + rs.len];
             if let Some(&id) = vocab.token_to_id.get(piece) {
-                heap.push(Bigram { left: l as usize, right: r as usize, score: vocab.scores[id as usize], size: piece.len() });
+                heap.push(Bigram {
+                    left: l as usize,
+                    right: r as usize,
+                    score: vocab.scores[id as usize],
+                    size: piece.len(),
+                });
             }
         };
         for i in 1..n {

@@ -146,7 +146,8 @@ impl Vocab {
         let default_bos = kind == TokenizerKind::SentencePiece;
         let add_bos = g.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(default_bos);
         let add_eos = g.get_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
-        let add_space_prefix = g.get_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(kind == TokenizerKind::SentencePiece);
+        let add_space_prefix =
+            g.get_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(kind == TokenizerKind::SentencePiece);
         let pre = g.get_str("tokenizer.ggml.pre")?.unwrap_or("default").to_string();
 
         let mut eog: Vec<u32> = [eos, eot, eom].into_iter().flatten().collect();

@@ -45,7 +45,9 @@ fn parse_vocab_options(args: &[String]) -> Result<VocabOptions, ToolError> {
                 opts.space_prefix = Some(match it.next().map(String::as_str) {
                     Some("true") => true,
                     Some("false") => false,
-                    other => return Err(ToolError::Usage(format!("--space-prefix needs true or false, got {other:?}"))),
+                    other => {
+                        return Err(ToolError::Usage(format!("--space-prefix needs true or false, got {other:?}")))
+                    }
                 })
             }
             other => return Err(ToolError::Usage(format!("unknown option {other:?}"))),

@@ -94,7 +94,12 @@ mod tests {
         let keys: Vec<&str> = out.metadata().map(|(k, _)| k).skip(10).collect();
         assert_eq!(
             keys,
-            ["tokenizer.ggml.model", "tokenizer.ggml.add_space_prefix", "tokenizer.ggml.tokens", "tokenizer.chat_template"]
+            [
+                "tokenizer.ggml.model",
+                "tokenizer.ggml.add_space_prefix",
+                "tokenizer.ggml.tokens",
+                "tokenizer.chat_template"
+            ]
         );
         assert_eq!(out.get_bool("tokenizer.ggml.add_space_prefix").unwrap(), Some(false));
     }
