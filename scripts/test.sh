@@ -10,6 +10,13 @@ cd "$root"
 echo "== fetching models and test data"
 scripts/fetch-models.sh --tests
 
+echo "== style: cargo fmt --check and cargo clippy -D warnings (the habits that keep the tree readable)"
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+
 echo "== Rust tests"
 cargo test --release --workspace
 

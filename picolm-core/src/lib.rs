@@ -21,6 +21,10 @@
 //! `quantize` (the model quantizer `quantize`, the K-quant search and the GGUF writer `gguf::GgufWriter`).
 //! [`FEATURES`] lists the features of a build.
 
+// Kernels and reference formulas index several arrays with one loop variable, as the formats are specified;
+// rewriting them as iterator chains would hide the correspondence with the reference (ggml) code.
+#![allow(clippy::needless_range_loop)]
+
 pub mod alloc;
 pub mod error;
 pub mod fs_safety;

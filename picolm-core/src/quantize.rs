@@ -100,7 +100,7 @@ pub struct QuantizeReport {
 
 /// llama.cpp's `use_more_bits`: the layers whose `attn_v` / `ffn_down` get more bits in the `_M` mixes.
 fn use_more_bits(layer: usize, n_layer: usize) -> bool {
-    layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer >= n_layer / 8 && (layer - n_layer / 8) % 3 == 2)
+    layer < n_layer / 8 || layer >= 7 * n_layer / 8 || (layer - n_layer / 8) % 3 == 2
 }
 
 fn layer_of(name: &str) -> Option<usize> {
@@ -109,7 +109,7 @@ fn layer_of(name: &str) -> Option<usize> {
 
 /// The K-quant fallback for rows that are not whole 256-value blocks.
 fn fallback(ty: GgmlType, row: u64) -> GgmlType {
-    if row % ty.block_size() as u64 == 0 {
+    if row.is_multiple_of(ty.block_size() as u64) {
         return ty;
     }
     match ty {

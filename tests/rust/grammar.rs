@@ -296,7 +296,6 @@ fn auto_mode_answers_in_text_when_a_call_cannot_fit_and_required_reports_the_bud
         tool_choice: ToolChoice::Required,
         max_iterations: 1,
         generate: GenerateParams { max_tokens: 64, ..Default::default() },
-        ..Default::default()
     };
     let out = agent.run(&mut session, &msgs, &params, None, &mut |_| true).unwrap();
     assert_eq!(out.calls.len(), 1, "{out:?}");
@@ -322,7 +321,6 @@ fn a_huge_tool_result_is_cut_to_fit_the_context_and_flagged() {
         tool_choice: ToolChoice::Required,
         max_iterations: 2,
         generate: GenerateParams { max_tokens: 48, ..Default::default() },
-        ..Default::default()
     };
     let mut flagged = Vec::new();
     let out = agent
@@ -390,7 +388,7 @@ fn a_tool_without_arguments_is_called_with_an_empty_object() {
     let spec =
         ToolSpec::from_json(&json!({"type":"function","function":{"name":"get_time","description":"Current time"}}))
             .unwrap();
-    let g = Grammar::from_schema(&picolm_core::agent::tool_call_schema(&[spec.clone()], 1)).unwrap();
+    let g = Grammar::from_schema(&picolm_core::agent::tool_call_schema(std::slice::from_ref(&spec), 1)).unwrap();
     assert!(!g.accepts(
         br#"{"tool_calls":[{"id":"a","type":"function","function":{"name":"get_time","arguments":{"x":{}}}}]}"#
     ));

@@ -179,7 +179,7 @@ impl<'a> Cursor<'a> {
 
     /// Checks that `count` items of at least `min_size` bytes each can still fit.
     fn check_count(&self, count: u64, min_size: u64, what: &dyn Fn() -> String) -> Result<(), GgufError> {
-        if count.checked_mul(min_size).map_or(true, |need| need > self.remaining()) {
+        if count.checked_mul(min_size).is_none_or(|need| need > self.remaining()) {
             return Err(GgufError::CountTooLarge {
                 what: what(),
                 count,

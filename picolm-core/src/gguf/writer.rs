@@ -55,7 +55,7 @@ impl GgufWriter {
         let n: u64 =
             dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape overflows".into()))?;
         let want = ty.row_bytes(n).ok_or_else(|| bad(format!("{n} elements are not whole {ty} blocks")))?;
-        if dims[0] % ty.block_size() as u64 != 0 {
+        if !dims[0].is_multiple_of(ty.block_size() as u64) {
             return Err(bad(format!("row length {} is not a multiple of {}", dims[0], ty.block_size())));
         }
         if data.len() as u64 != want {

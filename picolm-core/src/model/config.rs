@@ -88,13 +88,13 @@ impl LlamaConfig {
                 return Err(invalid(name, format!("{v}, larger than the file of {max_dim} bytes can hold")));
             }
         }
-        if n_head_kv == 0 || n_head % n_head_kv != 0 {
+        if n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) {
             return Err(invalid("attention.head_count_kv", format!("{n_head_kv} (head_count {n_head})")));
         }
         let head_dim = match file.get_u32(&key("attention.key_length"))? {
             Some(v) => v as usize,
             None => {
-                if n_embd % n_head != 0 {
+                if !n_embd.is_multiple_of(n_head) {
                     return Err(invalid("embedding_length", format!("{n_embd} not divisible by head_count {n_head}")));
                 }
                 n_embd / n_head

@@ -142,7 +142,7 @@ pub fn forward(
     if n > buf.capacity {
         return Err(ModelError::BatchTooLarge { n_tokens: n, capacity: buf.capacity });
     }
-    let end = pos0.checked_add(n).unwrap_or(usize::MAX);
+    let end = pos0.saturating_add(n);
     if end > kv.n_ctx() || end > model.rope().n_positions() {
         return Err(ModelError::ContextOverflow { needed: end, n_ctx: kv.n_ctx().min(model.rope().n_positions()) });
     }

@@ -146,7 +146,7 @@ pub enum ModelError {
 }
 
 /// How to load a model.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct ModelParams {
     /// Largest context (positions) any session of this model may use; `0` means the model's training context,
     /// capped at 4096. RoPE tables are built for this many positions.
@@ -169,19 +169,6 @@ pub struct ModelParams {
     /// otherwise, with the slab size chosen to fit; loading fails with [`ModelError::MemoryBudget`] (saying how
     /// much is needed) when even streaming cannot fit.
     pub rss_budget: Option<RssBudget>,
-}
-
-impl Default for ModelParams {
-    fn default() -> Self {
-        ModelParams {
-            n_ctx: 0,
-            n_threads: 0,
-            stream_weights: false,
-            stream_slab_bytes: 0,
-            kernel: None,
-            rss_budget: None,
-        }
-    }
 }
 
 /// Default streaming slab.

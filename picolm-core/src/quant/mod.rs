@@ -79,7 +79,7 @@ pub fn vec_dot_type(w: GgmlType) -> GgmlType {
 }
 
 fn check_bytes(what: &'static str, ty: GgmlType, n: usize, got: usize) -> Result<(), QuantError> {
-    if n % ty.block_size() != 0 {
+    if !n.is_multiple_of(ty.block_size()) {
         return Err(QuantError::NotBlockMultiple { ty, n, block: ty.block_size() });
     }
     let expected = n / ty.block_size() * ty.block_bytes();

@@ -278,7 +278,7 @@ fn tile_kernel_candidates(ty: GgmlType) -> [Option<(&'static str, TileKernel)>; 
 /// caller bug (the kernels' safe wrappers call it before any pointer arithmetic).
 #[allow(dead_code)] // unused on targets without SIMD kernels
 fn blocks(n: usize, block: usize, w: &[u8], w_bytes: usize, x: &[u8], x_bytes: usize) -> usize {
-    assert!(n % block == 0, "row length {n} is not a multiple of {block}");
+    assert!(n.is_multiple_of(block), "row length {n} is not a multiple of {block}");
     let nb = n / block;
     assert!(w.len() >= nb * w_bytes && x.len() >= nb * x_bytes, "kernel slices too short for {n} values");
     nb

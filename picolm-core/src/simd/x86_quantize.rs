@@ -13,7 +13,7 @@ pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> bool {
     if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q8_1 | GgmlType::Q8_K) {
         return false;
     }
-    assert!(src.len() % block == 0 && dst.len() == src.len() / block * bytes, "quantize: lengths disagree");
+    assert!(src.len().is_multiple_of(block) && dst.len() == src.len() / block * bytes, "quantize: lengths disagree");
     for (x, b) in src.chunks_exact(block).zip(dst.chunks_exact_mut(bytes)) {
         // SAFETY: `available()` was checked by the caller; `x` holds one block of values and `b` one block of bytes
         // of `ty`, which is all the block functions read and write.

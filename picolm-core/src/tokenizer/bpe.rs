@@ -84,7 +84,7 @@ impl Bpe {
         let mut heap: BinaryHeap<Reverse<(u32, usize, usize)>> = BinaryHeap::new();
         for (s, e) in self.pre.split(text) {
             word.clear();
-            for &b in text[s..e].as_bytes() {
+            for &b in &text.as_bytes()[s..e] {
                 word.push(self.byte_to_char[b as usize]);
             }
             if self.ignore_merges {

@@ -24,8 +24,10 @@ use special::Fragment;
 
 #[derive(Debug)]
 enum Algorithm {
-    Bpe(bpe::Bpe),
-    Spm(spm::Spm),
+    /// Boxed, as is the other: both carry byte tables of a few KiB.
+    Bpe(Box<bpe::Bpe>),
+    /// SentencePiece-style merges by score.
+    Spm(Box<spm::Spm>),
 }
 
 #[derive(Debug)]
@@ -50,8 +52,8 @@ impl Tokenizer {
     /// Builds a tokenizer over a vocabulary.
     pub fn from_vocab(vocab: Vocab) -> Result<Tokenizer, TokenizerError> {
         let algorithm = match vocab.kind {
-            TokenizerKind::Bpe => Algorithm::Bpe(bpe::Bpe::new(&vocab)?),
-            TokenizerKind::SentencePiece => Algorithm::Spm(spm::Spm::new(&vocab)),
+            TokenizerKind::Bpe => Algorithm::Bpe(Box::new(bpe::Bpe::new(&vocab)?)),
+            TokenizerKind::SentencePiece => Algorithm::Spm(Box::new(spm::Spm::new(&vocab))),
         };
         let specials = special::special_tokens_by_length(&vocab);
         Ok(Tokenizer { inner: Arc::new(Inner { vocab, algorithm, specials }) })

@@ -23,8 +23,8 @@ pub enum ToolError {
         src: PathBuf,
         /// The output file.
         dst: PathBuf,
-        /// The quantizer's error.
-        source: picolm_core::Error,
+        /// The quantizer's error (boxed: the engine's error is large and this one is returned often).
+        source: Box<picolm_core::Error>,
     },
     /// The source file lacks something the output needs.
     #[error("{path}: {why}")]

@@ -68,7 +68,7 @@ fn run(args: &[String]) -> Result<PathBuf, ToolError> {
             quantize_file(&src, &dst, scheme, &mut |_, _| {}).map_err(|source| ToolError::Quantize {
                 src: src.clone(),
                 dst: dst.clone(),
-                source,
+                source: Box::new(source),
             })?;
         }
         "vocab-only" => {
