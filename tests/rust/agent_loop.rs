@@ -157,7 +157,7 @@ fn should_stop_interrupts_the_prefill_and_the_tool_call() {
     let mut session = new_session();
     let mut agent = Agent::new(vec![sensor_tool()], template(), 1).unwrap();
     let mut first_call_polls = None;
-    let mut polls = 0;
+    let polls = std::cell::Cell::new(0);
     let full = agent
         .run_with(
             &mut session,
@@ -165,12 +165,12 @@ fn should_stop_interrupts_the_prefill_and_the_tool_call() {
             &AgentParams { max_iterations: 1, ..params.clone() },
             None,
             &mut || {
-                polls += 1;
+                polls.set(polls.get() + 1);
                 false
             },
             &mut |e| {
                 if matches!(e, picolm_core::agent::AgentEvent::ToolCall(_)) && first_call_polls.is_none() {
-                    first_call_polls = Some(polls);
+                    first_call_polls = Some(polls.get());
                 }
                 true
             },

@@ -222,7 +222,7 @@ fn should_stop_ends_a_generation_between_pieces() {
     let tokens = m.tokenizer().encode(PROMPT, true, true);
     let mut s = session(&m, 256);
     let params = GenerateParams { max_tokens: 50, stop_at_eog: false, ..Default::default() };
-    let mut pieces = 0;
+    let pieces = std::cell::Cell::new(0);
     let mut polls = 0;
     let out = s
         .generate_with(
@@ -232,16 +232,16 @@ fn should_stop_ends_a_generation_between_pieces() {
             None,
             &mut || {
                 polls += 1;
-                pieces >= 3
+                pieces.get() >= 3
             },
             &mut |_| {
-                pieces += 1;
+                pieces.set(pieces.get() + 1);
                 true
             },
         )
         .unwrap();
     assert_eq!(out.stop_reason, StopReason::Cancelled);
-    assert_eq!(pieces, 3, "stopped right after the third piece");
+    assert_eq!(pieces.get(), 3, "stopped right after the third piece");
     assert!(out.tokens.len() < 10, "{} tokens", out.tokens.len());
     assert!(polls >= 4, "polled in prefill and before each piece: {polls}");
     // Without a hook it is the plain generation (the default entry delegates to the same code).
