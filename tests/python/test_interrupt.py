@@ -85,13 +85,13 @@ def test_interrupt_during_run_tools_prefill(q4_path):
         {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
         handler=lambda args: "40 %",
     )
-    n_words = 900
+    n_words = 1800  # a prefill far longer than the 0.3 s before the interrupt, even on a fast machine
     with picolm.Model(q4_path, n_ctx=2048, n_threads=2, n_batch=8) as m:
         messages = [{"role": "user", "content": "word " * n_words}]
 
         def run() -> None:
             m.reset()
-            m.run_tools(messages, [tool], max_tokens=8)
+            m.run_tools(messages, [tool], max_tokens=1, max_iterations=1)  # (almost) all of a run is prefill
 
         t = _interrupt_soon("interrupt_main", 0.3)
         elapsed = _run_until_interrupted(run)
