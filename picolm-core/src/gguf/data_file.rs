@@ -256,18 +256,23 @@ mod tests {
 
     #[test]
     fn read_slab_returns_the_exact_range_direct_or_not() {
-        let n = 3 * DIRECT_ALIGN + 123;
+        let n = 64 * DIRECT_ALIGN + 123;
         for direct in [false, true] {
             let (_dir, mut data, bytes) = file_of(n);
             // tmpfs refuses O_DIRECT at open: the buffered path is then what runs.
             let on = direct && data.enable_direct();
+            let mut big = AlignedBuf::new(n);
+            // The whole file but its first bytes: an unaligned offset and a last block past the end of the file.
+            let r = data.read_slab(7, n - 7, &mut big).unwrap();
+            assert_eq!(&big.region()[r], &bytes[7..], "direct {direct}, unaligned read to the end");
             let mut buf = AlignedBuf::new(2 * DIRECT_ALIGN);
             for (off, len) in [(0, 10), (1, 4096), (4095, 2), (4096, 8192), (n - 5, 5), (n - 2 * DIRECT_ALIGN, 8192)] {
                 let r = data.read_slab(off as u64, len, &mut buf).unwrap();
                 assert_eq!(&buf.region()[r], &bytes[off..off + len], "direct {direct}, {off}+{len}");
             }
             assert!(data.read_slab((n - 4) as u64, 5, &mut buf).is_err(), "past the end");
-            assert!(data.read_slab(0, 4 * DIRECT_ALIGN, &mut buf).is_err(), "larger than the buffer");
+            let too_long = buf.region().len() + 1;
+            assert!(data.read_slab(0, too_long, &mut buf).is_err(), "larger than the buffer");
             assert_eq!(data.is_direct(), on, "direct reads stayed on where they could be opened");
         }
     }
