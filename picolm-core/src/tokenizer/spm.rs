@@ -51,7 +51,7 @@ impl Spm {
     pub(crate) fn new(vocab: &Vocab) -> Spm {
         let mut byte_tokens = [None; 256];
         for (b, slot) in byte_tokens.iter_mut().enumerate() {
-            *slot = vocab.token_to_id.get(&format!("<0x{b:02X}>")).copied();
+            *slot = vocab.id_of(&format!("<0x{b:02X}>"));
         }
         Spm { byte_tokens }
     }
@@ -75,7 +75,7 @@ impl Spm {
             }
             let (ls, rs) = (symbols[l as usize], symbols[r as usize]);
             let piece = &text[ls.start..ls.start + ls.len + rs.len];
-            if let Some(&id) = vocab.token_to_id.get(piece) {
+            if let Some(id) = vocab.id_of(piece) {
                 heap.push(Bigram {
                     left: l as usize,
                     right: r as usize,
@@ -109,8 +109,8 @@ impl Spm {
         while i >= 0 {
             let sym = symbols[i as usize];
             let piece = &text[sym.start..sym.start + sym.len];
-            match vocab.token_to_id.get(piece) {
-                Some(&id) => out.push(id),
+            match vocab.id_of(piece) {
+                Some(id) => out.push(id),
                 // A byte without a `<0xXX>` token is dropped (llama.cpp would try the byte as a one-character token,
                 // which a symbol that is not a token cannot be, and then throw) -- never the unknown token, which
                 // would put a control token into plain text.
