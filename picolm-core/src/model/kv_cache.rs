@@ -40,6 +40,28 @@ impl KvType {
             KvType::Q8_0 => "q8_0",
         }
     }
+
+    /// Every KV type, in the order of the C API's `picolm_kv_type` codes.
+    pub const ALL: [KvType; 2] = [KvType::F16, KvType::Q8_0];
+}
+
+impl std::str::FromStr for KvType {
+    type Err = crate::names::UnknownName;
+
+    /// [`KvType::from_name`], with an error naming the accepted names.
+    fn from_str(name: &str) -> Result<KvType, Self::Err> {
+        KvType::from_name(name).ok_or_else(|| crate::names::UnknownName {
+            what: "KV cache type",
+            given: name.to_string(),
+            accepted: "f16, q8_0 (or q8)",
+        })
+    }
+}
+
+impl std::fmt::Display for KvType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Which half of the cache.
@@ -168,5 +190,22 @@ impl KvCache {
     /// Width of a stored row in values.
     pub fn kv_dim(&self) -> usize {
         self.kv_dim
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::KvType;
+
+    #[test]
+    fn kv_type_names_round_trip_and_bad_names_are_typed_errors() {
+        for t in KvType::ALL {
+            assert_eq!(t.name().parse::<KvType>(), Ok(t));
+            assert_eq!(t.to_string(), t.name());
+        }
+        assert_eq!("Q8".parse::<KvType>(), Ok(KvType::Q8_0));
+        let e = "q4".parse::<KvType>().unwrap_err();
+        assert_eq!(e.given, "q4");
+        assert!(e.to_string().contains("\"q4\"") && e.to_string().contains("f16"), "{e}");
     }
 }
