@@ -723,15 +723,18 @@ static bool default_is(const char *key, const char *want) {
 /* A sampler struct equals picolm-core's sampler defaults under `prefix` ("sampler", "generate.sampler", ...). */
 static void check_sampler_defaults(const picolm_sampler_params *sp, const char *prefix) {
     char k[96];
-#define SAMPLER_FIELD(f) (snprintf(k, sizeof k, "%s.%s", prefix, #f), (double)sp->f == default_num(k))
-    CHECK(SAMPLER_FIELD(temperature));
-    CHECK(SAMPLER_FIELD(top_k));
-    CHECK(SAMPLER_FIELD(top_p));
-    CHECK(SAMPLER_FIELD(min_p));
-    CHECK(SAMPLER_FIELD(repeat_penalty));
-    CHECK(SAMPLER_FIELD(repeat_last_n));
-    CHECK(SAMPLER_FIELD(seed));
-#undef SAMPLER_FIELD
+/* floats compared as float (the dump prints the core's f32 in its shortest form), counts as integers */
+#define SAMPLER_FLOAT(f) (snprintf(k, sizeof k, "%s.%s", prefix, #f), sp->f == (float)default_num(k))
+#define SAMPLER_COUNT(f) (snprintf(k, sizeof k, "%s.%s", prefix, #f), (double)sp->f == default_num(k))
+    CHECK(SAMPLER_FLOAT(temperature));
+    CHECK(SAMPLER_COUNT(top_k));
+    CHECK(SAMPLER_FLOAT(top_p));
+    CHECK(SAMPLER_FLOAT(min_p));
+    CHECK(SAMPLER_FLOAT(repeat_penalty));
+    CHECK(SAMPLER_COUNT(repeat_last_n));
+    CHECK(SAMPLER_COUNT(seed));
+#undef SAMPLER_FLOAT
+#undef SAMPLER_COUNT
 }
 
 /* Every picolm_*_params_default writes picolm-core's defaults (the core's own dump, picolm_defaults_json): a
