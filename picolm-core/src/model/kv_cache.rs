@@ -192,20 +192,3 @@ impl KvCache {
         self.kv_dim
     }
 }
-
-#[cfg(test)]
-mod name_tests {
-    use super::KvType;
-
-    #[test]
-    fn kv_type_names_round_trip_and_bad_names_are_typed_errors() {
-        for t in KvType::ALL {
-            assert_eq!(t.name().parse::<KvType>(), Ok(t));
-            assert_eq!(t.to_string(), t.name());
-        }
-        assert_eq!("Q8".parse::<KvType>(), Ok(KvType::Q8_0));
-        let e = "q4".parse::<KvType>().unwrap_err();
-        assert_eq!(e.given, "q4");
-        assert!(e.to_string().contains("\"q4\"") && e.to_string().contains("f16"), "{e}");
-    }
-}
