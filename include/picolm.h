@@ -155,7 +155,8 @@ typedef int32_t picolm_log_level;
 #endif // __cplusplus
 
 /**
- * Storage format of a session's KV cache (the `kv_type` field of `picolm_model_params`, an `int32_t`).
+ * Storage format of a session's KV cache (the `kv_type` field of `picolm_session_params`, an `int32_t`).
+ * `picolm_kv_type_parse` reads the names the CLI and Python accept.
  */
 enum picolm_kv_type
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -377,34 +378,41 @@ typedef struct picolm_session picolm_session;
 typedef struct picolm_tool_result picolm_tool_result;
 
 /**
- * One chat message: NUL-terminated UTF-8 strings. `tool_call_id`, `name` and `tool_calls_json` may be NULL
- * (they matter only for `tool` and `assistant` messages).
+ * Token selection (temperature and filters, repetition penalty, seed). Embedded in `picolm_generate_params` and
+ * `picolm_agent_params` (their `struct_size` covers it); `picolm_sampler_params_default` gives picolm-core's
+ * defaults: greedy, no filters, no penalty, seed 0. Out-of-range settings are PICOLM_ERR_INVALID_ARG, checked
+ * before any work (`picolm_generate_params_check` checks them alone).
  */
-typedef struct picolm_chat_message {
+typedef struct picolm_sampler_params {
   /**
-   * `system`, `user`, `assistant` or `tool`.
+   * Temperature, >= 0 (0 = greedy).
    */
-  const char *role;
+  float temperature;
   /**
-   * The text (may be NULL, read as "", for an assistant message that only calls tools).
+   * Keep the k most likely tokens (0 = off).
    */
-  const char *content;
+  uint32_t top_k;
   /**
-   * For `tool` messages: the id of the call answered (or NULL).
+   * Nucleus sampling threshold in [0, 1] (1 = off).
    */
-  const char *tool_call_id;
+  float top_p;
   /**
-   * For `tool` messages: the tool's name (or NULL).
+   * Minimum probability relative to the best token, in [0, 1] (0 = off).
    */
-  const char *name;
+  float min_p;
   /**
-   * For `assistant` messages: the tool calls it made, as a JSON array in OpenAI's shape
-   * (`[{"id":…,"type":"function","function":{"name":…,"arguments":"<JSON text>"}}]`; arguments may also be an
-   * object), or NULL. They are rendered into the prompt (by the model's template when it knows `tool_calls`,
-   * else as `{"tool_calls":[…]}` after the content).
+   * Repetition penalty, > 0 (1 = off).
    */
-  const char *tool_calls_json;
-} picolm_chat_message;
+  float repeat_penalty;
+  /**
+   * Tokens the repetition penalty looks back over.
+   */
+  uint32_t repeat_last_n;
+  /**
+   * Random seed (same seed, settings and prompt: same output).
+   */
+  uint64_t seed;
+} picolm_sampler_params;
 
 /**
  * Loop settings. Initialise with `picolm_agent_params_default`.
@@ -424,21 +432,9 @@ typedef struct picolm_agent_params {
    */
   uint32_t max_tokens;
   /**
-   * Temperature, >= 0 (default 0: greedy); out-of-range sampler settings are PICOLM_ERR_INVALID_ARG.
+   * Token selection of every step (picolm-core's defaults: greedy, no filters, no penalty, seed 0).
    */
-  float temperature;
-  /**
-   * Top-k (0 = off).
-   */
-  uint32_t top_k;
-  /**
-   * Top-p in [0, 1] (1 = off).
-   */
-  float top_p;
-  /**
-   * Seed.
-   */
-  uint64_t seed;
+  struct picolm_sampler_params sampler;
   /**
    * Tool policy: a `picolm_tool_choice` value (others are PICOLM_ERR_INVALID_ARG).
    */
@@ -509,6 +505,36 @@ typedef struct picolm_agent_result {
 } picolm_agent_result;
 
 /**
+ * One chat message: NUL-terminated UTF-8 strings. `tool_call_id`, `name` and `tool_calls_json` may be NULL
+ * (they matter only for `tool` and `assistant` messages).
+ */
+typedef struct picolm_chat_message {
+  /**
+   * `system`, `user`, `assistant` or `tool`.
+   */
+  const char *role;
+  /**
+   * The text (may be NULL, read as "", for an assistant message that only calls tools).
+   */
+  const char *content;
+  /**
+   * For `tool` messages: the id of the call answered (or NULL).
+   */
+  const char *tool_call_id;
+  /**
+   * For `tool` messages: the tool's name (or NULL).
+   */
+  const char *name;
+  /**
+   * For `assistant` messages: the tool calls it made, as a JSON array in OpenAI's shape
+   * (`[{"id":…,"type":"function","function":{"name":…,"arguments":"<JSON text>"}}]`; arguments may also be an
+   * object), or NULL. They are rendered into the prompt (by the model's template when it knows `tool_calls`,
+   * else as `{"tool_calls":[…]}` after the content).
+   */
+  const char *tool_calls_json;
+} picolm_chat_message;
+
+/**
  * A loop event. Every pointer is valid only during the callback.
  */
 typedef struct picolm_agent_event {
@@ -560,34 +586,9 @@ typedef struct picolm_generate_params {
    */
   uint32_t max_tokens;
   /**
-   * Temperature, >= 0 (0 = greedy). Out-of-range sampler settings are PICOLM_ERR_INVALID_ARG (checked before
-   * any work; `picolm_generate_params_check` checks them alone).
+   * Token selection (picolm-core's defaults: greedy, no filters, no penalty, seed 0).
    */
-  float temperature;
-  /**
-   * Keep the k most likely tokens (0 = off).
-   */
-  uint32_t top_k;
-  /**
-   * Nucleus sampling threshold in [0, 1] (1 = off).
-   */
-  float top_p;
-  /**
-   * Minimum probability relative to the best token, in [0, 1] (0 = off).
-   */
-  float min_p;
-  /**
-   * Repetition penalty, > 0 (1 = off).
-   */
-  float repeat_penalty;
-  /**
-   * Tokens the repetition penalty looks back over.
-   */
-  uint32_t repeat_last_n;
-  /**
-   * Random seed.
-   */
-  uint64_t seed;
+  struct picolm_sampler_params sampler;
   /**
    * Stop strings: `n_stop` NUL-terminated UTF-8 strings (may be NULL when `n_stop` is 0). Generation stops
    * before the first occurrence; the stop string is not delivered.
@@ -684,10 +685,6 @@ typedef struct picolm_model_params {
    */
   uint32_t n_ctx;
   /**
-   * Prompt tokens evaluated per batch (default 64).
-   */
-  uint32_t n_batch;
-  /**
    * Read weights through a memory map (the only mode; `false` is refused with PICOLM_ERR_UNSUPPORTED).
    */
   bool use_mmap;
@@ -703,15 +700,12 @@ typedef struct picolm_model_params {
    */
   uint64_t stream_slab_bytes;
   /**
-   * KV cache format of the sessions of this model: a `picolm_kv_type` value (others are
-   * PICOLM_ERR_INVALID_ARG).
-   */
-  int32_t kv_type;
-  /**
    * A bound on the process's resident memory in bytes (0 = none), for the model and one session of `n_ctx`
-   * positions with `kv_type` and `n_batch`: the model is mapped when it fits, streamed otherwise with slabs
-   * sized to fit; when even streaming cannot fit, loading fails with PICOLM_ERR_OUT_OF_MEMORY and a message
-   * saying how many MiB are needed.
+   * positions with the default session settings (`picolm_session_params_default`: its `kv_type` and
+   * `n_batch`; a Q8_0 KV cache needs less, a larger `n_batch` more, which `picolm_session_new` reports with a
+   * PICOLM_LOG_WARN message): the model is mapped when it fits, streamed otherwise with slabs sized to fit;
+   * when even streaming cannot fit, loading fails with PICOLM_ERR_OUT_OF_MEMORY and a message saying how many
+   * MiB are needed.
    */
   uint64_t max_rss_bytes;
 } picolm_model_params;
@@ -759,7 +753,7 @@ typedef struct picolm_model_info {
 } picolm_model_info;
 
 /**
- * Session options. Initialise with `picolm_session_params_default`.
+ * Session options (as llama.h's context params). Initialise with `picolm_session_params_default`.
  */
 typedef struct picolm_session_params {
   /**
@@ -770,6 +764,14 @@ typedef struct picolm_session_params {
    * Context length (0 = the model's `n_ctx`); the KV cache is allocated for exactly this.
    */
   uint32_t n_ctx;
+  /**
+   * Prompt tokens evaluated per forward call (default 64; at least 1).
+   */
+  uint32_t n_batch;
+  /**
+   * KV cache format: a `picolm_kv_type` value (others are PICOLM_ERR_INVALID_ARG).
+   */
+  int32_t kv_type;
 } picolm_session_params;
 
 /**
@@ -803,9 +805,13 @@ typedef struct picolm_memory_report {
 } picolm_memory_report;
 
 /**
- * Benchmark settings (llama-bench style).
+ * Benchmark settings (llama-bench style). Initialise with `picolm_bench_params_default`.
  */
 typedef struct picolm_bench_params {
+  /**
+   * Must be `sizeof(picolm_bench_params)` (set by `picolm_bench_params_default`).
+   */
+  uintptr_t struct_size;
   /**
    * Prompt length of the prefill test (0 = skip).
    */
@@ -815,7 +821,8 @@ typedef struct picolm_bench_params {
    */
   uint32_t n_gen;
   /**
-   * Thread counts to test (`n_threads_list` entries).
+   * Thread counts to test (`n_threads_list` entries; the defaults point to a static list owned by the
+   * library).
    */
   const uint32_t *threads;
   /**
@@ -823,11 +830,11 @@ typedef struct picolm_bench_params {
    */
   uintptr_t n_threads_list;
   /**
-   * Timed repetitions per test.
+   * Timed repetitions per test (after one untimed warm-up).
    */
   uint32_t repetitions;
   /**
-   * Prefill batch size.
+   * Prefill batch size (at least 1).
    */
   uint32_t n_batch;
   /**
@@ -835,9 +842,9 @@ typedef struct picolm_bench_params {
    */
   bool stream_weights;
   /**
-   * Use a Q8_0 KV cache instead of F16.
+   * KV cache format: a `picolm_kv_type` value (others are PICOLM_ERR_INVALID_ARG).
    */
-  bool kv_q8_0;
+  int32_t kv_type;
   /**
    * Also measure the read bandwidth (1 thread and each thread count) and report decode as a fraction of the
    * bandwidth ceiling.
@@ -869,23 +876,6 @@ const char *picolm_version(void);
 const char *picolm_features(void);
 
 /**
- * Renders `n` messages with the model's chat template (its `tokenizer.chat_template`, or the built-in format its
- * vocabulary suggests) into `buf` (NUL-terminated). `add_generation_prompt` appends the assistant's turn opening.
- * `*needed` receives the bytes needed including the NUL (PICOLM_ERR_BUFFER_TOO_SMALL when `cap` is smaller).
- * Pass the result to `picolm_session_generate` with `parse_special` true. Thread-safe.
- *
- * # Safety
- * `model` live; `msgs` `n` readable messages; `buf` NULL or `cap` writable bytes; `needed` NULL or writable.
- */
-picolm_result picolm_chat_apply_template(const struct picolm_model *model,
-                                         const struct picolm_chat_message *msgs,
-                                         uintptr_t n,
-                                         bool add_generation_prompt,
-                                         char *buf,
-                                         uintptr_t cap,
-                                         uintptr_t *needed);
-
-/**
  * Sets the result of a tool call: `text` (UTF-8, `len` bytes) goes back to the model as the tool's message;
  * `is_error` marks a failure (the model then sees `error: <text>`). A handler that never calls this reports an
  * error to the model.
@@ -897,6 +887,23 @@ picolm_result picolm_tool_result_set(struct picolm_tool_result *result,
                                      const char *text,
                                      uintptr_t len,
                                      bool is_error);
+
+/**
+ * Parses a tool policy name as picolm-core does (`auto`, `required`, `none`, as OpenAI's `tool_choice`) into
+ * `*out` (a `picolm_tool_choice` value). PICOLM_ERR_INVALID_ARG names the accepted names; PICOLM_ERR_UNSUPPORTED
+ * without the `agent` feature. Thread-safe.
+ *
+ * # Safety
+ * `name` NUL-terminated; `out` writable.
+ */
+picolm_result picolm_tool_choice_parse(const char *name,
+                                       int32_t *out);
+
+/**
+ * The name of a tool policy ("auto", "required", "none"); any other integer gives "unknown". A static
+ * NUL-terminated string; do not free.
+ */
+const char *picolm_tool_choice_name(int32_t tool_choice);
 
 /**
  * The name of a loop outcome as every binding reports it: "answered", "max_iterations", "cancelled",
@@ -915,8 +922,9 @@ picolm_result picolm_agent_params_default(struct picolm_agent_params *params);
 
 /**
  * Creates an empty tool-call loop for `model` (tools are added with `picolm_agent_add_tool`). Free with
- * `picolm_agent_free`. PICOLM_ERR_UNSUPPORTED in a library built without the `agent` feature (as every
- * `picolm_agent_*` function but `picolm_agent_stop_name`, `picolm_agent_free` and `picolm_agent_result_free`).
+ * `picolm_agent_free`. `*out` is NULL on failure. PICOLM_ERR_UNSUPPORTED in a library built without the `agent`
+ * feature (as every `picolm_agent_*` function but `picolm_agent_stop_name`, `picolm_agent_free` and
+ * `picolm_agent_result_free`, and as `picolm_tool_choice_parse`).
  *
  * # Safety
  * `model` live; `out` writable.
@@ -999,7 +1007,34 @@ const char *picolm_strerror(int32_t result);
 const char *picolm_last_error_message(void);
 
 /**
- * Fills `params` with the defaults: 256 tokens, greedy, no penalties, seed 0, special tokens parsed.
+ * Renders `n` messages with the model's chat template (its `tokenizer.chat_template`, or the built-in format its
+ * vocabulary suggests) into `buf` (NUL-terminated). `add_generation_prompt` appends the assistant's turn opening.
+ * `*needed` receives the bytes needed including the NUL (PICOLM_ERR_BUFFER_TOO_SMALL when `cap` is smaller).
+ * Pass the result to `picolm_session_generate` with `parse_special` true. Thread-safe.
+ *
+ * # Safety
+ * `model` live; `msgs` `n` readable messages; `buf` NULL or `cap` writable bytes; `needed` NULL or writable.
+ */
+picolm_result picolm_chat_apply_template(const struct picolm_model *model,
+                                         const struct picolm_chat_message *msgs,
+                                         uintptr_t n,
+                                         bool add_generation_prompt,
+                                         char *buf,
+                                         uintptr_t cap,
+                                         uintptr_t *needed);
+
+/**
+ * picolm-core's defaults of every parameter as a static NUL-terminated JSON object with dotted keys, e.g.
+ * `{"session.n_batch":64,"session.kv_type":"f16","generate.max_tokens":256,"generate.sampler.top_p":1.0,…}`
+ * (sections `model`, `session`, `sampler`, `generate`, `agent` (with the `agent` feature) and `bench`; enums as
+ * their names, as `picolm_kv_type_name` and `picolm_tool_choice_name` give them). The `picolm_*_params_default`
+ * functions write these values. Never NULL; do not free. Thread-safe.
+ */
+const char *picolm_defaults_json(void);
+
+/**
+ * Fills `params` with picolm-core's defaults (`GenerateParams::default()`: 256 tokens, greedy, no penalties, seed
+ * 0), no stop strings, no JSON constraint, special tokens added and parsed.
  *
  * # Safety
  * `params` NULL or writable.
@@ -1162,6 +1197,31 @@ picolm_result picolm_model_meta_key(const struct picolm_model *model,
                                     uintptr_t *needed);
 
 /**
+ * Fills `params` with picolm-core's sampler defaults (the values `picolm_generate_params_default` and
+ * `picolm_agent_params_default` embed). PICOLM_ERR_NULL_ARG for NULL.
+ *
+ * # Safety
+ * `params` NULL or writable.
+ */
+picolm_result picolm_sampler_params_default(struct picolm_sampler_params *params);
+
+/**
+ * Parses a KV type name as picolm-core does (`f16`, `q8_0` or `q8`, case-insensitive) into `*out` (a
+ * `picolm_kv_type` value). PICOLM_ERR_INVALID_ARG names the accepted names. Thread-safe.
+ *
+ * # Safety
+ * `name` NUL-terminated; `out` writable.
+ */
+picolm_result picolm_kv_type_parse(const char *name,
+                                   int32_t *out);
+
+/**
+ * The name of a KV type as picolm-core spells it ("f16", "q8_0"); any other integer gives "unknown". A static
+ * NUL-terminated string; do not free.
+ */
+const char *picolm_kv_type_name(int32_t kv_type);
+
+/**
  * Fills `params` with the defaults.
  *
  * # Safety
@@ -1171,7 +1231,8 @@ picolm_result picolm_session_params_default(struct picolm_session_params *params
 
 /**
  * Creates a session over `model` (`params` may be NULL for the defaults). `*out` receives the session (NULL on
- * failure); free it with `picolm_session_free`. The session keeps the model alive.
+ * failure); free it with `picolm_session_free`. The session keeps the model alive. A Q8_0 KV cache needs a head
+ * size that is a multiple of 32 (else PICOLM_ERR_INVALID_ARG).
  *
  * # Safety
  * `model` live; `params` NULL or valid; `out` writable.
@@ -1311,12 +1372,23 @@ picolm_result picolm_perplexity(const struct picolm_model *model,
                                 double *uncertainty);
 
 /**
+ * Fills `params` with picolm-core's benchmark defaults (`BenchParams::default()`: the prompt and generation
+ * lengths, thread counts, repetitions, batch and KV type of `picolm bench` without options).
+ * PICOLM_ERR_NULL_ARG for NULL.
+ *
+ * # Safety
+ * `params` NULL or writable.
+ */
+picolm_result picolm_bench_params_default(struct picolm_bench_params *params);
+
+/**
  * Runs the benchmark on the model file at `path` and writes the report to `buf` (NUL-terminated): a JSON object
- * when `json`, else a table. `*needed` receives the bytes needed; call again with a larger buffer on
+ * when `json`, else a table. `params` may be NULL for the defaults; a wrong `struct_size`, an `n_batch` of 0 or
+ * an unknown `kv_type` is PICOLM_ERR_INVALID_ARG (checked before any work). `*needed` receives the bytes needed; call again with a larger buffer on
  * PICOLM_ERR_BUFFER_TOO_SMALL (the benchmark runs again).
  *
  * # Safety
- * `path` NUL-terminated; `params` valid with `threads` readable; `buf` NULL or `cap` writable; `needed` NULL or
+ * `path` NUL-terminated; `params` NULL or valid with `threads` readable; `buf` NULL or `cap` writable; `needed` NULL or
  * writable.
  */
 picolm_result picolm_bench(const char *path,

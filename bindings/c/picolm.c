@@ -103,7 +103,7 @@ static void print_help(FILE *f) {
           "  --max-rss MB       keep the whole process within MB MiB of RAM: streams the weights when the model\n"
           "                     does not fit, sizes the slabs to fit, refuses to start (saying what is needed)\n"
           "                     when KV cache and buffers cannot fit\n"
-          "  --kv TYPE          KV cache type: f16 (default) or q8_0\n"
+          "  --kv TYPE          KV cache type: f16 (default) or q8_0 (also q8)\n"
           "\nperplexity options: -f FILE (required), -c CTX (512), -b BATCH (512), --chunks N (0 = all), -j THREADS,\n"
           "  --json\n"
           "bench options: -p PROMPT_TOKENS (512), -n GEN_TOKENS (128), -j T1,T2,... (up to 16 thread counts),\n"
@@ -197,14 +197,12 @@ static void print_stats(picolm_session *session, uint32_t n_prompt, uint32_t n_r
             mem.scratch_bytes / 1048576.0);
 }
 
-static int load_model(const char *path, long threads, long ctx, bool stream, picolm_kv_type kv, long max_rss_mb,
-                      picolm_model **model) {
+static int load_model(const char *path, long threads, long ctx, bool stream, long max_rss_mb, picolm_model **model) {
     picolm_model_params mp;
     picolm_model_params_default(&mp);
     mp.n_threads = (uint32_t)threads;
     mp.n_ctx = (uint32_t)ctx;
     mp.stream_weights = stream;
-    mp.kv_type = kv;
     mp.max_rss_bytes = (uint64_t)max_rss_mb * 1048576u;
     picolm_result r = picolm_model_load(path, &mp, model);
     if (r != PICOLM_OK) return api_error(r, "cannot load model");
@@ -278,7 +276,7 @@ static bool print_answer_event(const picolm_agent_event *ev, void *user_data) {
 /* Tool-call mode: one model step over external tools; prints the tool calls JSON or the streamed answer, then
  * the statistics. The sampler settings are those of `gp` (already checked). */
 static int run_tools(picolm_model *model, picolm_session *session, const char *tools_json, const char *user,
-                     picolm_tool_choice choice, const picolm_generate_params *gp) {
+                     int32_t choice, const picolm_generate_params *gp) {
     picolm_agent *agent = NULL;
     picolm_result r = picolm_agent_new(model, &agent);
     if (r != PICOLM_OK) return api_error(r, "cannot create the tool loop");
@@ -288,10 +286,7 @@ static int run_tools(picolm_model *model, picolm_session *session, const char *t
     picolm_agent_params_default(&ap);
     ap.max_iterations = 1;
     ap.max_tokens = gp->max_tokens;
-    ap.temperature = gp->temperature;
-    ap.top_k = gp->top_k;
-    ap.top_p = gp->top_p;
-    ap.seed = gp->seed;
+    ap.sampler = gp->sampler;
     ap.tool_choice = choice;
     picolm_chat_message m = { .role = "user", .content = user };
     picolm_agent_result res;
@@ -324,8 +319,7 @@ static int cmd_generate(int argc, char **argv) {
     bool raw_special = false, stream = false, chat = false;
     picolm_json_mode json_mode = PICOLM_JSON_OFF;
     const char *schema_path = NULL, *tools_path = NULL;
-    picolm_tool_choice choice = PICOLM_TOOL_CHOICE_AUTO;
-    picolm_kv_type kv = PICOLM_KV_F16;
+    int32_t choice = PICOLM_TOOL_CHOICE_AUTO, kv = PICOLM_KV_F16;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -349,9 +343,7 @@ static int cmd_generate(int argc, char **argv) {
         }
         else if (!strcmp(a, "--kv")) {
             NEED_VALUE();
-            if (!strcmp(v, "f16")) kv = PICOLM_KV_F16;
-            else if (!strcmp(v, "q8_0")) kv = PICOLM_KV_Q8_0;
-            else return usage_error("--kv expects f16 or q8_0, got '%s'", v);
+            if (picolm_kv_type_parse(v, &kv) != PICOLM_OK) return usage_error("--kv: %s", picolm_last_error_message());
         }
         else if (!strcmp(a, "--json")) json_mode = PICOLM_JSON_OBJECT;
         else if (!strcmp(a, "--json-value")) json_mode = PICOLM_JSON_VALUE;
@@ -360,10 +352,9 @@ static int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--chat")) chat = true;
         else if (!strcmp(a, "--tool-choice")) {
             NEED_VALUE();
-            if (!strcmp(v, "auto")) choice = PICOLM_TOOL_CHOICE_AUTO;
-            else if (!strcmp(v, "required")) choice = PICOLM_TOOL_CHOICE_REQUIRED;
-            else if (!strcmp(v, "none")) choice = PICOLM_TOOL_CHOICE_NONE;
-            else return usage_error("--tool-choice expects auto, required or none, got '%s'", v);
+            picolm_result pr = picolm_tool_choice_parse(v, &choice);
+            if (pr == PICOLM_ERR_INVALID_ARG) return usage_error("--tool-choice: %s", picolm_last_error_message());
+            if (pr != PICOLM_OK) return api_error(pr, "--tool-choice");
         }
         else if (!strcmp(a, "--raw-special")) raw_special = true;
         else if (!strcmp(a, "--stream-weights")) stream = true;
@@ -375,12 +366,12 @@ static int cmd_generate(int argc, char **argv) {
     picolm_generate_params gp;
     picolm_generate_params_default(&gp);
     gp.max_tokens = (uint32_t)n;
-    gp.temperature = temp;
-    gp.top_p = top_p;
-    gp.top_k = (uint32_t)top_k;
-    gp.min_p = min_p;
-    gp.repeat_penalty = rep;
-    gp.seed = (uint64_t)seed;
+    gp.sampler.temperature = temp;
+    gp.sampler.top_p = top_p;
+    gp.sampler.top_k = (uint32_t)top_k;
+    gp.sampler.min_p = min_p;
+    gp.sampler.repeat_penalty = rep;
+    gp.sampler.seed = (uint64_t)seed;
     if (picolm_generate_params_check(&gp) != PICOLM_OK)
         return usage_error("%s (-t is the temperature, -k top_p)", picolm_last_error_message());
     char *stdin_prompt = NULL;
@@ -404,10 +395,13 @@ static int cmd_generate(int argc, char **argv) {
         return api_error(r, "cannot use --cache");
     }
     picolm_model *model = NULL;
-    int rc = load_model(model_path, threads, ctx ? ctx : 0, stream, kv, max_rss_mb, &model);
+    int rc = load_model(model_path, threads, ctx ? ctx : 0, stream, max_rss_mb, &model);
     if (rc) { free(schema); free(tools); free(stdin_prompt); return rc; }
     picolm_session *session = NULL; /* the model's context: -c, or the library's default */
-    r = picolm_session_new(model, NULL, &session);
+    picolm_session_params sp;
+    picolm_session_params_default(&sp);
+    sp.kv_type = kv;
+    r = picolm_session_new(model, &sp, &session);
     if (r != PICOLM_OK) { rc = api_error(r, "cannot create a session"); goto done; }
 
     /* An existing, non-empty cache passed the check above: it is a state (maybe of another model, or damaged). */
@@ -483,7 +477,7 @@ static int cmd_perplexity(int argc, char **argv) {
     char *text = read_file(file, &len);
     if (!text) return 1;
     picolm_model *model = NULL;
-    int rc = load_model(model_path, threads, ctx, false, PICOLM_KV_F16, 0, &model);
+    int rc = load_model(model_path, threads, ctx, false, 0, &model);
     if (!rc) {
         double ppl = 0, pm = 0;
         picolm_result r = picolm_perplexity(model, text, len, (uint32_t)ctx, (uint32_t)batch, (uint32_t)chunks, &ppl, &pm);
@@ -500,15 +494,17 @@ static int cmd_bench(int argc, char **argv) {
     for (int i = 2; i < argc; i++) if (is_help(argv[i])) { print_help(stdout); return 0; }
     if (argc < 3) return usage_error("%s", "bench needs MODEL.gguf");
     const char *model_path = argv[2];
-    long pp = 512, tg = 128, reps = 3, batch = 512;
+    picolm_bench_params bp; /* picolm-core's defaults, changed by the options */
+    picolm_bench_params_default(&bp);
+    long pp = bp.n_prompt, tg = bp.n_gen, reps = bp.repetitions, batch = bp.n_batch;
     uint32_t threads[16];
     size_t n_threads = 0;
-    bool json = false, stream = false, kv_q8 = false, bandwidth = false;
+    bool json = false;
     for (int i = 3; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) { json = true; continue; }
-        if (!strcmp(a, "--bandwidth")) { bandwidth = true; continue; }
-        if (!strcmp(a, "--stream-weights")) { stream = true; continue; }
+        if (!strcmp(a, "--bandwidth")) { bp.bandwidth = true; continue; }
+        if (!strcmp(a, "--stream-weights")) { bp.stream_weights = true; continue; }
         if (!v) return usage_error("option %s needs a value", a);
         i++;
         if (!strcmp(a, "-p")) { if (!parse_long(a, v, 0, 1048576, &pp)) return 2; }
@@ -516,8 +512,7 @@ static int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-r")) { if (!parse_long(a, v, 1, 1000, &reps)) return 2; }
         else if (!strcmp(a, "-b")) { if (!parse_long(a, v, 1, 1048576, &batch)) return 2; }
         else if (!strcmp(a, "--kv")) {
-            if (!strcmp(v, "q8_0")) kv_q8 = true;
-            else if (strcmp(v, "f16")) return usage_error("--kv expects f16 or q8_0, got '%s'", v);
+            if (picolm_kv_type_parse(v, &bp.kv_type) != PICOLM_OK) return usage_error("--kv: %s", picolm_last_error_message());
         }
         else if (!strcmp(a, "-j")) {
             char *copy = strdup(v), *save = NULL;
@@ -536,8 +531,12 @@ static int cmd_bench(int argc, char **argv) {
         else return usage_error("unknown option '%s'", a);
     }
     if (n_threads == 0) threads[n_threads++] = (uint32_t)default_threads();
-    picolm_bench_params bp = { (uint32_t)pp, (uint32_t)tg, threads, n_threads, (uint32_t)reps, (uint32_t)batch, stream, kv_q8,
-                              bandwidth };
+    bp.n_prompt = (uint32_t)pp;
+    bp.n_gen = (uint32_t)tg;
+    bp.threads = threads;
+    bp.n_threads_list = n_threads;
+    bp.repetitions = (uint32_t)reps;
+    bp.n_batch = (uint32_t)batch;
     size_t need = 0, cap = 1 << 16;
     char *buf = malloc(cap);
     if (!buf) return 1;
@@ -581,7 +580,7 @@ static int cmd_tokenize(int argc, char **argv) {
         len = strlen(text);
     }
     picolm_model *model = NULL;
-    int rc = load_model(model_path, 1, 0, false, PICOLM_KV_F16, 0, &model);
+    int rc = load_model(model_path, 1, 0, false, 0, &model);
     if (!rc) {
         size_t n = 0;
         picolm_result r = picolm_tokenize(model, text, len, add_special, parse_special, NULL, 0, &n);

@@ -112,7 +112,7 @@ impl ToolSpec {
 }
 
 /// Whether the model may, must, or may not call tools.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum ToolChoice {
     /// The first token decides: a tool call if it starts the tool-call JSON, else a text answer. A call may only
     /// be started when it can be finished within the tokens left (counted in the model's tokens); otherwise the
@@ -127,21 +127,29 @@ pub enum ToolChoice {
 }
 
 impl ToolChoice {
-    /// Every policy, in declaration order.
+    /// Every policy, in the order of the C API's `picolm_tool_choice` codes.
     pub const ALL: [ToolChoice; 3] = [ToolChoice::Auto, ToolChoice::Required, ToolChoice::None];
 
-    /// The name bindings use: `"auto"`, `"required"` or `"none"`.
-    pub fn name(&self) -> &'static str {
+    /// The policy's name as OpenAI's `tool_choice` spells it: `"auto"`, `"required"` or `"none"`.
+    pub fn name(self) -> &'static str {
         match self {
             ToolChoice::Auto => "auto",
             ToolChoice::Required => "required",
             ToolChoice::None => "none",
         }
     }
+}
 
-    /// Parses a name of [`ToolChoice::name`] (case-sensitive, as OpenAI's `tool_choice`).
-    pub fn from_name(name: &str) -> Option<ToolChoice> {
-        ToolChoice::ALL.into_iter().find(|c| c.name() == name)
+impl std::str::FromStr for ToolChoice {
+    type Err = crate::names::UnknownName;
+
+    /// Parses a name of [`ToolChoice::name`] (exact, as OpenAI's API).
+    fn from_str(name: &str) -> Result<ToolChoice, Self::Err> {
+        ToolChoice::ALL.into_iter().find(|c| c.name() == name).ok_or_else(|| crate::names::UnknownName {
+            what: "tool choice",
+            given: name.to_string(),
+            accepted: "auto, required, none",
+        })
     }
 }
 
@@ -724,6 +732,16 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tool_choice_names_round_trip_and_bad_names_are_typed_errors() {
+        for c in ToolChoice::ALL {
+            assert_eq!(c.name().parse::<ToolChoice>(), Ok(c));
+        }
+        let e = "always".parse::<ToolChoice>().unwrap_err();
+        assert_eq!(e.given, "always");
+        assert!(e.to_string().contains("auto, required, none"), "{e}");
+    }
 
     fn spec() -> ToolSpec {
         ToolSpec {

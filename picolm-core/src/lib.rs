@@ -31,6 +31,7 @@ pub mod fs_safety;
 pub mod ggml_type;
 pub mod gguf;
 pub mod half_float;
+pub mod names;
 pub mod quant;
 pub mod tokenizer;
 

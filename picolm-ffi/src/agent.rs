@@ -1,140 +1,36 @@
-//! Chat templates and the tool-call loop from C: `picolm_chat_apply_template`, and `picolm_agent_*` (register
-//! tools with a handler function pointer + `user_data`, or as external tools the caller runs; run the loop on a
-//! session with an event callback).
+//! The tool-call loop from C: `picolm_agent_*` (register tools with a handler function pointer + `user_data`, or
+//! as external tools the caller runs; run the loop on a session with an event callback).
 //!
 //! Without the `agent` feature the `picolm_agent_*` functions stay exported (the ABI is the same for every
-//! feature set) and return PICOLM_ERR_UNSUPPORTED with a message naming the feature; the chat template works in
-//! every build.
+//! feature set) and return PICOLM_ERR_UNSUPPORTED with a message naming the feature.
 
 #[cfg(feature = "agent")]
 use std::sync::Arc;
 
 #[cfg(feature = "agent")]
 use picolm_core::agent::{tool_calls_json, Agent, AgentEvent, AgentParams, AgentStop, Tool, ToolChoice, ToolSpec};
-use picolm_core::chat::{ChatMessage, ChatTemplate, ToolCall};
 #[cfg(feature = "agent")]
 use picolm_core::generate::GenerateParams;
+#[cfg(feature = "agent")]
 use picolm_core::model::Model;
-#[cfg(feature = "agent")]
-use picolm_core::sampler::SamplerParams;
 
+use crate::boundary::{guard, picolm_result, Failure};
+use crate::chat::picolm_chat_message;
 #[cfg(feature = "agent")]
-use crate::error::read_params;
-use crate::error::{cstr_arg, guard, picolm_result, write_out, Failure};
-use crate::model::{model_ref, picolm_model};
+use crate::chat::{read_messages, template_for};
+use crate::handle::Handle;
+#[cfg(feature = "agent")]
+use crate::marshal::{cstr_arg, enum_arg, read_params, str_arg};
+use crate::model::picolm_model;
+use crate::sampler::picolm_sampler_params;
+#[cfg(feature = "agent")]
+use crate::session::lock;
 use crate::session::picolm_session;
-#[cfg(feature = "agent")]
-use crate::session::{lock, session_ref};
 
 /// The failure of an agent function in a build without the `agent` feature.
 #[cfg(not(feature = "agent"))]
 fn no_agent(function: &str) -> Failure {
     Failure::unsupported("agent", function)
-}
-
-/// One chat message: NUL-terminated UTF-8 strings. `tool_call_id`, `name` and `tool_calls_json` may be NULL
-/// (they matter only for `tool` and `assistant` messages).
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct picolm_chat_message {
-    /// `system`, `user`, `assistant` or `tool`.
-    pub role: *const libc::c_char,
-    /// The text (may be NULL, read as "", for an assistant message that only calls tools).
-    pub content: *const libc::c_char,
-    /// For `tool` messages: the id of the call answered (or NULL).
-    pub tool_call_id: *const libc::c_char,
-    /// For `tool` messages: the tool's name (or NULL).
-    pub name: *const libc::c_char,
-    /// For `assistant` messages: the tool calls it made, as a JSON array in OpenAI's shape
-    /// (`[{"id":…,"type":"function","function":{"name":…,"arguments":"<JSON text>"}}]`; arguments may also be an
-    /// object), or NULL. They are rendered into the prompt (by the model's template when it knows `tool_calls`,
-    /// else as `{"tool_calls":[…]}` after the content).
-    pub tool_calls_json: *const libc::c_char,
-}
-
-/// Reads `n` C messages.
-///
-/// # Safety
-/// `msgs` NULL (only with `n == 0`) or `n` readable messages with valid strings.
-unsafe fn read_messages(msgs: *const picolm_chat_message, n: usize) -> Result<Vec<ChatMessage>, Failure> {
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    if msgs.is_null() {
-        return Err(Failure::null("messages"));
-    }
-    let opt = |p: *const libc::c_char, name: &str| -> Result<Option<String>, Failure> {
-        // SAFETY: NULL or a NUL-terminated string (caller contract).
-        if p.is_null() {
-            Ok(None)
-        } else {
-            unsafe { cstr_arg(p, name) }.map(|s| Some(s.to_string()))
-        }
-    };
-    (0..n)
-        .map(|i| {
-            // SAFETY: `n` readable messages (caller contract).
-            let m = unsafe { *msgs.add(i) };
-            let tool_calls = match opt(m.tool_calls_json, "messages[i].tool_calls_json")? {
-                None => Vec::new(),
-                Some(text) => {
-                    let v: serde_json::Value = serde_json::from_str(&text)
-                        .map_err(|e| Failure::invalid(format!("messages[{i}].tool_calls_json is not JSON: {e}")))?;
-                    ToolCall::list_from_json(&v).map_err(|why| Failure::invalid(format!("messages[{i}]: {why}")))?
-                }
-            };
-            let role = unsafe { cstr_arg(m.role, "messages[i].role") }?.to_string();
-            if !tool_calls.is_empty() && role != "assistant" {
-                return Err(Failure::invalid(format!(
-                    "messages[{i}]: only assistant messages have tool calls, this one is {role:?}"
-                )));
-            }
-            let content = if m.content.is_null() && !tool_calls.is_empty() {
-                String::new()
-            } else {
-                unsafe { cstr_arg(m.content, "messages[i].content") }?.to_string()
-            };
-            Ok(ChatMessage {
-                role,
-                content,
-                tool_call_id: opt(m.tool_call_id, "messages[i].tool_call_id")?,
-                name: opt(m.name, "messages[i].name")?,
-                tool_calls,
-            })
-        })
-        .collect()
-}
-
-fn template_for(model: &Model) -> Result<ChatTemplate, Failure> {
-    Ok(ChatTemplate::for_model(model.file(), model.tokenizer()).map_err(picolm_core::Error::from)?)
-}
-
-/// Renders `n` messages with the model's chat template (its `tokenizer.chat_template`, or the built-in format its
-/// vocabulary suggests) into `buf` (NUL-terminated). `add_generation_prompt` appends the assistant's turn opening.
-/// `*needed` receives the bytes needed including the NUL (PICOLM_ERR_BUFFER_TOO_SMALL when `cap` is smaller).
-/// Pass the result to `picolm_session_generate` with `parse_special` true. Thread-safe.
-///
-/// # Safety
-/// `model` live; `msgs` `n` readable messages; `buf` NULL or `cap` writable bytes; `needed` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn picolm_chat_apply_template(
-    model: *const picolm_model,
-    msgs: *const picolm_chat_message,
-    n: usize,
-    add_generation_prompt: bool,
-    buf: *mut libc::c_char,
-    cap: usize,
-    needed: *mut usize,
-) -> picolm_result {
-    guard(|| {
-        // SAFETY: caller contract.
-        let m = unsafe { model_ref(model) }?;
-        let messages = unsafe { read_messages(msgs, n) }?;
-        let text =
-            template_for(&m.model)?.render(&messages, add_generation_prompt).map_err(picolm_core::Error::from)?;
-        // SAFETY: caller contract for the output buffer.
-        unsafe { write_out(text.as_bytes(), buf, cap, needed) }
-    })
 }
 
 /// Where a tool handler writes its result. Valid only during the handler call.
@@ -166,7 +62,7 @@ pub unsafe extern "C" fn picolm_tool_result_set(
         {
             // SAFETY: caller contract.
             let r = unsafe { result.as_mut() }.ok_or_else(|| Failure::null("result"))?;
-            let t = unsafe { crate::error::str_arg(text, len, "text") }?.to_string();
+            let t = unsafe { str_arg(text, len, "text") }?.to_string();
             r.text = Some(if is_error { Err(t) } else { Ok(t) });
             Ok(())
         }
@@ -236,6 +132,69 @@ pub enum picolm_tool_choice {
     PICOLM_TOOL_CHOICE_NONE = 2,
 }
 
+/// The C code, C name and name of each tool policy (the names are the core's `ToolChoice::name`, checked by a
+/// test).
+const TOOL_CHOICES: [(i32, &str, &std::ffi::CStr); 3] = [
+    (picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO as i32, "PICOLM_TOOL_CHOICE_AUTO", c"auto"),
+    (picolm_tool_choice::PICOLM_TOOL_CHOICE_REQUIRED as i32, "PICOLM_TOOL_CHOICE_REQUIRED", c"required"),
+    (picolm_tool_choice::PICOLM_TOOL_CHOICE_NONE as i32, "PICOLM_TOOL_CHOICE_NONE", c"none"),
+];
+
+/// The C code of a core tool policy.
+#[cfg(feature = "agent")]
+fn tool_choice_code(c: ToolChoice) -> i32 {
+    TOOL_CHOICES
+        .iter()
+        .find(|(_, _, n)| n.to_str() == Ok(c.name()))
+        .map(|(code, _, _)| *code)
+        .expect("every tool choice has a C code")
+}
+
+/// Reads a `tool_choice` field (an `int32_t` from C); `field` names it in the error.
+#[cfg(feature = "agent")]
+fn tool_choice_arg(value: i32, field: &str) -> Result<ToolChoice, Failure> {
+    let table: Vec<(i32, &str, ToolChoice)> =
+        TOOL_CHOICES.iter().zip(ToolChoice::ALL).map(|((code, name, _), c)| (*code, *name, c)).collect();
+    enum_arg(value, field, &table)
+}
+
+/// Parses a tool policy name as picolm-core does (`auto`, `required`, `none`, as OpenAI's `tool_choice`) into
+/// `*out` (a `picolm_tool_choice` value). PICOLM_ERR_INVALID_ARG names the accepted names; PICOLM_ERR_UNSUPPORTED
+/// without the `agent` feature. Thread-safe.
+///
+/// # Safety
+/// `name` NUL-terminated; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_tool_choice_parse(name: *const libc::c_char, out: *mut i32) -> picolm_result {
+    guard(|| {
+        #[cfg(not(feature = "agent"))]
+        return Err({
+            let _ = (name, out);
+            no_agent("picolm_tool_choice_parse")
+        });
+        #[cfg(feature = "agent")]
+        {
+            // SAFETY: caller contract.
+            let name = unsafe { cstr_arg(name, "name") }?;
+            if out.is_null() {
+                return Err(Failure::null("out"));
+            }
+            let c: ToolChoice =
+                name.parse().map_err(|e: picolm_core::names::UnknownName| Failure::invalid(e.to_string()))?;
+            // SAFETY: non-NULL writable out-parameter.
+            unsafe { *out = tool_choice_code(c) };
+            Ok(())
+        }
+    })
+}
+
+/// The name of a tool policy ("auto", "required", "none"); any other integer gives "unknown". A static
+/// NUL-terminated string; do not free.
+#[no_mangle]
+pub extern "C" fn picolm_tool_choice_name(tool_choice: i32) -> *const libc::c_char {
+    TOOL_CHOICES.iter().find(|(c, _, _)| *c == tool_choice).map_or(c"unknown", |(_, _, n)| n).as_ptr()
+}
+
 /// Loop settings. Initialise with `picolm_agent_params_default`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -247,14 +206,8 @@ pub struct picolm_agent_params {
     pub max_iterations: u32,
     /// Token limit per step (default 192).
     pub max_tokens: u32,
-    /// Temperature, >= 0 (default 0: greedy); out-of-range sampler settings are PICOLM_ERR_INVALID_ARG.
-    pub temperature: f32,
-    /// Top-k (0 = off).
-    pub top_k: u32,
-    /// Top-p in [0, 1] (1 = off).
-    pub top_p: f32,
-    /// Seed.
-    pub seed: u64,
+    /// Token selection of every step (picolm-core's defaults: greedy, no filters, no penalty, seed 0).
+    pub sampler: picolm_sampler_params,
     /// Tool policy: a `picolm_tool_choice` value (others are PICOLM_ERR_INVALID_ARG).
     pub tool_choice: i32,
 }
@@ -327,11 +280,8 @@ pub unsafe extern "C" fn picolm_agent_params_default(params: *mut picolm_agent_p
                 struct_size: std::mem::size_of::<picolm_agent_params>(),
                 max_iterations: d.max_iterations as u32,
                 max_tokens: d.generate.max_tokens as u32,
-                temperature: d.generate.sampler.temperature,
-                top_k: d.generate.sampler.top_k as u32,
-                top_p: d.generate.sampler.top_p,
-                seed: d.generate.sampler.seed,
-                tool_choice: picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO as i32,
+                sampler: picolm_sampler_params::from_core(&d.generate.sampler),
+                tool_choice: tool_choice_code(d.tool_choice),
             };
             // SAFETY: non-NULL writable (caller contract).
             unsafe { params.write(p) };
@@ -366,6 +316,11 @@ impl picolm_core::agent::ToolHandler for CHandler {
 
 /// A tool-call loop over one model: its tools and chat template.
 pub struct picolm_agent {
+    _private: [u8; 0],
+}
+
+/// The value behind a `picolm_agent`.
+pub(crate) struct AgentHandle {
     #[cfg(feature = "agent")]
     model: Arc<Model>,
     #[cfg(feature = "agent")]
@@ -374,34 +329,37 @@ pub struct picolm_agent {
     agent: Option<Agent>,
 }
 
+impl Handle for picolm_agent {
+    type Inner = AgentHandle;
+    const ARG: &'static str = "agent";
+}
+
 /// Creates an empty tool-call loop for `model` (tools are added with `picolm_agent_add_tool`). Free with
-/// `picolm_agent_free`. PICOLM_ERR_UNSUPPORTED in a library built without the `agent` feature (as every
-/// `picolm_agent_*` function but `picolm_agent_stop_name`, `picolm_agent_free` and `picolm_agent_result_free`).
+/// `picolm_agent_free`. `*out` is NULL on failure. PICOLM_ERR_UNSUPPORTED in a library built without the `agent`
+/// feature (as every `picolm_agent_*` function but `picolm_agent_stop_name`, `picolm_agent_free` and
+/// `picolm_agent_result_free`, and as `picolm_tool_choice_parse`).
 ///
 /// # Safety
 /// `model` live; `out` writable.
 #[no_mangle]
 pub unsafe extern "C" fn picolm_agent_new(model: *const picolm_model, out: *mut *mut picolm_agent) -> picolm_result {
     guard(|| {
+        // SAFETY: `out` NULL or writable (caller contract).
+        unsafe { picolm_agent::clear_out(out) }?;
         // SAFETY: caller contract.
-        let m = unsafe { model_ref(model) }?;
-        if out.is_null() {
-            return Err(Failure::null("out"));
-        }
+        let m = unsafe { picolm_model::as_ref(model) }?;
         #[cfg(not(feature = "agent"))]
         return Err({
             let _ = m;
             no_agent("picolm_agent_new")
         });
         #[cfg(feature = "agent")]
-        let a = Box::new(picolm_agent { model: m.model.clone(), tools: Vec::new(), agent: None });
-        // SAFETY: non-NULL writable.
-        #[cfg(feature = "agent")]
-        unsafe {
-            *out = Box::into_raw(a)
-        };
-        #[cfg(feature = "agent")]
-        Ok(())
+        {
+            let a = AgentHandle { model: Arc::clone(m), tools: Vec::new(), agent: None };
+            // SAFETY: `out` checked writable above.
+            unsafe { picolm_agent::write_out(out, a) };
+            Ok(())
+        }
     })
 }
 
@@ -411,14 +369,12 @@ pub unsafe extern "C" fn picolm_agent_new(model: *const picolm_model, out: *mut 
 /// `agent` NULL or from `picolm_agent_new`, freed once.
 #[no_mangle]
 pub unsafe extern "C" fn picolm_agent_free(agent: *mut picolm_agent) {
-    if !agent.is_null() {
-        // SAFETY: from Box::into_raw, freed once (caller contract).
-        drop(unsafe { Box::from_raw(agent) });
-    }
+    // SAFETY: caller contract.
+    unsafe { picolm_agent::free(agent) }
 }
 
 #[cfg(feature = "agent")]
-fn add(a: &mut picolm_agent, tool: Tool) -> Result<(), Failure> {
+fn add(a: &mut AgentHandle, tool: Tool) -> Result<(), Failure> {
     tool.spec.validate()?;
     if a.agent.is_some() {
         // Rebuild on the next run: tools may be added between runs.
@@ -451,7 +407,7 @@ pub unsafe extern "C" fn picolm_agent_add_tool(
 ) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
+        let a = unsafe { picolm_agent::as_mut(agent) }?;
         #[cfg(not(feature = "agent"))]
         return Err({
             let _ = (a, name, description, parameters_schema, handler, user_data);
@@ -488,7 +444,7 @@ pub unsafe extern "C" fn picolm_agent_add_tools_json(
 ) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
+        let a = unsafe { picolm_agent::as_mut(agent) }?;
         #[cfg(not(feature = "agent"))]
         return Err({
             let _ = (a, tools_json);
@@ -610,29 +566,13 @@ pub unsafe extern "C" fn picolm_agent_run(
         });
         #[cfg(feature = "agent")]
         {
-            let a = unsafe { agent.as_mut() }.ok_or_else(|| Failure::null("agent"))?;
-            let s = unsafe { session_ref(session) }?;
+            let a = unsafe { picolm_agent::as_mut(agent) }?;
+            let s = unsafe { picolm_session::as_ref(session) }?;
             let messages = unsafe { read_messages(msgs, n) }?;
             // SAFETY: caller contract of `params`.
             let p = unsafe { read_params(params, "picolm_agent_params", picolm_agent_params_default) }?;
-            let tool_choice = match p.tool_choice {
-                x if x == picolm_tool_choice::PICOLM_TOOL_CHOICE_AUTO as i32 => ToolChoice::Auto,
-                x if x == picolm_tool_choice::PICOLM_TOOL_CHOICE_REQUIRED as i32 => ToolChoice::Required,
-                x if x == picolm_tool_choice::PICOLM_TOOL_CHOICE_NONE as i32 => ToolChoice::None,
-                other => {
-                    return Err(Failure::invalid(format!(
-                        "picolm_agent_params.tool_choice is {other}: use PICOLM_TOOL_CHOICE_AUTO (0), _REQUIRED (1) or _NONE (2)"
-                    )))
-                }
-            };
-            let sampler = SamplerParams {
-                temperature: p.temperature,
-                top_k: p.top_k as usize,
-                top_p: p.top_p,
-                seed: p.seed,
-                ..Default::default()
-            };
-            sampler.validate().map_err(|e| Failure::invalid(e.to_string()))?;
+            let tool_choice = tool_choice_arg(p.tool_choice, "picolm_agent_params.tool_choice")?;
+            let sampler = p.sampler.to_core()?;
             let mut g = lock(s)?;
             if !Arc::ptr_eq(g.model(), &a.model) {
                 return Err(Failure::invalid("the session belongs to a different model than the agent"));
@@ -726,6 +666,24 @@ mod tests {
     fn name(code: i32) -> &'static str {
         // SAFETY: picolm_agent_stop_name returns a static NUL-terminated string for every input.
         unsafe { CStr::from_ptr(picolm_agent_stop_name(code)) }.to_str().unwrap()
+    }
+
+    #[cfg(feature = "agent")]
+    #[test]
+    fn tool_choice_codes_and_names_are_the_core_ones() {
+        for (i, c) in ToolChoice::ALL.into_iter().enumerate() {
+            let code = tool_choice_code(c);
+            assert_eq!(code, TOOL_CHOICES[i].0);
+            assert_eq!(tool_choice_arg(code, "f").unwrap(), c);
+            // SAFETY: a static NUL-terminated string.
+            assert_eq!(unsafe { CStr::from_ptr(picolm_tool_choice_name(code)) }.to_str().unwrap(), c.name());
+        }
+        let f = tool_choice_arg(3, "picolm_agent_params.tool_choice").unwrap_err();
+        assert!(
+            f.message.contains("tool_choice is 3") && f.message.contains("PICOLM_TOOL_CHOICE_NONE (2)"),
+            "{}",
+            f.message
+        );
     }
 
     #[cfg(feature = "agent")]

@@ -1,11 +1,19 @@
-//! `picolm_session_generate`: streaming generation with a piece callback.
+//! `picolm_session_generate`: streaming generation with a piece callback, its params, the JSON constraint of
+//! the JSON modes and schema, and the stop reasons.
+
+use std::sync::Arc;
 
 use picolm_core::generate::{GenerateParams, StopReason};
-use picolm_core::sampler::SamplerParams;
+use picolm_core::grammar::{Grammar, JsonConstraint, JsonMode};
+use picolm_core::model::Model;
+use picolm_core::TokenConstraint;
 
-use crate::error::{cstr_arg, guard, picolm_result, read_params, str_arg, Failure};
+use crate::boundary::{guard, picolm_result, Failure};
+use crate::handle::Handle;
 use crate::log::{log, picolm_log_level};
-use crate::session::{picolm_session, session_ref};
+use crate::marshal::{cstr_arg, enum_arg, read_params, str_arg};
+use crate::sampler::picolm_sampler_params;
+use crate::session::{lock, picolm_session};
 
 /// Generation options. Initialise with `picolm_generate_params_default` (greedy, 256 tokens).
 #[repr(C)]
@@ -15,21 +23,8 @@ pub struct picolm_generate_params {
     pub struct_size: usize,
     /// Most new tokens.
     pub max_tokens: u32,
-    /// Temperature, >= 0 (0 = greedy). Out-of-range sampler settings are PICOLM_ERR_INVALID_ARG (checked before
-    /// any work; `picolm_generate_params_check` checks them alone).
-    pub temperature: f32,
-    /// Keep the k most likely tokens (0 = off).
-    pub top_k: u32,
-    /// Nucleus sampling threshold in [0, 1] (1 = off).
-    pub top_p: f32,
-    /// Minimum probability relative to the best token, in [0, 1] (0 = off).
-    pub min_p: f32,
-    /// Repetition penalty, > 0 (1 = off).
-    pub repeat_penalty: f32,
-    /// Tokens the repetition penalty looks back over.
-    pub repeat_last_n: u32,
-    /// Random seed.
-    pub seed: u64,
+    /// Token selection (picolm-core's defaults: greedy, no filters, no penalty, seed 0).
+    pub sampler: picolm_sampler_params,
     /// Stop strings: `n_stop` NUL-terminated UTF-8 strings (may be NULL when `n_stop` is 0). Generation stops
     /// before the first occurrence; the stop string is not delivered.
     pub stop: *const *const libc::c_char,
@@ -109,7 +104,8 @@ pub struct picolm_generation_info {
 pub type picolm_piece_callback =
     Option<unsafe extern "C" fn(utf8: *const libc::c_char, len: usize, user_data: *mut libc::c_void) -> bool>;
 
-/// Fills `params` with the defaults: 256 tokens, greedy, no penalties, seed 0, special tokens parsed.
+/// Fills `params` with picolm-core's defaults (`GenerateParams::default()`: 256 tokens, greedy, no penalties, seed
+/// 0), no stop strings, no JSON constraint, special tokens added and parsed.
 ///
 /// # Safety
 /// `params` NULL or writable.
@@ -120,24 +116,17 @@ pub unsafe extern "C" fn picolm_generate_params_default(params: *mut picolm_gene
             return Err(Failure::null("params"));
         }
         let d = GenerateParams::default();
-        let sp = SamplerParams::DEFAULT;
         let p = picolm_generate_params {
             struct_size: std::mem::size_of::<picolm_generate_params>(),
             max_tokens: d.max_tokens as u32,
-            temperature: sp.temperature,
-            top_k: sp.top_k as u32,
-            top_p: sp.top_p,
-            min_p: sp.min_p,
-            repeat_penalty: sp.repeat_penalty,
-            repeat_last_n: sp.repeat_last_n as u32,
-            seed: sp.seed,
+            sampler: picolm_sampler_params::from_core(&d.sampler),
             stop: std::ptr::null(),
             n_stop: 0,
             json_mode: picolm_json_mode::PICOLM_JSON_OFF as i32,
             json_schema: std::ptr::null(),
             add_special: true,
             parse_special: true,
-            ignore_eog: false,
+            ignore_eog: !d.stop_at_eog,
         };
         // SAFETY: non-NULL writable.
         unsafe { params.write(p) };
@@ -174,19 +163,34 @@ pub extern "C" fn picolm_stop_reason_name(reason: i32) -> *const libc::c_char {
     name.as_ptr()
 }
 
-/// The sampler settings of `p`, checked by picolm-core.
-fn sampler_params(p: &picolm_generate_params) -> Result<SamplerParams, Failure> {
-    let sp = SamplerParams {
-        temperature: p.temperature,
-        top_k: p.top_k as usize,
-        top_p: p.top_p,
-        min_p: p.min_p,
-        repeat_penalty: p.repeat_penalty,
-        repeat_last_n: p.repeat_last_n as usize,
-        seed: p.seed,
+/// The C code, C name and core mode of each JSON mode (`None`: off).
+const JSON_MODES: [(i32, &str, Option<JsonMode>); 3] = [
+    (picolm_json_mode::PICOLM_JSON_OFF as i32, "PICOLM_JSON_OFF", None),
+    (picolm_json_mode::PICOLM_JSON_OBJECT as i32, "PICOLM_JSON_OBJECT", Some(JsonMode::Object)),
+    (picolm_json_mode::PICOLM_JSON_VALUE as i32, "PICOLM_JSON_VALUE", Some(JsonMode::Value)),
+];
+
+/// The grammar constraint for the JSON options of a generation (none when both are off): a JSON Schema when
+/// `schema` is non-NULL, else the JSON mode's grammar. The mode is checked also when a schema is given.
+///
+/// # Safety
+/// `schema` NULL or NUL-terminated (documented on `picolm_generate_params`).
+unsafe fn constraint_for(
+    model: &Arc<Model>,
+    json_mode: i32,
+    schema: *const libc::c_char,
+) -> Result<Option<Box<dyn TokenConstraint>>, Failure> {
+    let mode = enum_arg(json_mode, "params.json_mode", &JSON_MODES)?;
+    let grammar = if !schema.is_null() {
+        // SAFETY: NUL-terminated (caller contract).
+        let text = unsafe { cstr_arg(schema, "params.json_schema") }?;
+        Grammar::from_schema_str(text).map_err(picolm_core::Error::from)?
+    } else if let Some(mode) = mode {
+        Grammar::for_mode(mode)
+    } else {
+        return Ok(None);
     };
-    sp.validate().map_err(|e| Failure::invalid(e.to_string()))?;
-    Ok(sp)
+    Ok(Some(Box::new(JsonConstraint::new(Arc::new(grammar), model.grammar_vocab()))))
 }
 
 /// Checks the settings of `params` (struct size and sampler ranges) without generating: PICOLM_OK, or
@@ -203,7 +207,7 @@ pub unsafe extern "C" fn picolm_generate_params_check(params: *const picolm_gene
         }
         // SAFETY: caller contract of `params`.
         let p = unsafe { read_params(params, "picolm_generate_params", picolm_generate_params_default) }?;
-        sampler_params(&p).map(|_| ())
+        p.sampler.to_core().map(|_| ())
     })
 }
 
@@ -240,7 +244,7 @@ pub unsafe extern "C" fn picolm_session_generate(
     }
     guard(|| {
         // SAFETY: caller contract for every pointer.
-        let s = unsafe { session_ref(session) }?;
+        let s = unsafe { picolm_session::as_ref(session) }?;
         let prompt = unsafe { str_arg(prompt, prompt_len, "prompt") }?;
         // SAFETY: caller contract of `params`.
         let p = unsafe { read_params(params, "picolm_generate_params", picolm_generate_params_default) }?;
@@ -257,12 +261,13 @@ pub unsafe extern "C" fn picolm_session_generate(
         }
         let gp = GenerateParams {
             max_tokens: p.max_tokens as usize,
-            sampler: sampler_params(&p)?,
+            sampler: p.sampler.to_core()?,
             stop,
             stop_at_eog: !p.ignore_eog,
         };
-        let mut g = crate::session::lock(s)?;
-        let constraint = crate::tools::constraint_for(g.model(), p.json_mode, p.json_schema)?;
+        let mut g = lock(s)?;
+        // SAFETY: `json_schema` NULL or NUL-terminated (caller contract of `params`).
+        let constraint = unsafe { constraint_for(g.model(), p.json_mode, p.json_schema) }?;
         let tokens = g.model().tokenizer().encode(prompt, p.add_special, p.parse_special);
         s.cancel.reset();
         let mut piece_buf: Vec<u8> = Vec::new();

@@ -12,22 +12,30 @@
 #![allow(non_camel_case_types)]
 
 mod agent;
-mod error;
+mod boundary;
+mod chat;
+mod defaults;
 mod generate;
+mod handle;
 mod log;
+mod marshal;
 mod model;
+mod sampler;
 mod session;
 mod tokens;
-mod tools;
+mod utilities;
 
 pub use agent::*;
-pub use error::*;
+pub use boundary::*;
+pub use chat::*;
+pub use defaults::*;
 pub use generate::*;
 pub use log::*;
 pub use model::*;
+pub use sampler::*;
 pub use session::*;
 pub use tokens::*;
-pub use tools::*;
+pub use utilities::*;
 
 /// Major version of the library.
 pub const PICOLM_VERSION_MAJOR: u32 = 0;
@@ -123,7 +131,7 @@ mod tests {
     fn disabled_feature_errors_are_unsupported() {
         use picolm_core::{chat::ChatError, grammar::GrammarError, Error};
         for e in [Error::Grammar(GrammarError::SchemaDisabled), Error::Chat(ChatError::JinjaDisabled)] {
-            assert_eq!(error::Failure::from(e).code, picolm_result::PICOLM_ERR_UNSUPPORTED);
+            assert_eq!(boundary::Failure::from(e).code, picolm_result::PICOLM_ERR_UNSUPPORTED);
         }
     }
 }

@@ -2,25 +2,18 @@
 
 use std::sync::Arc;
 
-use picolm_core::model::{KvType, Model, ModelParams, RssBudget};
+use picolm_core::model::{Model, ModelParams, RssBudget};
+use picolm_core::session::SessionParams;
 
-use crate::error::{cstr_arg, guard, picolm_result, read_params, write_out, Failure};
+use crate::boundary::{guard, picolm_result, Failure};
+use crate::handle::Handle;
 use crate::log::{log, log_load_warnings, picolm_log_level};
+use crate::marshal::{cstr_arg, read_params, write_ids, write_out};
 
 /// The context a model gets when `picolm_model_params.n_ctx` is 0: its training context, capped at this many
 /// positions (the same default as the CLI and the Python package: they all take it from picolm-core).
 pub const PICOLM_DEFAULT_N_CTX_CAP: u32 = 4096;
 const _: () = assert!(PICOLM_DEFAULT_N_CTX_CAP as usize == picolm_core::model::DEFAULT_MAX_CTX);
-
-/// Storage format of a session's KV cache (the `kv_type` field of `picolm_model_params`, an `int32_t`).
-#[repr(i32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum picolm_kv_type {
-    /// 16-bit floats (default).
-    PICOLM_KV_F16 = 0,
-    /// Q8_0 blocks (about 53% of F16's size).
-    PICOLM_KV_Q8_0 = 1,
-}
 
 /// Load options. Initialise with `picolm_model_params_default`, then change fields.
 #[repr(C)]
@@ -34,8 +27,6 @@ pub struct picolm_model_params {
     /// Largest context of any session (0 = the model's training context, capped at `PICOLM_DEFAULT_N_CTX_CAP`).
     /// A context beyond the training context is accepted with a warning on the log callback.
     pub n_ctx: u32,
-    /// Prompt tokens evaluated per batch (default 64).
-    pub n_batch: u32,
     /// Read weights through a memory map (the only mode; `false` is refused with PICOLM_ERR_UNSUPPORTED).
     pub use_mmap: bool,
     /// Streaming mode for boards with less RAM than the model: the file is not mapped; the weights are read
@@ -45,21 +36,23 @@ pub struct picolm_model_params {
     /// Slab size for streaming mode in bytes (0 = 4 MiB; with `max_rss_bytes`, the largest slab up to this that
     /// fits).
     pub stream_slab_bytes: u64,
-    /// KV cache format of the sessions of this model: a `picolm_kv_type` value (others are
-    /// PICOLM_ERR_INVALID_ARG).
-    pub kv_type: i32,
     /// A bound on the process's resident memory in bytes (0 = none), for the model and one session of `n_ctx`
-    /// positions with `kv_type` and `n_batch`: the model is mapped when it fits, streamed otherwise with slabs
-    /// sized to fit; when even streaming cannot fit, loading fails with PICOLM_ERR_OUT_OF_MEMORY and a message
-    /// saying how many MiB are needed.
+    /// positions with the default session settings (`picolm_session_params_default`: its `kv_type` and
+    /// `n_batch`; a Q8_0 KV cache needs less, a larger `n_batch` more, which `picolm_session_new` reports with a
+    /// PICOLM_LOG_WARN message): the model is mapped when it fits, streamed otherwise with slabs sized to fit;
+    /// when even streaming cannot fit, loading fails with PICOLM_ERR_OUT_OF_MEMORY and a message saying how many
+    /// MiB are needed.
     pub max_rss_bytes: u64,
 }
 
 /// An opaque loaded model. Thread-safe: share it between threads and sessions.
 pub struct picolm_model {
-    pub(crate) model: Arc<Model>,
-    pub(crate) kv_type: KvType,
-    pub(crate) n_batch: usize,
+    _private: [u8; 0],
+}
+
+impl Handle for picolm_model {
+    type Inner = Arc<Model>;
+    const ARG: &'static str = "model";
 }
 
 /// Fills `params` with the defaults. Returns PICOLM_ERR_NULL_ARG for NULL.
@@ -72,16 +65,15 @@ pub unsafe extern "C" fn picolm_model_params_default(params: *mut picolm_model_p
         if params.is_null() {
             return Err(Failure::null("params"));
         }
+        let d = ModelParams::default();
         let p = picolm_model_params {
             struct_size: std::mem::size_of::<picolm_model_params>(),
-            n_threads: 0,
-            n_ctx: 0,
-            n_batch: 64,
+            n_threads: d.n_threads as u32,
+            n_ctx: d.n_ctx as u32,
             use_mmap: true,
-            stream_weights: false,
-            stream_slab_bytes: 0,
-            kv_type: picolm_kv_type::PICOLM_KV_F16 as i32,
-            max_rss_bytes: 0,
+            stream_weights: d.stream_weights,
+            stream_slab_bytes: d.stream_slab_bytes as u64,
+            max_rss_bytes: d.rss_budget.map_or(0, |b| b.max_rss_bytes),
         };
         // SAFETY: non-NULL, caller-provided writable struct.
         unsafe { params.write(p) };
@@ -109,11 +101,8 @@ pub unsafe extern "C" fn picolm_model_load(
     out: *mut *mut picolm_model,
 ) -> picolm_result {
     guard(|| {
-        if out.is_null() {
-            return Err(Failure::null("out"));
-        }
-        // SAFETY: non-NULL out-parameter.
-        unsafe { *out = std::ptr::null_mut() };
+        // SAFETY: `out` NULL or writable (caller contract).
+        unsafe { picolm_model::clear_out(out) }?;
         // SAFETY: documented contract of `path`.
         let path = unsafe { cstr_arg(path, "path") }?;
         // SAFETY: documented contract of `params`.
@@ -121,18 +110,8 @@ pub unsafe extern "C" fn picolm_model_load(
         if !p.use_mmap {
             return Err(Failure::new(picolm_result::PICOLM_ERR_UNSUPPORTED, "use_mmap = false is not supported"));
         }
-        if p.n_batch == 0 {
-            return Err(Failure::invalid("n_batch must be at least 1"));
-        }
-        let kv_type = match p.kv_type {
-            x if x == picolm_kv_type::PICOLM_KV_F16 as i32 => KvType::F16,
-            x if x == picolm_kv_type::PICOLM_KV_Q8_0 as i32 => KvType::Q8_0,
-            other => {
-                return Err(Failure::invalid(format!(
-                    "picolm_model_params.kv_type is {other}: use PICOLM_KV_F16 (0) or PICOLM_KV_Q8_0 (1)"
-                )))
-            }
-        };
+        // The budget is planned for one session with the default session settings (see `max_rss_bytes`).
+        let session = SessionParams::default();
         let mp = ModelParams {
             n_ctx: p.n_ctx as usize,
             n_threads: p.n_threads as usize,
@@ -141,8 +120,8 @@ pub unsafe extern "C" fn picolm_model_load(
                 .map_err(|_| Failure::invalid(format!("stream_slab_bytes {} is too large", p.stream_slab_bytes)))?,
             rss_budget: (p.max_rss_bytes > 0).then_some(RssBudget {
                 max_rss_bytes: p.max_rss_bytes,
-                kv_type,
-                n_batch: p.n_batch as usize,
+                kv_type: session.kv_type,
+                n_batch: session.n_batch,
             }),
             kernel: None,
         };
@@ -158,9 +137,8 @@ pub unsafe extern "C" fn picolm_model_load(
             ),
         );
         log_load_warnings(&model);
-        let handle = Box::new(picolm_model { model: Arc::new(model), kv_type, n_batch: p.n_batch as usize });
-        // SAFETY: non-NULL out-parameter.
-        unsafe { *out = Box::into_raw(handle) };
+        // SAFETY: `out` checked writable above.
+        unsafe { picolm_model::write_out(out, Arc::new(model)) };
         Ok(())
     })
 }
@@ -171,19 +149,8 @@ pub unsafe extern "C" fn picolm_model_load(
 /// `model` must be NULL or a pointer from `picolm_model_load` not yet freed.
 #[no_mangle]
 pub unsafe extern "C" fn picolm_model_free(model: *mut picolm_model) {
-    if !model.is_null() {
-        // SAFETY: pointer from Box::into_raw in picolm_model_load, freed once (caller contract).
-        drop(unsafe { Box::from_raw(model) });
-    }
-}
-
-/// Borrows the model behind a handle.
-///
-/// # Safety
-/// `model` must be NULL or a live pointer from `picolm_model_load`.
-pub(crate) unsafe fn model_ref<'a>(model: *const picolm_model) -> Result<&'a picolm_model, Failure> {
     // SAFETY: caller contract.
-    unsafe { model.as_ref() }.ok_or_else(|| Failure::null("model"))
+    unsafe { picolm_model::free(model) }
 }
 
 /// Copies the metadata value of `key` (NUL-terminated) as text into `buf` (NUL-terminated; arrays are summarised
@@ -202,10 +169,9 @@ pub unsafe extern "C" fn picolm_model_meta(
 ) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract for each pointer.
-        let m = unsafe { model_ref(model) }?;
+        let m = unsafe { picolm_model::as_ref(model) }?;
         let key = unsafe { cstr_arg(key, "key") }?;
         let v = m
-            .model
             .file()
             .get(key)
             .ok_or_else(|| Failure::new(picolm_result::PICOLM_ERR_NOT_FOUND, format!("no metadata key {key:?}")))?;
@@ -249,21 +215,21 @@ pub unsafe extern "C" fn picolm_model_get_info(
 ) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let m = unsafe { model_ref(model) }?;
+        let m = unsafe { picolm_model::as_ref(model) }?;
         if info.is_null() {
             return Err(Failure::null("info"));
         }
-        let c = m.model.config();
+        let c = m.config();
         let i = picolm_model_info {
             n_vocab: c.n_vocab as u32,
-            n_ctx: m.model.n_ctx() as u32,
+            n_ctx: m.n_ctx() as u32,
             n_ctx_train: c.n_ctx_train as u32,
             n_embd: c.n_embd as u32,
             n_layer: c.n_layer as u32,
             n_head: c.n_head as u32,
             n_head_kv: c.n_head_kv as u32,
-            n_threads: m.model.n_threads() as u32,
-            file_bytes: m.model.file().len(),
+            n_threads: m.n_threads() as u32,
+            file_bytes: m.file().len(),
         };
         // SAFETY: non-NULL writable out-parameter.
         unsafe { info.write(i) };
@@ -279,7 +245,7 @@ pub unsafe extern "C" fn picolm_model_get_info(
 #[no_mangle]
 pub unsafe extern "C" fn picolm_model_bos(model: *const picolm_model, id: *mut u32) -> picolm_result {
     // SAFETY: caller contract.
-    guard(|| unsafe { write_token(model, id, "BOS", |m| m.model.tokenizer().bos_id()) })
+    guard(|| unsafe { write_token(model, id, "BOS", |m| m.tokenizer().bos_id()) })
 }
 
 /// Writes the end-of-sequence token id to `*id`. PICOLM_ERR_NOT_FOUND when the vocabulary has none. Thread-safe.
@@ -289,7 +255,7 @@ pub unsafe extern "C" fn picolm_model_bos(model: *const picolm_model, id: *mut u
 #[no_mangle]
 pub unsafe extern "C" fn picolm_model_eos(model: *const picolm_model, id: *mut u32) -> picolm_result {
     // SAFETY: caller contract.
-    guard(|| unsafe { write_token(model, id, "EOS", |m| m.model.tokenizer().eos_id()) })
+    guard(|| unsafe { write_token(model, id, "EOS", |m| m.tokenizer().eos_id()) })
 }
 
 /// # Safety
@@ -298,10 +264,10 @@ unsafe fn write_token(
     model: *const picolm_model,
     id: *mut u32,
     what: &str,
-    get: impl FnOnce(&picolm_model) -> Option<u32>,
+    get: impl FnOnce(&Model) -> Option<u32>,
 ) -> Result<(), Failure> {
     // SAFETY: caller contract.
-    let m = unsafe { model_ref(model) }?;
+    let m = unsafe { picolm_model::as_ref(model) }?;
     if id.is_null() {
         return Err(Failure::null("id"));
     }
@@ -328,27 +294,9 @@ pub unsafe extern "C" fn picolm_model_eog_ids(
 ) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let m = unsafe { model_ref(model) }?;
-        if n_out.is_null() {
-            return Err(Failure::null("n_out"));
-        }
-        let eog = m.model.tokenizer().eog_ids();
-        // SAFETY: non-NULL writable out-parameter.
-        unsafe { *n_out = eog.len() };
-        if ids.is_null() && cap == 0 && !eog.is_empty() {
-            return Err(Failure::size_query(format!("size query: {} end-of-generation ids", eog.len())));
-        }
-        if eog.len() > cap || (ids.is_null() && !eog.is_empty()) {
-            return Err(Failure::new(
-                picolm_result::PICOLM_ERR_BUFFER_TOO_SMALL,
-                format!("{} end-of-generation ids do not fit in a buffer of {cap}", eog.len()),
-            ));
-        }
-        if !eog.is_empty() {
-            // SAFETY: `cap >= eog.len()` writable ids at `ids`.
-            unsafe { std::ptr::copy_nonoverlapping(eog.as_ptr(), ids, eog.len()) };
-        }
-        Ok(())
+        let m = unsafe { picolm_model::as_ref(model) }?;
+        // SAFETY: caller contract for ids/cap/n_out.
+        unsafe { write_ids(m.tokenizer().eog_ids(), ids, cap, n_out, "end-of-generation ids") }
     })
 }
 
@@ -360,11 +308,11 @@ pub unsafe extern "C" fn picolm_model_eog_ids(
 pub unsafe extern "C" fn picolm_model_meta_count(model: *const picolm_model, n_out: *mut usize) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let m = unsafe { model_ref(model) }?;
+        let m = unsafe { picolm_model::as_ref(model) }?;
         if n_out.is_null() {
             return Err(Failure::null("n_out"));
         }
-        let n = m.model.file().metadata().count();
+        let n = m.file().metadata().count();
         // SAFETY: non-NULL writable out-parameter.
         unsafe { *n_out = n };
         Ok(())
@@ -388,8 +336,8 @@ pub unsafe extern "C" fn picolm_model_meta_key(
 ) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let m = unsafe { model_ref(model) }?;
-        let file = m.model.file();
+        let m = unsafe { picolm_model::as_ref(model) }?;
+        let file = m.file();
         let (key, _) = file.metadata().nth(index).ok_or_else(|| {
             let n = file.metadata().count();
             Failure::new(

@@ -3,13 +3,75 @@
 use std::sync::{Arc, Mutex, TryLockError};
 
 use picolm_core::memory::MemoryUsage;
+use picolm_core::model::KvType;
 use picolm_core::session::{check_state_path, Session, SessionParams};
 use picolm_core::CancelToken;
 
-use crate::error::{cstr_arg, guard, picolm_result, read_params, Failure};
-use crate::model::{model_ref, picolm_model};
+use crate::boundary::{guard, picolm_result, Failure};
+use crate::handle::Handle;
+use crate::log::{log, picolm_log_level};
+use crate::marshal::{cstr_arg, enum_arg, read_params};
+use crate::model::picolm_model;
 
-/// Session options. Initialise with `picolm_session_params_default`.
+/// Storage format of a session's KV cache (the `kv_type` field of `picolm_session_params`, an `int32_t`).
+/// `picolm_kv_type_parse` reads the names the CLI and Python accept.
+#[repr(i32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum picolm_kv_type {
+    /// 16-bit floats (default).
+    PICOLM_KV_F16 = 0,
+    /// Q8_0 blocks (about 53% of F16's size).
+    PICOLM_KV_Q8_0 = 1,
+}
+
+/// The C code, C name and core value of each KV type (every `KvType` once, checked by a test).
+const KV_TYPES: [(i32, &str, KvType); 2] = [
+    (picolm_kv_type::PICOLM_KV_F16 as i32, "PICOLM_KV_F16", KvType::F16),
+    (picolm_kv_type::PICOLM_KV_Q8_0 as i32, "PICOLM_KV_Q8_0", KvType::Q8_0),
+];
+
+/// The C code of a core KV type.
+pub(crate) fn kv_type_code(t: KvType) -> i32 {
+    KV_TYPES.iter().find(|(_, _, k)| *k == t).map(|(c, _, _)| *c).expect("every KV type has a C code")
+}
+
+/// Reads a `kv_type` field (an `int32_t` from C); `field` names it in the error.
+pub(crate) fn kv_type_arg(value: i32, field: &str) -> Result<KvType, Failure> {
+    enum_arg(value, field, &KV_TYPES)
+}
+
+/// Parses a KV type name as picolm-core does (`f16`, `q8_0` or `q8`, case-insensitive) into `*out` (a
+/// `picolm_kv_type` value). PICOLM_ERR_INVALID_ARG names the accepted names. Thread-safe.
+///
+/// # Safety
+/// `name` NUL-terminated; `out` writable.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_kv_type_parse(name: *const libc::c_char, out: *mut i32) -> picolm_result {
+    guard(|| {
+        // SAFETY: caller contract.
+        let name = unsafe { cstr_arg(name, "name") }?;
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        let t: KvType = name.parse().map_err(|e: picolm_core::names::UnknownName| Failure::invalid(e.to_string()))?;
+        // SAFETY: non-NULL writable out-parameter.
+        unsafe { *out = kv_type_code(t) };
+        Ok(())
+    })
+}
+
+/// The name of a KV type as picolm-core spells it ("f16", "q8_0"); any other integer gives "unknown". A static
+/// NUL-terminated string; do not free.
+#[no_mangle]
+pub extern "C" fn picolm_kv_type_name(kv_type: i32) -> *const libc::c_char {
+    match KV_TYPES.iter().find(|(c, _, _)| *c == kv_type).map(|(_, _, t)| *t) {
+        Some(KvType::F16) => c"f16".as_ptr(),
+        Some(KvType::Q8_0) => c"q8_0".as_ptr(),
+        None => c"unknown".as_ptr(),
+    }
+}
+
+/// Session options (as llama.h's context params). Initialise with `picolm_session_params_default`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct picolm_session_params {
@@ -17,12 +79,40 @@ pub struct picolm_session_params {
     pub struct_size: usize,
     /// Context length (0 = the model's `n_ctx`); the KV cache is allocated for exactly this.
     pub n_ctx: u32,
+    /// Prompt tokens evaluated per forward call (default 64; at least 1).
+    pub n_batch: u32,
+    /// KV cache format: a `picolm_kv_type` value (others are PICOLM_ERR_INVALID_ARG).
+    pub kv_type: i32,
 }
 
 /// An opaque conversation. Use from one thread at a time; `picolm_session_cancel` may be called from any thread.
 pub struct picolm_session {
+    _private: [u8; 0],
+}
+
+/// The value behind a `picolm_session`.
+pub(crate) struct SessionHandle {
+    /// The conversation; locked by the thread using it.
     pub(crate) session: Mutex<Session>,
+    /// The cancel flag any thread may set.
     pub(crate) cancel: CancelToken,
+}
+
+impl Handle for picolm_session {
+    type Inner = SessionHandle;
+    const ARG: &'static str = "session";
+}
+
+/// The core settings of a C `picolm_session_params`, checked.
+pub(crate) fn session_params(p: &picolm_session_params) -> Result<SessionParams, Failure> {
+    if p.n_batch == 0 {
+        return Err(Failure::invalid("picolm_session_params.n_batch must be at least 1"));
+    }
+    Ok(SessionParams {
+        n_ctx: p.n_ctx as usize,
+        n_batch: p.n_batch as usize,
+        kv_type: kv_type_arg(p.kv_type, "picolm_session_params.kv_type")?,
+    })
 }
 
 /// Fills `params` with the defaults.
@@ -35,16 +125,22 @@ pub unsafe extern "C" fn picolm_session_params_default(params: *mut picolm_sessi
         if params.is_null() {
             return Err(Failure::null("params"));
         }
-        // SAFETY: non-NULL writable struct.
-        unsafe {
-            params.write(picolm_session_params { struct_size: std::mem::size_of::<picolm_session_params>(), n_ctx: 0 })
+        let d = SessionParams::default();
+        let p = picolm_session_params {
+            struct_size: std::mem::size_of::<picolm_session_params>(),
+            n_ctx: d.n_ctx as u32,
+            n_batch: d.n_batch as u32,
+            kv_type: kv_type_code(d.kv_type),
         };
+        // SAFETY: non-NULL writable struct.
+        unsafe { params.write(p) };
         Ok(())
     })
 }
 
 /// Creates a session over `model` (`params` may be NULL for the defaults). `*out` receives the session (NULL on
-/// failure); free it with `picolm_session_free`. The session keeps the model alive.
+/// failure); free it with `picolm_session_free`. The session keeps the model alive. A Q8_0 KV cache needs a head
+/// size that is a multiple of 32 (else PICOLM_ERR_INVALID_ARG).
 ///
 /// # Safety
 /// `model` live; `params` NULL or valid; `out` writable.
@@ -55,23 +151,35 @@ pub unsafe extern "C" fn picolm_session_new(
     out: *mut *mut picolm_session,
 ) -> picolm_result {
     guard(|| {
-        if out.is_null() {
-            return Err(Failure::null("out"));
-        }
-        // SAFETY: non-NULL out-parameter.
-        unsafe { *out = std::ptr::null_mut() };
+        // SAFETY: `out` NULL or writable (caller contract).
+        unsafe { picolm_session::clear_out(out) }?;
         // SAFETY: caller contract.
-        let m = unsafe { model_ref(model) }?;
+        let m = unsafe { picolm_model::as_ref(model) }?;
         // SAFETY: caller contract of `params`.
-        let n_ctx =
-            unsafe { read_params(params, "picolm_session_params", picolm_session_params_default) }?.n_ctx as usize;
-        let sp = SessionParams { n_ctx, n_batch: m.n_batch, kv_type: m.kv_type };
-        let session = Session::new(Arc::clone(&m.model), &sp)?;
-        let handle = Box::new(picolm_session { session: Mutex::new(session), cancel: CancelToken::new() });
-        // SAFETY: non-NULL out-parameter.
-        unsafe { *out = Box::into_raw(handle) };
+        let p = unsafe { read_params(params, "picolm_session_params", picolm_session_params_default) }?;
+        let sp = session_params(&p)?;
+        warn_beyond_budget(m, &sp);
+        let session = Session::new(Arc::clone(m), &sp)?;
+        let handle = SessionHandle { session: Mutex::new(session), cancel: CancelToken::new() };
+        // SAFETY: `out` checked writable above.
+        unsafe { picolm_session::write_out(out, handle) };
         Ok(())
     })
+}
+
+/// A model loaded with a memory budget was planned for one session with the default settings: a session whose
+/// buffers are larger (a larger `n_batch`) may go over it, which the log says.
+fn warn_beyond_budget(model: &picolm_core::Model, sp: &SessionParams) {
+    let planned = SessionParams::default();
+    if model.memory_plan().is_some() && sp.n_batch > planned.n_batch {
+        log(
+            picolm_log_level::PICOLM_LOG_WARN,
+            &format!(
+                "the model's memory budget was planned for n_batch {}; this session's n_batch {} needs more buffers",
+                planned.n_batch, sp.n_batch
+            ),
+        );
+    }
 }
 
 /// Releases a session. NULL is a no-op. Must not be called while another thread uses the session.
@@ -80,23 +188,12 @@ pub unsafe extern "C" fn picolm_session_new(
 /// `session` NULL or a live pointer from `picolm_session_new`.
 #[no_mangle]
 pub unsafe extern "C" fn picolm_session_free(session: *mut picolm_session) {
-    if !session.is_null() {
-        // SAFETY: pointer from Box::into_raw, freed once (caller contract).
-        drop(unsafe { Box::from_raw(session) });
-    }
-}
-
-/// Borrows a session handle.
-///
-/// # Safety
-/// `s` NULL or live.
-pub(crate) unsafe fn session_ref<'a>(s: *const picolm_session) -> Result<&'a picolm_session, Failure> {
     // SAFETY: caller contract.
-    unsafe { s.as_ref() }.ok_or_else(|| Failure::null("session"))
+    unsafe { picolm_session::free(session) }
 }
 
 /// Locks a session for the calling thread, or reports that another thread holds it.
-pub(crate) fn lock(s: &picolm_session) -> Result<std::sync::MutexGuard<'_, Session>, Failure> {
+pub(crate) fn lock(s: &SessionHandle) -> Result<std::sync::MutexGuard<'_, Session>, Failure> {
     match s.session.try_lock() {
         Ok(g) => Ok(g),
         Err(TryLockError::Poisoned(p)) => {
@@ -119,7 +216,7 @@ pub(crate) fn lock(s: &picolm_session) -> Result<std::sync::MutexGuard<'_, Sessi
 pub unsafe extern "C" fn picolm_session_reset(session: *mut picolm_session) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let s = unsafe { session_ref(session) }?;
+        let s = unsafe { picolm_session::as_ref(session) }?;
         lock(s)?.reset();
         Ok(())
     })
@@ -134,7 +231,7 @@ pub unsafe extern "C" fn picolm_session_reset(session: *mut picolm_session) -> p
 pub unsafe extern "C" fn picolm_session_cancel(session: *const picolm_session) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let s = unsafe { session_ref(session) }?;
+        let s = unsafe { picolm_session::as_ref(session) }?;
         s.cancel.cancel();
         Ok(())
     })
@@ -148,7 +245,7 @@ pub unsafe extern "C" fn picolm_session_cancel(session: *const picolm_session) -
 pub unsafe extern "C" fn picolm_session_n_tokens(session: *const picolm_session, n_out: *mut usize) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let s = unsafe { session_ref(session) }?;
+        let s = unsafe { picolm_session::as_ref(session) }?;
         if n_out.is_null() {
             return Err(Failure::null("n_out"));
         }
@@ -174,7 +271,7 @@ pub unsafe extern "C" fn picolm_session_save_state(
 ) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let s = unsafe { session_ref(session) }?;
+        let s = unsafe { picolm_session::as_ref(session) }?;
         let path = unsafe { cstr_arg(path, "path") }?;
         let g = lock(s)?;
         Ok(g.save_state_file(path)?)
@@ -196,7 +293,7 @@ pub unsafe extern "C" fn picolm_session_load_state(
 ) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let s = unsafe { session_ref(session) }?;
+        let s = unsafe { picolm_session::as_ref(session) }?;
         let path = unsafe { cstr_arg(path, "path") }?;
         let mut g = lock(s)?;
         Ok(g.load_state_file(path)?)
@@ -248,7 +345,7 @@ pub unsafe extern "C" fn picolm_session_memory(
 ) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let s = unsafe { session_ref(session) }?;
+        let s = unsafe { picolm_session::as_ref(session) }?;
         if out.is_null() {
             return Err(Failure::null("out"));
         }

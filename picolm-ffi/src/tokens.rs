@@ -1,7 +1,9 @@
 //! Tokenization and detokenization into caller buffers.
 
-use crate::error::{guard, picolm_result, str_arg, write_out, Failure};
-use crate::model::{model_ref, picolm_model};
+use crate::boundary::{guard, picolm_result, Failure};
+use crate::handle::Handle;
+use crate::marshal::{str_arg, write_ids, write_out};
+use crate::model::picolm_model;
 
 /// Tokenizes `text_len` bytes of UTF-8 `text`. With `add_special` BOS/EOS are added as the model asks; with
 /// `parse_special` control-token text (e.g. `<|im_start|>`) becomes those tokens. Writes up to `cap` ids to
@@ -24,28 +26,11 @@ pub unsafe extern "C" fn picolm_tokenize(
 ) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract for each pointer.
-        let m = unsafe { model_ref(model) }?;
+        let m = unsafe { picolm_model::as_ref(model) }?;
         let text = unsafe { str_arg(text, text_len, "text") }?;
-        if n_out.is_null() {
-            return Err(Failure::null("n_out"));
-        }
-        let ids = m.model.tokenizer().encode(text, add_special, parse_special);
-        // SAFETY: non-NULL out-parameter.
-        unsafe { *n_out = ids.len() };
-        if out_ids.is_null() && cap == 0 && !ids.is_empty() {
-            return Err(Failure::size_query(format!("size query: {} token ids", ids.len())));
-        }
-        if ids.len() > cap || (out_ids.is_null() && !ids.is_empty()) {
-            return Err(Failure::new(
-                picolm_result::PICOLM_ERR_BUFFER_TOO_SMALL,
-                format!("{} token ids do not fit in a buffer of {cap}", ids.len()),
-            ));
-        }
-        if !ids.is_empty() {
-            // SAFETY: `cap >= ids.len()` writable ids at `out_ids`.
-            unsafe { std::ptr::copy_nonoverlapping(ids.as_ptr(), out_ids, ids.len()) };
-        }
-        Ok(())
+        let ids = m.tokenizer().encode(text, add_special, parse_special);
+        // SAFETY: caller contract for out_ids/cap/n_out.
+        unsafe { write_ids(&ids, out_ids, cap, n_out, "token ids") }
     })
 }
 
@@ -67,7 +52,7 @@ pub unsafe extern "C" fn picolm_detokenize(
 ) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let m = unsafe { model_ref(model) }?;
+        let m = unsafe { picolm_model::as_ref(model) }?;
         let ids: &[u32] = if n_ids == 0 {
             &[]
         } else if ids.is_null() {
@@ -76,11 +61,11 @@ pub unsafe extern "C" fn picolm_detokenize(
             // SAFETY: `n_ids` readable ids (caller contract).
             unsafe { std::slice::from_raw_parts(ids, n_ids) }
         };
-        let n_vocab = m.model.tokenizer().n_vocab();
+        let n_vocab = m.tokenizer().n_vocab();
         if let Some(bad) = ids.iter().find(|&&i| i as usize >= n_vocab) {
             return Err(Failure::invalid(format!("token id {bad} is outside the vocabulary of {n_vocab}")));
         }
-        let bytes = m.model.tokenizer().decode(ids, unparse_special);
+        let bytes = m.tokenizer().decode(ids, unparse_special);
         // SAFETY: caller contract for buf/cap/needed.
         unsafe { write_out(&bytes, buf, cap, needed) }
     })

@@ -189,6 +189,13 @@ has_err "too small for the JSON output"
 check "tools required, -n 64" 0 "$bin" "$model" -p "Turn on relay 2." --tools "$tmpd/tools.json" --tool-choice required -t 0 -n 64
 grep -q '^{"tool_calls":\[' "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: no call with -n 64"; cat "$out"; }
 check "bad tool-choice" 2 "$bin" "$model" -p hi --tools "$tmpd/tools.json" --tool-choice maybe
+has_err 'tool choice "maybe" is not one of auto, required, none'
+# KV type names are the core's (parsed by the library): q8 is q8_0, others are usage errors naming the choices.
+check "--kv q8" 0 "$bin" "$model" -p hi -n 1 -t 0 -c 64 --kv q8
+check "bad --kv" 2 "$bin" "$model" -p hi --kv q4_0
+has_err 'KV cache type "q4_0" is not one of f16, q8_0'
+check "bench bad --kv" 2 "$bin" bench "$model" --kv q4_0
+has_err 'KV cache type "q4_0"'
 echo '[{"function":{}}]' > "$tmpd/badtools.json"
 check "bad tools file" 1 "$bin" "$model" -p hi --tools "$tmpd/badtools.json"
 has_err "name"

@@ -240,7 +240,7 @@ static void test_generate(picolm_model *m) {
     gp.struct_size = 1;
     CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, NULL) == PICOLM_ERR_INVALID_ARG);
     picolm_generate_params_default(&gp);
-    gp.temperature = 0.0f / 0.0f;
+    gp.sampler.temperature = 0.0f / 0.0f;
     CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, NULL) == PICOLM_ERR_INVALID_ARG);
     picolm_generate_params_default(&gp);
 
@@ -298,7 +298,7 @@ static void test_cancel(picolm_model *m) {
     picolm_generate_params gp;
     picolm_generate_params_default(&gp);
     gp.max_tokens = 100000;
-    gp.temperature = 0.8f;
+    gp.sampler.temperature = 0.8f;
     gp.ignore_eog = true;
     pthread_t t;
     struct cancel_arg a = {s};
@@ -356,9 +356,9 @@ static void test_json_and_chat(picolm_model *m) {
     /* JSON object mode: a compact object, whatever the sampling. */
     gp.json_schema = NULL;
     gp.json_mode = PICOLM_JSON_OBJECT;
-    gp.temperature = 1.0f;
+    gp.sampler.temperature = 1.0f;
     for (uint64_t seed = 1; seed <= 4; seed++) {
-        gp.seed = seed;
+        gp.sampler.seed = seed;
         struct collect c2;
         memset(&c2, 0, sizeof c2);
         CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, collect_piece, &c2, &gi) == PICOLM_OK);
@@ -371,7 +371,7 @@ static void test_json_and_chat(picolm_model *m) {
     CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, &gi) == PICOLM_OK);
     gp.json_mode = 3;
     CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_INVALID_ARG);
-    CHECK(strstr(picolm_last_error_message(), "json_mode = 3") != NULL);
+    CHECK(strstr(picolm_last_error_message(), "json_mode is 3") != NULL);
     gp.json_mode = (uint32_t)-1;
     CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_INVALID_ARG);
 
@@ -643,7 +643,7 @@ static void test_state_files(picolm_model *m) {
     picolm_generate_params gp;
     picolm_generate_params_default(&gp);
     gp.max_tokens = 2;
-    gp.temperature = 0.0f;
+    gp.sampler.temperature = 0.0f;
     const char *p = "The capital of France is";
     CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, NULL) == PICOLM_OK);
     char dir[] = "/tmp/picolm-statedir-XXXXXX";
@@ -699,6 +699,190 @@ static void count_log(int32_t level, const char *message, void *user_data) {
     if (level == PICOLM_LOG_WARN) { lc->warnings++; snprintf(lc->last_warning, sizeof lc->last_warning, "%s", message); }
 }
 
+/* The value of `key` in the flat JSON object of picolm_defaults_json() (a number, or true/false as 1/0); the test
+ * fails (and 0 is returned) when the key is missing. */
+static double default_num(const char *key) {
+    char pat[128];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *at = strstr(picolm_defaults_json(), pat);
+    CHECK(at != NULL);
+    if (!at) { fprintf(stderr, "  missing default %s\n", key); return 0; }
+    at += strlen(pat);
+    if (!strncmp(at, "true", 4)) return 1;
+    if (!strncmp(at, "false", 5)) return 0;
+    return strtod(at, NULL);
+}
+
+/* Whether the string value of `key` in picolm_defaults_json() is `want`. */
+static bool default_is(const char *key, const char *want) {
+    char pat[160];
+    snprintf(pat, sizeof pat, "\"%s\":\"%s\"", key, want);
+    return strstr(picolm_defaults_json(), pat) != NULL;
+}
+
+/* A sampler struct equals picolm-core's sampler defaults under `prefix` ("sampler", "generate.sampler", ...). */
+static void check_sampler_defaults(const picolm_sampler_params *sp, const char *prefix) {
+    char k[96];
+/* floats compared as float (the dump prints the core's f32 in its shortest form), counts as integers */
+#define SAMPLER_FLOAT(f) (snprintf(k, sizeof k, "%s.%s", prefix, #f), sp->f == (float)default_num(k))
+#define SAMPLER_COUNT(f) (snprintf(k, sizeof k, "%s.%s", prefix, #f), (double)sp->f == default_num(k))
+    CHECK(SAMPLER_FLOAT(temperature));
+    CHECK(SAMPLER_COUNT(top_k));
+    CHECK(SAMPLER_FLOAT(top_p));
+    CHECK(SAMPLER_FLOAT(min_p));
+    CHECK(SAMPLER_FLOAT(repeat_penalty));
+    CHECK(SAMPLER_COUNT(repeat_last_n));
+    CHECK(SAMPLER_COUNT(seed));
+#undef SAMPLER_FLOAT
+#undef SAMPLER_COUNT
+}
+
+/* Every picolm_*_params_default writes picolm-core's defaults (the core's own dump, picolm_defaults_json): a
+ * default changed in the core and not in the C layer, or hard-coded in the C layer, fails here. */
+static void test_defaults_match_the_core(void) {
+    const char *dump = picolm_defaults_json();
+    CHECK(dump != NULL && dump[0] == '{');
+    picolm_model_params mp;
+    CHECK(picolm_model_params_default(&mp) == PICOLM_OK && mp.struct_size == sizeof mp);
+    CHECK(mp.n_threads == default_num("model.n_threads") && mp.n_ctx == default_num("model.n_ctx"));
+    CHECK(mp.stream_weights == (default_num("model.stream_weights") != 0));
+    CHECK(mp.stream_slab_bytes == default_num("model.stream_slab_bytes"));
+    CHECK(mp.max_rss_bytes == default_num("model.max_rss_bytes"));
+
+    picolm_session_params sp;
+    CHECK(picolm_session_params_default(&sp) == PICOLM_OK && sp.struct_size == sizeof sp);
+    CHECK(sp.n_ctx == default_num("session.n_ctx") && sp.n_batch == default_num("session.n_batch"));
+    CHECK(default_is("session.kv_type", picolm_kv_type_name(sp.kv_type)));
+
+    picolm_sampler_params sd;
+    CHECK(picolm_sampler_params_default(NULL) == PICOLM_ERR_NULL_ARG);
+    CHECK(picolm_sampler_params_default(&sd) == PICOLM_OK);
+    check_sampler_defaults(&sd, "sampler");
+
+    picolm_generate_params gp;
+    CHECK(picolm_generate_params_default(&gp) == PICOLM_OK && gp.struct_size == sizeof gp);
+    CHECK(gp.max_tokens == default_num("generate.max_tokens"));
+    CHECK(gp.ignore_eog == (default_num("generate.stop_at_eog") == 0));
+    check_sampler_defaults(&gp.sampler, "generate.sampler");
+
+    if (has_feature("agent")) {
+        picolm_agent_params ap;
+        CHECK(picolm_agent_params_default(&ap) == PICOLM_OK && ap.struct_size == sizeof ap);
+        CHECK(ap.max_iterations == default_num("agent.max_iterations") && ap.max_tokens == default_num("agent.max_tokens"));
+        CHECK(default_is("agent.tool_choice", picolm_tool_choice_name(ap.tool_choice)));
+        check_sampler_defaults(&ap.sampler, "agent.sampler");
+    } else {
+        CHECK(strstr(dump, "\"agent.") == NULL);
+    }
+
+    picolm_bench_params bp;
+    CHECK(picolm_bench_params_default(NULL) == PICOLM_ERR_NULL_ARG);
+    CHECK(picolm_bench_params_default(&bp) == PICOLM_OK && bp.struct_size == sizeof bp);
+    CHECK(bp.n_prompt == default_num("bench.n_prompt") && bp.n_gen == default_num("bench.n_gen"));
+    CHECK(bp.repetitions == default_num("bench.repetitions") && bp.n_batch == default_num("bench.n_batch"));
+    CHECK(bp.stream_weights == (default_num("bench.stream_weights") != 0));
+    CHECK(bp.bandwidth == (default_num("bench.bandwidth") != 0));
+    CHECK(default_is("bench.kv_type", picolm_kv_type_name(bp.kv_type)));
+    /* "bench.threads":[1,2]: the same list, in order. */
+    const char *t = strstr(dump, "\"bench.threads\":[");
+    CHECK(t != NULL && bp.threads != NULL);
+    if (t && bp.threads) {
+        t += strlen("\"bench.threads\":[");
+        size_t n = 0;
+        for (char *end; *t != ']'; t = *end == ',' ? end + 1 : end, n++) {
+            unsigned long v = strtoul(t, &end, 10);
+            CHECK(end != t && n < bp.n_threads_list && bp.threads[n] == v);
+            if (end == t || n >= bp.n_threads_list) break;
+        }
+        CHECK(n == bp.n_threads_list);
+    }
+}
+
+/* picolm_bench_params: struct_size, defaults with params NULL, and its settings checked before any work. */
+static void test_bench_params(void) {
+    picolm_bench_params bp;
+    picolm_bench_params_default(&bp);
+    char buf[64];
+    size_t need = 0;
+    bp.struct_size = 3;
+    CHECK(picolm_bench(model_path, &bp, false, buf, sizeof buf, &need) == PICOLM_ERR_INVALID_ARG);
+    CHECK(strstr(picolm_last_error_message(), "picolm_bench_params.struct_size is 3") != NULL);
+    picolm_bench_params_default(&bp);
+    bp.kv_type = 5;
+    CHECK(picolm_bench(model_path, &bp, false, buf, sizeof buf, &need) == PICOLM_ERR_INVALID_ARG);
+    CHECK(strstr(picolm_last_error_message(), "kv_type is 5") != NULL);
+    picolm_bench_params_default(&bp);
+    bp.n_batch = 0;
+    CHECK(picolm_bench(model_path, &bp, false, buf, sizeof buf, &need) == PICOLM_ERR_INVALID_ARG);
+    picolm_bench_params_default(&bp);
+    bp.n_threads_list = 2;
+    bp.threads = NULL;
+    CHECK(picolm_bench(model_path, &bp, false, buf, sizeof buf, &need) == PICOLM_ERR_NULL_ARG);
+    CHECK(picolm_bench(NULL, NULL, false, buf, sizeof buf, &need) == PICOLM_ERR_NULL_ARG);
+    /* A tiny run with the defaults but one thread and a few tokens, with a Q8_0 KV cache. */
+    uint32_t one = 1;
+    picolm_bench_params_default(&bp);
+    bp.n_prompt = 8;
+    bp.n_gen = 2;
+    bp.repetitions = 1;
+    bp.n_batch = 8;
+    bp.threads = &one;
+    bp.n_threads_list = 1;
+    bp.kv_type = PICOLM_KV_Q8_0;
+    char report[8192];
+    CHECK(picolm_bench(model_path, &bp, true, report, sizeof report, &need) == PICOLM_OK);
+    CHECK(strstr(report, "\"results\":[{\"test\":") != NULL);
+}
+
+/* The one sampler struct: the same picolm_sampler_params in generate and agent params, checked by the same rules,
+ * and a whole sub-struct assigned at once gives the same output as its fields set one by one. */
+static void test_sampler_substruct(picolm_model *m) {
+    picolm_sampler_params sd;
+    picolm_sampler_params_default(&sd);
+    picolm_generate_params gp;
+    picolm_generate_params_default(&gp);
+    sd.temperature = 0.9f;
+    sd.top_k = 20;
+    sd.seed = 7;
+    gp.sampler = sd;
+    gp.max_tokens = 6;
+    CHECK(picolm_generate_params_check(&gp) == PICOLM_OK);
+    picolm_session *s = NULL;
+    CHECK(picolm_session_new(m, NULL, &s) == PICOLM_OK);
+    struct collect a = {0}, b = {0};
+    CHECK(picolm_session_generate(s, GOLDEN_PROMPT, strlen(GOLDEN_PROMPT), &gp, collect_piece, &a, NULL) == PICOLM_OK);
+    picolm_generate_params g2;
+    picolm_generate_params_default(&g2);
+    g2.max_tokens = 6;
+    g2.sampler.temperature = 0.9f;
+    g2.sampler.top_k = 20;
+    g2.sampler.seed = 7;
+    picolm_session_reset(s);
+    CHECK(picolm_session_generate(s, GOLDEN_PROMPT, strlen(GOLDEN_PROMPT), &g2, collect_piece, &b, NULL) == PICOLM_OK);
+    CHECK(a.len > 0 && strcmp(a.text, b.text) == 0);
+    picolm_session_free(s);
+    sd.repeat_penalty = 0.0f;
+    gp.sampler = sd;
+    CHECK(picolm_generate_params_check(&gp) == PICOLM_ERR_INVALID_ARG);
+    CHECK(strstr(picolm_last_error_message(), "repeat_penalty") != NULL);
+    if (has_feature("agent")) {
+        picolm_agent_params ap;
+        picolm_agent_params_default(&ap);
+        ap.sampler = sd; /* the same struct type: one assignment */
+        picolm_agent *ag = NULL;
+        CHECK(picolm_agent_new(m, &ag) == PICOLM_OK);
+        CHECK(picolm_agent_add_tools_json(ag, "[{\"type\":\"function\",\"function\":{\"name\":\"ping\",\"parameters\":"
+                                              "{\"type\":\"object\",\"properties\":{}}}}]") == PICOLM_OK);
+        picolm_session *s2 = NULL;
+        CHECK(picolm_session_new(m, NULL, &s2) == PICOLM_OK);
+        picolm_chat_message msg = { .role = "user", .content = "Hi" };
+        CHECK(picolm_agent_run(ag, s2, &msg, 1, &ap, NULL, NULL, NULL) == PICOLM_ERR_INVALID_ARG);
+        CHECK(strstr(picolm_last_error_message(), "repeat_penalty") != NULL);
+        picolm_session_free(s2);
+        picolm_agent_free(ag);
+    }
+}
+
 /* Integer codes at the boundary: any int is safe to pass to picolm_strerror and the name functions; out-of-range
  * enum fields in params structs are refused. */
 static void test_integer_codes(void) {
@@ -718,14 +902,45 @@ static void test_integer_codes(void) {
     CHECK(strcmp(picolm_agent_stop_name(PICOLM_AGENT_TOOL_CALLS_PENDING), "tool_calls_pending") == 0);
     CHECK(strcmp(picolm_agent_stop_name(7), "unknown") == 0);
 
+    /* kv_type is a session setting (as llama.h's context params): out-of-range values are refused there. */
     picolm_model_params mp;
     picolm_model_params_default(&mp);
-    mp.kv_type = 7;
-    picolm_model *m = (picolm_model *)0x1;
-    CHECK(picolm_model_load(model_path, &mp, &m) == PICOLM_ERR_INVALID_ARG && m == NULL);
+    mp.n_threads = 1;
+    mp.n_ctx = 64;
+    picolm_model *m = NULL;
+    CHECK(picolm_model_load(model_path, &mp, &m) == PICOLM_OK && m);
+    picolm_session_params sp;
+    picolm_session_params_default(&sp);
+    sp.kv_type = 7;
+    picolm_session *s = (picolm_session *)0x1;
+    CHECK(picolm_session_new(m, &sp, &s) == PICOLM_ERR_INVALID_ARG && s == NULL);
     CHECK(strstr(picolm_last_error_message(), "kv_type is 7") != NULL);
-    mp.kv_type = -1;
-    CHECK(picolm_model_load(model_path, &mp, &m) == PICOLM_ERR_INVALID_ARG && m == NULL);
+    sp.kv_type = -1;
+    CHECK(picolm_session_new(m, &sp, &s) == PICOLM_ERR_INVALID_ARG && s == NULL);
+    sp.kv_type = PICOLM_KV_F16;
+    sp.n_batch = 0;
+    CHECK(picolm_session_new(m, &sp, &s) == PICOLM_ERR_INVALID_ARG && s == NULL);
+    CHECK(strstr(picolm_last_error_message(), "n_batch") != NULL);
+    picolm_model_free(m);
+
+    /* Names of the integer codes, parsed and named by picolm-core. */
+    int32_t code = -1;
+    CHECK(picolm_kv_type_parse("q8_0", &code) == PICOLM_OK && code == PICOLM_KV_Q8_0);
+    CHECK(picolm_kv_type_parse("Q8", &code) == PICOLM_OK && code == PICOLM_KV_Q8_0);
+    CHECK(picolm_kv_type_parse("f16", &code) == PICOLM_OK && code == PICOLM_KV_F16);
+    CHECK(picolm_kv_type_parse("q4_0", &code) == PICOLM_ERR_INVALID_ARG && code == PICOLM_KV_F16);
+    CHECK(strstr(picolm_last_error_message(), "\"q4_0\"") != NULL);
+    CHECK(picolm_kv_type_parse(NULL, &code) == PICOLM_ERR_NULL_ARG && picolm_kv_type_parse("f16", NULL) == PICOLM_ERR_NULL_ARG);
+    CHECK(strcmp(picolm_kv_type_name(PICOLM_KV_Q8_0), "q8_0") == 0 && strcmp(picolm_kv_type_name(2), "unknown") == 0);
+    CHECK(strcmp(picolm_tool_choice_name(PICOLM_TOOL_CHOICE_REQUIRED), "required") == 0);
+    CHECK(strcmp(picolm_tool_choice_name(-1), "unknown") == 0);
+    if (has_feature("agent")) {
+        CHECK(picolm_tool_choice_parse("none", &code) == PICOLM_OK && code == PICOLM_TOOL_CHOICE_NONE);
+        CHECK(picolm_tool_choice_parse("always", &code) == PICOLM_ERR_INVALID_ARG);
+        CHECK(strstr(picolm_last_error_message(), "auto, required, none") != NULL);
+    } else {
+        CHECK(picolm_tool_choice_parse("none", &code) == PICOLM_ERR_UNSUPPORTED);
+    }
 }
 
 /* Sampler ranges, the generation info after a failure, size queries, special token ids, metadata keys,
@@ -759,19 +974,19 @@ static void test_contracts(picolm_model *m) {
     CHECK(gi.n_generated == 4 && gi.stop_reason == PICOLM_STOP_MAX_TOKENS);
     const float bad_top_p[] = {5.0f, 1.5f, -0.1f};
     for (size_t i = 0; i < 3; i++) {
-        gp.top_p = bad_top_p[i];
+        gp.sampler.top_p = bad_top_p[i];
         CHECK(picolm_generate_params_check(&gp) == PICOLM_ERR_INVALID_ARG);
         CHECK(strstr(picolm_last_error_message(), "top_p") != NULL);
         CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, &gi) == PICOLM_ERR_INVALID_ARG);
         CHECK(gi.stop_reason == PICOLM_STOP_FAILED && gi.n_generated == 0 && gi.n_prompt == 0 && gi.decode_seconds == 0);
     }
     picolm_generate_params_default(&gp);
-    gp.temperature = -3.0f;
+    gp.sampler.temperature = -3.0f;
     CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, &gi) == PICOLM_ERR_INVALID_ARG);
     CHECK(strstr(picolm_last_error_message(), "temperature = -3") != NULL);
     picolm_generate_params_default(&gp);
-    gp.top_p = 1.0f;
-    gp.temperature = 0.7f;
+    gp.sampler.top_p = 1.0f;
+    gp.sampler.temperature = 0.7f;
     gp.max_tokens = 2;
     CHECK(picolm_session_generate(s, p, strlen(p), &gp, NULL, NULL, &gi) == PICOLM_OK && gi.n_generated == 2);
     CHECK(picolm_session_generate(NULL, p, strlen(p), &gp, NULL, NULL, &gi) == PICOLM_ERR_NULL_ARG);
@@ -845,7 +1060,7 @@ static void test_contracts(picolm_model *m) {
         CHECK(res.stop == PICOLM_AGENT_FAILED && res.answer == NULL && res.messages_json == NULL && res.iterations == 0);
         picolm_agent_result_free(&res);
         ap.tool_choice = PICOLM_TOOL_CHOICE_AUTO;
-        ap.top_p = 5.0f;
+        ap.sampler.top_p = 5.0f;
         CHECK(picolm_agent_run(a, s, &msg, 1, &ap, NULL, NULL, &res) == PICOLM_ERR_INVALID_ARG);
         CHECK(strstr(picolm_last_error_message(), "top_p") != NULL);
         picolm_agent_free(a);
@@ -930,7 +1145,9 @@ int main(int argc, char **argv) {
         return 1;
     }
     test_errors_without_model();
+    test_defaults_match_the_core();
     test_integer_codes();
+    test_bench_params();
     test_huge_block_count();
     test_out_of_memory();
     test_memory_budget();
@@ -947,6 +1164,7 @@ int main(int argc, char **argv) {
     test_state_files(m);
     if (!quick) test_thread_clamp();
     test_contracts(m);
+    test_sampler_substruct(m);
     test_features(m);
     if (!quick && has_feature("json-schema") && has_feature("jinja")) test_json_and_chat(m);
     if (!quick && has_feature("agent")) test_agent(m);

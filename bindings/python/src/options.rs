@@ -3,7 +3,7 @@
 //! `generate`, `generate_full`, `chat` and `run_tools` take their sampling, limit, stop and JSON options as
 //! keywords collected into one [`GenerateOptions`]; its defaults are the core's `Default` impls
 //! (`GenerateParams`, `SamplerParams`, `AgentParams`), and names are parsed by the core (`JsonMode::from_name`,
-//! `ToolChoice::from_name`, `KvType::from_name`). [`defaults`] hands the same values to Python
+//! `ToolChoice`'s and `KvType`'s `FromStr`). [`defaults`] hands the same values to Python
 //! (`picolm._picolm._defaults()`), so a test checks that the signatures Python shows match them.
 
 use std::sync::Arc;
@@ -195,7 +195,7 @@ fn tool_choice(v: &Bound<'_, PyAny>) -> PyResult<ToolChoice> {
         return Ok(ToolChoice::default());
     }
     let name = text_arg(v, "tool_choice")?;
-    ToolChoice::from_name(&name).ok_or_else(|| {
+    name.parse::<ToolChoice>().map_err(|_| {
         let names: Vec<String> = ToolChoice::ALL.iter().map(|c| format!("{:?}", c.name())).collect();
         invalid(format!("tool_choice must be {}, got {name:?}", names.join(", ")))
     })

@@ -45,6 +45,28 @@ impl KvType {
             KvType::Q8_0 => "q8_0",
         }
     }
+
+    /// Every KV type, in the order of the C API's `picolm_kv_type` codes.
+    pub const ALL: [KvType; 2] = [KvType::F16, KvType::Q8_0];
+}
+
+impl std::str::FromStr for KvType {
+    type Err = crate::names::UnknownName;
+
+    /// [`KvType::from_name`], with an error naming the accepted names.
+    fn from_str(name: &str) -> Result<KvType, Self::Err> {
+        KvType::from_name(name).ok_or_else(|| crate::names::UnknownName {
+            what: "KV cache type",
+            given: name.to_string(),
+            accepted: "f16, q8_0 (or q8)",
+        })
+    }
+}
+
+impl std::fmt::Display for KvType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Which half of the cache.

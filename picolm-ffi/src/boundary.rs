@@ -1,4 +1,5 @@
-//! Result codes, the per-thread last-error message and the panic boundary.
+//! The boundary: result codes, the per-thread last-error message, the mapping of core errors to codes, and the
+//! panic guard every entry point runs in. Argument marshalling is in `marshal.rs`.
 
 use std::cell::RefCell;
 use std::ffi::CString;
@@ -103,6 +104,7 @@ impl picolm_result {
 use picolm_result::*;
 
 /// A failure on its way to the caller: a code and a detailed message.
+#[derive(Debug)]
 pub(crate) struct Failure {
     pub code: picolm_result,
     pub message: String,
@@ -238,111 +240,6 @@ pub extern "C" fn picolm_strerror(result: i32) -> *const libc::c_char {
 #[no_mangle]
 pub extern "C" fn picolm_last_error_message() -> *const libc::c_char {
     LAST_ERROR.with(|l| l.borrow().as_ptr())
-}
-
-/// Reads a caller string given as pointer + length.
-///
-/// # Safety
-/// `ptr` must point to `len` readable bytes (or be NULL, which is an error unless `len == 0`).
-pub(crate) unsafe fn str_arg<'a>(ptr: *const libc::c_char, len: usize, name: &str) -> Result<&'a str, Failure> {
-    if ptr.is_null() {
-        if len == 0 {
-            return Ok("");
-        }
-        return Err(Failure::null(name));
-    }
-    // SAFETY: the caller guarantees `len` readable bytes at `ptr` (documented on every entry point).
-    let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
-    std::str::from_utf8(bytes).map_err(|e| {
-        Failure::new(
-            PICOLM_ERR_INVALID_UTF8,
-            format!("`{name}` is not valid UTF-8 (bad byte at offset {})", e.valid_up_to()),
-        )
-    })
-}
-
-/// Reads a NUL-terminated caller string.
-///
-/// # Safety
-/// `ptr` must be NULL or point to a NUL-terminated string.
-pub(crate) unsafe fn cstr_arg<'a>(ptr: *const libc::c_char, name: &str) -> Result<&'a str, Failure> {
-    if ptr.is_null() {
-        return Err(Failure::null(name));
-    }
-    // SAFETY: the caller guarantees a NUL-terminated string.
-    let c = unsafe { std::ffi::CStr::from_ptr(ptr) };
-    c.to_str().map_err(|e| {
-        Failure::new(
-            PICOLM_ERR_INVALID_UTF8,
-            format!("`{name}` is not valid UTF-8 (bad byte at offset {})", e.valid_up_to()),
-        )
-    })
-}
-
-/// Copies `bytes` plus a NUL into a caller buffer; `needed` receives `bytes.len() + 1`.
-///
-/// # Safety
-/// `buf` must be NULL or point to `cap` writable bytes; `needed` must be NULL or writable.
-pub(crate) unsafe fn write_out(
-    bytes: &[u8],
-    buf: *mut libc::c_char,
-    cap: usize,
-    needed: *mut usize,
-) -> Result<(), Failure> {
-    if !needed.is_null() {
-        // SAFETY: non-NULL out-parameter supplied by the caller.
-        unsafe { *needed = bytes.len() + 1 };
-    }
-    if buf.is_null() && cap == 0 {
-        return Err(Failure::size_query(format!("size query: {} bytes needed", bytes.len() + 1)));
-    }
-    if buf.is_null() || cap < bytes.len() + 1 {
-        return Err(Failure::new(
-            PICOLM_ERR_BUFFER_TOO_SMALL,
-            format!("buffer of {cap} bytes is too small: {} needed", bytes.len() + 1),
-        ));
-    }
-    // SAFETY: `cap >= len + 1` writable bytes at `buf` (checked above, guaranteed by the caller).
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf as *mut u8, bytes.len());
-        *buf.add(bytes.len()) = 0;
-    }
-    Ok(())
-}
-
-/// A caller's params struct, or the defaults when `params` is NULL. Every params struct is `#[repr(C)]` with
-/// `struct_size: usize` as its first field; it is read and checked before the rest of the struct is trusted.
-///
-/// # Safety
-/// `params` is NULL or points to a readable params struct of the caller; `default` fully initialises a `T`.
-pub(crate) unsafe fn read_params<T: Copy>(
-    params: *const T,
-    name: &str,
-    default: unsafe extern "C" fn(*mut T) -> picolm_result,
-) -> Result<T, Failure> {
-    if params.is_null() {
-        let mut d = std::mem::MaybeUninit::<T>::uninit();
-        // SAFETY: `default` writes a full struct into `d` (its contract), so it is initialised afterwards.
-        unsafe {
-            default(d.as_mut_ptr());
-            return Ok(d.assume_init());
-        }
-    }
-    // SAFETY: non-NULL caller struct whose first field is `struct_size: usize` (layout documented in the header).
-    let size = unsafe { (params as *const usize).read() };
-    check_struct_size(name, size, std::mem::size_of::<T>())?;
-    // SAFETY: the size matches this library's layout, so the whole struct is readable as a `T`.
-    Ok(unsafe { *params })
-}
-
-/// Checks the `struct_size` field of a caller params struct.
-pub(crate) fn check_struct_size(name: &str, given: usize, expected: usize) -> Result<(), Failure> {
-    if given != expected {
-        return Err(Failure::invalid(format!(
-            "{name}.struct_size is {given}, this library expects {expected}: initialise it with {name}_default()"
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,49 +1,17 @@
-//! Whole-model tools behind the `picolm` command's subcommands: perplexity and the benchmark; and the JSON
-//! constraint used by generation.
+//! The whole-model utilities behind the `picolm` command's subcommands: perplexity, the benchmark and the
+//! quantizer (not to be confused with the agent's tool calls, in `agent.rs`).
 
-use std::sync::Arc;
+use std::sync::OnceLock;
 
 use picolm_core::bench::{run_bench, BenchParams};
-use picolm_core::grammar::{Grammar, JsonConstraint, JsonMode};
-use picolm_core::model::{KvType, Model, ModelParams};
+use picolm_core::model::ModelParams;
 use picolm_core::perplexity::perplexity;
-use picolm_core::TokenConstraint;
 
-use crate::error::{cstr_arg, guard, picolm_result, str_arg, write_out, Failure};
-use crate::model::{model_ref, picolm_model};
-
-/// Reads `picolm_generate_params.json_mode` (an integer from C): `None` for off.
-pub(crate) fn json_mode_arg(value: i32) -> Result<Option<JsonMode>, Failure> {
-    use crate::generate::picolm_json_mode::*;
-    match value {
-        v if v == PICOLM_JSON_OFF as i32 => Ok(None),
-        v if v == PICOLM_JSON_OBJECT as i32 => Ok(Some(JsonMode::Object)),
-        v if v == PICOLM_JSON_VALUE as i32 => Ok(Some(JsonMode::Value)),
-        v => Err(Failure::invalid(format!(
-            "params.json_mode = {v} is not a picolm_json_mode (0 PICOLM_JSON_OFF, 1 PICOLM_JSON_OBJECT, 2 PICOLM_JSON_VALUE)"
-        ))),
-    }
-}
-
-/// The grammar constraint for the JSON options of a generation (none when both are off): a JSON Schema when
-/// `schema` is non-NULL, else the JSON mode's grammar.
-pub(crate) fn constraint_for(
-    model: &Arc<Model>,
-    json_mode: i32,
-    schema: *const libc::c_char,
-) -> Result<Option<Box<dyn TokenConstraint>>, Failure> {
-    let mode = json_mode_arg(json_mode)?;
-    let grammar = if !schema.is_null() {
-        // SAFETY: the caller passes a NUL-terminated schema (documented on `picolm_generate_params`).
-        let text = unsafe { cstr_arg(schema, "params.json_schema") }?;
-        Grammar::from_schema_str(text).map_err(picolm_core::Error::from)?
-    } else if let Some(mode) = mode {
-        Grammar::for_mode(mode)
-    } else {
-        return Ok(None);
-    };
-    Ok(Some(Box::new(JsonConstraint::new(Arc::new(grammar), model.grammar_vocab()))))
-}
+use crate::boundary::{guard, picolm_result, Failure};
+use crate::handle::Handle;
+use crate::marshal::{cstr_arg, read_params, str_arg, write_out};
+use crate::model::picolm_model;
+use crate::session::{kv_type_arg, kv_type_code};
 
 /// Perplexity of the model on `text` (UTF-8, `text_len` bytes) by llama.cpp's method: chunks of `n_ctx` tokens,
 /// the second half of each scored. `max_chunks` 0 means all. Writes the perplexity and its standard error.
@@ -63,13 +31,13 @@ pub unsafe extern "C" fn picolm_perplexity(
 ) -> picolm_result {
     guard(|| {
         // SAFETY: caller contract.
-        let m = unsafe { model_ref(model) }?;
+        let m = unsafe { picolm_model::as_ref(model) }?;
         let text = unsafe { str_arg(text, text_len, "text") }?;
         if ppl.is_null() {
             return Err(Failure::null("ppl"));
         }
         let chunks = (max_chunks > 0).then_some(max_chunks as usize);
-        let r = perplexity(&m.model, text, n_ctx as usize, (n_batch as usize).max(1), chunks, &mut |_, _, _| {})?;
+        let r = perplexity(m, text, n_ctx as usize, (n_batch as usize).max(1), chunks, &mut |_, _, _| {})?;
         // SAFETY: non-NULL writable out-parameters.
         unsafe {
             *ppl = r.ppl;
@@ -81,37 +49,109 @@ pub unsafe extern "C" fn picolm_perplexity(
     })
 }
 
-/// Benchmark settings (llama-bench style).
+/// Benchmark settings (llama-bench style). Initialise with `picolm_bench_params_default`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct picolm_bench_params {
+    /// Must be `sizeof(picolm_bench_params)` (set by `picolm_bench_params_default`).
+    pub struct_size: usize,
     /// Prompt length of the prefill test (0 = skip).
     pub n_prompt: u32,
     /// Generated tokens of the decode test (0 = skip).
     pub n_gen: u32,
-    /// Thread counts to test (`n_threads_list` entries).
+    /// Thread counts to test (`n_threads_list` entries; the defaults point to a static list owned by the
+    /// library).
     pub threads: *const u32,
     /// Number of thread counts.
     pub n_threads_list: usize,
-    /// Timed repetitions per test.
+    /// Timed repetitions per test (after one untimed warm-up).
     pub repetitions: u32,
-    /// Prefill batch size.
+    /// Prefill batch size (at least 1).
     pub n_batch: u32,
     /// Streaming mode.
     pub stream_weights: bool,
-    /// Use a Q8_0 KV cache instead of F16.
-    pub kv_q8_0: bool,
+    /// KV cache format: a `picolm_kv_type` value (others are PICOLM_ERR_INVALID_ARG).
+    pub kv_type: i32,
     /// Also measure the read bandwidth (1 thread and each thread count) and report decode as a fraction of the
     /// bandwidth ceiling.
     pub bandwidth: bool,
 }
 
+/// The thread counts of picolm-core's default benchmark, as the static list `picolm_bench_params_default`
+/// points to.
+fn default_bench_threads() -> &'static [u32] {
+    static THREADS: OnceLock<Vec<u32>> = OnceLock::new();
+    THREADS
+        .get_or_init(|| BenchParams::default().threads.iter().map(|&t| u32::try_from(t).unwrap_or(u32::MAX)).collect())
+}
+
+/// Fills `params` with picolm-core's benchmark defaults (`BenchParams::default()`: the prompt and generation
+/// lengths, thread counts, repetitions, batch and KV type of `picolm bench` without options).
+/// PICOLM_ERR_NULL_ARG for NULL.
+///
+/// # Safety
+/// `params` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn picolm_bench_params_default(params: *mut picolm_bench_params) -> picolm_result {
+    guard(|| {
+        if params.is_null() {
+            return Err(Failure::null("params"));
+        }
+        let d = BenchParams::default();
+        let threads = default_bench_threads();
+        let p = picolm_bench_params {
+            struct_size: std::mem::size_of::<picolm_bench_params>(),
+            n_prompt: d.n_prompt as u32,
+            n_gen: d.n_gen as u32,
+            threads: threads.as_ptr(),
+            n_threads_list: threads.len(),
+            repetitions: d.repetitions as u32,
+            n_batch: d.n_batch as u32,
+            stream_weights: d.model.stream_weights,
+            kv_type: kv_type_code(d.kv_type),
+            bandwidth: d.bandwidth,
+        };
+        // SAFETY: non-NULL writable (caller contract).
+        unsafe { params.write(p) };
+        Ok(())
+    })
+}
+
+/// The core settings of a C `picolm_bench_params`, checked.
+///
+/// # Safety
+/// `p.threads` NULL or `p.n_threads_list` readable entries.
+unsafe fn bench_params(p: &picolm_bench_params) -> Result<BenchParams, Failure> {
+    let threads: Vec<usize> = if p.n_threads_list == 0 {
+        Vec::new()
+    } else if p.threads.is_null() {
+        return Err(Failure::null("params.threads"));
+    } else {
+        // SAFETY: `n_threads_list` readable entries (caller contract).
+        unsafe { std::slice::from_raw_parts(p.threads, p.n_threads_list) }.iter().map(|&t| t as usize).collect()
+    };
+    if p.n_batch == 0 {
+        return Err(Failure::invalid("picolm_bench_params.n_batch must be at least 1"));
+    }
+    Ok(BenchParams {
+        n_prompt: p.n_prompt as usize,
+        n_gen: p.n_gen as usize,
+        threads,
+        repetitions: p.repetitions as usize,
+        n_batch: p.n_batch as usize,
+        model: ModelParams { stream_weights: p.stream_weights, ..Default::default() },
+        kv_type: kv_type_arg(p.kv_type, "picolm_bench_params.kv_type")?,
+        bandwidth: p.bandwidth,
+    })
+}
+
 /// Runs the benchmark on the model file at `path` and writes the report to `buf` (NUL-terminated): a JSON object
-/// when `json`, else a table. `*needed` receives the bytes needed; call again with a larger buffer on
+/// when `json`, else a table. `params` may be NULL for the defaults; a wrong `struct_size`, an `n_batch` of 0 or
+/// an unknown `kv_type` is PICOLM_ERR_INVALID_ARG (checked before any work). `*needed` receives the bytes needed; call again with a larger buffer on
 /// PICOLM_ERR_BUFFER_TOO_SMALL (the benchmark runs again).
 ///
 /// # Safety
-/// `path` NUL-terminated; `params` valid with `threads` readable; `buf` NULL or `cap` writable; `needed` NULL or
+/// `path` NUL-terminated; `params` NULL or valid with `threads` readable; `buf` NULL or `cap` writable; `needed` NULL or
 /// writable.
 #[no_mangle]
 pub unsafe extern "C" fn picolm_bench(
@@ -125,25 +165,10 @@ pub unsafe extern "C" fn picolm_bench(
     guard(|| {
         // SAFETY: caller contract.
         let path = unsafe { cstr_arg(path, "path") }?;
-        let p = unsafe { params.as_ref() }.ok_or_else(|| Failure::null("params"))?;
-        let threads: Vec<usize> = if p.n_threads_list == 0 {
-            Vec::new()
-        } else if p.threads.is_null() {
-            return Err(Failure::null("params.threads"));
-        } else {
-            // SAFETY: `n_threads_list` readable entries (caller contract).
-            unsafe { std::slice::from_raw_parts(p.threads, p.n_threads_list) }.iter().map(|&t| t as usize).collect()
-        };
-        let bp = BenchParams {
-            n_prompt: p.n_prompt as usize,
-            n_gen: p.n_gen as usize,
-            threads,
-            repetitions: p.repetitions as usize,
-            n_batch: (p.n_batch as usize).max(1),
-            model: ModelParams { stream_weights: p.stream_weights, ..Default::default() },
-            kv_type: if p.kv_q8_0 { KvType::Q8_0 } else { KvType::F16 },
-            bandwidth: p.bandwidth,
-        };
+        // SAFETY: caller contract of `params`.
+        let p = unsafe { read_params(params, "picolm_bench_params", picolm_bench_params_default) }?;
+        // SAFETY: `threads` readable (caller contract of `params`).
+        let bp = unsafe { bench_params(&p) }?;
         let report = run_bench(std::path::Path::new(path), &bp, &mut |_| {})?;
         let text = if json { report.to_json() } else { report.to_table() };
         // SAFETY: caller contract for buf/cap/needed.
