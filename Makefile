@@ -10,7 +10,8 @@
 #   make size-table      that for several feature sets and targets (scripts/size-table.sh; README "Size")
 #   make lib FEATURES="jinja quantize"   a library with only these optional parts (FEATURES=none: none of them;
 #                        unset: all). Parts: jinja json-schema agent quantize (see picolm-core/Cargo.toml)
-#                        CORE_OPT=s also builds picolm-core for size (see README "Size")
+#                        CORE_OPT=s LINK_OPT=s also build picolm-core and the link-time optimisation for size
+#                        (smallest library, slower: see README "Size")
 #   make cross TARGET=aarch64-linux-gnu [PREFIX=DIR] [STRIP=1]   cross build for a board (see "Cross builds" below)
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
@@ -30,10 +31,13 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 comma := ,
 PC_RPATH := $(if $(filter /lib /lib64 /usr/lib /usr/lib64 /lib/% /usr/lib/%,$(LIBDIR)),,-Wl$(comma)-rpath$(comma)$${libdir})
 
-# Cargo options for FEATURES (unset: the default features, i.e. all) and CORE_OPT (an opt-level for picolm-core,
-# e.g. CORE_OPT=s: smaller, and the kernels' speed is not measured for it; unset: the release profile's 3).
+# Cargo options for FEATURES (unset: the default features, i.e. all), CORE_OPT (an opt-level for picolm-core) and
+# LINK_OPT (an opt-level for picolm-ffi: the library is one fat-LTO module, and the opt-level of the crate that links
+# it is the one of the whole-program pass, which inlines and unrolls across crates). Unset: the release profile's 3.
+# CORE_OPT=s LINK_OPT=s is the smallest build and is slower (README "Size"); LINK_OPT=s alone costs a few percent.
 CARGO_FEATURES = $(if $(strip $(FEATURES)),--no-default-features $(if $(filter none,$(FEATURES)),,--features "$(FEATURES)")) \
-  $(if $(CORE_OPT),--config 'profile.release.package.picolm-core.opt-level="$(CORE_OPT)"')
+  $(if $(CORE_OPT),--config 'profile.release.package.picolm-core.opt-level="$(CORE_OPT)"') \
+  $(if $(LINK_OPT),--config 'profile.release.package.picolm-ffi.opt-level="$(LINK_OPT)"')
 
 .PHONY: all lib cli server header check-header test-c test-c-valgrind test-install install size size-table cross clean build/picolm.pc
 

@@ -5,7 +5,8 @@
 #   scripts/size-table.sh [TARGET...]        targets: x86_64 (this machine), aarch64, armv7 (default: all three)
 #   SIZE_SETS='all|jinja json-schema|none'   feature sets, separated by '|' ("all": the default features,
 #                                            "none": no optional feature); a set may end in " @s" (or another
-#                                            opt-level) to build picolm-core at that opt-level (make CORE_OPT=s)
+#                                            opt-level) to build picolm-core and the link-time optimisation of
+#                                            the library at that opt-level (make CORE_OPT=s LINK_OPT=s)
 #
 # Cross targets use the toolchains of scripts/arm-env.sh (GNU cross gcc and its C library; installed with apt-get
 # when missing and possible); a target that cannot be built is reported and skipped. Each release build takes a few
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(x86_64 aarch64 armv7)
-IFS='|' read -r -a sets <<< "${SIZE_SETS:-all|jinja json-schema|json-schema|none}"
+IFS='|' read -r -a sets <<< "${SIZE_SETS:-all|jinja json-schema|none|all @s|none @s}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 static_libs=(-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc)
@@ -29,7 +30,10 @@ table="$out/table.md"
 
 features_opts() {
   local set="${1% @*}"
-  [ "$set" = "$1" ] || echo "--config 'profile.release.package.picolm-core.opt-level=\"${1##* @}\"'"
+  if [ "$set" != "$1" ]; then
+    echo "--config 'profile.release.package.picolm-core.opt-level=\"${1##* @}\"'"
+    echo "--config 'profile.release.package.picolm-ffi.opt-level=\"${1##* @}\"'"
+  fi
   case "$set" in
     all) ;;
     none) echo "--no-default-features" ;;
