@@ -11,7 +11,8 @@
 #   make lib FEATURES="jinja quantize"   a library with only these optional parts (FEATURES=none: none of them;
 #                        unset: all). Parts: jinja json-schema agent quantize (see picolm-core/Cargo.toml)
 #                        CORE_OPT=s LINK_OPT=s also build picolm-core and the link-time optimisation for size
-#                        (smallest library, slower: see README "Size")
+#                        (smallest library, slower: see README "Size"); SIZE_LINK=1 links it with identical-code
+#                        folding and packed relative relocations (x86-64 rust-lld; glibc >= 2.36 to load it)
 #   make cross TARGET=aarch64-linux-gnu [PREFIX=DIR] [STRIP=1]   cross build for a board (see "Cross builds" below)
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
@@ -43,8 +44,15 @@ CARGO_FEATURES = $(if $(strip $(FEATURES)),--no-default-features $(if $(filter n
 
 all: cli
 
+# SIZE_LINK=1: link libpicolm.so with identical-code folding (--icf=all: functions with the same machine code are
+# kept once) and packed relative relocations (-z pack-relative-relocs: DT_RELR, about 70 KB of relocations become
+# 1 KB). About 100 KB smaller on x86-64 at no cost in speed; needs rust-lld (Rust's default linker on x86-64 Linux;
+# GNU ld has no --icf) and glibc >= 2.36 on the machine that loads the library (DT_RELR), hence not the default.
+# Only the link of picolm-ffi gets the options (cargo rustc), so nothing else is rebuilt.
+SIZE_LINK_ARGS = $(if $(filter-out 0,$(SIZE_LINK)),-C link-arg=-Wl$(comma)--icf=all -C link-arg=-Wl$(comma)-z$(comma)pack-relative-relocs)
+
 lib:
-	$(CARGO) build --release -p picolm-ffi $(CARGO_FEATURES)
+	$(if $(SIZE_LINK_ARGS),$(CARGO) rustc --release -p picolm-ffi --lib $(CARGO_FEATURES) -- $(SIZE_LINK_ARGS),$(CARGO) build --release -p picolm-ffi $(CARGO_FEATURES))
 	ln -sf libpicolm.so $(REL)/libpicolm.so.0
 
 build/picolm: bindings/c/picolm.c include/picolm.h lib

@@ -7,6 +7,8 @@
 #                                            "none": no optional feature); a set may end in " @s" (or another
 #                                            opt-level) to build picolm-core and the link-time optimisation of
 #                                            the library at that opt-level (make CORE_OPT=s LINK_OPT=s)
+#   SIZE_LINK=1                              x86_64 rows: link with --icf=all and -z pack-relative-relocs, as
+#                                            `make lib SIZE_LINK=1` (rust-lld; the features cell says "+link")
 #
 # Cross targets use the toolchains of scripts/arm-env.sh (GNU cross gcc and its C library; installed with apt-get
 # when missing and possible); a target that cannot be built is reported and skipped. Each release build takes a few
@@ -59,14 +61,19 @@ for t in "${targets[@]}"; do
   for set in "${sets[@]}"; do
     echo "size-table: building $t ($rt), features: $set" >&2
     # shellcheck disable=SC2046
-    eval "nice -n 10 cargo build -q --release -p picolm-ffi ${target_opt[*]} $(features_opts "$set" | tr "\n" " ")"
-    tag="$t-${set// /+}"; tag="${tag//@/opt-}"
+    label=$set; build="cargo build"; link_args=""
+    if [ "$t" = x86_64 ] && [ "${SIZE_LINK:-0}" != 0 ]; then
+      label="$set +link"; build="cargo rustc --lib"
+      link_args="-- -C link-arg=-Wl,--icf=all -C link-arg=-Wl,-z,pack-relative-relocs"
+    fi
+    eval "nice -n 10 $build -q --release -p picolm-ffi ${target_opt[*]} $(features_opts "$set" | tr "\n" " ") $link_args"
+    tag="$t-${label// /+}"; tag="${tag//@/opt-}"
     "$strip" -o "$out/libpicolm-$tag.so" "$rel/libpicolm.so"
     # The ABI is the same for every feature set: exactly the functions of picolm.h are exported.
     scripts/check-exports.sh "$out/libpicolm-$tag.so" >&2
     nice -n 10 "$cc" -std=c11 -O2 -Iinclude bindings/c/picolm.c "$rel/libpicolm.a" "${static_libs[@]}" -o "$out/picolm-$tag"
     "$strip" "$out/picolm-$tag"
-    rows+=("| $t | $set | $(stat -c %s "$out/libpicolm-$tag.so") | $(stat -c %s "$rel/libpicolm.a") | $(stat -c %s "$out/picolm-$tag") |")
+    rows+=("| $t | $label | $(stat -c %s "$out/libpicolm-$tag.so") | $(stat -c %s "$rel/libpicolm.a") | $(stat -c %s "$out/picolm-$tag") |")
     echo "size-table: ${rows[-1]}" >&2
   done
 done
