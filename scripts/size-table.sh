@@ -4,9 +4,9 @@
 #
 #   scripts/size-table.sh [TARGET...]        targets: x86_64 (this machine), aarch64, armv7 (default: all three)
 #   SIZE_SETS='all|jinja json-schema|none'   feature sets, separated by '|' ("all": the default features,
-#                                            "none": no optional feature); a set may end in " @s" (or another
+#                                            "none": no optional feature); a set may end in " @z" (or another
 #                                            opt-level) to build picolm-core and the link-time optimisation of
-#                                            the library at that opt-level (make CORE_OPT=s LINK_OPT=s)
+#                                            the library at that opt-level (make CORE_OPT=z LINK_OPT=z)
 #   SIZE_LINK=1                              x86_64 rows: link with --icf=all and -z pack-relative-relocs, as
 #                                            `make lib SIZE_LINK=1` (rust-lld; the features cell says "+link")
 #
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(x86_64 aarch64 armv7)
-IFS='|' read -r -a sets <<< "${SIZE_SETS:-all|jinja json-schema|none|all @s|none @s}"
+IFS='|' read -r -a sets <<< "${SIZE_SETS:-all|jinja json-schema|none|all @z|none @z}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 static_libs=(-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc)
