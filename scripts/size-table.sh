@@ -4,8 +4,11 @@
 #
 #   scripts/size-table.sh [TARGET...]        targets: x86_64 (this machine), aarch64, armv7 (default: all three)
 #   SIZE_SETS='all|jinja json-schema|none'   feature sets, separated by '|' ("all": the default features,
-#                                            "none": no optional feature); a set may end in " @s" (or another
-#                                            opt-level) to build picolm-core at that opt-level (make CORE_OPT=s)
+#                                            "none": no optional feature); a set may end in " @z" (or another
+#                                            opt-level) to build picolm-core and the link-time optimisation of
+#                                            the library at that opt-level (make CORE_OPT=z LINK_OPT=z)
+#   SIZE_LINK=1                              x86_64 rows: link with --icf=all and -z pack-relative-relocs, as
+#                                            `make lib SIZE_LINK=1` (rust-lld; the features cell says "+link")
 #
 # Cross targets use the toolchains of scripts/arm-env.sh (GNU cross gcc and its C library; installed with apt-get
 # when missing and possible); a target that cannot be built is reported and skipped. Each release build takes a few
@@ -19,7 +22,7 @@ cd "$(dirname "$0")/.."
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(x86_64 aarch64 armv7)
-IFS='|' read -r -a sets <<< "${SIZE_SETS:-all|jinja json-schema|json-schema|none}"
+IFS='|' read -r -a sets <<< "${SIZE_SETS:-all|jinja json-schema|none|all @z|none @z}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 target_dir="${CARGO_TARGET_DIR:-$PWD/target}"
 static_libs=(-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc)
@@ -29,7 +32,10 @@ table="$out/table.md"
 
 features_opts() {
   local set="${1% @*}"
-  [ "$set" = "$1" ] || echo "--config 'profile.release.package.picolm-core.opt-level=\"${1##* @}\"'"
+  if [ "$set" != "$1" ]; then
+    echo "--config 'profile.release.package.picolm-core.opt-level=\"${1##* @}\"'"
+    echo "--config 'profile.release.package.picolm-ffi.opt-level=\"${1##* @}\"'"
+  fi
   case "$set" in
     all) ;;
     none) echo "--no-default-features" ;;
@@ -55,14 +61,19 @@ for t in "${targets[@]}"; do
   for set in "${sets[@]}"; do
     echo "size-table: building $t ($rt), features: $set" >&2
     # shellcheck disable=SC2046
-    eval "nice -n 10 cargo build -q --release -p picolm-ffi ${target_opt[*]} $(features_opts "$set" | tr "\n" " ")"
-    tag="$t-${set// /+}"; tag="${tag//@/opt-}"
+    label=$set; build="cargo build"; link_args=""
+    if [ "$t" = x86_64 ] && [ "${SIZE_LINK:-0}" != 0 ]; then
+      label="$set +link"; build="cargo rustc --lib"
+      link_args="-- -C link-arg=-Wl,--icf=all -C link-arg=-Wl,-z,pack-relative-relocs"
+    fi
+    eval "nice -n 10 $build -q --release -p picolm-ffi ${target_opt[*]} $(features_opts "$set" | tr "\n" " ") $link_args"
+    tag="$t-${label// /+}"; tag="${tag//@/opt-}"
     "$strip" -o "$out/libpicolm-$tag.so" "$rel/libpicolm.so"
     # The ABI is the same for every feature set: exactly the functions of picolm.h are exported.
     scripts/check-exports.sh "$out/libpicolm-$tag.so" >&2
     nice -n 10 "$cc" -std=c11 -O2 -Iinclude bindings/c/picolm.c "$rel/libpicolm.a" "${static_libs[@]}" -o "$out/picolm-$tag"
     "$strip" "$out/picolm-$tag"
-    rows+=("| $t | $set | $(stat -c %s "$out/libpicolm-$tag.so") | $(stat -c %s "$rel/libpicolm.a") | $(stat -c %s "$out/picolm-$tag") |")
+    rows+=("| $t | $label | $(stat -c %s "$out/libpicolm-$tag.so") | $(stat -c %s "$rel/libpicolm.a") | $(stat -c %s "$out/picolm-$tag") |")
     echo "size-table: ${rows[-1]}" >&2
   done
 done
