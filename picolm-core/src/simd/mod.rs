@@ -6,6 +6,8 @@
 //! to use the scalar path.
 
 #[cfg(target_arch = "aarch64")]
+mod aarch64_dotprod_tiles;
+#[cfg(target_arch = "aarch64")]
 mod aarch64_neon;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
@@ -134,8 +136,17 @@ impl std::fmt::Debug for DecodeKernel {
 }
 
 /// Every decode kernel name this build knows, on any CPU (what `PICOLM_KERNEL` accepts besides `tile`).
-pub const DECODE_KERNEL_NAMES: &[&str] =
-    &["avx512vnni-rows8", "avx512vnni-gemv", "avx2-gemv", "avx2-row", "avx2-dot", "neon-dot", "scalar"];
+pub const DECODE_KERNEL_NAMES: &[&str] = &[
+    "avx512vnni-rows8",
+    "avx512vnni-gemv",
+    "avx2-gemv",
+    "avx2-row",
+    "avx2-dot",
+    "neon-sdot-4x4",
+    "neon-4x4",
+    "neon-dot",
+    "scalar",
+];
 
 /// The decode kernels this CPU can run for weights of type `ty`, the prefill kernel (see [`prefill_kernel`])
 /// first. Never empty: the last resort is the scalar reference.
@@ -155,6 +166,11 @@ pub fn decode_kernel_candidates(ty: GgmlType) -> Vec<DecodeKernel> {
             if let Some(g) = x86_gemv::avx2(ty) {
                 out.push(DecodeKernel { name: "avx2-gemv", run: DecodeFn::Gemv(g) });
             }
+        }
+        // aarch64: the one-row NEON dot product stays a decode candidate beside the tile (`PICOLM_KERNEL=auto`).
+        #[cfg(target_arch = "aarch64")]
+        if let Some(dot) = aarch64_neon::kernel(ty).filter(|_| !out.is_empty()) {
+            out.push(DecodeKernel { name: "neon-dot", run: DecodeFn::Dot(dot) });
         }
         if out.is_empty() {
             if let Some(dot) = vec_dot_kernel(ty) {
@@ -270,6 +286,9 @@ fn tile_kernel_candidates(ty: GgmlType) -> [Option<(&'static str, TileKernel)>; 
         let rows8 = if avx512_allowed() { x86_rows8::kernel(ty) } else { None };
         return [rows8.map(|k| ("avx512vnni-rows8", k)), x86_tiles::kernel(ty).map(|k| ("avx2-row", k))];
     }
+    #[cfg(target_arch = "aarch64")]
+    return [aarch64_dotprod_tiles::kernel(ty, aarch64_neon::has_dotprod()), None];
+    #[allow(unreachable_code)]
     let _ = ty;
     [None, None]
 }
