@@ -144,6 +144,7 @@ impl Format for Q8_0 {
 // ---- safe entry points ----
 
 /// Checks every slice a tile will read; returns the number of 32-value blocks per row. Panics on a caller bug.
+#[allow(clippy::too_many_arguments)] // the arguments of a `TileFn` call plus the format's layout
 fn check(
     n: usize,
     (w_bytes, x_bytes, spb): (usize, usize, usize),
