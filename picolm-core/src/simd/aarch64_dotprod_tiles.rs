@@ -43,6 +43,8 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<(&'static str, TileKernel)> {
         (GgmlType::Q5_0, false) => tile_q5_0,
         (GgmlType::Q8_0, true) => tile_q8_0_sdot,
         (GgmlType::Q8_0, false) => tile_q8_0,
+        (GgmlType::Q4_K, true) => tile_q4_k_sdot,
+        (GgmlType::Q4_K, false) => tile_q4_k,
         _ => return None,
     };
     let name = if sdot { "neon-sdot-4x4" } else { "neon-4x4" };
@@ -143,11 +145,51 @@ impl Format for Q8_0 {
 
 // ---- safe entry points ----
 
-/// Checks every slice a tile will read; returns the number of 32-value blocks per row. Panics on a caller bug.
+/// What the safe entry point needs of a kernel: its layout and its unsafe tile.
+trait Tile {
+    /// Values per weight block.
+    const BLOCK: usize;
+    /// Bytes of a weight block.
+    const W_BYTES: usize;
+    /// Bytes of an activation block.
+    const X_BYTES: usize;
+    /// Prepared f32 activation scales per block ([`ActivationRows::scales_per_block`]).
+    const SPB: usize;
+    /// The results of four weight rows (`w`, each `nb` blocks) with `NT` tokens: `[token][row]`.
+    ///
+    /// # Safety
+    /// Every pointer of `w` and every token's row and scales hold `nb` whole blocks; with `SDOT` the CPU has
+    /// FEAT_DotProd.
+    unsafe fn tile<const SDOT: bool, const NT: usize>(
+        nb: usize,
+        w: [*const u8; ROWS],
+        t: &[Tok; NT],
+    ) -> [[f32; ROWS]; NT];
+}
+
+/// A 32-value format's [`Tile`].
+struct Legacy<F>(std::marker::PhantomData<F>);
+
+impl<F: Format> Tile for Legacy<F> {
+    const BLOCK: usize = 32;
+    const W_BYTES: usize = F::W_BYTES;
+    const X_BYTES: usize = if F::MIN { 36 } else { 34 };
+    const SPB: usize = if F::MIN { 2 } else { 1 };
+    #[inline(always)]
+    unsafe fn tile<const SDOT: bool, const NT: usize>(
+        nb: usize,
+        w: [*const u8; ROWS],
+        t: &[Tok; NT],
+    ) -> [[f32; ROWS]; NT] {
+        tile::<F, SDOT, NT>(nb, w, t)
+    }
+}
+
+/// Checks every slice a tile will read; returns the number of blocks per row. Panics on a caller bug.
 #[allow(clippy::too_many_arguments)] // the arguments of a `TileFn` call plus the format's layout
 fn check(
     n: usize,
-    (w_bytes, x_bytes, spb): (usize, usize, usize),
+    (block, w_bytes, x_bytes, spb): (usize, usize, usize, usize),
     w: &[u8],
     w_row_bytes: usize,
     x: &ActivationRows<'_>,
@@ -155,8 +197,8 @@ fn check(
     shape: TileShape,
     out: &[f32],
 ) -> usize {
-    assert!(n.is_multiple_of(32), "row length {n} is not a multiple of 32");
-    let nb = n / 32;
+    assert!(n.is_multiple_of(block), "row length {n} is not a multiple of {block}");
+    let nb = n / block;
     assert!((1..=TOKENS).contains(&shape.tokens), "tile of {} tokens", shape.tokens);
     assert!((1..=ROWS).contains(&shape.rows), "tile of {} rows", shape.rows);
     assert!(
@@ -169,11 +211,13 @@ fn check(
     assert!(x.blocks_per_row == nb, "activations of {} blocks for {nb}", x.blocks_per_row);
     assert!(x.row_bytes >= nb * x_bytes && x.bytes.len() >= last * x.row_bytes, "activations too short");
     assert!(x.scales_per_block == spb, "{} activation scales per block for {spb}", x.scales_per_block);
-    assert!(x.scales.len() >= last * nb * spb && x.sums.len() >= last * nb, "activation scales too short");
+    if spb > 0 {
+        assert!(x.scales.len() >= last * nb * spb && x.sums.len() >= last * nb, "activation scales too short");
+    }
     nb
 }
 
-/// One token of a tile: its activation row and its f32 block scales (`d`, or `d, s` for Q8_1).
+/// One token of a tile: its activation row and its f32 block scales (`d`, or `d, s` for Q8_1; none for Q8_K).
 #[derive(Clone, Copy)]
 struct Tok {
     x: *const u8,
@@ -185,8 +229,8 @@ fn tok(x: &ActivationRows<'_>, t: usize) -> Tok {
     Tok { x: x.bytes[t * x.row_bytes..].as_ptr(), s: x.scales[t * per_row..].as_ptr() }
 }
 
-/// Runs a tile of format `F`: full groups of [`TOKENS`] tokens, then the leftover ones one at a time.
-fn run_tile<F: Format, const SDOT: bool>(
+/// Runs a tile of kernel `K`: full groups of [`TOKENS`] tokens, then the leftover ones one at a time.
+fn run_tile<K: Tile, const SDOT: bool>(
     n: usize,
     w: &[u8],
     w_row_bytes: usize,
@@ -195,8 +239,7 @@ fn run_tile<F: Format, const SDOT: bool>(
     shape: TileShape,
     out: &mut [f32],
 ) {
-    let (x_bytes, spb) = if F::MIN { (36, 2) } else { (34, 1) };
-    let nb = check(n, (F::W_BYTES, x_bytes, spb), w, w_row_bytes, x, first, shape, out);
+    let nb = check(n, (K::BLOCK, K::W_BYTES, K::X_BYTES, K::SPB), w, w_row_bytes, x, first, shape, out);
     // Unused lanes of a partial tile repeat its last row (their results are dropped).
     let rows: [*const u8; ROWS] = std::array::from_fn(|r| w[r.min(shape.rows - 1) * w_row_bytes..].as_ptr());
     let mut put = |t0: usize, res: &[[f32; ROWS]]| {
@@ -213,11 +256,11 @@ fn run_tile<F: Format, const SDOT: bool>(
             // SAFETY: see `tile`: `check` verified that the four rows (repeats of in-range rows) and every
             // token's row and scales hold `nb` whole blocks; the `sdot` variant is handed out by `kernel` only
             // when the CPU has FEAT_DotProd (the caller's contract); NEON is mandatory on aarch64.
-            put(t, &unsafe { tile::<F, SDOT, TOKENS>(nb, rows, &toks) });
+            put(t, &unsafe { K::tile::<SDOT, TOKENS>(nb, rows, &toks) });
             t += TOKENS;
         } else {
             // SAFETY: as above, for one token.
-            put(t, &unsafe { tile::<F, SDOT, 1>(nb, rows, &[tok(x, first + t)]) });
+            put(t, &unsafe { K::tile::<SDOT, 1>(nb, rows, &[tok(x, first + t)]) });
             t += 1;
         }
     }
@@ -239,14 +282,16 @@ macro_rules! tile_entry {
     };
 }
 
-tile_entry!(tile_q4_0, Q4_0, false);
-tile_entry!(tile_q4_0_sdot, Q4_0, true);
-tile_entry!(tile_q4_1, Q4_1, false);
-tile_entry!(tile_q4_1_sdot, Q4_1, true);
-tile_entry!(tile_q5_0, Q5_0, false);
-tile_entry!(tile_q5_0_sdot, Q5_0, true);
-tile_entry!(tile_q8_0, Q8_0, false);
-tile_entry!(tile_q8_0_sdot, Q8_0, true);
+tile_entry!(tile_q4_0, Legacy<Q4_0>, false);
+tile_entry!(tile_q4_0_sdot, Legacy<Q4_0>, true);
+tile_entry!(tile_q4_1, Legacy<Q4_1>, false);
+tile_entry!(tile_q4_1_sdot, Legacy<Q4_1>, true);
+tile_entry!(tile_q5_0, Legacy<Q5_0>, false);
+tile_entry!(tile_q5_0_sdot, Legacy<Q5_0>, true);
+tile_entry!(tile_q8_0, Legacy<Q8_0>, false);
+tile_entry!(tile_q8_0_sdot, Legacy<Q8_0>, true);
+tile_entry!(tile_q4_k, Q4K, false);
+tile_entry!(tile_q4_k_sdot, Q4K, true);
 
 // ---- kernels ----
 
@@ -341,13 +386,97 @@ unsafe fn tile<F: Format, const SDOT: bool, const NT: usize>(
     out
 }
 
+/// Q4_K against Q8_K (f32 d @0, i8 qs[256] @4, i16 bsums[16] @260): lane `r` of a token's accumulator gets
+/// `fma(fma(acc, f32(sumi_r), d_r * d_x), f32(summ_r), -dmin_r * d_x)` per block, where `sumi_r` is the sum over
+/// the eight 32-value sub-blocks of scale times integer dot product, and `summ_r` the sum of min times the
+/// sub-block's activation sum. Without `sdot` a sub-block's products (nibbles 0..=15 times -128..=127) fit the
+/// narrow i16 lanes (16 * 15 * 128 = 30720).
+struct Q4K;
+
+impl Tile for Q4K {
+    const BLOCK: usize = 256;
+    const W_BYTES: usize = 144;
+    const X_BYTES: usize = 292;
+    const SPB: usize = 0;
+    #[inline(always)]
+    unsafe fn tile<const SDOT: bool, const NT: usize>(
+        nb: usize,
+        w: [*const u8; ROWS],
+        t: &[Tok; NT],
+    ) -> [[f32; ROWS]; NT] {
+        q4_k_tile::<SDOT, NT>(nb, w, t)
+    }
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn q4_k_tile<const SDOT: bool, const NT: usize>(
+    nb: usize,
+    w: [*const u8; ROWS],
+    t: &[Tok; NT],
+) -> [[f32; ROWS]; NT] {
+    let mut acc = [vdupq_n_f32(0.0); NT];
+    let m4 = vdupq_n_u8(0x0F);
+    for b in 0..nb {
+        let wb = [w[0].add(b * 144), w[1].add(b * 144), w[2].add(b * 144), w[3].add(b * 144)];
+        let d = row_scales(&wb, 0);
+        let dmin = row_scales(&wb, 2);
+        // Sub-block scales across the rows ([j][row], for the per-lane multiply-accumulate) and each row's eight
+        // mins as i16 lanes (for the widening multiply with the activations' sub-block sums).
+        let mut sc = [[0i32; ROWS]; 8];
+        let mut mins = [[0i16; 8]; ROWS];
+        for r in 0..ROWS {
+            let scales = std::slice::from_raw_parts(wb[r].add(4), 12);
+            for j in 0..8 {
+                let (s, m) = crate::quant::k4_scale_min(j, scales);
+                sc[j][r] = s as i32;
+                mins[r][j] = m as i16;
+            }
+        }
+        let mins: [int16x8_t; ROWS] = [0, 1, 2, 3].map(|r| vld1q_s16(mins[r].as_ptr()));
+        let mut sumi = [vdupq_n_s32(0); NT];
+        for j in 0..8 {
+            // Sub-block j: the low (even j) or high (odd j) nibbles of bytes 32 * (j / 2) .. + 32.
+            let q: [[int8x16_t; 2]; ROWS] = [0, 1, 2, 3].map(|r| {
+                let p = wb[r].add(16 + 32 * (j / 2));
+                let (a, c) = (vld1q_u8(p), vld1q_u8(p.add(16)));
+                let nib =
+                    |v: uint8x16_t| vreinterpretq_s8_u8(if j % 2 == 0 { vandq_u8(v, m4) } else { vshrq_n_u8::<4>(v) });
+                [nib(a), nib(c)]
+            });
+            let scj = vld1q_s32(sc[j].as_ptr());
+            for i in 0..NT {
+                let yp = t[i].x.add(b * 292 + 4 + 32 * j) as *const i8;
+                let y = [vld1q_s8(yp), vld1q_s8(yp.add(16))];
+                sumi[i] = vmlaq_s32(sumi[i], block_sums::<SDOT>(Lanes::Narrow, &q, &y), scj);
+            }
+        }
+        for i in 0..NT {
+            let xb = t[i].x.add(b * 292);
+            let dx = (xb as *const f32).read_unaligned();
+            // The sub-blocks' activation sums: pairs of the 16 bsums (at most 2 * 16 * 128 in magnitude).
+            let ld = |p: *const u8| vreinterpretq_s16_u8(vld1q_u8(p));
+            let bs = vpaddq_s16(ld(xb.add(260)), ld(xb.add(276)));
+            let m: [int32x4_t; ROWS] =
+                [0, 1, 2, 3].map(|r| vmlal_high_s16(vmull_s16(vget_low_s16(mins[r]), vget_low_s16(bs)), mins[r], bs));
+            let summ = vpaddq_s32(vpaddq_s32(m[0], m[1]), vpaddq_s32(m[2], m[3]));
+            acc[i] = vfmaq_f32(acc[i], vcvtq_f32_s32(sumi[i]), vmulq_n_f32(d, dx));
+            acc[i] = vfmaq_f32(acc[i], vcvtq_f32_s32(summ), vmulq_n_f32(vnegq_f32(dmin), dx));
+        }
+    }
+    let mut out = [[0f32; ROWS]; NT];
+    for i in 0..NT {
+        vst1q_f32(out[i].as_mut_ptr(), acc[i]);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::quant;
     use crate::simd::{prepare_activations, scales_per_block};
 
-    const FORMATS: [GgmlType; 4] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0];
+    const FORMATS: [GgmlType; 5] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K];
 
     /// The flavours this CPU can run: plain NEON always, `sdot` with FEAT_DotProd.
     fn flavours() -> Vec<bool> {
@@ -402,7 +531,7 @@ mod tests {
             let w_row_bytes = ty.row_bytes(n as u64).unwrap() as usize;
             let xt = quant::vec_dot_type(ty);
             let x_row_bytes = xt.row_bytes(n as u64).unwrap() as usize;
-            let (nb, spb) = (n / 32, scales_per_block(xt));
+            let (nb, spb) = (n / ty.block_size(), scales_per_block(xt));
             let tokens = xq.len() / x_row_bytes;
             let (mut scales, mut sums) = (vec![0f32; tokens * nb * spb], vec![0i32; tokens * nb]);
             for t in 0..tokens {
@@ -436,7 +565,7 @@ mod tests {
             ActivationRows {
                 bytes: &self.xq,
                 row_bytes: self.x_row_bytes,
-                blocks_per_row: self.n / 32,
+                blocks_per_row: self.n / self.ty.block_size(),
                 scales_per_block: scales_per_block(xt),
                 scales: &self.scales,
                 sums: &self.sums,
@@ -479,7 +608,12 @@ mod tests {
         for ty in FORMATS {
             for sdot in flavours() {
                 let (name, k) = kernel(ty, sdot).unwrap();
-                for (seed, n) in [(1u64, 32usize), (2, 96), (3, 256), (4, 1536)] {
+                let sizes: &[(u64, usize)] = if ty.block_size() == 32 {
+                    &[(1, 32), (2, 96), (3, 256), (4, 1536)]
+                } else {
+                    &[(1, 256), (2, 768)]
+                };
+                for &(seed, n) in sizes {
                     for scale in [1e-3f32, 1.0, 50.0] {
                         let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed * 31 + r, n, scale)).collect();
                         ws[2] = vec![0.0; n];
@@ -528,7 +662,7 @@ mod tests {
     #[test]
     fn aarch64_tiles_are_exact_at_the_extreme_quants() {
         let one = 0x3C00u16.to_le_bytes(); // f16 1.0
-        for ty in FORMATS {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0] {
             let n = 128;
             let wb = ty.block_bytes();
             // (weight fill, activation quant): all combinations of the extremes' signs.
@@ -570,6 +704,40 @@ mod tests {
                         assert_eq!(want, *v, "{ty} {name}: row {r} token {t}");
                         assert!(want.abs() >= 4.0 * 32.0 * 7.0 * 127.0 * 0.99 || ty == GgmlType::Q4_1);
                     }
+                }
+            }
+        }
+    }
+
+    /// Q4_K at its extremes: every nibble 15 and every 6-bit scale 63 against Q8_K activations of -128 or 127
+    /// (the products the narrow i16 lanes must hold), with unit scales: equal to the reference exactly.
+    #[test]
+    fn aarch64_q4_k_tile_is_exact_at_the_extreme_quants() {
+        let n = 512;
+        let mut wblock = vec![0xFFu8; 144];
+        wblock[..2].copy_from_slice(&0x3C00u16.to_le_bytes()); // d = 1
+        wblock[2..4].copy_from_slice(&0x3C00u16.to_le_bytes()); // dmin = 1: the mins count too
+        let mut low = wblock.clone();
+        low[16..].fill(0x00); // nibbles 0
+        let wq: Vec<u8> = [&wblock, &low, &wblock, &wblock, &low].iter().flat_map(|b| b.repeat(n / 256)).collect();
+        let act = |q: i8| -> Vec<u8> {
+            let mut b = vec![0u8; 292];
+            b[..4].copy_from_slice(&1f32.to_le_bytes());
+            b[4..260].fill(q as u8);
+            for k in 0..16 {
+                b[260 + 2 * k..262 + 2 * k].copy_from_slice(&(16 * q as i16).to_le_bytes());
+            }
+            b.repeat(n / 256)
+        };
+        let xq: Vec<u8> = [-128i8, 127, -128, 127, 127].iter().flat_map(|&q| act(q)).collect();
+        let case = Case::from_bytes(GgmlType::Q4_K, n, wq, xq);
+        for sdot in flavours() {
+            let (name, k) = kernel(GgmlType::Q4_K, sdot).unwrap();
+            for (r, row) in case.matmul(&k, ROWS, TOKENS).iter().enumerate() {
+                for (t, v) in row.iter().enumerate() {
+                    let want = case.reference(r, t);
+                    assert_eq!(want, *v, "Q4_K {name}: row {r} token {t}");
+                    assert!(want != 0.0);
                 }
             }
         }
