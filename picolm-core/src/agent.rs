@@ -126,6 +126,31 @@ pub enum ToolChoice {
     None,
 }
 
+impl ToolChoice {
+    /// Every policy, in declaration order.
+    pub const ALL: [ToolChoice; 3] = [ToolChoice::Auto, ToolChoice::Required, ToolChoice::None];
+
+    /// The name bindings use: `"auto"`, `"required"` or `"none"`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ToolChoice::Auto => "auto",
+            ToolChoice::Required => "required",
+            ToolChoice::None => "none",
+        }
+    }
+
+    /// Parses a name of [`ToolChoice::name`] (case-sensitive, as OpenAI's `tool_choice`).
+    pub fn from_name(name: &str) -> Option<ToolChoice> {
+        ToolChoice::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// How a run is stopped from outside: the cancel token and the `should_stop` hook of [`Agent::run_with`].
+struct Interrupt<'a> {
+    cancel: Option<CancelToken>,
+    should_stop: &'a mut dyn FnMut() -> bool,
+}
+
 /// Settings of a loop run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentParams {
@@ -205,6 +230,10 @@ pub enum AgentStop {
 }
 
 impl AgentStop {
+    /// Every outcome, in declaration order (for bindings that list the names).
+    pub const ALL: [AgentStop; 4] =
+        [AgentStop::Answered, AgentStop::MaxIterations, AgentStop::Cancelled, AgentStop::ToolCallsPending];
+
     /// The name every binding reports (Python `AgentResult.stop`, `picolm_agent_stop_name` in C, the CLI):
     /// `"answered"`, `"max_iterations"`, `"cancelled"` or `"tool_calls_pending"`.
     pub fn as_str(self) -> &'static str {
@@ -444,13 +473,29 @@ impl Agent {
     }
 
     /// Runs the loop on `messages` (the conversation so far, ending with the user's message). `on_event` sees
-    /// answer pieces, calls and results; returning `false` from it stops the run.
+    /// answer pieces, calls and results; returning `false` from it stops the run. Same as [`Agent::run_with`]
+    /// without a `should_stop` hook.
     pub fn run(
         &mut self,
         session: &mut Session,
         messages: &[ChatMessage],
         params: &AgentParams,
         cancel: Option<CancelToken>,
+        on_event: &mut dyn FnMut(AgentEvent<'_>) -> bool,
+    ) -> Result<AgentOutcome, Error> {
+        self.run_with(session, messages, params, cancel, &mut || false, on_event)
+    }
+
+    /// Runs the loop like [`Agent::run`]; every model step goes through [`Session::generate_with`], so
+    /// `should_stop` is polled between prefill batches and between generated pieces (tool calls included, which
+    /// send no events until they are complete). When it returns true the run ends with [`AgentStop::Cancelled`].
+    pub fn run_with(
+        &mut self,
+        session: &mut Session,
+        messages: &[ChatMessage],
+        params: &AgentParams,
+        cancel: Option<CancelToken>,
+        should_stop: &mut dyn FnMut() -> bool,
         on_event: &mut dyn FnMut(AgentEvent<'_>) -> bool,
     ) -> Result<AgentOutcome, Error> {
         // The shortest tool call in tokens of this model. `Required` cannot do without one; `Auto` answers in text
@@ -471,6 +516,7 @@ impl Agent {
             generation: GenerationStats::default(),
             last_stop_reason: None,
         };
+        let mut interrupt = Interrupt { cancel, should_stop };
         let mut state = LoopState::ModelStep { answer_only: params.tool_choice == ToolChoice::None };
         loop {
             state = match state {
@@ -483,10 +529,10 @@ impl Agent {
                 }
                 LoopState::ModelStep { answer_only } => {
                     out.iterations += 1;
-                    self.model_step(session, &mut out, params, answer_only, cancel.clone(), on_event)?
+                    self.model_step(session, &mut out, params, answer_only, &mut interrupt, on_event)?
                 }
                 LoopState::ForcedAnswer => {
-                    self.model_step(session, &mut out, params, true, cancel.clone(), on_event)?
+                    self.model_step(session, &mut out, params, true, &mut interrupt, on_event)?
                 }
                 LoopState::RunTools(calls) => self.run_tools(session, calls, &mut out, params, on_event)?,
             };
@@ -499,7 +545,7 @@ impl Agent {
         out: &mut AgentOutcome,
         params: &AgentParams,
         answer_only: bool,
-        cancel: Option<CancelToken>,
+        interrupt: &mut Interrupt<'_>,
         on_event: &mut dyn FnMut(AgentEvent<'_>) -> bool,
     ) -> Result<LoopState, Error> {
         let prompt_text = self.template.render(&self.with_tools(&out.messages), true)?;
@@ -521,15 +567,18 @@ impl Agent {
             }) as Box<dyn TokenConstraint>
         });
         let mut stopped_by_callback = false;
-        let result = session.generate(&prompt, &params.generate, constraint, cancel, &mut |piece| {
-            if matches!(mode.load(Ordering::Relaxed), MODE_TEXT | MODE_ANSWER_START)
-                && !on_event(AgentEvent::AnswerPiece(piece))
-            {
-                stopped_by_callback = true;
-                return false;
-            }
-            true
-        })?;
+        let cancel = interrupt.cancel.clone();
+        let should_stop = &mut *interrupt.should_stop;
+        let result =
+            session.generate_with(&prompt, &params.generate, constraint, cancel, should_stop, &mut |piece| {
+                if matches!(mode.load(Ordering::Relaxed), MODE_TEXT | MODE_ANSWER_START)
+                    && !on_event(AgentEvent::AnswerPiece(piece))
+                {
+                    stopped_by_callback = true;
+                    return false;
+                }
+                true
+            })?;
         out.prompt_tokens_total += result.stats.n_prompt;
         out.prompt_tokens_evaluated += result.stats.n_prompt - result.stats.n_reused;
         let (sum, st) = (&mut out.generation, &result.stats);

@@ -82,6 +82,17 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// Every reason, in declaration order (for bindings that list the names, e.g. Python's stub test).
+    pub const ALL: [StopReason; 7] = [
+        StopReason::EndOfGeneration,
+        StopReason::MaxTokens,
+        StopReason::StopString,
+        StopReason::GrammarComplete,
+        StopReason::ContextFull,
+        StopReason::Cancelled,
+        StopReason::CallbackStopped,
+    ];
+
     /// The name every binding reports (Python `stop_reason`, `picolm_stop_reason_name` in C, the CLI's
     /// statistics): `"eog"`, `"max_tokens"`, `"stop_string"`, `"grammar_complete"`, `"context_full"`,
     /// `"cancelled"` or `"callback_stopped"`.
@@ -221,13 +232,30 @@ impl GenerationState {
 
 impl Session {
     /// Evaluates `prompt` (reusing the cached common prefix) and prepares a generation. A prompt longer than the
-    /// context is an error ([`Error::PromptTooLong`]).
+    /// context is an error ([`Error::PromptTooLong`]). Same as [`Session::start_generation_with`] without a
+    /// `should_stop` hook (the prefill still stops between batches when `cancel` is set).
     pub fn start_generation(
         &mut self,
         prompt: &[u32],
         params: &GenerateParams,
         constraint: Option<Box<dyn TokenConstraint>>,
         cancel: Option<CancelToken>,
+    ) -> Result<GenerationState, Error> {
+        self.start_generation_with(prompt, params, constraint, cancel, &mut || false)
+    }
+
+    /// The prefill entry every binding uses: evaluates `prompt` (reusing the cached common prefix, see
+    /// [`Session::sync_prompt`]) and prepares a generation. Between prefill batches the prefill stops when `cancel`
+    /// is set or `should_stop()` returns true (e.g. a pending Ctrl-C in Python); the tokens evaluated so far stay
+    /// cached and the returned state is already finished with [`StopReason::Cancelled`]. The prefill's reused
+    /// tokens and time are in the state's [`GenerationStats`].
+    pub fn start_generation_with(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        constraint: Option<Box<dyn TokenConstraint>>,
+        cancel: Option<CancelToken>,
+        should_stop: &mut dyn FnMut() -> bool,
     ) -> Result<GenerationState, Error> {
         let sampler = Sampler::new(params.sampler.clone())?;
         let t0 = Instant::now();
@@ -249,7 +277,8 @@ impl Session {
             started: t0,
         };
         let cancel = state.cancel.clone();
-        let reused = self.sync_prompt(prompt, &mut || cancel.as_ref().is_some_and(|c| c.is_cancelled()))?;
+        let reused =
+            self.sync_prompt(prompt, &mut || cancel.as_ref().is_some_and(|c| c.is_cancelled()) || should_stop())?;
         state.output.stats.n_reused = reused;
         state.output.stats.prefill = t0.elapsed();
         state.started = Instant::now();
@@ -346,6 +375,7 @@ impl Session {
     }
 
     /// Runs a whole generation, calling `on_piece` with each piece; returning `false` from it stops generation.
+    /// Same as [`Session::generate_with`] without a `should_stop` hook.
     pub fn generate(
         &mut self,
         prompt: &[u32],
@@ -354,8 +384,30 @@ impl Session {
         cancel: Option<CancelToken>,
         on_piece: &mut dyn FnMut(&str) -> bool,
     ) -> Result<GenerationOutput, Error> {
-        let mut st = self.start_generation(prompt, params, constraint, cancel)?;
-        while let Some(piece) = self.next_piece(&mut st)? {
+        self.generate_with(prompt, params, constraint, cancel, &mut || false, on_piece)
+    }
+
+    /// Runs a whole generation like [`Session::generate`]; `should_stop` is polled between prefill batches (see
+    /// [`Session::start_generation_with`]) and before each generated piece: when it returns true the generation
+    /// ends with [`StopReason::Cancelled`], as when `cancel` is set.
+    pub fn generate_with(
+        &mut self,
+        prompt: &[u32],
+        params: &GenerateParams,
+        constraint: Option<Box<dyn TokenConstraint>>,
+        cancel: Option<CancelToken>,
+        should_stop: &mut dyn FnMut() -> bool,
+        on_piece: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<GenerationOutput, Error> {
+        let mut st = self.start_generation_with(prompt, params, constraint, cancel, should_stop)?;
+        loop {
+            let piece = if !st.finished && should_stop() {
+                // Like a cancelled token: the held-back text is flushed and delivered as the last piece.
+                self.end(&mut st, StopReason::Cancelled)
+            } else {
+                self.next_piece(&mut st)?
+            };
+            let Some(piece) = piece else { break };
             if !on_piece(&piece) {
                 st.finish(StopReason::CallbackStopped);
                 break;

@@ -75,3 +75,31 @@ def test_interrupt_during_prefill(q4_path):
         cached = m.cached_tokens
         assert len(cached) % 8 == 0  # stopped between batches, keeping what was evaluated
         assert cached == m.tokenize(prompt)[: len(cached)]
+
+
+def test_interrupt_during_run_tools_prefill(q4_path):
+    """Ctrl-C reaches the tool loop's prefill (no event is sent then) through the core's should_stop hook."""
+    tool = picolm.Tool(
+        "read_sensor",
+        "Read a sensor value",
+        {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+        handler=lambda args: "40 %",
+    )
+    n_words = 1800  # a prefill far longer than the 0.3 s before the interrupt, even on a fast machine
+    with picolm.Model(q4_path, n_ctx=2048, n_threads=2, n_batch=8) as m:
+        messages = [{"role": "user", "content": "word " * n_words}]
+
+        def run() -> None:
+            m.reset()
+            m.run_tools(messages, [tool], max_tokens=1, max_iterations=1)  # (almost) all of a run is prefill
+
+        t = _interrupt_soon("interrupt_main", 0.3)
+        elapsed = _run_until_interrupted(run)
+        t.join()
+        assert elapsed < 0.3 + 2.0
+        cached = m.cached_tokens
+        # Stopped inside the prompt (which holds more than n_words tokens), between batches of 8.
+        assert len(cached) < n_words
+        assert len(cached) % 8 == 0
+        r = m.run_tools([{"role": "user", "content": "Read the humidity sensor."}], [tool], max_iterations=1)
+        assert r.stop in ("answered", "max_iterations")

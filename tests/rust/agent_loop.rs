@@ -120,3 +120,81 @@ fn the_outcome_reports_the_last_stop_reason() {
         "{call:#?}"
     );
 }
+
+/// `run_with`'s `should_stop` reaches the prefill of a step: the run ends as cancelled with the prompt only
+/// partly evaluated (batches of 8), and polls keep coming while a tool call is generated (no events then).
+#[test]
+fn should_stop_interrupts_the_prefill_and_the_tool_call() {
+    let model = load();
+    let template = || ChatTemplate::for_model(model.file(), model.tokenizer()).unwrap();
+    let params = AgentParams { tool_choice: ToolChoice::Required, ..Default::default() };
+    let user = [ChatMessage::new("user", "Read the humidity sensor.")];
+    let new_session =
+        || Session::new(model.clone(), &SessionParams { n_ctx: 1024, n_batch: 8, ..Default::default() }).unwrap();
+
+    let mut session = new_session();
+    let mut agent = Agent::new(vec![sensor_tool()], template(), 1).unwrap();
+    let mut polls = 0;
+    let out = agent
+        .run_with(
+            &mut session,
+            &user,
+            &params,
+            None,
+            &mut || {
+                polls += 1;
+                polls == 3
+            },
+            &mut |_| true,
+        )
+        .unwrap();
+    assert_eq!(out.stop, AgentStop::Cancelled, "{out:#?}");
+    assert_eq!(session.tokens().len(), 16, "stopped after two prefill batches");
+    assert!(out.calls.is_empty());
+
+    // Count the polls of a whole run, then stop one poll before the end of the first (tool-call) step: the call
+    // is cut short, although it sends no event until it is complete.
+    let mut session = new_session();
+    let mut agent = Agent::new(vec![sensor_tool()], template(), 1).unwrap();
+    let mut first_call_polls = None;
+    let polls = std::cell::Cell::new(0);
+    let full = agent
+        .run_with(
+            &mut session,
+            &user,
+            &AgentParams { max_iterations: 1, ..params.clone() },
+            None,
+            &mut || {
+                polls.set(polls.get() + 1);
+                false
+            },
+            &mut |e| {
+                if matches!(e, picolm_core::agent::AgentEvent::ToolCall(_)) && first_call_polls.is_none() {
+                    first_call_polls = Some(polls.get());
+                }
+                true
+            },
+        )
+        .unwrap();
+    let at_call = first_call_polls.unwrap_or_else(|| panic!("no tool call: {full:#?}"));
+    let prompt_batches = full.generation.n_prompt.div_ceil(8);
+    assert!(at_call > prompt_batches + 1, "polls during the call's tokens: {at_call} vs {prompt_batches} batches");
+    let mut session = new_session();
+    let mut agent = Agent::new(vec![sensor_tool()], template(), 1).unwrap();
+    let mut polls = 0;
+    let cut = agent
+        .run_with(
+            &mut session,
+            &user,
+            &params,
+            None,
+            &mut || {
+                polls += 1;
+                polls == at_call - 1
+            },
+            &mut |_| true,
+        )
+        .unwrap();
+    assert_eq!(cut.stop, AgentStop::Cancelled, "{cut:#?}");
+    assert!(cut.calls.is_empty(), "{cut:#?}");
+}

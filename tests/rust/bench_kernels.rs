@@ -1,7 +1,8 @@
 //! `cargo bench --bench kernels`: single-thread throughput of the matmul kernels on this CPU, per weight format,
 //! in billions of multiply-accumulates per second (GMAC/s), for decode (one token) and a 64-token prefill batch.
-//! Compares the plain one-row dot product (`vec_dot`) with the tile kernels used by the engine. A 256 x 2048
-//! weight matrix (in L2) and random activations; best of several runs. No model file needed.
+//! Compares the one-row dot product (SIMD where this CPU has one for the format, else the scalar reference: on
+//! x86-64 the formats with tile kernels have no SIMD one-row kernel) with the tile kernels used by the engine. A
+//! 256 x 2048 weight matrix (in L2) and random activations; best of several runs. No model file needed.
 
 use std::time::Instant;
 

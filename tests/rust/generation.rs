@@ -189,6 +189,70 @@ fn cancellation_stops_between_tokens() {
     assert_eq!((out.stop_reason, out.tokens.len()), (StopReason::Cancelled, 0));
 }
 
+/// The prefill entry of every binding: `should_stop` is polled between batches of `n_batch`, the batches
+/// evaluated so far stay cached, and the state is already finished as cancelled.
+#[test]
+fn should_stop_ends_the_prefill_between_batches() {
+    let m = model();
+    let tokens = m.tokenizer().encode(&"word ".repeat(60), true, true);
+    assert!(tokens.len() > 40);
+    let mut s = Session::new(m.clone(), &SessionParams { n_ctx: 256, n_batch: 8, ..Default::default() }).unwrap();
+    let mut polls = 0;
+    let params = GenerateParams::default();
+    let st = s
+        .start_generation_with(&tokens, &params, None, None, &mut || {
+            polls += 1;
+            polls == 3
+        })
+        .unwrap();
+    assert!(st.is_finished());
+    assert_eq!(st.output().stop_reason, StopReason::Cancelled);
+    assert_eq!(s.tokens(), &tokens[..16], "two batches of 8 were evaluated before the third poll stopped it");
+    // The next call reuses those 16 tokens and completes the prompt.
+    let st = s.start_generation_with(&tokens, &params, None, None, &mut || false).unwrap();
+    assert!(!st.is_finished());
+    assert_eq!(st.output().stats.n_reused, 16);
+    assert_eq!(s.tokens(), &tokens[..]);
+}
+
+/// `generate_with` also polls `should_stop` between generated pieces, ending as cancelled.
+#[test]
+fn should_stop_ends_a_generation_between_pieces() {
+    let m = model();
+    let tokens = m.tokenizer().encode(PROMPT, true, true);
+    let mut s = session(&m, 256);
+    let params = GenerateParams { max_tokens: 50, stop_at_eog: false, ..Default::default() };
+    let pieces = std::cell::Cell::new(0);
+    let mut polls = 0;
+    let out = s
+        .generate_with(
+            &tokens,
+            &params,
+            None,
+            None,
+            &mut || {
+                polls += 1;
+                pieces.get() >= 3
+            },
+            &mut |_| {
+                pieces.set(pieces.get() + 1);
+                true
+            },
+        )
+        .unwrap();
+    assert_eq!(out.stop_reason, StopReason::Cancelled);
+    assert_eq!(pieces.get(), 3, "stopped right after the third piece");
+    assert!(out.tokens.len() < 10, "{} tokens", out.tokens.len());
+    assert!(polls >= 4, "polled in prefill and before each piece: {polls}");
+    // Without a hook it is the plain generation (the default entry delegates to the same code).
+    let mut a = session(&m, 256);
+    let mut b = session(&m, 256);
+    let plain = a.generate(&tokens, &params, None, None, &mut |_| true).unwrap();
+    let hooked = b.generate_with(&tokens, &params, None, None, &mut || false, &mut |_| true).unwrap();
+    assert_eq!(plain.tokens, hooked.tokens);
+    assert_eq!(plain.stop_reason, StopReason::MaxTokens);
+}
+
 #[test]
 fn a_shared_prompt_prefix_is_reused_and_gives_the_same_output() {
     let m = model();

@@ -11,7 +11,8 @@ use crate::alloc::{bytes_of, OutOfMemory};
 use crate::compute::matrix::{MatrixRef, WeightRows};
 use crate::compute::planner::KernelPlan;
 use crate::quant;
-use crate::simd::{self, ActivationRows, DecodeFn, GemvFn, TileKernel, TileShape, VecDotFn, MAX_TILE_TOKENS};
+use crate::quant::VecDotFn;
+use crate::simd::{self, ActivationRows, DecodeFn, GemvFn, TileKernel, TileShape, MAX_TILE_TOKENS};
 
 /// Reusable buffers of [`matmul`]: they grow to the largest batch seen and are never shrunk, so the token loop
 /// does not allocate.

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::compute::matmul::PreparedToken;
-use crate::compute::ComputePool;
+use crate::compute::{ComputePool, MatrixRef};
 use crate::ggml_type::GgmlType;
 use crate::gguf::GgufFile;
-use crate::model::weights::{LlamaWeights, MatrixRef};
 use crate::simd::{self, DecodeKernel, DECODE_KERNEL_NAMES};
 
 /// Wall-clock budget of the measurements of one plan (the load-time cost; formats left when it runs out get
@@ -171,15 +170,13 @@ impl KernelPlan {
         s
     }
 
-    /// Plans the decode kernels of the model's matrices (see the module documentation); runs the timings on
-    /// `pool`'s threads.
-    pub fn build(file: &GgufFile, weights: &LlamaWeights, pool: &ComputePool, choice: &KernelChoice) -> KernelPlan {
+    /// Plans the decode kernels of `mats`, the matrices a model's matmuls read from `file` (see the module
+    /// documentation); runs the timings on `pool`'s threads.
+    pub fn build(file: &GgufFile, mats: &[&MatrixRef], pool: &ComputePool, choice: &KernelChoice) -> KernelPlan {
         let start = Instant::now();
-        let mut mats: Vec<&MatrixRef> = weights.layers.iter().flat_map(|l| l.matrices()).collect();
-        mats.push(&weights.output);
         // Formats by their share of the weights, largest first: the budget goes where decode time goes.
         let mut types: Vec<(GgmlType, usize)> = Vec::new();
-        for m in &mats {
+        for m in mats {
             match types.iter_mut().find(|(t, _)| *t == m.ty) {
                 Some((_, bytes)) => *bytes += m.n_bytes(),
                 None => types.push((m.ty, m.n_bytes())),

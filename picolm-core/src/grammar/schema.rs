@@ -409,10 +409,13 @@ impl CompiledSchema {
         }
         if types.is_empty() {
             // No type: infer from the keywords present, else any value.
-            if obj.contains_key("properties") || obj.contains_key("additionalProperties") {
+            // Every keyword that constrains only one type implies it: the value is then generated as that type, a
+            // subset of what the schema admits. Treating such a schema as "any value" would ignore the keyword
+            // (the schema fuzzer found `{"minItems":1,"maxItems":2}` accepting a three-item array).
+            if ["properties", "additionalProperties", "required"].iter().any(|k| obj.contains_key(*k)) {
                 return self.typed(obj, "object", path, depth);
             }
-            if obj.contains_key("items") {
+            if ["items", "minItems", "maxItems"].iter().any(|k| obj.contains_key(*k)) {
                 return self.typed(obj, "array", path, depth);
             }
             if format.is_some() || obj.contains_key("minLength") || obj.contains_key("maxLength") {

@@ -627,3 +627,49 @@ fn bounded_numbers_in_objects_generate_valid_values_within_budget() {
         assert!(validate(&v, &s), "{text} does not validate");
     }
 }
+
+/// Regression (schema fuzzer, `fuzz/fuzz_targets/schema_automaton.rs`): keywords of one type without `type` were
+/// ignored, so `{"minItems":1,"maxItems":2}` accepted `[1,2e5,-3e2]`. Whatever a type-less schema accepts must
+/// validate; and it must still accept some valid instance.
+#[test]
+fn type_specific_keywords_without_type_are_enforced() {
+    let candidates = [
+        "[1,2e5,-3e2]",
+        "[]",
+        "[1]",
+        "[1,2]",
+        "{}",
+        r#"{"a":1}"#,
+        r#"{"b":"x"}"#,
+        r#""""#,
+        r#""abc""#,
+        "1",
+        "-2.5",
+        "true",
+        "null",
+    ];
+    for schema in [
+        json!({"minItems":1,"maxItems":2}),
+        json!({"maxItems":0}),
+        json!({"minItems":3}),
+        json!({"required":["a"],"properties":{"a":{"type":"integer"}}}),
+        json!({"minLength":2}),
+        json!({"maximum":0}),
+    ] {
+        let g = Grammar::from_schema(&schema).unwrap_or_else(|e| panic!("{schema}: {e}"));
+        let mut accepted = 0;
+        for c in candidates {
+            let valid = validate(&serde_json::from_str(c).unwrap(), &schema);
+            if g.accepts(c.as_bytes()) {
+                assert!(valid, "{schema} accepted {c}, which does not validate");
+                accepted += 1;
+            }
+        }
+        assert!(accepted > 0, "{schema} accepted none of the candidates");
+    }
+    // `required` alone means an object, so it is refused as it is with `"type":"object"` (a required name must be
+    // declared), not read as "any value" (which accepted `{}`).
+    let typeless = Grammar::from_schema(&json!({"required":["a"]})).map(|_| ()).unwrap_err().to_string();
+    let typed = Grammar::from_schema(&json!({"type":"object","required":["a"]})).map(|_| ()).unwrap_err().to_string();
+    assert_eq!(typeless, typed);
+}

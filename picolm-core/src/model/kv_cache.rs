@@ -1,5 +1,10 @@
 //! The key/value cache: for every layer and position, the rotated key and the value of each KV head, allocated for
 //! exactly the context asked for. Stored as 16-bit floats (default) or Q8_0 blocks (about half the bytes again).
+//!
+//! Rows are written with the SIMD activation quantizer ([`crate::simd::quantize_activations`], F16C / `fcvtn` /
+//! AVX2 Q8_0) and read back with the SIMD row conversion ([`crate::simd::dequantize_row`]); both give exactly the
+//! bytes and values of the scalar references in [`crate::quant`] (tested below), so a cache written on one path
+//! reads the same on any other, and saved state files do not depend on the CPU.
 
 use crate::alloc::{try_zeroed, OutOfMemory};
 use crate::ggml_type::GgmlType;
@@ -133,7 +138,7 @@ impl KvCache {
         (per_value(g * self.head_dim), per_value(self.head_dim))
     }
 
-    /// The stored bytes of KV head `g` at `pos` of `layer`, and a reader that converts them to `f32`.
+    /// Converts the stored KV head `g` at `pos` of `layer` to `f32` into `out` (`head_dim` values).
     pub fn head(&self, part: KvPart, layer: usize, pos: usize, g: usize, out: &mut [f32]) {
         let (start, len) = self.head_span(g);
         let o = self.offset(layer, pos) + start;
@@ -168,5 +173,77 @@ impl KvCache {
     /// Width of a stored row in values.
     pub fn kv_dim(&self) -> usize {
         self.kv_dim
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant;
+
+    /// Deterministic rows in [-scale, scale) with a few values 40 times larger, exact Q8_0 rounding ties (a block
+    /// whose largest magnitude is 127 makes every `k + 0.5` a tie), zeros, and values beyond f16's range.
+    fn rows(n_rows: usize, n: usize) -> Vec<Vec<f32>> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        };
+        (0..n_rows)
+            .map(|r| match r % 5 {
+                0 => (0..n).map(|i| if i % 32 == 0 { 127.0 } else { (i % 41) as f32 - 20.5 }).collect(),
+                1 => vec![0.0; n],
+                2 => (0..n).map(|i| if i % 9 == 0 { 7.0e4 * next() } else { 1e-6 * next() }).collect(),
+                _ => {
+                    let scale = [1e-3f32, 1.0, 300.0][r % 3];
+                    (0..n).map(|i| if i % 37 == 5 { 40.0 * scale * next() } else { scale * next() }).collect()
+                }
+            })
+            .collect()
+    }
+
+    /// The cache stores exactly the bytes of the scalar reference quantizer and reads back exactly its values, for
+    /// both storage types (the write path uses the SIMD quantizer, the read path the SIMD conversion).
+    #[test]
+    fn stored_rows_are_the_reference_bytes_and_read_back_as_the_reference_values() {
+        let (n_layer, n_ctx, head_dim, n_head) = (2, 11, 64, 3);
+        let kv_dim = head_dim * n_head;
+        for ty in [KvType::F16, KvType::Q8_0] {
+            let g = ty.ggml_type();
+            let mut cache = KvCache::new(ty, n_layer, n_ctx, kv_dim, head_dim).unwrap();
+            let data = rows(2 * n_layer * n_ctx, kv_dim);
+            for layer in 0..n_layer {
+                for pos in 0..n_ctx {
+                    let i = 2 * (layer * n_ctx + pos);
+                    cache.store(layer, pos, &data[i], &data[i + 1]);
+                }
+            }
+            let rb = cache.row_bytes();
+            for layer in 0..n_layer {
+                for (p, part) in [KvPart::Key, KvPart::Value].into_iter().enumerate() {
+                    let stored = cache.layer_bytes(part, layer, n_ctx);
+                    for pos in 0..n_ctx {
+                        let src = &data[2 * (layer * n_ctx + pos) + p];
+                        let mut want = vec![0u8; rb];
+                        quant::quantize_row_unchecked(g, src, &mut want);
+                        assert_eq!(&stored[pos * rb..(pos + 1) * rb], &want[..], "{ty:?} layer {layer} pos {pos}");
+                        for h in 0..n_head {
+                            let (mut got, mut reference) = (vec![f32::NAN; head_dim], vec![0f32; head_dim]);
+                            cache.head(part, layer, pos, h, &mut got);
+                            let head_bytes = rb / n_head;
+                            quant::dequantize_row_unchecked(
+                                g,
+                                &want[h * head_bytes..(h + 1) * head_bytes],
+                                &mut reference,
+                            );
+                            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(bits(&got), bits(&reference), "{ty:?} layer {layer} pos {pos} head {h}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -255,7 +255,10 @@ impl Model {
             None => (file.into_mapped()?, None),
         };
         let fingerprint = ModelFingerprint::of(&file);
-        let plan = KernelPlan::build(&file, &weights, &pool, &choice);
+        // The matrices the matmuls read (the embedding table is read by row, not multiplied).
+        let matrices: Vec<&crate::compute::MatrixRef> =
+            weights.layers.iter().flat_map(|l| l.matrices()).chain([&weights.output]).collect();
+        let plan = KernelPlan::build(&file, &matrices, &pool, &choice);
         let grammar_vocab = Default::default();
         let warnings = warning::thread_warning(&pool.threads())
             .into_iter()

@@ -22,10 +22,24 @@ _ToolDef = Union[Any, dict[str, Any]]
 """A :class:`picolm.Tool`, or an OpenAI tool dict ``{"type": "function", "function": {"name", "description",
 "parameters"}}`` (an external tool: its calls end the loop as pending calls)."""
 
-_StopReason = Literal["eog", "max_tokens", "stop_string", "grammar_complete", "context_full", "cancelled"]
+_StopReason = Literal[
+    "eog", "max_tokens", "stop_string", "grammar_complete", "context_full", "cancelled", "callback_stopped"
+]
 """Why a generation ended (the same names as C's ``picolm_stop_reason_name`` and the CLI's statistics):
 "eog" (an end-of-generation token), "max_tokens", "stop_string", "grammar_complete" (the ``json``/``schema``
-output is complete), "context_full", "cancelled" (Ctrl-C, ``TokenStream.close()``, ``Model.close()``)."""
+output is complete), "context_full", "cancelled" (Ctrl-C, ``TokenStream.close()``, ``Model.close()``), and
+"callback_stopped" (a piece callback of the C API asked to stop; Python's calls have no such callback)."""
+_AgentStop = Literal["answered", "max_iterations", "cancelled", "tool_calls_pending"]
+"""How a tool-call loop ended (the same names as C's ``picolm_agent_stop_name``)."""
+
+STOP_REASONS: tuple[_StopReason, ...]
+"""Every name :attr:`GenerationResult.stop_reason` can take, in picolm-core's order."""
+AGENT_STOPS: tuple[_AgentStop, ...]
+"""Every name :attr:`AgentResult.stop` can take, in picolm-core's order."""
+
+def _defaults() -> dict[str, dict[str, Any]]:
+    """The defaults of the keyword options of ``Model()``, ``generate``/``generate_full``/``chat`` and
+    ``run_tools``, from picolm-core's ``Default`` impls (the signatures show the same values)."""
 
 class GenerationResult:
     """The outcome of a finished generation: text, token ids, stop reason, counters and timings."""
@@ -36,7 +50,7 @@ class GenerationResult:
     """Generated token ids (a final end-of-generation token included, as llama.cpp reports it)."""
     stop_reason: _StopReason
     """Why generation ended: "eog", "max_tokens", "stop_string", "grammar_complete", "context_full" or
-    "cancelled"."""
+    "cancelled" (see ``_StopReason``)."""
     n_prompt: int
     """Prompt length in tokens."""
     n_reused: int
@@ -102,7 +116,8 @@ class Model:
             cgroup quota respected) is lowered to that count with a :class:`picolm.PicoLMWarning`;
             :attr:`n_threads` tells the threads used.
         seed: Default sampling seed for ``generate`` calls that pass ``seed=None``.
-        kv_type: Storage of the KV cache: ``"f16"`` or ``"q8_0"`` (about half the memory).
+        kv_type: Storage of the KV cache: ``"f16"`` or ``"q8_0"`` (about half the memory; also ``"q8"``, as the
+            CLI and C accept: the names are parsed by picolm-core).
         stream_weights: Streaming mode (for machines with less RAM than the model): the file is not mapped; the
             weights are read into two reused slabs (one read ahead while the other computes) and dropped from the
             page cache, so weight memory is two slabs whatever the model size.
@@ -127,7 +142,7 @@ class Model:
         n_ctx: int = 0,
         n_threads: int = 0,
         seed: int = 0,
-        kv_type: Literal["f16", "q8_0"] = "f16",
+        kv_type: Literal["f16", "q8_0", "q8"] = "f16",
         stream_weights: bool = False,
         n_batch: int = 64,
         max_rss_bytes: int = 0,
@@ -140,7 +155,7 @@ class Model:
         n_ctx: int = 0,
         n_threads: int = 0,
         seed: int = 0,
-        kv_type: Literal["f16", "q8_0"] = "f16",
+        kv_type: Literal["f16", "q8_0", "q8"] = "f16",
         stream_weights: bool = False,
         n_batch: int = 64,
         max_rss_bytes: int = 0,
@@ -153,7 +168,7 @@ class Model:
         n_ctx: int = 0,
         n_threads: int = 0,
         seed: int = 0,
-        kv_type: Literal["f16", "q8_0"] = "f16",
+        kv_type: Literal["f16", "q8_0", "q8"] = "f16",
         stream_weights: bool = False,
         n_batch: int = 64,
         max_rss_bytes: int = 0,
@@ -420,7 +435,7 @@ class AgentResult:
 
     answer: str
     """The final text answer ("" unless ``stop == "answered"``)."""
-    stop: Literal["answered", "max_iterations", "cancelled", "tool_calls_pending"]
+    stop: _AgentStop
     """How the run ended (the same names as C's ``picolm_agent_stop_name``)."""
     iterations: int
     """Model steps run, each ending in a tool call or the answer (at most ``max_iterations``); a forced answer

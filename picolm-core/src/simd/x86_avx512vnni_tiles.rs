@@ -1,5 +1,6 @@
-//! x86-64 AVX-512 VNNI kernels with one output per vector lane: eight weight rows times up to eight
-//! tokens per call, for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K.
+//! x86-64 AVX-512 VNNI (+ VL, BW) eight-row tiles (kernel name `avx512vnni-rows8`): eight weight rows times up to
+//! eight tokens per call, one output per vector lane, for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K. The prefill (and default
+//! decode) kernel of these formats on CPUs with AVX-512 VNNI.
 //!
 //! Lane `r` of every vector belongs to weight row `r`. Each weight block of the eight rows is transposed in
 //! registers so that one 32-bit lane holds four consecutive weights of its row, and `vpdpbusd` multiplies them
@@ -14,7 +15,10 @@
 
 use std::arch::x86_64::*;
 
-use super::x86_tiles::{check, toks, Layout, Tok};
+use super::tile_common::{
+    check, toks, Tok, L_Q4_0, L_Q4_1, L_Q4_K, L_Q6_K, L_Q8_0, Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q6_K_BYTES,
+    Q8K_BSUMS, Q8K_QS, Q8_0_BYTES, Q8_0_QS, Q8_1_BYTES, Q8_1_QS, Q8_K_BYTES,
+};
 use super::{ActivationRows, TileFn, TileKernel, TileShape};
 use crate::ggml_type::GgmlType;
 
@@ -26,14 +30,6 @@ const TOKENS: usize = 8;
 
 /// Software prefetch distance in bytes along each weight row.
 const PREFETCH: usize = 512;
-
-/// Whether this CPU has AVX-512 VNNI with 256-bit (VL) and byte/word (BW) instructions.
-pub fn available() -> bool {
-    is_x86_feature_detected!("avx512f")
-        && is_x86_feature_detected!("avx512vnni")
-        && is_x86_feature_detected!("avx512vl")
-        && is_x86_feature_detected!("avx512bw")
-}
 
 /// The eight-row kernel for weights of type `ty`. Call only when AVX2/FMA/F16C and AVX-512 VNNI/VL/BW are present.
 pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
@@ -47,12 +43,6 @@ pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
     };
     Some(TileKernel { run, max_rows: ROWS, max_tokens: TOKENS })
 }
-
-const L_Q4_0: Layout = Layout { block: 32, w_bytes: 18, x_bytes: 34, x_scales: true };
-const L_Q4_1: Layout = Layout { block: 32, w_bytes: 20, x_bytes: 36, x_scales: true };
-const L_Q8_0: Layout = Layout { block: 32, w_bytes: 34, x_bytes: 34, x_scales: true };
-const L_Q4_K: Layout = Layout { block: 256, w_bytes: 144, x_bytes: 292, x_scales: false };
-const L_Q6_K: Layout = Layout { block: 256, w_bytes: 210, x_bytes: 292, x_scales: false };
 
 macro_rules! rows8_entry {
     ($name:ident, $inner:ident, $layout:expr) => {
@@ -232,7 +222,7 @@ unsafe fn offset_rows8<const NT: usize>(
         let dw = halves_to_f32::<false>(gather_dwords(rows, b * wb));
         let wq = decode(b * wb + 2);
         for i in 0..NT {
-            let isum = block_dot(&wq, t[i].x.add(b * 34 + 2));
+            let isum = block_dot(&wq, t[i].x.add(b * Q8_0_BYTES + Q8_0_QS));
             let isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(offset * *t[i].sum.add(b)));
             let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&*t[i].s.add(b)));
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[i]);
@@ -253,13 +243,13 @@ fn store<const NT: usize>(acc: &[__m256; NT]) -> [[f32; ROWS]; NT] {
 
 #[inline(always)]
 unsafe fn q4_0_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
-    offset_rows8::<NT>(nb, rows, 18, 8, t, |at| nibbles_transposed(rows, at))
+    offset_rows8::<NT>(nb, rows, Q4_0_BYTES, 8, t, |at| nibbles_transposed(rows, at))
 }
 
 #[inline(always)]
 unsafe fn q8_0_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
     let flip = _mm256_set1_epi8(0x80u8 as i8);
-    offset_rows8::<NT>(nb, rows, 34, 128, t, |at| {
+    offset_rows8::<NT>(nb, rows, Q8_0_BYTES, 128, t, |at| {
         let (a, b) = (transpose16(rows, at), transpose16(rows, at + 16));
         let mut wq = [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]];
         for v in wq.iter_mut() {
@@ -274,13 +264,13 @@ unsafe fn q4_1_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
     let mut acc = [_mm256_setzero_ps(); NT];
     for b in 0..nb {
         if NT == 1 && b % 2 == 0 {
-            prefetch_rows(rows, b * 20, PREFETCH);
+            prefetch_rows(rows, b * Q4_1_BYTES, PREFETCH);
         }
-        let dm = gather_dwords(rows, b * 20);
+        let dm = gather_dwords(rows, b * Q4_1_BYTES);
         let (dw, mw) = (halves_to_f32::<false>(dm), halves_to_f32::<true>(dm));
-        let wq = nibbles_transposed(rows, b * 20 + 4);
+        let wq = nibbles_transposed(rows, b * Q4_1_BYTES + 4);
         for i in 0..NT {
-            let isum = block_dot(&wq, t[i].x.add(b * 36 + 4));
+            let isum = block_dot(&wq, t[i].x.add(b * Q8_1_BYTES + Q8_1_QS));
             let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&*t[i].s.add(2 * b)));
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[i]);
             acc[i] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(&*t[i].s.add(2 * b + 1)), acc[i]);
@@ -313,7 +303,7 @@ unsafe fn q4_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
     let m4 = _mm256_set1_epi8(0x0F);
     let (c3f, c0f, c30) = (_mm256_set1_epi8(0x3F), _mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
     for b in 0..nb {
-        let base = b * 144;
+        let base = b * Q4_K_BYTES;
         if NT == 1 {
             prefetch_rows(rows, base, PREFETCH);
             prefetch_rows(rows, base + 64, PREFETCH);
@@ -347,15 +337,15 @@ unsafe fn q4_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
                 }
                 let sc = byte_lanes(if g < 4 { sc_lo } else { sc_hi }, (g % 4) as i32);
                 for i in 0..NT {
-                    let isum = chain_dot(&wq, t[i].x.add(b * 292 + 4 + 32 * g));
+                    let isum = chain_dot(&wq, t[i].x.add(b * Q8_K_BYTES + Q8K_QS + 32 * g));
                     total[i] = _mm256_add_epi32(total[i], _mm256_mullo_epi32(isum, sc));
                 }
             }
         }
         for i in 0..NT {
-            let xb = t[i].x.add(b * 292);
+            let xb = t[i].x.add(b * Q8_K_BYTES);
             // Sums of the activations of each 32-value sub-block, as i16 pairs (g0, g1) (g2, g3) | (g4, g5) (g6, g7).
-            let g32 = _mm256_madd_epi16(_mm256_loadu_si256(xb.add(260) as *const __m256i), _mm256_set1_epi16(1));
+            let g32 = _mm256_madd_epi16(_mm256_loadu_si256(xb.add(Q8K_BSUMS) as *const __m256i), _mm256_set1_epi16(1));
             let g16 = _mm256_packs_epi32(g32, g32);
             let mut summ = _mm256_setzero_si256();
             for (k, lane) in [0, 1, 4, 5].into_iter().enumerate() {
@@ -384,7 +374,7 @@ unsafe fn q6_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
     let mut acc = [_mm256_setzero_ps(); NT];
     let (m4, m2, m30) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x03), _mm256_set1_epi8(0x30));
     for b in 0..nb {
-        let base = b * 210;
+        let base = b * Q6_K_BYTES;
         if NT == 1 {
             prefetch_rows(rows, base, PREFETCH);
             prefetch_rows(rows, base + 64, PREFETCH);
@@ -429,7 +419,7 @@ unsafe fn q6_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
                     let sa = signed_byte_lanes(sc4[g / 4], (g % 4) as i32);
                     let sb = signed_byte_lanes(sc4[g / 4], (g % 4 + 1) as i32);
                     for i in 0..NT {
-                        let (a, c) = half_dots(&wq, t[i].x.add(b * 292 + 4 + 128 * half + 32 * quarter));
+                        let (a, c) = half_dots(&wq, t[i].x.add(b * Q8_K_BYTES + Q8K_QS + 128 * half + 32 * quarter));
                         let s = _mm256_add_epi32(_mm256_mullo_epi32(a, sa), _mm256_mullo_epi32(c, sb));
                         total[i] = _mm256_add_epi32(total[i], s);
                     }
@@ -445,10 +435,10 @@ unsafe fn q6_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
             *p = _mm256_or_si256(lo, _mm256_slli_epi32(signed_byte_lanes(v, j + 1), 16));
         }
         for i in 0..NT {
-            let xb = t[i].x.add(b * 292);
+            let xb = t[i].x.add(b * Q8_K_BYTES);
             let mut corr = _mm256_setzero_si256();
             for (k, p) in pairs.iter().enumerate() {
-                let bs = _mm256_set1_epi32((xb.add(260 + 4 * k) as *const i32).read_unaligned());
+                let bs = _mm256_set1_epi32((xb.add(Q8K_BSUMS + 4 * k) as *const i32).read_unaligned());
                 corr = _mm256_dpwssd_epi32(corr, *p, bs);
             }
             let sum = _mm256_sub_epi32(total[i], _mm256_slli_epi32(corr, 5));

@@ -4,18 +4,21 @@
 //! few 32-bit word operations and `vpshufb` instead of byte by byte; Q6_K's `q - 32` taken once per block from
 //! the activation block sums instead of a second `vpmaddubsw` per 32 values).
 //!
-//! Two flavours: `avx2-gemv` (AVX2 + FMA + F16C) and `avx512vnni-gemv`, the same loops with the 256-bit
-//! `vpdpbusd` (AVX-512 VNNI + VL) in place of `vpmaddubsw` + `vpmaddwd`. The 32-wide formats (Q4_0, Q4_1, Q8_0)
-//! follow the integer and float steps of the `avx2-row` tile kernel exactly, so their results are bit-identical
-//! to it (tested); the K-quants (Q4_K, Q6_K) sum in another order and equal the scalar reference up to float
-//! rounding (tested in `simd::tests`). Neither is bit-identical to the AVX-512 eight-row tile, which is why
-//! decode may only use them when batched prefill and token-by-token decode are not required to agree bit for
-//! bit (see `compute::planner`).
+//! Two flavours, one file because they are the same loops: `avx2-gemv` (AVX2 + FMA + F16C; Q4_0, Q4_1, Q8_0, Q4_K,
+//! Q6_K) and `avx512vnni-gemv` (Q4_0, Q4_1, Q8_0), with the 256-bit `vpdpbusd` (AVX-512 VNNI + VL) in place of
+//! `vpmaddubsw` + `vpmaddwd`. The 32-wide formats (Q4_0, Q4_1, Q8_0) follow the integer and float steps of the
+//! `avx2-row` tile kernel exactly, so their results are bit-identical to it (tested); the K-quants (Q4_K, Q6_K) sum
+//! in another order and equal the scalar reference up to float rounding (tested in `simd::tests`). Neither is
+//! bit-identical to the AVX-512 eight-row tile, which is why decode may only use them when batched prefill and
+//! token-by-token decode are not required to agree bit for bit (see `compute::planner`).
 
 use std::arch::x86_64::*;
 
-use super::x86_avx2::{fp16, hsum_ps, load256, nibbles32, rd_u16};
-use super::x86_tiles::{check, toks, Layout, Tok};
+use super::tile_common::{
+    check, toks, Layout, Tok, L_Q4_0, L_Q4_1, L_Q4_K, L_Q6_K, L_Q8_0, Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q6_K_BYTES,
+    Q8K_BSUMS, Q8K_QS, Q8_0_BYTES, Q8_0_QS, Q8_1_BYTES, Q8_1_QS, Q8_K_BYTES,
+};
+use super::x86_common::{fp16, hsum_ps, load256, nibbles32, rd_u16};
 use super::{q8k_d, ActivationRows, GemvFn, TileShape};
 use crate::ggml_type::GgmlType;
 
@@ -41,12 +44,6 @@ pub fn vnni(ty: GgmlType) -> Option<GemvFn> {
         _ => return None,
     })
 }
-
-const L_Q4_0: Layout = Layout { block: 32, w_bytes: 18, x_bytes: 34, x_scales: true };
-const L_Q4_1: Layout = Layout { block: 32, w_bytes: 20, x_bytes: 36, x_scales: true };
-const L_Q8_0: Layout = Layout { block: 32, w_bytes: 34, x_bytes: 34, x_scales: true };
-const L_Q4_K: Layout = Layout { block: 256, w_bytes: 144, x_bytes: 292, x_scales: false };
-const L_Q6_K: Layout = Layout { block: 256, w_bytes: 210, x_bytes: 292, x_scales: false };
 
 /// Checks the slices of a GEMV call (`out.len()` rows times token 0 of `x`); returns the blocks per row and the
 /// token's pointers. Panics on a caller bug.
@@ -153,7 +150,7 @@ unsafe fn signed_row<const VNNI: bool>(
     let mut acc = [_mm256_setzero_ps(); 2];
     let block = |wp: *const u8, b: usize| {
         let q = decode(wp);
-        let y = load256(t.x.add(b * 34 + 2));
+        let y = load256(t.x.add(b * Q8_0_BYTES + Q8_0_QS));
         dot4_acc::<VNNI>(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q))
     };
     let mut b = 0;
@@ -178,12 +175,12 @@ unsafe fn signed_row<const VNNI: bool>(
 #[inline(always)]
 unsafe fn q4_0_row<const VNNI: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     let eight = _mm256_set1_epi8(8);
-    signed_row::<VNNI>(nb, w, 18, t, |p| _mm256_sub_epi8(nibbles32(p), eight))
+    signed_row::<VNNI>(nb, w, Q4_0_BYTES, t, |p| _mm256_sub_epi8(nibbles32(p), eight))
 }
 
 #[inline(always)]
 unsafe fn q8_0_row<const VNNI: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
-    signed_row::<VNNI>(nb, w, 34, t, |p| load256(p))
+    signed_row::<VNNI>(nb, w, Q8_0_BYTES, t, |p| load256(p))
 }
 
 /// Q4_1 (`d, m` f16, 16 bytes of nibbles) against Q8_1 with prepared `(d, s)` f32 pairs: `sum_b dw dx sum q y +
@@ -194,23 +191,24 @@ unsafe fn q4_1_row<const VNNI: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     let mut mins = 0f32;
     let mut b = 0;
     while b + 4 <= nb {
-        let wp = w.add(b * 20);
-        let dw = halves4(wp, 20);
+        let wp = w.add(b * Q4_1_BYTES);
+        let dw = halves4(wp, Q4_1_BYTES);
         for k in 0..4 {
             let i = dot4_acc::<VNNI>(
                 _mm256_setzero_si256(),
-                nibbles32(wp.add(k * 20 + 4)),
-                load256(t.x.add((b + k) * 36 + 4)),
+                nibbles32(wp.add(k * Q4_1_BYTES + 4)),
+                load256(t.x.add((b + k) * Q8_1_BYTES + Q8_1_QS)),
             );
             let p = _mm256_mul_ps(_mm256_cvtepi32_ps(i), lane(dw, k as i32));
             acc[k % 2] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t.s.add(2 * (b + k))), acc[k % 2]);
-            mins += fp16(wp.add(k * 20 + 2)) * *t.s.add(2 * (b + k) + 1);
+            mins += fp16(wp.add(k * Q4_1_BYTES + 2)) * *t.s.add(2 * (b + k) + 1);
         }
         b += 4;
     }
     while b < nb {
-        let wp = w.add(b * 20);
-        let i = dot4_acc::<VNNI>(_mm256_setzero_si256(), nibbles32(wp.add(4)), load256(t.x.add(b * 36 + 4)));
+        let wp = w.add(b * Q4_1_BYTES);
+        let i =
+            dot4_acc::<VNNI>(_mm256_setzero_si256(), nibbles32(wp.add(4)), load256(t.x.add(b * Q8_1_BYTES + Q8_1_QS)));
         let p = _mm256_mul_ps(_mm256_cvtepi32_ps(i), _mm256_set1_ps(fp16(wp)));
         acc[b % 2] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t.s.add(2 * b)), acc[b % 2]);
         mins += fp16(wp.add(2)) * *t.s.add(2 * b + 1);
@@ -246,7 +244,7 @@ unsafe fn q4_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
     let mut acc = [_mm256_setzero_ps(); 2];
     let mut acc_m = _mm_setzero_ps();
     for i in 0..nb {
-        let (wb, xb) = (w.add(i * 144), t.x.add(i * 292));
+        let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
         let dx = q8k_d(xb);
         let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
         let dm = _mm_mul_ps(dm, _mm_set1_ps(dx));
@@ -256,7 +254,7 @@ unsafe fn q4_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
         let m_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4);
         // i16 lanes: scales 0..8, then mins 0..8.
         let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(m_hi as i32, (u1 & K1) as i32, sc_hi as i32, (u0 & K1) as i32));
-        let bsums = load256(xb.add(260));
+        let bsums = load256(xb.add(Q8K_BSUMS));
         let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums));
         let prod = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), pair_sums);
         acc_m = _mm_fmadd_ps(_mm_permute_ps::<0b01_01_01_01>(dm), _mm_cvtepi32_ps(prod), acc_m);
@@ -269,8 +267,8 @@ unsafe fn q4_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
             let bits = load256(wb.add(16 + 32 * j));
             let lo = _mm256_and_si256(bits, m4);
             let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-            let pl = _mm256_maddubs_epi16(lo, load256(xb.add(4 + 64 * j)));
-            let ph = _mm256_maddubs_epi16(hi, load256(xb.add(36 + 64 * j)));
+            let pl = _mm256_maddubs_epi16(lo, load256(xb.add(Q8K_QS + 64 * j)));
+            let ph = _mm256_maddubs_epi16(hi, load256(xb.add(Q8K_QS + 32 + 64 * j)));
             sumi[0] = _mm256_add_epi32(sumi[0], _mm256_madd_epi16(sl, pl));
             sumi[1] = _mm256_add_epi32(sumi[1], _mm256_madd_epi16(sh, ph));
         }
@@ -290,10 +288,10 @@ unsafe fn q6_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
     let (m2, m30) = (_mm256_set1_epi8(0x03), _mm256_set1_epi8(0x30));
     let mut acc = [_mm256_setzero_ps(); 2];
     for i in 0..nb {
-        let (wb, xb) = (w.add(i * 210), t.x.add(i * 292));
+        let (wb, xb) = (w.add(i * Q6_K_BYTES), t.x.add(i * Q8_K_BYTES));
         let d = _mm256_set1_ps(fp16(wb.add(208)) * q8k_d(xb));
         let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(192) as *const __m128i));
-        let corr = _mm256_slli_epi32(_mm256_madd_epi16(load256(xb.add(260)), sc16), 5);
+        let corr = _mm256_slli_epi32(_mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), sc16), 5);
         let mut sumi = [_mm256_setzero_si256(), corr];
         for half in 0..2 {
             let ql = wb.add(64 * half);
@@ -317,7 +315,7 @@ unsafe fn q6_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
                     _mm_set1_epi16(*wb.add(192 + g + 1) as i8 as i16),
                     _mm_set1_epi16(*wb.add(192 + g) as i8 as i16),
                 );
-                let y = load256(xb.add(4 + 128 * half + 32 * k));
+                let y = load256(xb.add(Q8K_QS + 128 * half + 32 * k));
                 sumi[0] = _mm256_add_epi32(sumi[0], _mm256_madd_epi16(_mm256_maddubs_epi16(*qk, y), s));
             }
         }

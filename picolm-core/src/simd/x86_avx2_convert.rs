@@ -1,9 +1,12 @@
-//! x86-64 AVX2 quantizers of activations to the 8-bit dot-product formats (Q8_0, Q8_1, Q8_K), run once per
-//! matmul on every input row. They produce exactly the bytes of the scalar reference quantizers in
+//! x86-64 AVX2 + F16C row conversions: the quantizers of activations to the 8-bit dot-product formats (Q8_0, Q8_1,
+//! Q8_K; run once per matmul on every input row, and for the KV cache's Q8_0 rows) and the F16 → f32 row
+//! conversion (embeddings, KV cache reads). They produce exactly the bytes and values of the scalar references in
 //! [`crate::quant`] (same scale, same rounding rule, same sums), only eight values at a time.
 
 use std::arch::x86_64::*;
 
+use super::tile_common::{Q8K_BSUMS, Q8K_QS, Q8_0_QS, Q8_1_QS};
+use super::x86_common::fp16;
 use crate::ggml_type::GgmlType;
 
 /// Quantizes `src` into `dst` in format `ty` if an AVX2 quantizer exists for it; returns false otherwise. Call
@@ -15,7 +18,7 @@ pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> bool {
     }
     assert!(src.len().is_multiple_of(block) && dst.len() == src.len() / block * bytes, "quantize: lengths disagree");
     for (x, b) in src.chunks_exact(block).zip(dst.chunks_exact_mut(bytes)) {
-        // SAFETY: `available()` was checked by the caller; `x` holds one block of values and `b` one block of bytes
+        // SAFETY: `avx2_available()` was checked by the caller; `x` holds one block of values and `b` one block of bytes
         // of `ty`, which is all the block functions read and write.
         unsafe {
             match ty {
@@ -100,7 +103,7 @@ unsafe fn q8_0_block(x: *const f32, b: &mut [u8], with_sum: bool) {
         let r = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(t, step), _mm256_sub_ps(_mm256_setzero_ps(), lim)), lim);
         q[k] = _mm256_cvttps_epi32(r);
     }
-    let qs_at = if with_sum { 4 } else { 2 };
+    let qs_at = if with_sum { Q8_1_QS } else { Q8_0_QS };
     _mm256_storeu_si256(b.as_mut_ptr().add(qs_at) as *mut __m256i, pack_i8(q));
     crate::quant::put_f16(b, 0, d);
     if with_sum {
@@ -139,7 +142,7 @@ unsafe fn q8_k_block(x: *const f32, b: &mut [u8]) {
     let iscale = -128.0 / max;
     let is = _mm256_set1_ps(iscale);
     let cap = _mm256_set1_epi32(127);
-    let qs = b.as_mut_ptr().add(4);
+    let qs = b.as_mut_ptr().add(Q8K_QS);
     for g in 0..8 {
         let mut q = [_mm256_setzero_si256(); 4];
         for (k, qk) in q.iter_mut().enumerate() {
@@ -150,8 +153,29 @@ unsafe fn q8_k_block(x: *const f32, b: &mut [u8]) {
         _mm256_storeu_si256(qs.add(32 * g) as *mut __m256i, pack_i8(q));
         for h in 0..2 {
             let s = hsum_epi32(_mm256_add_epi32(q[2 * h], q[2 * h + 1])) as i16;
-            b[260 + 2 * (2 * g + h)..262 + 2 * (2 * g + h)].copy_from_slice(&s.to_le_bytes());
+            b[Q8K_BSUMS + 2 * (2 * g + h)..Q8K_BSUMS + 2 + 2 * (2 * g + h)].copy_from_slice(&s.to_le_bytes());
         }
     }
     b[0..4].copy_from_slice(&(1.0 / iscale).to_le_bytes());
+}
+
+/// F16 values (little-endian bytes) to f32: exact, as `half`'s conversion, eight values per F16C instruction.
+/// Panics when `src` does not hold `2 * dst.len()` bytes (a caller bug).
+pub fn f16_to_f32(src: &[u8], dst: &mut [f32]) {
+    assert_eq!(src.len(), 2 * dst.len(), "f16_to_f32: lengths disagree");
+    // SAFETY: called only after `avx2_available()` confirmed F16C; every load and store below is inside `src` and
+    // `dst` (eight values at a time, then the remainder one by one).
+    unsafe { f16_to_f32_f16c(src, dst) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_to_f32_f16c(src: &[u8], dst: &mut [f32]) {
+    let n8 = dst.len() / 8 * 8;
+    for i in (0..n8).step_by(8) {
+        let h = _mm_loadu_si128(src.as_ptr().add(2 * i) as *const __m128i);
+        _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+    }
+    for i in n8..dst.len() {
+        dst[i] = fp16(src.as_ptr().add(2 * i));
+    }
 }

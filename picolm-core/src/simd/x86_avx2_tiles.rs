@@ -1,6 +1,6 @@
-//! x86-64 AVX2 row-tile kernels: one weight row against up to four activation rows at once, for the
-//! formats that dominate real models (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K), on CPUs without AVX-512 VNNI (those use
-//! [`super::x86_rows8`]).
+//! x86-64 AVX2 + FMA + F16C row tiles (kernel name `avx2-row`): one weight row against up to four activation rows
+//! (tokens) per call, for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K. The prefill (and default decode) kernel of these formats
+//! on CPUs without AVX-512 VNNI (those use the eight-row tiles of [`super::x86_avx512vnni_tiles`]).
 //!
 //! A tile decodes each weight block once (nibbles, scales, mins) and multiplies it with every token of the tile, so
 //! batched prefill pays the decoding cost once per block instead of once per block and token. Decode (one token)
@@ -9,12 +9,17 @@
 
 use std::arch::x86_64::*;
 
-use super::x86_avx2::{fp16, hsum_ps, load256, nibbles32, rd_u16};
+use super::tile_common::{
+    check, toks, Tok, L_Q4_0, L_Q4_1, L_Q4_K, L_Q6_K, L_Q8_0, Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q6_K_BYTES,
+    Q8K_BSUMS, Q8K_QS, Q8_0_BYTES, Q8_0_QS, Q8_1_BYTES, Q8_1_QS, Q8_K_BYTES,
+};
+use super::x86_common::{fp16, hsum_ps, load256, nibbles32, rd_u16};
 use super::{ActivationRows, TileFn, TileKernel, TileShape};
+
+use crate::ggml_type::GgmlType;
 
 /// Tokens per call: four, so that a token's accumulators stay in the sixteen AVX2 registers.
 const TOKENS: usize = 4;
-use crate::ggml_type::GgmlType;
 
 /// The one-row tile kernel for weights of type `ty`. Call only when AVX2/FMA/F16C are present.
 pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
@@ -43,70 +48,6 @@ unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
 }
 
 // ---- safe entry points ----
-
-/// Per-format layout used by the length checks of the safe wrappers.
-pub(super) struct Layout {
-    pub block: usize,
-    pub w_bytes: usize,
-    pub x_bytes: usize,
-    /// Whether the kernel reads [`ActivationRows::scales`] and [`ActivationRows::sums`].
-    pub x_scales: bool,
-}
-
-/// Checks every slice a tile will read; returns the number of blocks per row. Panics on a caller bug.
-#[allow(clippy::too_many_arguments)] // the arguments of a `TileFn` call plus the kernel's layout and tile height
-pub(super) fn check(
-    n: usize,
-    l: &Layout,
-    (max_rows, max_tokens): (usize, usize),
-    w: &[u8],
-    w_row_bytes: usize,
-    x: &ActivationRows<'_>,
-    first: usize,
-    shape: TileShape,
-    out: &[f32],
-) -> usize {
-    assert!(n.is_multiple_of(l.block), "row length {n} is not a multiple of {}", l.block);
-    let nb = n / l.block;
-    assert!((1..=max_tokens).contains(&shape.tokens), "tile of {} tokens", shape.tokens);
-    assert!((1..=max_rows).contains(&shape.rows), "tile of {} rows", shape.rows);
-    assert!(
-        out.len() >= (shape.rows - 1) * shape.ld + shape.tokens && shape.ld >= shape.tokens,
-        "tile output too short"
-    );
-    assert!(w_row_bytes >= nb * l.w_bytes, "weight rows too short for {n} values");
-    assert!(w.len() >= (shape.rows - 1) * w_row_bytes + nb * l.w_bytes, "weight tile too short");
-    let last = first + shape.tokens;
-    assert!(x.blocks_per_row == nb, "activations of {} blocks for {nb}", x.blocks_per_row);
-    assert!(x.row_bytes >= nb * l.x_bytes && x.bytes.len() >= last * x.row_bytes, "activations too short");
-    if l.x_scales {
-        assert!(x.scales_per_block > 0, "activation scales missing");
-        assert!(
-            x.scales.len() >= last * nb * x.scales_per_block && x.sums.len() >= last * nb,
-            "activation scales too short"
-        );
-    }
-    nb
-}
-
-/// Pointers of one token of a tile: its activation row, its f32 block scales and its block sums.
-#[derive(Clone, Copy)]
-pub(super) struct Tok {
-    pub x: *const u8,
-    pub s: *const f32,
-    pub sum: *const i32,
-}
-
-/// The pointers of tokens `first .. first + NT` (lengths checked by [`check`]).
-pub(super) fn toks<const NT: usize>(x: &ActivationRows<'_>, first: usize) -> [Tok; NT] {
-    let per_row = x.blocks_per_row * x.scales_per_block;
-    let sums_per_row = if x.scales_per_block > 0 { x.blocks_per_row } else { 0 };
-    std::array::from_fn(|i| Tok {
-        x: x.bytes[(first + i) * x.row_bytes..].as_ptr(),
-        s: x.scales[(first + i) * per_row..].as_ptr(),
-        sum: x.sums[(first + i) * sums_per_row..].as_ptr(),
-    })
-}
 
 macro_rules! tile_entry {
     ($name:ident, $inner:ident, $layout:expr) => {
@@ -138,19 +79,13 @@ macro_rules! tile_entry {
     };
 }
 
-const L_Q4_0: Layout = Layout { block: 32, w_bytes: 18, x_bytes: 34, x_scales: true };
-const L_Q4_1: Layout = Layout { block: 32, w_bytes: 20, x_bytes: 36, x_scales: true };
-const L_Q8_0: Layout = Layout { block: 32, w_bytes: 34, x_bytes: 34, x_scales: true };
-const L_Q4_K: Layout = Layout { block: 256, w_bytes: 144, x_bytes: 292, x_scales: false };
-const L_Q6_K: Layout = Layout { block: 256, w_bytes: 210, x_bytes: 292, x_scales: false };
-
 tile_entry!(tile_q4_0, q4_0_rows, L_Q4_0);
 tile_entry!(tile_q4_1, q4_1_rows, L_Q4_1);
 tile_entry!(tile_q8_0, q8_0_rows, L_Q8_0);
 tile_entry!(tile_q4_k, q4_k_rows, L_Q4_K);
 tile_entry!(tile_q6_k, q6_k_rows, L_Q6_K);
 
-// ---- helpers (the shared ones are in `x86_avx2`) ----
+// ---- helpers (the shared ones are in `x86_common`) ----
 
 /// The f16 scales at `p` and `p + stride`, as two broadcast vectors (one conversion for both).
 #[inline(always)]
@@ -206,7 +141,7 @@ unsafe fn signed32_rows<const NT: usize>(
             let q = decode(w.add(bk * wb + 2));
             let aq = _mm256_sign_epi8(q, q);
             for i in 0..NT {
-                let y = load256(t[i].x.add(bk * 34 + 2));
+                let y = load256(t[i].x.add(bk * Q8_0_BYTES + Q8_0_QS));
                 let p = _mm256_mul_ps(_mm256_cvtepi32_ps(dot4(aq, _mm256_sign_epi8(y, q))), dw[k]);
                 acc[i][k] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t[i].s.add(bk)), acc[i][k]);
             }
@@ -219,12 +154,12 @@ unsafe fn signed32_rows<const NT: usize>(
 #[inline(always)]
 unsafe fn q4_0_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
     let eight = _mm256_set1_epi8(8);
-    signed32_rows::<NT>(nb, w, 18, t, |p| _mm256_sub_epi8(nibbles32(p), eight))
+    signed32_rows::<NT>(nb, w, Q4_0_BYTES, t, |p| _mm256_sub_epi8(nibbles32(p), eight))
 }
 
 #[inline(always)]
 unsafe fn q8_0_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
-    signed32_rows::<NT>(nb, w, 34, t, |p| load256(p))
+    signed32_rows::<NT>(nb, w, Q8_0_BYTES, t, |p| load256(p))
 }
 
 #[inline(always)]
@@ -234,18 +169,18 @@ unsafe fn q4_1_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> 
     let mut b = 0;
     while b < nb {
         let pair = b + 1 < nb;
-        let step = if pair { 20 } else { 0 };
-        let dw = scale_pair(w.add(b * 20), step);
-        let mw = scale_pair(w.add(b * 20 + 2), step);
+        let step = if pair { Q4_1_BYTES } else { 0 };
+        let dw = scale_pair(w.add(b * Q4_1_BYTES), step);
+        let mw = scale_pair(w.add(b * Q4_1_BYTES + 2), step);
         for k in 0..2 {
             if k == 1 && !pair {
                 break;
             }
             let bk = b + k;
-            let q = nibbles32(w.add(bk * 20 + 4));
+            let q = nibbles32(w.add(bk * Q4_1_BYTES + 4));
             let m = _mm256_cvtss_f32(mw[k]);
             for i in 0..NT {
-                let y = load256(t[i].x.add(bk * 36 + 4));
+                let y = load256(t[i].x.add(bk * Q8_1_BYTES + Q8_1_QS));
                 let p = _mm256_mul_ps(_mm256_cvtepi32_ps(dot4(q, y)), dw[k]);
                 acc[i][k] = _mm256_fmadd_ps(p, _mm256_broadcast_ss(&*t[i].s.add(2 * bk)), acc[i][k]);
                 mins[i] += m * *t[i].s.add(2 * bk + 1);
@@ -289,7 +224,7 @@ unsafe fn q4_k_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> 
     let mut acc = [_mm256_setzero_ps(); NT];
     let m4 = _mm256_set1_epi8(0x0F);
     for b in 0..nb {
-        let wb = w.add(b * 144);
+        let wb = w.add(b * Q4_K_BYTES);
         let (d, dmin) = (fp16(wb), fp16(wb.add(2)));
         let (sc, mins) = q4_k_scales_mins(wb.add(4));
         // Two integer chains per token (low and high nibbles) so that the multiply-accumulate latency overlaps.
@@ -300,15 +235,15 @@ unsafe fn q4_k_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> 
             let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
             let (sl, sh) = (_mm256_set1_epi16(sc[2 * j]), _mm256_set1_epi16(sc[2 * j + 1]));
             for i in 0..NT {
-                let q8 = t[i].x.add(b * 292 + 4 + 64 * j);
+                let q8 = t[i].x.add(b * Q8_K_BYTES + Q8K_QS + 64 * j);
                 sumi[i][0] = madd_acc(sumi[i][0], _mm256_maddubs_epi16(lo, load256(q8)), sl);
                 sumi[i][1] = madd_acc(sumi[i][1], _mm256_maddubs_epi16(hi, load256(q8.add(32))), sh);
             }
         }
         for i in 0..NT {
-            let xb = t[i].x.add(b * 292);
+            let xb = t[i].x.add(b * Q8_K_BYTES);
             let dx = (xb as *const f32).read_unaligned();
-            let summ = _mm256_madd_epi16(load256(xb.add(260)), mins);
+            let summ = _mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), mins);
             let sumi = _mm256_add_epi32(sumi[i][0], sumi[i][1]);
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d * dx), acc[i]);
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_set1_ps(-dmin * dx), acc[i]);
@@ -323,7 +258,7 @@ unsafe fn q6_k_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> 
     let m4 = _mm256_set1_epi8(0x0F);
     let m2 = _mm256_set1_epi8(0x03);
     for b in 0..nb {
-        let wb = w.add(b * 210);
+        let wb = w.add(b * Q6_K_BYTES);
         let d = fp16(wb.add(208));
         let sc8 = _mm_loadu_si128(wb.add(192) as *const __m128i);
         // The 16 group scales as i16: (q - 32) * y summed with scales = q * y with scales - 32 * scales . bsums.
@@ -357,15 +292,15 @@ unsafe fn q6_k_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> 
                     _mm_set1_epi16(*wb.add(192 + g) as i8 as i16),
                 );
                 for i in 0..NT {
-                    let y = load256(t[i].x.add(b * 292 + 4 + 128 * half + 32 * k));
+                    let y = load256(t[i].x.add(b * Q8_K_BYTES + Q8K_QS + 128 * half + 32 * k));
                     sumi[i][k & 1] = madd_acc(sumi[i][k & 1], _mm256_maddubs_epi16(*qk, y), s);
                 }
             }
         }
         for i in 0..NT {
-            let xb = t[i].x.add(b * 292);
+            let xb = t[i].x.add(b * Q8_K_BYTES);
             let dx = (xb as *const f32).read_unaligned();
-            let corr = _mm256_slli_epi32(_mm256_madd_epi16(load256(xb.add(260)), sc16), 5);
+            let corr = _mm256_slli_epi32(_mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), sc16), 5);
             let total = _mm256_sub_epi32(_mm256_add_epi32(sumi[i][0], sumi[i][1]), corr);
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d * dx), acc[i]);
         }

@@ -1,0 +1,478 @@
+//! Tests of the SIMD kernels: every kernel this CPU runs (one-row dot products, tiles, matrix-vector kernels,
+//! activation quantizers, f16 conversions) against the scalar reference in [`crate::quant`], on random and extreme
+//! blocks.
+
+use super::*;
+use crate::quant;
+
+/// Deterministic pseudo-random floats with occasional extreme values.
+fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let u = (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+            if i % 97 == 13 {
+                u * scale * 30.0
+            } else {
+                u * scale
+            }
+        })
+        .collect()
+}
+
+fn check(ty: GgmlType, n: usize, w: &[f32], x: &[f32]) {
+    let Some(kernel) = vec_dot_kernel(ty) else { return };
+    let wq = {
+        let mut b = vec![0u8; ty.row_bytes(n as u64).unwrap() as usize];
+        quant::quantize_row(ty, w, &mut b).unwrap();
+        b
+    };
+    let xt = quant::vec_dot_type(ty);
+    let mut xq = vec![0u8; xt.row_bytes(n as u64).unwrap() as usize];
+    quant::quantize_row(xt, x, &mut xq).unwrap();
+    let reference = quant::vec_dot(ty, n, &wq, &xq).unwrap();
+    let fast = kernel(n, &wq, &xq);
+    // Both sum the same integer (or float) products; only the float accumulation order differs.
+    let magnitude: f32 = w.iter().zip(x).map(|(a, b)| (a * b).abs()).sum::<f32>().max(1e-6);
+    let tol = 2e-5 * magnitude + 1e-6;
+    assert!((reference - fast).abs() <= tol, "{ty}: n={n} reference {reference} simd {fast} (tol {tol})");
+}
+
+/// The CPUs with SIMD paths must actually hand out kernels (so the comparison below cannot silently skip).
+#[test]
+fn simd_kernels_exist_on_simd_cpus() {
+    eprintln!("cpu path: {}", cpu_path());
+    let expected: &[GgmlType] = match cpu_path() {
+        p if p.starts_with("x86_64-avx2") => &[
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::BF16,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q5_K,
+        ],
+        p if p.starts_with("aarch64-neon") => &[
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::BF16,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q8_0,
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ],
+        p if p.starts_with("armv7-neon") => {
+            &[GgmlType::F16, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K]
+        }
+        _ => &[],
+    };
+    for &ty in expected {
+        assert!(vec_dot_kernel(ty).is_some(), "no {} kernel for {ty}", cpu_path());
+    }
+    if cpu_path().starts_with("x86_64-avx2") {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+            assert!(tile_kernel(ty).is_some(), "no tile kernel for {ty}");
+        }
+    }
+}
+
+/// Every one-row SIMD kernel is one inference reaches: the matmul (and the decode candidates) use a one-row kernel
+/// only for formats without a tile kernel, so a one-row kernel next to a tile kernel would be dead code that only the
+/// tests exercise.
+#[test]
+fn one_row_kernels_exist_only_for_formats_without_a_tile_kernel() {
+    for ty in GgmlType::ALL {
+        if vec_dot_kernel(ty).is_some() {
+            assert!(tile_kernel(ty).is_none(), "{ty}: a {} one-row kernel that no matmul reaches", cpu_path());
+        }
+    }
+}
+
+/// Run-time detection picks the path the test runner expects for the emulated CPU (scripts/test-arm.sh sets
+/// `PICOLM_EXPECT_CPU_PATH` for each `-cpu`), so a broken detection cannot leave a CPU on the scalar path unseen.
+#[test]
+fn cpu_path_is_the_expected_one() {
+    if let Some(want) = std::env::var_os("PICOLM_EXPECT_CPU_PATH").filter(|w| !w.is_empty()) {
+        assert_eq!(std::ffi::OsStr::new(cpu_path()), want, "kernel path on this CPU");
+    }
+}
+
+/// A tile check's data: `rows` quantized weight rows and `xs.len()` converted activation rows.
+struct TileCase {
+    wq: Vec<u8>,
+    w_row_bytes: usize,
+    xq: Vec<u8>,
+    x_row_bytes: usize,
+    scales: Vec<f32>,
+    sums: Vec<i32>,
+    blocks: usize,
+    per_block: usize,
+}
+
+impl TileCase {
+    fn new(ty: GgmlType, n: usize, ws: &[Vec<f32>], xs: &[Vec<f32>]) -> TileCase {
+        let w_row_bytes = ty.row_bytes(n as u64).unwrap() as usize;
+        let mut wq = vec![0u8; w_row_bytes * ws.len()];
+        for (w, row) in ws.iter().zip(wq.chunks_exact_mut(w_row_bytes)) {
+            quant::quantize_row(ty, w, row).unwrap();
+        }
+        let xt = quant::vec_dot_type(ty);
+        let x_row_bytes = xt.row_bytes(n as u64).unwrap() as usize;
+        let (blocks, per_block) = (n / xt.block_size(), scales_per_block(xt));
+        let sums_per_row = if per_block > 0 { blocks } else { 0 };
+        let mut xq = vec![0u8; x_row_bytes * xs.len()];
+        let mut scales = vec![0f32; blocks * per_block * xs.len()];
+        let mut sums = vec![0i32; sums_per_row * xs.len()];
+        for (i, x) in xs.iter().enumerate() {
+            let row = &mut xq[i * x_row_bytes..(i + 1) * x_row_bytes];
+            quant::quantize_row(xt, x, row).unwrap();
+            let sc = &mut scales[i * blocks * per_block..(i + 1) * blocks * per_block];
+            prepare_activations(xt, row, sc, &mut sums[i * sums_per_row..(i + 1) * sums_per_row]);
+        }
+        TileCase { wq, w_row_bytes, xq, x_row_bytes, scales, sums, blocks, per_block }
+    }
+
+    fn rows(&self) -> ActivationRows<'_> {
+        ActivationRows {
+            bytes: &self.xq,
+            row_bytes: self.x_row_bytes,
+            blocks_per_row: self.blocks,
+            scales_per_block: self.per_block,
+            scales: &self.scales,
+            sums: &self.sums,
+        }
+    }
+
+    /// Results of weight rows `r0 .. r0 + rows` times tokens `t0 .. t0 + tokens` in one call.
+    fn run(&self, k: &TileKernel, n: usize, r0: usize, rows: usize, t0: usize, tokens: usize) -> Vec<f32> {
+        let mut out = vec![f32::NAN; rows * tokens];
+        let shape = TileShape { rows, tokens, ld: tokens };
+        (k.run)(n, &self.wq[r0 * self.w_row_bytes..], self.w_row_bytes, &self.rows(), t0, shape, &mut out);
+        out
+    }
+}
+
+#[test]
+fn tile_kernels_match_the_scalar_reference_and_do_not_depend_on_the_tile_shape() {
+    let mut checked = 0;
+    for ty in GgmlType::ALL {
+        for (name, k) in tile_kernel_candidates(ty).into_iter().flatten() {
+            for (seed, n) in [(1u64, 256usize), (2, 512), (3, 1536), (4, 4096)] {
+                for scale in [1e-3f32, 1.0, 50.0] {
+                    // Nine weight rows (one full tile of eight and a partial one), some all-zero or extreme.
+                    let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed + 20 + r, n, scale)).collect();
+                    ws[2] = vec![0.0; n];
+                    ws[5] = (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect();
+                    let mut xs: Vec<Vec<f32>> =
+                        (0..MAX_TILE_TOKENS as u64 + 1).map(|t| values(seed + 10 + t, n, scale)).collect();
+                    xs[1] = vec![0.0; n];
+                    let case = TileCase::new(ty, n, &ws, &xs);
+                    let wide = case.run(&k, n, 0, k.max_rows, 0, k.max_tokens);
+                    for r in 0..k.max_rows {
+                        for t in 0..k.max_tokens {
+                            let one = case.run(&k, n, r, 1, t, 1)[0];
+                            let got = wide[r * k.max_tokens + t];
+                            assert_eq!(
+                                one.to_bits(),
+                                got.to_bits(),
+                                "{ty} {name}: row {r} token {t} depends on the tile"
+                            );
+                            let xq = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                            let wq = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
+                            let reference = quant::vec_dot(ty, n, wq, xq).unwrap();
+                            let magnitude: f32 = ws[r].iter().zip(&xs[t]).map(|(a, b)| (a * b).abs()).sum::<f32>();
+                            let tol = 2e-5 * magnitude.max(1e-6) + 1e-6;
+                            assert!(
+                                (reference - got).abs() <= tol,
+                                "{ty} {name}: n={n} reference {reference} tile {got}"
+                            );
+                            checked += 1;
+                        }
+                    }
+                    // Partial tiles at the end of the matrix (last row; all and some of the tokens from the
+                    // second) agree too.
+                    let last = ws.len() - 1;
+                    for count in [k.max_tokens, k.max_tokens - 3] {
+                        let part = case.run(&k, n, last, 1, 1, count);
+                        for (i, v) in part.iter().enumerate() {
+                            let one = case.run(&k, n, last, 1, 1 + i, 1)[0];
+                            assert_eq!(v.to_bits(), one.to_bits(), "{ty} {name}: partial tile of {count} tokens");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{checked} tile results checked on {}", cpu_path());
+}
+
+/// Runs a decode kernel over weight rows `r0..rows` of `case` for token `t` (each call as the engine makes it).
+fn decode_run(k: &DecodeKernel, case: &TileCase, n: usize, r0: usize, rows: usize, t: usize) -> Vec<f32> {
+    let mut out = vec![f32::NAN; rows - r0];
+    let w = &case.wq[r0 * case.w_row_bytes..];
+    match k.run {
+        DecodeFn::Gemv(g) => g(n, w, case.w_row_bytes, &case.rows().token(t), &mut out),
+        DecodeFn::Tile(tile) => {
+            for (i, o) in out.iter_mut().enumerate() {
+                let shape = TileShape { rows: 1, tokens: 1, ld: 1 };
+                (tile.run)(
+                    n,
+                    &w[i * case.w_row_bytes..],
+                    case.w_row_bytes,
+                    &case.rows(),
+                    t,
+                    shape,
+                    std::slice::from_mut(o),
+                );
+            }
+        }
+        DecodeFn::Dot(dot) => {
+            let x = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = dot(n, &w[i * case.w_row_bytes..(i + 1) * case.w_row_bytes], x);
+            }
+        }
+    }
+    out
+}
+
+/// Every decode kernel candidate (matrix-vector kernels included) agrees with the scalar reference, on every
+/// row of a run, with block counts that leave every tail of the four-block loops; a row's result does not
+/// depend on where the run starts.
+#[test]
+fn decode_kernels_match_the_scalar_reference() {
+    let mut checked = 0;
+    for ty in GgmlType::ALL {
+        if matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K) {
+            continue;
+        }
+        let candidates = decode_kernel_candidates(ty);
+        assert_eq!(candidates[0].name, prefill_kernel(ty).name);
+        for k in &candidates {
+            assert!(DECODE_KERNEL_NAMES.contains(&k.name), "{ty}: {} is not a listed name", k.name);
+            for (seed, n) in [(1u64, 256usize), (2, 512), (3, 1536), (5, 96), (6, 160), (7, 224)] {
+                if n % ty.block_size() != 0 {
+                    continue;
+                }
+                for scale in [1e-3f32, 1.0, 50.0] {
+                    let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed + 40 + r, n, scale)).collect();
+                    ws[2] = vec![0.0; n];
+                    ws[5] = (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect();
+                    let mut xs: Vec<Vec<f32>> = (0..3u64).map(|t| values(seed + 70 + t, n, scale)).collect();
+                    xs[1] = vec![0.0; n];
+                    let case = TileCase::new(ty, n, &ws, &xs);
+                    for t in 0..xs.len() {
+                        let all = decode_run(k, &case, n, 0, ws.len(), t);
+                        let tail = decode_run(k, &case, n, 4, ws.len(), t);
+                        for (r, got) in all.iter().enumerate() {
+                            let xq = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                            let wq = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
+                            let reference = quant::vec_dot(ty, n, wq, xq).unwrap();
+                            let magnitude: f32 = ws[r].iter().zip(&xs[t]).map(|(a, b)| (a * b).abs()).sum::<f32>();
+                            let tol = 2e-5 * magnitude.max(1e-6) + 1e-6;
+                            assert!(
+                                (reference - got).abs() <= tol,
+                                "{ty} {}: n={n} row {r} reference {reference} got {got}",
+                                k.name
+                            );
+                            if r >= 4 {
+                                assert_eq!(
+                                    got.to_bits(),
+                                    tail[r - 4].to_bits(),
+                                    "{ty} {}: row {r} depends on the run",
+                                    k.name
+                                );
+                            }
+                            checked += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{checked} decode results checked on {}", cpu_path());
+}
+
+/// The 32-wide matrix-vector kernels repeat the `avx2-row` tile's arithmetic: bit-identical results.
+#[test]
+fn gemv_kernels_of_32_wide_formats_equal_the_avx2_tile_bit_for_bit() {
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        let candidates = decode_kernel_candidates(ty);
+        let Some(tile) = candidates.iter().find(|k| k.name == "avx2-row") else { continue };
+        for k in candidates.iter().filter(|k| k.name.ends_with("-gemv")) {
+            for (seed, n) in [(1u64, 256usize), (6, 160), (7, 224), (3, 1536)] {
+                for scale in [1e-3f32, 1.0, 50.0] {
+                    let ws: Vec<Vec<f32>> = (0..5u64).map(|r| values(seed + 90 + r, n, scale)).collect();
+                    let xs = vec![values(seed + 95, n, scale)];
+                    let case = TileCase::new(ty, n, &ws, &xs);
+                    let (a, b) = (decode_run(tile, &case, n, 0, 5, 0), decode_run(k, &case, n, 0, 5, 0));
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&a), bits(&b), "{ty} {}: n={n} scale {scale}", k.name);
+                }
+            }
+        }
+    }
+}
+
+/// This CPU gets the decode kernels shaped for bandwidth where it has the instructions.
+#[test]
+fn gemv_kernels_are_candidates_on_x86() {
+    if !cpu_path().starts_with("x86_64-avx2") {
+        return;
+    }
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K] {
+        assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx2-gemv"), "{ty}: no avx2-gemv");
+    }
+    if cpu_path().ends_with("avx512vnni") {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+            assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx512vnni-gemv"), "{ty}: no VNNI gemv");
+            assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx2-gemv"), "{ty}: no avx2-gemv");
+        }
+    }
+}
+
+#[test]
+fn activation_quantizers_give_the_reference_bytes() {
+    for ty in [GgmlType::Q8_0, GgmlType::Q8_1, GgmlType::Q8_K] {
+        for (seed, n) in [(1u64, 256usize), (2, 512), (3, 4096)] {
+            let mut cases = vec![values(seed, n, 1.0), values(seed, n, 1e-3), values(seed, n, 300.0), vec![0.0; n]];
+            // Exact halves and ties (x.5 steps), repeated magnitudes of both signs, a lone NaN and infinity.
+            // Q8_0/Q8_1: amax 127 gives d = 1, so k + 0.5 are exact ties (rounded away from zero).
+            cases.push((0..n).map(|i| if i % 32 == 0 { 127.0 } else { (i % 41) as f32 - 20.5 }).collect());
+            // Q8_K: max -16 gives iscale 8, so odd sixteenths are exact ties (rounded to even).
+            cases.push((0..n).map(|i| if i % 256 == 0 { -16.0 } else { ((i % 61) as f32 - 30.0) / 16.0 }).collect());
+            cases.push(
+                (0..n)
+                    .map(|i| {
+                        if i % 7 == 0 {
+                            -2.0
+                        } else if i % 5 == 0 {
+                            2.0
+                        } else {
+                            1.0
+                        }
+                    })
+                    .collect(),
+            );
+            let mut special = values(seed, n, 1.0);
+            special[3] = f32::NAN;
+            special[n - 1] = f32::INFINITY;
+            cases.push(special);
+            for x in cases {
+                let bytes = ty.row_bytes(n as u64).unwrap() as usize;
+                let (mut want, mut got) = (vec![0u8; bytes], vec![0u8; bytes]);
+                quant::quantize_row_unchecked(ty, &x, &mut want);
+                quantize_activations(ty, &x, &mut got);
+                assert_eq!(want, got, "{ty}: n={n} bytes differ from the reference");
+            }
+        }
+    }
+}
+
+/// f32 bit patterns that probe every f32 -> f16 rounding case: zeros, every exponent from f16-subnormal
+/// underflow to overflow with mantissas around each tie point, the f16 range limits, infinities and NaNs (with
+/// payloads and signs), plus a stride through all 2^32 patterns.
+fn f32_probe_bits() -> Vec<u32> {
+    let mut bits = vec![0, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0xFFC0_0000, 0x7F80_0001, 0x7FBF_FFFF];
+    bits.extend([0x7FA0_1000u32, 0xFF80_2001, 0x7FFF_FFFF, 0x0000_0001, 0x8000_0001, 0x007F_FFFF]);
+    for exp in 90u32..=150 {
+        for sign in [0u32, 0x8000_0000] {
+            for m in [
+                0u32, 1, 0xFFF, 0x1000, 0x1001, 0x1FFF, 0x2000, 0x2001, 0x3000, 0x5000, 0x7F_E000, 0x7F_EFFF,
+                0x7F_F000, 0x7F_F001, 0x7F_FFFF,
+            ] {
+                bits.push(sign | exp << 23 | m);
+            }
+            // Below f16's smallest subnormal the tie point moves with the exponent: probe a spread of mantissas.
+            for m in (0u32..0x80_0000).step_by(0x1_0001) {
+                bits.push(sign | exp << 23 | m);
+            }
+        }
+    }
+    bits.extend((0u64..(1 << 32)).step_by(65_537).map(|b| b as u32));
+    bits
+}
+
+#[test]
+fn f16_scalar_conversions_equal_the_half_crate_bit_for_bit() {
+    for h in 0..=u16::MAX {
+        let (want, got) = (half::f16::from_bits(h).to_f32(), f16_to_f32(h));
+        assert_eq!(want.to_bits(), got.to_bits(), "f16 {h:#06x}: half {want} vs {got}");
+    }
+    for b in f32_probe_bits() {
+        let v = f32::from_bits(b);
+        let (want, got) = (half::f16::from_f32(v).to_bits(), f32_to_f16(v));
+        assert_eq!(want, got, "f32 {b:#010x} ({v}): half {want:#06x} vs {got:#06x}");
+    }
+}
+
+#[test]
+fn f16_row_conversions_equal_the_reference_bit_for_bit() {
+    // Every f16 value, in rows of lengths that leave each possible tail after the vector loop.
+    let all: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
+    for n in [65536usize, 65535, 65533, 65529, 9, 8, 7, 1, 0] {
+        let src = &all[2 * (65536 - n)..];
+        let (mut want, mut got) = (vec![0f32; n], vec![1f32; n]);
+        quant::dequantize_row_unchecked(GgmlType::F16, src, &mut want);
+        dequantize_row(GgmlType::F16, src, &mut got);
+        let differ = want.iter().zip(&got).position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(differ.is_none(), "n={n}: value {differ:?} differs");
+    }
+    let probe: Vec<f32> = f32_probe_bits().into_iter().map(f32::from_bits).collect();
+    for n in [probe.len(), probe.len() - 1, probe.len() - 3, probe.len() - 7, 5, 0] {
+        let src = &probe[probe.len() - n..];
+        let (mut want, mut got) = (vec![0u8; 2 * n], vec![0xA5u8; 2 * n]);
+        quant::quantize_row_unchecked(GgmlType::F16, src, &mut want);
+        quantize_activations(GgmlType::F16, src, &mut got);
+        assert_eq!(want, got, "f32 -> f16 row of {n} values");
+        let mut rounded = src.to_vec();
+        round_through_f16(&mut rounded);
+        for (a, b) in src.iter().zip(&rounded) {
+            assert_eq!(half::f16::from_f32(*a).to_f32().to_bits(), b.to_bits(), "round_through_f16({a})");
+        }
+    }
+}
+
+#[test]
+fn f16_rows_convert_exactly() {
+    for n in [0usize, 1, 7, 8, 64, 67] {
+        let bits: Vec<u8> = (0..n).flat_map(|i| ((i as u16).wrapping_mul(40503) ^ 0x3c00).to_le_bytes()).collect();
+        let (mut want, mut got) = (vec![0f32; n], vec![1f32; n]);
+        quant::dequantize_row_unchecked(GgmlType::F16, &bits, &mut want);
+        dequantize_row(GgmlType::F16, &bits, &mut got);
+        assert_eq!(
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "n={n}"
+        );
+    }
+}
+
+#[test]
+fn simd_kernels_match_the_scalar_reference() {
+    for ty in GgmlType::ALL {
+        if matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K) {
+            continue;
+        }
+        for (seed, n) in [(1u64, 256usize), (2, 512), (3, 1536), (4, 4096)] {
+            for scale in [1e-3f32, 1.0, 50.0] {
+                check(ty, n, &values(seed, n, scale), &values(seed + 100, n, scale));
+            }
+            let zeros = vec![0.0f32; n];
+            check(ty, n, &zeros, &values(seed, n, 1.0));
+            check(ty, n, &values(seed, n, 1.0), &zeros);
+            let maxed: Vec<f32> = (0..n).map(|i| if i % 2 == 0 { 65000.0 } else { -65000.0 }).collect();
+            check(ty, n, &maxed, &values(seed, n, 1.0));
+        }
+    }
+}
