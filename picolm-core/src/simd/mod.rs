@@ -375,8 +375,8 @@ pub fn cpu_path() -> &'static str {
 }
 
 /// The SIMD one-row dot product for weights of type `ty` on this CPU, if there is one: what the matmul uses for
-/// formats without a tile kernel ([`tile_kernel`]), i.e. every format on aarch64 and armv7 and the formats other
-/// than Q4_0, Q4_1, Q8_0, Q4_K and Q6_K on x86-64.
+/// formats without a tile kernel ([`tile_kernel`]), i.e. every format on armv7, the formats other than Q4_0, Q4_1, Q5_0,
+/// Q8_0 and Q4_K on aarch64, and the formats other than Q4_0, Q4_1, Q8_0, Q4_K and Q6_K on x86-64.
 pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
     if force_scalar() {
         return None;
@@ -385,8 +385,9 @@ pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
     if x86_common::avx2_available() {
         return x86_avx2_dot::kernel(ty);
     }
+    // aarch64: the formats with a tile kernel reach their one-row kernel only as the `neon-dot` decode candidate.
     #[cfg(target_arch = "aarch64")]
-    return aarch64_neon::kernel(ty);
+    return aarch64_neon::kernel(ty).filter(|_| tile_kernel(ty).is_none());
     #[cfg(target_arch = "arm")]
     if armv7_neon::available() {
         return armv7_neon::kernel(ty);
