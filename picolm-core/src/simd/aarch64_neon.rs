@@ -168,7 +168,7 @@ unsafe fn fp16(p: *const u8) -> f32 {
 
 /// `acc + Σ a·b` over groups of 4 bytes, as `sdot` computes it (or its NEON equivalent without the extension).
 #[inline(always)]
-unsafe fn dot_i8<const SDOT: bool>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+pub(super) unsafe fn dot_i8<const SDOT: bool>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
     if SDOT {
         let mut acc = acc;
         std::arch::asm!(
@@ -189,7 +189,7 @@ unsafe fn dot_i8<const SDOT: bool>(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -
 
 /// Widens 4 half floats to f32 (`fcvtl`, base NEON).
 #[inline(always)]
-unsafe fn cvt_f16x4(bits: uint16x4_t) -> float32x4_t {
+pub(super) unsafe fn cvt_f16x4(bits: uint16x4_t) -> float32x4_t {
     let out: float32x4_t;
     std::arch::asm!("fcvtl {o:v}.4s, {i:v}.4h", o = out(vreg) out, i = in(vreg) bits, options(pure, nomem, nostack));
     out

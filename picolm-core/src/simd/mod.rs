@@ -20,6 +20,8 @@
 //! - `aarch64_neon.rs`, `armv7_neon.rs`: NEON one-row dot products (`neon-dot`) and f16 conversions.
 
 #[cfg(target_arch = "aarch64")]
+mod aarch64_dotprod_tiles;
+#[cfg(target_arch = "aarch64")]
 mod aarch64_neon;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
@@ -152,8 +154,17 @@ impl std::fmt::Debug for DecodeKernel {
 }
 
 /// Every decode kernel name this build knows, on any CPU (what `PICOLM_KERNEL` accepts besides `tile`).
-pub const DECODE_KERNEL_NAMES: &[&str] =
-    &["avx512vnni-rows8", "avx512vnni-gemv", "avx2-gemv", "avx2-row", "avx2-dot", "neon-dot", "scalar"];
+pub const DECODE_KERNEL_NAMES: &[&str] = &[
+    "avx512vnni-rows8",
+    "avx512vnni-gemv",
+    "avx2-gemv",
+    "avx2-row",
+    "avx2-dot",
+    "neon-sdot-4x4",
+    "neon-4x4",
+    "neon-dot",
+    "scalar",
+];
 
 /// The decode kernels this CPU can run for weights of type `ty`, the prefill kernel (see [`prefill_kernel`])
 /// first. Never empty: the last resort is the scalar reference.
@@ -173,6 +184,11 @@ pub fn decode_kernel_candidates(ty: GgmlType) -> Vec<DecodeKernel> {
             if let Some(g) = x86_avx2_avx512vnni_gemv::avx2(ty) {
                 out.push(DecodeKernel { name: "avx2-gemv", run: DecodeFn::Gemv(g) });
             }
+        }
+        // aarch64: the one-row NEON dot product stays a decode candidate beside the tile (`PICOLM_KERNEL=auto`).
+        #[cfg(target_arch = "aarch64")]
+        if let Some(dot) = aarch64_neon::kernel(ty).filter(|_| !out.is_empty()) {
+            out.push(DecodeKernel { name: "neon-dot", run: DecodeFn::Dot(dot) });
         }
         if out.is_empty() {
             if let Some(dot) = vec_dot_kernel(ty) {
@@ -288,6 +304,9 @@ fn tile_kernel_candidates(ty: GgmlType) -> [Option<(&'static str, TileKernel)>; 
         let rows8 = if avx512_allowed() { x86_avx512vnni_tiles::kernel(ty) } else { None };
         return [rows8.map(|k| ("avx512vnni-rows8", k)), x86_avx2_tiles::kernel(ty).map(|k| ("avx2-row", k))];
     }
+    #[cfg(target_arch = "aarch64")]
+    return [aarch64_dotprod_tiles::kernel(ty, aarch64_neon::has_dotprod()), None];
+    #[allow(unreachable_code)]
     let _ = ty;
     [None, None]
 }
@@ -356,8 +375,8 @@ pub fn cpu_path() -> &'static str {
 }
 
 /// The SIMD one-row dot product for weights of type `ty` on this CPU, if there is one: what the matmul uses for
-/// formats without a tile kernel ([`tile_kernel`]), i.e. every format on aarch64 and armv7 and the formats other
-/// than Q4_0, Q4_1, Q8_0, Q4_K and Q6_K on x86-64.
+/// formats without a tile kernel ([`tile_kernel`]), i.e. every format on armv7, the formats other than Q4_0, Q4_1, Q5_0,
+/// Q8_0 and Q4_K on aarch64, and the formats other than Q4_0, Q4_1, Q8_0, Q4_K and Q6_K on x86-64.
 pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
     if force_scalar() {
         return None;
@@ -366,8 +385,9 @@ pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
     if x86_common::avx2_available() {
         return x86_avx2_dot::kernel(ty);
     }
+    // aarch64: the formats with a tile kernel reach their one-row kernel only as the `neon-dot` decode candidate.
     #[cfg(target_arch = "aarch64")]
-    return aarch64_neon::kernel(ty);
+    return aarch64_neon::kernel(ty).filter(|_| tile_kernel(ty).is_none());
     #[cfg(target_arch = "arm")]
     if armv7_neon::available() {
         return armv7_neon::kernel(ty);
