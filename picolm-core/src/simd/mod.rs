@@ -17,12 +17,14 @@
 //! - `x86_avx2_convert.rs`: AVX2 activation quantizers (f32 to Q8_0, Q8_1, Q8_K) and the F16C f16 to f32 rows.
 //! - `x86_common.rs`: the x86-64 feature checks and AVX2 helpers; `tile_common.rs`: block layouts (sizes from
 //!   [`GgmlType`]) and the slice checks the tile and matrix-vector kernels share.
+//! - `aarch64_neon_tiles.rs`: aarch64 tiles of four weight rows by up to four tokens, with `sdot` (`neon-sdot-4x4`,
+//!   FEAT_DotProd) or plain NEON (`neon-4x4`), for Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K.
 //! - `aarch64_neon.rs`, `armv7_neon.rs`: NEON one-row dot products (`neon-dot`) and f16 conversions.
 
 #[cfg(target_arch = "aarch64")]
-mod aarch64_dotprod_tiles;
-#[cfg(target_arch = "aarch64")]
 mod aarch64_neon;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon_tiles;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the x86-64 kernels have tiles today
@@ -305,7 +307,7 @@ fn tile_kernel_candidates(ty: GgmlType) -> [Option<(&'static str, TileKernel)>; 
         return [rows8.map(|k| ("avx512vnni-rows8", k)), x86_avx2_tiles::kernel(ty).map(|k| ("avx2-row", k))];
     }
     #[cfg(target_arch = "aarch64")]
-    return [aarch64_dotprod_tiles::kernel(ty, aarch64_neon::has_dotprod()), None];
+    return [aarch64_neon_tiles::kernel(ty, aarch64_neon::has_dotprod()), None];
     #[allow(unreachable_code)]
     let _ = ty;
     [None, None]

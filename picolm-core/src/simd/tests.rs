@@ -56,7 +56,7 @@ fn simd_kernels_exist_on_simd_cpus() {
             GgmlType::Q3_K,
             GgmlType::Q5_K,
         ],
-        // (Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K have tile kernels: see aarch64_dotprod_tiles' tests.)
+        // (Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K have tile kernels: see aarch64_neon_tiles' tests.)
         p if p.starts_with("aarch64-neon") => &[
             GgmlType::F32,
             GgmlType::F16,

@@ -1,5 +1,5 @@
 //! aarch64 tile kernels for batched prefill: four weight rows against up to four activation rows (tokens) per
-//! call, for the 32-wide formats Q4_0, Q4_1, Q5_0 and Q8_0, in two flavours chosen at run time:
+//! call, for Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K, in two flavours chosen at run time:
 //!
 //! - `neon-sdot-4x4` with `sdot` (FEAT_DotProd: Cortex-A76 of the Pi 5, Cortex-A55 and later);
 //! - `neon-4x4` with plain NEON widening multiplies (`smull`/`smlal2` into i16 lanes, `saddlp`/`sadalp` into
