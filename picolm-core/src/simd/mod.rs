@@ -27,7 +27,7 @@ mod aarch64_neon;
 mod aarch64_neon_tiles;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only the x86-64 kernels have tiles today
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the aarch64 tiles do not use the shared layouts yet
 mod tile_common;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2_avx512vnni_gemv;
