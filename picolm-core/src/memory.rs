@@ -53,17 +53,6 @@ pub fn release_free_heap() {
     }
 }
 
-/// Memory attributable to one session, next to the process figures.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MemoryReport {
-    /// What the operating system reports for the whole process.
-    pub process: MemoryUsage,
-    /// Bytes of the session's KV cache.
-    pub kv_bytes: u64,
-    /// Bytes of the session's activation buffers.
-    pub scratch_bytes: u64,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

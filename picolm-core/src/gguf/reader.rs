@@ -807,13 +807,6 @@ impl GgufFile {
         self.advise(offset, len, memmap2::Advice::WillNeed);
     }
 
-    /// Hints that a byte range is not needed for now (its pages may leave the resident set).
-    pub fn advise_sequential(&self) {
-        if let Backing::Mapped(m) = &self.backing {
-            let _ = m.advise(memmap2::Advice::Sequential);
-        }
-    }
-
     /// Releases the resident pages of a byte range (they are re-read from the file on next access).
     pub fn advise_dontneed(&self, offset: u64, len: u64) {
         if let Backing::Mapped(m) = &self.backing {

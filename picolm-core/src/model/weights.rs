@@ -35,14 +35,6 @@ pub struct LayerWeights {
 }
 
 impl LayerWeights {
-    /// The byte range `[start, end)` of the file that this layer's matrices occupy (for prefetch/release advice).
-    pub fn file_span(&self) -> (usize, usize) {
-        let mats = self.matrices();
-        let start = mats.iter().map(|m| m.offset).min().unwrap_or(0);
-        let end = mats.iter().map(|m| m.offset + m.n_bytes()).max().unwrap_or(0);
-        (start, end)
-    }
-
     /// The seven matrices of the layer, in compute order.
     pub fn matrices(&self) -> [&MatrixRef; 7] {
         [&self.wq, &self.wk, &self.wv, &self.wo, &self.w_gate, &self.w_up, &self.w_down]
