@@ -291,7 +291,7 @@ pub(crate) struct PreparedToken {
 
 impl PreparedToken {
     /// `x` (one row of f32 activations) converted for weights of type `ty`.
-    pub(crate) fn new(ty: crate::GgmlType, x: &[f32]) -> PreparedToken {
+    pub(crate) fn new(ty: crate::ggml_type::GgmlType, x: &[f32]) -> PreparedToken {
         let dot_ty = quant::vec_dot_type(ty);
         let mut bytes = vec![0u8; dot_ty.row_bytes(x.len() as u64).expect("whole blocks") as usize];
         simd::quantize_activations(dot_ty, x, &mut bytes);
