@@ -47,7 +47,7 @@ pub enum Error {
     NoLogits,
     /// A saved session state does not fit this model or is damaged.
     #[error("invalid session state: {0}")]
-    InvalidState(#[from] crate::session::state::StateError),
+    InvalidState(#[from] crate::state_file::StateError),
     /// A grammar or schema is invalid, or the constrained output cannot continue.
     #[error(transparent)]
     Grammar(#[from] crate::grammar::GrammarError),

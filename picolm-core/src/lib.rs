@@ -10,7 +10,8 @@
 //! - [`tokenizer`]: GPT-2 byte-level BPE and SentencePiece-style vocabularies read from GGUF metadata.
 //! - [`model`], [`grammar`], [`sampler`], [`chat`]: hyper-parameters, weights, KV cache and the Llama forward
 //!   pass; the JSON / JSON Schema automaton and its token constraint; token selection; chat templates.
-//! - [`session`]: a conversation's KV cache and buffers, state files.
+//! - [`state_file`]: the format of saved session states and its checks (tied to a model fingerprint).
+//! - [`session`]: a conversation's KV cache and buffers; saving and restoring it as a state file.
 //! - [`generate`]: streaming generation over a session.
 //! - [`agent`], [`perplexity`], [`bench`], [`quantize`]: the tool-call loop and the tools built on generation.
 //! - [`error`]: the crate-wide [`Error`] that wraps each module's own error type.
@@ -46,6 +47,7 @@ pub mod grammar;
 pub mod model;
 pub mod sampler;
 pub mod session;
+pub mod state_file;
 
 pub use generate::{CancelToken, GenerateParams, GenerationOutput, GenerationState, StopReason, TokenConstraint};
 pub use model::{Model, ModelParams};

@@ -3,8 +3,6 @@
 //! Sessions reuse their cache: [`Session::sync_prompt`] keeps the longest common prefix of the cached tokens and
 //! the new prompt and evaluates only the rest, which is what makes multi-turn chat and the tool-call loop cheap.
 
-pub mod state;
-
 use std::io::{BufReader, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +11,7 @@ use crate::error::Error;
 use crate::fs_safety::{self, ReplacePolicy};
 use crate::model::kv_cache::{KvPart, KvType};
 use crate::model::{forward, ForwardBuffers, KvCache, Logits, Model, ModelError};
-use state::{HashingReader, HashingWriter, StateError, StateHeader};
+use crate::state_file::{self as state, HashingReader, HashingWriter, StateError, StateHeader};
 
 /// Per-session settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,7 +190,7 @@ impl Session {
     }
 
     /// Writes the cached tokens, their keys and values and the current logits in the state format of
-    /// [`state`] (version 2): tied to this model's fingerprint, KV type and shape, and protected by a checksum.
+    /// [`crate::state_file`] (version 2): tied to this model's fingerprint, KV type and shape, and protected by a checksum.
     pub fn save_state(&self, w: &mut dyn Write) -> Result<(), Error> {
         let cfg = self.model.config();
         let n = self.tokens.len();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use picolm_core::fs_safety::FileError;
 use picolm_core::session::check_state_path;
-use picolm_core::session::state::{StateError, CHECKSUM_BYTES, HEADER_BYTES};
+use picolm_core::state_file::{StateError, CHECKSUM_BYTES, HEADER_BYTES};
 use picolm_core::{Error, Model, ModelParams, Session, SessionParams};
 use picolm_integration_tests::*;
 use xxhash_rust::xxh3::xxh3_64;
