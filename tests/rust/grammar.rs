@@ -25,10 +25,30 @@ fn schemas() -> Vec<Value> {
     ]
 }
 
+/// Random-logit constrained generation on the model's vocabulary: at each step a uniformly random token among those
+/// the constraint allows with the tokens left, at most `max_tokens`. Returns the text and whether the value is
+/// complete.
+fn random_constrained_generation(model: &Model, g: &Arc<Grammar>, rng: &mut Rng, max_tokens: usize) -> (String, bool) {
+    let mut c = JsonConstraint::new(g.clone(), model.grammar_vocab());
+    let mut ids = Vec::new();
+    for k in 0..max_tokens {
+        let allowed = c.allowed_tokens(max_tokens - k).unwrap_or_else(|e| {
+            panic!("{e} after {:?}", model.tokenizer().decode_string(&ids, false));
+        });
+        let t = allowed[rng.next_u32() as usize % allowed.len()];
+        c.accept(t).unwrap();
+        ids.push(t);
+        if c.complete() {
+            break;
+        }
+    }
+    let text = model.tokenizer().decode_string(&ids, false).expect("constrained output is UTF-8");
+    (text, c.complete())
+}
+
 #[test]
 fn random_logit_generations_on_the_real_vocabulary_parse_and_validate() {
     let model = load("SmolLM2-135M-Instruct.Q4_1.gguf");
-    let vocab = model.grammar_vocab();
     let mut rng = Rng::new(7);
     let mut n = 0;
     for s in schemas() {
@@ -36,24 +56,7 @@ fn random_logit_generations_on_the_real_vocabulary_parse_and_validate() {
         let needed = g.min_close(&g.initial_state());
         for i in 0..120 {
             let max_tokens = needed + i % 50;
-            let mut c = JsonConstraint::new(g.clone(), vocab.clone());
-            let mut ids = Vec::new();
-            let mut done = false;
-            for k in 0..max_tokens {
-                let allowed = match c.allowed_tokens(max_tokens - k) {
-                    Ok(a) => a,
-                    Err(e) => panic!("schema {s}: {e} after {:?}", model.tokenizer().decode_string(&ids, false)),
-                };
-                // Random logits: a uniformly random allowed token, biased half the time to short tokens.
-                let t = allowed[rng.next_u32() as usize % allowed.len()];
-                c.accept(t).unwrap();
-                ids.push(t);
-                if c.complete() {
-                    done = true;
-                    break;
-                }
-            }
-            let text = model.tokenizer().decode_string(&ids, false).expect("constrained output is UTF-8");
+            let (text, done) = random_constrained_generation(&model, &g, &mut rng, max_tokens);
             if !done {
                 // Only a top-level number may be unfinished here, and it may end now.
                 assert!(g.can_end(&g.advance(&g.initial_state(), text.as_bytes())), "schema {s}: cut off: {text:?}");
@@ -233,19 +236,8 @@ fn tool_call_budget_is_counted_in_tokens_of_the_vocabulary() {
     let mut rng = Rng::new(3);
     for _ in 0..30 {
         let max_tokens = tokens as usize;
-        let mut c = JsonConstraint::new(g.clone(), vocab.clone());
-        let mut ids = Vec::new();
-        for k in 0..max_tokens {
-            let allowed = c.allowed_tokens(max_tokens - k).unwrap();
-            let t = allowed[rng.next_u32() as usize % allowed.len()];
-            c.accept(t).unwrap();
-            ids.push(t);
-            if c.complete() {
-                break;
-            }
-        }
-        let text = model.tokenizer().decode_string(&ids, false).unwrap();
-        assert!(c.complete(), "not finished within {max_tokens} tokens: {text}");
+        let (text, complete) = random_constrained_generation(&model, &g, &mut rng, max_tokens);
+        assert!(complete, "not finished within {max_tokens} tokens: {text}");
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["tool_calls"][0]["function"]["name"], "get_weather");
     }
@@ -458,19 +450,8 @@ fn picoclaw_web_tools_with_numeric_bounds_generate_valid_arguments() {
     let mut with_count = 0;
     for i in 0..80 {
         let max_tokens = needed + i % 40;
-        let mut c = JsonConstraint::new(g.clone(), vocab.clone());
-        let mut ids = Vec::new();
-        for k in 0..max_tokens {
-            let allowed = c.allowed_tokens(max_tokens - k).unwrap();
-            let t = allowed[rng.next_u32() as usize % allowed.len()];
-            c.accept(t).unwrap();
-            ids.push(t);
-            if c.complete() {
-                break;
-            }
-        }
-        let text = model.tokenizer().decode_string(&ids, false).unwrap();
-        assert!(c.complete(), "cut off within {max_tokens} tokens: {text}");
+        let (text, complete) = random_constrained_generation(&model, &g, &mut rng, max_tokens);
+        assert!(complete, "cut off within {max_tokens} tokens: {text}");
         let v: Value = serde_json::from_str(&text).unwrap();
         let f = &v["tool_calls"][0]["function"];
         check_web_call(&specs, f["name"].as_str().unwrap(), &f["arguments"]);
