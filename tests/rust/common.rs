@@ -44,14 +44,15 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
 }
 
 /// Asserts that evaluating `tokens` as one batched prefill and one token at a time gives bit-identical logits
-/// after every prefix length a batch ends on, and the same greedy continuation. The model must decode with its
-/// prefill kernels (load it with `ModelParams::kernel = Some("tile")`): the property is that the tile kernels'
-/// results do not depend on the tile's shape; decode kernels chosen for speed sum in another order.
+/// after every prefix length a batch ends on, and the same greedy continuation. The model must decode with kernels
+/// bit-identical to its prefill kernels (the default `auto` plan, or `ModelParams::kernel = Some("tile")`): the
+/// property is that the tile kernels' results do not depend on the tile's shape and that the decode kernels repeat
+/// them; kernels forced by name may sum in another order.
 pub fn assert_batched_prefill_equals_token_by_token(model: &std::sync::Arc<picolm_core::Model>, prompt: &str) {
     use picolm_core::{GenerateParams, SamplerParams, Session, SessionParams};
     assert!(
-        model.kernel_plan().decode_is_prefill(),
-        "load the model with kernel \"tile\" for this check; its plan is:\n{}",
+        model.kernel_plan().decode_matches_prefill(),
+        "the model's decode kernels round otherwise than its prefill kernels; its plan is:\n{}",
         model.kernel_plan().describe()
     );
     let tokens = model.tokenizer().encode(prompt, true, true);
@@ -70,4 +71,47 @@ pub fn assert_batched_prefill_equals_token_by_token(model: &std::sync::Arc<picol
     let g1 = s1.generate(&tokens, &params, None, None, &mut |_| true).unwrap();
     let g2 = s2.generate(&tokens, &params, None, None, &mut |_| true).unwrap();
     assert_eq!(g1.tokens, g2.tokens, "greedy continuation differs between batched and token-by-token prefill");
+}
+
+/// Asserts that a prompt evaluated after a cached prefix gives what the same prompt gives in a fresh session:
+/// bit-identical logits after the prompt and the same greedy continuation, for cached prefixes that leave one
+/// token (evaluated alone, by the decode kernel), three tokens and half the prompt to evaluate. Holds when the
+/// model decodes with kernels bit-identical to its prefill kernels, which the default plan (`auto`) guarantees.
+pub fn assert_cached_prefix_changes_nothing(model: &std::sync::Arc<picolm_core::Model>, prompt: &str) {
+    use picolm_core::{GenerateParams, SamplerParams, Session, SessionParams};
+    let tokens = model.tokenizer().encode(prompt, true, true);
+    assert!(tokens.len() > 8, "prompt too short for the check");
+    let session = || {
+        Session::new(model.clone(), &SessionParams { n_ctx: 256, n_batch: 64, ..Default::default() }).expect("session")
+    };
+    let greedy = GenerateParams { max_tokens: 12, sampler: SamplerParams::default(), ..Default::default() };
+    let mut fresh = session();
+    fresh.eval(&tokens).unwrap();
+    let want: Vec<u32> = fresh.logits().unwrap().iter().map(|v| v.to_bits()).collect();
+    let want_ids = session().generate(&tokens, &greedy, None, None, &mut |_| true).unwrap().tokens;
+    for keep in [tokens.len() - 1, tokens.len() - 3, tokens.len() / 2] {
+        let mut s = session();
+        s.eval(&tokens[..keep]).unwrap();
+        s.eval(&tokens[keep..]).unwrap();
+        let got = s.logits().unwrap();
+        let differing = want.iter().zip(got).filter(|(a, b)| **a != b.to_bits()).count();
+        assert_eq!(
+            differing,
+            0,
+            "{differing} of {} logits differ after a cached prefix of {keep} of {} tokens; plan:\n{}",
+            want.len(),
+            tokens.len(),
+            model.kernel_plan().describe()
+        );
+        let mut g = session();
+        g.eval(&tokens[..keep]).unwrap();
+        let out = g.generate(&tokens, &greedy, None, None, &mut |_| true).unwrap();
+        assert_eq!(out.stats.n_reused, keep, "the cached prefix is reused");
+        assert_eq!(
+            out.tokens,
+            want_ids,
+            "greedy continuation after a cached prefix of {keep} tokens differs from the fresh one; plan:\n{}",
+            model.kernel_plan().describe()
+        );
+    }
 }

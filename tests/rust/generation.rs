@@ -350,6 +350,10 @@ fn every_decode_kernel_agrees_with_the_prefill_kernel() {
         let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
         let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         eprintln!("{name}: largest logit difference {worst:e} (largest logit {scale})\n{}", m.kernel_plan().describe());
+        if m.kernel_plan().decode_matches_prefill() && (got.iter().zip(&want).any(|(a, b)| a.to_bits() != b.to_bits()))
+        {
+            failures.push(format!("{name}: declared bit-identical to prefill, logits differ by {worst}"));
+        }
         if worst > 0.04 * scale.max(1.0) {
             failures.push(format!("{name}: logits differ by {worst} from the prefill kernel's"));
         }
@@ -359,6 +363,57 @@ fn every_decode_kernel_agrees_with_the_prefill_kernel() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Under the default kernel choice, a prompt after a cached prefix gives the logits and greedy continuation of the
+/// same prompt fresh, bit for bit, and batched prefill equals token-by-token evaluation: on SmolLM2 Q4_1 and on
+/// a Q4_K_M quantization of it (Q4_K, Q6_K, Q5_0 and Q8_0 matrices). Also with `auto` named, and with every kernel
+/// name whose forced plan is still declared bit-identical to prefill.
+#[test]
+fn a_cached_prefix_changes_no_result_under_the_default_kernel_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let kquant = dir.path().join("Q4_K_M.gguf");
+    let scheme = picolm_core::quantize::QuantScheme::parse("Q4_K_M").unwrap();
+    picolm_core::quantize::quantize_file(&model_path("smollm2-135m-F32.gguf"), &kquant, scheme, &mut |_, _| {})
+        .unwrap();
+    let prompt = "The history of the lighthouse on the northern cape began when";
+    for path in [model_path("SmolLM2-135M-Instruct.Q4_1.gguf"), kquant] {
+        let load = |kernel: Option<&str>| {
+            let params =
+                ModelParams { n_ctx: 512, n_threads: 2, kernel: kernel.map(String::from), ..Default::default() };
+            Arc::new(Model::load(&path, &params).expect("load"))
+        };
+        let default = load(None);
+        let mut names: Vec<Option<&str>> = vec![None, Some("auto")];
+        for e in default.kernel_plan().entries() {
+            names.extend(picolm_core::simd::decode_kernel_candidates(e.ty).iter().map(|k| Some(k.name)));
+        }
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let m = if name.is_none() { default.clone() } else { load(name) };
+            let plan = m.kernel_plan();
+            eprintln!("{} {name:?}:\n{}", path.display(), plan.describe());
+            if name.is_none() && std::env::var_os("PICOLM_KERNEL").is_none() {
+                assert!(
+                    plan.decode_matches_prefill(),
+                    "the default plan rounds otherwise than prefill:\n{}",
+                    plan.describe()
+                );
+                assert!(plan
+                    .entries()
+                    .iter()
+                    .all(|e| e.source != PlanSource::Prefill && e.source != PlanSource::Forced));
+            }
+            if !plan.decode_matches_prefill() {
+                continue; // a forced kernel with other rounding
+            }
+            assert_cached_prefix_changes_nothing(&m, prompt);
+            if name.is_none() {
+                assert_batched_prefill_equals_token_by_token(&m, prompt);
+            }
+        }
+    }
 }
 
 #[test]

@@ -3,10 +3,12 @@
 //! planner does), instead of trusting a table of CPU models.
 //!
 //! Decode (one token) streams every weight once per token and is bound by memory bandwidth; prefill (many
-//! tokens) is bound by arithmetic. So decode may pick a different kernel than prefill's tile kernel. The results
-//! then differ from batched prefill in the last bits (same integer products, other float summation order); a
-//! plan that forces the prefill kernel for decode ([`KernelChoice::Tile`], `PICOLM_KERNEL=tile`) makes batched
-//! prefill and token-by-token decode bit-identical, which the tests check.
+//! tokens) is bound by arithmetic. So decode may pick a different kernel than prefill's tile kernel, shaped for
+//! bandwidth. A generation must not depend on the state of the cache (a prompt after a cached prefix evaluates its
+//! last tokens alone, with the decode kernel) nor on a timing (two loads may time two kernels the other way
+//! round): so `auto`, the default, only chooses among the kernels declared bit-identical to the format's prefill
+//! kernel ([`DecodeKernel::matches_prefill`], checked by `simd::tests`). Kernels with other rounding can be forced
+//! by name (`PICOLM_KERNEL=NAME`); `tile` forces the prefill kernel itself.
 
 use std::time::{Duration, Instant};
 
@@ -44,11 +46,12 @@ pub struct UnknownKernel {
 /// What the caller asks of the planner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelChoice {
-    /// Measure and keep the fastest kernel per format.
+    /// Measure the kernels bit-identical to the prefill kernel and keep the fastest per format (the default).
     Auto,
     /// Decode with the prefill kernel of each format (batched prefill and decode are then bit-identical).
     Tile,
-    /// Decode with the named kernel wherever this CPU has it for the format; other formats are planned as `Auto`.
+    /// Decode with the named kernel wherever this CPU has it for the format, even one that rounds otherwise than the
+    /// prefill kernel; other formats are planned as `Auto`.
     Named(&'static str),
 }
 
@@ -68,17 +71,15 @@ impl KernelChoice {
     }
 
     /// The choice of a model load: `requested` (from `ModelParams::kernel`) if given, else `PICOLM_KERNEL`, else
-    /// `Tile`.
+    /// `Auto`.
     pub fn resolve(requested: Option<&str>) -> Result<KernelChoice, UnknownKernel> {
         match requested {
             Some(n) => KernelChoice::parse(n, "ModelParams::kernel"),
             None => match std::env::var(KERNEL_ENV) {
                 Ok(v) => KernelChoice::parse(&v, KERNEL_ENV),
-                // Default: decode with the prefill kernel. A timed plan may pick a kernel with other rounding, and
-                // then a prompt evaluated with a cached prefix (its last token alone) or token by token gives other
-                // logits than the same prompt in one batch; a generation must not depend on the cache's state.
-                // `auto` opts in to the fastest decode kernel.
-                Err(std::env::VarError::NotPresent) => Ok(KernelChoice::Tile),
+                // Default: the fastest of the kernels bit-identical to the prefill kernel (see the module
+                // documentation).
+                Err(std::env::VarError::NotPresent) => Ok(KernelChoice::Auto),
                 Err(std::env::VarError::NotUnicode(v)) => {
                     Err(UnknownKernel { name: v.to_string_lossy().into_owned(), source_name: KERNEL_ENV })
                 }
@@ -92,7 +93,7 @@ impl KernelChoice {
 pub enum PlanSource {
     /// Fastest of the timed candidates.
     Measured,
-    /// The only kernel this CPU has for the format.
+    /// The only kernel of the format bit-identical to its prefill kernel on this CPU.
     Only,
     /// Forced by name (`PICOLM_KERNEL` / `ModelParams::kernel`).
     Forced,
@@ -145,10 +146,10 @@ impl KernelPlan {
         self.elapsed
     }
 
-    /// Whether decode uses the prefill kernel for every format (batched prefill equals token-by-token decode bit
-    /// for bit).
-    pub fn decode_is_prefill(&self) -> bool {
-        self.entries.iter().all(|e| e.kernel.name == e.prefill)
+    /// Whether decode uses, for every format, a kernel bit-identical to the prefill kernel (batched prefill then
+    /// equals token-by-token decode bit for bit, and a cached prompt prefix changes no result).
+    pub fn decode_matches_prefill(&self) -> bool {
+        self.entries.iter().all(|e| e.kernel.matches_prefill)
     }
 
     /// One line per format: `Q4_K: decode avx2-gemv (measured: avx2-gemv 14.1 GB/s, ...), prefill avx512vnni-rows8`.
@@ -161,6 +162,9 @@ impl KernelPlan {
                     format!("measured: {}", t.join(", "))
                 }
                 PlanSource::Only => "only kernel".into(),
+                PlanSource::Forced if !e.kernel.matches_prefill => {
+                    format!("forced by {KERNEL_ENV}; rounds otherwise than prefill")
+                }
                 PlanSource::Forced => format!("forced by {KERNEL_ENV}"),
                 PlanSource::Prefill => format!("{KERNEL_ENV}=tile"),
                 PlanSource::Unmeasured => "default, planning budget spent".into(),
@@ -185,11 +189,13 @@ impl KernelPlan {
         types.sort_by_key(|t| std::cmp::Reverse(t.1));
         let mut entries = Vec::new();
         for (ty, _) in types {
-            let candidates = simd::decode_kernel_candidates(ty);
-            let prefill = candidates[0];
+            let all = simd::decode_kernel_candidates(ty);
+            let prefill = all[0];
+            // `auto` chooses among the kernels bit-identical to the prefill kernel only (the prefill kernel is one).
+            let candidates: Vec<DecodeKernel> = all.iter().filter(|k| k.matches_prefill).copied().collect();
             let entry = |kernel, source, timings| PlanEntry { ty, kernel, prefill: prefill.name, source, timings };
             let forced = match choice {
-                KernelChoice::Named(n) => candidates.iter().find(|k| k.name == *n).copied(),
+                KernelChoice::Named(n) => all.iter().find(|k| k.name == *n).copied(),
                 _ => None,
             };
             entries.push(match (choice, forced) {
@@ -214,8 +220,8 @@ impl KernelPlan {
     }
 }
 
-/// The kernel of a format left unmeasured: the first matrix-vector kernel (shaped for decode), else the prefill
-/// kernel.
+/// The kernel of a format left unmeasured: the first matrix-vector kernel (shaped for decode) of `candidates` (the
+/// ones bit-identical to the prefill kernel, the prefill kernel first), else the prefill kernel.
 fn default_kernel(candidates: &[DecodeKernel]) -> DecodeKernel {
     candidates.iter().find(|k| matches!(k.run, simd::DecodeFn::Gemv(_))).copied().unwrap_or(candidates[0])
 }
@@ -312,4 +318,22 @@ fn activations(n: usize) -> Vec<f32> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without a request or `PICOLM_KERNEL`, a load plans with `auto` (whose candidates all equal the prefill
+    /// kernel bit for bit).
+    #[test]
+    fn the_default_choice_is_auto() {
+        if std::env::var_os(KERNEL_ENV).is_some() {
+            return; // the runner chose a kernel for the whole run
+        }
+        assert_eq!(KernelChoice::resolve(None), Ok(KernelChoice::Auto));
+        assert_eq!(KernelChoice::resolve(Some("tile")), Ok(KernelChoice::Tile));
+        assert_eq!(KernelChoice::resolve(Some("avx2-gemv")), Ok(KernelChoice::Named("avx2-gemv")));
+        assert!(KernelChoice::resolve(Some("avx9")).is_err());
+    }
 }

@@ -47,9 +47,11 @@ pub struct ModelParams {
     /// Slab size in bytes for streaming mode (`0` = 4 MiB; at least one weight row is used). With `rss_budget`,
     /// the largest slab the budget allows, up to this.
     pub stream_slab_bytes: usize,
-    /// Decode kernel choice: `None` reads `PICOLM_KERNEL` (unset: `tile`); `tile` decodes with the prefill kernel
-    /// (bit-identical to batched prefill, so a cached prefix never changes a result), `auto` times the candidates
-    /// at load and keeps the fastest per weight format (faster decode, other rounding), a kernel name forces that kernel where the CPU has it (see [`Model::kernel_plan`]).
+    /// Decode kernel choice: `None` reads `PICOLM_KERNEL` (unset: `auto`); `auto` times at load the decode kernels
+    /// bit-identical to the prefill kernel of each weight format and keeps the fastest (so batched prefill equals
+    /// token-by-token decode and a cached prefix never changes a result), `tile` decodes with the prefill kernel
+    /// itself, a kernel name forces that kernel where the CPU has it, even one with other rounding (see
+    /// [`Model::kernel_plan`]).
     pub kernel: Option<String>,
     /// A bound on the process's resident set: the model is mapped when it fits with one session, streamed
     /// otherwise, with the slab size chosen to fit; loading fails with [`ModelError::MemoryBudget`] (saying how

@@ -11,7 +11,7 @@
 //!   (`avx512vnni-rows8`) for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K; the prefill kernel where the CPU has VNNI.
 //! - `x86_avx2_tiles.rs`: AVX2 tiles of one weight row by up to four tokens (`avx2-row`), the same formats.
 //! - `x86_avx2_avx512vnni_gemv.rs`: decode matrix-vector kernels over a run of rows (`avx2-gemv`,
-//!   `avx512vnni-gemv`).
+//!   `avx512vnni-gemv`), each bit-identical to one of the tiles (see [`DecodeKernel::matches_prefill`]).
 //! - `x86_avx2_dot.rs`: AVX2 one-row dot products (`avx2-dot`) for the formats without tiles (F32, F16, BF16,
 //!   Q5_0, Q5_1, Q2_K, Q3_K, Q5_K).
 //! - `x86_avx2_convert.rs`: AVX2 activation quantizers (f32 to Q8_0, Q8_1, Q8_K) and the F16C f16 to f32 rows.
@@ -147,6 +147,11 @@ pub struct DecodeKernel {
     pub name: &'static str,
     /// The kernel.
     pub run: DecodeFn,
+    /// Whether its results are bit-identical to those of the format's prefill kernel on this CPU (declared by
+    /// [`decode_kernel_candidates`], checked by `simd::tests` on random blocks and odd shapes): only such kernels
+    /// decode under `PICOLM_KERNEL=auto`, so that a cached prompt prefix or the split of a prompt into batches
+    /// never changes a result. The others can only be forced by name.
+    pub matches_prefill: bool,
 }
 
 impl std::fmt::Debug for DecodeKernel {
@@ -169,40 +174,76 @@ pub const DECODE_KERNEL_NAMES: &[&str] = &[
 ];
 
 /// The decode kernels this CPU can run for weights of type `ty`, the prefill kernel (see [`prefill_kernel`])
-/// first. Never empty: the last resort is the scalar reference.
+/// first, each declaring whether it is bit-identical to the prefill kernel ([`DecodeKernel::matches_prefill`]).
+/// Never empty: the last resort is the scalar reference.
 pub fn decode_kernel_candidates(ty: GgmlType) -> Vec<DecodeKernel> {
-    let mut out = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    return decode_kernel_candidates_on(ty, avx512_allowed());
+    #[cfg(not(target_arch = "x86_64"))]
+    decode_kernel_candidates_on(ty, false)
+}
+
+/// [`decode_kernel_candidates`] of the x86-64 AVX-512 path (`avx512`, where the CPU has AVX-512 VNNI) or of the
+/// AVX2 path (`PICOLM_NO_AVX512`), so that the tests check both in one run; `avx512` is ignored elsewhere.
+fn decode_kernel_candidates_on(ty: GgmlType, avx512: bool) -> Vec<DecodeKernel> {
+    let mut out: Vec<DecodeKernel> = Vec::new();
+    let _ = avx512;
     if !force_scalar() {
-        for (name, k) in tile_kernel_candidates(ty).into_iter().flatten() {
-            out.push(DecodeKernel { name, run: DecodeFn::Tile(k) });
+        for (name, k) in tile_kernel_candidates_on(ty, avx512).into_iter().flatten() {
+            // The tiles of one CPU path differ in their float steps (the eight-row tile sums a block's integers
+            // before converting them; the one-row tile keeps eight lanes of partial sums): only the first, the
+            // prefill kernel, matches itself.
+            out.push(DecodeKernel { name, run: DecodeFn::Tile(k), matches_prefill: out.is_empty() });
         }
         #[cfg(target_arch = "x86_64")]
         if x86_common::avx2_available() {
-            if avx512_allowed() {
+            let prefill = out.first().map_or("", |k| k.name);
+            let gemv = |name, g| DecodeKernel {
+                name,
+                run: DecodeFn::Gemv(g),
+                matches_prefill: gemv_twin(name, ty) == prefill,
+            };
+            if avx512 && x86_common::avx512vnni_available() {
                 if let Some(g) = x86_avx2_avx512vnni_gemv::vnni(ty) {
-                    out.push(DecodeKernel { name: "avx512vnni-gemv", run: DecodeFn::Gemv(g) });
+                    out.push(gemv("avx512vnni-gemv", g));
                 }
             }
             if let Some(g) = x86_avx2_avx512vnni_gemv::avx2(ty) {
-                out.push(DecodeKernel { name: "avx2-gemv", run: DecodeFn::Gemv(g) });
+                out.push(gemv("avx2-gemv", g));
             }
         }
-        // aarch64: the one-row NEON dot product stays a decode candidate beside the tile (`PICOLM_KERNEL=auto`).
+        // aarch64: the one-row NEON dot product stays a decode candidate beside the tile (forced by name only: it
+        // sums in another order than the tile).
         #[cfg(target_arch = "aarch64")]
         if let Some(dot) = aarch64_neon::kernel(ty).filter(|_| !out.is_empty()) {
-            out.push(DecodeKernel { name: "neon-dot", run: DecodeFn::Dot(dot) });
+            out.push(DecodeKernel { name: "neon-dot", run: DecodeFn::Dot(dot), matches_prefill: false });
         }
         if out.is_empty() {
             if let Some(dot) = vec_dot_kernel(ty) {
                 let name = if cfg!(target_arch = "aarch64") { "neon-dot" } else { "avx2-dot" };
-                out.push(DecodeKernel { name, run: DecodeFn::Dot(dot) });
+                // The format's only kernel: prefill uses it too.
+                out.push(DecodeKernel { name, run: DecodeFn::Dot(dot), matches_prefill: true });
             }
         }
     }
     if out.is_empty() {
-        out.push(DecodeKernel { name: "scalar", run: DecodeFn::Dot(crate::quant::kernels(ty).vec_dot) });
+        out.push(DecodeKernel {
+            name: "scalar",
+            run: DecodeFn::Dot(crate::quant::kernels(ty).vec_dot),
+            matches_prefill: true,
+        });
     }
     out
+}
+
+/// The tile kernel whose float steps the matrix-vector kernel `gemv` repeats for `ty`, so that its results equal
+/// that tile's bit for bit (see `x86_avx2_avx512vnni_gemv`; `simd::tests` checks every pair).
+#[cfg(target_arch = "x86_64")]
+fn gemv_twin(gemv: &str, ty: GgmlType) -> &'static str {
+    match (gemv, ty) {
+        ("avx512vnni-gemv", GgmlType::Q4_K | GgmlType::Q6_K) => "avx512vnni-rows8",
+        _ => "avx2-row",
+    }
 }
 
 /// The kernel batched matmuls (prefill) of `ty` use on this CPU: the first of [`decode_kernel_candidates`].
@@ -298,12 +339,22 @@ pub fn tile_kernel(ty: GgmlType) -> Option<TileKernel> {
 /// The tile kernels for `ty` this CPU can run, best first, each with a name (the tests check them all). A fixed
 /// array, so that picking one per matmul does not allocate.
 fn tile_kernel_candidates(ty: GgmlType) -> [Option<(&'static str, TileKernel)>; 2] {
+    #[cfg(target_arch = "x86_64")]
+    return tile_kernel_candidates_on(ty, avx512_allowed());
+    #[cfg(not(target_arch = "x86_64"))]
+    tile_kernel_candidates_on(ty, false)
+}
+
+/// [`tile_kernel_candidates`] of the x86-64 AVX-512 path (`avx512`, where the CPU has AVX-512 VNNI) or of the AVX2
+/// path; `avx512` is ignored elsewhere.
+fn tile_kernel_candidates_on(ty: GgmlType, avx512: bool) -> [Option<(&'static str, TileKernel)>; 2] {
+    let _ = avx512;
     if force_scalar() {
         return [None, None];
     }
     #[cfg(target_arch = "x86_64")]
     if x86_common::avx2_available() {
-        let rows8 = if avx512_allowed() { x86_avx512vnni_tiles::kernel(ty) } else { None };
+        let rows8 = if avx512 && x86_common::avx512vnni_available() { x86_avx512vnni_tiles::kernel(ty) } else { None };
         return [rows8.map(|k| ("avx512vnni-rows8", k)), x86_avx2_tiles::kernel(ty).map(|k| ("avx2-row", k))];
     }
     #[cfg(target_arch = "aarch64")]

@@ -299,22 +299,194 @@ fn decode_kernels_match_the_scalar_reference() {
     eprintln!("{checked} decode results checked on {}", cpu_path());
 }
 
-/// The 32-wide matrix-vector kernels repeat the `avx2-row` tile's arithmetic: bit-identical results.
-#[test]
-fn gemv_kernels_of_32_wide_formats_equal_the_avx2_tile_bit_for_bit() {
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
-        let candidates = decode_kernel_candidates(ty);
-        let Some(tile) = candidates.iter().find(|k| k.name == "avx2-row") else { continue };
-        for k in candidates.iter().filter(|k| k.name.ends_with("-gemv")) {
-            for (seed, n) in [(1u64, 256usize), (6, 160), (7, 224), (3, 1536)] {
-                for scale in [1e-3f32, 1.0, 50.0] {
-                    let ws: Vec<Vec<f32>> = (0..5u64).map(|r| values(seed + 90 + r, n, scale)).collect();
-                    let xs = vec![values(seed + 95, n, scale)];
-                    let case = TileCase::new(ty, n, &ws, &xs);
-                    let (a, b) = (decode_run(tile, &case, n, 0, 5, 0), decode_run(k, &case, n, 0, 5, 0));
-                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    assert_eq!(bits(&a), bits(&b), "{ty} {}: n={n} scale {scale}", k.name);
+/// The CPU paths whose candidate tables this CPU can run: x86-64 with AVX-512 VNNI checks both its AVX-512 path
+/// and its AVX2 path (`PICOLM_NO_AVX512`) in one run.
+fn cpu_paths() -> Vec<bool> {
+    #[cfg(target_arch = "x86_64")]
+    if !force_scalar() && x86_common::avx2_available() && x86_common::avx512vnni_available() {
+        return vec![true, false];
+    }
+    vec![false]
+}
+
+/// Offsets of the f16 fields of a block of the formats with tiles (set to finite values in raw random blocks).
+fn f16_fields(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_1 | GgmlType::Q4_K => &[0, 2],
+        GgmlType::Q6_K => &[208],
+        _ => &[],
+    }
+}
+
+/// Results `[token][row]` of `k` for every weight row of `case` and its first `tokens` activation rows, called as
+/// the matmul calls it: a tile kernel in tiles of its most rows by its most tokens (batched prefill, with partial
+/// tiles at the ends), any other kernel one token at a time over the whole run of rows (decode).
+fn as_matmul_runs(k: &DecodeKernel, case: &TileCase, n: usize, rows: usize, tokens: usize) -> Vec<Vec<u32>> {
+    let mut out = vec![vec![0u32; rows]; tokens];
+    match k.run {
+        DecodeFn::Tile(tile) => {
+            let mut r0 = 0;
+            while r0 < rows {
+                let take = tile.max_rows.min(rows - r0);
+                let mut t0 = 0;
+                while t0 < tokens {
+                    let nt = tile.max_tokens.min(tokens - t0);
+                    let res = case.run(&tile, n, r0, take, t0, nt);
+                    for r in 0..take {
+                        for t in 0..nt {
+                            out[t0 + t][r0 + r] = res[r * nt + t].to_bits();
+                        }
+                    }
+                    t0 += nt;
                 }
+                r0 += take;
+            }
+        }
+        _ => {
+            for (t, o) in out.iter_mut().enumerate() {
+                *o = decode_run(k, case, n, 0, rows, t).iter().map(|v| v.to_bits()).collect();
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that `k` gives the results of `reference` bit for bit on random weights (quantized at three scales,
+/// and raw random blocks), zero and extreme rows, zero and random activations, with row counts that leave partial
+/// tiles and row lengths that leave every tail of the kernels' block loops. Returns the results compared.
+fn assert_bit_identical(ty: GgmlType, reference: &DecodeKernel, k: &DecodeKernel, path: &str) -> usize {
+    let mut compared = 0;
+    for (seed, n) in [(1u64, 32usize), (2, 96), (3, 160), (4, 224), (5, 256), (6, 512), (7, 768), (8, 1536), (9, 2816)]
+    {
+        if n % ty.block_size() != 0 {
+            continue;
+        }
+        let row_bytes = ty.row_bytes(n as u64).unwrap() as usize;
+        for rows in [1usize, 9, 17] {
+            for scale in [1e-3f32, 1.0, 50.0] {
+                let mut ws: Vec<Vec<f32>> = (0..rows as u64).map(|r| values(seed + 140 + r, n, scale)).collect();
+                if rows > 2 {
+                    ws[2] = vec![0.0; n];
+                    ws[rows - 1] = (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect();
+                }
+                let mut xs: Vec<Vec<f32>> = (0..3u64).map(|t| values(seed + 170 + t, n, scale)).collect();
+                xs[1] = vec![0.0; n];
+                let mut case = TileCase::new(ty, n, &ws, &xs);
+                // Raw random blocks (every bit pattern of the quants and packed scales) in every other row but
+                // the first, with finite f16 fields.
+                let mut bits = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+                for r in (1..rows).step_by(2) {
+                    for (i, b) in case.wq[r * row_bytes..(r + 1) * row_bytes].iter_mut().enumerate() {
+                        bits ^= bits << 13;
+                        bits ^= bits >> 7;
+                        bits ^= bits << 17;
+                        *b = (bits >> 32) as u8;
+                        let at = i % ty.block_bytes();
+                        if let Some(&f) = f16_fields(ty).iter().find(|&&f| at == f || at == f + 1) {
+                            let v = f32_to_f16(scale * ((bits >> 40) as f32 / (1u64 << 24) as f32 - 0.5)).to_le_bytes();
+                            *b = v[at - f];
+                        }
+                    }
+                }
+                let (want, got) =
+                    (as_matmul_runs(reference, &case, n, rows, xs.len()), as_matmul_runs(k, &case, n, rows, xs.len()));
+                for (t, (a, b)) in want.iter().zip(&got).enumerate() {
+                    let differ = a.iter().zip(b).position(|(x, y)| x != y);
+                    assert!(
+                        differ.is_none(),
+                        "{ty} {path}: {} differs from {} at row {} token {t} (n={n}, {rows} rows, scale {scale}): {} vs {}",
+                        k.name,
+                        reference.name,
+                        differ.unwrap(),
+                        f32::from_bits(b[differ.unwrap()]),
+                        f32::from_bits(a[differ.unwrap()]),
+                    );
+                    compared += a.len();
+                }
+            }
+        }
+    }
+    compared
+}
+
+fn path_name(avx512: bool) -> &'static str {
+    if avx512 {
+        "AVX-512 path"
+    } else {
+        "default path without AVX-512"
+    }
+}
+
+/// The declaration the planner trusts: every decode candidate declared bit-identical to the prefill kernel
+/// ([`DecodeKernel::matches_prefill`]) gives the prefill kernel's results (batched, as prefill runs it) bit for
+/// bit, on every CPU path of this CPU. Where x86-64 has matrix-vector kernels for the K-quants, each path has one
+/// declared identical (what `auto` may choose instead of the tile).
+#[test]
+fn candidates_declared_identical_to_prefill_equal_it_bit_for_bit() {
+    let mut compared = 0;
+    for avx512 in cpu_paths() {
+        let path = path_name(avx512);
+        for ty in GgmlType::ALL {
+            if matches!(ty, GgmlType::Q8_1 | GgmlType::Q8_K) {
+                continue;
+            }
+            let candidates = decode_kernel_candidates_on(ty, avx512);
+            let prefill = &candidates[0];
+            assert!(prefill.matches_prefill, "{ty} {path}: the prefill kernel {} is not declared", prefill.name);
+            for k in candidates.iter().skip(1).filter(|k| k.matches_prefill) {
+                compared += assert_bit_identical(ty, prefill, k, path);
+            }
+            if cpu_path().starts_with("x86_64-avx2") && matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K) {
+                let gemv = candidates.iter().find(|k| k.matches_prefill && matches!(k.run, DecodeFn::Gemv(_)));
+                assert!(
+                    gemv.is_some(),
+                    "{ty} {path}: no matrix-vector kernel equals the prefill kernel {}",
+                    prefill.name
+                );
+            }
+        }
+    }
+    eprintln!("{compared} results compared on {}", cpu_path());
+}
+
+/// Every x86-64 matrix-vector kernel repeats the float steps of its twin tile (`gemv_twin`): bit-identical
+/// results, on both paths, whether or not the twin is the path's prefill kernel.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn every_gemv_equals_its_twin_tile_bit_for_bit() {
+    let mut pairs = 0;
+    for avx512 in cpu_paths() {
+        let path = path_name(avx512);
+        for ty in GgmlType::ALL {
+            let candidates = decode_kernel_candidates_on(ty, avx512);
+            for k in candidates.iter().filter(|k| matches!(k.run, DecodeFn::Gemv(_))) {
+                let twin = gemv_twin(k.name, ty);
+                let tile = candidates.iter().find(|c| c.name == twin);
+                let tile = tile.unwrap_or_else(|| panic!("{ty} {path}: {} has no twin {twin}", k.name));
+                assert_eq!(k.matches_prefill, twin == candidates[0].name, "{ty} {path}: {}", k.name);
+                assert_bit_identical(ty, tile, k, path);
+                pairs += 1;
+            }
+        }
+    }
+    if cpu_path().starts_with("x86_64-avx2") {
+        assert!(pairs >= 5, "only {pairs} matrix-vector kernels checked");
+    }
+}
+
+/// The kernels that sum in another order than the prefill kernel are declared so (forced by name only): on x86-64
+/// the tile of the other path, on aarch64 the one-row `neon-dot` beside the tile.
+#[test]
+fn kernels_with_other_rounding_are_not_declared_identical() {
+    for avx512 in cpu_paths() {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+            let candidates = decode_kernel_candidates_on(ty, avx512);
+            for k in candidates.iter().skip(1).filter(|k| matches!(k.run, DecodeFn::Tile(_))) {
+                assert!(!k.matches_prefill, "{ty} {}: {} declared identical", path_name(avx512), k.name);
+            }
+            for k in candidates.iter().filter(|k| k.name == "neon-dot" && candidates.len() > 1) {
+                assert!(!k.matches_prefill, "{ty}: {} declared identical to the tile", k.name);
             }
         }
     }
@@ -330,7 +502,7 @@ fn gemv_kernels_are_candidates_on_x86() {
         assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx2-gemv"), "{ty}: no avx2-gemv");
     }
     if cpu_path().ends_with("avx512vnni") {
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0] {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
             assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx512vnni-gemv"), "{ty}: no VNNI gemv");
             assert!(decode_kernel_candidates(ty).iter().any(|k| k.name == "avx2-gemv"), "{ty}: no avx2-gemv");
         }

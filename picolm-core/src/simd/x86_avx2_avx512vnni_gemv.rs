@@ -5,12 +5,14 @@
 //! the activation block sums instead of a second `vpmaddubsw` per 32 values).
 //!
 //! Two flavours, one file because they are the same loops: `avx2-gemv` (AVX2 + FMA + F16C; Q4_0, Q4_1, Q8_0, Q4_K,
-//! Q6_K) and `avx512vnni-gemv` (Q4_0, Q4_1, Q8_0), with the 256-bit `vpdpbusd` (AVX-512 VNNI + VL) in place of
-//! `vpmaddubsw` + `vpmaddwd`. The 32-wide formats (Q4_0, Q4_1, Q8_0) follow the integer and float steps of the
-//! `avx2-row` tile kernel exactly, so their results are bit-identical to it (tested); the K-quants (Q4_K, Q6_K) sum
-//! in another order and equal the scalar reference up to float rounding (tested in `simd::tests`). Neither is
-//! bit-identical to the AVX-512 eight-row tile, which is why decode may only use them when batched prefill and
-//! token-by-token decode are not required to agree bit for bit (see `compute::planner`).
+//! Q6_K) and `avx512vnni-gemv` (the same formats), with the 256-bit `vpdpbusd` / `vpdpwssd` (AVX-512 VNNI + VL) in
+//! place of `vpmaddubsw` + `vpmaddwd` / `vpmaddwd` + `vpaddd`. The integer sums are exact in every kernel, so a
+//! kernel's rounding is decided by its float steps alone, and each kernel repeats those of one prefill tile, which
+//! makes its results bit-identical to that tile's (declared in `simd::decode_kernel_candidates`, tested in
+//! `simd::tests`): the 32-wide formats (Q4_0, Q4_1, Q8_0) in both flavours and the K-quants of `avx2-gemv` follow
+//! the `avx2-row` tile (the prefill kernel of CPUs without AVX-512 VNNI); the K-quants of `avx512vnni-gemv` follow
+//! the `avx512vnni-rows8` tile (the prefill kernel of the others). Decode may use a kernel under `auto` only where
+//! its twin is the CPU's prefill kernel (see `compute::planner`).
 
 use std::arch::x86_64::*;
 
@@ -28,8 +30,8 @@ pub fn avx2(ty: GgmlType) -> Option<GemvFn> {
         GgmlType::Q4_0 => gemv_q4_0::<false>,
         GgmlType::Q4_1 => gemv_q4_1::<false>,
         GgmlType::Q8_0 => gemv_q8_0::<false>,
-        GgmlType::Q4_K => gemv_q4_k,
-        GgmlType::Q6_K => gemv_q6_k,
+        GgmlType::Q4_K => gemv_q4_k::<false>,
+        GgmlType::Q6_K => gemv_q6_k::<false>,
         _ => return None,
     })
 }
@@ -41,6 +43,8 @@ pub fn vnni(ty: GgmlType) -> Option<GemvFn> {
         GgmlType::Q4_0 => gemv_q4_0::<true>,
         GgmlType::Q4_1 => gemv_q4_1::<true>,
         GgmlType::Q8_0 => gemv_q8_0::<true>,
+        GgmlType::Q4_K => gemv_q4_k::<true>,
+        GgmlType::Q6_K => gemv_q6_k::<true>,
         _ => return None,
     })
 }
@@ -90,25 +94,9 @@ gemv_entry!(gemv_q4_0, q4_0_row, L_Q4_0);
 gemv_entry!(gemv_q4_1, q4_1_row, L_Q4_1);
 gemv_entry!(gemv_q8_0, q8_0_row, L_Q8_0);
 
-/// The K-quant kernels have no VNNI flavour (their per-16/32 integer scales fit `vpmaddwd`, not `vpdpbusd`).
-macro_rules! gemv_entry_avx2 {
-    ($name:ident, $row:ident, $layout:expr) => {
-        fn $name(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
-            #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn run(nb: usize, w: *const u8, stride: usize, t: Tok, out: &mut [f32]) {
-                for (r, o) in out.iter_mut().enumerate() {
-                    *o = $row(nb, w.add(r * stride), t);
-                }
-            }
-            let (nb, t) = check_gemv(n, &$layout, w, w_row_bytes, x, out);
-            // SAFETY: as in `gemv_entry`; handed out by `avx2` only after AVX2/FMA/F16C were detected.
-            unsafe { run(nb, w.as_ptr(), w_row_bytes, t, out) }
-        }
-    };
-}
-
-gemv_entry_avx2!(gemv_q4_k, q4_k_row, L_Q4_K);
-gemv_entry_avx2!(gemv_q6_k, q6_k_row, L_Q6_K);
+// The K-quants' VNNI flavour repeats the float steps of the `avx512vnni-rows8` tile (see `q4_k_row`).
+gemv_entry!(gemv_q4_k, q4_k_row, L_Q4_K);
+gemv_entry!(gemv_q6_k, q6_k_row, L_Q6_K);
 
 /// `acc` plus, per i32 lane, the sum of four products of the unsigned bytes of `u` and the signed bytes of `s`
 /// (`vpdpbusd` with VNNI; `vpmaddubsw` + `vpmaddwd` without, whose pair sums saturate as in the tile kernels).
@@ -233,33 +221,68 @@ const SCALE_SHUFFLE: [[u8; 32]; 8] = {
     s
 };
 
-/// Q4_K against Q8_K: the eight 6-bit scales and mins unpacked with 32-bit word arithmetic (as ggml), the mins
-/// term from the activation block sums, two integer chains per block.
+/// `acc` plus the pairwise-summed i32 products of the i16 lanes of `a` and `b` (`vpdpwssd` with VNNI, `vpmaddwd` +
+/// `vpaddd` without; the same exact integers).
 #[inline(always)]
-unsafe fn q4_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
+unsafe fn madd_acc<const VNNI: bool>(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    if VNNI {
+        _mm256_dpwssd_epi32(acc, a, b)
+    } else {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+    }
+}
+
+/// The sum of the four i32 lanes (wrapping, so exact whatever the order).
+#[inline(always)]
+unsafe fn hsum_epi32_128(v: __m128i) -> i32 {
+    let v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+    _mm_cvtsi128_si32(_mm_add_epi32(v, _mm_shuffle_epi32::<0b01>(v)))
+}
+
+/// The sum of the eight i32 lanes (wrapping, so exact whatever the order).
+#[inline(always)]
+unsafe fn hsum_epi32(v: __m256i) -> i32 {
+    hsum_epi32_128(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)))
+}
+
+/// `acc + x * f` (lane 0, one rounding) with `x` an integer converted to f32 (`vcvtsi2ss`, rounded as the tiles'
+/// `vcvtdq2ps`).
+#[inline(always)]
+unsafe fn fma_int(acc: __m128, x: i32, f: __m128) -> __m128 {
+    _mm_fmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), x), f, acc)
+}
+
+/// Q4_K against Q8_K: the eight 6-bit scales and mins unpacked with 32-bit word arithmetic (as ggml), the mins
+/// term from the activation block sums, two integer chains per block. The integer sums are exact, so only the
+/// float steps decide the rounding, and they are those of the prefill tile of the flavour:
+/// - `ROWS8 = false` (`avx2-gemv`), as the `avx2-row` tile: eight lanes of partial sums per row, per block
+///   `acc += f32(sumi) * (d dx)` then `acc -= f32(summ) * (dmin dx)` (each one FMA), with the lane `j` of `summ` =
+///   `m_j (bsum_2j + bsum_2j+1)`; the lanes summed at the end by `hsum_ps`.
+/// - `ROWS8 = true` (`avx512vnni-gemv`), as the `avx512vnni-rows8` tile: the block's whole integer sums `T` and `S`,
+///   then `acc = fma(f32(T), d dx, acc)` and `acc = fnmadd(f32(S), dmin dx, acc)` on one f32 per row.
+#[inline(always)]
+unsafe fn q4_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     const K1: u32 = 0x3f3f_3f3f;
     const K2: u32 = 0x0f0f_0f0f;
     const K3: u32 = 0x0303_0303;
     let m4 = _mm256_set1_epi8(0x0F);
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let mut acc_m = _mm_setzero_ps();
+    let mut acc = _mm256_setzero_ps();
+    let mut acc1 = _mm_setzero_ps();
     for i in 0..nb {
         let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
-        let dx = q8k_d(xb);
+        // Lanes (d dx, dmin dx): the products the tiles form (f16 to f32 is exact).
         let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
-        let dm = _mm_mul_ps(dm, _mm_set1_ps(dx));
+        let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(xb)));
+        let dmin = _mm_movehdup_ps(dm);
         let rd = |k: usize| (wb.add(4 + 4 * k) as *const u32).read_unaligned();
         let (u0, u1, u2) = (rd(0), rd(1), rd(2));
         let sc_hi = (u2 & K2) | (((u0 >> 6) & K3) << 4);
         let m_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4);
         // i16 lanes: scales 0..8, then mins 0..8.
         let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(m_hi as i32, (u1 & K1) as i32, sc_hi as i32, (u0 & K1) as i32));
-        let bsums = load256(xb.add(Q8K_BSUMS));
-        let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums));
-        let prod = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), pair_sums);
-        acc_m = _mm_fmadd_ps(_mm_permute_ps::<0b01_01_01_01>(dm), _mm_cvtepi32_ps(prod), acc_m);
         let sc = _mm256_castsi128_si256(_mm256_castsi256_si128(ms));
         let scales = _mm256_inserti128_si256::<1>(sc, _mm256_castsi256_si128(ms));
+        let mins = _mm256_extracti128_si256::<1>(ms);
         let mut sumi = [_mm256_setzero_si256(); 2];
         for j in 0..4 {
             let shuf = |k: usize| _mm256_loadu_si256(SCALE_SHUFFLE[k].as_ptr() as *const __m256i);
@@ -269,30 +292,47 @@ unsafe fn q4_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
             let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
             let pl = _mm256_maddubs_epi16(lo, load256(xb.add(Q8K_QS + 64 * j)));
             let ph = _mm256_maddubs_epi16(hi, load256(xb.add(Q8K_QS + 32 + 64 * j)));
-            sumi[0] = _mm256_add_epi32(sumi[0], _mm256_madd_epi16(sl, pl));
-            sumi[1] = _mm256_add_epi32(sumi[1], _mm256_madd_epi16(sh, ph));
+            sumi[0] = madd_acc::<ROWS8>(sumi[0], sl, pl);
+            sumi[1] = madd_acc::<ROWS8>(sumi[1], sh, ph);
         }
-        let d = _mm256_broadcastss_ps(dm);
-        acc[i % 2] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[0], sumi[1])), acc[i % 2]);
+        let sumi = _mm256_add_epi32(sumi[0], sumi[1]);
+        let bsums = load256(xb.add(Q8K_BSUMS));
+        if ROWS8 {
+            // S = sum_j m_j (bsum_2j + bsum_2j+1).
+            let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums));
+            let s = hsum_epi32_128(_mm_madd_epi16(mins, pair_sums));
+            acc1 = fma_int(acc1, hsum_epi32(sumi), dm);
+            acc1 = _mm_fnmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), s), dmin, acc1);
+        } else {
+            let min_pairs = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
+            let summ = _mm256_madd_epi16(bsums, min_pairs);
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
+            acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_broadcastss_ps(dmin), acc);
+        }
     }
-    let m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
-    let m = _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
-    hsum_ps(_mm256_add_ps(acc[0], acc[1])) - m
+    if ROWS8 {
+        _mm_cvtss_f32(acc1)
+    } else {
+        hsum_ps(acc)
+    }
 }
 
 /// Q6_K against Q8_K: `(q - 32)` handled once per block through the activation block sums (`32 * sum_g scale_g
-/// bsum_g`) instead of a second `vpmaddubsw` per 32 values.
+/// bsum_g`) instead of a second `vpmaddubsw` per 32 values. The integer sums are exact; the float steps are those
+/// of the flavour's prefill tile: `acc += f32(total) * (d dx)` on eight lanes summed at the end by `hsum_ps`
+/// (`avx2-row`), or on the block's whole integer sum, one f32 per row (`avx512vnni-rows8`).
 #[inline(always)]
-unsafe fn q6_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
+unsafe fn q6_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     let m4 = _mm256_set1_epi8(0x0F);
     let (m2, m30) = (_mm256_set1_epi8(0x03), _mm256_set1_epi8(0x30));
-    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut acc = _mm256_setzero_ps();
+    let mut acc1 = _mm_setzero_ps();
     for i in 0..nb {
         let (wb, xb) = (w.add(i * Q6_K_BYTES), t.x.add(i * Q8_K_BYTES));
-        let d = _mm256_set1_ps(fp16(wb.add(208)) * q8k_d(xb));
+        let d = fp16(wb.add(208)) * q8k_d(xb);
         let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(192) as *const __m128i));
         let corr = _mm256_slli_epi32(_mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), sc16), 5);
-        let mut sumi = [_mm256_setzero_si256(), corr];
+        let mut sumi = _mm256_setzero_si256();
         for half in 0..2 {
             let ql = wb.add(64 * half);
             let qh = load256(wb.add(128 + 32 * half));
@@ -316,10 +356,19 @@ unsafe fn q6_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
                     _mm_set1_epi16(*wb.add(192 + g) as i8 as i16),
                 );
                 let y = load256(xb.add(Q8K_QS + 128 * half + 32 * k));
-                sumi[0] = _mm256_add_epi32(sumi[0], _mm256_madd_epi16(_mm256_maddubs_epi16(*qk, y), s));
+                sumi = madd_acc::<ROWS8>(sumi, _mm256_maddubs_epi16(*qk, y), s);
             }
         }
-        acc[i % 2] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[0], sumi[1])), acc[i % 2]);
+        let total = _mm256_sub_epi32(sumi, corr);
+        if ROWS8 {
+            acc1 = fma_int(acc1, hsum_epi32(total), _mm_set_ss(d));
+        } else {
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d), acc);
+        }
     }
-    hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+    if ROWS8 {
+        _mm_cvtss_f32(acc1)
+    } else {
+        hsum_ps(acc)
+    }
 }
