@@ -94,9 +94,44 @@ gemv_entry!(gemv_q4_0, q4_0_row, L_Q4_0);
 gemv_entry!(gemv_q4_1, q4_1_row, L_Q4_1);
 gemv_entry!(gemv_q8_0, q8_0_row, L_Q8_0);
 
-// The K-quants' VNNI flavour repeats the float steps of the `avx512vnni-rows8` tile (see `q4_k_row`).
-gemv_entry!(gemv_q4_k, q4_k_row, L_Q4_K);
-gemv_entry!(gemv_q6_k, q6_k_row, L_Q6_K);
+/// The K-quant kernels: `ROWS8 = false` is `avx2-gemv` (the `avx2-row` tile's float steps), `ROWS8 = true` is
+/// `avx512vnni-gemv` (the `avx512vnni-rows8` tile's float steps, four rows at a time; AVX2 instructions suffice).
+macro_rules! gemv_entry_k {
+    ($name:ident, $row:ident, $rows4:ident, $layout:expr) => {
+        fn $name<const ROWS8: bool>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn avx2(nb: usize, w: *const u8, stride: usize, t: Tok, out: &mut [f32]) {
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = $row::<false>(nb, w.add(r * stride), t);
+                }
+            }
+            #[target_feature(enable = "avx2,fma,f16c")]
+            unsafe fn rows8(nb: usize, w: *const u8, stride: usize, t: Tok, out: &mut [f32]) {
+                let done = out.len() / 4 * 4;
+                for (q, o) in out[..done].chunks_exact_mut(4).enumerate() {
+                    _mm_storeu_ps(o.as_mut_ptr(), $rows4(nb, w.add(4 * q * stride), stride, t));
+                }
+                for (r, o) in out.iter_mut().enumerate().skip(done) {
+                    *o = $row::<true>(nb, w.add(r * stride), t);
+                }
+            }
+            let (nb, t) = check_gemv(n, &$layout, w, w_row_bytes, x, out);
+            // SAFETY: handed out by `avx2`/`vnni` only after AVX2/FMA/F16C were detected; `check_gemv` verified
+            // that `out.len()` rows of `nb` blocks, `w_row_bytes` apart, and the token's blocks are in bounds; the
+            // row kernels read only inside them.
+            unsafe {
+                if ROWS8 {
+                    rows8(nb, w.as_ptr(), w_row_bytes, t, out)
+                } else {
+                    avx2(nb, w.as_ptr(), w_row_bytes, t, out)
+                }
+            }
+        }
+    };
+}
+
+gemv_entry_k!(gemv_q4_k, q4_k_row, q4_k_rows4, L_Q4_K);
+gemv_entry_k!(gemv_q6_k, q6_k_row, q6_k_rows4, L_Q6_K);
 
 /// `acc` plus, per i32 lane, the sum of four products of the unsigned bytes of `u` and the signed bytes of `s`
 /// (`vpdpbusd` with VNNI; `vpmaddubsw` + `vpmaddwd` without, whose pair sums saturate as in the tile kernels).
@@ -221,51 +256,84 @@ const SCALE_SHUFFLE: [[u8; 32]; 8] = {
     s
 };
 
-/// `acc` plus the pairwise-summed i32 products of the i16 lanes of `a` and `b` (`vpdpwssd` with VNNI, `vpmaddwd` +
-/// `vpaddd` without; the same exact integers).
+/// `acc` plus the pairwise-summed i32 products of the i16 lanes of `a` and `b`. (Not `vpdpwssd`: one instruction
+/// instead of two, but the accumulator then waits for the multiply of every step, which made the K-quant loops
+/// latency-bound; `vpaddd` waits one cycle.)
 #[inline(always)]
-unsafe fn madd_acc<const VNNI: bool>(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
-    if VNNI {
-        _mm256_dpwssd_epi32(acc, a, b)
-    } else {
-        _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
-    }
+unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
+    _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
 }
 
-/// The sum of the four i32 lanes (wrapping, so exact whatever the order).
+/// `[T, T, S, S]` as f32, with `T` and `S` the sums of the four i32 lanes of `t` and `s` (wrapping, so exact
+/// whatever the order; `vcvtdq2ps` rounds as in the tiles).
 #[inline(always)]
-unsafe fn hsum_epi32_128(v: __m128i) -> i32 {
-    let v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
-    _mm_cvtsi128_si32(_mm_add_epi32(v, _mm_shuffle_epi32::<0b01>(v)))
+unsafe fn hsum2_epi32_ps(t: __m128i, s: __m128i) -> __m128 {
+    let ts = _mm_add_epi32(_mm_unpacklo_epi64(t, s), _mm_unpackhi_epi64(t, s));
+    _mm_cvtepi32_ps(_mm_add_epi32(ts, _mm_shuffle_epi32::<0b10_11_00_01>(ts)))
 }
 
-/// The sum of the eight i32 lanes (wrapping, so exact whatever the order).
+/// The sum of the four i32 lanes of `t` as f32, in lane 0.
 #[inline(always)]
-unsafe fn hsum_epi32(v: __m256i) -> i32 {
-    hsum_epi32_128(_mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)))
+unsafe fn hsum_epi32_ps(t: __m128i) -> __m128 {
+    let t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
+    _mm_cvtepi32_ps(_mm_add_epi32(t, _mm_shuffle_epi32::<0b01>(t)))
 }
 
-/// `acc + x * f` (lane 0, one rounding) with `x` an integer converted to f32 (`vcvtsi2ss`, rounded as the tiles'
-/// `vcvtdq2ps`).
+/// The sums of the lanes of the two 128-bit halves of `v` (four i32 lanes).
 #[inline(always)]
-unsafe fn fma_int(acc: __m128, x: i32, f: __m128) -> __m128 {
-    _mm_fmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), x), f, acc)
+unsafe fn fold_epi32(v: __m256i) -> __m128i {
+    _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v))
 }
 
-/// Q4_K against Q8_K: the eight 6-bit scales and mins unpacked with 32-bit word arithmetic (as ggml), the mins
-/// term from the activation block sums, two integer chains per block. The integer sums are exact, so only the
-/// float steps decide the rounding, and they are those of the prefill tile of the flavour:
-/// - `ROWS8 = false` (`avx2-gemv`), as the `avx2-row` tile: eight lanes of partial sums per row, per block
-///   `acc += f32(sumi) * (d dx)` then `acc -= f32(summ) * (dmin dx)` (each one FMA), with the lane `j` of `summ` =
-///   `m_j (bsum_2j + bsum_2j+1)`; the lanes summed at the end by `hsum_ps`.
-/// - `ROWS8 = true` (`avx512vnni-gemv`), as the `avx512vnni-rows8` tile: the block's whole integer sums `T` and `S`,
-///   then `acc = fma(f32(T), d dx, acc)` and `acc = fnmadd(f32(S), dmin dx, acc)` on one f32 per row.
+/// The integer part of one Q4_K block `wb` against the Q8_K block `xb`: the eight i32 lanes of `sum_j scale_j
+/// sum q y` (lane `l` over the bytes `4l..4l+4` of every 32 values, as in the `avx2-row` tile), and the eight mins
+/// as i16. The eight 6-bit scales and mins are unpacked with 32-bit word arithmetic (as ggml); two integer chains.
 #[inline(always)]
-unsafe fn q4_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
+unsafe fn q4_k_ints(wb: *const u8, xb: *const u8) -> (__m256i, __m128i) {
     const K1: u32 = 0x3f3f_3f3f;
     const K2: u32 = 0x0f0f_0f0f;
     const K3: u32 = 0x0303_0303;
     let m4 = _mm256_set1_epi8(0x0F);
+    let rd = |k: usize| (wb.add(4 + 4 * k) as *const u32).read_unaligned();
+    let (u0, u1, u2) = (rd(0), rd(1), rd(2));
+    let sc_hi = (u2 & K2) | (((u0 >> 6) & K3) << 4);
+    let m_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4);
+    // i16 lanes: scales 0..8, then mins 0..8.
+    let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(m_hi as i32, (u1 & K1) as i32, sc_hi as i32, (u0 & K1) as i32));
+    let sc = _mm256_castsi128_si256(_mm256_castsi256_si128(ms));
+    let scales = _mm256_inserti128_si256::<1>(sc, _mm256_castsi256_si128(ms));
+    let mut sumi = [_mm256_setzero_si256(); 2];
+    for j in 0..4 {
+        let shuf = |k: usize| _mm256_loadu_si256(SCALE_SHUFFLE[k].as_ptr() as *const __m256i);
+        let (sl, sh) = (_mm256_shuffle_epi8(scales, shuf(2 * j)), _mm256_shuffle_epi8(scales, shuf(2 * j + 1)));
+        let bits = load256(wb.add(16 + 32 * j));
+        let lo = _mm256_and_si256(bits, m4);
+        let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        let pl = _mm256_maddubs_epi16(lo, load256(xb.add(Q8K_QS + 64 * j)));
+        let ph = _mm256_maddubs_epi16(hi, load256(xb.add(Q8K_QS + 32 + 64 * j)));
+        sumi[0] = madd_acc(sumi[0], sl, pl);
+        sumi[1] = madd_acc(sumi[1], sh, ph);
+    }
+    (_mm256_add_epi32(sumi[0], sumi[1]), _mm256_extracti128_si256::<1>(ms))
+}
+
+/// The sums of the sixteen-value groups of the Q8_K block `xb` taken in pairs: `bsum_2j + bsum_2j+1`, as i16.
+#[inline(always)]
+unsafe fn pair_sums(xb: *const u8) -> __m128i {
+    let bsums = load256(xb.add(Q8K_BSUMS));
+    _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums))
+}
+
+/// Q4_K against Q8_K, one row. The integer sums are exact, so only the float steps decide the rounding, and they
+/// are those of the prefill tile of the flavour:
+/// - `ROWS8 = false` (`avx2-gemv`), as the `avx2-row` tile: eight lanes of partial sums per row, per block
+///   `acc += f32(sumi) * (d dx)` then `acc -= f32(summ) * (dmin dx)` (each one FMA), with the lane `j` of `summ` =
+///   `m_j (bsum_2j + bsum_2j+1)`; the lanes summed at the end by `hsum_ps`.
+/// - `ROWS8 = true` (`avx512vnni-gemv`), as the `avx512vnni-rows8` tile: the block's whole integer sums `T` and
+///   `S = sum_j m_j (bsum_2j + bsum_2j+1)`, then `acc = fma(f32(T), d dx, acc)` and `acc = fnmadd(f32(S), dmin dx,
+///   acc)` on one f32 per row ([`q4_k_rows4`] does four rows at once).
+#[inline(always)]
+unsafe fn q4_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc1 = _mm_setzero_ps();
     for i in 0..nb {
@@ -274,38 +342,14 @@ unsafe fn q4_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
         let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
         let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(xb)));
         let dmin = _mm_movehdup_ps(dm);
-        let rd = |k: usize| (wb.add(4 + 4 * k) as *const u32).read_unaligned();
-        let (u0, u1, u2) = (rd(0), rd(1), rd(2));
-        let sc_hi = (u2 & K2) | (((u0 >> 6) & K3) << 4);
-        let m_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4);
-        // i16 lanes: scales 0..8, then mins 0..8.
-        let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(m_hi as i32, (u1 & K1) as i32, sc_hi as i32, (u0 & K1) as i32));
-        let sc = _mm256_castsi128_si256(_mm256_castsi256_si128(ms));
-        let scales = _mm256_inserti128_si256::<1>(sc, _mm256_castsi256_si128(ms));
-        let mins = _mm256_extracti128_si256::<1>(ms);
-        let mut sumi = [_mm256_setzero_si256(); 2];
-        for j in 0..4 {
-            let shuf = |k: usize| _mm256_loadu_si256(SCALE_SHUFFLE[k].as_ptr() as *const __m256i);
-            let (sl, sh) = (_mm256_shuffle_epi8(scales, shuf(2 * j)), _mm256_shuffle_epi8(scales, shuf(2 * j + 1)));
-            let bits = load256(wb.add(16 + 32 * j));
-            let lo = _mm256_and_si256(bits, m4);
-            let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-            let pl = _mm256_maddubs_epi16(lo, load256(xb.add(Q8K_QS + 64 * j)));
-            let ph = _mm256_maddubs_epi16(hi, load256(xb.add(Q8K_QS + 32 + 64 * j)));
-            sumi[0] = madd_acc::<ROWS8>(sumi[0], sl, pl);
-            sumi[1] = madd_acc::<ROWS8>(sumi[1], sh, ph);
-        }
-        let sumi = _mm256_add_epi32(sumi[0], sumi[1]);
-        let bsums = load256(xb.add(Q8K_BSUMS));
+        let (sumi, mins) = q4_k_ints(wb, xb);
         if ROWS8 {
-            // S = sum_j m_j (bsum_2j + bsum_2j+1).
-            let pair_sums = _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums));
-            let s = hsum_epi32_128(_mm_madd_epi16(mins, pair_sums));
-            acc1 = fma_int(acc1, hsum_epi32(sumi), dm);
-            acc1 = _mm_fnmadd_ss(_mm_cvtsi32_ss(_mm_setzero_ps(), s), dmin, acc1);
+            let ts = hsum2_epi32_ps(fold_epi32(sumi), _mm_madd_epi16(mins, pair_sums(xb))); // [T, T, S, S]
+            acc1 = _mm_fmadd_ss(ts, dm, acc1);
+            acc1 = _mm_fnmadd_ss(_mm_movehl_ps(ts, ts), dmin, acc1);
         } else {
             let min_pairs = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
-            let summ = _mm256_madd_epi16(bsums, min_pairs);
+            let summ = _mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), min_pairs);
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
             acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_broadcastss_ps(dmin), acc);
         }
@@ -317,51 +361,87 @@ unsafe fn q4_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     }
 }
 
-/// Q6_K against Q8_K: `(q - 32)` handled once per block through the activation block sums (`32 * sum_g scale_g
-/// bsum_g`) instead of a second `vpmaddubsw` per 32 values. The integer sums are exact; the float steps are those
-/// of the flavour's prefill tile: `acc += f32(total) * (d dx)` on eight lanes summed at the end by `hsum_ps`
-/// (`avx2-row`), or on the block's whole integer sum, one f32 per row (`avx512vnni-rows8`).
+/// `[sum of the lanes of v[0], ..., of v[3]]` (wrapping, so exact whatever the order), as f32.
 #[inline(always)]
-unsafe fn q6_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
+unsafe fn hsum4_epi32_ps(v: [__m128i; 4]) -> __m128 {
+    _mm_cvtepi32_ps(_mm_hadd_epi32(_mm_hadd_epi32(v[0], v[1]), _mm_hadd_epi32(v[2], v[3])))
+}
+
+/// Four Q4_K rows (`stride` bytes apart) with the float steps of the `avx512vnni-rows8` tile, one row per lane:
+/// lane `r` gets exactly what `q4_k_row::<true>` gives for row `r`, with the per-block reductions shared.
+#[inline(always)]
+unsafe fn q4_k_rows4(nb: usize, w: *const u8, stride: usize, t: Tok) -> __m128 {
+    let mut acc = _mm_setzero_ps();
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
+        let dx = _mm_set1_ps(q8k_d(xb));
+        let ps = pair_sums(xb);
+        let (mut tv, mut sv) = ([_mm_setzero_si128(); 4], [_mm_setzero_si128(); 4]);
+        for r in 0..4 {
+            let (sumi, mins) = q4_k_ints(wb.add(r * stride), xb);
+            tv[r] = fold_epi32(sumi);
+            sv[r] = _mm_madd_epi16(mins, ps);
+        }
+        let (d, dmin) = (_mm_mul_ps(halves4(wb, stride), dx), _mm_mul_ps(halves4(wb.add(2), stride), dx));
+        acc = _mm_fmadd_ps(hsum4_epi32_ps(tv), d, acc);
+        acc = _mm_fnmadd_ps(hsum4_epi32_ps(sv), dmin, acc);
+    }
+    acc
+}
+
+/// The integer part of one Q6_K block `wb` against the Q8_K block `xb`: eight i32 lanes of `sum scale (q - 32) y`
+/// (lane `l` over the bytes `4l..4l+4` of every 32 values, as in the `avx2-row` tile), with `(q - 32)` handled
+/// once per block through the activation block sums (`32 * sum_g scale_g bsum_g`) instead of a second
+/// `vpmaddubsw` per 32 values.
+#[inline(always)]
+unsafe fn q6_k_ints(wb: *const u8, xb: *const u8) -> __m256i {
     let m4 = _mm256_set1_epi8(0x0F);
     let (m2, m30) = (_mm256_set1_epi8(0x03), _mm256_set1_epi8(0x30));
+    let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(192) as *const __m128i));
+    let corr = _mm256_slli_epi32(_mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), sc16), 5);
+    let mut sumi = _mm256_setzero_si256();
+    for half in 0..2 {
+        let ql = wb.add(64 * half);
+        let qh = load256(wb.add(128 + 32 * half));
+        let (b1, b2) = (load256(ql), load256(ql.add(32)));
+        let q = [
+            _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
+            _mm256_or_si256(
+                _mm256_and_si256(b2, m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4),
+            ),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), _mm256_and_si256(qh, m30)),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
+            ),
+        ];
+        for (k, qk) in q.iter().enumerate() {
+            let g = 8 * half + 2 * k;
+            let s = _mm256_set_m128i(
+                _mm_set1_epi16(*wb.add(192 + g + 1) as i8 as i16),
+                _mm_set1_epi16(*wb.add(192 + g) as i8 as i16),
+            );
+            let y = load256(xb.add(Q8K_QS + 128 * half + 32 * k));
+            sumi = madd_acc(sumi, _mm256_maddubs_epi16(*qk, y), s);
+        }
+    }
+    _mm256_sub_epi32(sumi, corr)
+}
+
+/// Q6_K against Q8_K, one row. The integer sums are exact; the float steps are those of the flavour's prefill
+/// tile: `acc += f32(total) * (d dx)` on eight lanes summed at the end by `hsum_ps` (`avx2-row`), or on the
+/// block's whole integer sum, one f32 per row (`avx512vnni-rows8`; [`q6_k_rows4`] does four rows at once).
+#[inline(always)]
+unsafe fn q6_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     let mut acc = _mm256_setzero_ps();
     let mut acc1 = _mm_setzero_ps();
     for i in 0..nb {
         let (wb, xb) = (w.add(i * Q6_K_BYTES), t.x.add(i * Q8_K_BYTES));
         let d = fp16(wb.add(208)) * q8k_d(xb);
-        let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(192) as *const __m128i));
-        let corr = _mm256_slli_epi32(_mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), sc16), 5);
-        let mut sumi = _mm256_setzero_si256();
-        for half in 0..2 {
-            let ql = wb.add(64 * half);
-            let qh = load256(wb.add(128 + 32 * half));
-            let (b1, b2) = (load256(ql), load256(ql.add(32)));
-            let q = [
-                _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
-                _mm256_or_si256(
-                    _mm256_and_si256(b2, m4),
-                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4),
-                ),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4), _mm256_and_si256(qh, m30)),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
-                    _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
-                ),
-            ];
-            for (k, qk) in q.iter().enumerate() {
-                let g = 8 * half + 2 * k;
-                let s = _mm256_set_m128i(
-                    _mm_set1_epi16(*wb.add(192 + g + 1) as i8 as i16),
-                    _mm_set1_epi16(*wb.add(192 + g) as i8 as i16),
-                );
-                let y = load256(xb.add(Q8K_QS + 128 * half + 32 * k));
-                sumi = madd_acc::<ROWS8>(sumi, _mm256_maddubs_epi16(*qk, y), s);
-            }
-        }
-        let total = _mm256_sub_epi32(sumi, corr);
+        let total = q6_k_ints(wb, xb);
         if ROWS8 {
-            acc1 = fma_int(acc1, hsum_epi32(total), _mm_set_ss(d));
+            acc1 = _mm_fmadd_ss(hsum_epi32_ps(fold_epi32(total)), _mm_set_ss(d), acc1);
         } else {
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d), acc);
         }
@@ -371,4 +451,21 @@ unsafe fn q6_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     } else {
         hsum_ps(acc)
     }
+}
+
+/// Four Q6_K rows (`stride` bytes apart) with the float steps of the `avx512vnni-rows8` tile, one row per lane (as
+/// [`q4_k_rows4`]).
+#[inline(always)]
+unsafe fn q6_k_rows4(nb: usize, w: *const u8, stride: usize, t: Tok) -> __m128 {
+    let mut acc = _mm_setzero_ps();
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * Q6_K_BYTES), t.x.add(i * Q8_K_BYTES));
+        let mut tv = [_mm_setzero_si128(); 4];
+        for (r, v) in tv.iter_mut().enumerate() {
+            *v = fold_epi32(q6_k_ints(wb.add(r * stride), xb));
+        }
+        let d = _mm_mul_ps(halves4(wb.add(208), stride), _mm_set1_ps(q8k_d(xb)));
+        acc = _mm_fmadd_ps(hsum4_epi32_ps(tv), d, acc);
+    }
+    acc
 }
