@@ -27,8 +27,6 @@ mod aarch64_neon;
 mod aarch64_neon_tiles;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
-#[cfg(all(test, target_arch = "x86_64"))]
-mod speed_tmp;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the aarch64 tiles do not use the shared layouts yet
 mod tile_common;
 #[cfg(target_arch = "x86_64")]
@@ -43,8 +41,6 @@ mod x86_avx2_tiles;
 mod x86_avx512vnni_tiles;
 #[cfg(target_arch = "x86_64")]
 mod x86_common;
-#[cfg(all(test, target_arch = "x86_64"))]
-mod x86_old_gemv;
 
 use crate::ggml_type::GgmlType;
 

@@ -95,13 +95,18 @@ gemv_entry!(gemv_q4_1, q4_1_row, L_Q4_1);
 gemv_entry!(gemv_q8_0, q8_0_row, L_Q8_0);
 
 /// The K-quant kernels: `ROWS8 = false` is `avx2-gemv` (the `avx2-row` tile's float steps), `ROWS8 = true` is
-/// `avx512vnni-gemv` (the `avx512vnni-rows8` tile's float steps, four rows at a time; AVX2 instructions suffice).
+/// `avx512vnni-gemv` (the `avx512vnni-rows8` tile's float steps; AVX2 instructions suffice); both four rows at a
+/// time, then the rows left one by one.
 macro_rules! gemv_entry_k {
-    ($name:ident, $row:ident, $rows4:ident, $layout:expr) => {
+    ($name:ident, $row:ident, $rows4_lanes:ident, $rows4:ident, $layout:expr) => {
         fn $name<const ROWS8: bool>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn avx2(nb: usize, w: *const u8, stride: usize, t: Tok, out: &mut [f32]) {
-                for (r, o) in out.iter_mut().enumerate() {
+                let done = out.len() / 4 * 4;
+                for (q, o) in out[..done].chunks_exact_mut(4).enumerate() {
+                    _mm_storeu_ps(o.as_mut_ptr(), $rows4_lanes(nb, w.add(4 * q * stride), stride, t));
+                }
+                for (r, o) in out.iter_mut().enumerate().skip(done) {
                     *o = $row::<false>(nb, w.add(r * stride), t);
                 }
             }
@@ -130,8 +135,8 @@ macro_rules! gemv_entry_k {
     };
 }
 
-gemv_entry_k!(gemv_q4_k, q4_k_row, q4_k_rows4, L_Q4_K);
-gemv_entry_k!(gemv_q6_k, q6_k_row, q6_k_rows4, L_Q6_K);
+gemv_entry_k!(gemv_q4_k, q4_k_row, q4_k_rows4_lanes, q4_k_rows4, L_Q4_K);
+gemv_entry_k!(gemv_q6_k, q6_k_row, q6_k_rows4_lanes, q6_k_rows4, L_Q6_K);
 
 /// `acc` plus, per i32 lane, the sum of four products of the unsigned bytes of `u` and the signed bytes of `s`
 /// (`vpdpbusd` with VNNI; `vpmaddubsw` + `vpmaddwd` without, whose pair sums saturate as in the tile kernels).
@@ -389,6 +394,28 @@ unsafe fn q4_k_rows4(nb: usize, w: *const u8, stride: usize, t: Tok) -> __m128 {
     acc
 }
 
+/// Four Q4_K rows (`stride` bytes apart) with the float steps of the `avx2-row` tile: each row keeps its own eight
+/// lanes and gets exactly what `q4_k_row::<false>` gives it; the four rows share the activation block's loads.
+#[inline(always)]
+unsafe fn q4_k_rows4_lanes(nb: usize, w: *const u8, stride: usize, t: Tok) -> __m128 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
+        let dx = _mm_set1_ps(q8k_d(xb));
+        let bsums = load256(xb.add(Q8K_BSUMS));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let wr = wb.add(r * stride);
+            let dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((wr as *const i32).read_unaligned())), dx);
+            let (sumi, mins) = q4_k_ints(wr, xb);
+            let min_pairs = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
+            let summ = _mm256_madd_epi16(bsums, min_pairs);
+            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), *a);
+            *a = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), *a);
+        }
+    }
+    _mm_setr_ps(hsum_ps(acc[0]), hsum_ps(acc[1]), hsum_ps(acc[2]), hsum_ps(acc[3]))
+}
+
 /// The integer part of one Q6_K block `wb` against the Q8_K block `xb`: eight i32 lanes of `sum scale (q - 32) y`
 /// (lane `l` over the bytes `4l..4l+4` of every 32 values, as in the `avx2-row` tile), with `(q - 32)` handled
 /// once per block through the activation block sums (`32 * sum_g scale_g bsum_g`) instead of a second
@@ -451,6 +478,23 @@ unsafe fn q6_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     } else {
         hsum_ps(acc)
     }
+}
+
+/// Four Q6_K rows (`stride` bytes apart) with the float steps of the `avx2-row` tile, each row its own eight lanes
+/// (as [`q4_k_rows4_lanes`]).
+#[inline(always)]
+unsafe fn q6_k_rows4_lanes(nb: usize, w: *const u8, stride: usize, t: Tok) -> __m128 {
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * Q6_K_BYTES), t.x.add(i * Q8_K_BYTES));
+        let dx = q8k_d(xb);
+        for (r, a) in acc.iter_mut().enumerate() {
+            let wr = wb.add(r * stride);
+            let d = fp16(wr.add(208)) * dx;
+            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q6_k_ints(wr, xb)), _mm256_set1_ps(d), *a);
+        }
+    }
+    _mm_setr_ps(hsum_ps(acc[0]), hsum_ps(acc[1]), hsum_ps(acc[2]), hsum_ps(acc[3]))
 }
 
 /// Four Q6_K rows (`stride` bytes apart) with the float steps of the `avx512vnni-rows8` tile, one row per lane (as
