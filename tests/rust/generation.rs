@@ -374,8 +374,7 @@ fn a_cached_prefix_changes_no_result_under_the_default_kernel_choice() {
     let dir = tempfile::tempdir().unwrap();
     let kquant = dir.path().join("Q4_K_M.gguf");
     let scheme = picolm_core::quantize::QuantScheme::parse("Q4_K_M").unwrap();
-    picolm_core::quantize::quantize_file(&model_path("smollm2-135m-F32.gguf"), &kquant, scheme, &mut |_, _| {})
-        .unwrap();
+    picolm_core::quantize::quantize_file(model_path("smollm2-135m-F32.gguf"), &kquant, scheme, &mut |_, _| {}).unwrap();
     let prompt = "The history of the lighthouse on the northern cape began when";
     for path in [model_path("SmolLM2-135M-Instruct.Q4_1.gguf"), kquant] {
         let load = |kernel: Option<&str>| {
