@@ -79,8 +79,8 @@ unsafe fn group<const VNNI: bool, const NT: usize>(
     let mask = lane_mask(count);
     for i in 0..NT {
         let mut d = [_mm256_setzero_si256(); GROUP];
-        for k in 0..count {
-            d[k] = dot4::<VNNI>(q[k], load256(t[i].x.add((b0 + k) * Q8_0_BYTES + Q8_0_QS)));
+        for (k, (dk, qk)) in d.iter_mut().zip(&q).enumerate().take(count) {
+            *dk = dot4::<VNNI>(*qk, load256(t[i].x.add((b0 + k) * Q8_0_BYTES + Q8_0_QS)));
         }
         let (sums, dx) = if count == GROUP {
             (load256(t[i].sum.add(b0) as *const u8), _mm256_loadu_ps(t[i].s.add(b0)))
