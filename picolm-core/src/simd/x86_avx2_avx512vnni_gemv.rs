@@ -9,8 +9,9 @@
 //! `vpmaddubsw` + `vpmaddwd`. The 32-wide formats (Q4_0, Q4_1, Q8_0) follow the integer and float steps of the
 //! `avx2-row` tile kernel exactly (Q4_0 runs the very row kernel of that tile, `x86_q4_0`), so their results are
 //! bit-identical to it (tested); the K-quants (Q4_K, Q6_K) sum in another order and equal the scalar reference up
-//! to float rounding (tested in `simd::tests`). Neither is bit-identical to the AVX-512 eight-row tile, which is why decode may only use them when batched prefill and
-//! token-by-token decode are not required to agree bit for bit (see `compute::planner`).
+//! to float rounding (tested in `simd::tests`). Neither is bit-identical to the AVX-512 eight-row tile, which is
+//! why decode may only use them when batched prefill and token-by-token decode are not required to agree bit for
+//! bit (see `compute::planner`).
 
 use std::arch::x86_64::*;
 
