@@ -15,6 +15,7 @@
 //! - `x86_avx2_dot.rs`: AVX2 one-row dot products (`avx2-dot`) for the formats without tiles (F32, F16, BF16,
 //!   Q5_0, Q5_1, Q2_K, Q3_K, Q5_K).
 //! - `x86_avx2_convert.rs`: AVX2 activation quantizers (f32 to Q8_0, Q8_1, Q8_K) and the F16C f16 to f32 rows.
+//! - `x86_q4_0.rs`: the Q4_0 row kernel the `avx2-row` tile and both matrix-vector kernels share (bit-identical).
 //! - `x86_common.rs`: the x86-64 feature checks and AVX2 helpers; `tile_common.rs`: block layouts (sizes from
 //!   [`GgmlType`]) and the slice checks the tile and matrix-vector kernels share.
 //! - `aarch64_neon_tiles.rs`: aarch64 tiles of four weight rows by up to four tokens, with `sdot` (`neon-sdot-4x4`,
@@ -41,6 +42,8 @@ mod x86_avx2_tiles;
 mod x86_avx512vnni_tiles;
 #[cfg(target_arch = "x86_64")]
 mod x86_common;
+#[cfg(target_arch = "x86_64")]
+mod x86_q4_0;
 
 use crate::ggml_type::GgmlType;
 

@@ -492,6 +492,65 @@ fn kernels_with_other_rounding_are_not_declared_identical() {
     }
 }
 
+/// The Q4_0 kernels (whose x86 row kernel does its float steps per group of eight blocks) on every block count
+/// from 1 to 17, so every tail of a group: each tile and decode kernel agrees with the scalar reference, a full
+/// tile with one-token tiles bit for bit, and each matrix-vector kernel with the `avx2-row` tile bit for bit. The
+/// weights include all-extreme rows (nibbles 0 and 15) and the activations an all-extreme row (quants -127/127).
+#[test]
+fn q4_0_kernels_agree_on_every_block_count() {
+    let ty = GgmlType::Q4_0;
+    let mut checked = 0;
+    for blocks in 1..=17usize {
+        let n = 32 * blocks;
+        for scale in [1e-3f32, 1.0, 50.0] {
+            let seed = blocks as u64 * 31;
+            let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed + r, n, scale)).collect();
+            ws[3] = (0..n).map(|i| if i % 2 == 0 { 65000.0 } else { -65000.0 }).collect();
+            ws[6] = (0..n).map(|i| if i % 3 == 0 { -scale } else { scale * 0.875 }).collect();
+            let mut xs: Vec<Vec<f32>> = (0..MAX_TILE_TOKENS as u64).map(|t| values(seed + 100 + t, n, scale)).collect();
+            xs[2] = (0..n).map(|i| if i % 5 == 0 { -scale } else { scale }).collect();
+            let case = TileCase::new(ty, n, &ws, &xs);
+            let reference = |r: usize, t: usize, got: f32, what: &str| {
+                let xq = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                let wq = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
+                let want = quant::vec_dot(ty, n, wq, xq).unwrap();
+                let magnitude: f32 = ws[r].iter().zip(&xs[t]).map(|(a, b)| (a * b).abs()).sum::<f32>();
+                let tol = 2e-5 * magnitude.max(1e-6) + 1e-6;
+                assert!((want - got).abs() <= tol, "{what}: n={n} row {r} token {t}: reference {want}, got {got}");
+            };
+            for (name, k) in tile_kernel_candidates(ty).into_iter().flatten() {
+                let wide = case.run(&k, n, 0, k.max_rows, 0, k.max_tokens);
+                for r in 0..k.max_rows {
+                    for t in 0..k.max_tokens {
+                        let got = wide[r * k.max_tokens + t];
+                        let one = case.run(&k, n, r, 1, t, 1)[0];
+                        assert_eq!(got.to_bits(), one.to_bits(), "{name}: n={n} row {r} token {t} depends on the tile");
+                        reference(r, t, got, name);
+                        checked += 1;
+                    }
+                }
+            }
+            let candidates = decode_kernel_candidates(ty);
+            let row_tile = candidates.iter().find(|k| k.name == "avx2-row");
+            for k in &candidates {
+                for t in 0..xs.len() {
+                    let got = decode_run(k, &case, n, 0, ws.len(), t);
+                    for (r, v) in got.iter().enumerate() {
+                        reference(r, t, *v, k.name);
+                    }
+                    if let Some(tile) = row_tile.filter(|_| k.name.ends_with("-gemv")) {
+                        let want = decode_run(tile, &case, n, 0, ws.len(), t);
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&got), bits(&want), "{}: n={n} token {t} differs from avx2-row", k.name);
+                    }
+                    checked += got.len();
+                }
+            }
+        }
+    }
+    eprintln!("{checked} Q4_0 results checked on {}", cpu_path());
+}
+
 /// This CPU gets the decode kernels shaped for bandwidth where it has the instructions.
 #[test]
 fn gemv_kernels_are_candidates_on_x86() {

@@ -9,7 +9,8 @@
 //! place of `vpmaddubsw` + `vpmaddwd` / `vpmaddwd` + `vpaddd`. The integer sums are exact in every kernel, so a
 //! kernel's rounding is decided by its float steps alone, and each kernel repeats those of one prefill tile, which
 //! makes its results bit-identical to that tile's (declared in `simd::decode_kernel_candidates`, tested in
-//! `simd::tests`): the 32-wide formats (Q4_0, Q4_1, Q8_0) in both flavours and the K-quants of `avx2-gemv` follow
+//! `simd::tests`): the 32-wide formats (Q4_0, Q4_1, Q8_0) in both
+//! flavours (Q4_0 runs the very row kernel of that tile, `x86_q4_0`) and the K-quants of `avx2-gemv` follow
 //! the `avx2-row` tile (the prefill kernel of CPUs without AVX-512 VNNI); the K-quants of `avx512vnni-gemv` follow
 //! the `avx512vnni-rows8` tile (the prefill kernel of the others). Decode may use a kernel under `auto` only where
 //! its twin is the CPU's prefill kernel (see `compute::planner`).
@@ -17,8 +18,8 @@
 use std::arch::x86_64::*;
 
 use super::tile_common::{
-    check, toks, Layout, Tok, L_Q4_0, L_Q4_1, L_Q4_K, L_Q6_K, L_Q8_0, Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q6_K_BYTES,
-    Q8K_BSUMS, Q8K_QS, Q8_0_BYTES, Q8_0_QS, Q8_1_BYTES, Q8_1_QS, Q8_K_BYTES,
+    check, toks, Layout, Tok, L_Q4_0, L_Q4_1, L_Q4_K, L_Q6_K, L_Q8_0, Q4_1_BYTES, Q4_K_BYTES, Q6_K_BYTES, Q8K_BSUMS,
+    Q8K_QS, Q8_0_BYTES, Q8_0_QS, Q8_1_BYTES, Q8_1_QS, Q8_K_BYTES,
 };
 use super::x86_common::{fp16, hsum_ps, load256, nibbles32, rd_u16};
 use super::{q8k_d, ActivationRows, GemvFn, TileShape};
@@ -163,7 +164,7 @@ unsafe fn lane(v: __m128, k: i32) -> __m256 {
     _mm256_permutevar8x32_ps(_mm256_castps128_ps256(v), _mm256_set1_epi32(k))
 }
 
-/// Shared row of the signed 32-wide formats (Q4_0: nibbles - 8; Q8_0: bytes) against Q8_0 activations with
+/// Row of the signed 32-wide format Q8_0 against Q8_0 activations with
 /// prepared f32 scales: the integer and float steps of the `avx2-row` tile kernel (`vpsignb` pair, products summed
 /// per four values, `(sum * dw) * dx` into even/odd block accumulators), so the results are bit-identical to it;
 /// only the per-row overhead and, with VNNI, one instruction per block are saved.
@@ -200,10 +201,10 @@ unsafe fn signed_row<const VNNI: bool>(
     hsum_ps(_mm256_add_ps(acc[0], acc[1]))
 }
 
+/// Q4_0: the row kernel shared with the `avx2-row` tile (see [`super::x86_q4_0`]).
 #[inline(always)]
 unsafe fn q4_0_row<const VNNI: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
-    let eight = _mm256_set1_epi8(8);
-    signed_row::<VNNI>(nb, w, Q4_0_BYTES, t, |p| _mm256_sub_epi8(nibbles32(p), eight))
+    super::x86_q4_0::q4_0_row::<VNNI, 1>(nb, w, &[t])[0]
 }
 
 #[inline(always)]

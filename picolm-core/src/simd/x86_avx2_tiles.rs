@@ -10,8 +10,8 @@
 use std::arch::x86_64::*;
 
 use super::tile_common::{
-    check, toks, Tok, L_Q4_0, L_Q4_1, L_Q4_K, L_Q6_K, L_Q8_0, Q4_0_BYTES, Q4_1_BYTES, Q4_K_BYTES, Q6_K_BYTES,
-    Q8K_BSUMS, Q8K_QS, Q8_0_BYTES, Q8_0_QS, Q8_1_BYTES, Q8_1_QS, Q8_K_BYTES,
+    check, toks, Tok, L_Q4_0, L_Q4_1, L_Q4_K, L_Q6_K, L_Q8_0, Q4_1_BYTES, Q4_K_BYTES, Q6_K_BYTES, Q8K_BSUMS, Q8K_QS,
+    Q8_0_BYTES, Q8_0_QS, Q8_1_BYTES, Q8_1_QS, Q8_K_BYTES,
 };
 use super::x86_common::{fp16, hsum_ps, load256, nibbles32, rd_u16};
 use super::{ActivationRows, TileFn, TileKernel, TileShape};
@@ -119,7 +119,7 @@ unsafe fn sums<const NT: usize>(acc: &[__m256; NT]) -> [f32; NT] {
 
 // ---- 32-wide formats: weight row of `nb` blocks against Q8_0 / Q8_1 rows with f32 scales ----
 
-/// Shared loop of the signed 32-wide formats (Q4_0, Q8_0): `decode(block)` gives the block's signed weights.
+/// Loop of the signed 32-wide format Q8_0: `decode(block)` gives the block's signed weights.
 #[inline(always)]
 unsafe fn signed32_rows<const NT: usize>(
     nb: usize,
@@ -151,10 +151,10 @@ unsafe fn signed32_rows<const NT: usize>(
     finish(&acc)
 }
 
+/// Q4_0: the row kernel shared with the matrix-vector kernels (see [`super::x86_q4_0`]).
 #[inline(always)]
 unsafe fn q4_0_rows<const NT: usize>(nb: usize, w: *const u8, t: &[Tok; NT]) -> [f32; NT] {
-    let eight = _mm256_set1_epi8(8);
-    signed32_rows::<NT>(nb, w, Q4_0_BYTES, t, |p| _mm256_sub_epi8(nibbles32(p), eight))
+    super::x86_q4_0::q4_0_row::<false, NT>(nb, w, t)
 }
 
 #[inline(always)]
