@@ -158,7 +158,7 @@ fn alloc_of(ranges: &[ResidentRange]) -> u64 {
 /// Picks the matrices to keep resident within `room` bytes of buffers: whole units (layers, the output matrix)
 /// spread evenly over the pass by bytes, then, for the room left, the tail matrices (in file order) of the
 /// streamed layers, so that what is streamed of a layer stays one contiguous range.
-fn choose_resident<'w>(weights: &'w LlamaWeights, room: u64) -> Vec<&'w MatrixRef> {
+fn choose_resident(weights: &LlamaWeights, room: u64) -> Vec<&MatrixRef> {
     let units = units(weights);
     let starts = Starts::of(weights);
     let cost = |mats: &[&MatrixRef]| alloc_of(&ranges_of(mats, &starts));
@@ -482,14 +482,14 @@ impl StreamState {
     /// seen only the pieces before.
     pub fn matrix(&mut self, w: &MatrixRef, f: &mut dyn FnMut(Range<usize>, &[u8])) -> Result<(), ModelError> {
         let unavailable = || ModelError::WeightsUnavailable { name: w.name.clone() };
-        let (first, n) = match self.plan.matrices.get(&(w.offset as u64)).ok_or_else(unavailable)? {
-            &Source::Resident { range, at } => {
+        let (first, n) = match *self.plan.matrices.get(&(w.offset as u64)).ok_or_else(unavailable)? {
+            Source::Resident { range, at } => {
                 let (buf, r) = &self.resident[range];
                 let bytes = buf.region()[r.clone()].get(at..at + w.n_bytes()).ok_or_else(unavailable)?;
                 f(0..w.rows, bytes);
                 return Ok(());
             }
-            &Source::Streamed { first, n } => (first, n),
+            Source::Streamed { first, n } => (first, n),
         };
         for i in first..first + n {
             let p = self.plan.pieces[i];
