@@ -10,11 +10,11 @@
 # cached by an earlier run is charged to the cgroup that read it, so without the drop an engine could run on pages
 # outside its limit. ROUNDS interleaved rounds (A M B A M B ...) of PicoLM streaming (A), PicoLM with
 # `--max-rss CG_MAX_RSS_MB` (M: streaming with as many weights kept resident as the budget holds) and, with
-# LLAMA_BENCH (the path of a llama.cpp llama-bench), llama.cpp's decode (B, `llama-bench -p 0 -n N_GEN -r 1 -o csv`), same threads,
-# same cgroup, same drop (LLAMA_ARGS, default `--repack 0`: llama-bench's default repacks the weights into
-# anonymous memory, which cannot fit a 256 MiB limit without swap and thrashes; `--repack 0` runs on the mapped
-# file, llama.cpp's low-memory setting); each round is reported with the tok/s ratios to llama.cpp and the load average at the time (the figures
-# of a shared machine are only comparable within a round). A round of PicoLM's default (mapped) mode follows. The
+# LLAMA_BENCH (the path of a llama.cpp llama-bench), llama.cpp's decode (B, `llama-bench -p 0 -n N_GEN -r 1 -o
+# csv`), same threads, same cgroup, same drop (LLAMA_ARGS, default `--repack 0`: llama-bench's default repacks the
+# weights into anonymous memory, which cannot fit a 256 MiB limit without swap and thrashes; `--repack 0` runs on
+# the mapped file, llama.cpp's low-memory setting); each round is reported with the tok/s ratios to llama.cpp and
+# the load average at the time (the figures of a shared machine are only comparable within a round). A round of PicoLM's default (mapped) mode follows. The
 # cgroup is removed at the end.
 #
 # CG_MAX_RSS_MB defaults to LIMIT_MB - 24: `--max-rss` bounds the process's resident set, but the cgroup also charges

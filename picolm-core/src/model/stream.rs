@@ -6,10 +6,10 @@
 //! output matrix). The [`StreamPlan`] cuts the streamed ones into reads ("chunks") of at most one slab: a chunk is
 //! one contiguous range of the file holding whole rows of the matrices that follow each other in compute order and
 //! in the file (in a file laid out in compute order, reads of a full slab across matrix and layer bounds, instead of
-//! one read or more per matrix). A read-ahead thread reads chunk `i + 1` into the second slab while the compute threads work
-//! on chunk `i` (double buffering); the read after the last chunk of a pass is the first chunk of the next pass
-//! (the next token). Slabs are read with `O_DIRECT` where the file system allows it, in a few concurrent pieces
-//! ([`DataFile::read_slab`]), otherwise through the page cache with the range dropped afterwards. Token embedding
+//! one read or more per matrix). A read-ahead thread reads chunk `i + 1` into the second slab while the compute
+//! threads work on chunk `i` (double buffering); the read after the last chunk of a pass is the first chunk of the
+//! next pass (the next token). Slabs are read with `O_DIRECT` where the file system allows it, in a few concurrent
+//! pieces ([`DataFile::read_slab`]), otherwise through the page cache with the range dropped afterwards. Token embedding
 //! rows are read one at a time, only the rows of the tokens evaluated.
 //!
 //! When the memory budget leaves room ([`StreamConfig::resident_bytes`]), a fixed set of matrices is read once at
