@@ -9,8 +9,8 @@
 //! one read or more per matrix). A read-ahead thread reads chunk `i + 1` into the second slab while the compute
 //! threads work on chunk `i` (double buffering); the read after the last chunk of a pass is the first chunk of the
 //! next pass (the next token). Slabs are read with `O_DIRECT` where the file system allows it, in a few concurrent
-//! pieces ([`DataFile::read_slab`]), otherwise through the page cache with the range dropped afterwards. Token embedding
-//! rows are read one at a time, only the rows of the tokens evaluated.
+//! pieces ([`DataFile::read_slab`]), otherwise through the page cache with the range dropped afterwards. Token
+//! embedding rows are read one at a time, only the rows of the tokens evaluated.
 //!
 //! When the memory budget leaves room ([`StreamConfig::resident_bytes`]), a fixed set of matrices is read once at
 //! load into the engine's own aligned buffers and never streamed: whole layers spread evenly over the pass (so the
