@@ -268,7 +268,7 @@ fn a_process_with_a_budget_stays_within_it() {
 }
 
 #[test]
-fn a_tinyllama_shape_q4_k_m_process_streams_within_40_mib() {
+fn a_tinyllama_shape_q4_k_m_process_streams_within_40_mib_and_keeps_weights_resident_within_244() {
     let p = models_dir().join("bench/tinyllama-shape-Q4_K_M.gguf");
     if !p.is_file() {
         eprintln!("skipped: {} is missing (scripts/make-bench-models.sh makes it)", p.display());
@@ -289,6 +289,17 @@ fn a_tinyllama_shape_q4_k_m_process_streams_within_40_mib() {
         peak as f64 / 1048576.0
     );
     assert!(peak <= plan && plan <= 40 << 20, "VmHWM {peak}, plan {plan}, budget 40 MiB");
+    // `--max-rss 244` (a 256 MiB cgroup less a margin): most of the room goes to weights kept resident.
+    let (plan, streamed, resident, peak) = child_run(&p, 244);
+    assert!(streamed);
+    eprintln!(
+        "TinyLlama-shape Q4_K_M within 244 MiB: plan {:.1} MiB, resident weights {:.1} MiB, VmHWM {:.1} MiB",
+        plan as f64 / 1048576.0,
+        resident as f64 / 1048576.0,
+        peak as f64 / 1048576.0
+    );
+    assert!(resident >= 128 << 20, "only {resident} bytes of weights kept resident in a 244 MiB budget");
+    assert!(peak <= plan && plan <= 244 << 20, "VmHWM {peak}, plan {plan}, budget 244 MiB");
 }
 
 #[test]
