@@ -33,15 +33,15 @@ pub struct picolm_model_params {
     /// into two reused slabs (one read ahead by a thread while the other computes) and dropped from the page
     /// cache, so weight memory is two slabs whatever the model size.
     pub stream_weights: bool,
-    /// Slab size for streaming mode in bytes (0 = 4 MiB; with `max_rss_bytes`, the largest slab up to this that
-    /// fits).
+    /// Slab size for streaming mode in bytes (0 = 4 MiB; with `max_rss_bytes`, a cap on the slab the budget picks,
+    /// 0 = 32 MiB).
     pub stream_slab_bytes: u64,
     /// A bound on the process's resident memory in bytes (0 = none), for the model and one session of `n_ctx`
     /// positions with the default session settings (`picolm_session_params_default`: its `kv_type` and
     /// `n_batch`; a Q8_0 KV cache needs less, a larger `n_batch` more, which `picolm_session_new` reports with a
-    /// PICOLM_LOG_WARN message): the model is mapped when it fits, streamed otherwise with slabs sized to fit;
-    /// when even streaming cannot fit, loading fails with PICOLM_ERR_OUT_OF_MEMORY and a message saying how many
-    /// MiB are needed.
+    /// PICOLM_LOG_WARN message): the model is mapped when it fits, streamed otherwise with slabs sized to fit
+    /// and as many weights kept resident (read once at load) as the rest holds; when even streaming cannot fit,
+    /// loading fails with PICOLM_ERR_OUT_OF_MEMORY and a message saying how many MiB are needed.
     pub max_rss_bytes: u64,
 }
 

@@ -193,7 +193,8 @@ fn a_budget_maps_a_model_that_fits() {
 
 /// Child side of [`a_process_with_a_budget_stays_within_it`]: loads `PICOLM_STREAM_CHILD_MODEL` with the budget
 /// `PICOLM_STREAM_CHILD_MIB` (streaming not asked for: the budget must choose it; `0`: no budget, streaming mode),
-/// decodes 16 tokens at context 512, prints the plan, whether the model was streamed and the peak resident set.
+/// decodes 16 tokens at context 512, prints the plan, whether the model was streamed, the bytes of weights kept
+/// resident and the peak resident set.
 #[test]
 #[ignore = "run by a_process_with_a_budget_stays_within_it in a child process"]
 fn budget_child() {
@@ -208,15 +209,20 @@ fn budget_child() {
     let m = picolm_core::memory::MemoryUsage::current().unwrap();
     let streamed = model.stream_config().is_some() as u64;
     let plan = model.memory_plan().map_or(0, |p| p.total());
-    println!("CHILD plan={plan} streamed={streamed} peak={}", m.peak_rss);
+    let kept = model.streamer().map_or(0, |s| s.resident_and_streamed_bytes().0);
+    println!("CHILD plan={plan} streamed={streamed} resident={kept} peak={}", m.peak_rss);
     // The plan's items against what the session and the streamer really allocated.
     if let Some(p) = model.memory_plan() {
-        assert_eq!(p.total(), p.resident + p.kv + p.buffers + p.weights + p.slack, "{}", p.describe());
+        let sum = p.resident + p.kv + p.buffers + p.weights + p.resident_weights + p.slack;
+        assert_eq!(p.total(), sum, "{}", p.describe());
         assert!(s.kv_bytes() as u64 <= p.kv, "KV cache {} above the planned {}", s.kv_bytes(), p.kv);
         assert!(s.scratch_bytes() as u64 <= p.buffers, "buffers {} above the planned {}", s.scratch_bytes(), p.buffers);
         if let Some(streamer) = model.streamer() {
             let held = streamer.buffer_bytes() as u64;
-            assert!(held <= p.weights, "streamer buffers {held} above the planned {}", p.weights);
+            let planned = p.weights + p.resident_weights;
+            assert!(held <= planned, "streamer buffers {held} above the planned {planned}: {}", p.describe());
+            let (resident, _) = streamer.resident_and_streamed_bytes();
+            assert!(resident <= p.resident_weights, "resident weights {resident} above the plan: {}", p.describe());
             assert!(streamer.config().slab_bytes as u64 <= p.slab_bytes, "slab above the planned one");
         }
     }
@@ -224,6 +230,12 @@ fn budget_child() {
 
 /// Runs [`budget_child`]: (planned bytes, streamed, VmHWM).
 fn child_peak(model: &Path, mib: u64) -> (u64, bool, u64) {
+    let (plan, streamed, _, peak) = child_run(model, mib);
+    (plan, streamed, peak)
+}
+
+/// Runs [`budget_child`]: (planned bytes, streamed, resident weight bytes, VmHWM).
+fn child_run(model: &Path, mib: u64) -> (u64, bool, u64, u64) {
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "budget_child", "--nocapture", "--test-threads", "1"])
         .env("PICOLM_STREAM_CHILD_MODEL", model)
@@ -237,7 +249,7 @@ fn child_peak(model: &Path, mib: u64) -> (u64, bool, u64) {
         .find_map(|l| l.find("CHILD ").map(|i| &l[i..]))
         .unwrap_or_else(|| panic!("no CHILD line in {text}"));
     let field = |k: &str| -> u64 { line.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap().parse().unwrap() };
-    (field("plan="), field("streamed=") == 1, field("peak="))
+    (field("plan="), field("streamed=") == 1, field("resident="), field("peak="))
 }
 
 #[test]
@@ -256,7 +268,7 @@ fn a_process_with_a_budget_stays_within_it() {
 }
 
 #[test]
-fn a_tinyllama_shape_q4_k_m_process_streams_within_40_mib() {
+fn a_tinyllama_shape_q4_k_m_process_streams_within_40_mib_and_keeps_weights_resident_within_244() {
     let p = models_dir().join("bench/tinyllama-shape-Q4_K_M.gguf");
     if !p.is_file() {
         eprintln!("skipped: {} is missing (scripts/make-bench-models.sh makes it)", p.display());
@@ -277,4 +289,54 @@ fn a_tinyllama_shape_q4_k_m_process_streams_within_40_mib() {
         peak as f64 / 1048576.0
     );
     assert!(peak <= plan && plan <= 40 << 20, "VmHWM {peak}, plan {plan}, budget 40 MiB");
+    // `--max-rss 244` (a 256 MiB cgroup less a margin): most of the room goes to weights kept resident.
+    let (plan, streamed, resident, peak) = child_run(&p, 244);
+    assert!(streamed);
+    eprintln!(
+        "TinyLlama-shape Q4_K_M within 244 MiB: plan {:.1} MiB, resident weights {:.1} MiB, VmHWM {:.1} MiB",
+        plan as f64 / 1048576.0,
+        resident as f64 / 1048576.0,
+        peak as f64 / 1048576.0
+    );
+    assert!(resident >= 128 << 20, "only {resident} bytes of weights kept resident in a 244 MiB budget");
+    assert!(peak <= plan && plan <= 244 << 20, "VmHWM {peak}, plan {plan}, budget 244 MiB");
+}
+
+#[test]
+fn a_process_with_resident_weights_stays_within_its_budget() {
+    // SmolLM2 F32 (about 515 MiB) in 120 MiB: after the KV cache, buffers and slabs, tens of MiB of weights are kept
+    // resident, read at load; the peak stays within the plan, which lists them and stays within the budget.
+    let (plan, streamed, resident, peak) = child_run(&model_path("smollm2-135m-F32.gguf"), 120);
+    assert!(streamed, "a model larger than the budget is streamed");
+    eprintln!(
+        "SmolLM2 F32 within 120 MiB: plan {:.1} MiB, resident weights {:.1} MiB, VmHWM {:.1} MiB",
+        plan as f64 / 1048576.0,
+        resident as f64 / 1048576.0,
+        peak as f64 / 1048576.0
+    );
+    assert!(resident >= 32 << 20, "only {resident} bytes of weights kept resident in a 120 MiB budget");
+    assert!(peak <= plan && plan <= 120 << 20, "VmHWM {peak}, plan {plan}, budget 120 MiB");
+}
+
+#[test]
+fn resident_weights_are_bit_identical_to_mapped() {
+    let path = model_path(Q4_1);
+    let a = Arc::new(Model::load(&path, &mapped()).unwrap());
+    // A budget that holds part of the weights: some matrices resident, the others streamed. The budget counts what
+    // this test process holds already (the mapped model, other tests' models): 48 MiB above it.
+    let rss = picolm_core::memory::MemoryUsage::current().unwrap().rss;
+    let max_rss_bytes = rss + (48 << 20);
+    let rss_budget = Some(RssBudget { max_rss_bytes, kv_type: KvType::F16, n_batch: 64 });
+    let params = ModelParams { rss_budget, ..streamed(0) };
+    let b = Arc::new(Model::load(&path, &params).unwrap());
+    let (resident, streamed) = b.streamer().expect("streamed").resident_and_streamed_bytes();
+    let plan = b.memory_plan().unwrap();
+    assert!(resident > 0 && streamed > 0, "resident {resident}, streamed {streamed}: {}", plan.describe());
+    assert!(plan.describe().contains("resident weights"), "{}", plan.describe());
+    for (prompt, n_batch) in [("The capital of France is", 64), ("Write a haiku about the sea.", 1)] {
+        let (ta, la) = greedy(&a, prompt, n_batch);
+        let (tb, lb) = greedy(&b, prompt, n_batch);
+        assert_eq!(ta, tb, "greedy ids of {prompt:?}");
+        assert!(la.iter().zip(&lb).all(|(x, y)| x.to_bits() == y.to_bits()), "logits of {prompt:?}");
+    }
 }

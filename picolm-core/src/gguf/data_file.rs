@@ -6,7 +6,11 @@
 //! from the disk to the slab without a page-cache copy (on a virtio disk: 500-650 MiB/s against 220-350 MiB/s for
 //! buffered reads followed by `DONTNEED`, one reader, 2-8 MiB reads), and nothing is charged to the page cache of
 //! the process's memory cgroup. Direct reads need an aligned offset, length and buffer address: a slab is an
-//! [`AlignedBuf`] and the read covers the aligned superset of the range.
+//! [`AlignedBuf`] and the read covers the aligned superset of the range. A large direct read is split into up to
+//! [`READ_PARTS`] pieces read concurrently: a virtio or NVMe disk serves several requests at once, and one reader
+//! leaves it idle between requests (on the development machine, `dd iflag=direct` read 560 MB/s with one reader of
+//! 4 MiB blocks, about 1 GB/s with four concurrent readers of 1-8 MiB blocks, 0.8-1.1 GB/s with one reader of 28-64
+//! MiB blocks).
 
 use std::fs::File;
 use std::ops::Range;
@@ -38,6 +42,12 @@ struct DirectHandle {
 
 /// Alignment of direct reads (offset, length and buffer address): the largest logical block size in use.
 pub const DIRECT_ALIGN: usize = 4096;
+
+/// Most concurrent pieces a direct read is split into.
+pub const READ_PARTS: usize = 4;
+
+/// Smallest piece of a split direct read.
+const MIN_PART: usize = 1 << 20;
 
 /// A byte buffer with a [`DIRECT_ALIGN`]-aligned region of at least the asked size plus the alignment slack a
 /// direct read of an unaligned range needs. Safe code: the region is found inside an over-allocated vector.
@@ -126,7 +136,7 @@ impl DataFile {
                     format!("a slab of {} bytes cannot take a read of {span}", region.len()),
                 )));
             }
-            match read_direct(&direct.file, &mut region[..span], start, skip + len) {
+            match read_direct_split(&direct.file, &mut region[..span], start, skip + len) {
                 Ok(()) => return Ok(skip..skip + len),
                 // The file system takes the flag but not the reads: buffered reads from now on.
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => direct.ok.store(false, Ordering::Relaxed),
@@ -210,6 +220,38 @@ impl DataFile {
     }
 }
 
+/// [`read_direct`] in up to [`READ_PARTS`] aligned pieces of at least [`MIN_PART`] bytes, read by short-lived scoped
+/// threads (this thread reads the first piece). The first error is returned (a thread that cannot be started is
+/// one).
+fn read_direct_split(file: &File, buf: &mut [u8], offset: u64, need: usize) -> std::io::Result<()> {
+    let parts = (buf.len() / MIN_PART).clamp(1, READ_PARTS);
+    if parts == 1 {
+        return read_direct(file, buf, offset, need);
+    }
+    let piece = buf.len().div_ceil(parts).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+    std::thread::scope(|scope| {
+        let (first, rest) = buf.split_at_mut(piece.min(buf.len()));
+        let mut results = Vec::with_capacity(parts);
+        let mut handles = Vec::with_capacity(parts);
+        for (k, part) in rest.chunks_mut(piece).enumerate() {
+            let at = (k + 1) * piece;
+            let part_need = need.saturating_sub(at).min(part.len());
+            let spawned = std::thread::Builder::new()
+                .stack_size(64 << 10)
+                .spawn_scoped(scope, move || read_direct(file, part, offset + at as u64, part_need));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        results.push(read_direct(file, first, offset, need.min(piece)));
+        for h in handles {
+            results.push(h.join().unwrap_or_else(|_| Err(std::io::Error::other("a read thread panicked"))));
+        }
+        results.into_iter().collect::<std::io::Result<Vec<()>>>().map(|_| ())
+    })
+}
+
 /// Fills `buf` (aligned address and length) from the aligned `offset` until at least `need` bytes are in; the last
 /// block may end past the end of the file (the kernel then returns less).
 fn read_direct(file: &File, buf: &mut [u8], offset: u64, need: usize) -> std::io::Result<()> {
@@ -252,6 +294,24 @@ mod tests {
             assert!(b.region().len() >= len.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN + 2 * DIRECT_ALIGN);
             assert_eq!(b.capacity(), AlignedBuf::alloc_bytes(len));
         }
+    }
+
+    #[test]
+    fn a_split_read_fills_every_piece_up_to_the_end_of_the_file() {
+        // Over 4 MiB: four concurrent pieces; the last one ends past the end of the file.
+        let n = 4 * MIN_PART + 5 * DIRECT_ALIGN + 123;
+        let (_dir, data, bytes) = file_of(n);
+        for (start, need) in [(0usize, n), (DIRECT_ALIGN, n - DIRECT_ALIGN), (0, 3 * MIN_PART + 7)] {
+            let span = need.div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+            let mut buf = AlignedBuf::new(span);
+            read_direct_split(data.file(), &mut buf.region_mut()[..span], start as u64, need).unwrap();
+            assert!(buf.region()[..need] == bytes[start..start + need], "{start}+{need}");
+        }
+        // A read past the end of the file is an error, whichever piece meets it.
+        let mut buf = AlignedBuf::new(n + MIN_PART);
+        let span = (n + MIN_PART).div_ceil(DIRECT_ALIGN) * DIRECT_ALIGN;
+        let err = read_direct_split(data.file(), &mut buf.region_mut()[..span], 0, n + MIN_PART).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

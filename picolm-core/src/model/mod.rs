@@ -45,7 +45,7 @@ pub struct ModelParams {
     /// is two slabs whatever the model size (for boards with less RAM than the model).
     pub stream_weights: bool,
     /// Slab size in bytes for streaming mode (`0` = 4 MiB; at least one weight row is used). With `rss_budget`,
-    /// the largest slab the budget allows, up to this.
+    /// a cap on the slab the budget picks (`0` = [`BUDGET_MAX_SLAB_BYTES`]).
     pub stream_slab_bytes: usize,
     /// Decode kernel choice: `None` reads `PICOLM_KERNEL` (unset: `auto`); `auto` times at load the decode kernels
     /// bit-identical to the prefill kernel of each weight format and keeps the fastest (so batched prefill equals
@@ -54,13 +54,17 @@ pub struct ModelParams {
     /// [`Model::kernel_plan`]).
     pub kernel: Option<String>,
     /// A bound on the process's resident set: the model is mapped when it fits with one session, streamed
-    /// otherwise, with the slab size chosen to fit; loading fails with [`ModelError::MemoryBudget`] (saying how
+    /// otherwise, with the slab size chosen to fit and as many weight matrices kept resident (read once at load,
+    /// never streamed) as the rest of the budget holds; loading fails with [`ModelError::MemoryBudget`] (saying how
     /// much is needed) when even streaming cannot fit.
     pub rss_budget: Option<RssBudget>,
 }
 
 /// Default streaming slab.
 pub const DEFAULT_STREAM_SLAB_BYTES: usize = 4 << 20;
+
+/// Largest slab a memory budget picks by default (reads of a few tens of MiB approach the disk's throughput).
+pub const BUDGET_MAX_SLAB_BYTES: usize = 32 << 20;
 
 /// Largest context used when the caller asks for "the model's own" context.
 pub const DEFAULT_MAX_CTX: usize = 4096;
@@ -118,32 +122,43 @@ impl Model {
         }
         let rope = RopeTable::new(config.rope_dim, config.rope_freq_base, n_ctx)?;
         let pool = ComputePool::new(params.n_threads)?;
-        let max_slab = if params.stream_slab_bytes == 0 { DEFAULT_STREAM_SLAB_BYTES } else { params.stream_slab_bytes };
-        let (slab, memory_plan) = match &params.rss_budget {
+        let max_slab = match (params.stream_slab_bytes, &params.rss_budget) {
+            (0, Some(_)) => BUDGET_MAX_SLAB_BYTES,
+            (0, None) => DEFAULT_STREAM_SLAB_BYTES,
+            (slab, _) => slab,
+        };
+        let (stream, mut memory_plan) = match &params.rss_budget {
             Some(budget) => {
                 let inputs = budget::BudgetInputs {
                     config: &config,
                     n_ctx,
                     weight_bytes: file.len().saturating_sub(file.data_offset()),
                     min_slab_bytes: stream::StreamPlan::min_slab_bytes(&weights) as u64,
+                    max_useful_slab_bytes: stream::StreamPlan::max_useful_slab_bytes(&weights) as u64,
                     row_bytes: weights.token_embd.row_bytes as u64,
                     header_bytes: file.data_offset(),
                 };
                 let (placement, plan) = budget::plan(budget, &inputs, params.stream_weights, max_slab)?;
-                let slab = match placement {
+                let stream = match placement {
                     budget::Placement::Mapped => None,
-                    budget::Placement::Streamed { slab_bytes } => Some(slab_bytes),
+                    budget::Placement::Streamed { slab_bytes, resident_bytes } => {
+                        Some(StreamConfig { slab_bytes, resident_bytes })
+                    }
                 };
-                (slab, Some(plan))
+                (stream, Some(plan))
             }
-            None => (params.stream_weights.then_some(max_slab), None),
+            None => (params.stream_weights.then_some(StreamConfig { slab_bytes: max_slab, resident_bytes: 0 }), None),
         };
-        let (file, streamer) = match slab {
-            Some(slab_bytes) => {
+        let (file, streamer) = match stream {
+            Some(config) => {
                 let mut file = file.into_streamed();
                 file.release_header();
                 crate::memory::release_free_heap();
-                let streamer = WeightStreamer::new(&file, &weights, StreamConfig { slab_bytes })?;
+                let streamer = WeightStreamer::new(&file, &weights, config)?;
+                // The plan lists what the resident matrices chosen take (at most the room it gave them).
+                if let Some(plan) = memory_plan.as_mut() {
+                    plan.resident_weights = streamer.config().resident_bytes as u64;
+                }
                 (file, Some(streamer))
             }
             None => (file.into_mapped()?, None),
