@@ -9,11 +9,10 @@
 //! place of `vpmaddubsw` + `vpmaddwd` / `vpmaddwd` + `vpaddd`. The integer sums are exact in every kernel, so a
 //! kernel's rounding is decided by its float steps alone, and each kernel repeats those of one prefill tile, which
 //! makes its results bit-identical to that tile's (declared in `simd::decode_kernel_candidates`, tested in
-//! `simd::tests`): the 32-wide formats (Q4_0, Q4_1, Q8_0) in both
-//! flavours (Q4_0 runs the very row kernel of that tile, `x86_q4_0`) and the K-quants of `avx2-gemv` follow
-//! the `avx2-row` tile (the prefill kernel of CPUs without AVX-512 VNNI); the K-quants of `avx512vnni-gemv` follow
-//! the `avx512vnni-rows8` tile (the prefill kernel of the others). Decode may use a kernel under `auto` only where
-//! its twin is the CPU's prefill kernel (see `compute::planner`).
+//! `simd::tests`): the 32-wide formats (Q4_0, Q4_1, Q8_0) in both flavours (Q4_0 runs the very row kernel of that tile,
+//! `x86_q4_0`) and the K-quants of `avx2-gemv` follow the `avx2-row` tile (the prefill kernel of CPUs without AVX-512
+//! VNNI); the K-quants of `avx512vnni-gemv` follow the `avx512vnni-rows8` tile (the prefill kernel of the others).
+//! Decode may use a kernel under `auto` only where its twin is the CPU's prefill kernel (see `compute::planner`).
 
 use std::arch::x86_64::*;
 
