@@ -5,8 +5,8 @@
 //! the activation block sums instead of a second `vpmaddubsw` per 32 values).
 //!
 //! Two flavours, one file because they are the same loops: `avx2-gemv` (AVX2 + FMA + F16C; Q4_0, Q4_1, Q8_0, Q4_K,
-//! Q6_K) and `avx512vnni-gemv` (the same formats), with the 256-bit `vpdpbusd` / `vpdpwssd` (AVX-512 VNNI + VL) in
-//! place of `vpmaddubsw` + `vpmaddwd` / `vpmaddwd` + `vpaddd`. The integer sums are exact in every kernel, so a
+//! Q6_K) and `avx512vnni-gemv` (the same formats), with the 256-bit `vpdpbusd` (AVX-512 VNNI + VL) in
+//! place of `vpmaddubsw` + `vpmaddwd`. The integer sums are exact in every kernel, so a
 //! kernel's rounding is decided by its float steps alone, and each kernel repeats those of one prefill tile, which
 //! makes its results bit-identical to that tile's (declared in `simd::decode_kernel_candidates`, tested in
 //! `simd::tests`): the 32-wide formats (Q4_0, Q4_1, Q8_0) in both flavours (Q4_0 runs the very row kernel of that tile,
