@@ -16,6 +16,9 @@
 //! - [`agent`], [`perplexity`], [`bench`], [`quantize`]: the tool-call loop and the tools built on generation.
 //! - [`error`]: the crate-wide [`Error`] that wraps each module's own error type.
 //!
+//! [`ggml_type`], [`half_float`], [`quant`] and [`simd`] are the crate `picolm-kernels`, re-exported here under the
+//! same names: a crate of its own so that release builds keep the kernels at opt-level 3 and build the rest for size.
+//!
 //! Cargo features (all on by default; turn them off for small builds): `jinja` (the models' own Jinja chat
 //! templates; without it the built-in formats of [`chat::BuiltinFormat`]), `json-schema` (the JSON Schema compiler
 //! of [`grammar`]; the JSON object/value modes need no feature), `agent` (the tool-call loop, [`agent`]) and
