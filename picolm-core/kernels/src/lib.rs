@@ -5,6 +5,7 @@
 //! - [`ggml_type`], [`half_float`]: the GGML element types and scalar f16 conversion.
 //! - [`quant`]: block formats and their scalar reference kernels (dequantize, quantize, dot).
 //! - [`simd`]: the SIMD kernels (x86 AVX2 / AVX-512 VNNI, aarch64 and armv7 NEON), tested against [`quant`].
+//! - [`ops`]: the forward pass's element-wise operations (RMSNorm, SwiGLU, RoPE rotation, the attention step).
 
 // Kernels and reference formulas index several arrays with one loop variable, as the formats are specified;
 // rewriting them as iterator chains would hide the correspondence with the reference (ggml) code.
@@ -12,5 +13,6 @@
 
 pub mod ggml_type;
 pub mod half_float;
+pub mod ops;
 pub mod quant;
 pub mod simd;
