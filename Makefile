@@ -10,9 +10,10 @@
 #   make size-table      that for several feature sets and targets (scripts/size-table.sh; README "Size")
 #   make lib FEATURES="jinja quantize"   a library with only these optional parts (FEATURES=none: none of them;
 #                        unset: all). Parts: jinja json-schema agent quantize (see picolm-core/Cargo.toml)
-#                        CORE_OPT=z LINK_OPT=z also build picolm-core and the link-time optimisation for size
-#                        (smallest library, slower: see README "Size"); SIZE_LINK=1 links it with identical-code
-#                        folding and packed relative relocations (x86-64 rust-lld; glibc >= 2.36 to load it)
+#                        CORE_OPT=z KERNEL_OPT=z LINK_OPT=z: opt-levels of picolm-core (default "s"), of its
+#                        kernel crate picolm-kernels (default 3) and of the link-time optimisation (default 3);
+#                        all three z is the smallest library, slower (README "Size"); SIZE_LINK=1 links it with
+#                        identical-code folding and packed relative relocations (x86-64 rust-lld; glibc >= 2.36)
 #   make cross TARGET=aarch64-linux-gnu [PREFIX=DIR] [STRIP=1]   cross build for a board (see "Cross builds" below)
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
@@ -32,14 +33,19 @@ STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 comma := ,
 PC_RPATH := $(if $(filter /lib /lib64 /usr/lib /usr/lib64 /lib/% /usr/lib/%,$(LIBDIR)),,-Wl$(comma)-rpath$(comma)$${libdir})
 
-# Cargo options for FEATURES (unset: the default features, i.e. all), CORE_OPT (an opt-level for picolm-core) and
-# LINK_OPT (an opt-level for picolm-ffi: the library is one fat-LTO module, and the opt-level of the crate that links
-# it is the one of the whole-program pass, which inlines and unrolls across crates). Unset: the release profile's 3.
-# CORE_OPT=z LINK_OPT=z SIZE_LINK=1 is the smallest build (x86-64: 1.97 MB with every feature, 1.04 MB with
-# FEATURES=none) and is slower: the kernels lose O3's unrolling (README "Size"). LINK_OPT=s alone costs about 2 %.
+# Cargo options for FEATURES (unset: the default features, i.e. all), CORE_OPT (an opt-level for picolm-core, the
+# engine outside its kernels; the release profile's is "s"), KERNEL_OPT (an opt-level for picolm-kernels, the SIMD
+# and block-format kernels; the profile's is 3) and LINK_OPT (an opt-level for picolm-ffi: the library is one fat-LTO
+# module, and the opt-level of the crate that links it is the one of the whole-program pass, which inlines and
+# unrolls across crates; the profile's is 3). Opt-levels are per crate: the kernels are a crate of their own so that
+# they keep 3 while the rest is built for size. CORE_OPT=3 is the all-speed build of before the split; KERNEL_OPT=z
+# LINK_OPT=z is the smallest and slower: the kernels lose O3's unrolling (README "Size").
+# An opt-level as TOML: s and z are strings, 0..3 numbers.
+opt_value = $(if $(filter s z,$(1)),"$(1)",$(1))
 CARGO_FEATURES = $(if $(strip $(FEATURES)),--no-default-features $(if $(filter none,$(FEATURES)),,--features "$(FEATURES)")) \
-  $(if $(CORE_OPT),--config 'profile.release.package.picolm-core.opt-level="$(CORE_OPT)"') \
-  $(if $(LINK_OPT),--config 'profile.release.package.picolm-ffi.opt-level="$(LINK_OPT)"')
+  $(if $(CORE_OPT),--config 'profile.release.package.picolm-core.opt-level=$(call opt_value,$(CORE_OPT))') \
+  $(if $(KERNEL_OPT),--config 'profile.release.package.picolm-kernels.opt-level=$(call opt_value,$(KERNEL_OPT))') \
+  $(if $(LINK_OPT),--config 'profile.release.package.picolm-ffi.opt-level=$(call opt_value,$(LINK_OPT))')
 
 .PHONY: all lib cli server header check-header test-c test-c-valgrind test-install install size size-table cross clean build/picolm.pc
 

@@ -5,8 +5,9 @@
 #   scripts/size-table.sh [TARGET...]        targets: x86_64 (this machine), aarch64, armv7 (default: all three)
 #   SIZE_SETS='all|jinja json-schema|none'   feature sets, separated by '|' ("all": the default features,
 #                                            "none": no optional feature); a set may end in " @z" (or another
-#                                            opt-level) to build picolm-core and the link-time optimisation of
-#                                            the library at that opt-level (make CORE_OPT=z LINK_OPT=z)
+#                                            opt-level) to build picolm-core, its kernels and the link-time
+#                                            optimisation at that opt-level (make CORE_OPT=z KERNEL_OPT=z
+#                                            LINK_OPT=z)
 #   SIZE_LINK=1                              x86_64 rows: link with --icf=all and -z pack-relative-relocs, as
 #                                            `make lib SIZE_LINK=1` (rust-lld; the features cell says "+link")
 #
@@ -33,8 +34,12 @@ table="$out/table.md"
 features_opts() {
   local set="${1% @*}"
   if [ "$set" != "$1" ]; then
-    echo "--config 'profile.release.package.picolm-core.opt-level=\"${1##* @}\"'"
-    echo "--config 'profile.release.package.picolm-ffi.opt-level=\"${1##* @}\"'"
+    local opt="${1##* @}"
+    case "$opt" in s | z) opt="\"$opt\"" ;; esac
+    local crate
+    for crate in picolm-core picolm-kernels picolm-ffi; do
+      echo "--config 'profile.release.package.$crate.opt-level=$opt'"
+    done
   fi
   case "$set" in
     all) ;;

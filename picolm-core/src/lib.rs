@@ -16,6 +16,9 @@
 //! - [`agent`], [`perplexity`], [`bench`], [`quantize`]: the tool-call loop and the tools built on generation.
 //! - [`error`]: the crate-wide [`Error`] that wraps each module's own error type.
 //!
+//! [`ggml_type`], [`half_float`], [`quant`] and [`simd`] are the crate `picolm-kernels`, re-exported here under the
+//! same names: a crate of its own so that release builds keep the kernels at opt-level 3 and build the rest for size.
+//!
 //! Cargo features (all on by default; turn them off for small builds): `jinja` (the models' own Jinja chat
 //! templates; without it the built-in formats of [`chat::BuiltinFormat`]), `json-schema` (the JSON Schema compiler
 //! of [`grammar`]; the JSON object/value modes need no feature), `agent` (the tool-call loop, [`agent`]) and
@@ -26,14 +29,16 @@
 // rewriting them as iterator chains would hide the correspondence with the reference (ggml) code.
 #![allow(clippy::needless_range_loop)]
 
+// The kernel crate's modules, under the names they had when they lived here (`crate::simd::…`,
+// `picolm_core::quant::…`): picolm-kernels is a crate of its own only so that it keeps opt-level 3 in release builds
+// while the rest of picolm-core is built for size.
+pub use picolm_kernels::{ggml_type, half_float, quant, simd};
+
 pub mod alloc;
 pub mod error;
 pub mod fs_safety;
-pub mod ggml_type;
 pub mod gguf;
-pub mod half_float;
 pub mod names;
-pub mod quant;
 pub mod tokenizer;
 
 pub use error::Error;
@@ -59,7 +64,6 @@ pub mod memory;
 pub mod perplexity;
 #[cfg(feature = "quantize")]
 pub mod quantize;
-pub mod simd;
 
 /// The optional Cargo features this build of the crate was compiled with, in a fixed order
 /// (`jinja`, `json-schema`, `agent`, `quantize`).

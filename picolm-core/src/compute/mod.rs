@@ -3,10 +3,11 @@
 
 pub mod matmul;
 pub mod matrix;
-pub mod ops;
 pub mod planner;
 pub mod pool;
 
 pub use matmul::{matmul, MatmulScratch};
 pub use matrix::{MatrixRef, WeightRows};
+/// The element-wise operations: in the kernel crate, which release builds keep at opt-level 3.
+pub use picolm_kernels::ops;
 pub use pool::ComputePool;

@@ -284,40 +284,11 @@ fn attention(model: &Model, kv: &KvCache, l: usize, q: &[f32], out: &mut [f32], 
         for p in 0..n_pos {
             kv.head(KvPart::Key, l, p, g, krow);
             kv.head(KvPart::Value, l, p, g, vrow);
-            for (j, (oh, qh)) in o.chunks_exact_mut(hd).zip(qg.chunks_exact(hd)).enumerate() {
-                let s = dot(qh, krow) * scale;
-                if s > m[j] {
-                    let c = (m[j] - s).exp();
-                    sum[j] *= c;
-                    oh.iter_mut().for_each(|v| *v *= c);
-                    m[j] = s;
-                }
-                let wgt = (s - m[j]).exp();
-                sum[j] += wgt;
-                for (acc, &v) in oh.iter_mut().zip(vrow.iter()) {
-                    *acc += wgt * v;
-                }
-            }
+            ops::attend_position(qg, krow, vrow, scale, &mut m[..group], &mut sum[..group], o);
         }
         for (oh, s) in o.chunks_exact_mut(hd).zip(sum) {
             let inv = 1.0 / s;
             oh.iter_mut().for_each(|v| *v *= inv);
         }
     });
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for j in 0..8 {
-            acc[j] += x[j] * y[j];
-        }
-    }
-    let mut s: f32 = acc.iter().sum();
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
 }

@@ -53,11 +53,7 @@ impl RopeTable {
         let base = pos * self.n_pairs;
         let (cos, sin) = (&self.cos[base..base + self.n_pairs], &self.sin[base..base + self.n_pairs]);
         for head in x.chunks_exact_mut(head_dim) {
-            for (i, pair) in head[..self.n_pairs * 2].chunks_exact_mut(2).enumerate() {
-                let (x0, x1) = (pair[0], pair[1]);
-                pair[0] = x0 * cos[i] - x1 * sin[i];
-                pair[1] = x0 * sin[i] + x1 * cos[i];
-            }
+            crate::compute::ops::rope_rotate(head, cos, sin);
         }
     }
 }

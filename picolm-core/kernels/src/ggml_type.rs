@@ -5,7 +5,7 @@ use std::fmt;
 /// A GGML tensor type id as stored in GGUF tensor infos.
 ///
 /// Only the types PicoLM can compute with are listed; any other id is rejected by the GGUF reader with
-/// [`crate::gguf::GgufError::UnknownType`].
+/// `GgufError::UnknownType` (`picolm_core::gguf`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u32)]
 #[allow(non_camel_case_types)]
