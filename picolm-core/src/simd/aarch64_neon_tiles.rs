@@ -55,7 +55,7 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<(&'static str, TileKernel)> {
 
 /// How the integer products of a weight block are summed without `sdot` (see the module comment).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Lanes {
+pub(super) enum Lanes {
     /// |w| <= 16: a row's 32 products are summed in i16 lanes down to pairs, widened by the last `saddlp`.
     Narrow,
     /// |w| <= 127: two products per i16 lane, then widened.
@@ -63,7 +63,7 @@ enum Lanes {
 }
 
 /// A 32-value weight format with a Q8_0 (or, with `MIN`, Q8_1) activation format.
-trait Format {
+pub(super) trait Format {
     /// Bytes of a weight block.
     const W_BYTES: usize;
     /// Whether the weight block carries an f16 min at offset 2 (Q4_1): activations are then Q8_1.
@@ -79,12 +79,12 @@ trait Format {
 
 /// The 32 nibbles of a Q4 block at `p` as bytes: (low nibbles = elements 0..16, high nibbles = elements 16..32).
 #[inline(always)]
-unsafe fn nibbles(p: *const u8) -> [uint8x16_t; 2] {
+pub(super) unsafe fn nibbles(p: *const u8) -> [uint8x16_t; 2] {
     let v = vld1q_u8(p);
     [vandq_u8(v, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(v)]
 }
 
-struct Q4_0;
+pub(super) struct Q4_0;
 impl Format for Q4_0 {
     const W_BYTES: usize = 18;
     const MIN: bool = false;
@@ -97,7 +97,7 @@ impl Format for Q4_0 {
     }
 }
 
-struct Q4_1;
+pub(super) struct Q4_1;
 impl Format for Q4_1 {
     const W_BYTES: usize = 20;
     const MIN: bool = true;
@@ -110,7 +110,7 @@ impl Format for Q4_1 {
     }
 }
 
-struct Q5_0;
+pub(super) struct Q5_0;
 impl Format for Q5_0 {
     const W_BYTES: usize = 22;
     const MIN: bool = false;
@@ -132,7 +132,7 @@ impl Format for Q5_0 {
     }
 }
 
-struct Q8_0;
+pub(super) struct Q8_0;
 impl Format for Q8_0 {
     const W_BYTES: usize = 34;
     const MIN: bool = false;
@@ -146,7 +146,7 @@ impl Format for Q8_0 {
 // ---- safe entry points ----
 
 /// What the safe entry point needs of a kernel: its layout and its unsafe tile.
-trait Tile {
+pub(super) trait Tile {
     /// Values per weight block.
     const BLOCK: usize;
     /// Bytes of a weight block.
@@ -219,9 +219,11 @@ fn check(
 
 /// One token of a tile: its activation row and its f32 block scales (`d`, or `d, s` for Q8_1; none for Q8_K).
 #[derive(Clone, Copy)]
-struct Tok {
-    x: *const u8,
-    s: *const f32,
+pub(super) struct Tok {
+    /// The activation row.
+    pub(super) x: *const u8,
+    /// Its f32 block scales.
+    pub(super) s: *const f32,
 }
 
 fn tok(x: &ActivationRows<'_>, t: usize) -> Tok {
@@ -303,7 +305,7 @@ unsafe fn rd_u16(p: *const u8) -> u16 {
 
 /// The f16 values at offset `at` of the current block of the four rows, as one f32 vector (one `fcvtl`).
 #[inline(always)]
-unsafe fn row_scales(wb: &[*const u8; ROWS], at: usize) -> float32x4_t {
+pub(super) unsafe fn row_scales(wb: &[*const u8; ROWS], at: usize) -> float32x4_t {
     let v = vdup_n_u16(rd_u16(wb[0].add(at)));
     let v = vset_lane_u16::<1>(rd_u16(wb[1].add(at)), v);
     let v = vset_lane_u16::<2>(rd_u16(wb[2].add(at)), v);
@@ -391,7 +393,7 @@ unsafe fn tile<F: Format, const SDOT: bool, const NT: usize>(
 /// the eight 32-value sub-blocks of scale times integer dot product, and `summ_r` the sum of min times the
 /// sub-block's activation sum. Without `sdot` a sub-block's products (nibbles 0..=15 times -128..=127) fit the
 /// narrow i16 lanes (16 * 15 * 128 = 30720).
-struct Q4K;
+pub(super) struct Q4K;
 
 impl Tile for Q4K {
     const BLOCK: usize = 256;

@@ -19,10 +19,14 @@
 //!   [`GgmlType`]) and the slice checks the tile and matrix-vector kernels share.
 //! - `aarch64_neon_tiles.rs`: aarch64 tiles of four weight rows by up to four tokens, with `sdot` (`neon-sdot-4x4`,
 //!   FEAT_DotProd) or plain NEON (`neon-4x4`), for Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K.
+//! - `aarch64_neon_gemv.rs`: the one-token (decode) entries of those tiles, bit-identical to them; decode runs
+//!   them under the tile's name.
 //! - `aarch64_neon.rs`, `armv7_neon.rs`: NEON one-row dot products (`neon-dot`) and f16 conversions.
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon_gemv;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles;
 #[cfg(target_arch = "arm")]
@@ -175,6 +179,12 @@ pub fn decode_kernel_candidates(ty: GgmlType) -> Vec<DecodeKernel> {
     if !force_scalar() {
         for (name, k) in tile_kernel_candidates(ty).into_iter().flatten() {
             out.push(DecodeKernel { name, run: DecodeFn::Tile(k) });
+        }
+        // aarch64: the tile decodes one token through its GEMV entry (bit-identical to the tile, see
+        // `aarch64_neon_gemv.rs`), so the prefill kernel's decode is a matrix-vector kernel under the tile's name.
+        #[cfg(target_arch = "aarch64")]
+        if let (Some(first), Some(g)) = (out.first_mut(), aarch64_neon_gemv::kernel(ty, aarch64_neon::has_dotprod())) {
+            first.run = DecodeFn::Gemv(g);
         }
         #[cfg(target_arch = "x86_64")]
         if x86_common::avx2_available() {
