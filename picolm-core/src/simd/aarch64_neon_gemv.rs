@@ -21,6 +21,7 @@ use std::arch::aarch64::*;
 
 use super::aarch64_neon::dot_i8;
 use super::aarch64_neon_tiles::{nibbles, row_scales, Format, Lanes, Tile, Tok, Q4K, Q4_0, Q4_1, Q5_0, Q8_0};
+use super::aarch64_neon_tiles_q6k::Q6K;
 use super::{ActivationRows, GemvFn};
 use crate::ggml_type::GgmlType;
 
@@ -41,6 +42,8 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<GemvFn> {
         (GgmlType::Q8_0, false) => gemv_legacy::<Q8_0, false>,
         (GgmlType::Q4_K, true) => gemv_tile::<Q4K, true>,
         (GgmlType::Q4_K, false) => gemv_tile::<Q4K, false>,
+        (GgmlType::Q6_K, true) => gemv_tile::<Q6K, true>,
+        (GgmlType::Q6_K, false) => gemv_tile::<Q6K, false>,
         _ => return None,
     })
 }
@@ -253,7 +256,8 @@ mod tests {
     use crate::quant;
     use crate::simd::{prepare_activations, scales_per_block, TileShape};
 
-    const FORMATS: [GgmlType; 5] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K];
+    const FORMATS: [GgmlType; 6] =
+        [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
 
     /// The flavours this CPU can run: plain NEON always, `sdot` with FEAT_DotProd.
     fn flavours() -> Vec<bool> {

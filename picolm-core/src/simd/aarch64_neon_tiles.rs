@@ -1,5 +1,5 @@
 //! aarch64 tile kernels for batched prefill: four weight rows against up to four activation rows (tokens) per
-//! call, for Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K, in two flavours chosen at run time:
+//! call, for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K (in `aarch64_neon_tiles_q6k.rs`), in two flavours chosen at run time:
 //!
 //! - `neon-sdot-4x4` with `sdot` (FEAT_DotProd: Cortex-A76 of the Pi 5, Cortex-A55 and later);
 //! - `neon-4x4` with plain NEON widening multiplies (`smull`/`smlal2` into i16 lanes, `saddlp`/`sadalp` into
@@ -23,6 +23,7 @@
 use std::arch::aarch64::*;
 
 use super::aarch64_neon::{cvt_f16x4, dot_i8};
+use super::aarch64_neon_tiles_q6k::Q6K;
 use super::{ActivationRows, TileFn, TileKernel, TileShape};
 use crate::ggml_type::GgmlType;
 
@@ -45,6 +46,8 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<(&'static str, TileKernel)> {
         (GgmlType::Q8_0, false) => tile_q8_0,
         (GgmlType::Q4_K, true) => tile_q4_k_sdot,
         (GgmlType::Q4_K, false) => tile_q4_k,
+        (GgmlType::Q6_K, true) => tile_q6_k_sdot,
+        (GgmlType::Q6_K, false) => tile_q6_k,
         _ => return None,
     };
     let name = if sdot { "neon-sdot-4x4" } else { "neon-4x4" };
@@ -294,6 +297,8 @@ tile_entry!(tile_q8_0, Legacy<Q8_0>, false);
 tile_entry!(tile_q8_0_sdot, Legacy<Q8_0>, true);
 tile_entry!(tile_q4_k, Q4K, false);
 tile_entry!(tile_q4_k_sdot, Q4K, true);
+tile_entry!(tile_q6_k, Q6K, false);
+tile_entry!(tile_q6_k_sdot, Q6K, true);
 
 // ---- kernels ----
 
@@ -478,7 +483,8 @@ mod tests {
     use crate::quant;
     use crate::simd::{prepare_activations, scales_per_block};
 
-    const FORMATS: [GgmlType; 5] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K];
+    const FORMATS: [GgmlType; 6] =
+        [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
 
     /// The flavours this CPU can run: plain NEON always, `sdot` with FEAT_DotProd.
     fn flavours() -> Vec<bool> {

@@ -18,7 +18,8 @@
 //! - `x86_common.rs`: the x86-64 feature checks and AVX2 helpers; `tile_common.rs`: block layouts (sizes from
 //!   [`GgmlType`]) and the slice checks the tile and matrix-vector kernels share.
 //! - `aarch64_neon_tiles.rs`: aarch64 tiles of four weight rows by up to four tokens, with `sdot` (`neon-sdot-4x4`,
-//!   FEAT_DotProd) or plain NEON (`neon-4x4`), for Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K.
+//!   FEAT_DotProd) or plain NEON (`neon-4x4`), for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and (`aarch64_neon_tiles_q6k.rs`)
+//!   Q6_K.
 //! - `aarch64_neon_gemv.rs`: the one-token (decode) entries of those tiles, bit-identical to them; decode runs
 //!   them under the tile's name.
 //! - `aarch64_neon.rs`, `armv7_neon.rs`: NEON one-row dot products (`neon-dot`) and f16 conversions.
@@ -29,6 +30,8 @@ mod aarch64_neon;
 mod aarch64_neon_gemv;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon_tiles_q6k;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the aarch64 tiles do not use the shared layouts yet
@@ -388,7 +391,7 @@ pub fn cpu_path() -> &'static str {
 
 /// The SIMD one-row dot product for weights of type `ty` on this CPU, if there is one: what the matmul uses for
 /// formats without a tile kernel ([`tile_kernel`]), i.e. every format on armv7, the formats other than Q4_0, Q4_1, Q5_0,
-/// Q8_0 and Q4_K on aarch64, and the formats other than Q4_0, Q4_1, Q8_0, Q4_K and Q6_K on x86-64.
+/// Q8_0, Q4_K and Q6_K on aarch64, and the formats other than Q4_0, Q4_1, Q8_0, Q4_K and Q6_K on x86-64.
 pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
     if force_scalar() {
         return None;
