@@ -1,5 +1,5 @@
 //! aarch64 tile kernels for batched prefill: four weight rows against up to four activation rows (tokens) per
-//! call, for Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K, in two flavours chosen at run time:
+//! call, for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K (in `aarch64_neon_tiles_q6k.rs`), in two flavours chosen at run time:
 //!
 //! - `neon-sdot-4x4` with `sdot` (FEAT_DotProd: Cortex-A76 of the Pi 5, Cortex-A55 and later);
 //! - `neon-4x4` with plain NEON widening multiplies (`smull`/`smlal2` into i16 lanes, `saddlp`/`sadalp` into
@@ -23,6 +23,7 @@
 use std::arch::aarch64::*;
 
 use super::aarch64_neon::{cvt_f16x4, dot_i8};
+use super::aarch64_neon_tiles_q6k::Q6K;
 use super::{ActivationRows, TileFn, TileKernel, TileShape};
 use crate::ggml_type::GgmlType;
 
@@ -45,6 +46,8 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<(&'static str, TileKernel)> {
         (GgmlType::Q8_0, false) => tile_q8_0,
         (GgmlType::Q4_K, true) => tile_q4_k_sdot,
         (GgmlType::Q4_K, false) => tile_q4_k,
+        (GgmlType::Q6_K, true) => tile_q6_k_sdot,
+        (GgmlType::Q6_K, false) => tile_q6_k,
         _ => return None,
     };
     let name = if sdot { "neon-sdot-4x4" } else { "neon-4x4" };
@@ -55,7 +58,7 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<(&'static str, TileKernel)> {
 
 /// How the integer products of a weight block are summed without `sdot` (see the module comment).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Lanes {
+pub(super) enum Lanes {
     /// |w| <= 16: a row's 32 products are summed in i16 lanes down to pairs, widened by the last `saddlp`.
     Narrow,
     /// |w| <= 127: two products per i16 lane, then widened.
@@ -63,7 +66,7 @@ enum Lanes {
 }
 
 /// A 32-value weight format with a Q8_0 (or, with `MIN`, Q8_1) activation format.
-trait Format {
+pub(super) trait Format {
     /// Bytes of a weight block.
     const W_BYTES: usize;
     /// Whether the weight block carries an f16 min at offset 2 (Q4_1): activations are then Q8_1.
@@ -79,12 +82,12 @@ trait Format {
 
 /// The 32 nibbles of a Q4 block at `p` as bytes: (low nibbles = elements 0..16, high nibbles = elements 16..32).
 #[inline(always)]
-unsafe fn nibbles(p: *const u8) -> [uint8x16_t; 2] {
+pub(super) unsafe fn nibbles(p: *const u8) -> [uint8x16_t; 2] {
     let v = vld1q_u8(p);
     [vandq_u8(v, vdupq_n_u8(0x0F)), vshrq_n_u8::<4>(v)]
 }
 
-struct Q4_0;
+pub(super) struct Q4_0;
 impl Format for Q4_0 {
     const W_BYTES: usize = 18;
     const MIN: bool = false;
@@ -97,7 +100,7 @@ impl Format for Q4_0 {
     }
 }
 
-struct Q4_1;
+pub(super) struct Q4_1;
 impl Format for Q4_1 {
     const W_BYTES: usize = 20;
     const MIN: bool = true;
@@ -110,7 +113,7 @@ impl Format for Q4_1 {
     }
 }
 
-struct Q5_0;
+pub(super) struct Q5_0;
 impl Format for Q5_0 {
     const W_BYTES: usize = 22;
     const MIN: bool = false;
@@ -132,7 +135,7 @@ impl Format for Q5_0 {
     }
 }
 
-struct Q8_0;
+pub(super) struct Q8_0;
 impl Format for Q8_0 {
     const W_BYTES: usize = 34;
     const MIN: bool = false;
@@ -146,7 +149,7 @@ impl Format for Q8_0 {
 // ---- safe entry points ----
 
 /// What the safe entry point needs of a kernel: its layout and its unsafe tile.
-trait Tile {
+pub(super) trait Tile {
     /// Values per weight block.
     const BLOCK: usize;
     /// Bytes of a weight block.
@@ -219,9 +222,11 @@ fn check(
 
 /// One token of a tile: its activation row and its f32 block scales (`d`, or `d, s` for Q8_1; none for Q8_K).
 #[derive(Clone, Copy)]
-struct Tok {
-    x: *const u8,
-    s: *const f32,
+pub(super) struct Tok {
+    /// The activation row.
+    pub(super) x: *const u8,
+    /// Its f32 block scales.
+    pub(super) s: *const f32,
 }
 
 fn tok(x: &ActivationRows<'_>, t: usize) -> Tok {
@@ -292,6 +297,8 @@ tile_entry!(tile_q8_0, Legacy<Q8_0>, false);
 tile_entry!(tile_q8_0_sdot, Legacy<Q8_0>, true);
 tile_entry!(tile_q4_k, Q4K, false);
 tile_entry!(tile_q4_k_sdot, Q4K, true);
+tile_entry!(tile_q6_k, Q6K, false);
+tile_entry!(tile_q6_k_sdot, Q6K, true);
 
 // ---- kernels ----
 
@@ -303,7 +310,7 @@ unsafe fn rd_u16(p: *const u8) -> u16 {
 
 /// The f16 values at offset `at` of the current block of the four rows, as one f32 vector (one `fcvtl`).
 #[inline(always)]
-unsafe fn row_scales(wb: &[*const u8; ROWS], at: usize) -> float32x4_t {
+pub(super) unsafe fn row_scales(wb: &[*const u8; ROWS], at: usize) -> float32x4_t {
     let v = vdup_n_u16(rd_u16(wb[0].add(at)));
     let v = vset_lane_u16::<1>(rd_u16(wb[1].add(at)), v);
     let v = vset_lane_u16::<2>(rd_u16(wb[2].add(at)), v);
@@ -391,7 +398,7 @@ unsafe fn tile<F: Format, const SDOT: bool, const NT: usize>(
 /// the eight 32-value sub-blocks of scale times integer dot product, and `summ_r` the sum of min times the
 /// sub-block's activation sum. Without `sdot` a sub-block's products (nibbles 0..=15 times -128..=127) fit the
 /// narrow i16 lanes (16 * 15 * 128 = 30720).
-struct Q4K;
+pub(super) struct Q4K;
 
 impl Tile for Q4K {
     const BLOCK: usize = 256;
@@ -476,7 +483,8 @@ mod tests {
     use crate::quant;
     use crate::simd::{prepare_activations, scales_per_block};
 
-    const FORMATS: [GgmlType; 5] = [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K];
+    const FORMATS: [GgmlType; 6] =
+        [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
 
     /// The flavours this CPU can run: plain NEON always, `sdot` with FEAT_DotProd.
     fn flavours() -> Vec<bool> {

@@ -19,13 +19,20 @@
 //! - `x86_common.rs`: the x86-64 feature checks and AVX2 helpers; `tile_common.rs`: block layouts (sizes from
 //!   [`GgmlType`]) and the slice checks the tile and matrix-vector kernels share.
 //! - `aarch64_neon_tiles.rs`: aarch64 tiles of four weight rows by up to four tokens, with `sdot` (`neon-sdot-4x4`,
-//!   FEAT_DotProd) or plain NEON (`neon-4x4`), for Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K.
+//!   FEAT_DotProd) or plain NEON (`neon-4x4`), for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and (`aarch64_neon_tiles_q6k.rs`)
+//!   Q6_K.
+//! - `aarch64_neon_gemv.rs`: the one-token (decode) entries of those tiles, bit-identical to them; decode runs
+//!   them under the tile's name.
 //! - `aarch64_neon.rs`, `armv7_neon.rs`: NEON one-row dot products (`neon-dot`) and f16 conversions.
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon;
 #[cfg(target_arch = "aarch64")]
+mod aarch64_neon_gemv;
+#[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon_tiles_q6k;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the aarch64 tiles do not use the shared layouts yet
@@ -197,6 +204,12 @@ fn decode_kernel_candidates_on(ty: GgmlType, avx512: bool) -> Vec<DecodeKernel> 
             // before converting them; the one-row tile keeps eight lanes of partial sums): only the first, the
             // prefill kernel, matches itself.
             out.push(DecodeKernel { name, run: DecodeFn::Tile(k), matches_prefill: out.is_empty() });
+        }
+        // aarch64: the tile decodes one token through its GEMV entry (bit-identical to the tile, see
+        // `aarch64_neon_gemv.rs`), so the prefill kernel's decode is a matrix-vector kernel under the tile's name.
+        #[cfg(target_arch = "aarch64")]
+        if let (Some(first), Some(g)) = (out.first_mut(), aarch64_neon_gemv::kernel(ty, aarch64_neon::has_dotprod())) {
+            first.run = DecodeFn::Gemv(g);
         }
         #[cfg(target_arch = "x86_64")]
         if x86_common::avx2_available() {
@@ -432,7 +445,7 @@ pub fn cpu_path() -> &'static str {
 
 /// The SIMD one-row dot product for weights of type `ty` on this CPU, if there is one: what the matmul uses for
 /// formats without a tile kernel ([`tile_kernel`]), i.e. every format on armv7, the formats other than Q4_0, Q4_1, Q5_0,
-/// Q8_0 and Q4_K on aarch64, and the formats other than Q4_0, Q4_1, Q8_0, Q4_K and Q6_K on x86-64.
+/// Q8_0, Q4_K and Q6_K on aarch64, and the formats other than Q4_0, Q4_1, Q8_0, Q4_K and Q6_K on x86-64.
 pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
     if force_scalar() {
         return None;

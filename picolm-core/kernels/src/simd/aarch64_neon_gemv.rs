@@ -1,0 +1,457 @@
+//! aarch64 one-token (GEMV) entries of the tile kernels in `aarch64_neon_tiles.rs`: decode runs a whole run of
+//! weight rows against one activation row in one call, with the slices checked once per call instead of once per
+//! four rows, and with the integer block sums formed the way that is cheapest for one token.
+//!
+//! Bit-identity with the tiles (so that decode equals batched prefill without choosing): every row gets the same
+//! integer block sums as in the tile (integer arithmetic is exact, so how they are formed is free) and the same f32
+//! operations in the same order (`acc = fma(acc, f32(isum), d_w * d_x)` per block, Q4_1's min term in its own
+//! accumulator added at the end, Q4_K as in its tile). Rows are taken in groups of eight (two f32 vectors of four
+//! lanes), then a group of four; a partial group repeats its last row in the unused lanes (dropped), as the tiles do.
+//! Lanes never mix in the float arithmetic, so a row's result does not depend on its group.
+//!
+//! What differs from a one-token tile, for the 32-value formats:
+//! - Q4_0's nibbles are used unsigned (0..=15, one `and` or `ushr` per 16 weights) and the offset of 8 comes off the
+//!   four rows' sums at once as `8 * sum(x)` (the activations' prepared block sums), instead of a subtraction per 16
+//!   weights. Products stay within the narrow i16 lanes of the plain NEON path: 15 * 127 * 16 = 30480.
+//! - With `sdot`, each row's accumulator runs across the blocks (never zeroed) and a block's sums are the
+//!   difference of two consecutive pairwise reductions; i32 addition wraps, so the difference is exact whatever the
+//!   running values.
+
+use std::arch::aarch64::*;
+
+use super::aarch64_neon::dot_i8;
+use super::aarch64_neon_tiles::{nibbles, row_scales, Format, Lanes, Tile, Tok, Q4K, Q4_0, Q4_1, Q5_0, Q8_0};
+use super::aarch64_neon_tiles_q6k::Q6K;
+use super::{ActivationRows, GemvFn};
+use crate::ggml_type::GgmlType;
+
+/// Weight rows per f32 vector.
+const LANES: usize = 4;
+
+/// The one-token entry of the tile kernel for `ty` (`sdot`: the FEAT_DotProd variant; call it so only when the CPU
+/// has FEAT_DotProd).
+pub fn kernel(ty: GgmlType, sdot: bool) -> Option<GemvFn> {
+    Some(match (ty, sdot) {
+        (GgmlType::Q4_0, true) => gemv_legacy::<Q4_0, true>,
+        (GgmlType::Q4_0, false) => gemv_legacy::<Q4_0, false>,
+        (GgmlType::Q4_1, true) => gemv_legacy::<Q4_1, true>,
+        (GgmlType::Q4_1, false) => gemv_legacy::<Q4_1, false>,
+        (GgmlType::Q5_0, true) => gemv_legacy::<Q5_0, true>,
+        (GgmlType::Q5_0, false) => gemv_legacy::<Q5_0, false>,
+        (GgmlType::Q8_0, true) => gemv_legacy::<Q8_0, true>,
+        (GgmlType::Q8_0, false) => gemv_legacy::<Q8_0, false>,
+        (GgmlType::Q4_K, true) => gemv_tile::<Q4K, true>,
+        (GgmlType::Q4_K, false) => gemv_tile::<Q4K, false>,
+        (GgmlType::Q6_K, true) => gemv_tile::<Q6K, true>,
+        (GgmlType::Q6_K, false) => gemv_tile::<Q6K, false>,
+        _ => return None,
+    })
+}
+
+/// Checks every slice a GEMV call reads for `out.len()` rows; returns the number of blocks per row. Panics on a
+/// caller bug.
+fn check(
+    n: usize,
+    (block, w_bytes, x_bytes, spb): (usize, usize, usize, usize),
+    w: &[u8],
+    w_row_bytes: usize,
+    x: &ActivationRows<'_>,
+    out: &[f32],
+) -> usize {
+    assert!(n.is_multiple_of(block), "row length {n} is not a multiple of {block}");
+    let nb = n / block;
+    if let Some(last) = out.len().checked_sub(1) {
+        assert!(w_row_bytes >= nb * w_bytes, "weight rows too short for {n} values");
+        assert!(w.len() >= last * w_row_bytes + nb * w_bytes, "weight rows too short for {} rows", out.len());
+    }
+    assert!(x.blocks_per_row == nb, "activations of {} blocks for {nb}", x.blocks_per_row);
+    assert!(x.row_bytes >= nb * x_bytes && x.bytes.len() >= x.row_bytes, "activation row too short");
+    assert!(x.scales_per_block == spb, "{} activation scales per block for {spb}", x.scales_per_block);
+    if spb > 0 {
+        assert!(x.scales.len() >= nb * spb && x.sums.len() >= nb, "activation scales too short");
+    }
+    nb
+}
+
+/// Pointers to `G * LANES` rows starting at row `r0` of `w`, the rows past `rows` repeating the last row.
+fn group<const G: usize>(w: &[u8], w_row_bytes: usize, r0: usize, rows: usize) -> [[*const u8; LANES]; G] {
+    std::array::from_fn(|g| std::array::from_fn(|l| w[(r0 + g * LANES + l).min(rows - 1) * w_row_bytes..].as_ptr()))
+}
+
+/// Stores the lanes of `res` that belong to rows `r0..rows` into `out`.
+fn put<const G: usize>(out: &mut [f32], r0: usize, res: &[[f32; LANES]; G]) {
+    for (i, v) in res.iter().flatten().enumerate() {
+        if let Some(o) = out.get_mut(r0 + i) {
+            *o = *v;
+        }
+    }
+}
+
+/// Walks the rows of a GEMV call in groups of eight, then one group of four (possibly partial).
+fn walk(
+    out: &mut [f32],
+    mut eight: impl FnMut(usize) -> [[f32; LANES]; 2],
+    mut four: impl FnMut(usize) -> [[f32; LANES]; 1],
+) {
+    let rows = out.len();
+    let mut r = 0;
+    while rows - r >= 2 * LANES {
+        put(out, r, &eight(r));
+        r += 2 * LANES;
+    }
+    while r < rows {
+        put(out, r, &four(r));
+        r += LANES;
+    }
+}
+
+/// Any tile kernel's one-token entry: the one-token tile per group of four rows, with the slices checked once.
+fn gemv_tile<K: Tile, const SDOT: bool>(
+    n: usize,
+    w: &[u8],
+    w_row_bytes: usize,
+    x: &ActivationRows<'_>,
+    out: &mut [f32],
+) {
+    let nb = check(n, (K::BLOCK, K::W_BYTES, K::X_BYTES, K::SPB), w, w_row_bytes, x, out);
+    let rows = out.len();
+    let t = [Tok { x: x.bytes.as_ptr(), s: x.scales.as_ptr() }];
+    let one = |r0: usize| {
+        let [p] = group::<1>(w, w_row_bytes, r0, rows);
+        // SAFETY: `check` verified that every row below `rows` (the pointers repeat in-range rows) and the activation
+        // row with its scales hold `nb` whole blocks; the `sdot` variant is handed out only for CPUs with
+        // FEAT_DotProd (the caller's contract); NEON is mandatory on aarch64.
+        let [v] = unsafe { K::tile::<SDOT, 1>(nb, p, &t) };
+        v
+    };
+    walk(out, |r0| [one(r0), one(r0 + LANES)], |r0| [one(r0)]);
+}
+
+/// The one-token entry of a 32-value format's tile (see the module comment).
+fn gemv_legacy<F: Format, const SDOT: bool>(
+    n: usize,
+    w: &[u8],
+    w_row_bytes: usize,
+    x: &ActivationRows<'_>,
+    out: &mut [f32],
+) {
+    let (x_bytes, spb) = if F::MIN { (36, 2) } else { (34, 1) };
+    let nb = check(n, (32, F::W_BYTES, x_bytes, spb), w, w_row_bytes, x, out);
+    let rows = out.len();
+    let xs = (x.bytes.as_ptr(), x.scales.as_ptr(), x.sums.as_ptr());
+    // SAFETY (both calls): `check` verified that every row below `rows` (the group pointers repeat in-range rows)
+    // and the activation row with its scales and sums hold `nb` whole blocks; the `sdot` variant is handed out only
+    // for CPUs with FEAT_DotProd (the caller's contract); NEON is mandatory on aarch64.
+    walk(
+        out,
+        |r0| unsafe { legacy_rows::<F, SDOT, 2>(nb, group(w, w_row_bytes, r0, rows), xs) },
+        |r0| unsafe { legacy_rows::<F, SDOT, 1>(nb, group(w, w_row_bytes, r0, rows), xs) },
+    );
+}
+
+/// Whether the format's weights are decoded unsigned with an offset taken off the sums (Q4_0: 8), and the offset.
+const fn offset<F: Format>() -> i32 {
+    if F::W_BYTES == 18 && !F::MIN {
+        8
+    } else {
+        0
+    }
+}
+
+/// The 32 weights of the block at `wb` as bytes, less [`offset`] (see the module comment).
+#[inline(always)]
+unsafe fn decode<F: Format>(wb: *const u8) -> [int8x16_t; 2] {
+    if offset::<F>() != 0 {
+        let [lo, hi] = nibbles(wb.add(2));
+        [vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)]
+    } else {
+        F::decode(wb)
+    }
+}
+
+/// The results of `G` groups of four rows of `F` against one activation row `(bytes, f32 scales, block sums)`.
+///
+/// # Safety
+/// Every pointer of `w` and the activation row, its scales and its sums hold `nb` whole blocks; with `SDOT` the CPU
+/// has FEAT_DotProd.
+#[target_feature(enable = "neon")]
+unsafe fn legacy_rows<F: Format, const SDOT: bool, const G: usize>(
+    nb: usize,
+    w: [[*const u8; LANES]; G],
+    (xp, sp, sump): (*const u8, *const f32, *const i32),
+) -> [[f32; LANES]; G] {
+    let (x_bytes, x_qs, spb) = if F::MIN { (36, 4, 2) } else { (34, 2, 1) };
+    let off = offset::<F>();
+    let mut acc = [vdupq_n_f32(0.0); G];
+    let mut mins = [vdupq_n_f32(0.0); G];
+    // `sdot`: each row's running sums, and the last pairwise reduction of each group.
+    let mut run = [[vdupq_n_s32(0); LANES]; G];
+    let mut prev = [vdupq_n_s32(0); G];
+    for b in 0..nb {
+        let yp = xp.add(b * x_bytes + x_qs) as *const i8;
+        let y = [vld1q_s8(yp), vld1q_s8(yp.add(16))];
+        let sx = sp.add(spb * b);
+        let bias = vdupq_n_s32(off * *sump.add(b));
+        for g in 0..G {
+            let wb = w[g].map(|p| p.add(b * F::W_BYTES));
+            let q = wb.map(|p| decode::<F>(p));
+            let isum = if SDOT {
+                for l in 0..LANES {
+                    run[g][l] = dot_i8::<true>(run[g][l], q[l][0], y[0]);
+                    run[g][l] = dot_i8::<true>(run[g][l], q[l][1], y[1]);
+                }
+                let r = &run[g];
+                let total = vpaddq_s32(vpaddq_s32(r[0], r[1]), vpaddq_s32(r[2], r[3]));
+                let s = vsubq_s32(total, prev[g]);
+                prev[g] = total;
+                s
+            } else {
+                narrow_or_wide_sums(F::LANES, &q, &y)
+            };
+            let isum = if off != 0 { vsubq_s32(isum, bias) } else { isum };
+            acc[g] = vfmaq_f32(acc[g], vcvtq_f32_s32(isum), vmulq_n_f32(row_scales(&wb, 0), *sx));
+            if F::MIN {
+                mins[g] = vfmaq_n_f32(mins[g], row_scales(&wb, 2), *sx.add(1));
+            }
+        }
+    }
+    let mut out = [[0f32; LANES]; G];
+    for g in 0..G {
+        let v = if F::MIN { vaddq_f32(acc[g], mins[g]) } else { acc[g] };
+        vst1q_f32(out[g].as_mut_ptr(), v);
+    }
+    out
+}
+
+/// Lane `r` = the integer dot product of row `r`'s 32 weights with `y`, without `sdot` (as the tile's plain NEON
+/// path: see `aarch64_neon_tiles.rs` for the i16 lane bounds).
+#[inline(always)]
+unsafe fn narrow_or_wide_sums(lanes: Lanes, q: &[[int8x16_t; 2]; LANES], y: &[int8x16_t; 2]) -> int32x4_t {
+    let mul = |q: &[int8x16_t; 2], y: &[int8x16_t; 2], wide: bool| {
+        let p = vmull_s8(vget_low_s8(q[0]), vget_low_s8(y[0]));
+        let p = vmlal_high_s8(p, q[0], y[0]);
+        if wide {
+            let a = vpaddlq_s16(p);
+            vpadalq_s16(a, vmlal_high_s8(vmull_s8(vget_low_s8(q[1]), vget_low_s8(y[1])), q[1], y[1]))
+        } else {
+            let p = vmlal_s8(p, vget_low_s8(q[1]), vget_low_s8(y[1]));
+            vreinterpretq_s32_s16(vmlal_high_s8(p, q[1], y[1]))
+        }
+    };
+    match lanes {
+        Lanes::Narrow => {
+            let p: [int16x8_t; LANES] = [0, 1, 2, 3].map(|r| vreinterpretq_s16_s32(mul(&q[r], y, false)));
+            vpaddlq_s16(vpaddq_s16(vpaddq_s16(p[0], p[1]), vpaddq_s16(p[2], p[3])))
+        }
+        Lanes::Wide => {
+            let s: [int32x4_t; LANES] = [0, 1, 2, 3].map(|r| mul(&q[r], y, true));
+            vpaddq_s32(vpaddq_s32(s[0], s[1]), vpaddq_s32(s[2], s[3]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant;
+    use crate::simd::{prepare_activations, scales_per_block, TileShape};
+
+    const FORMATS: [GgmlType; 6] =
+        [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
+
+    /// The flavours this CPU can run: plain NEON always, `sdot` with FEAT_DotProd.
+    fn flavours() -> Vec<bool> {
+        if super::super::aarch64_neon::has_dotprod() {
+            vec![false, true]
+        } else {
+            vec![false]
+        }
+    }
+
+    /// Deterministic pseudo-random floats in -scale..scale with an occasional 30x outlier.
+    fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let u = (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+                if i % 89 == 7 {
+                    u * scale * 30.0
+                } else {
+                    u * scale
+                }
+            })
+            .collect()
+    }
+
+    /// `rows` quantized weight rows (one all zero, one at +-65000) and `tokens` activation rows with their prepared
+    /// scales and sums.
+    struct Case {
+        wq: Vec<u8>,
+        w_row_bytes: usize,
+        xq: Vec<u8>,
+        x_row_bytes: usize,
+        nb: usize,
+        spb: usize,
+        scales: Vec<f32>,
+        sums: Vec<i32>,
+    }
+
+    impl Case {
+        fn new(ty: GgmlType, n: usize, rows: usize, tokens: usize, seed: u64, scale: f32) -> Case {
+            let w_row_bytes = ty.row_bytes(n as u64).unwrap() as usize;
+            let mut wq = vec![0u8; w_row_bytes * rows];
+            for (r, row) in wq.chunks_exact_mut(w_row_bytes).enumerate() {
+                let w = match r {
+                    2 => vec![0.0; n],
+                    5 => (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect(),
+                    _ => values(seed * 131 + r as u64, n, scale),
+                };
+                quant::quantize_row(ty, &w, row).unwrap();
+            }
+            let xt = quant::vec_dot_type(ty);
+            let x_row_bytes = xt.row_bytes(n as u64).unwrap() as usize;
+            let (nb, spb) = (n / ty.block_size(), scales_per_block(xt));
+            let mut xq = vec![0u8; x_row_bytes * tokens];
+            let (mut scales, mut sums) = (vec![0f32; tokens * nb * spb], vec![0i32; tokens * nb]);
+            for t in 0..tokens {
+                let row = &mut xq[t * x_row_bytes..(t + 1) * x_row_bytes];
+                quant::quantize_row(xt, &values(seed * 977 + 50 + t as u64, n, scale), row).unwrap();
+                prepare_activations(
+                    xt,
+                    row,
+                    &mut scales[t * nb * spb..(t + 1) * nb * spb],
+                    &mut sums[t * nb..(t + 1) * nb],
+                );
+            }
+            if spb == 0 {
+                sums.clear();
+            }
+            Case { wq, w_row_bytes, xq, x_row_bytes, nb, spb, scales, sums }
+        }
+
+        fn activations(&self) -> ActivationRows<'_> {
+            ActivationRows {
+                bytes: &self.xq,
+                row_bytes: self.x_row_bytes,
+                blocks_per_row: self.nb,
+                scales_per_block: self.spb,
+                scales: &self.scales,
+                sums: &self.sums,
+            }
+        }
+    }
+
+    /// `sum |w_i * x_i|` of the dequantized rows: the scale of the rounding differences between kernels.
+    fn magnitude(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+        let (mut wf, mut xf) = (vec![0f32; n], vec![0f32; n]);
+        quant::dequantize_row(ty, w, &mut wf).unwrap();
+        quant::dequantize_row(quant::vec_dot_type(ty), x, &mut xf).unwrap();
+        wf.iter().zip(&xf).map(|(a, b)| (a * b).abs()).sum()
+    }
+
+    /// The GEMV entry of every aarch64 tile kernel gives bit for bit the results of its tile run as batched prefill
+    /// runs it (tiles of four rows by four tokens, leftover tokens one at a time), for every row count 1..=13 and
+    /// 17 (whole and partial groups of eight and four), several row lengths and every token; and it agrees with the
+    /// scalar reference.
+    #[test]
+    fn aarch64_gemv_equals_the_tile_bit_for_bit() {
+        let mut checked = 0;
+        for ty in FORMATS {
+            for sdot in flavours() {
+                let (name, tile) = super::super::aarch64_neon_tiles::kernel(ty, sdot).unwrap();
+                let gemv = kernel(ty, sdot).unwrap();
+                let lengths: &[usize] = if ty.block_size() == 32 { &[32, 96, 256, 1536] } else { &[256, 768] };
+                for (seed, &n) in lengths.iter().enumerate() {
+                    for scale in [1e-3f32, 1.0, 50.0] {
+                        let tokens = 6;
+                        let case = Case::new(ty, n, 17, tokens, seed as u64 + 1, scale);
+                        let x = case.activations();
+                        // Batched prefill: tiles of up to 4 x 4, results [row][token].
+                        let mut batched = vec![f32::NAN; 17 * tokens];
+                        for r in (0..17).step_by(4) {
+                            for t in (0..tokens).step_by(4) {
+                                let shape = TileShape { rows: 4.min(17 - r), tokens: 4.min(tokens - t), ld: tokens };
+                                let w = &case.wq[r * case.w_row_bytes..];
+                                (tile.run)(n, w, case.w_row_bytes, &x, t, shape, &mut batched[r * tokens + t..]);
+                            }
+                        }
+                        for rows in (1..=13).chain([17]) {
+                            for t in 0..tokens {
+                                let mut out = vec![f32::NAN; rows];
+                                gemv(n, &case.wq[..rows * case.w_row_bytes], case.w_row_bytes, &x.token(t), &mut out);
+                                for (r, got) in out.iter().enumerate() {
+                                    let want = batched[r * tokens + t];
+                                    assert_eq!(
+                                        want.to_bits(),
+                                        got.to_bits(),
+                                        "{ty} {name}: n={n} scale {scale} rows {rows} row {r} token {t}: tile {want} gemv {got}"
+                                    );
+                                    let wr = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
+                                    let xr = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                                    let reference = quant::vec_dot(ty, n, wr, xr).unwrap();
+                                    let tol = 2e-5 * magnitude(ty, n, wr, xr) + 1e-6;
+                                    assert!(
+                                        (reference - got).abs() <= tol,
+                                        "{ty} {name}: reference {reference} gemv {got}"
+                                    );
+                                    checked += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        eprintln!("{checked} aarch64 gemv results checked on {}", crate::simd::cpu_path());
+    }
+
+    /// Q4_0 at the extremes of the unsigned decoding (every nibble 0 or 15, activations -127 or 127, unit scales):
+    /// the offset of 8 taken off the sums must give exactly the reference.
+    #[test]
+    fn aarch64_q4_0_gemv_is_exact_at_the_extreme_quants() {
+        let one = 0x3C00u16.to_le_bytes();
+        let n = 256;
+        let block = |fill: u8| {
+            let mut b = [fill; 18];
+            b[..2].copy_from_slice(&one);
+            b.repeat(n / 32)
+        };
+        let wq: Vec<u8> = [0x00u8, 0xFF, 0x0F, 0xF0, 0x00].iter().flat_map(|&f| block(f)).collect();
+        for q in [-127i8, 127] {
+            let mut xb = [q as u8; 34];
+            xb[..2].copy_from_slice(&one);
+            let xq = xb.repeat(n / 32);
+            let (mut scales, mut sums) = (vec![0f32; n / 32], vec![0i32; n / 32]);
+            prepare_activations(GgmlType::Q8_0, &xq, &mut scales, &mut sums);
+            let x = ActivationRows {
+                bytes: &xq,
+                row_bytes: xq.len(),
+                blocks_per_row: n / 32,
+                scales_per_block: 1,
+                scales: &scales,
+                sums: &sums,
+            };
+            for sdot in flavours() {
+                let mut out = vec![f32::NAN; 5];
+                kernel(GgmlType::Q4_0, sdot).unwrap()(n, &wq, 18 * n / 32, &x, &mut out);
+                for (r, got) in out.iter().enumerate() {
+                    let want = quant::vec_dot(GgmlType::Q4_0, n, &wq[r * 144..(r + 1) * 144], &xq).unwrap();
+                    assert_eq!(want, *got, "Q4_0 sdot={sdot} row {r} activations {q}");
+                    assert!(want != 0.0);
+                }
+            }
+        }
+    }
+
+    /// A GEMV call checks its slices once: too short weights panic instead of reading past them.
+    #[test]
+    #[should_panic(expected = "weight rows too short")]
+    fn aarch64_gemv_rejects_short_weights() {
+        let case = Case::new(GgmlType::Q8_0, 64, 3, 1, 1, 1.0);
+        let mut out = vec![0f32; 4];
+        kernel(GgmlType::Q8_0, false).unwrap()(64, &case.wq, case.w_row_bytes, &case.activations(), &mut out);
+    }
+}
