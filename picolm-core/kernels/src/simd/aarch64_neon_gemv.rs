@@ -254,37 +254,8 @@ unsafe fn narrow_or_wide_sums(lanes: Lanes, q: &[[int8x16_t; 2]; LANES], y: &[in
 mod tests {
     use super::*;
     use crate::quant;
+    use crate::simd::aarch64_neon_tiles::tests::{flavours, values, FORMATS};
     use crate::simd::{prepare_activations, scales_per_block, TileShape};
-
-    const FORMATS: [GgmlType; 6] =
-        [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
-
-    /// The flavours this CPU can run: plain NEON always, `sdot` with FEAT_DotProd.
-    fn flavours() -> Vec<bool> {
-        if super::super::aarch64_neon::has_dotprod() {
-            vec![false, true]
-        } else {
-            vec![false]
-        }
-    }
-
-    /// Deterministic pseudo-random floats in -scale..scale with an occasional 30x outlier.
-    fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let u = (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-                if i % 89 == 7 {
-                    u * scale * 30.0
-                } else {
-                    u * scale
-                }
-            })
-            .collect()
-    }
 
     /// `rows` quantized weight rows (one all zero, one at +-65000) and `tokens` activation rows with their prepared
     /// scales and sums.

@@ -477,17 +477,19 @@ unsafe fn q4_k_tile<const SDOT: bool, const NT: usize>(
     out
 }
 
+/// The tile tests, and the test helpers the GEMV entry's tests (`aarch64_neon_gemv`) share.
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::quant;
     use crate::simd::{prepare_activations, scales_per_block};
 
-    const FORMATS: [GgmlType; 6] =
+    /// The formats with aarch64 tiles.
+    pub(in crate::simd) const FORMATS: [GgmlType; 6] =
         [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K];
 
     /// The flavours this CPU can run: plain NEON always, `sdot` with FEAT_DotProd.
-    fn flavours() -> Vec<bool> {
+    pub(in crate::simd) fn flavours() -> Vec<bool> {
         if super::super::aarch64_neon::has_dotprod() {
             vec![false, true]
         } else {
@@ -496,7 +498,7 @@ mod tests {
     }
 
     /// Deterministic pseudo-random floats in -scale..scale with an occasional 30x outlier.
-    fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    pub(in crate::simd) fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
         let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)
             .map(|i| {
