@@ -12,8 +12,9 @@ use picolm_integration_tests::*;
 
 const Q4_1: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
-// Both modes decode with the prefill kernel: the decode planner measures kernels on mapped rows only, and its
-// choice (a faster kernel with other rounding) is not what these tests compare.
+// Both modes decode with the prefill kernel (`tile`), so that they run the same kernels by construction: the decode
+// planner times kernels on mapped rows only. (Its `auto` choice is bit-identical to the tile anyway, which
+// `generation.rs` checks; these tests compare the reading of the weights, not the kernel choice.)
 fn streamed(slab: usize) -> ModelParams {
     ModelParams {
         n_ctx: 512,
