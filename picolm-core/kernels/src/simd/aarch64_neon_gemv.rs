@@ -20,9 +20,11 @@
 use std::arch::aarch64::*;
 
 use super::aarch64_neon::dot_i8;
-use super::aarch64_neon_tiles::{nibbles, row_scales, Format, Lanes, Tile, Tok, Q4K, Q4_0, Q4_1, Q5_0, Q8_0};
+use super::aarch64_neon_tiles::{
+    block_sums, check as tile_check, nibbles, row_scales, Format, Tile, Tok, Q4K, Q4_0, Q4_1, Q5_0, Q8_0,
+};
 use super::aarch64_neon_tiles_q6k::Q6K;
-use super::{ActivationRows, GemvFn};
+use super::{ActivationRows, GemvFn, TileShape};
 use crate::ggml_type::GgmlType;
 
 /// Weight rows per f32 vector.
@@ -48,28 +50,19 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<GemvFn> {
     })
 }
 
-/// Checks every slice a GEMV call reads for `out.len()` rows; returns the number of blocks per row. Panics on a
-/// caller bug.
+/// Checks every slice a GEMV call reads for `out.len()` rows (at least one): the tile check of a one-row, one-token
+/// tile, and the other rows; returns the number of blocks per row. Panics on a caller bug.
 fn check(
     n: usize,
-    (block, w_bytes, x_bytes, spb): (usize, usize, usize, usize),
+    layout: (usize, usize, usize, usize),
     w: &[u8],
     w_row_bytes: usize,
     x: &ActivationRows<'_>,
     out: &[f32],
 ) -> usize {
-    assert!(n.is_multiple_of(block), "row length {n} is not a multiple of {block}");
-    let nb = n / block;
-    if let Some(last) = out.len().checked_sub(1) {
-        assert!(w_row_bytes >= nb * w_bytes, "weight rows too short for {n} values");
-        assert!(w.len() >= last * w_row_bytes + nb * w_bytes, "weight rows too short for {} rows", out.len());
-    }
-    assert!(x.blocks_per_row == nb, "activations of {} blocks for {nb}", x.blocks_per_row);
-    assert!(x.row_bytes >= nb * x_bytes && x.bytes.len() >= x.row_bytes, "activation row too short");
-    assert!(x.scales_per_block == spb, "{} activation scales per block for {spb}", x.scales_per_block);
-    if spb > 0 {
-        assert!(x.scales.len() >= nb * spb && x.sums.len() >= nb, "activation scales too short");
-    }
+    let one = TileShape { rows: 1, tokens: 1, ld: 1 };
+    let nb = tile_check(n, layout, w, w_row_bytes, x, 0, one, out);
+    assert!(w.len() >= (out.len() - 1) * w_row_bytes + nb * layout.1, "weight rows too short for {} rows", out.len());
     nb
 }
 
@@ -206,7 +199,7 @@ unsafe fn legacy_rows<F: Format, const SDOT: bool, const G: usize>(
                 prev[g] = total;
                 s
             } else {
-                narrow_or_wide_sums(F::LANES, &q, &y)
+                block_sums::<false>(F::LANES, &q, &y)
             };
             let isum = if off != 0 { vsubq_s32(isum, bias) } else { isum };
             acc[g] = vfmaq_f32(acc[g], vcvtq_f32_s32(isum), vmulq_n_f32(row_scales(&wb, 0), *sx));
@@ -221,33 +214,6 @@ unsafe fn legacy_rows<F: Format, const SDOT: bool, const G: usize>(
         vst1q_f32(out[g].as_mut_ptr(), v);
     }
     out
-}
-
-/// Lane `r` = the integer dot product of row `r`'s 32 weights with `y`, without `sdot` (as the tile's plain NEON
-/// path: see `aarch64_neon_tiles.rs` for the i16 lane bounds).
-#[inline(always)]
-unsafe fn narrow_or_wide_sums(lanes: Lanes, q: &[[int8x16_t; 2]; LANES], y: &[int8x16_t; 2]) -> int32x4_t {
-    let mul = |q: &[int8x16_t; 2], y: &[int8x16_t; 2], wide: bool| {
-        let p = vmull_s8(vget_low_s8(q[0]), vget_low_s8(y[0]));
-        let p = vmlal_high_s8(p, q[0], y[0]);
-        if wide {
-            let a = vpaddlq_s16(p);
-            vpadalq_s16(a, vmlal_high_s8(vmull_s8(vget_low_s8(q[1]), vget_low_s8(y[1])), q[1], y[1]))
-        } else {
-            let p = vmlal_s8(p, vget_low_s8(q[1]), vget_low_s8(y[1]));
-            vreinterpretq_s32_s16(vmlal_high_s8(p, q[1], y[1]))
-        }
-    };
-    match lanes {
-        Lanes::Narrow => {
-            let p: [int16x8_t; LANES] = [0, 1, 2, 3].map(|r| vreinterpretq_s16_s32(mul(&q[r], y, false)));
-            vpaddlq_s16(vpaddq_s16(vpaddq_s16(p[0], p[1]), vpaddq_s16(p[2], p[3])))
-        }
-        Lanes::Wide => {
-            let s: [int32x4_t; LANES] = [0, 1, 2, 3].map(|r| mul(&q[r], y, true));
-            vpaddq_s32(vpaddq_s32(s[0], s[1]), vpaddq_s32(s[2], s[3]))
-        }
-    }
 }
 
 #[cfg(test)]

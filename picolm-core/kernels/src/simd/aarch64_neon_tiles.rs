@@ -190,7 +190,7 @@ impl<F: Format> Tile for Legacy<F> {
 
 /// Checks every slice a tile will read; returns the number of blocks per row. Panics on a caller bug.
 #[allow(clippy::too_many_arguments)] // the arguments of a `TileFn` call plus the format's layout
-fn check(
+pub(super) fn check(
     n: usize,
     (block, w_bytes, x_bytes, spb): (usize, usize, usize, usize),
     w: &[u8],
@@ -329,7 +329,11 @@ unsafe fn mul16_4(q: &[int8x16_t; 2], y: &[int8x16_t; 2]) -> int16x8_t {
 
 /// Lane `r` = the integer dot product of row `r`'s 32 weights `q[r]` with the activations `y`.
 #[inline(always)]
-unsafe fn block_sums<const SDOT: bool>(lanes: Lanes, q: &[[int8x16_t; 2]; ROWS], y: &[int8x16_t; 2]) -> int32x4_t {
+pub(super) unsafe fn block_sums<const SDOT: bool>(
+    lanes: Lanes,
+    q: &[[int8x16_t; 2]; ROWS],
+    y: &[int8x16_t; 2],
+) -> int32x4_t {
     if SDOT {
         let s: [int32x4_t; ROWS] = [0, 1, 2, 3].map(|r| {
             let a = dot_i8::<true>(vdupq_n_s32(0), q[r][0], y[0]);
