@@ -158,10 +158,9 @@ fn alloc_of(ranges: &[ResidentRange]) -> u64 {
 /// Picks the matrices to keep resident within `room` bytes of buffers: whole units (layers, the output matrix)
 /// spread evenly over the pass by bytes, then, for the room left, the tail matrices (in file order) of the
 /// streamed layers, so that what is streamed of a layer stays one contiguous range.
-fn choose_resident(weights: &LlamaWeights, room: u64) -> Vec<&MatrixRef> {
+fn choose_resident<'w>(weights: &'w LlamaWeights, starts: &Starts, room: u64) -> Vec<&'w MatrixRef> {
     let units = units(weights);
-    let starts = Starts::of(weights);
-    let cost = |mats: &[&MatrixRef]| alloc_of(&ranges_of(mats, &starts));
+    let cost = |mats: &[&MatrixRef]| alloc_of(&ranges_of(mats, starts));
     let total: u64 = units.iter().map(|u| cost(u)).sum();
     if room == 0 || total == 0 {
         return Vec::new();
@@ -216,8 +215,8 @@ impl StreamPlan {
     /// other matrix the forward pass multiplies by into chunks of at most `slab_bytes` (at least one row).
     pub fn new(weights: &LlamaWeights, slab_bytes: usize, resident_bytes: usize) -> StreamPlan {
         let mut plan = StreamPlan::default();
-        let kept = choose_resident(weights, resident_bytes as u64);
         let starts = Starts::of(weights);
+        let kept = choose_resident(weights, &starts, resident_bytes as u64);
         plan.resident = ranges_of(&kept, &starts);
         for m in &kept {
             let (m0, m1) = (m.offset as u64, m.offset as u64 + bytes_of(m));
@@ -339,7 +338,6 @@ struct Done {
 #[derive(Debug)]
 pub struct WeightStreamer {
     config: StreamConfig,
-    resident_alloc: usize,
     state: Mutex<StreamState>,
 }
 
@@ -425,7 +423,6 @@ impl WeightStreamer {
         };
         Ok(WeightStreamer {
             config: StreamConfig { slab_bytes: slab, resident_bytes: resident_alloc },
-            resident_alloc,
             state: Mutex::new(state),
         })
     }
@@ -441,7 +438,7 @@ impl WeightStreamer {
     pub fn buffer_bytes(&self) -> usize {
         let state = self.lock();
         let slabs = if state.plan.chunks.is_empty() { 0 } else { 2 * AlignedBuf::alloc_bytes(self.config.slab_bytes) };
-        slabs + state.row.len() + self.resident_alloc
+        slabs + state.row.len() + self.config.resident_bytes
     }
 
     /// Bytes of weight data kept resident, and of weight data read per forward pass (the embedding rows aside).
