@@ -20,7 +20,7 @@ use super::tile_common::{
     check, toks, Layout, Tok, L_Q4_0, L_Q4_1, L_Q4_K, L_Q6_K, L_Q8_0, Q4_1_BYTES, Q4_K_BYTES, Q6_K_BYTES, Q8K_BSUMS,
     Q8K_QS, Q8_0_BYTES, Q8_0_QS, Q8_1_BYTES, Q8_1_QS, Q8_K_BYTES,
 };
-use super::x86_common::{fp16, hsum_ps, load256, nibbles32, rd_u16};
+use super::x86_common::{dot4_acc, fp16, hsum_ps, load256, nibbles32, rd_u16};
 use super::{q8k_d, ActivationRows, GemvFn, TileShape};
 use crate::ggml_type::GgmlType;
 
@@ -137,17 +137,6 @@ macro_rules! gemv_entry_k {
 
 gemv_entry_k!(gemv_q4_k, q4_k_row, q4_k_rows4_lanes, q4_k_rows4, L_Q4_K);
 gemv_entry_k!(gemv_q6_k, q6_k_row, q6_k_rows4_lanes, q6_k_rows4, L_Q6_K);
-
-/// `acc` plus, per i32 lane, the sum of four products of the unsigned bytes of `u` and the signed bytes of `s`
-/// (`vpdpbusd` with VNNI; `vpmaddubsw` + `vpmaddwd` without, whose pair sums saturate as in the tile kernels).
-#[inline(always)]
-unsafe fn dot4_acc<const VNNI: bool>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
-    if VNNI {
-        _mm256_dpbusd_epi32(acc, u, s)
-    } else {
-        _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
-    }
-}
 
 /// The f16 values at `p`, `p + stride`, `p + 2 stride`, `p + 3 stride` as four f32.
 #[inline(always)]

@@ -198,11 +198,7 @@ unsafe fn block_dot(wq: &[__m256i; 8], y: *const u8) -> __m256i {
 /// As [`block_dot`] with one dependency chain: for kernels that run several of these side by side.
 #[inline(always)]
 unsafe fn chain_dot(wq: &[__m256i; 8], y: *const u8) -> __m256i {
-    let mut sum = _mm256_setzero_si256();
-    for (k, w) in wq.iter().enumerate() {
-        sum = _mm256_dpbusd_epi32(sum, *w, _mm256_set1_epi32((y.add(4 * k) as *const i32).read_unaligned()));
-    }
-    sum
+    chain_dot_from(_mm256_setzero_si256(), wq, y)
 }
 
 /// `init` plus the [`block_dot`] sums, in one dependency chain: for the tiles whose tokens give enough independent

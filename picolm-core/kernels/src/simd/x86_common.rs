@@ -52,3 +52,14 @@ pub(super) unsafe fn nibbles32(p: *const u8) -> __m256i {
     let both = _mm256_set_m128i(_mm_srli_epi16(tmp, 4), tmp);
     _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
 }
+
+/// `acc` plus, per i32 lane, the sum of four products of the unsigned bytes of `u` and the signed bytes of `s`
+/// (`vpdpbusd` with VNNI, for callers compiled with AVX-512 VNNI + VL; `vpmaddubsw` + `vpmaddwd` without, whose pair sums saturate as in the tile kernels).
+#[inline(always)]
+pub(super) unsafe fn dot4_acc<const VNNI: bool>(acc: __m256i, u: __m256i, s: __m256i) -> __m256i {
+    if VNNI {
+        _mm256_dpbusd_epi32(acc, u, s)
+    } else {
+        _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)))
+    }
+}

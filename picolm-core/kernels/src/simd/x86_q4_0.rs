@@ -20,20 +20,10 @@
 use std::arch::x86_64::*;
 
 use super::tile_common::{Tok, Q4_0_BYTES, Q8_0_BYTES, Q8_0_QS};
-use super::x86_common::{hsum_ps, load256, nibbles32, rd_u16};
+use super::x86_common::{dot4_acc, hsum_ps, load256, nibbles32, rd_u16};
 
 /// Blocks whose float steps are done together (one f32 lane each).
 const GROUP: usize = 8;
-
-/// Per i32 lane, the sum of four products of the unsigned bytes of `u` (at most 15) and the signed bytes of `s`.
-#[inline(always)]
-unsafe fn dot4<const VNNI: bool>(u: __m256i, s: __m256i) -> __m256i {
-    if VNNI {
-        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
-    } else {
-        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
-    }
-}
 
 /// The f16 scales of blocks `b0 .. b0 + count` of the row at `w` as f32 lanes (0 in the lanes past `count`).
 #[inline(always)]
@@ -80,7 +70,7 @@ unsafe fn group<const VNNI: bool, const NT: usize>(
     for i in 0..NT {
         let mut d = [_mm256_setzero_si256(); GROUP];
         for (k, (dk, qk)) in d.iter_mut().zip(&q).enumerate().take(count) {
-            *dk = dot4::<VNNI>(*qk, load256(t[i].x.add((b0 + k) * Q8_0_BYTES + Q8_0_QS)));
+            *dk = dot4_acc::<VNNI>(_mm256_setzero_si256(), *qk, load256(t[i].x.add((b0 + k) * Q8_0_BYTES + Q8_0_QS)));
         }
         let (sums, dx) = if count == GROUP {
             (load256(t[i].sum.add(b0) as *const u8), _mm256_loadu_ps(t[i].s.add(b0)))
