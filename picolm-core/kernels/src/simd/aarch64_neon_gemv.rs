@@ -220,7 +220,8 @@ unsafe fn legacy_rows<F: Format, const SDOT: bool, const G: usize>(
 mod tests {
     use super::*;
     use crate::quant;
-    use crate::simd::aarch64_neon_tiles::tests::{flavours, values, FORMATS};
+    use crate::simd::aarch64_neon_tiles::tests::{flavours, FORMATS};
+    use crate::simd::tests::values;
     use crate::simd::{prepare_activations, scales_per_block, TileShape};
 
     /// `rows` quantized weight rows (one all zero, one at +-65000) and `tokens` activation rows with their prepared

@@ -486,6 +486,7 @@ unsafe fn q4_k_tile<const SDOT: bool, const NT: usize>(
 pub(super) mod tests {
     use super::*;
     use crate::quant;
+    use crate::simd::tests::values;
     use crate::simd::{prepare_activations, scales_per_block};
 
     /// The formats with aarch64 tiles.
@@ -499,24 +500,6 @@ pub(super) mod tests {
         } else {
             vec![false]
         }
-    }
-
-    /// Deterministic pseudo-random floats in -scale..scale with an occasional 30x outlier.
-    pub(in crate::simd) fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let u = (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
-                if i % 89 == 7 {
-                    u * scale * 30.0
-                } else {
-                    u * scale
-                }
-            })
-            .collect()
     }
 
     /// Quantized weight rows and activation rows with their prepared scales and sums.

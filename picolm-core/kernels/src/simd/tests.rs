@@ -5,8 +5,8 @@
 use super::*;
 use crate::quant;
 
-/// Deterministic pseudo-random floats with occasional extreme values.
-fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+/// Deterministic pseudo-random floats with occasional extreme values (also used by the aarch64 kernel tests).
+pub(super) fn values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..n)
         .map(|i| {
