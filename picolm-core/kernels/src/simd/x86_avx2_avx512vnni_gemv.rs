@@ -95,28 +95,23 @@ gemv_entry!(gemv_q4_1, q4_1_row, L_Q4_1);
 gemv_entry!(gemv_q8_0, q8_0_row, L_Q8_0);
 
 /// The K-quant kernels: `ROWS8 = false` is `avx2-gemv` (the `avx2-row` tile's float steps), `ROWS8 = true` is
-/// `avx512vnni-gemv` (the `avx512vnni-rows8` tile's float steps; AVX2 instructions suffice); both four rows at a
-/// time, then the rows left one by one.
+/// `avx512vnni-gemv` (the `avx512vnni-rows8` tile's float steps). Both take the rows one after the other, each
+/// from its first block to its last: the weights are then read in address order, one sequential stream that the
+/// hardware prefetchers follow. (Interleaving the blocks of four rows, to share the activation loads, made four
+/// streams of one short row each, too short for the prefetchers to lock on: from memory it ran at a third of
+/// this speed, though faster from the caches.)
 macro_rules! gemv_entry_k {
-    ($name:ident, $row:ident, $rows4_lanes:ident, $rows4:ident, $layout:expr) => {
+    ($name:ident, $row:ident, $layout:expr) => {
         fn $name<const ROWS8: bool>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn avx2(nb: usize, w: *const u8, stride: usize, t: Tok, out: &mut [f32]) {
-                let done = out.len() / 4 * 4;
-                for (q, o) in out[..done].chunks_exact_mut(4).enumerate() {
-                    _mm_storeu_ps(o.as_mut_ptr(), $rows4_lanes(nb, w.add(4 * q * stride), stride, t));
-                }
-                for (r, o) in out.iter_mut().enumerate().skip(done) {
+                for (r, o) in out.iter_mut().enumerate() {
                     *o = $row::<false>(nb, w.add(r * stride), t);
                 }
             }
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn rows8(nb: usize, w: *const u8, stride: usize, t: Tok, out: &mut [f32]) {
-                let done = out.len() / 4 * 4;
-                for (q, o) in out[..done].chunks_exact_mut(4).enumerate() {
-                    _mm_storeu_ps(o.as_mut_ptr(), $rows4(nb, w.add(4 * q * stride), stride, t));
-                }
-                for (r, o) in out.iter_mut().enumerate().skip(done) {
+                for (r, o) in out.iter_mut().enumerate() {
                     *o = $row::<true>(nb, w.add(r * stride), t);
                 }
             }
@@ -135,8 +130,8 @@ macro_rules! gemv_entry_k {
     };
 }
 
-gemv_entry_k!(gemv_q4_k, q4_k_row, q4_k_rows4_lanes, q4_k_rows4, L_Q4_K);
-gemv_entry_k!(gemv_q6_k, q6_k_row, q6_k_rows4_lanes, q6_k_rows4, L_Q6_K);
+gemv_entry_k!(gemv_q4_k, q4_k_row, L_Q4_K);
+gemv_entry_k!(gemv_q6_k, q6_k_row, L_Q6_K);
 
 /// The f16 values at `p`, `p + stride`, `p + 2 stride`, `p + 3 stride` as four f32.
 #[inline(always)]
@@ -325,7 +320,7 @@ unsafe fn pair_sums(xb: *const u8) -> __m128i {
 ///   `m_j (bsum_2j + bsum_2j+1)`; the lanes summed at the end by `hsum_ps`.
 /// - `ROWS8 = true` (`avx512vnni-gemv`), as the `avx512vnni-rows8` tile: the block's whole integer sums `T` and
 ///   `S = sum_j m_j (bsum_2j + bsum_2j+1)`, then `acc = fma(f32(T), d dx, acc)` and `acc = fnmadd(f32(S), dmin dx,
-///   acc)` on one f32 per row ([`q4_k_rows4`] does four rows at once).
+///   acc)` on one f32 per row.
 #[inline(always)]
 unsafe fn q4_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     let mut acc = _mm256_setzero_ps();
@@ -353,56 +348,6 @@ unsafe fn q4_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     } else {
         hsum_ps(acc)
     }
-}
-
-/// `[sum of the lanes of v[0], ..., of v[3]]` (wrapping, so exact whatever the order), as f32.
-#[inline(always)]
-unsafe fn hsum4_epi32_ps(v: [__m128i; 4]) -> __m128 {
-    _mm_cvtepi32_ps(_mm_hadd_epi32(_mm_hadd_epi32(v[0], v[1]), _mm_hadd_epi32(v[2], v[3])))
-}
-
-/// Four Q4_K rows (`stride` bytes apart) with the float steps of the `avx512vnni-rows8` tile, one row per lane:
-/// lane `r` gets exactly what `q4_k_row::<true>` gives for row `r`, with the per-block reductions shared.
-#[inline(always)]
-unsafe fn q4_k_rows4(nb: usize, w: *const u8, stride: usize, t: Tok) -> __m128 {
-    let mut acc = _mm_setzero_ps();
-    for i in 0..nb {
-        let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
-        let dx = _mm_set1_ps(q8k_d(xb));
-        let ps = pair_sums(xb);
-        let (mut tv, mut sv) = ([_mm_setzero_si128(); 4], [_mm_setzero_si128(); 4]);
-        for r in 0..4 {
-            let (sumi, mins) = q4_k_ints(wb.add(r * stride), xb);
-            tv[r] = fold_epi32(sumi);
-            sv[r] = _mm_madd_epi16(mins, ps);
-        }
-        let (d, dmin) = (_mm_mul_ps(halves4(wb, stride), dx), _mm_mul_ps(halves4(wb.add(2), stride), dx));
-        acc = _mm_fmadd_ps(hsum4_epi32_ps(tv), d, acc);
-        acc = _mm_fnmadd_ps(hsum4_epi32_ps(sv), dmin, acc);
-    }
-    acc
-}
-
-/// Four Q4_K rows (`stride` bytes apart) with the float steps of the `avx2-row` tile: each row keeps its own eight
-/// lanes and gets exactly what `q4_k_row::<false>` gives it; the four rows share the activation block's loads.
-#[inline(always)]
-unsafe fn q4_k_rows4_lanes(nb: usize, w: *const u8, stride: usize, t: Tok) -> __m128 {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for i in 0..nb {
-        let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
-        let dx = _mm_set1_ps(q8k_d(xb));
-        let bsums = load256(xb.add(Q8K_BSUMS));
-        for (r, a) in acc.iter_mut().enumerate() {
-            let wr = wb.add(r * stride);
-            let dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((wr as *const i32).read_unaligned())), dx);
-            let (sumi, mins) = q4_k_ints(wr, xb);
-            let min_pairs = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
-            let summ = _mm256_madd_epi16(bsums, min_pairs);
-            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), *a);
-            *a = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), *a);
-        }
-    }
-    _mm_setr_ps(hsum_ps(acc[0]), hsum_ps(acc[1]), hsum_ps(acc[2]), hsum_ps(acc[3]))
 }
 
 /// The integer part of one Q6_K block `wb` against the Q8_K block `xb`: eight i32 lanes of `sum scale (q - 32) y`
@@ -447,7 +392,7 @@ unsafe fn q6_k_ints(wb: *const u8, xb: *const u8) -> __m256i {
 
 /// Q6_K against Q8_K, one row. The integer sums are exact; the float steps are those of the flavour's prefill
 /// tile: `acc += f32(total) * (d dx)` on eight lanes summed at the end by `hsum_ps` (`avx2-row`), or on the
-/// block's whole integer sum, one f32 per row (`avx512vnni-rows8`; [`q6_k_rows4`] does four rows at once).
+/// block's whole integer sum, one f32 per row (`avx512vnni-rows8`).
 #[inline(always)]
 unsafe fn q6_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     let mut acc = _mm256_setzero_ps();
@@ -467,38 +412,4 @@ unsafe fn q6_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     } else {
         hsum_ps(acc)
     }
-}
-
-/// Four Q6_K rows (`stride` bytes apart) with the float steps of the `avx2-row` tile, each row its own eight lanes
-/// (as [`q4_k_rows4_lanes`]).
-#[inline(always)]
-unsafe fn q6_k_rows4_lanes(nb: usize, w: *const u8, stride: usize, t: Tok) -> __m128 {
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for i in 0..nb {
-        let (wb, xb) = (w.add(i * Q6_K_BYTES), t.x.add(i * Q8_K_BYTES));
-        let dx = q8k_d(xb);
-        for (r, a) in acc.iter_mut().enumerate() {
-            let wr = wb.add(r * stride);
-            let d = fp16(wr.add(208)) * dx;
-            *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q6_k_ints(wr, xb)), _mm256_set1_ps(d), *a);
-        }
-    }
-    _mm_setr_ps(hsum_ps(acc[0]), hsum_ps(acc[1]), hsum_ps(acc[2]), hsum_ps(acc[3]))
-}
-
-/// Four Q6_K rows (`stride` bytes apart) with the float steps of the `avx512vnni-rows8` tile, one row per lane (as
-/// [`q4_k_rows4`]).
-#[inline(always)]
-unsafe fn q6_k_rows4(nb: usize, w: *const u8, stride: usize, t: Tok) -> __m128 {
-    let mut acc = _mm_setzero_ps();
-    for i in 0..nb {
-        let (wb, xb) = (w.add(i * Q6_K_BYTES), t.x.add(i * Q8_K_BYTES));
-        let mut tv = [_mm_setzero_si128(); 4];
-        for (r, v) in tv.iter_mut().enumerate() {
-            *v = fold_epi32(q6_k_ints(wb.add(r * stride), xb));
-        }
-        let d = _mm_mul_ps(halves4(wb.add(208), stride), _mm_set1_ps(q8k_d(xb)));
-        acc = _mm_fmadd_ps(hsum4_epi32_ps(tv), d, acc);
-    }
-    acc
 }
