@@ -4,15 +4,16 @@
 //! few 32-bit word operations and `vpshufb` instead of byte by byte; Q6_K's `q - 32` taken once per block from
 //! the activation block sums instead of a second `vpmaddubsw` per 32 values).
 //!
-//! Two flavours, one file because they are the same loops: `avx2-gemv` (AVX2 + FMA + F16C; Q4_0, Q4_1, Q8_0, Q4_K,
-//! Q6_K) and `avx512vnni-gemv` (the same formats), with the 256-bit `vpdpbusd` (AVX-512 VNNI + VL) in
-//! place of `vpmaddubsw` + `vpmaddwd`. The integer sums are exact in every kernel, so a
-//! kernel's rounding is decided by its float steps alone, and each kernel repeats those of one prefill tile, which
-//! makes its results bit-identical to that tile's (declared in `simd::decode_kernel_candidates`, tested in
-//! `simd::tests`): the 32-wide formats (Q4_0, Q4_1, Q8_0) in both flavours (Q4_0 runs the very row kernel of that tile,
-//! `x86_q4_0`) and the K-quants of `avx2-gemv` follow the `avx2-row` tile (the prefill kernel of CPUs without AVX-512
-//! VNNI); the K-quants of `avx512vnni-gemv` follow the `avx512vnni-rows8` tile (the prefill kernel of the others).
+//! Two flavours: `avx2-gemv` (AVX2 + FMA + F16C; Q4_0, Q4_1, Q8_0, Q4_K, Q6_K) and `avx512vnni-gemv` (the same
+//! formats, AVX-512 VNNI: the 32-wide formats with the 256-bit `vpdpbusd` in place of `vpmaddubsw` + `vpmaddwd`,
+//! the K-quants with 512-bit `vpdpbusd` + `vpdpwssd`). The integer sums are exact in every kernel, so a kernel's
+//! rounding is decided by its float steps alone, and each kernel repeats those of one prefill tile, which makes its
+//! results bit-identical to that tile's (declared in `simd::decode_kernel_candidates`, tested in `simd::tests`):
+//! the 32-wide formats (Q4_0, Q4_1, Q8_0) in both flavours (Q4_0 runs the very row kernel of that tile, `x86_q4_0`)
+//! and the K-quants of `avx2-gemv` follow the `avx2-row` tile (the prefill kernel of CPUs without AVX-512 VNNI);
+//! the K-quants of `avx512vnni-gemv` follow the `avx512vnni-rows8` tile (the prefill kernel of the others).
 //! Decode may use a kernel under `auto` only where its twin is the CPU's prefill kernel (see `compute::planner`).
+//! Every kernel takes the rows one after the other (see `gemv_entry_k`).
 
 use std::arch::x86_64::*;
 
@@ -30,8 +31,8 @@ pub fn avx2(ty: GgmlType) -> Option<GemvFn> {
         GgmlType::Q4_0 => gemv_q4_0::<false>,
         GgmlType::Q4_1 => gemv_q4_1::<false>,
         GgmlType::Q8_0 => gemv_q8_0::<false>,
-        GgmlType::Q4_K => gemv_q4_k::<false>,
-        GgmlType::Q6_K => gemv_q6_k::<false>,
+        GgmlType::Q4_K => gemv_q4_k,
+        GgmlType::Q6_K => gemv_q6_k,
         _ => return None,
     })
 }
@@ -43,8 +44,8 @@ pub fn vnni(ty: GgmlType) -> Option<GemvFn> {
         GgmlType::Q4_0 => gemv_q4_0::<true>,
         GgmlType::Q4_1 => gemv_q4_1::<true>,
         GgmlType::Q8_0 => gemv_q8_0::<true>,
-        GgmlType::Q4_K => gemv_q4_k::<true>,
-        GgmlType::Q6_K => gemv_q6_k::<true>,
+        GgmlType::Q4_K => gemv_q4_k_vnni,
+        GgmlType::Q6_K => gemv_q6_k_vnni,
         _ => return None,
     })
 }
@@ -94,44 +95,33 @@ gemv_entry!(gemv_q4_0, q4_0_row, L_Q4_0);
 gemv_entry!(gemv_q4_1, q4_1_row, L_Q4_1);
 gemv_entry!(gemv_q8_0, q8_0_row, L_Q8_0);
 
-/// The K-quant kernels: `ROWS8 = false` is `avx2-gemv` (the `avx2-row` tile's float steps), `ROWS8 = true` is
-/// `avx512vnni-gemv` (the `avx512vnni-rows8` tile's float steps). Both take the rows one after the other, each
-/// from its first block to its last: the weights are then read in address order, one sequential stream that the
-/// hardware prefetchers follow. (Interleaving the blocks of four rows, to share the activation loads, made four
-/// streams of one short row each, too short for the prefetchers to lock on: from memory it ran at a third of
-/// this speed, though faster from the caches.)
+/// The K-quant kernels. Both take the rows one after the other, each from its first block to its last: the weights
+/// are then read in address order, one sequential stream that the hardware prefetchers follow. (Interleaving the
+/// blocks of four rows, to share the activation loads, made four streams of one short row each, too short for the
+/// prefetchers to lock on: from memory it ran at a third of this speed, though faster from the caches.)
+/// `$features` are the CPU features of the flavour (checked by `avx2` / `vnni` before handing the kernel out).
 macro_rules! gemv_entry_k {
-    ($name:ident, $row:ident, $layout:expr) => {
-        fn $name<const ROWS8: bool>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
-            #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn avx2(nb: usize, w: *const u8, stride: usize, t: Tok, out: &mut [f32]) {
+    ($name:ident, $row:ident, $layout:expr, $features:literal) => {
+        fn $name(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+            #[target_feature(enable = $features)]
+            unsafe fn rows(nb: usize, w: *const u8, stride: usize, t: Tok, out: &mut [f32]) {
                 for (r, o) in out.iter_mut().enumerate() {
-                    *o = $row::<false>(nb, w.add(r * stride), t);
-                }
-            }
-            #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn rows8(nb: usize, w: *const u8, stride: usize, t: Tok, out: &mut [f32]) {
-                for (r, o) in out.iter_mut().enumerate() {
-                    *o = $row::<true>(nb, w.add(r * stride), t);
+                    *o = $row(nb, w.add(r * stride), t);
                 }
             }
             let (nb, t) = check_gemv(n, &$layout, w, w_row_bytes, x, out);
-            // SAFETY: handed out by `avx2`/`vnni` only after AVX2/FMA/F16C were detected; `check_gemv` verified
-            // that `out.len()` rows of `nb` blocks, `w_row_bytes` apart, and the token's blocks are in bounds; the
-            // row kernels read only inside them.
-            unsafe {
-                if ROWS8 {
-                    rows8(nb, w.as_ptr(), w_row_bytes, t, out)
-                } else {
-                    avx2(nb, w.as_ptr(), w_row_bytes, t, out)
-                }
-            }
+            // SAFETY: handed out by `avx2`/`vnni` only after the CPU features of the flavour were detected;
+            // `check_gemv` verified that `out.len()` rows of `nb` blocks, `w_row_bytes` apart, and the token's
+            // blocks are in bounds; the row kernels read only inside them.
+            unsafe { rows(nb, w.as_ptr(), w_row_bytes, t, out) }
         }
     };
 }
 
-gemv_entry_k!(gemv_q4_k, q4_k_row, L_Q4_K);
-gemv_entry_k!(gemv_q6_k, q6_k_row, L_Q6_K);
+gemv_entry_k!(gemv_q4_k, q4_k_row, L_Q4_K, "avx2,fma,f16c");
+gemv_entry_k!(gemv_q6_k, q6_k_row, L_Q6_K, "avx2,fma,f16c");
+gemv_entry_k!(gemv_q4_k_vnni, q4_k_row_vnni, L_Q4_K, "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl");
+gemv_entry_k!(gemv_q6_k_vnni, q6_k_row_vnni, L_Q6_K, "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl");
 
 /// The f16 values at `p`, `p + stride`, `p + 2 stride`, `p + 3 stride` as four f32.
 #[inline(always)]
@@ -253,21 +243,6 @@ unsafe fn madd_acc(acc: __m256i, a: __m256i, b: __m256i) -> __m256i {
     _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
 }
 
-/// `[T, T, S, S]` as f32, with `T` and `S` the sums of the four i32 lanes of `t` and `s` (wrapping, so exact
-/// whatever the order; `vcvtdq2ps` rounds as in the tiles).
-#[inline(always)]
-unsafe fn hsum2_epi32_ps(t: __m128i, s: __m128i) -> __m128 {
-    let ts = _mm_add_epi32(_mm_unpacklo_epi64(t, s), _mm_unpackhi_epi64(t, s));
-    _mm_cvtepi32_ps(_mm_add_epi32(ts, _mm_shuffle_epi32::<0b10_11_00_01>(ts)))
-}
-
-/// The sum of the four i32 lanes of `t` as f32, in lane 0.
-#[inline(always)]
-unsafe fn hsum_epi32_ps(t: __m128i) -> __m128 {
-    let t = _mm_add_epi32(t, _mm_unpackhi_epi64(t, t));
-    _mm_cvtepi32_ps(_mm_add_epi32(t, _mm_shuffle_epi32::<0b01>(t)))
-}
-
 /// The sums of the lanes of the two 128-bit halves of `v` (four i32 lanes).
 #[inline(always)]
 unsafe fn fold_epi32(v: __m256i) -> __m128i {
@@ -313,41 +288,25 @@ unsafe fn pair_sums(xb: *const u8) -> __m128i {
     _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums))
 }
 
-/// Q4_K against Q8_K, one row. The integer sums are exact, so only the float steps decide the rounding, and they
-/// are those of the prefill tile of the flavour:
-/// - `ROWS8 = false` (`avx2-gemv`), as the `avx2-row` tile: eight lanes of partial sums per row, per block
-///   `acc += f32(sumi) * (d dx)` then `acc -= f32(summ) * (dmin dx)` (each one FMA), with the lane `j` of `summ` =
-///   `m_j (bsum_2j + bsum_2j+1)`; the lanes summed at the end by `hsum_ps`.
-/// - `ROWS8 = true` (`avx512vnni-gemv`), as the `avx512vnni-rows8` tile: the block's whole integer sums `T` and
-///   `S = sum_j m_j (bsum_2j + bsum_2j+1)`, then `acc = fma(f32(T), d dx, acc)` and `acc = fnmadd(f32(S), dmin dx,
-///   acc)` on one f32 per row.
+/// Q4_K against Q8_K, one row (`avx2-gemv`). The integer sums are exact, so only the float steps decide the
+/// rounding, and they are those of the `avx2-row` tile: eight lanes of partial sums per row, per block `acc +=
+/// f32(sumi) * (d dx)` then `acc -= f32(summ) * (dmin dx)` (each one FMA), with the lane `j` of `summ` = `m_j
+/// (bsum_2j + bsum_2j+1)`; the lanes summed at the end by `hsum_ps`.
 #[inline(always)]
-unsafe fn q4_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
+unsafe fn q4_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
     let mut acc = _mm256_setzero_ps();
-    let mut acc1 = _mm_setzero_ps();
     for i in 0..nb {
         let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
-        // Lanes (d dx, dmin dx): the products the tiles form (f16 to f32 is exact).
+        // Lanes (d dx, dmin dx): the products the tile forms (f16 to f32 is exact).
         let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
         let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(xb)));
-        let dmin = _mm_movehdup_ps(dm);
         let (sumi, mins) = q4_k_ints(wb, xb);
-        if ROWS8 {
-            let ts = hsum2_epi32_ps(fold_epi32(sumi), _mm_madd_epi16(mins, pair_sums(xb))); // [T, T, S, S]
-            acc1 = _mm_fmadd_ss(ts, dm, acc1);
-            acc1 = _mm_fnmadd_ss(_mm_movehl_ps(ts, ts), dmin, acc1);
-        } else {
-            let min_pairs = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
-            let summ = _mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), min_pairs);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
-            acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_broadcastss_ps(dmin), acc);
-        }
+        let min_pairs = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
+        let summ = _mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), min_pairs);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
+        acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), acc);
     }
-    if ROWS8 {
-        _mm_cvtss_f32(acc1)
-    } else {
-        hsum_ps(acc)
-    }
+    hsum_ps(acc)
 }
 
 /// The integer part of one Q6_K block `wb` against the Q8_K block `xb`: eight i32 lanes of `sum scale (q - 32) y`
@@ -390,26 +349,194 @@ unsafe fn q6_k_ints(wb: *const u8, xb: *const u8) -> __m256i {
     _mm256_sub_epi32(sumi, corr)
 }
 
-/// Q6_K against Q8_K, one row. The integer sums are exact; the float steps are those of the flavour's prefill
-/// tile: `acc += f32(total) * (d dx)` on eight lanes summed at the end by `hsum_ps` (`avx2-row`), or on the
-/// block's whole integer sum, one f32 per row (`avx512vnni-rows8`).
+/// Q6_K against Q8_K, one row (`avx2-gemv`). The integer sums are exact; the float steps are those of the
+/// `avx2-row` tile: `acc += f32(total) * (d dx)` on eight lanes summed at the end by `hsum_ps`.
 #[inline(always)]
-unsafe fn q6_k_row<const ROWS8: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
+unsafe fn q6_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
     let mut acc = _mm256_setzero_ps();
-    let mut acc1 = _mm_setzero_ps();
     for i in 0..nb {
         let (wb, xb) = (w.add(i * Q6_K_BYTES), t.x.add(i * Q8_K_BYTES));
         let d = fp16(wb.add(208)) * q8k_d(xb);
-        let total = q6_k_ints(wb, xb);
-        if ROWS8 {
-            acc1 = _mm_fmadd_ss(hsum_epi32_ps(fold_epi32(total)), _mm_set_ss(d), acc1);
-        } else {
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d), acc);
-        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q6_k_ints(wb, xb)), _mm256_set1_ps(d), acc);
     }
-    if ROWS8 {
-        _mm_cvtss_f32(acc1)
-    } else {
-        hsum_ps(acc)
+    hsum_ps(acc)
+}
+
+// ---- `avx512vnni-gemv` K-quants: the float steps of the `avx512vnni-rows8` tile ----
+//
+// That tile forms, per row and super-block, the block's whole integer sums (`T = sum_g scale_g sum q y`, and for
+// Q4_K `S = sum_g min_g (bsum_2g + bsum_2g+1)`), and its only float steps are `acc = fma(f32(T), d dx, acc)` (then
+// `acc = fnmadd(f32(S), dmin dx, acc)`) on one f32 per row, block after block. The integer sums are exact
+// whatever the order of the additions, so these kernels compute them their own way, for one row at a time: 512-bit
+// `vpdpbusd` over 64 weights against 64 contiguous activations, the group scales applied to the still unreduced
+// i32 lanes by one `vpdpwssd` (each lane is a sum of four products of at most 4 * 63 * 128 < 2^15 in magnitude, so
+// it is its own low i16 half, and the scale lane's high half is zero), and the horizontal reductions of four
+// blocks done together. Then the tile's float steps, block by block, in its order.
+
+/// The sums of the i32 lanes of each of the four `v` (within each 128-bit half separately): `[sum v0, sum v1, sum
+/// v2, sum v3]` per half.
+#[inline(always)]
+unsafe fn hsum4_halves(v: [__m256i; 4]) -> __m256i {
+    let a01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
+    let a23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
+    _mm256_add_epi32(_mm256_unpacklo_epi64(a01, a23), _mm256_unpackhi_epi64(a01, a23))
+}
+
+/// The sum of the two 256-bit halves of `v` (i32 lanes).
+#[inline(always)]
+unsafe fn fold512(v: __m512i) -> __m256i {
+    _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v))
+}
+
+/// The bytes of the eight 6-bit scales (bytes 0..8) and mins (bytes 8..16) of the Q4_K block `wb` (ggml's
+/// `get_scale_min_k4`, on the block's first 16 bytes at once): scales/mins 0..4 are the low six bits of bytes
+/// 4..8 / 8..12 of the block; 4..8 take their low four bits from bytes 12..16 and their top two from the top bits
+/// of bytes 4..8 / 8..12.
+#[inline(always)]
+unsafe fn q4_k_scale_min_bytes(wb: *const u8) -> __m128i {
+    let v = _mm_loadu_si128(wb as *const __m128i); // words [d dmin, u0, u1, u2]
+    let a = _mm_shuffle_epi32::<0b11_10_11_01>(v); // [u0, u2, u1, u2]
+    let b = _mm_shuffle_epi32::<0b10_10_01_01>(v); // [u0, u0, u1, u1]
+    let low = _mm_and_si128(
+        _mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)),
+        _mm_setr_epi32(0x3f3f_3f3f, 0x0f0f_0f0f, 0x3f3f_3f3f, 0x0f0f_0f0f),
+    );
+    let top = _mm_and_si128(_mm_srli_epi32::<2>(b), _mm_setr_epi32(0, 0x3030_3030, 0, 0x3030_3030));
+    _mm_or_si128(low, top)
+}
+
+/// One Q4_K block `wb` against the Q8_K block `xb`: `[partial sums of T (4 lanes) | partial sums of S (4 lanes)]`.
+#[inline(always)]
+unsafe fn q4_k_block_vnni(wb: *const u8, xb: *const u8) -> __m256i {
+    let sm = q4_k_scale_min_bytes(wb);
+    // i32 lanes 0..8: the scales, 8..16: the mins (high i16 halves zero).
+    let sc = _mm512_cvtepu8_epi32(sm);
+    let m4 = _mm512_set1_epi8(0x0F);
+    // The 32 bytes of nibbles of each 64 values in both halves: low nibbles (first 32 values) below, high above.
+    let shift = _mm512_setr_epi64(0, 0, 0, 0, 4, 4, 4, 4);
+    let halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    let mut acc = [_mm512_setzero_si512(); 2];
+    for j in 0..4 {
+        let bits = _mm512_broadcast_i64x4(load256(wb.add(16 + 32 * j)));
+        let q = _mm512_and_si512(_mm512_srlv_epi64(bits, shift), m4);
+        let y = _mm512_loadu_si512(xb.add(Q8K_QS + 64 * j) as *const _);
+        let dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, y);
+        // Scale 2j on the low eight lanes, 2j + 1 on the high eight.
+        let s = _mm512_permutexvar_epi32(_mm512_add_epi32(halves, _mm512_set1_epi32(2 * j as i32)), sc);
+        acc[j % 2] = _mm512_dpwssd_epi32(acc[j % 2], dot, s);
     }
+    let t = fold_epi32(fold512(_mm512_add_epi32(acc[0], acc[1])));
+    let mins = _mm_cvtepu8_epi16(_mm_unpackhi_epi64(sm, sm));
+    _mm256_set_m128i(_mm_madd_epi16(mins, pair_sums(xb)), t)
+}
+
+/// `N` (1 to 4) consecutive Q4_K blocks from block `b` of the row `w` against the token `t`: the
+/// `avx512vnni-rows8` tile's float steps for each, in order, on `acc`.
+#[inline(always)]
+unsafe fn q4_k_blocks_vnni<const N: usize>(w: *const u8, t: Tok, b: usize, acc: __m128) -> __m128 {
+    let mut v = [_mm256_setzero_si256(); 4];
+    for (k, vk) in v.iter_mut().enumerate().take(N) {
+        *vk = q4_k_block_vnni(w.add((b + k) * Q4_K_BYTES), t.x.add((b + k) * Q8_K_BYTES));
+    }
+    let mut ts = [0f32; 8]; // T of the N blocks, then their S
+    _mm256_storeu_ps(ts.as_mut_ptr(), _mm256_cvtepi32_ps(hsum4_halves(v)));
+    let mut acc = acc;
+    for k in 0..N {
+        let wb = w.add((b + k) * Q4_K_BYTES);
+        // (d dx, dmin dx), as the tile forms them (f16 to f32 is exact).
+        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
+        let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(t.x.add((b + k) * Q8_K_BYTES))));
+        acc = _mm_fmadd_ss(_mm_set_ss(ts[k]), dm, acc);
+        acc = _mm_fnmadd_ss(_mm_set_ss(ts[4 + k]), _mm_movehdup_ps(dm), acc);
+    }
+    acc
+}
+
+/// Q4_K against Q8_K, one row, with the float steps of the `avx512vnni-rows8` tile (see above).
+#[inline(always)]
+unsafe fn q4_k_row_vnni(nb: usize, w: *const u8, t: Tok) -> f32 {
+    let mut acc = _mm_setzero_ps();
+    let mut b = 0;
+    while b + 4 <= nb {
+        acc = q4_k_blocks_vnni::<4>(w, t, b, acc);
+        b += 4;
+    }
+    acc = match nb - b {
+        1 => q4_k_blocks_vnni::<1>(w, t, b, acc),
+        2 => q4_k_blocks_vnni::<2>(w, t, b, acc),
+        3 => q4_k_blocks_vnni::<3>(w, t, b, acc),
+        _ => acc,
+    };
+    _mm_cvtss_f32(acc)
+}
+
+/// One Q6_K block `wb` against the Q8_K block `xb`: four i32 lanes summing to the block's `sum scale (q - 32) y`.
+#[inline(always)]
+unsafe fn q6_k_block_vnni(wb: *const u8, xb: *const u8) -> __m128i {
+    let sc8 = _mm_loadu_si128(wb.add(192) as *const __m128i);
+    let sc16 = _mm256_cvtepi8_epi16(sc8);
+    // i32 lane g: scale g as i16 with a zero high half.
+    let sc = _mm512_cvtepu16_epi32(sc16);
+    let (m4, m30) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x30));
+    let quarter = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    let mut acc = [_mm512_setzero_si512(); 2];
+    for half in 0..2 {
+        // ql: 64 bytes, low nibbles = values 0..64 of the half, high nibbles = values 64..128. qh (32 bytes, in
+        // both 256-bit halves): bits 0-1 / 2-3 / 4-5 / 6-7 are the top bits of values 0..32 / 32..64 / 64..96 /
+        // 96..128.
+        let ql = _mm512_loadu_si512(wb.add(64 * half) as *const _);
+        let qh = _mm512_broadcast_i64x4(load256(wb.add(128 + 32 * half)));
+        let top01 = _mm512_and_si512(_mm512_sllv_epi64(qh, _mm512_setr_epi64(4, 4, 4, 4, 2, 2, 2, 2)), m30);
+        let top23 = _mm512_and_si512(_mm512_srlv_epi64(qh, _mm512_setr_epi64(0, 0, 0, 0, 2, 2, 2, 2)), m30);
+        let q01 = _mm512_or_si512(_mm512_and_si512(ql, m4), top01);
+        let q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(ql), m4), top23);
+        let y = xb.add(Q8K_QS + 128 * half);
+        let d01 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q01, _mm512_loadu_si512(y as *const _));
+        let d23 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q23, _mm512_loadu_si512(y.add(64) as *const _));
+        // Lane l of a 64-value dot covers values 4l..4l+4: scale group l / 4 of the 64.
+        let g = 8 * half as i32;
+        let s01 = _mm512_permutexvar_epi32(_mm512_add_epi32(quarter, _mm512_set1_epi32(g)), sc);
+        let s23 = _mm512_permutexvar_epi32(_mm512_add_epi32(quarter, _mm512_set1_epi32(g + 4)), sc);
+        acc[0] = _mm512_dpwssd_epi32(acc[0], d01, s01);
+        acc[1] = _mm512_dpwssd_epi32(acc[1], d23, s23);
+    }
+    // (q - 32): minus 32 * sum_g scale_g bsum_g.
+    let corr = _mm256_slli_epi32::<5>(_mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), sc16));
+    fold_epi32(_mm256_sub_epi32(fold512(_mm512_add_epi32(acc[0], acc[1])), corr))
+}
+
+/// `N` (1 to 4) consecutive Q6_K blocks from block `b` of the row `w` against the token `t`: the
+/// `avx512vnni-rows8` tile's float step for each, in order, on `acc`.
+#[inline(always)]
+unsafe fn q6_k_blocks_vnni<const N: usize>(w: *const u8, t: Tok, b: usize, acc: __m128) -> __m128 {
+    let mut v = [_mm256_setzero_si256(); 4];
+    for (k, vk) in v.iter_mut().enumerate().take(N) {
+        *vk = _mm256_zextsi128_si256(q6_k_block_vnni(w.add((b + k) * Q6_K_BYTES), t.x.add((b + k) * Q8_K_BYTES)));
+    }
+    let mut ts = [0f32; 8]; // the totals of the N blocks (and garbage)
+    _mm256_storeu_ps(ts.as_mut_ptr(), _mm256_cvtepi32_ps(hsum4_halves(v)));
+    let mut acc = acc;
+    for k in 0..N {
+        let d = fp16(w.add((b + k) * Q6_K_BYTES + 208)) * q8k_d(t.x.add((b + k) * Q8_K_BYTES));
+        acc = _mm_fmadd_ss(_mm_set_ss(ts[k]), _mm_set_ss(d), acc);
+    }
+    acc
+}
+
+/// Q6_K against Q8_K, one row, with the float step of the `avx512vnni-rows8` tile (see above).
+#[inline(always)]
+unsafe fn q6_k_row_vnni(nb: usize, w: *const u8, t: Tok) -> f32 {
+    let mut acc = _mm_setzero_ps();
+    let mut b = 0;
+    while b + 4 <= nb {
+        acc = q6_k_blocks_vnni::<4>(w, t, b, acc);
+        b += 4;
+    }
+    acc = match nb - b {
+        1 => q6_k_blocks_vnni::<1>(w, t, b, acc),
+        2 => q6_k_blocks_vnni::<2>(w, t, b, acc),
+        3 => q6_k_blocks_vnni::<3>(w, t, b, acc),
+        _ => acc,
+    };
+    _mm_cvtss_f32(acc)
 }
