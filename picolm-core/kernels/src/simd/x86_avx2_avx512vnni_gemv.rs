@@ -370,17 +370,8 @@ unsafe fn q6_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
 // whatever the order of the additions, so these kernels compute them their own way, for one row at a time: 512-bit
 // `vpdpbusd` over 64 weights against 64 contiguous activations, the group scales applied to the still unreduced
 // i32 lanes by one `vpdpwssd` (each lane is a sum of four products of at most 4 * 63 * 128 < 2^15 in magnitude, so
-// it is its own low i16 half, and the scale lane's high half is zero), and the horizontal reductions of four
-// blocks done together. Then the tile's float steps, block by block, in its order.
-
-/// The sums of the i32 lanes of each of the four `v` (within each 128-bit half separately): `[sum v0, sum v1, sum
-/// v2, sum v3]` per half.
-#[inline(always)]
-unsafe fn hsum4_halves(v: [__m256i; 4]) -> __m256i {
-    let a01 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[0], v[1]), _mm256_unpackhi_epi32(v[0], v[1]));
-    let a23 = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2], v[3]), _mm256_unpackhi_epi32(v[2], v[3]));
-    _mm256_add_epi32(_mm256_unpacklo_epi64(a01, a23), _mm256_unpackhi_epi64(a01, a23))
-}
+// it is its own low i16 half, and the scale lane's high half is zero), then the lanes reduced to `T` (and `S`).
+// Then the tile's float steps, block by block, in its order.
 
 /// The sum of the two 256-bit halves of `v` (i32 lanes).
 #[inline(always)]
@@ -430,43 +421,23 @@ unsafe fn q4_k_block_vnni(wb: *const u8, xb: *const u8) -> __m256i {
     _mm256_set_m128i(_mm_madd_epi16(mins, pair_sums(xb)), t)
 }
 
-/// `N` (1 to 4) consecutive Q4_K blocks from block `b` of the row `w` against the token `t`: the
-/// `avx512vnni-rows8` tile's float steps for each, in order, on `acc`.
-#[inline(always)]
-unsafe fn q4_k_blocks_vnni<const N: usize>(w: *const u8, t: Tok, b: usize, acc: __m128) -> __m128 {
-    let mut v = [_mm256_setzero_si256(); 4];
-    for (k, vk) in v.iter_mut().enumerate().take(N) {
-        *vk = q4_k_block_vnni(w.add((b + k) * Q4_K_BYTES), t.x.add((b + k) * Q8_K_BYTES));
-    }
-    let mut ts = [0f32; 8]; // T of the N blocks, then their S
-    _mm256_storeu_ps(ts.as_mut_ptr(), _mm256_cvtepi32_ps(hsum4_halves(v)));
-    let mut acc = acc;
-    for k in 0..N {
-        let wb = w.add((b + k) * Q4_K_BYTES);
-        // (d dx, dmin dx), as the tile forms them (f16 to f32 is exact).
-        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
-        let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(t.x.add((b + k) * Q8_K_BYTES))));
-        acc = _mm_fmadd_ss(_mm_set_ss(ts[k]), dm, acc);
-        acc = _mm_fnmadd_ss(_mm_set_ss(ts[4 + k]), _mm_movehdup_ps(dm), acc);
-    }
-    acc
-}
-
-/// Q4_K against Q8_K, one row, with the float steps of the `avx512vnni-rows8` tile (see above).
+/// Q4_K against Q8_K, one row, with the float steps of the `avx512vnni-rows8` tile (see above). (Each block's
+/// sums are reduced on their own: sharing the reductions of four blocks was faster from the caches, but rows with
+/// a partial group of blocks at their end, such as the 22 blocks of a 5632-value row, then streamed from memory at
+/// half the speed.)
 #[inline(always)]
 unsafe fn q4_k_row_vnni(nb: usize, w: *const u8, t: Tok) -> f32 {
     let mut acc = _mm_setzero_ps();
-    let mut b = 0;
-    while b + 4 <= nb {
-        acc = q4_k_blocks_vnni::<4>(w, t, b, acc);
-        b += 4;
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
+        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
+        let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(xb)));
+        let v = q4_k_block_vnni(wb, xb);
+        let v = _mm256_add_epi32(v, _mm256_shuffle_epi32::<0b11_10_11_10>(v));
+        let v = _mm256_cvtepi32_ps(_mm256_add_epi32(v, _mm256_shuffle_epi32::<0b01_01_01_01>(v)));
+        acc = _mm_fmadd_ss(_mm256_castps256_ps128(v), dm, acc);
+        acc = _mm_fnmadd_ss(_mm256_extractf128_ps::<1>(v), _mm_movehdup_ps(dm), acc);
     }
-    acc = match nb - b {
-        1 => q4_k_blocks_vnni::<1>(w, t, b, acc),
-        2 => q4_k_blocks_vnni::<2>(w, t, b, acc),
-        3 => q4_k_blocks_vnni::<3>(w, t, b, acc),
-        _ => acc,
-    };
     _mm_cvtss_f32(acc)
 }
 
@@ -505,38 +476,17 @@ unsafe fn q6_k_block_vnni(wb: *const u8, xb: *const u8) -> __m128i {
     fold_epi32(_mm256_sub_epi32(fold512(_mm512_add_epi32(acc[0], acc[1])), corr))
 }
 
-/// `N` (1 to 4) consecutive Q6_K blocks from block `b` of the row `w` against the token `t`: the
-/// `avx512vnni-rows8` tile's float step for each, in order, on `acc`.
-#[inline(always)]
-unsafe fn q6_k_blocks_vnni<const N: usize>(w: *const u8, t: Tok, b: usize, acc: __m128) -> __m128 {
-    let mut v = [_mm256_setzero_si256(); 4];
-    for (k, vk) in v.iter_mut().enumerate().take(N) {
-        *vk = _mm256_zextsi128_si256(q6_k_block_vnni(w.add((b + k) * Q6_K_BYTES), t.x.add((b + k) * Q8_K_BYTES)));
-    }
-    let mut ts = [0f32; 8]; // the totals of the N blocks (and garbage)
-    _mm256_storeu_ps(ts.as_mut_ptr(), _mm256_cvtepi32_ps(hsum4_halves(v)));
-    let mut acc = acc;
-    for k in 0..N {
-        let d = fp16(w.add((b + k) * Q6_K_BYTES + 208)) * q8k_d(t.x.add((b + k) * Q8_K_BYTES));
-        acc = _mm_fmadd_ss(_mm_set_ss(ts[k]), _mm_set_ss(d), acc);
-    }
-    acc
-}
-
 /// Q6_K against Q8_K, one row, with the float step of the `avx512vnni-rows8` tile (see above).
 #[inline(always)]
 unsafe fn q6_k_row_vnni(nb: usize, w: *const u8, t: Tok) -> f32 {
     let mut acc = _mm_setzero_ps();
-    let mut b = 0;
-    while b + 4 <= nb {
-        acc = q6_k_blocks_vnni::<4>(w, t, b, acc);
-        b += 4;
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * Q6_K_BYTES), t.x.add(i * Q8_K_BYTES));
+        let d = fp16(wb.add(208)) * q8k_d(xb);
+        let v = q6_k_block_vnni(wb, xb);
+        let v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+        let total = _mm_cvtepi32_ps(_mm_add_epi32(v, _mm_shuffle_epi32::<0b01>(v)));
+        acc = _mm_fmadd_ss(total, _mm_set_ss(d), acc);
     }
-    acc = match nb - b {
-        1 => q6_k_blocks_vnni::<1>(w, t, b, acc),
-        2 => q6_k_blocks_vnni::<2>(w, t, b, acc),
-        3 => q6_k_blocks_vnni::<3>(w, t, b, acc),
-        _ => acc,
-    };
     _mm_cvtss_f32(acc)
 }
