@@ -352,17 +352,19 @@ fn as_matmul_runs(k: &DecodeKernel, case: &TileCase, n: usize, rows: usize, toke
 }
 
 /// Asserts that `k` gives the results of `reference` bit for bit on random weights (quantized at three scales,
-/// and raw random blocks), zero and extreme rows, zero and random activations, with row counts that leave partial
-/// tiles and row lengths that leave every tail of the kernels' block loops. Returns the results compared.
+/// and raw random blocks), zero and extreme rows (quantized from +-65000, and all quant and scale bits set), zero,
+/// random and extreme activations (every quant +127, or every quant -127: the largest sums of products a kernel's
+/// lanes must hold), with row counts that leave partial tiles of every kind and row lengths that leave every tail
+/// of the kernels' block loops. Returns the results compared.
 fn assert_bit_identical(ty: GgmlType, reference: &DecodeKernel, k: &DecodeKernel, path: &str) -> usize {
     let mut compared = 0;
-    for (seed, n) in [(1u64, 32usize), (2, 96), (3, 160), (4, 224), (5, 256), (6, 512), (7, 768), (8, 1536), (9, 2816)]
-    {
+    let lengths = [(1u64, 32usize), (2, 96), (3, 160), (4, 224), (5, 256), (6, 512), (7, 768), (10, 1024), (8, 1536)];
+    for (seed, n) in lengths.into_iter().chain([(11, 2048), (9, 2816), (12, 5632)]) {
         if n % ty.block_size() != 0 {
             continue;
         }
         let row_bytes = ty.row_bytes(n as u64).unwrap() as usize;
-        for rows in [1usize, 9, 17] {
+        for rows in [1usize, 3, 9, 14, 17] {
             for scale in [1e-3f32, 1.0, 50.0] {
                 let mut ws: Vec<Vec<f32>> = (0..rows as u64).map(|r| values(seed + 140 + r, n, scale)).collect();
                 if rows > 2 {
@@ -371,6 +373,8 @@ fn assert_bit_identical(ty: GgmlType, reference: &DecodeKernel, k: &DecodeKernel
                 }
                 let mut xs: Vec<Vec<f32>> = (0..3u64).map(|t| values(seed + 170 + t, n, scale)).collect();
                 xs[1] = vec![0.0; n];
+                xs.push(vec![scale; n]);
+                xs.push(vec![-scale; n]);
                 let mut case = TileCase::new(ty, n, &ws, &xs);
                 // Raw random blocks (every bit pattern of the quants and packed scales) in every other row but
                 // the first, with finite f16 fields.
@@ -386,6 +390,17 @@ fn assert_bit_identical(ty: GgmlType, reference: &DecodeKernel, k: &DecodeKernel
                             let v = f32_to_f16(scale * ((bits >> 40) as f32 / (1u64 << 24) as f32 - 0.5)).to_le_bytes();
                             *b = v[at - f];
                         }
+                    }
+                }
+                if rows > 2 {
+                    // All quant and packed scale bits set (the largest quants), with finite f16 fields.
+                    let half = f32_to_f16(scale).to_le_bytes();
+                    for (i, b) in case.wq[(rows - 2) * row_bytes..(rows - 1) * row_bytes].iter_mut().enumerate() {
+                        let at = i % ty.block_bytes();
+                        *b = match f16_fields(ty).iter().find(|&&f| at == f || at == f + 1) {
+                            Some(&f) => half[at - f],
+                            None => 0xFF,
+                        };
                     }
                 }
                 let (want, got) =
