@@ -1,8 +1,9 @@
 //! x86-64 decode (one token) matrix-vector kernels shaped for memory bandwidth: one call takes a whole run of
 //! consecutive weight rows (one sequential stream the hardware prefetchers follow), checks the slices once, and
 //! spends as little work per weight block as the format allows (full-width loads; K-quant scales unpacked with a
-//! few 32-bit word operations and `vpshufb` instead of byte by byte; Q6_K's `q - 32` taken once per block from
-//! the activation block sums instead of a second `vpmaddubsw` per 32 values).
+//! few vector operations on the block's first 16 bytes and spread with one `vpshufb` per group instead of byte by
+//! byte; Q6_K's `q - 32` taken once per block from the activation block sums instead of a second `vpmaddubsw` per
+//! 32 values).
 //!
 //! Two flavours: `avx2-gemv` (AVX2 + FMA + F16C; Q4_0, Q4_1, Q8_0, Q4_K, Q6_K) and `avx512vnni-gemv` (the same
 //! formats, AVX-512 VNNI: the 32-wide formats with the 256-bit `vpdpbusd` in place of `vpmaddubsw` + `vpmaddwd`,
@@ -219,21 +220,49 @@ unsafe fn q4_1_row<const VNNI: bool>(nb: usize, w: *const u8, t: Tok) -> f32 {
     hsum_ps(_mm256_add_ps(acc[0], acc[1])) + mins
 }
 
-/// `vpshufb` patterns that broadcast the i16 at lane `k` of a 128-bit lane to all eight of its i16 lanes.
-const SCALE_SHUFFLE: [[u8; 32]; 8] = {
+/// The `vpshufb` pattern that fills the low 128-bit half with copies of its i16 lane `lo` and the high half with
+/// copies of its i16 lane `hi`.
+const fn i16_picks(lo: u8, hi: u8) -> [u8; 32] {
+    let mut s = [0u8; 32];
+    let mut i = 0;
+    while i < 8 {
+        s[2 * i] = 2 * lo;
+        s[2 * i + 1] = 2 * lo + 1;
+        s[16 + 2 * i] = 2 * hi;
+        s[16 + 2 * i + 1] = 2 * hi + 1;
+        i += 1;
+    }
+    s
+}
+
+/// Q4_K, pattern `g`: the scale of group `g` in every i16 lane (of `[scales | scales]`).
+static Q4_K_PICKS: [[u8; 32]; 8] = {
     let mut s = [[0u8; 32]; 8];
-    let mut k = 0;
-    while k < 8 {
-        let mut i = 0;
-        while i < 16 {
-            s[k][2 * i] = 2 * k as u8;
-            s[k][2 * i + 1] = 2 * k as u8 + 1;
-            i += 1;
-        }
-        k += 1;
+    let mut g = 0;
+    while g < 8 {
+        s[g] = i16_picks(g as u8, g as u8);
+        g += 1;
     }
     s
 };
+
+/// Q6_K, pattern `k`: the scale of group `2k` in the low half, of group `2k + 1` in the high half (of eight scales
+/// in both halves).
+static Q6_K_PICKS: [[u8; 32]; 4] = [i16_picks(0, 1), i16_picks(2, 3), i16_picks(4, 5), i16_picks(6, 7)];
+
+/// `picks` as an opaque pointer, so that the `vpshufb` of each pattern stays one instruction (with the patterns
+/// known, LLVM rewrites a broadcast by `vpshufb` as a shift or shuffle plus `vpbroadcastw`: two instructions
+/// per 32 weights).
+#[inline(always)]
+fn opaque<const N: usize>(picks: &'static [[u8; 32]; N]) -> *const [u8; 32] {
+    std::hint::black_box(picks).as_ptr()
+}
+
+/// Pattern `k` of `picks` applied to `v` (see [`opaque`]).
+#[inline(always)]
+unsafe fn pick(v: __m256i, picks: *const [u8; 32], k: usize) -> __m256i {
+    _mm256_shuffle_epi8(v, _mm256_loadu_si256(picks.add(k) as *const __m256i))
+}
 
 /// `acc` plus the pairwise-summed i32 products of the i16 lanes of `a` and `b`. (Not `vpdpwssd`: one instruction
 /// instead of two, but the accumulator then waits for the multiply of every step, which made the K-quant loops
@@ -250,26 +279,16 @@ unsafe fn fold_epi32(v: __m256i) -> __m128i {
 }
 
 /// The integer part of one Q4_K block `wb` against the Q8_K block `xb`: the eight i32 lanes of `sum_j scale_j
-/// sum q y` (lane `l` over the bytes `4l..4l+4` of every 32 values, as in the `avx2-row` tile), and the eight mins
-/// as i16. The eight 6-bit scales and mins are unpacked with 32-bit word arithmetic (as ggml); two integer chains.
+/// sum q y` (lane `l` over the bytes `4l..4l+4` of every 32 values, as in the `avx2-row` tile), and the mins of
+/// the groups, each twice (i16 lanes `2j`, `2j + 1`: `m_j`). `picks` is [`Q4_K_PICKS`] (see [`opaque`]).
 #[inline(always)]
-unsafe fn q4_k_ints(wb: *const u8, xb: *const u8) -> (__m256i, __m128i) {
-    const K1: u32 = 0x3f3f_3f3f;
-    const K2: u32 = 0x0f0f_0f0f;
-    const K3: u32 = 0x0303_0303;
+unsafe fn q4_k_ints(wb: *const u8, xb: *const u8, picks: *const [u8; 32]) -> (__m256i, __m256i) {
     let m4 = _mm256_set1_epi8(0x0F);
-    let rd = |k: usize| (wb.add(4 + 4 * k) as *const u32).read_unaligned();
-    let (u0, u1, u2) = (rd(0), rd(1), rd(2));
-    let sc_hi = (u2 & K2) | (((u0 >> 6) & K3) << 4);
-    let m_hi = ((u2 >> 4) & K2) | (((u1 >> 6) & K3) << 4);
-    // i16 lanes: scales 0..8, then mins 0..8.
-    let ms = _mm256_cvtepu8_epi16(_mm_set_epi32(m_hi as i32, (u1 & K1) as i32, sc_hi as i32, (u0 & K1) as i32));
-    let sc = _mm256_castsi128_si256(_mm256_castsi256_si128(ms));
-    let scales = _mm256_inserti128_si256::<1>(sc, _mm256_castsi256_si128(ms));
+    let sm = q4_k_scale_min_bytes(wb);
+    let scales = _mm256_cvtepu8_epi16(_mm_unpacklo_epi64(sm, sm)); // i16: the eight scales, twice
     let mut sumi = [_mm256_setzero_si256(); 2];
     for j in 0..4 {
-        let shuf = |k: usize| _mm256_loadu_si256(SCALE_SHUFFLE[k].as_ptr() as *const __m256i);
-        let (sl, sh) = (_mm256_shuffle_epi8(scales, shuf(2 * j)), _mm256_shuffle_epi8(scales, shuf(2 * j + 1)));
+        let (sl, sh) = (pick(scales, picks, 2 * j), pick(scales, picks, 2 * j + 1));
         let bits = load256(wb.add(16 + 32 * j));
         let lo = _mm256_and_si256(bits, m4);
         let hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
@@ -278,7 +297,7 @@ unsafe fn q4_k_ints(wb: *const u8, xb: *const u8) -> (__m256i, __m128i) {
         sumi[0] = madd_acc(sumi[0], sl, pl);
         sumi[1] = madd_acc(sumi[1], sh, ph);
     }
-    (_mm256_add_epi32(sumi[0], sumi[1]), _mm256_extracti128_si256::<1>(ms))
+    (_mm256_add_epi32(sumi[0], sumi[1]), _mm256_cvtepu8_epi16(_mm_unpackhi_epi8(sm, sm)))
 }
 
 /// The sums of the sixteen-value groups of the Q8_K block `xb` taken in pairs: `bsum_2j + bsum_2j+1`, as i16.
@@ -294,14 +313,14 @@ unsafe fn pair_sums(xb: *const u8) -> __m128i {
 /// (bsum_2j + bsum_2j+1)`; the lanes summed at the end by `hsum_ps`.
 #[inline(always)]
 unsafe fn q4_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
+    let picks = opaque(&Q4_K_PICKS);
     let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
         let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
         // Lanes (d dx, dmin dx): the products the tile forms (f16 to f32 is exact).
         let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
         let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(xb)));
-        let (sumi, mins) = q4_k_ints(wb, xb);
-        let min_pairs = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
+        let (sumi, min_pairs) = q4_k_ints(wb, xb, picks);
         let summ = _mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), min_pairs);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
         acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), acc);
@@ -314,7 +333,7 @@ unsafe fn q4_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
 /// once per block through the activation block sums (`32 * sum_g scale_g bsum_g`) instead of a second
 /// `vpmaddubsw` per 32 values.
 #[inline(always)]
-unsafe fn q6_k_ints(wb: *const u8, xb: *const u8) -> __m256i {
+unsafe fn q6_k_ints(wb: *const u8, xb: *const u8, picks: *const [u8; 32]) -> __m256i {
     let m4 = _mm256_set1_epi8(0x0F);
     let (m2, m30) = (_mm256_set1_epi8(0x03), _mm256_set1_epi8(0x30));
     let sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(192) as *const __m128i));
@@ -336,12 +355,14 @@ unsafe fn q6_k_ints(wb: *const u8, xb: *const u8) -> __m256i {
                 _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30),
             ),
         ];
+        // The scales of the half's eight groups in both 128-bit halves; 32 values span two groups.
+        let sc = if half == 0 {
+            _mm256_permute4x64_epi64::<0b01_00_01_00>(sc16)
+        } else {
+            _mm256_permute4x64_epi64::<0b11_10_11_10>(sc16)
+        };
         for (k, qk) in q.iter().enumerate() {
-            let g = 8 * half + 2 * k;
-            let s = _mm256_set_m128i(
-                _mm_set1_epi16(*wb.add(192 + g + 1) as i8 as i16),
-                _mm_set1_epi16(*wb.add(192 + g) as i8 as i16),
-            );
+            let s = pick(sc, picks, k);
             let y = load256(xb.add(Q8K_QS + 128 * half + 32 * k));
             sumi = madd_acc(sumi, _mm256_maddubs_epi16(*qk, y), s);
         }
@@ -353,11 +374,12 @@ unsafe fn q6_k_ints(wb: *const u8, xb: *const u8) -> __m256i {
 /// `avx2-row` tile: `acc += f32(total) * (d dx)` on eight lanes summed at the end by `hsum_ps`.
 #[inline(always)]
 unsafe fn q6_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
+    let picks = opaque(&Q6_K_PICKS);
     let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
         let (wb, xb) = (w.add(i * Q6_K_BYTES), t.x.add(i * Q8_K_BYTES));
         let d = fp16(wb.add(208)) * q8k_d(xb);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q6_k_ints(wb, xb)), _mm256_set1_ps(d), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q6_k_ints(wb, xb, picks)), _mm256_set1_ps(d), acc);
     }
     hsum_ps(acc)
 }
