@@ -30,6 +30,9 @@ const SAMPLE_BYTES: usize = 2 << 20;
 /// Timed passes over the sample per candidate (interleaved across candidates; the fastest pass counts).
 const ROUNDS: usize = 3;
 
+/// How much slower than the fastest candidate a matrix-vector kernel may time and still be chosen (see [`choose`]).
+const GEMV_TIE: f64 = 0.05;
+
 /// The environment variable that forces a decode kernel (read when [`crate::ModelParams::kernel`] is `None`).
 pub const KERNEL_ENV: &str = "PICOLM_KERNEL";
 
@@ -209,8 +212,7 @@ impl KernelPlan {
                 _ => {
                     let sample: Vec<&MatrixRef> = mats.iter().copied().filter(|m| m.ty == ty).collect();
                     let timings = pool.run(|| measure(file, &sample, &candidates, start + PLAN_BUDGET));
-                    let best = timings.iter().enumerate().max_by(|a, b| a.1 .1.total_cmp(&b.1 .1)).map(|(i, _)| i);
-                    match best {
+                    match choose(&candidates, &timings) {
                         Some(i) => entry(candidates[i], PlanSource::Measured, timings),
                         None => entry(default_kernel(&candidates), PlanSource::Unmeasured, Vec::new()),
                     }
@@ -219,6 +221,21 @@ impl KernelPlan {
         }
         KernelPlan { entries, elapsed: start.elapsed() }
     }
+}
+
+/// The index of the kernel to decode with among `candidates`, given their `timings` (GB/s, in the same order;
+/// `None` when there are none): the fastest, unless a matrix-vector kernel (shaped for decode) timed within
+/// [`GEMV_TIE`] of it. Timings are only ever slowed by noise (another process on the core, an interrupt), and on a
+/// busy machine every pass of every candidate may be: two candidates that time within a few percent are then a
+/// toss-up, which the kernel built for decode wins (on an idle machine it is the faster one by far or a near tie).
+fn choose(candidates: &[DecodeKernel], timings: &[(&'static str, f64)]) -> Option<usize> {
+    let (best, fastest) =
+        timings.iter().enumerate().max_by(|a, b| a.1 .1.total_cmp(&b.1 .1)).map(|(i, (_, g))| (i, *g))?;
+    let gemv = candidates
+        .iter()
+        .zip(timings)
+        .position(|(k, (_, g))| matches!(k.run, simd::DecodeFn::Gemv(_)) && *g >= fastest * (1.0 - GEMV_TIE));
+    Some(gemv.unwrap_or(best))
 }
 
 /// The kernel of a format left unmeasured: the first matrix-vector kernel (shaped for decode) of `candidates` (the
@@ -324,6 +341,35 @@ fn activations(n: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fastest candidate wins, except that a matrix-vector kernel within [`GEMV_TIE`] of it wins a near tie.
+    #[test]
+    fn the_fastest_kernel_is_chosen_and_a_near_tie_goes_to_the_matrix_vector_kernel() {
+        fn tile(
+            _: usize,
+            _: &[u8],
+            _: usize,
+            _: &simd::ActivationRows<'_>,
+            _: usize,
+            _: simd::TileShape,
+            _: &mut [f32],
+        ) {
+        }
+        fn gemv(_: usize, _: &[u8], _: usize, _: &simd::ActivationRows<'_>, _: &mut [f32]) {}
+        let tile = simd::TileKernel { run: tile, max_rows: 8, max_tokens: 8 };
+        let candidates = [
+            DecodeKernel { name: "avx512vnni-rows8", run: simd::DecodeFn::Tile(tile), matches_prefill: true },
+            DecodeKernel { name: "avx512vnni-gemv", run: simd::DecodeFn::Gemv(gemv), matches_prefill: true },
+        ];
+        let timed = |a: f64, b: f64| choose(&candidates, &[("avx512vnni-rows8", a), ("avx512vnni-gemv", b)]);
+        assert_eq!(timed(10.0, 25.0), Some(1));
+        assert_eq!(timed(25.0, 10.0), Some(0));
+        assert_eq!(timed(6.5, 6.4), Some(1), "a near tie goes to the matrix-vector kernel");
+        assert_eq!(timed(10.0, 9.4), Some(0), "6 % slower is not a tie");
+        assert_eq!(choose(&candidates, &[]), None);
+        // Without a matrix-vector kernel, the fastest.
+        assert_eq!(choose(&candidates[..1], &[("avx512vnni-rows8", 3.0)]), Some(0));
+    }
 
     /// Without a request or `PICOLM_KERNEL`, a load plans with `auto` (whose candidates all equal the prefill
     /// kernel bit for bit).
