@@ -1,6 +1,6 @@
 //! x86-64 AVX-512 VNNI (+ VL, BW) eight-row tiles (kernel name `avx512vnni-rows8`): eight weight rows times up to
 //! eight tokens per call, one output per vector lane, for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K. The prefill (and default
-//! decode) kernel of these formats on CPUs with AVX-512 VNNI. Q4_0 and Q8_0 take sixteen rows per call: groups of
+//! decode) kernel of these formats on CPUs with AVX-512 VNNI. Q4_0, Q8_0 and Q4_K take sixteen rows per call: groups of
 //! four and eight tokens run in 512-bit vectors (lane `r` = row `r` of sixteen), so that a weight block is
 //! decoded once for sixteen rows and each broadcast activation word feeds sixteen rows; their one-token calls
 //! (decode) and the last tokens of a tile run the eight-row kernel on each half, with the same per-lane arithmetic.
@@ -44,7 +44,7 @@ pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
         GgmlType::Q4_0 => (rows16_q4_0, WIDE_ROWS),
         GgmlType::Q4_1 => (rows8_q4_1, ROWS),
         GgmlType::Q8_0 => (rows16_q8_0, WIDE_ROWS),
-        GgmlType::Q4_K => (rows8_q4_k, ROWS),
+        GgmlType::Q4_K => (rows16_q4_k, WIDE_ROWS),
         GgmlType::Q6_K => (rows8_q6_k, ROWS),
         _ => return None,
     };
@@ -172,7 +172,7 @@ macro_rules! rows16_entry {
 rows16_entry!(rows16_q4_0, q4_0_rows8, q4_0_rows16, L_Q4_0);
 rows8_entry!(rows8_q4_1, q4_1_rows8, L_Q4_1);
 rows16_entry!(rows16_q8_0, q8_0_rows8, q8_0_rows16, L_Q8_0);
-rows8_entry!(rows8_q4_k, q4_k_rows8, L_Q4_K);
+rows16_entry!(rows16_q4_k, q4_k_rows8, q4_k_rows16, L_Q4_K);
 rows8_entry!(rows8_q6_k, q6_k_rows8, L_Q6_K);
 
 /// The start of each of the eight rows of a tile (rows past the tile's end repeat its last row), and their byte
@@ -364,15 +364,34 @@ unsafe fn q8_0_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
     })
 }
 
-/// The start of each of the sixteen rows of a wide tile (rows past the tile's end repeat its last row).
+/// The start of each of the sixteen rows of a wide tile (rows past the tile's end repeat its last row), and their
+/// byte offsets from the first row for gathers.
 struct WideRows {
     p: [*const u8; WIDE_ROWS],
+    offsets: [i32; WIDE_ROWS],
 }
 
 impl WideRows {
     fn new(w: &[u8], row_bytes: usize, rows: usize) -> WideRows {
-        WideRows { p: std::array::from_fn(|r| w[r.min(rows - 1) * row_bytes..].as_ptr()) }
+        let off = |r: usize| r.min(rows - 1) * row_bytes;
+        // Offsets fit in i32: a tile spans at most 16 rows of a matrix whose rows are far below 128 MiB.
+        assert!(off(WIDE_ROWS - 1) < i32::MAX as usize, "weight rows too long for a gather");
+        WideRows { p: std::array::from_fn(|r| w[off(r)..].as_ptr()), offsets: std::array::from_fn(|r| off(r) as i32) }
     }
+}
+
+/// [`gather_dwords`] for sixteen rows.
+#[inline(always)]
+unsafe fn gather_dwords_wide(rows: &WideRows, at: usize) -> __m512i {
+    let idx = _mm512_loadu_si512(rows.offsets.as_ptr() as *const __m512i);
+    _mm512_i32gather_epi32::<1>(idx, rows.p[0].add(at) as *const i32)
+}
+
+/// [`halves_to_f32`] for sixteen lanes.
+#[inline(always)]
+unsafe fn halves_to_f32_wide<const HIGH: bool>(v: __m512i) -> __m512 {
+    let v = if HIGH { _mm512_srli_epi32::<16>(v) } else { v };
+    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v))
 }
 
 /// [`transpose16`] for sixteen rows: dword `j` of the 16 bytes at `p[r] + at`, lane `r` from row `r`.
@@ -562,6 +581,81 @@ unsafe fn q4_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
         }
     }
     store(&acc)
+}
+
+/// [`q4_k_rows8`] for sixteen rows, 512-bit, with the same per-lane integer sums and float steps (so the same
+/// results bit for bit): the scale and min unpacking, the nibble masks and the weight transposition are done once
+/// for sixteen rows, and each broadcast activation word feeds sixteen rows.
+#[inline(always)]
+unsafe fn q4_k_rows16<const NT: usize>(nb: usize, rows: &WideRows, t: &[Tok; NT]) -> [[f32; WIDE_ROWS]; NT] {
+    let mut acc = [_mm512_setzero_ps(); NT];
+    let m4 = _mm512_set1_epi8(0x0F);
+    let (c3f, c0f, c30) = (_mm512_set1_epi8(0x3F), _mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x30));
+    let (ff, ff00) = (_mm512_set1_epi32(0xFF), _mm512_set1_epi32(0xFF00));
+    // Bytes `2h` and `2h + 1` of 32-bit lanes as the two i16 halves of each lane (see `byte_pair_lanes`).
+    let pair_lanes = |v: __m512i, h: u32| {
+        let v = _mm512_srlv_epi32(v, _mm512_set1_epi32(16 * h as i32));
+        _mm512_or_si512(_mm512_and_si512(v, ff), _mm512_slli_epi32::<8>(_mm512_and_si512(v, ff00)))
+    };
+    for b in 0..nb {
+        let base = b * Q4_K_BYTES;
+        let dd = gather_dwords_wide(rows, base);
+        let (dw, dmin) = (halves_to_f32_wide::<false>(dd), halves_to_f32_wide::<true>(dd));
+        let (g0, g1, g2) = (
+            gather_dwords_wide(rows, base + 4),
+            gather_dwords_wide(rows, base + 8),
+            gather_dwords_wide(rows, base + 12),
+        );
+        let top = |g: __m512i| _mm512_and_si512(_mm512_srli_epi32::<2>(g), c30);
+        let sc_lo = _mm512_and_si512(g0, c3f);
+        let sc_hi = _mm512_or_si512(_mm512_and_si512(g2, c0f), top(g0));
+        let m_lo = _mm512_and_si512(g1, c3f);
+        let m_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32::<4>(g2), c0f), top(g1));
+        let mins = [pair_lanes(m_lo, 0), pair_lanes(m_lo, 1), pair_lanes(m_hi, 0), pair_lanes(m_hi, 1)];
+
+        let mut total = [_mm512_setzero_si512(); NT];
+        for j in 0..4 {
+            let (a, c) = (transpose16_wide(rows, base + 16 + 32 * j), transpose16_wide(rows, base + 32 + 32 * j));
+            let raw = [a[0], a[1], a[2], a[3], c[0], c[1], c[2], c[3]];
+            for half in 0..2 {
+                let g = 2 * j + half;
+                let mut wq = raw;
+                for v in wq.iter_mut() {
+                    *v = _mm512_and_si512(if half == 0 { *v } else { _mm512_srli_epi32::<4>(*v) }, m4);
+                }
+                // Byte `g % 4` of the scale lanes (see `byte_lanes`).
+                let scv = if g < 4 { sc_lo } else { sc_hi };
+                let sc = _mm512_and_si512(_mm512_srlv_epi32(scv, _mm512_set1_epi32(8 * (g % 4) as i32)), ff);
+                for i in 0..NT {
+                    let y = t[i].x.add(b * Q8_K_BYTES + Q8K_QS + 32 * g);
+                    let mut isum = _mm512_setzero_si512();
+                    for (k, w) in wq.iter().enumerate() {
+                        let yk = _mm512_set1_epi32((y.add(4 * k) as *const i32).read_unaligned());
+                        isum = _mm512_dpbusd_epi32(isum, *w, yk);
+                    }
+                    total[i] = _mm512_add_epi32(total[i], _mm512_mullo_epi32(isum, sc));
+                }
+            }
+        }
+        for i in 0..NT {
+            let xb = t[i].x.add(b * Q8_K_BYTES);
+            let g32 = _mm256_madd_epi16(_mm256_loadu_si256(xb.add(Q8K_BSUMS) as *const __m256i), _mm256_set1_epi16(1));
+            let g16 = _mm256_packs_epi32(g32, g32);
+            let mut summ = _mm512_setzero_si512();
+            for (k, lane) in [0, 1, 4, 5].into_iter().enumerate() {
+                let pair = _mm256_permutevar8x32_epi32(g16, _mm256_set1_epi32(lane));
+                summ = _mm512_dpwssd_epi32(summ, mins[k], _mm512_broadcast_i64x4(pair));
+            }
+            let dx = _mm512_set1_ps((xb as *const f32).read_unaligned());
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total[i]), _mm512_mul_ps(dw, dx), acc[i]);
+            acc[i] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(summ), _mm512_mul_ps(dmin, dx), acc[i]);
+        }
+    }
+    let mut out = [[0f32; WIDE_ROWS]; NT];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        _mm512_storeu_ps(o.as_mut_ptr(), *a);
+    }
+    out
 }
 
 // ---- Q6_K: ql[128] @0 (low four bits), qh[64] @128 (top two bits), 16 i8 scales @192, d (f16) @208; against
