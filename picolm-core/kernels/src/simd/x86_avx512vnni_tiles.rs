@@ -1,6 +1,6 @@
 //! x86-64 AVX-512 VNNI (+ VL, BW) eight-row tiles (kernel name `avx512vnni-rows8`): eight weight rows times up to
 //! eight tokens per call, one output per vector lane, for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K. The prefill (and default
-//! decode) kernel of these formats on CPUs with AVX-512 VNNI. Q4_0, Q8_0 and Q4_K take sixteen rows per call: groups of
+//! decode) kernel of these formats on CPUs with AVX-512 VNNI. Q4_0, Q8_0, Q4_K and Q6_K take sixteen rows per call: groups of
 //! four and eight tokens run in 512-bit vectors (lane `r` = row `r` of sixteen), so that a weight block is
 //! decoded once for sixteen rows and each broadcast activation word feeds sixteen rows; their one-token calls
 //! (decode) and the last tokens of a tile run the eight-row kernel on each half, with the same per-lane arithmetic.
@@ -45,7 +45,7 @@ pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
         GgmlType::Q4_1 => (rows8_q4_1, ROWS),
         GgmlType::Q8_0 => (rows16_q8_0, WIDE_ROWS),
         GgmlType::Q4_K => (rows16_q4_k, WIDE_ROWS),
-        GgmlType::Q6_K => (rows8_q6_k, ROWS),
+        GgmlType::Q6_K => (rows16_q6_k, WIDE_ROWS),
         _ => return None,
     };
     Some(TileKernel { run, max_rows, max_tokens: TOKENS })
@@ -173,7 +173,7 @@ rows16_entry!(rows16_q4_0, q4_0_rows8, q4_0_rows16, L_Q4_0);
 rows8_entry!(rows8_q4_1, q4_1_rows8, L_Q4_1);
 rows16_entry!(rows16_q8_0, q8_0_rows8, q8_0_rows16, L_Q8_0);
 rows16_entry!(rows16_q4_k, q4_k_rows8, q4_k_rows16, L_Q4_K);
-rows8_entry!(rows8_q6_k, q6_k_rows8, L_Q6_K);
+rows16_entry!(rows16_q6_k, q6_k_rows8, q6_k_rows16, L_Q6_K);
 
 /// The start of each of the eight rows of a tile (rows past the tile's end repeat its last row), and their byte
 /// offsets from the first row for gathers.
@@ -745,4 +745,91 @@ unsafe fn q6_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
         }
     }
     store(&acc)
+}
+
+/// [`q6_k_rows8`] for sixteen rows, 512-bit, with the same per-lane integer sums and float steps (so the same
+/// results bit for bit): the weight transposition and the six-bit assembly are done once for sixteen rows, and each
+/// broadcast activation word feeds sixteen rows.
+#[inline(always)]
+unsafe fn q6_k_rows16<const NT: usize>(nb: usize, rows: &WideRows, t: &[Tok; NT]) -> [[f32; WIDE_ROWS]; NT] {
+    let mut acc = [_mm512_setzero_ps(); NT];
+    let (m4, m2, m30) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x03), _mm512_set1_epi8(0x30));
+    // Byte `k` of 32-bit lanes, sign-extended to i32 (see `signed_byte_lanes`).
+    let sbyte = |v: __m512i, k: i32| _mm512_srai_epi32::<24>(_mm512_sllv_epi32(v, _mm512_set1_epi32(24 - 8 * k)));
+    for b in 0..nb {
+        let base = b * Q6_K_BYTES;
+        let dw = halves_to_f32_wide::<true>(gather_dwords_wide(rows, base + 206));
+        let sc4 = [
+            gather_dwords_wide(rows, base + 192),
+            gather_dwords_wide(rows, base + 196),
+            gather_dwords_wide(rows, base + 200),
+            gather_dwords_wide(rows, base + 204),
+        ];
+        let mut total = [_mm512_setzero_si512(); NT];
+        for half in 0..2 {
+            let h = {
+                let (x, y) =
+                    (transpose16_wide(rows, base + 128 + 32 * half), transpose16_wide(rows, base + 144 + 32 * half));
+                [x[0], x[1], x[2], x[3], y[0], y[1], y[2], y[3]]
+            };
+            for lowbits in 0..2 {
+                let at = base + 64 * half + 32 * lowbits;
+                let q = {
+                    let (x, y) = (transpose16_wide(rows, at), transpose16_wide(rows, at + 16));
+                    [x[0], x[1], x[2], x[3], y[0], y[1], y[2], y[3]]
+                };
+                for high_nibble in 0..2 {
+                    let quarter = lowbits + 2 * high_nibble;
+                    let mut wq = q;
+                    for (w, hk) in wq.iter_mut().zip(&h) {
+                        let low = if high_nibble == 0 { *w } else { _mm512_srli_epi32::<4>(*w) };
+                        let top = match quarter {
+                            0 => _mm512_slli_epi32::<4>(_mm512_and_si512(*hk, m2)),
+                            1 => _mm512_slli_epi32::<4>(_mm512_and_si512(_mm512_srli_epi32::<2>(*hk), m2)),
+                            2 => _mm512_and_si512(*hk, m30),
+                            _ => _mm512_and_si512(_mm512_srli_epi32::<2>(*hk), m30),
+                        };
+                        *w = _mm512_or_si512(_mm512_and_si512(low, m4), top);
+                    }
+                    let g = 8 * half + 2 * quarter;
+                    let sa = sbyte(sc4[g / 4], (g % 4) as i32);
+                    let sb = sbyte(sc4[g / 4], (g % 4 + 1) as i32);
+                    for i in 0..NT {
+                        let y = t[i].x.add(b * Q8_K_BYTES + Q8K_QS + 128 * half + 32 * quarter);
+                        let bc = |k: usize| _mm512_set1_epi32((y.add(4 * k) as *const i32).read_unaligned());
+                        let (mut a, mut c) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+                        for k in 0..4 {
+                            a = _mm512_dpbusd_epi32(a, wq[k], bc(k));
+                            c = _mm512_dpbusd_epi32(c, wq[k + 4], bc(k + 4));
+                        }
+                        let s = _mm512_add_epi32(_mm512_mullo_epi32(a, sa), _mm512_mullo_epi32(c, sb));
+                        total[i] = _mm512_add_epi32(total[i], s);
+                    }
+                }
+            }
+        }
+        let mut pairs = [_mm512_setzero_si512(); 8];
+        for (k, p) in pairs.iter_mut().enumerate() {
+            let v = sc4[k / 2];
+            let j = 2 * (k % 2) as i32;
+            let lo = _mm512_and_si512(sbyte(v, j), _mm512_set1_epi32(0xFFFF));
+            *p = _mm512_or_si512(lo, _mm512_slli_epi32::<16>(sbyte(v, j + 1)));
+        }
+        for i in 0..NT {
+            let xb = t[i].x.add(b * Q8_K_BYTES);
+            let mut corr = _mm512_setzero_si512();
+            for (k, p) in pairs.iter().enumerate() {
+                let bs = _mm512_set1_epi32((xb.add(Q8K_BSUMS + 4 * k) as *const i32).read_unaligned());
+                corr = _mm512_dpwssd_epi32(corr, *p, bs);
+            }
+            let sum = _mm512_sub_epi32(total[i], _mm512_slli_epi32::<5>(corr));
+            let dx = _mm512_set1_ps((xb as *const f32).read_unaligned());
+            acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, dx), acc[i]);
+        }
+    }
+    let mut out = [[0f32; WIDE_ROWS]; NT];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        _mm512_storeu_ps(o.as_mut_ptr(), *a);
+    }
+    out
 }
