@@ -298,6 +298,27 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_busy_runs_on_one_pool_all_finish() {
+        // Sessions of one model on several threads share its pool: a poller may run another caller's whole
+        // busy run, and each must still finish with its own result.
+        for threads in [2, 3] {
+            let pool = ComputePool::named(ThreadCount::with_available(threads, threads), "pool-share-test").unwrap();
+            std::thread::scope(|s| {
+                let pool = &pool;
+                for caller in 0..4u64 {
+                    s.spawn(move || {
+                        for i in 0..200u64 {
+                            let got =
+                                pool.run_busy(|| (0..1000u64).into_par_iter().map(|v| v * caller + i).sum::<u64>());
+                            assert_eq!(got, 499500 * caller + 1000 * i);
+                        }
+                    });
+                }
+            });
+        }
+    }
+
+    #[test]
     fn a_panic_in_a_busy_run_reaches_the_caller_and_the_pool_still_works() {
         let pool = ComputePool::named(ThreadCount::with_available(2, 2), "pool-panic-test").unwrap();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
