@@ -8,6 +8,7 @@
 //! workers yield a few dozen times and then park on a condition variable (rayon's sleep protocol), so waiting
 //! workers do not keep a core busy.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -124,6 +125,71 @@ impl ComputePool {
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.pool.as_ref().expect("the pool lives until drop").install(f)
     }
+
+    /// As [`ComputePool::run`], with the other workers kept awake until `f` returns: between its parallel steps
+    /// they poll for work instead of going to sleep.
+    ///
+    /// A forward pass is hundreds of short parallel steps (per layer: norms, the activation conversion of each
+    /// matmul, its tiles, attention, ...) separated by the tail of the previous step and by serial work. Rayon's
+    /// idle workers yield a few dozen times and then park, so almost every step began by waking a parked worker,
+    /// a futex wake that in a virtual machine is an inter-processor interrupt and costs tens of microseconds
+    /// during which the step runs on fewer threads (llama.cpp's workers spin between the operations of a graph
+    /// for the same reason). Here each other worker runs a poller for the duration of `f` that executes the steps'
+    /// jobs as soon as they are queued. The workers burn their CPU while `f` runs serial work, so use this for a
+    /// bounded compute (one forward call), not for anything that waits on I/O or on the caller.
+    pub fn run_busy<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.run(|| {
+            if rayon::current_num_threads() <= 1 {
+                return f();
+            }
+            let owner = rayon::current_thread_index();
+            let done = AtomicBool::new(false);
+            rayon::scope(|s| {
+                // One poller in each worker's own queue (a broadcast is not stolen), this one's included.
+                s.spawn_broadcast(|_, ctx| poll_until(&done, ctx.index(), owner));
+                // Set on return and on unwind: the scope waits for its pollers before it returns or re-raises
+                // a panic of `f`, so they must stop in both cases.
+                let _stop = SetOnDrop(&done);
+                f()
+            })
+        })
+    }
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Idle polls between two yields of the CPU to the operating system: a poller gives way to other runnable threads
+/// now and then (a machine with more busy threads than CPUs) without giving up its readiness for long.
+const POLLS_PER_OS_YIELD: u32 = 256;
+
+/// The poller of [`ComputePool::run_busy`] on worker `me`: executes the pool's queued jobs until `done` is set.
+/// On the worker that runs `f` itself (`owner`: it runs its own poller while it waits for its jobs, or at the end)
+/// it returns at once, since `done` could only be set by that worker after the poller returned.
+fn poll_until(done: &AtomicBool, me: usize, owner: Option<usize>) {
+    if owner == Some(me) {
+        return;
+    }
+    let mut idle = 0u32;
+    while !done.load(Ordering::Acquire) {
+        match rayon::yield_now() {
+            Some(rayon::Yield::Executed) => idle = 0,
+            _ => {
+                idle = idle.wrapping_add(1);
+                if idle.is_multiple_of(POLLS_PER_OS_YIELD) {
+                    std::thread::yield_now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +255,80 @@ mod tests {
             }
         }
         states
+    }
+
+    #[test]
+    fn busy_runs_keep_the_other_workers_polling_through_serial_work() {
+        let pool = ComputePool::named(ThreadCount::with_available(2, 2), "pool-busy-test").unwrap();
+        let mut v = vec![1.0f32; 1 << 16];
+        let states = pool.run_busy(|| {
+            v.par_chunks_mut(256).for_each(|c| c.iter_mut().for_each(|x| *x = x.sqrt() + 1.0));
+            // Serial work far longer than rayon's idle yield loop: a plain `run`'s other worker parks meanwhile.
+            let mut states = Vec::new();
+            for _ in 0..10 {
+                std::thread::sleep(std::time::Duration::from_millis(30));
+                states = thread_states("pool-busy-test");
+            }
+            // The parallel step after the serial work still sees both workers.
+            let sum: f32 = v.par_chunks(1024).map(|c| c.iter().sum::<f32>()).sum();
+            assert_eq!(sum, (1 << 16) as f32 * 2.0);
+            states
+        });
+        // This worker reads the states (running); the other one polls (running or runnable), never asleep.
+        assert_eq!(states, ['R', 'R'], "a worker went to sleep during a busy run");
+    }
+
+    #[test]
+    fn busy_runs_return_their_result_and_stop_polling() {
+        for threads in [1, 2, 3] {
+            let pool = ComputePool::named(ThreadCount::with_available(threads, threads), "pool-stop-test").unwrap();
+            for _ in 0..50 {
+                assert_eq!(pool.run_busy(|| (0..1000u64).into_par_iter().sum::<u64>()), 499500);
+            }
+            let mut states = Vec::new();
+            for _ in 0..50 {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                states = thread_states("pool-stop-test");
+                if states.len() == threads && states.iter().all(|&s| s == 'S') {
+                    break;
+                }
+            }
+            assert!(states.iter().all(|&s| s == 'S'), "pollers outlived their busy run: {states:?}");
+        }
+    }
+
+    #[test]
+    fn concurrent_busy_runs_on_one_pool_all_finish() {
+        // Sessions of one model on several threads share its pool: a poller may run another caller's whole
+        // busy run, and each must still finish with its own result.
+        for threads in [2, 3] {
+            let pool = ComputePool::named(ThreadCount::with_available(threads, threads), "pool-share-test").unwrap();
+            std::thread::scope(|s| {
+                let pool = &pool;
+                for caller in 0..4u64 {
+                    s.spawn(move || {
+                        for i in 0..200u64 {
+                            let got =
+                                pool.run_busy(|| (0..1000u64).into_par_iter().map(|v| v * caller + i).sum::<u64>());
+                            assert_eq!(got, 499500 * caller + 1000 * i);
+                        }
+                    });
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn a_panic_in_a_busy_run_reaches_the_caller_and_the_pool_still_works() {
+        let pool = ComputePool::named(ThreadCount::with_available(2, 2), "pool-panic-test").unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.run_busy(|| {
+                let _: u64 = (0..1000u64).into_par_iter().sum();
+                panic!("inside the busy run")
+            })
+        }));
+        assert!(r.is_err());
+        assert_eq!(pool.run_busy(|| (0..1000u64).into_par_iter().sum::<u64>()), 499500);
     }
 
     #[test]

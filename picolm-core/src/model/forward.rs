@@ -150,9 +150,11 @@ pub fn forward(
         return Err(ModelError::InvalidToken { id: bad, n_vocab: cfg.n_vocab });
     }
     match model.streamer() {
-        None => model
-            .pool()
-            .run(|| forward_on_pool(model, &mut WeightSource::Mapped(model.file()), kv, buf, tokens, pos0, logits)),
+        // Compute only: the other workers poll between the pass's parallel steps instead of parking.
+        None => model.pool().run_busy(|| {
+            forward_on_pool(model, &mut WeightSource::Mapped(model.file()), kv, buf, tokens, pos0, logits)
+        }),
+        // Reads weight slabs from the file between the steps: workers park while the reads wait.
         Some(streamer) => {
             // Locked here, outside the pool: see `WeightStreamer::lock`.
             let mut state = streamer.lock();

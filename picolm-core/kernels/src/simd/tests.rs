@@ -164,10 +164,12 @@ fn tile_kernels_match_the_scalar_reference_and_do_not_depend_on_the_tile_shape()
         for (name, k) in tile_kernel_candidates(ty).into_iter().flatten() {
             for (seed, n) in [(1u64, 256usize), (2, 512), (3, 1536), (4, 4096)] {
                 for scale in [1e-3f32, 1.0, 50.0] {
-                    // Nine weight rows (one full tile of eight and a partial one), some all-zero or extreme.
-                    let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed + 20 + r, n, scale)).collect();
+                    // Seventeen weight rows (a full tile of the sixteen-row kernels and a partial one, two full
+                    // tiles of the eight-row ones and a partial one), some all-zero or extreme.
+                    let mut ws: Vec<Vec<f32>> = (0..17u64).map(|r| values(seed + 20 + r, n, scale)).collect();
                     ws[2] = vec![0.0; n];
                     ws[5] = (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect();
+                    ws[12] = ws[5].iter().map(|v| -v).collect();
                     let mut xs: Vec<Vec<f32>> =
                         (0..MAX_TILE_TOKENS as u64 + 1).map(|t| values(seed + 10 + t, n, scale)).collect();
                     xs[1] = vec![0.0; n];
@@ -192,6 +194,17 @@ fn tile_kernels_match_the_scalar_reference_and_do_not_depend_on_the_tile_shape()
                                 "{ty} {name}: n={n} reference {reference} tile {got}"
                             );
                             checked += 1;
+                        }
+                    }
+                    // A tile of a little more than half the kernel's rows (a wide kernel's unused lanes repeat
+                    // its last row) agrees with one-by-one calls.
+                    let part_rows = k.max_rows / 2 + 1;
+                    let part = case.run(&k, n, 2, part_rows, 0, k.max_tokens);
+                    for r in 0..part_rows {
+                        for t in 0..k.max_tokens {
+                            let one = case.run(&k, n, 2 + r, 1, t, 1)[0];
+                            let got = part[r * k.max_tokens + t];
+                            assert_eq!(one.to_bits(), got.to_bits(), "{ty} {name}: partial tile, row {r} token {t}");
                         }
                     }
                     // Partial tiles at the end of the matrix (last row; all and some of the tokens from the
@@ -518,9 +531,10 @@ fn q4_0_kernels_agree_on_every_block_count() {
         let n = 32 * blocks;
         for scale in [1e-3f32, 1.0, 50.0] {
             let seed = blocks as u64 * 31;
-            let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed + r, n, scale)).collect();
+            let mut ws: Vec<Vec<f32>> = (0..17u64).map(|r| values(seed + r, n, scale)).collect();
             ws[3] = (0..n).map(|i| if i % 2 == 0 { 65000.0 } else { -65000.0 }).collect();
             ws[6] = (0..n).map(|i| if i % 3 == 0 { -scale } else { scale * 0.875 }).collect();
+            ws[13] = ws[3].iter().map(|v| -v).collect();
             let mut xs: Vec<Vec<f32>> = (0..MAX_TILE_TOKENS as u64).map(|t| values(seed + 100 + t, n, scale)).collect();
             xs[2] = (0..n).map(|i| if i % 5 == 0 { -scale } else { scale }).collect();
             let case = TileCase::new(ty, n, &ws, &xs);
