@@ -25,6 +25,7 @@
 //!   them under the tile's name.
 //! - `armv7_neon_rows.rs`: armv7 NEON passes over four weight rows for Q4_0 and Q8_0: a tile of four rows by up to
 //!   four tokens (`neon-4x4`) for prefill and its one-token (GEMV) entry for decode, bit-identical to it.
+//! - `armv7_neon_convert.rs`: armv7 NEON activation quantizers (f32 to Q8_0, Q8_1).
 //! - `aarch64_neon.rs`, `armv7_neon.rs`: NEON one-row dot products (`neon-dot`) and f16 conversions.
 
 #[cfg(target_arch = "aarch64")]
@@ -37,6 +38,8 @@ mod aarch64_neon_tiles;
 mod aarch64_neon_tiles_q6k;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
+#[cfg(target_arch = "arm")]
+mod armv7_neon_convert;
 #[cfg(target_arch = "arm")]
 mod armv7_neon_rows;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the aarch64 tiles do not use the shared layouts yet
@@ -318,6 +321,10 @@ pub fn quantize_activations(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
     #[cfg(target_arch = "aarch64")]
     if ty == GgmlType::F16 && !force_scalar() {
         return aarch64_neon::f32_row_to_f16(src, dst);
+    }
+    #[cfg(target_arch = "arm")]
+    if !force_scalar() && armv7_neon::available() && armv7_neon_convert::quantize(ty, src, dst) {
+        return;
     }
     #[cfg(target_arch = "arm")]
     if ty == GgmlType::F16 && !force_scalar() && armv7_neon::available() {
