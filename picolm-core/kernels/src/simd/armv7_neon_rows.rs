@@ -30,8 +30,8 @@ const ROWS: usize = 4;
 const TOKENS: usize = 4;
 
 /// A four-row pass: `nb` blocks of each of the four rows `w` against one activation row (`x` at its first block's
-/// quants, `xs` its f32 block scales, `xsum` its block sums); the four rows' dot products.
-type RowsFn = unsafe fn(nb: usize, w: [*const u8; ROWS], x: *const u8, xs: *const f32, xsum: *const i32) -> [f32; 4];
+/// quants, `xs` its f32 block scales, `xsum` its block sums); the four rows' dot products into `out[0..4]`.
+type RowsFn = unsafe fn(nb: usize, w: [*const u8; ROWS], x: *const u8, xs: *const f32, xsum: *const i32, out: *mut f32);
 
 /// The tile kernel (`neon-4x4`) for weights of type `ty`, if there is one. Only call when NEON and VFPv4 are
 /// available.
@@ -82,7 +82,9 @@ fn group(w: &[u8], w_row_bytes: usize, r0: usize, rows: usize) -> [*const u8; RO
 /// NEON and VFPv4 are available.
 #[inline(always)]
 unsafe fn pass(f: RowsFn, nb: usize, w: [*const u8; ROWS], t: &Tok) -> [f32; ROWS] {
-    f(nb, w, t.x.add(Q8_0_QS), t.s, t.sum)
+    let mut out = [0f32; ROWS];
+    f(nb, w, t.x.add(Q8_0_QS), t.s, t.sum, out.as_mut_ptr());
+    out
 }
 
 /// The tile entry: each token of the tile by one pass over the (up to) four rows.
@@ -129,20 +131,27 @@ fn run_gemv(l: &Layout, f: RowsFn, n: usize, w: &[u8], w_row_bytes: usize, x: &A
     let one = TileShape { rows: 1, tokens: 1, ld: 1 };
     let nb = tile_check(n, l, (ROWS, TOKENS), w, w_row_bytes, x, 0, one, out);
     assert!(w.len() >= (rows - 1) * w_row_bytes + nb * l.w_bytes, "weight rows too short for {rows} rows");
+    if nb == 0 {
+        out.fill(0.0);
+        return;
+    }
     let [tok] = toks_one(x, 0);
-    let mut r0 = 0;
-    while r0 < rows {
-        let res = if nb == 0 {
-            [0.0; ROWS]
-        } else {
-            // SAFETY: checked above: every row below `rows` (the group repeats in-range rows) and the activation
-            // row with its scales and sums hold `nb` whole blocks; NEON and VFPv4 as in `run_tile`.
-            unsafe { pass(f, nb, group(w, w_row_bytes, r0, rows), &tok) }
-        };
-        for (o, v) in out[r0..].iter_mut().zip(res) {
-            *o = v;
+    let xq = tok.x.wrapping_add(Q8_0_QS);
+    // Whole groups: the kernel writes the four results in place.
+    let whole = rows / ROWS * ROWS;
+    for r0 in (0..whole).step_by(ROWS) {
+        let p = w[r0 * w_row_bytes..].as_ptr();
+        // SAFETY: checked above: rows `r0 .. r0 + 4` (below `rows`) and the activation row with its scales and sums
+        // hold `nb` whole blocks, `out` has the four places; NEON and VFPv4 as in `run_tile`.
+        unsafe {
+            let ptrs = [p, p.add(w_row_bytes), p.add(2 * w_row_bytes), p.add(3 * w_row_bytes)];
+            f(nb, ptrs, xq, tok.s, tok.sum, out[r0..r0 + ROWS].as_mut_ptr());
         }
-        r0 += ROWS;
+    }
+    if whole < rows {
+        // SAFETY: as above; the group repeats in-range rows.
+        let res = unsafe { pass(f, nb, group(w, w_row_bytes, whole, rows), &tok) };
+        out[whole..].copy_from_slice(&res[..rows - whole]);
     }
 }
 
@@ -228,9 +237,8 @@ macro_rules! q4_0_row {
 ///
 /// # Safety
 /// `nb >= 1`; each `w[r]` points to `nb` blocks of 18 bytes; `x` to the quants of the first of `nb` Q8_0 blocks
-/// (34 bytes apart); `xs` and `xsum` to `nb` values; NEON and VFPv4 are available.
-unsafe fn q4_0_rows4(nb: usize, w: [*const u8; ROWS], x: *const u8, xs: *const f32, xsum: *const i32) -> [f32; 4] {
-    let mut out = [0f32; 4];
+/// (34 bytes apart); `xs` and `xsum` to `nb` values; `out` to 4 writable f32; NEON and VFPv4 are available.
+unsafe fn q4_0_rows4(nb: usize, w: [*const u8; ROWS], x: *const u8, xs: *const f32, xsum: *const i32, out: *mut f32) {
     neon_asm_all!(
         "vmov.i8 q14, #0x0f",
         "vmov.i32 q15, #8",
@@ -263,9 +271,8 @@ unsafe fn q4_0_rows4(nb: usize, w: [*const u8; ROWS], x: *const u8, xs: *const f
         xsum = inout(reg) xsum => _,
         xstep = in(reg) 34usize,
         n = inout(reg) nb => _,
-        out = in(reg) out.as_mut_ptr()
+        out = in(reg) out
     );
-    out
 }
 
 /// One Q8_0 row `$r` of a block: its f16 scale into lane `$r` of `d11`, its quants into `$w0-$w3`, the products in
@@ -334,8 +341,7 @@ macro_rules! q8_0_row {
 ///
 /// # Safety
 /// As [`q4_0_rows4`], with blocks of 34 bytes in each `w[r]` (`xsum` unused).
-unsafe fn q8_0_rows4(nb: usize, w: [*const u8; ROWS], x: *const u8, xs: *const f32, _xsum: *const i32) -> [f32; 4] {
-    let mut out = [0f32; 4];
+unsafe fn q8_0_rows4(nb: usize, w: [*const u8; ROWS], x: *const u8, xs: *const f32, _xsum: *const i32, out: *mut f32) {
     neon_asm_all!(
         "vmov.i32 q7, #0",
         "2:",
@@ -362,9 +368,8 @@ unsafe fn q8_0_rows4(nb: usize, w: [*const u8; ROWS], x: *const u8, xs: *const f
         xs = inout(reg) xs => _,
         xstep = in(reg) 34usize,
         n = inout(reg) nb => _,
-        out = in(reg) out.as_mut_ptr()
+        out = in(reg) out
     );
-    out
 }
 
 #[cfg(test)]
