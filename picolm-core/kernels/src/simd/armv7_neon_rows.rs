@@ -101,15 +101,21 @@ fn run_tile(
     out: &mut [f32],
 ) {
     let nb = tile_check(n, l, (ROWS, TOKENS), w, w_row_bytes, x, first, shape, out);
+    if nb == 0 {
+        for r in 0..shape.rows {
+            out[r * shape.ld..r * shape.ld + shape.tokens].fill(0.0);
+        }
+        return;
+    }
+    let rows = group(w, w_row_bytes, 0, shape.rows);
+    let (per_row, x0) = (x.blocks_per_row, toks_one(x, first)[0]);
     for t in 0..shape.tokens {
-        let [tok] = toks_one(x, first + t);
-        let res = if nb == 0 {
-            [0.0; ROWS]
-        } else {
-            // SAFETY: `tile_check` verified that the tile's rows (the group repeats in-range rows) and the tokens'
-            // activation rows, scales and sums hold `nb` whole blocks; `tile` hands the kernel out only when NEON
-            // and VFPv4 are available (the caller's contract).
-            unsafe { pass(f, nb, group(w, w_row_bytes, 0, shape.rows), &tok) }
+        // SAFETY: `tile_check` verified that the tile's rows (the group repeats in-range rows) and the tokens'
+        // activation rows (`row_bytes` apart), scales and sums (`nb` per token) hold `nb` whole blocks; `tile` hands
+        // the kernel out only when NEON and VFPv4 are available (the caller's contract).
+        let res = unsafe {
+            let tok = Tok { x: x0.x.add(t * x.row_bytes), s: x0.s.add(t * per_row), sum: x0.sum.add(t * per_row) };
+            pass(f, nb, rows, &tok)
         };
         for (r, v) in res.iter().take(shape.rows).enumerate() {
             out[r * shape.ld + t] = *v;
