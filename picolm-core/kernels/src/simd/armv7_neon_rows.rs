@@ -55,11 +55,11 @@ pub fn gemv(ty: GgmlType) -> Option<GemvFn> {
 }
 
 fn tile_q4_0(n: usize, w: &[u8], wrb: usize, x: &ActivationRows<'_>, first: usize, shape: TileShape, out: &mut [f32]) {
-    run_tile(&L_Q4_0, q4_0_rows4, n, w, wrb, x, first, shape, out)
+    run_tile(&L_Q4_0, q4_0_rows4, Some(q4_0_rows4_tokens2), n, w, wrb, x, first, shape, out)
 }
 
 fn tile_q8_0(n: usize, w: &[u8], wrb: usize, x: &ActivationRows<'_>, first: usize, shape: TileShape, out: &mut [f32]) {
-    run_tile(&L_Q8_0, q8_0_rows4, n, w, wrb, x, first, shape, out)
+    run_tile(&L_Q8_0, q8_0_rows4, None, n, w, wrb, x, first, shape, out)
 }
 
 fn gemv_q4_0(n: usize, w: &[u8], wrb: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
@@ -87,11 +87,18 @@ unsafe fn pass(f: RowsFn, nb: usize, w: [*const u8; ROWS], t: &Tok) -> [f32; ROW
     out
 }
 
-/// The tile entry: each token of the tile by one pass over the (up to) four rows.
+/// A four-row pass against two activation rows at once (the arithmetic of a [`RowsFn`] for each): `nb` blocks of
+/// the rows `w_row_bytes` apart from `w` against the Q8_0 rows at `x` and `x + x_row_bytes` (at their first
+/// blocks); results `[token][row]` into `out[0..8]`.
+type Rows2Fn = unsafe fn(nb: usize, w: *const u8, w_row_bytes: usize, x: *const u8, x_row_bytes: usize, out: *mut f32);
+
+/// The tile entry: the tokens of a whole four-row tile in pairs by `f2` (when the format has one), the others by
+/// one pass `f` over the (up to) four rows each.
 #[allow(clippy::too_many_arguments)] // a `TileFn`'s arguments plus the format
 fn run_tile(
     l: &Layout,
     f: RowsFn,
+    f2: Option<Rows2Fn>,
     n: usize,
     w: &[u8],
     w_row_bytes: usize,
@@ -109,7 +116,19 @@ fn run_tile(
     }
     let rows = group(w, w_row_bytes, 0, shape.rows);
     let (per_row, x0) = (x.blocks_per_row, toks_one(x, first)[0]);
-    for t in 0..shape.tokens {
+    let mut t0 = 0;
+    if let Some(f2) = f2.filter(|_| shape.rows == ROWS) {
+        while t0 + 2 <= shape.tokens {
+            let mut res = [0f32; 2 * ROWS];
+            // SAFETY: as below, for tokens `t0` and `t0 + 1` and the four (distinct, whole) rows of the tile.
+            unsafe { f2(nb, w.as_ptr(), w_row_bytes, x0.x.add(t0 * x.row_bytes), x.row_bytes, res.as_mut_ptr()) };
+            for (i, v) in res.iter().enumerate() {
+                out[(i % ROWS) * shape.ld + t0 + i / ROWS] = *v;
+            }
+            t0 += 2;
+        }
+    }
+    for t in t0..shape.tokens {
         // SAFETY: `tile_check` verified that the tile's rows (the group repeats in-range rows) and the tokens'
         // activation rows (`row_bytes` apart), scales and sums (`nb` per token) hold `nb` whole blocks; `tile` hands
         // the kernel out only when NEON and VFPv4 are available (the caller's contract).
@@ -276,6 +295,121 @@ unsafe fn q4_0_rows4(nb: usize, w: [*const u8; ROWS], x: *const u8, xs: *const f
         xs = inout(reg) xs => _,
         xsum = inout(reg) xsum => _,
         xstep = in(reg) 34usize,
+        n = inout(reg) nb => _,
+        out = in(reg) out
+    );
+}
+
+/// One Q4_0 row `$r` of a block against two tokens: its f16 scale into lane `$r` of `d1`, its nibbles as
+/// `nibble - 8` (the XOR with 0x88 and arithmetic shifts) into `q4` (high) and `q5` (low), the products with each
+/// token summed into i16 lanes of `q6` and pairwise into `$da` (token A: quants in `d16-d19`) and `$db` (token B:
+/// `d20-d23`); the pointer then steps by `$step` (to the next row, or back to the first row's next block).
+macro_rules! q4_0_row_tokens2 {
+    ($r:literal, $step:literal, $da:literal, $db:literal) => {
+        concat!(
+            "vld1.16 {{d1[",
+            $r,
+            "]}}, [{w}]!
+",
+            "vld1.8 {{d8-d9}}, [{w}], {",
+            $step,
+            "}
+",
+            "veor q4, q4, q7
+",
+            "vshl.i8 q5, q4, #4
+",
+            "vshr.s8 q4, q4, #4
+", // values 16..32
+            "vshr.s8 q5, q5, #4
+", // values 0..16
+            "vmull.s8 q6, d10, d16
+",
+            "vmlal.s8 q6, d11, d17
+",
+            "vmlal.s8 q6, d8, d18
+",
+            "vmlal.s8 q6, d9, d19
+",
+            "vpadd.i16 ",
+            $da,
+            ", d12, d13
+",
+            "vmull.s8 q6, d10, d20
+",
+            "vmlal.s8 q6, d11, d21
+",
+            "vmlal.s8 q6, d8, d22
+",
+            "vmlal.s8 q6, d9, d23
+",
+            "vpadd.i16 ",
+            $db,
+            ", d12, d13
+",
+        )
+    };
+}
+
+/// Four whole Q4_0 rows against two Q8_0 activation rows: for each token exactly the integer block sums (exact,
+/// so equal however formed) and the f32 steps of [`q4_0_rows4`], with the weights' loads, nibble decoding and
+/// scale conversion shared. The nibbles are decoded signed here (`nibble - 8`), which needs no activation sums: no
+/// i16 overflow, as a lane sums at most 16 products of at most 8 * 128 (16384). The activation scales are the
+/// blocks' f16 values widened by `vcvt` (exact, so equal to the prepared ones).
+///
+/// # Safety
+/// `nb >= 1`; the four rows at `w + r * w_row_bytes` hold `nb` blocks of 18 bytes, the two activation rows at `x`
+/// and `x + x_row_bytes` `nb` Q8_0 blocks; `out` points to 8 writable f32; NEON and VFPv4 are available.
+unsafe fn q4_0_rows4_tokens2(
+    nb: usize,
+    w: *const u8,
+    w_row_bytes: usize,
+    x: *const u8,
+    x_row_bytes: usize,
+    out: *mut f32,
+) {
+    // Pointer steps (wrapping: some are negative): a row's quants to the next row's block, the last row's quants to
+    // the first row's next block; token A's quants to token B's block, token B's to token A's next block.
+    let w_next = w_row_bytes.wrapping_sub(2);
+    let w_back = 16usize.wrapping_sub(3 * w_row_bytes);
+    let x_next = x_row_bytes.wrapping_sub(2);
+    let x_back = 32usize.wrapping_sub(x_row_bytes);
+    neon_asm_all!(
+        "vmov.i8 q7, #0x88",
+        "vmov.i32 q2, #0",
+        "vmov.i32 q3, #0",
+        "2:",
+        "vld1.16 {{d0[0]}}, [{x}]!",
+        "vld1.8 {{d16-d19}}, [{x}], {x_next}",
+        "vld1.16 {{d0[1]}}, [{x}]!",
+        "vld1.8 {{d20-d23}}, [{x}], {x_back}",
+        "vcvt.f32.f16 q1, d0", // d_x of the two tokens in d2
+        q4_0_row_tokens2!("0", "w_next", "d24", "d26"),
+        q4_0_row_tokens2!("1", "w_next", "d25", "d27"),
+        "vpadd.i16 d28, d24, d25", // token A, rows 0, 1
+        "vpadd.i16 d30, d26, d27", // token B
+        q4_0_row_tokens2!("2", "w_next", "d24", "d26"),
+        q4_0_row_tokens2!("3", "w_back", "d25", "d27"),
+        "vpadd.i16 d29, d24, d25", // rows 2, 3
+        "vpadd.i16 d31, d26, d27",
+        "vpaddl.s16 q14, q14", // one i32 per row, token A
+        "vpaddl.s16 q15, q15", // token B
+        "vcvt.f32.f16 q12, d1", // d_w of the four rows
+        "vmul.f32 q13, q12, d2[1]",
+        "vmul.f32 q12, q12, d2[0]",
+        "vcvt.f32.s32 q14, q14",
+        "vcvt.f32.s32 q15, q15",
+        "vmla.f32 q2, q14, q12",
+        "vmla.f32 q3, q15, q13",
+        "subs {n}, {n}, #1",
+        "bne 2b",
+        "vst1.32 {{d4-d7}}, [{out}]",
+        w = inout(reg) w => _,
+        w_next = in(reg) w_next,
+        w_back = in(reg) w_back,
+        x = inout(reg) x => _,
+        x_next = in(reg) x_next,
+        x_back = in(reg) x_back,
         n = inout(reg) nb => _,
         out = in(reg) out
     );
