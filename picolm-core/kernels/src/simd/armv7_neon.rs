@@ -1,4 +1,6 @@
-//! 32-bit ARM (armv7, 32-bit Raspberry Pi OS) kernels using NEON and the VFPv4 half-precision conversions.
+//! 32-bit ARM (armv7, 32-bit Raspberry Pi OS) kernels using NEON and the VFPv4 half-precision conversions: the
+//! one-row dot products (`neon-dot`: the matmul's kernel for F16, Q4_1, Q4_K and Q6_K; for Q4_0 and Q8_0, which have
+//! the four-row tile of `armv7_neon_rows.rs`, a decode candidate forced by name only) and the f16 row conversions.
 //!
 //! Stable Rust has neither the `core::arch::arm` NEON intrinsics nor `#[target_feature(enable = "neon")]` on 32-bit
 //! ARM, so every kernel is one `asm!` block that takes its pointers and counts in core registers and does all of
@@ -18,7 +20,7 @@
 
 use std::sync::OnceLock;
 
-use super::{blocks, q8k_d, VecDotFn};
+use super::{blocks, q8k_d, ActivationRows, GemvFn, VecDotFn};
 use crate::ggml_type::GgmlType;
 use crate::half_float::{f16_to_f32, f32_to_f16};
 
@@ -49,6 +51,36 @@ pub fn kernel(ty: GgmlType) -> Option<VecDotFn> {
         _ => return None,
     })
 }
+
+/// The one-token entry of [`kernel`]'s dot product for `ty` (the formats without a four-row tile): the same dot
+/// product per row (so bit-identical to it) over a whole run of rows in one call, which saves the matmul's per-row
+/// dispatch. Only call when [`available`].
+pub fn gemv(ty: GgmlType) -> Option<GemvFn> {
+    Some(match ty {
+        GgmlType::F16 => gemv_f16,
+        GgmlType::Q4_1 => gemv_q4_1,
+        GgmlType::Q4_K => gemv_q4_k,
+        GgmlType::Q6_K => gemv_q6_k,
+        _ => return None,
+    })
+}
+
+/// A [`GemvFn`] that runs the dot product `$dot` on each row against activation row 0.
+macro_rules! dot_gemv {
+    ($name:ident, $dot:ident) => {
+        fn $name(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+            let xr = &x.bytes[..x.row_bytes];
+            for (r, o) in out.iter_mut().enumerate() {
+                *o = $dot(n, &w[r * w_row_bytes..], xr);
+            }
+        }
+    };
+}
+
+dot_gemv!(gemv_f16, dot_f16);
+dot_gemv!(gemv_q4_1, dot_q4_1);
+dot_gemv!(gemv_q4_k, dot_q4_k);
+dot_gemv!(gemv_q6_k, dot_q6_k);
 
 /// `asm!` with the settings every kernel here shares: the NEON/VFPv4 instruction set, `d0`-`d15` clobbered, no
 /// stack use. The arguments are the templates and operands (without a trailing comma), then the options.
@@ -759,6 +791,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The GEMV entries give each row's dot product bit for bit (the decode candidate declared identical to the
+    /// one-row prefill kernel).
+    #[test]
+    fn gemv_entries_equal_the_dot_products_bit_for_bit() {
+        if !available() {
+            return;
+        }
+        for ty in [GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K] {
+            let (n, rows) = (512, 5);
+            let nb = n / ty.block_size();
+            let w = raw_weights(ty, 3, nb * rows);
+            let x = raw_activations(ty, 4, nb);
+            let row_bytes = ty.block_bytes() * nb;
+            let xr = ActivationRows {
+                bytes: &x,
+                row_bytes: x.len(),
+                blocks_per_row: nb,
+                scales_per_block: 0,
+                scales: &[],
+                sums: &[],
+            };
+            let mut out = vec![f32::NAN; rows];
+            gemv(ty).unwrap()(n, &w, row_bytes, &xr, &mut out);
+            for (r, got) in out.iter().enumerate() {
+                let want = kernel(ty).unwrap()(n, &w[r * row_bytes..(r + 1) * row_bytes], &x);
+                assert_eq!(want.to_bits(), got.to_bits(), "{ty} row {r}");
+            }
+        }
+        assert!(gemv(GgmlType::F16).is_some() && gemv(GgmlType::Q4_0).is_none());
     }
 
     /// Recomputes the `bsums` of Q8_K blocks after their quants changed.

@@ -255,7 +255,14 @@ fn decode_kernel_candidates_on(ty: GgmlType, avx512: bool) -> Vec<DecodeKernel> 
                 let name =
                     if cfg!(any(target_arch = "aarch64", target_arch = "arm")) { "neon-dot" } else { "avx2-dot" };
                 // The format's only kernel: prefill uses it too.
-                out.push(DecodeKernel { name, run: DecodeFn::Dot(dot), matches_prefill: true });
+                #[allow(unused_mut)]
+                let mut run = DecodeFn::Dot(dot);
+                // armv7: decode runs the same dot product through its GEMV entry (one call per run of rows).
+                #[cfg(target_arch = "arm")]
+                if let Some(g) = armv7_neon::gemv(ty) {
+                    run = DecodeFn::Gemv(g);
+                }
+                out.push(DecodeKernel { name, run, matches_prefill: true });
             }
         }
     }
