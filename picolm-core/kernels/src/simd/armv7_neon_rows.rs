@@ -1,7 +1,7 @@
 //! armv7 NEON kernels over four weight rows at once, for Q4_0 and Q8_0 weights: a tile kernel (`neon-4x4`: four
-//! rows by up to four tokens, one pass over the four rows per token) for prefill and its one-token entry (a GEMV
-//! over a whole run of rows) for decode. Both run the same four-row step, so decode equals batched prefill bit for
-//! bit.
+//! rows by up to four tokens, one pass over the four rows per token; Q4_0 takes a whole tile's tokens in pairs) for
+//! prefill and its one-token entry (a GEMV over a whole run of rows) for decode. All passes do the same integer and
+//! f32 steps per (row, token), so decode equals batched prefill bit for bit.
 //!
 //! One pass reads each activation block once for four rows and keeps the four rows' results in the four f32 lanes
 //! of one vector: per block, each row's integer dot product is reduced to one i32 (pairwise adds), the four sums
@@ -14,11 +14,13 @@
 //!
 //! Integer sums (exact, so the order is free; no i16 lane can overflow, each kernel says why):
 //! - Q4_0: the nibbles are used unsigned (0..=15: one `vand`, one `vshr` per 16 weights) and the offset of 8 comes
-//!   off the four rows' block sums at once as `8 * sum(x)`.
+//!   off the four rows' block sums at once as `8 * sum(x)`; the two-token pass, which decodes each weight once for
+//!   both tokens, uses `nibble - 8` directly (no activation sums to load).
 //! - Q8_0: `vmull`/`vmlal` pairs widened with `vpaddl`/`vpadal`.
 //!
-//! The blocks use q0-q15 (the thumbv7neon target, NEON implies 32 d registers); the compiler saves the
-//! callee-saved `d8`-`d15` around them. Handed out only when [`super::armv7_neon::available`].
+//! The blocks use q0-q15 (NEON always has 32 d registers; the crate also builds for armv7 targets without NEON,
+//! where these kernels are never handed out); the compiler saves the callee-saved `d8`-`d15` around them. Handed
+//! out only when [`super::armv7_neon::available`].
 
 use super::tile_common::{check as tile_check, toks, Layout, Tok, L_Q4_0, L_Q8_0, Q8_0_QS};
 use super::{ActivationRows, GemvFn, TileKernel, TileShape};
