@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests PicoLM for the boards under qemu-user, built with the GNU cross toolchains (GNU ld, as on Raspberry Pi OS):
-#   1. the quantization and SIMD kernel unit tests of picolm-core: aarch64 on Cortex-A53 (Pi Zero 2W / Pi 3),
+#   1. the quantization and SIMD kernel unit tests (crate picolm-kernels): aarch64 on Cortex-A53 (Pi Zero 2W / Pi 3),
 #      Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5: NEON + sdot), armv7 with NEON (32-bit Pi OS) on Cortex-A7 (Pi 2) and
 #      `max` (ARMv8 in 32-bit mode, for the Pi 3/4/5) with the NEON kernels, and on Cortex-A8 (no VFPv4) with the
 #      scalar ones;
@@ -60,7 +60,7 @@ for t in $targets; do
   for cpu in $(unit_cpus_of "$t"); do
     echo "== $t ($rt): kernel unit tests on $cpu"
     log=$(mktemp)
-    if ! QEMU_CPU="$cpu" PICOLM_EXPECT_CPU_PATH="$(expect_path_of "$t" "$cpu")" cargo test --release -q -p picolm-core --target "$rt" --lib -- --test-threads 2 quant simd \
+    if ! QEMU_CPU="$cpu" PICOLM_EXPECT_CPU_PATH="$(expect_path_of "$t" "$cpu")" cargo test --release -q -p picolm-kernels -p picolm-core --target "$rt" --lib -- --test-threads 2 quant simd \
         --nocapture >"$log" 2>&1; then
       cat "$log" >&2; rm -f "$log"; echo "test-arm: kernel tests failed for $t on $cpu" >&2; exit 1
     fi

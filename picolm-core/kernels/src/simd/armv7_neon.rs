@@ -1,4 +1,6 @@
-//! 32-bit ARM (armv7, 32-bit Raspberry Pi OS) kernels using NEON and the VFPv4 half-precision conversions.
+//! 32-bit ARM (armv7, 32-bit Raspberry Pi OS) kernels using NEON and the VFPv4 half-precision conversions: the
+//! one-row dot products (`neon-dot`: the matmul's kernel for F16, Q4_1, Q4_K and Q6_K; for Q4_0 and Q8_0, which have
+//! the four-row tile of `armv7_neon_rows.rs`, a decode candidate forced by name only) and the f16 row conversions.
 //!
 //! Stable Rust has neither the `core::arch::arm` NEON intrinsics nor `#[target_feature(enable = "neon")]` on 32-bit
 //! ARM, so every kernel is one `asm!` block that takes its pointers and counts in core registers and does all of
@@ -18,7 +20,7 @@
 
 use std::sync::OnceLock;
 
-use super::{blocks, q8k_d, VecDotFn};
+use super::{blocks, q8k_d, ActivationRows, GemvFn, VecDotFn};
 use crate::ggml_type::GgmlType;
 use crate::half_float::{f16_to_f32, f32_to_f16};
 
@@ -49,6 +51,36 @@ pub fn kernel(ty: GgmlType) -> Option<VecDotFn> {
         _ => return None,
     })
 }
+
+/// The one-token entry of [`kernel`]'s dot product for `ty` (the formats without a four-row tile): the same dot
+/// product per row (so bit-identical to it) over a whole run of rows in one call, which saves the matmul's per-row
+/// dispatch. Only call when [`available`].
+pub fn gemv(ty: GgmlType) -> Option<GemvFn> {
+    Some(match ty {
+        GgmlType::F16 => gemv_f16,
+        GgmlType::Q4_1 => gemv_q4_1,
+        GgmlType::Q4_K => gemv_q4_k,
+        GgmlType::Q6_K => gemv_q6_k,
+        _ => return None,
+    })
+}
+
+/// A [`GemvFn`] that runs the dot product `$dot` on each row against activation row 0.
+macro_rules! dot_gemv {
+    ($name:ident, $dot:ident) => {
+        fn $name(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+            let xr = &x.bytes[..x.row_bytes];
+            for (r, o) in out.iter_mut().enumerate() {
+                *o = $dot(n, &w[r * w_row_bytes..], xr);
+            }
+        }
+    };
+}
+
+dot_gemv!(gemv_f16, dot_f16);
+dot_gemv!(gemv_q4_1, dot_q4_1);
+dot_gemv!(gemv_q4_k, dot_q4_k);
+dot_gemv!(gemv_q6_k, dot_q6_k);
 
 /// `asm!` with the settings every kernel here shares: the NEON/VFPv4 instruction set, `d0`-`d15` clobbered, no
 /// stack use. The arguments are the templates and operands (without a trailing comma), then the options.
@@ -170,13 +202,30 @@ pub(super) fn round_through_f16(values: &mut [f32]) {
     }
 }
 
-/// The little-endian f16 at `p` as f32.
+/// The little-endian f16 at `p` as f32 (VFPv4 `vcvtb`: exactly [`f16_to_f32`], see the module comment).
 ///
 /// # Safety
 /// `p` points to 2 readable bytes; [`available`].
 #[inline(always)]
 unsafe fn fp16(p: *const u8) -> f32 {
-    f16_to_f32(u16::from_le_bytes([*p, *p.add(1)]))
+    let bits = u16::from_le_bytes([*p, *p.add(1)]) as u32;
+    let out: f32;
+    core::arch::asm!(".fpu neon-vfpv4", "vmov {v}, {b}", "vcvtb.f32.f16 {v}, {v}",
+        b = in(reg) bits, v = out(sreg) out, options(pure, nomem, nostack, preserves_flags));
+    out
+}
+
+/// The two little-endian f16 at `p` (`p[0..2]`, `p[2..4]`) as f32, as [`fp16`] converts them.
+///
+/// # Safety
+/// `p` points to 4 readable bytes; [`available`].
+#[inline(always)]
+unsafe fn fp16_pair(p: *const u8) -> (f32, f32) {
+    let bits = u32::from_le_bytes(std::ptr::read_unaligned(p as *const [u8; 4]));
+    let (lo, hi): (f32, f32);
+    core::arch::asm!(".fpu neon-vfpv4", "vmov {lo}, {b}", "vcvtt.f32.f16 {hi}, {lo}", "vcvtb.f32.f16 {lo}, {lo}",
+        b = in(reg) bits, lo = out(sreg) lo, hi = out(sreg) hi, options(pure, nomem, nostack, preserves_flags));
+    (lo, hi)
 }
 
 /// The sum of the four i32 lanes of `q7` into the `{out}` operand (the last instructions of a kernel).
@@ -397,18 +446,21 @@ macro_rules! q4k_step {
     };
 }
 
-/// `Σ scale[s] · Σ nibble·q` over the 8 sub-blocks of one Q4_K block: `q` its 128 bytes of nibbles, `y` the 256
-/// activations, `scales` the 6-bit sub-block scales.
+/// `Σ scale[s] · Σ nibble·q` over the 8 sub-blocks of one Q4_K block (`q` its 128 bytes of nibbles, `y` the 256
+/// activations, `sm` the 6-bit sub-block scales then mins, one byte each), and `Σ min[s] · Σ q` over the sub-blocks
+/// from the activations' 16 sums of 16 (`bsums`).
 ///
-/// No i16 overflow: a lane sums four products of at most 15 * 128; the scales (at most 63) multiply into i32.
+/// No i16 overflow: a lane sums four products of at most 15 * 128, and a pair of `bsums` is at most 32 * 128; the
+/// scales and mins (at most 63) multiply into i32.
 ///
 /// # Safety
-/// `q` points to 128 readable bytes, `y` to 256; [`available`].
+/// `q` points to 128 readable bytes, `y` to 256, `bsums` to 16 i16; [`available`].
 #[inline(always)]
-unsafe fn q4_k_block(q: *const u8, y: *const u8, scales: &[i16; 8]) -> i32 {
-    let out: i32;
+unsafe fn q4_k_block(q: *const u8, y: *const u8, sm: &[u8; 16], bsums: *const u8) -> (i32, i32) {
+    let (out, outm): (i32, i32);
     neon_asm!([readonly]
-        "vld1.16 {{d6-d7}}, [{sc}]",
+        "vld1.8 {{d10}}, [{sc}]!",
+        "vmovl.u8 q3, d10",
         "vmov.i8 q4, #0x0f",
         "vmov.i32 q7, #0",
         q4k_step!("d6[0]", "d6[1]"),
@@ -416,14 +468,28 @@ unsafe fn q4_k_block(q: *const u8, y: *const u8, scales: &[i16; 8]) -> i32 {
         q4k_step!("d7[0]", "d7[1]"),
         q4k_step!("d7[2]", "d7[3]"),
         hsum_q7_i32!(),
+        // Σ min · (bsum[2s] + bsum[2s + 1]).
+        "vld1.8 {{d10}}, [{sc}]",
+        "vmovl.u8 q0, d10",
+        "vld1.16 {{d2-d5}}, [{bs}]",
+        "vpadd.i16 d2, d2, d3",
+        "vpadd.i16 d3, d4, d5",
+        "vmull.s16 q2, d0, d2",
+        "vmlal.s16 q2, d1, d3",
+        "vadd.i32 d4, d4, d5",
+        "vpadd.i32 d4, d4, d4",
+        "vmov {outm}, s8",
         q = inout(reg) q => _,
         y = inout(reg) y => _,
         y2 = inout(reg) y.add(32) => _,
         step = in(reg) 48usize,
-        sc = in(reg) scales.as_ptr(),
-        out = lateout(reg) out
+        sc = inout(reg) sm.as_ptr() => _,
+        bs = in(reg) bsums,
+        // (written before `sc` and `bs` are last read: not a late output)
+        out = out(reg) out,
+        outm = lateout(reg) outm
     );
-    out
+    (out, outm)
 }
 
 /// Q4_K weights (f16 d, f16 dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles) · Q8_K activations.
@@ -434,21 +500,36 @@ unsafe fn q4_k_neon(nb: usize, w: *const u8, x: *const u8) -> f32 {
     let mut total = 0.0f32;
     for i in 0..nb {
         let (wb, xb) = (w.add(144 * i), x.add(292 * i));
-        let packed = std::slice::from_raw_parts(wb.add(4), 12);
-        let bsums = std::slice::from_raw_parts(xb.add(260), 32);
-        let bsum = |g: usize| i16::from_le_bytes([bsums[2 * g], bsums[2 * g + 1]]) as i32;
-        let mut scales = [0i16; 8];
-        let mut summ = 0i32;
-        for (j, s) in scales.iter_mut().enumerate() {
-            let (sc, m) = crate::quant::k4_scale_min(j, packed);
-            *s = sc as i16;
-            summ += m as i32 * (bsum(2 * j) + bsum(2 * j + 1));
-        }
-        let sumi = q4_k_block(wb.add(16), xb.add(4), &scales);
+        let sm = k4_scales_mins(wb.add(4));
+        let (sumi, summ) = q4_k_block(wb.add(16), xb.add(4), &sm, xb.add(260));
         let dx = q8k_d(xb);
-        total += fp16(wb) * dx * sumi as f32 - fp16(wb.add(2)) * dx * summ as f32;
+        let (d, dmin) = fp16_pair(wb);
+        total += d * dx * sumi as f32 - dmin * dx * summ as f32;
     }
     total
+}
+
+/// The eight 6-bit scales then the eight 6-bit mins of a Q4_K block from its 12 packed bytes at `p` (as
+/// `quant::k4_scale_min` unpacks them one at a time), four at a time in 32-bit words: scale `j < 4` is the low six
+/// bits of byte `j`, min `j < 4` of byte `j + 4`; scale `j >= 4` is the low nibble of byte `j + 4` with the top two
+/// bits of byte `j - 4` above it, min `j >= 4` the high nibble of byte `j + 4` with the top two bits of byte `j`.
+///
+/// # Safety
+/// `p` points to 12 readable bytes.
+#[inline(always)]
+unsafe fn k4_scales_mins(p: *const u8) -> [u8; 16] {
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const LOW2: u32 = 0x0303_0303;
+    let word = |k: usize| u32::from_le_bytes(std::ptr::read_unaligned(p.add(4 * k) as *const [u8; 4]));
+    let (u0, u1, u2) = (word(0), word(1), word(2));
+    let words =
+        [u0 & LOW6, (u2 & LOW4) | (((u0 >> 6) & LOW2) << 4), u1 & LOW6, ((u2 >> 4) & LOW4) | (((u1 >> 6) & LOW2) << 4)];
+    let mut out = [0u8; 16];
+    for (o, w) in out.chunks_exact_mut(4).zip(words) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
+    out
 }
 
 /// One 16-position chunk `(half, part)` of [`q6_k_block`]: the 6-bit values `32k + l` (k = 0..4, l the chunk's 16
@@ -710,6 +791,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The GEMV entries give each row's dot product bit for bit (the decode candidate declared identical to the
+    /// one-row prefill kernel).
+    #[test]
+    fn gemv_entries_equal_the_dot_products_bit_for_bit() {
+        if !available() {
+            return;
+        }
+        for ty in [GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K] {
+            let (n, rows) = (512, 5);
+            let nb = n / ty.block_size();
+            let w = raw_weights(ty, 3, nb * rows);
+            let x = raw_activations(ty, 4, nb);
+            let row_bytes = ty.block_bytes() * nb;
+            let xr = ActivationRows {
+                bytes: &x,
+                row_bytes: x.len(),
+                blocks_per_row: nb,
+                scales_per_block: 0,
+                scales: &[],
+                sums: &[],
+            };
+            let mut out = vec![f32::NAN; rows];
+            gemv(ty).unwrap()(n, &w, row_bytes, &xr, &mut out);
+            for (r, got) in out.iter().enumerate() {
+                let want = kernel(ty).unwrap()(n, &w[r * row_bytes..(r + 1) * row_bytes], &x);
+                assert_eq!(want.to_bits(), got.to_bits(), "{ty} row {r}");
+            }
+        }
+        assert!(gemv(GgmlType::F16).is_some() && gemv(GgmlType::Q4_0).is_none());
     }
 
     /// Recomputes the `bsums` of Q8_K blocks after their quants changed.

@@ -23,6 +23,9 @@
 //!   Q6_K.
 //! - `aarch64_neon_gemv.rs`: the one-token (decode) entries of those tiles, bit-identical to them; decode runs
 //!   them under the tile's name.
+//! - `armv7_neon_rows.rs`: armv7 NEON passes over four weight rows for Q4_0 and Q8_0: a tile of four rows by up to
+//!   four tokens (`neon-4x4`) for prefill and its one-token (GEMV) entry for decode, bit-identical to it.
+//! - `armv7_neon_convert.rs`: armv7 NEON activation quantizers (f32 to Q8_0, Q8_1).
 //! - `aarch64_neon.rs`, `armv7_neon.rs`: NEON one-row dot products (`neon-dot`) and f16 conversions.
 
 #[cfg(target_arch = "aarch64")]
@@ -35,6 +38,10 @@ mod aarch64_neon_tiles;
 mod aarch64_neon_tiles_q6k;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
+#[cfg(target_arch = "arm")]
+mod armv7_neon_convert;
+#[cfg(target_arch = "arm")]
+mod armv7_neon_rows;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the aarch64 tiles do not use the shared layouts yet
 mod tile_common;
 #[cfg(target_arch = "x86_64")]
@@ -211,6 +218,11 @@ fn decode_kernel_candidates_on(ty: GgmlType, avx512: bool) -> Vec<DecodeKernel> 
         if let (Some(first), Some(g)) = (out.first_mut(), aarch64_neon_gemv::kernel(ty, aarch64_neon::has_dotprod())) {
             first.run = DecodeFn::Gemv(g);
         }
+        // armv7: likewise, the four-row tile's GEMV entry (`armv7_neon_rows.rs`).
+        #[cfg(target_arch = "arm")]
+        if let (Some(first), Some(g)) = (out.first_mut(), armv7_neon_rows::gemv(ty)) {
+            first.run = DecodeFn::Gemv(g);
+        }
         #[cfg(target_arch = "x86_64")]
         if x86_common::avx2_available() {
             let prefill = out.first().map_or("", |k| k.name);
@@ -234,11 +246,23 @@ fn decode_kernel_candidates_on(ty: GgmlType, avx512: bool) -> Vec<DecodeKernel> 
         if let Some(dot) = aarch64_neon::kernel(ty).filter(|_| !out.is_empty()) {
             out.push(DecodeKernel { name: "neon-dot", run: DecodeFn::Dot(dot), matches_prefill: false });
         }
+        #[cfg(target_arch = "arm")]
+        if let Some(dot) = armv7_neon::kernel(ty).filter(|_| !out.is_empty()) {
+            out.push(DecodeKernel { name: "neon-dot", run: DecodeFn::Dot(dot), matches_prefill: false });
+        }
         if out.is_empty() {
             if let Some(dot) = vec_dot_kernel(ty) {
-                let name = if cfg!(target_arch = "aarch64") { "neon-dot" } else { "avx2-dot" };
+                let name =
+                    if cfg!(any(target_arch = "aarch64", target_arch = "arm")) { "neon-dot" } else { "avx2-dot" };
                 // The format's only kernel: prefill uses it too.
-                out.push(DecodeKernel { name, run: DecodeFn::Dot(dot), matches_prefill: true });
+                #[allow(unused_mut)]
+                let mut run = DecodeFn::Dot(dot);
+                // armv7: decode runs the same dot product through its GEMV entry (one call per run of rows).
+                #[cfg(target_arch = "arm")]
+                if let Some(g) = armv7_neon::gemv(ty) {
+                    run = DecodeFn::Gemv(g);
+                }
+                out.push(DecodeKernel { name, run, matches_prefill: true });
             }
         }
     }
@@ -304,6 +328,10 @@ pub fn quantize_activations(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
     #[cfg(target_arch = "aarch64")]
     if ty == GgmlType::F16 && !force_scalar() {
         return aarch64_neon::f32_row_to_f16(src, dst);
+    }
+    #[cfg(target_arch = "arm")]
+    if !force_scalar() && armv7_neon::available() && armv7_neon_convert::quantize(ty, src, dst) {
+        return;
     }
     #[cfg(target_arch = "arm")]
     if ty == GgmlType::F16 && !force_scalar() && armv7_neon::available() {
@@ -375,6 +403,10 @@ fn tile_kernel_candidates_on(ty: GgmlType, avx512: bool) -> [Option<(&'static st
     }
     #[cfg(target_arch = "aarch64")]
     return [aarch64_neon_tiles::kernel(ty, aarch64_neon::has_dotprod()), None];
+    #[cfg(target_arch = "arm")]
+    if armv7_neon::available() {
+        return [armv7_neon_rows::tile(ty).map(|k| ("neon-4x4", k)), None];
+    }
     #[allow(unreachable_code)]
     let _ = ty;
     [None, None]
@@ -444,8 +476,9 @@ pub fn cpu_path() -> &'static str {
 }
 
 /// The SIMD one-row dot product for weights of type `ty` on this CPU, if there is one: what the matmul uses for
-/// formats without a tile kernel ([`tile_kernel`]), i.e. every format on armv7, the formats other than Q4_0, Q4_1, Q5_0,
-/// Q8_0, Q4_K and Q6_K on aarch64, and the formats other than Q4_0, Q4_1, Q8_0, Q4_K and Q6_K on x86-64.
+/// formats without a tile kernel ([`tile_kernel`]), i.e. the formats other than Q4_0 and Q8_0 on armv7, the formats
+/// other than Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K on aarch64, and the formats other than Q4_0, Q4_1, Q8_0, Q4_K
+/// and Q6_K on x86-64.
 pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
     if force_scalar() {
         return None;
@@ -457,9 +490,10 @@ pub fn vec_dot_kernel(ty: GgmlType) -> Option<VecDotFn> {
     // aarch64: the formats with a tile kernel reach their one-row kernel only as the `neon-dot` decode candidate.
     #[cfg(target_arch = "aarch64")]
     return aarch64_neon::kernel(ty).filter(|_| tile_kernel(ty).is_none());
+    // armv7: likewise (Q4_0 and Q8_0 have the four-row tile).
     #[cfg(target_arch = "arm")]
     if armv7_neon::available() {
-        return armv7_neon::kernel(ty);
+        return armv7_neon::kernel(ty).filter(|_| tile_kernel(ty).is_none());
     }
     #[allow(unreachable_code)]
     {
