@@ -291,7 +291,7 @@ mod tests {
     }
 
     /// The GEMV entry of every aarch64 tile kernel gives bit for bit the results of its tile run as batched prefill
-    /// runs it (tiles of four rows by four tokens, leftover tokens one at a time), for every row count 1..=13 and
+    /// runs it (tiles of the kernel's rows by tokens), for every row count 1..=13 and
     /// 17 (whole and partial groups of eight and four), several row lengths and every token; and it agrees with the
     /// scalar reference.
     #[test]
@@ -304,14 +304,15 @@ mod tests {
                 let lengths: &[usize] = if ty.block_size() == 32 { &[32, 96, 256, 1536] } else { &[256, 768] };
                 for (seed, &n) in lengths.iter().enumerate() {
                     for scale in [1e-3f32, 1.0, 50.0] {
-                        let tokens = 6;
+                        let tokens = 13;
                         let case = Case::new(ty, n, 17, tokens, seed as u64 + 1, scale);
                         let x = case.activations();
-                        // Batched prefill: tiles of up to 4 x 4, results [row][token].
+                        // Batched prefill: tiles of up to the kernel's rows by tokens, results [row][token].
                         let mut batched = vec![f32::NAN; 17 * tokens];
-                        for r in (0..17).step_by(4) {
-                            for t in (0..tokens).step_by(4) {
-                                let shape = TileShape { rows: 4.min(17 - r), tokens: 4.min(tokens - t), ld: tokens };
+                        let (rs, ts) = (tile.max_rows, tile.max_tokens);
+                        for r in (0..17).step_by(rs) {
+                            for t in (0..tokens).step_by(ts) {
+                                let shape = TileShape { rows: rs.min(17 - r), tokens: ts.min(tokens - t), ld: tokens };
                                 let w = &case.wq[r * case.w_row_bytes..];
                                 (tile.run)(n, w, case.w_row_bytes, &x, t, shape, &mut batched[r * tokens + t..]);
                             }

@@ -33,6 +33,8 @@ mod aarch64_neon_gemv;
 mod aarch64_neon_tiles;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles_q6k;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon_tiles_sdot8;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // the aarch64 tiles do not use the shared layouts yet
@@ -177,6 +179,7 @@ pub const DECODE_KERNEL_NAMES: &[&str] = &[
     "avx2-gemv",
     "avx2-row",
     "avx2-dot",
+    "neon-sdot-4x8",
     "neon-sdot-4x4",
     "neon-4x4",
     "neon-dot",
