@@ -111,21 +111,57 @@ unsafe fn transpose(v: [int8x16_t; ROWS]) -> [[int32x4_t; 2]; 2] {
     [[k(t0, t2, false), k(t1, t3, false)], [k(t0, t2, true), k(t1, t3, true)]]
 }
 
-/// `acc + ` the four rows' (lanes of `w`) dot products with the four activations `y.4b[L]`: `sdot` by element.
+/// One token's step of a block for the four rows: `acc = fma(acc, f32(isum), dw * sx)`, where `isum` (lane `r`) is
+/// the dot product of row `r`'s weights (the interleaved `q`, see [`Interleave::interleaved`]) with the token's 32
+/// activations at `y`, by `sdot` by element into a zeroed register, and `sx` the activations' scale at `sx`. One
+/// `asm!` block, so that the compiler keeps each token's work together: left to itself it loaded all eight tokens'
+/// activations at the top of the block and spilled the sums and accumulators. The float steps are those of
+/// `vfmaq_f32(acc, vcvtq_f32_s32(isum), vmulq_n_f32(dw, sx))` in the other tiles and the GEMV entry.
 ///
 /// # Safety
-/// The CPU has FEAT_DotProd.
+/// 32 bytes are readable at `y` and 4 at `sx` (any alignment); the CPU has FEAT_DotProd.
 #[inline(always)]
-unsafe fn sdot_lane<const L: i32>(acc: int32x4_t, w: int8x16_t, y: int8x16_t) -> int32x4_t {
+unsafe fn token_step(
+    acc: float32x4_t,
+    q: &[int8x16_t; 8],
+    dw: float32x4_t,
+    y: *const u8,
+    sx: *const f32,
+) -> float32x4_t {
     let mut acc = acc;
     std::arch::asm!(
         ".arch_extension dotprod",
-        "sdot {acc:v}.4s, {w:v}.16b, {y:v}.4b[{l}]",
+        "ldp {y0:q}, {y1:q}, [{y}]",
+        "movi {s:v}.4s, #0",
+        "sdot {s:v}.4s, {q0:v}.16b, {y0:v}.4b[0]",
+        "sdot {s:v}.4s, {q1:v}.16b, {y0:v}.4b[1]",
+        "sdot {s:v}.4s, {q2:v}.16b, {y0:v}.4b[2]",
+        "sdot {s:v}.4s, {q3:v}.16b, {y0:v}.4b[3]",
+        "ldr {x:s}, [{sx}]",
+        "sdot {s:v}.4s, {q4:v}.16b, {y1:v}.4b[0]",
+        "sdot {s:v}.4s, {q5:v}.16b, {y1:v}.4b[1]",
+        "fmul {x:v}.4s, {dw:v}.4s, {x:v}.s[0]",
+        "sdot {s:v}.4s, {q6:v}.16b, {y1:v}.4b[2]",
+        "sdot {s:v}.4s, {q7:v}.16b, {y1:v}.4b[3]",
+        "scvtf {s:v}.4s, {s:v}.4s",
+        "fmla {acc:v}.4s, {s:v}.4s, {x:v}.4s",
         acc = inout(vreg) acc,
-        w = in(vreg) w,
-        y = in(vreg) y,
-        l = const L,
-        options(pure, nomem, nostack)
+        y = in(reg) y,
+        sx = in(reg) sx,
+        y0 = out(vreg) _,
+        y1 = out(vreg) _,
+        s = out(vreg) _,
+        x = out(vreg) _,
+        dw = in(vreg) dw,
+        q0 = in(vreg) q[0],
+        q1 = in(vreg) q[1],
+        q2 = in(vreg) q[2],
+        q3 = in(vreg) q[3],
+        q4 = in(vreg) q[4],
+        q5 = in(vreg) q[5],
+        q6 = in(vreg) q[6],
+        q7 = in(vreg) q[7],
+        options(pure, readonly, nostack, preserves_flags)
     );
     acc
 }
@@ -143,19 +179,7 @@ unsafe fn tile<F: Interleave, const NT: usize>(nb: usize, w: [*const u8; ROWS], 
         let wb = w.map(|p| p.add(b * F::W_BYTES));
         let q = F::interleaved(&wb, &mut raw);
         let dw = row_scales(&wb, 0);
-        let mut token = |i: usize| {
-            let yp = t[i].x.add(b * 34 + 2) as *const i8;
-            let (y0, y1) = (vld1q_s8(yp), vld1q_s8(yp.add(16)));
-            let s = sdot_lane::<0>(vdupq_n_s32(0), q[0], y0);
-            let s = sdot_lane::<1>(s, q[1], y0);
-            let s = sdot_lane::<2>(s, q[2], y0);
-            let s = sdot_lane::<3>(s, q[3], y0);
-            let s = sdot_lane::<0>(s, q[4], y1);
-            let s = sdot_lane::<1>(s, q[5], y1);
-            let s = sdot_lane::<2>(s, q[6], y1);
-            let s = sdot_lane::<3>(s, q[7], y1);
-            acc[i] = vfmaq_f32(acc[i], vcvtq_f32_s32(s), vmulq_n_f32(dw, *t[i].s.add(b)));
-        };
+        let mut token = |i: usize| acc[i] = token_step(acc[i], &q, dw, t[i].x.add(b * 34 + 2), t[i].s.add(b));
         // Unrolled by hand: as a loop over eight tokens the compiler keeps the accumulators on the stack.
         macro_rules! tokens {
             ($($i:literal)*) => { $(if $i < NT { token($i); })* };
