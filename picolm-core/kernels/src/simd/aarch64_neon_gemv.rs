@@ -13,7 +13,9 @@
 //! - Q4_0's nibbles are used unsigned (0..=15, one `and` or `ushr` per 16 weights) and the offset of 8 comes off the
 //!   four rows' sums at once as `8 * sum(x)` (the activations' prepared block sums), instead of a subtraction per 16
 //!   weights. Products stay within the narrow i16 lanes of the plain NEON path: 15 * 127 * 16 = 30480.
-//! - With `sdot`, each row's accumulator runs across the blocks (never zeroed) and a block's sums are the
+//! - With `sdot`, Q4_0, Q5_0 and Q8_0 run the one-token form of their `neon-sdot-4x8` tile (rows interleaved in
+//!   registers, `sdot` by element; `aarch64_neon_tiles_sdot8.rs`), Q4_0 with the offset taken off as above.
+//! - With `sdot` (Q4_1), each row's accumulator runs across the blocks (never zeroed) and a block's sums are the
 //!   difference of two consecutive pairwise reductions; i32 addition wraps, so the difference is exact whatever the
 //!   running values.
 
@@ -24,6 +26,7 @@ use super::aarch64_neon_tiles::{
     block_sums, check as tile_check, nibbles, row_scales, Format, Tile, Tok, Q4K, Q4_0, Q4_1, Q5_0, Q8_0,
 };
 use super::aarch64_neon_tiles_q6k::Q6K;
+use super::aarch64_neon_tiles_sdot8::{gemv_rows, Interleave};
 use super::{ActivationRows, GemvFn, TileShape};
 use crate::ggml_type::GgmlType;
 
@@ -34,13 +37,13 @@ const LANES: usize = 4;
 /// has FEAT_DotProd).
 pub fn kernel(ty: GgmlType, sdot: bool) -> Option<GemvFn> {
     Some(match (ty, sdot) {
-        (GgmlType::Q4_0, true) => gemv_legacy::<Q4_0, true>,
+        (GgmlType::Q4_0, true) => gemv_interleaved::<Q4_0>,
         (GgmlType::Q4_0, false) => gemv_legacy::<Q4_0, false>,
         (GgmlType::Q4_1, true) => gemv_legacy::<Q4_1, true>,
         (GgmlType::Q4_1, false) => gemv_legacy::<Q4_1, false>,
-        (GgmlType::Q5_0, true) => gemv_legacy::<Q5_0, true>,
+        (GgmlType::Q5_0, true) => gemv_interleaved::<Q5_0>,
         (GgmlType::Q5_0, false) => gemv_legacy::<Q5_0, false>,
-        (GgmlType::Q8_0, true) => gemv_legacy::<Q8_0, true>,
+        (GgmlType::Q8_0, true) => gemv_interleaved::<Q8_0>,
         (GgmlType::Q8_0, false) => gemv_legacy::<Q8_0, false>,
         (GgmlType::Q4_K, true) => gemv_tile::<Q4K, true>,
         (GgmlType::Q4_K, false) => gemv_tile::<Q4K, false>,
@@ -139,6 +142,22 @@ fn gemv_legacy<F: Format, const SDOT: bool>(
         out,
         |r0| unsafe { legacy_rows::<F, SDOT, 2>(nb, group(w, w_row_bytes, r0, rows), xs) },
         |r0| unsafe { legacy_rows::<F, SDOT, 1>(nb, group(w, w_row_bytes, r0, rows), xs) },
+    );
+}
+
+/// The one-token entry of the `neon-sdot-4x8` tile (Q4_0, Q5_0, Q8_0 with `sdot`): rows interleaved in registers,
+/// `sdot` by element (see `aarch64_neon_tiles_sdot8.rs`).
+fn gemv_interleaved<F: Interleave>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+    let nb = check(n, (32, F::W_BYTES, 34, 1), w, w_row_bytes, x, out);
+    let rows = out.len();
+    let xs = (x.bytes.as_ptr(), x.scales.as_ptr(), x.sums.as_ptr());
+    // SAFETY (both calls): `check` verified that every row below `rows` (the group pointers repeat in-range rows)
+    // and the activation row with its scales and sums hold `nb` whole blocks; this entry is handed out only for CPUs
+    // with FEAT_DotProd (the caller's contract); NEON is mandatory on aarch64.
+    walk(
+        out,
+        |r0| unsafe { gemv_rows::<F, 2>(nb, group(w, w_row_bytes, r0, rows), xs) },
+        |r0| unsafe { gemv_rows::<F, 1>(nb, group(w, w_row_bytes, r0, rows), xs) },
     );
 }
 

@@ -39,16 +39,29 @@ pub fn kernel(ty: GgmlType) -> Option<(&'static str, TileKernel)> {
 
 /// The raw registers that `ld4` fills one lane at a time (carried from block to block so that no register needs
 /// clearing before its four lanes are loaded).
-type Raw = [uint32x4x4_t; 2];
+pub(super) type Raw = [uint32x4x4_t; 2];
 
 /// A weight format's interleaved decoding (see the module comment).
-trait Interleave: Format {
+pub(super) trait Interleave: Format {
     /// The 32 weights of each of the four rows' blocks at `wb`, interleaved: vector `4h + k`, lane `r` = the weights
     /// `16h + 4k .. 16h + 4k + 4` of row `r`.
     ///
     /// # Safety
     /// Every pointer of `wb` points to a whole weight block.
     unsafe fn interleaved(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8];
+
+    /// An offset every weight carries in [`Interleave::interleaved_offset`] (Q4_0: 8; the others: none).
+    const OFFSET: i32 = 0;
+
+    /// [`Interleave::interleaved`] plus [`Interleave::OFFSET`] (cheaper for Q4_0: nibbles as they are; the GEMV
+    /// takes the offset off the sums once per block, as `OFFSET * sum(x)`).
+    ///
+    /// # Safety
+    /// As [`Interleave::interleaved`].
+    #[inline(always)]
+    unsafe fn interleaved_offset(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8] {
+        Self::interleaved(wb, raw)
+    }
 }
 
 /// Loads 16 bytes at `p[r]` into lane `r` of four vectors: vector `k`, lane `r` = bytes `4k .. 4k + 4` of `p[r]`.
@@ -73,6 +86,18 @@ impl Interleave for Q4_0 {
         let (m4, eight) = (vdupq_n_u8(0x0F), vdupq_n_s8(8));
         let lo = v.map(|v| vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), eight));
         let hi = v.map(|v| vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)), eight));
+        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    }
+
+    const OFFSET: i32 = 8;
+
+    #[inline(always)]
+    unsafe fn interleaved_offset(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8] {
+        raw[0] = ld4_rows(wb.map(|p| p.add(2)), raw[0]);
+        let v = [raw[0].0, raw[0].1, raw[0].2, raw[0].3].map(|v| vreinterpretq_u8_u32(v));
+        let m4 = vdupq_n_u8(0x0F);
+        let lo = v.map(|v| vreinterpretq_s8_u8(vandq_u8(v, m4)));
+        let hi = v.map(|v| vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)));
         [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
     }
 }
@@ -164,6 +189,77 @@ unsafe fn token_step(
         options(pure, readonly, nostack, preserves_flags)
     );
     acc
+}
+
+/// The four rows' integer dot products (lanes) of the interleaved weights `q` with the 32 activations `y`: eight
+/// `sdot` by element into a zeroed register, in one `asm!` block (see [`token_step`]).
+///
+/// # Safety
+/// The CPU has FEAT_DotProd.
+#[inline(always)]
+unsafe fn dot_rows(q: &[int8x16_t; 8], y: [int8x16_t; 2]) -> int32x4_t {
+    let s: int32x4_t;
+    std::arch::asm!(
+        ".arch_extension dotprod",
+        "movi {s:v}.4s, #0",
+        "sdot {s:v}.4s, {q0:v}.16b, {y0:v}.4b[0]",
+        "sdot {s:v}.4s, {q1:v}.16b, {y0:v}.4b[1]",
+        "sdot {s:v}.4s, {q2:v}.16b, {y0:v}.4b[2]",
+        "sdot {s:v}.4s, {q3:v}.16b, {y0:v}.4b[3]",
+        "sdot {s:v}.4s, {q4:v}.16b, {y1:v}.4b[0]",
+        "sdot {s:v}.4s, {q5:v}.16b, {y1:v}.4b[1]",
+        "sdot {s:v}.4s, {q6:v}.16b, {y1:v}.4b[2]",
+        "sdot {s:v}.4s, {q7:v}.16b, {y1:v}.4b[3]",
+        s = out(vreg) s,
+        y0 = in(vreg) y[0],
+        y1 = in(vreg) y[1],
+        q0 = in(vreg) q[0],
+        q1 = in(vreg) q[1],
+        q2 = in(vreg) q[2],
+        q3 = in(vreg) q[3],
+        q4 = in(vreg) q[4],
+        q5 = in(vreg) q[5],
+        q6 = in(vreg) q[6],
+        q7 = in(vreg) q[7],
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    s
+}
+
+/// The one-token (GEMV) form of this tile: the results of `G` groups of four rows of `F` against one activation
+/// row `(bytes, f32 scales, block sums)`, with the same integer sums and float steps per row as [`tile`] (Q4_0's
+/// offset of 8 comes off the four rows' sums at once as `8 * sum(x)`), so bit-identical to it.
+///
+/// # Safety
+/// Every pointer of `w` and the activation row, its scales and its sums hold `nb` whole blocks; the CPU has
+/// FEAT_DotProd.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn gemv_rows<F: Interleave, const G: usize>(
+    nb: usize,
+    w: [[*const u8; ROWS]; G],
+    (xp, sp, sump): (*const u8, *const f32, *const i32),
+) -> [[f32; ROWS]; G] {
+    let mut acc = [vdupq_n_f32(0.0); G];
+    let zero = vdupq_n_u32(0);
+    let mut raw: [Raw; G] = [[uint32x4x4_t(zero, zero, zero, zero); 2]; G];
+    for b in 0..nb {
+        let yp = xp.add(b * 34 + 2) as *const i8;
+        let y = [vld1q_s8(yp), vld1q_s8(yp.add(16))];
+        let sx = *sp.add(b);
+        let bias = vdupq_n_s32(F::OFFSET * *sump.add(b));
+        for g in 0..G {
+            let wb = w[g].map(|p| p.add(b * F::W_BYTES));
+            let q = F::interleaved_offset(&wb, &mut raw[g]);
+            let isum = dot_rows(&q, y);
+            let isum = if F::OFFSET != 0 { vsubq_s32(isum, bias) } else { isum };
+            acc[g] = vfmaq_f32(acc[g], vcvtq_f32_s32(isum), vmulq_n_f32(row_scales(&wb, 0), sx));
+        }
+    }
+    let mut out = [[0f32; ROWS]; G];
+    for g in 0..G {
+        vst1q_f32(out[g].as_mut_ptr(), acc[g]);
+    }
+    out
 }
 
 /// The results of four weight rows (`w`, each `nb` blocks of `F`) with `NT` tokens: `[token][row]`.
