@@ -50,6 +50,21 @@ pub(super) trait Interleave: Format {
     /// Every pointer of `wb` points to a whole weight block.
     unsafe fn interleaved(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8];
 
+    /// Whether [`Interleave::interleaved_x16`] is cheaper than [`Interleave::interleaved`] (Q4_0).
+    const X16: bool = false;
+
+    /// The weights of [`Interleave::interleaved`] times 16 (for Q4_0 two instructions per 16 weights fewer: the
+    /// nibbles with their top bit flipped are the weights plus 8 as signed 4-bit values, shifted to the high half
+    /// of a byte they are the weights times 16). The tile multiplies its row scales by 1/16 instead; both scalings
+    /// are by powers of two, so the products and the results stay the same bit for bit (see [`tile`]).
+    ///
+    /// # Safety
+    /// As [`Interleave::interleaved`].
+    #[inline(always)]
+    unsafe fn interleaved_x16(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8] {
+        Self::interleaved(wb, raw)
+    }
+
     /// An offset every weight carries in [`Interleave::interleaved_offset`] (Q4_0: 8; the others: none).
     const OFFSET: i32 = 0;
 
@@ -90,6 +105,17 @@ impl Interleave for Q4_0 {
     }
 
     const OFFSET: i32 = 8;
+
+    const X16: bool = true;
+
+    #[inline(always)]
+    unsafe fn interleaved_x16(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8] {
+        raw[0] = ld4_rows(wb.map(|p| p.add(2)), raw[0]);
+        let v = [raw[0].0, raw[0].1, raw[0].2, raw[0].3].map(|v| veorq_u8(vreinterpretq_u8_u32(v), vdupq_n_u8(0x88)));
+        let lo = v.map(|v| vreinterpretq_s8_u8(vshlq_n_u8::<4>(v)));
+        let hi = v.map(|v| vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0xF0))));
+        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    }
 
     #[inline(always)]
     unsafe fn interleaved_offset(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8] {
@@ -273,8 +299,14 @@ unsafe fn tile<F: Interleave, const NT: usize>(nb: usize, w: [*const u8; ROWS], 
     let mut raw: Raw = [uint32x4x4_t(zero, zero, zero, zero); 2];
     for b in 0..nb {
         let wb = w.map(|p| p.add(b * F::W_BYTES));
-        let q = F::interleaved(&wb, &mut raw);
-        let dw = row_scales(&wb, 0);
+        // With X16: weights times 16, scales over 16. Both are exact (|isum| < 2^24; the f16 scales over 16 and their
+        // products with the activations' f16 scales stay normal f32), so `fma(acc, f32(16 isum), dw / 16 * sx)` has
+        // the exact product of `fma(acc, f32(isum), dw * sx)` and rounds to the same result.
+        let (q, dw) = if F::X16 {
+            (F::interleaved_x16(&wb, &mut raw), vmulq_n_f32(row_scales(&wb, 0), 1.0 / 16.0))
+        } else {
+            (F::interleaved(&wb, &mut raw), row_scales(&wb, 0))
+        };
         let mut token = |i: usize| acc[i] = token_step(acc[i], &q, dw, t[i].x.add(b * 34 + 2), t[i].s.add(b));
         // Unrolled by hand: as a loop over eight tokens the compiler keeps the accumulators on the stack.
         macro_rules! tokens {
