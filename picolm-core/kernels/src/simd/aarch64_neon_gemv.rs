@@ -13,9 +13,9 @@
 //! - Q4_0's nibbles are used unsigned (0..=15, one `and` or `ushr` per 16 weights) and the offset of 8 comes off the
 //!   four rows' sums at once as `8 * sum(x)` (the activations' prepared block sums), instead of a subtraction per 16
 //!   weights. Products stay within the narrow i16 lanes of the plain NEON path: 15 * 127 * 16 = 30480.
-//! - With `sdot`, Q4_0, Q5_0 and Q8_0 run the one-token form of their `neon-sdot-4x8` tile (rows interleaved in
+//! - With `sdot`, Q4_0 and Q5_0 run the one-token form of their `neon-sdot-4x8` tile (rows interleaved in
 //!   registers, `sdot` by element; `aarch64_neon_tiles_sdot8.rs`), Q4_0 with the offset taken off as above.
-//! - With `sdot` (Q4_1), each row's accumulator runs across the blocks (never zeroed) and a block's sums are the
+//! - With `sdot` (Q4_1, Q8_0), each row's accumulator runs across the blocks (never zeroed) and a block's sums are the
 //!   difference of two consecutive pairwise reductions; i32 addition wraps, so the difference is exact whatever the
 //!   running values.
 
@@ -43,7 +43,9 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<GemvFn> {
         (GgmlType::Q4_1, false) => gemv_legacy::<Q4_1, false>,
         (GgmlType::Q5_0, true) => gemv_interleaved::<Q5_0>,
         (GgmlType::Q5_0, false) => gemv_legacy::<Q5_0, false>,
-        (GgmlType::Q8_0, true) => gemv_interleaved::<Q8_0>,
+        // Q8_0 has nothing to unpack: its rows loaded as they are and reduced pairwise take fewer instructions than
+        // interleaving them with `ld4` (the sums are the same integers, so it is still bit-identical to the tile).
+        (GgmlType::Q8_0, true) => gemv_legacy::<Q8_0, true>,
         (GgmlType::Q8_0, false) => gemv_legacy::<Q8_0, false>,
         (GgmlType::Q4_K, true) => gemv_tile::<Q4K, true>,
         (GgmlType::Q4_K, false) => gemv_tile::<Q4K, false>,
