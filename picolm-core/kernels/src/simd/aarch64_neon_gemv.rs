@@ -13,7 +13,9 @@
 //! - Q4_0's nibbles are used unsigned (0..=15, one `and` or `ushr` per 16 weights) and the offset of 8 comes off the
 //!   four rows' sums at once as `8 * sum(x)` (the activations' prepared block sums), instead of a subtraction per 16
 //!   weights. Products stay within the narrow i16 lanes of the plain NEON path: 15 * 127 * 16 = 30480.
-//! - With `sdot`, each row's accumulator runs across the blocks (never zeroed) and a block's sums are the
+//! - With `sdot`, Q4_0 and Q5_0 run the one-token form of their `neon-sdot-4x8` tile (rows interleaved in
+//!   registers, `sdot` by element; `aarch64_neon_tiles_sdot8.rs`), Q4_0 with the offset taken off as above.
+//! - With `sdot` (Q4_1, Q8_0), each row's accumulator runs across the blocks (never zeroed) and a block's sums are the
 //!   difference of two consecutive pairwise reductions; i32 addition wraps, so the difference is exact whatever the
 //!   running values.
 
@@ -24,6 +26,7 @@ use super::aarch64_neon_tiles::{
     block_sums, check as tile_check, nibbles, row_scales, Format, Tile, Tok, Q4K, Q4_0, Q4_1, Q5_0, Q8_0,
 };
 use super::aarch64_neon_tiles_q6k::Q6K;
+use super::aarch64_neon_tiles_sdot8::{gemv_rows, Interleave};
 use super::{ActivationRows, GemvFn, TileShape};
 use crate::ggml_type::GgmlType;
 
@@ -34,12 +37,14 @@ const LANES: usize = 4;
 /// has FEAT_DotProd).
 pub fn kernel(ty: GgmlType, sdot: bool) -> Option<GemvFn> {
     Some(match (ty, sdot) {
-        (GgmlType::Q4_0, true) => gemv_legacy::<Q4_0, true>,
+        (GgmlType::Q4_0, true) => gemv_interleaved::<Q4_0>,
         (GgmlType::Q4_0, false) => gemv_legacy::<Q4_0, false>,
         (GgmlType::Q4_1, true) => gemv_legacy::<Q4_1, true>,
         (GgmlType::Q4_1, false) => gemv_legacy::<Q4_1, false>,
-        (GgmlType::Q5_0, true) => gemv_legacy::<Q5_0, true>,
+        (GgmlType::Q5_0, true) => gemv_interleaved::<Q5_0>,
         (GgmlType::Q5_0, false) => gemv_legacy::<Q5_0, false>,
+        // Q8_0 has nothing to unpack: its rows loaded as they are and reduced pairwise take fewer instructions than
+        // interleaving them with `ld4` (the sums are the same integers, so it is still bit-identical to the tile).
         (GgmlType::Q8_0, true) => gemv_legacy::<Q8_0, true>,
         (GgmlType::Q8_0, false) => gemv_legacy::<Q8_0, false>,
         (GgmlType::Q4_K, true) => gemv_tile::<Q4K, true>,
@@ -139,6 +144,22 @@ fn gemv_legacy<F: Format, const SDOT: bool>(
         out,
         |r0| unsafe { legacy_rows::<F, SDOT, 2>(nb, group(w, w_row_bytes, r0, rows), xs) },
         |r0| unsafe { legacy_rows::<F, SDOT, 1>(nb, group(w, w_row_bytes, r0, rows), xs) },
+    );
+}
+
+/// The one-token entry of the `neon-sdot-4x8` tile (Q4_0, Q5_0, Q8_0 with `sdot`): rows interleaved in registers,
+/// `sdot` by element (see `aarch64_neon_tiles_sdot8.rs`).
+fn gemv_interleaved<F: Interleave>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+    let nb = check(n, (32, F::W_BYTES, 34, 1), w, w_row_bytes, x, out);
+    let rows = out.len();
+    let xs = (x.bytes.as_ptr(), x.scales.as_ptr(), x.sums.as_ptr());
+    // SAFETY (both calls): `check` verified that every row below `rows` (the group pointers repeat in-range rows)
+    // and the activation row with its scales and sums hold `nb` whole blocks; this entry is handed out only for CPUs
+    // with FEAT_DotProd (the caller's contract); NEON is mandatory on aarch64.
+    walk(
+        out,
+        |r0| unsafe { gemv_rows::<F, 2>(nb, group(w, w_row_bytes, r0, rows), xs) },
+        |r0| unsafe { gemv_rows::<F, 1>(nb, group(w, w_row_bytes, r0, rows), xs) },
     );
 }
 
@@ -291,7 +312,7 @@ mod tests {
     }
 
     /// The GEMV entry of every aarch64 tile kernel gives bit for bit the results of its tile run as batched prefill
-    /// runs it (tiles of four rows by four tokens, leftover tokens one at a time), for every row count 1..=13 and
+    /// runs it (tiles of the kernel's rows by tokens), for every row count 1..=13 and
     /// 17 (whole and partial groups of eight and four), several row lengths and every token; and it agrees with the
     /// scalar reference.
     #[test]
@@ -304,14 +325,15 @@ mod tests {
                 let lengths: &[usize] = if ty.block_size() == 32 { &[32, 96, 256, 1536] } else { &[256, 768] };
                 for (seed, &n) in lengths.iter().enumerate() {
                     for scale in [1e-3f32, 1.0, 50.0] {
-                        let tokens = 6;
+                        let tokens = 13;
                         let case = Case::new(ty, n, 17, tokens, seed as u64 + 1, scale);
                         let x = case.activations();
-                        // Batched prefill: tiles of up to 4 x 4, results [row][token].
+                        // Batched prefill: tiles of up to the kernel's rows by tokens, results [row][token].
                         let mut batched = vec![f32::NAN; 17 * tokens];
-                        for r in (0..17).step_by(4) {
-                            for t in (0..tokens).step_by(4) {
-                                let shape = TileShape { rows: 4.min(17 - r), tokens: 4.min(tokens - t), ld: tokens };
+                        let (rs, ts) = (tile.max_rows, tile.max_tokens);
+                        for r in (0..17).step_by(rs) {
+                            for t in (0..tokens).step_by(ts) {
+                                let shape = TileShape { rows: rs.min(17 - r), tokens: ts.min(tokens - t), ld: tokens };
                                 let w = &case.wq[r * case.w_row_bytes..];
                                 (tile.run)(n, w, case.w_row_bytes, &x, t, shape, &mut batched[r * tokens + t..]);
                             }

@@ -35,14 +35,16 @@ const TOKENS: usize = 4;
 /// The tile kernel for weights of type `ty` and its name: the `sdot` one when `sdot` is true (call it so only when
 /// the CPU has FEAT_DotProd), else the plain NEON one.
 pub fn kernel(ty: GgmlType, sdot: bool) -> Option<(&'static str, TileKernel)> {
+    if sdot {
+        if let Some(k) = super::aarch64_neon_tiles_sdot8::kernel(ty) {
+            return Some(k);
+        }
+    }
     let run: TileFn = match (ty, sdot) {
-        (GgmlType::Q4_0, true) => tile_q4_0_sdot,
         (GgmlType::Q4_0, false) => tile_q4_0,
         (GgmlType::Q4_1, true) => tile_q4_1_sdot,
         (GgmlType::Q4_1, false) => tile_q4_1,
-        (GgmlType::Q5_0, true) => tile_q5_0_sdot,
         (GgmlType::Q5_0, false) => tile_q5_0,
-        (GgmlType::Q8_0, true) => tile_q8_0_sdot,
         (GgmlType::Q8_0, false) => tile_q8_0,
         (GgmlType::Q4_K, true) => tile_q4_k_sdot,
         (GgmlType::Q4_K, false) => tile_q4_k,
@@ -202,7 +204,7 @@ pub(super) fn check(
 ) -> usize {
     assert!(n.is_multiple_of(block), "row length {n} is not a multiple of {block}");
     let nb = n / block;
-    assert!((1..=TOKENS).contains(&shape.tokens), "tile of {} tokens", shape.tokens);
+    assert!((1..=super::MAX_TILE_TOKENS).contains(&shape.tokens), "tile of {} tokens", shape.tokens);
     assert!((1..=ROWS).contains(&shape.rows), "tile of {} rows", shape.rows);
     assert!(
         shape.ld >= shape.tokens && out.len() >= (shape.rows - 1) * shape.ld + shape.tokens,
@@ -288,13 +290,10 @@ macro_rules! tile_entry {
 }
 
 tile_entry!(tile_q4_0, Legacy<Q4_0>, false);
-tile_entry!(tile_q4_0_sdot, Legacy<Q4_0>, true);
 tile_entry!(tile_q4_1, Legacy<Q4_1>, false);
 tile_entry!(tile_q4_1_sdot, Legacy<Q4_1>, true);
 tile_entry!(tile_q5_0, Legacy<Q5_0>, false);
-tile_entry!(tile_q5_0_sdot, Legacy<Q5_0>, true);
 tile_entry!(tile_q8_0, Legacy<Q8_0>, false);
-tile_entry!(tile_q8_0_sdot, Legacy<Q8_0>, true);
 tile_entry!(tile_q4_k, Q4K, false);
 tile_entry!(tile_q4_k_sdot, Q4K, true);
 tile_entry!(tile_q6_k, Q6K, false);
@@ -318,13 +317,25 @@ pub(super) unsafe fn row_scales(wb: &[*const u8; ROWS], at: usize) -> float32x4_
     cvt_f16x4(v)
 }
 
-/// The products of one row's 32 weights `q` with the activations `y` summed into i16 lanes (four per lane).
+/// The products of one row's 32 weights `q` with the activations `y` summed into i16 lanes (four per lane): four
+/// widening multiplies in one `asm!` block, because the compiler turns the intrinsics into sign/zero extensions
+/// plus 16-bit `mul`/`mla` (two extensions more per 16 products and token, measured in the Q4_K tile's loop).
 #[inline(always)]
 unsafe fn mul16_4(q: &[int8x16_t; 2], y: &[int8x16_t; 2]) -> int16x8_t {
-    let p = vmull_s8(vget_low_s8(q[0]), vget_low_s8(y[0]));
-    let p = vmlal_high_s8(p, q[0], y[0]);
-    let p = vmlal_s8(p, vget_low_s8(q[1]), vget_low_s8(y[1]));
-    vmlal_high_s8(p, q[1], y[1])
+    let p: int16x8_t;
+    std::arch::asm!(
+        "smull {p:v}.8h, {q0:v}.8b, {y0:v}.8b",
+        "smlal2 {p:v}.8h, {q0:v}.16b, {y0:v}.16b",
+        "smlal {p:v}.8h, {q1:v}.8b, {y1:v}.8b",
+        "smlal2 {p:v}.8h, {q1:v}.16b, {y1:v}.16b",
+        p = out(vreg) p,
+        q0 = in(vreg) q[0],
+        q1 = in(vreg) q[1],
+        y0 = in(vreg) y[0],
+        y1 = in(vreg) y[1],
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    p
 }
 
 /// Lane `r` = the integer dot product of row `r`'s 32 weights `q[r]` with the activations `y`.
@@ -419,6 +430,52 @@ impl Tile for Q4K {
     }
 }
 
+/// The 6-bit sub-block scales and mins of the four rows' Q4_K blocks at `wb` (12 bytes at offset 4 each, packed as
+/// in `quant::k4_scale_min`): scale `j` of every row as the i32 lanes of vector `j` (for the per-lane
+/// multiply-accumulate), and each row's eight mins as i16 lanes (for the widening multiply with the activations'
+/// sub-block sums). `ld3` to one lane per row puts bytes `4i .. 4i + 4` of row `r` in lane `r` of vector `i`, so the
+/// unpacking runs once for the four rows.
+///
+/// # Safety
+/// Every pointer of `wb` points to a whole Q4_K block.
+#[inline(always)]
+pub(super) unsafe fn k4_scales(wb: &[*const u8; ROWS]) -> ([int32x4_t; 8], [int16x8_t; ROWS]) {
+    let z = vdupq_n_u32(0);
+    let v = vld3q_lane_u32::<0>(wb[0].add(4) as *const u32, uint32x4x3_t(z, z, z));
+    let v = vld3q_lane_u32::<1>(wb[1].add(4) as *const u32, v);
+    let v = vld3q_lane_u32::<2>(wb[2].add(4) as *const u32, v);
+    let v = vld3q_lane_u32::<3>(wb[3].add(4) as *const u32, v);
+    let (q0, q4, q8) = (vreinterpretq_u8_u32(v.0), vreinterpretq_u8_u32(v.1), vreinterpretq_u8_u32(v.2));
+    // Bytes 4r + i of each: the scale or min i (of 0..4, or of 4..8) of row r.
+    let (m6, m4) = (vdupq_n_u8(63), vdupq_n_u8(0x0F));
+    let sc_lo = vandq_u8(q0, m6);
+    let m_lo = vandq_u8(q4, m6);
+    // (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4): the low bits from q8, bits 4 and 5 from q0 >> 2 (whose top bits are 0).
+    let sc_hi = vbslq_u8(m4, q8, vshrq_n_u8::<2>(q0));
+    // (q[j + 4] >> 4) | ((q[j] >> 6) << 4).
+    let m_hi = vbslq_u8(m4, vshrq_n_u8::<4>(q8), vshrq_n_u8::<2>(q4));
+    let byte = |v: uint8x16_t, i: usize| {
+        let w = vreinterpretq_u32_u8(v);
+        let w = match i {
+            0 => w,
+            1 => vshrq_n_u32::<8>(w),
+            2 => vshrq_n_u32::<16>(w),
+            _ => vshrq_n_u32::<24>(w),
+        };
+        vreinterpretq_s32_u32(if i == 3 { w } else { vandq_u32(w, vdupq_n_u32(0xFF)) })
+    };
+    let sc = [0, 1, 2, 3, 4, 5, 6, 7].map(|j| byte(if j < 4 { sc_lo } else { sc_hi }, j % 4));
+    // Rows 0 and 1, then 2 and 3: each row's mins 0..4 then 4..8, widened to i16.
+    let (m01, m23) = (
+        vreinterpretq_u8_u32(vzip1q_u32(vreinterpretq_u32_u8(m_lo), vreinterpretq_u32_u8(m_hi))),
+        vreinterpretq_u8_u32(vzip2q_u32(vreinterpretq_u32_u8(m_lo), vreinterpretq_u32_u8(m_hi))),
+    );
+    let w = |v: uint16x8_t| vreinterpretq_s16_u16(v);
+    let mins =
+        [w(vmovl_u8(vget_low_u8(m01))), w(vmovl_high_u8(m01)), w(vmovl_u8(vget_low_u8(m23))), w(vmovl_high_u8(m23))];
+    (sc, mins)
+}
+
 #[target_feature(enable = "neon")]
 unsafe fn q4_k_tile<const SDOT: bool, const NT: usize>(
     nb: usize,
@@ -431,19 +488,7 @@ unsafe fn q4_k_tile<const SDOT: bool, const NT: usize>(
         let wb = [w[0].add(b * 144), w[1].add(b * 144), w[2].add(b * 144), w[3].add(b * 144)];
         let d = row_scales(&wb, 0);
         let dmin = row_scales(&wb, 2);
-        // Sub-block scales across the rows ([j][row], for the per-lane multiply-accumulate) and each row's eight
-        // mins as i16 lanes (for the widening multiply with the activations' sub-block sums).
-        let mut sc = [[0i32; ROWS]; 8];
-        let mut mins = [[0i16; 8]; ROWS];
-        for r in 0..ROWS {
-            let scales = std::slice::from_raw_parts(wb[r].add(4), 12);
-            for j in 0..8 {
-                let (s, m) = crate::quant::k4_scale_min(j, scales);
-                sc[j][r] = s as i32;
-                mins[r][j] = m as i16;
-            }
-        }
-        let mins: [int16x8_t; ROWS] = [0, 1, 2, 3].map(|r| vld1q_s16(mins[r].as_ptr()));
+        let (sc, mins) = k4_scales(&wb);
         let mut sumi = [vdupq_n_s32(0); NT];
         for j in 0..8 {
             // Sub-block j: the low (even j) or high (odd j) nibbles of bytes 32 * (j / 2) .. + 32.
@@ -454,7 +499,7 @@ unsafe fn q4_k_tile<const SDOT: bool, const NT: usize>(
                     |v: uint8x16_t| vreinterpretq_s8_u8(if j % 2 == 0 { vandq_u8(v, m4) } else { vshrq_n_u8::<4>(v) });
                 [nib(a), nib(c)]
             });
-            let scj = vld1q_s32(sc[j].as_ptr());
+            let scj = sc[j];
             for i in 0..NT {
                 let yp = t[i].x.add(b * 292 + 4 + 32 * j) as *const i8;
                 let y = [vld1q_s8(yp), vld1q_s8(yp.add(16))];
@@ -597,8 +642,8 @@ pub(super) mod tests {
     }
 
     /// Every kernel agrees with the scalar reference on random rows, for every matrix height 1..=9 (partial row
-    /// tiles) and token count 1..=8 (partial token tiles), and gives bit-identical results for any tiling:
-    /// whole tiles, one row at a time, one token at a time.
+    /// tiles) and token counts 1..=9, 12 and 13 (whole and partial tiles of the kernel's tokens), and gives bit-identical
+    /// results for any tiling: whole tiles, one row at a time, one token at a time, three rows by two tokens.
     #[test]
     fn aarch64_tiles_match_the_scalar_reference_on_odd_shapes() {
         let mut checked = 0;
@@ -615,12 +660,12 @@ pub(super) mod tests {
                         let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed * 31 + r, n, scale)).collect();
                         ws[2] = vec![0.0; n];
                         ws[5] = (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect();
-                        let mut xs: Vec<Vec<f32>> = (0..8u64).map(|t| values(seed * 57 + 100 + t, n, scale)).collect();
+                        let mut xs: Vec<Vec<f32>> = (0..13u64).map(|t| values(seed * 57 + 100 + t, n, scale)).collect();
                         xs[1] = vec![0.0; n];
                         for rows in [1usize, 2, 3, 4, 5, 7, 9] {
-                            for tokens in 1..=8 {
+                            for tokens in (1..=9).chain([12, 13]) {
                                 let case = Case::new(ty, n, &ws[..rows], &xs[..tokens]);
-                                let whole = case.matmul(&k, ROWS, TOKENS);
+                                let whole = case.matmul(&k, k.max_rows, k.max_tokens);
                                 assert_eq!(
                                     bits(&whole),
                                     bits(&case.matmul(&k, 1, 1)),
@@ -694,7 +739,7 @@ pub(super) mod tests {
             let case = Case::from_bytes(ty, n, wq, xq);
             for sdot in flavours() {
                 let (name, k) = kernel(ty, sdot).unwrap();
-                let got = case.matmul(&k, ROWS, TOKENS);
+                let got = case.matmul(&k, k.max_rows, k.max_tokens);
                 for (r, row) in got.iter().enumerate() {
                     for (t, v) in row.iter().enumerate() {
                         let want = case.reference(r, t);
@@ -730,7 +775,7 @@ pub(super) mod tests {
         let case = Case::from_bytes(GgmlType::Q4_K, n, wq, xq);
         for sdot in flavours() {
             let (name, k) = kernel(GgmlType::Q4_K, sdot).unwrap();
-            for (r, row) in case.matmul(&k, ROWS, TOKENS).iter().enumerate() {
+            for (r, row) in case.matmul(&k, k.max_rows, k.max_tokens).iter().enumerate() {
                 for (t, v) in row.iter().enumerate() {
                     let want = case.reference(r, t);
                     assert_eq!(want, *v, "Q4_K {name}: row {r} token {t}");
@@ -747,8 +792,12 @@ pub(super) mod tests {
     /// The kernels are what this CPU gets: `sdot` where FEAT_DotProd is, plain NEON elsewhere.
     #[test]
     fn aarch64_tiles_are_the_prefill_kernels() {
-        let want = if super::super::aarch64_neon::has_dotprod() { "neon-sdot-4x4" } else { "neon-4x4" };
         for ty in FORMATS {
+            let want = match (super::super::aarch64_neon::has_dotprod(), ty) {
+                (true, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0) => "neon-sdot-4x8",
+                (true, _) => "neon-sdot-4x4",
+                (false, _) => "neon-4x4",
+            };
             assert_eq!(crate::simd::prefill_kernel(ty).name, want, "{ty}");
             assert!(crate::simd::DECODE_KERNEL_NAMES.contains(&want));
         }

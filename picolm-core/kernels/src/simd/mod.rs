@@ -20,7 +20,9 @@
 //!   [`GgmlType`]) and the slice checks the tile and matrix-vector kernels share.
 //! - `aarch64_neon_tiles.rs`: aarch64 tiles of four weight rows by up to four tokens, with `sdot` (`neon-sdot-4x4`,
 //!   FEAT_DotProd) or plain NEON (`neon-4x4`), for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and (`aarch64_neon_tiles_q6k.rs`)
-//!   Q6_K.
+//!   Q6_K; with `sdot`, Q4_0, Q5_0 and Q8_0 use the four rows by eight tokens of `aarch64_neon_tiles_sdot8.rs`
+//!   (`neon-sdot-4x8`: rows interleaved in registers for `sdot` by element).
+//! - `aarch64_neon_quantize.rs`: NEON activation quantizers (f32 to Q8_0, Q8_1, Q8_K).
 //! - `aarch64_neon_gemv.rs`: the one-token (decode) entries of those tiles, bit-identical to them; decode runs
 //!   them under the tile's name.
 //! - `armv7_neon_rows.rs`: armv7 NEON passes over four weight rows for Q4_0 and Q8_0: a tile of four rows by up to
@@ -33,9 +35,13 @@ mod aarch64_neon;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_gemv;
 #[cfg(target_arch = "aarch64")]
+mod aarch64_neon_quantize;
+#[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles_q6k;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon_tiles_sdot8;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
 #[cfg(target_arch = "arm")]
@@ -184,6 +190,7 @@ pub const DECODE_KERNEL_NAMES: &[&str] = &[
     "avx2-gemv",
     "avx2-row",
     "avx2-dot",
+    "neon-sdot-4x8",
     "neon-sdot-4x4",
     "neon-4x4",
     "neon-dot",
@@ -328,6 +335,10 @@ pub fn quantize_activations(ty: GgmlType, src: &[f32], dst: &mut [u8]) {
     #[cfg(target_arch = "aarch64")]
     if ty == GgmlType::F16 && !force_scalar() {
         return aarch64_neon::f32_row_to_f16(src, dst);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if !force_scalar() && aarch64_neon_quantize::quantize(ty, src, dst) {
+        return;
     }
     #[cfg(target_arch = "arm")]
     if !force_scalar() && armv7_neon::available() && armv7_neon_convert::quantize(ty, src, dst) {

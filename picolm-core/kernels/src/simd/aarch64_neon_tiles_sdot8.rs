@@ -1,0 +1,364 @@
+//! aarch64 `sdot` tiles of four weight rows by up to eight tokens for the 32-value formats without a min (Q4_0,
+//! Q5_0, Q8_0): `neon-sdot-4x8`, the prefill kernel of those formats on CPUs with FEAT_DotProd (Cortex-A76 of the
+//! Pi 5, Cortex-A55 and later).
+//!
+//! The four rows' decoded weight blocks are interleaved in registers (no repacking in memory: rows are read in
+//! place from the memory map), four bytes at a time: vector `4h + k` holds in lane `r` the weights `16h + 4k ..
+//! 16h + 4k + 4` of row `r`. Then `sdot` by element (`sdot v.4s, w.16b, y.4b[k]`) multiplies the four rows with
+//! four activations of one token at once and leaves each row's sum in its own lane, so a token's block costs eight
+//! `sdot` into one zeroed register and nothing to reduce, where the 4x4 tile (`aarch64_neon_tiles.rs`) needs a
+//! zeroed register per row and three pairwise additions. Q4_0 and Q8_0 interleave while loading (`ld4` to one lane
+//! per row: one instruction per row and 16 bytes); Q5_0 decodes each row and transposes (`trn1`/`trn2`). Eight
+//! tokens share each decoded block (the 4x4 tile shares it between four).
+//!
+//! The float steps are the 4x4 tile's (`acc = fma(acc, f32(isum_r), d_r * d_x)` per block and token) and integer
+//! sums are exact however they are formed, so the results equal the 4x4 tile's and the GEMV entry's
+//! (`aarch64_neon_gemv.rs`) bit for bit, for any split into tiles.
+
+use std::arch::aarch64::*;
+
+use super::aarch64_neon_tiles::{check, row_scales, Format, Tok, Q4_0, Q5_0, Q8_0};
+use super::{ActivationRows, TileFn, TileKernel, TileShape};
+use crate::ggml_type::GgmlType;
+
+/// Weight rows per call: the four lanes of an i32 (and f32) vector.
+const ROWS: usize = 4;
+/// Tokens per call: eight f32 accumulators beside the eight interleaved weight registers.
+const TOKENS: usize = 8;
+
+/// The `neon-sdot-4x8` tile for weights of type `ty` (call it only when the CPU has FEAT_DotProd).
+pub fn kernel(ty: GgmlType) -> Option<(&'static str, TileKernel)> {
+    let run: TileFn = match ty {
+        GgmlType::Q4_0 => tile_entry::<Q4_0>,
+        GgmlType::Q5_0 => tile_entry::<Q5_0>,
+        GgmlType::Q8_0 => tile_entry::<Q8_0>,
+        _ => return None,
+    };
+    Some(("neon-sdot-4x8", TileKernel { run, max_rows: ROWS, max_tokens: TOKENS }))
+}
+
+/// The raw registers that `ld4` fills one lane at a time (carried from block to block so that no register needs
+/// clearing before its four lanes are loaded).
+pub(super) type Raw = [uint32x4x4_t; 2];
+
+/// A weight format's interleaved decoding (see the module comment).
+pub(super) trait Interleave: Format {
+    /// The 32 weights of each of the four rows' blocks at `wb`, interleaved: vector `4h + k`, lane `r` = the weights
+    /// `16h + 4k .. 16h + 4k + 4` of row `r`.
+    ///
+    /// # Safety
+    /// Every pointer of `wb` points to a whole weight block.
+    unsafe fn interleaved(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8];
+
+    /// Whether [`Interleave::interleaved_x16`] is cheaper than [`Interleave::interleaved`] (Q4_0).
+    const X16: bool = false;
+
+    /// The weights of [`Interleave::interleaved`] times 16 (for Q4_0 two instructions per 16 weights fewer: the
+    /// nibbles with their top bit flipped are the weights plus 8 as signed 4-bit values, shifted to the high half
+    /// of a byte they are the weights times 16). The tile multiplies its row scales by 1/16 instead; both scalings
+    /// are by powers of two, so the products and the results stay the same bit for bit (see [`tile`]).
+    ///
+    /// # Safety
+    /// As [`Interleave::interleaved`].
+    #[inline(always)]
+    unsafe fn interleaved_x16(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8] {
+        Self::interleaved(wb, raw)
+    }
+
+    /// An offset every weight carries in [`Interleave::interleaved_offset`] (Q4_0: 8; the others: none).
+    const OFFSET: i32 = 0;
+
+    /// [`Interleave::interleaved`] plus [`Interleave::OFFSET`] (cheaper for Q4_0: nibbles as they are; the GEMV
+    /// takes the offset off the sums once per block, as `OFFSET * sum(x)`).
+    ///
+    /// # Safety
+    /// As [`Interleave::interleaved`].
+    #[inline(always)]
+    unsafe fn interleaved_offset(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8] {
+        Self::interleaved(wb, raw)
+    }
+}
+
+/// Loads 16 bytes at `p[r]` into lane `r` of four vectors: vector `k`, lane `r` = bytes `4k .. 4k + 4` of `p[r]`.
+///
+/// # Safety
+/// 16 bytes are readable at every `p[r]` (any alignment: `ld4` to one lane has no alignment requirement).
+#[inline(always)]
+unsafe fn ld4_rows(p: [*const u8; ROWS], raw: uint32x4x4_t) -> uint32x4x4_t {
+    let v = vld4q_lane_u32::<0>(p[0] as *const u32, raw);
+    let v = vld4q_lane_u32::<1>(p[1] as *const u32, v);
+    let v = vld4q_lane_u32::<2>(p[2] as *const u32, v);
+    vld4q_lane_u32::<3>(p[3] as *const u32, v)
+}
+
+impl Interleave for Q4_0 {
+    #[inline(always)]
+    unsafe fn interleaved(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8] {
+        // Packed byte j holds element j (low nibble) and element 16 + j (high nibble), so the low nibbles of the
+        // interleaved packed bytes are half 0 and the high nibbles half 1, already in place.
+        raw[0] = ld4_rows(wb.map(|p| p.add(2)), raw[0]);
+        let v = [raw[0].0, raw[0].1, raw[0].2, raw[0].3].map(|v| vreinterpretq_u8_u32(v));
+        let (m4, eight) = (vdupq_n_u8(0x0F), vdupq_n_s8(8));
+        let lo = v.map(|v| vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), eight));
+        let hi = v.map(|v| vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)), eight));
+        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    }
+
+    const OFFSET: i32 = 8;
+
+    const X16: bool = true;
+
+    #[inline(always)]
+    unsafe fn interleaved_x16(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8] {
+        raw[0] = ld4_rows(wb.map(|p| p.add(2)), raw[0]);
+        let v = [raw[0].0, raw[0].1, raw[0].2, raw[0].3].map(|v| veorq_u8(vreinterpretq_u8_u32(v), vdupq_n_u8(0x88)));
+        let lo = v.map(|v| vreinterpretq_s8_u8(vshlq_n_u8::<4>(v)));
+        let hi = v.map(|v| vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0xF0))));
+        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    }
+
+    #[inline(always)]
+    unsafe fn interleaved_offset(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8] {
+        raw[0] = ld4_rows(wb.map(|p| p.add(2)), raw[0]);
+        let v = [raw[0].0, raw[0].1, raw[0].2, raw[0].3].map(|v| vreinterpretq_u8_u32(v));
+        let m4 = vdupq_n_u8(0x0F);
+        let lo = v.map(|v| vreinterpretq_s8_u8(vandq_u8(v, m4)));
+        let hi = v.map(|v| vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)));
+        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    }
+}
+
+impl Interleave for Q8_0 {
+    #[inline(always)]
+    unsafe fn interleaved(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8] {
+        raw[0] = ld4_rows(wb.map(|p| p.add(2)), raw[0]);
+        raw[1] = ld4_rows(wb.map(|p| p.add(18)), raw[1]);
+        let s = vreinterpretq_s8_u32;
+        [raw[0].0, raw[0].1, raw[0].2, raw[0].3, raw[1].0, raw[1].1, raw[1].2, raw[1].3].map(|v| s(v))
+    }
+}
+
+impl Interleave for Q5_0 {
+    #[inline(always)]
+    unsafe fn interleaved(wb: &[*const u8; ROWS], _raw: &mut Raw) -> [int8x16_t; 8] {
+        let q = wb.map(|p| Q5_0::decode(p));
+        let [a, b] = transpose([q[0][0], q[1][0], q[2][0], q[3][0]]);
+        let [c, d] = transpose([q[0][1], q[1][1], q[2][1], q[3][1]]);
+        [a[0], a[1], b[0], b[1], c[0], c[1], d[0], d[1]].map(|v| vreinterpretq_s8_s32(v))
+    }
+}
+
+/// The 4x4 transpose of 32-bit lanes of four rows' 16 weights: vector `k`, lane `r` = lane `k` of `v[r]`; as two
+/// pairs (`[k0, k1]`, `[k2, k3]`).
+#[inline(always)]
+unsafe fn transpose(v: [int8x16_t; ROWS]) -> [[int32x4_t; 2]; 2] {
+    let [a, b, c, d] = v.map(|v| vreinterpretq_s32_s8(v));
+    let (t0, t1) = (vtrn1q_s32(a, b), vtrn2q_s32(a, b)); // a0 b0 a2 b2, a1 b1 a3 b3
+    let (t2, t3) = (vtrn1q_s32(c, d), vtrn2q_s32(c, d)); // c0 d0 c2 d2, c1 d1 c3 d3
+    let k = |x: int32x4_t, y: int32x4_t, hi: bool| {
+        let (x, y) = (vreinterpretq_s64_s32(x), vreinterpretq_s64_s32(y));
+        vreinterpretq_s32_s64(if hi { vtrn2q_s64(x, y) } else { vtrn1q_s64(x, y) })
+    };
+    [[k(t0, t2, false), k(t1, t3, false)], [k(t0, t2, true), k(t1, t3, true)]]
+}
+
+/// One token's step of a block for the four rows: `acc = fma(acc, f32(isum), dw * sx)`, where `isum` (lane `r`) is
+/// the dot product of row `r`'s weights (the interleaved `q`, see [`Interleave::interleaved`]) with the token's 32
+/// activations at `y`, by `sdot` by element into a zeroed register, and `sx` the activations' scale at `sx`. One
+/// `asm!` block, so that the compiler keeps each token's work together: left to itself it loaded all eight tokens'
+/// activations at the top of the block and spilled the sums and accumulators. The float steps are those of
+/// `vfmaq_f32(acc, vcvtq_f32_s32(isum), vmulq_n_f32(dw, sx))` in the other tiles and the GEMV entry.
+///
+/// # Safety
+/// 32 bytes are readable at `y` and 4 at `sx` (any alignment); the CPU has FEAT_DotProd.
+#[inline(always)]
+unsafe fn token_step(
+    acc: float32x4_t,
+    q: &[int8x16_t; 8],
+    dw: float32x4_t,
+    y: *const u8,
+    sx: *const f32,
+) -> float32x4_t {
+    let mut acc = acc;
+    std::arch::asm!(
+        ".arch_extension dotprod",
+        "ldp {y0:q}, {y1:q}, [{y}]",
+        "movi {s:v}.4s, #0",
+        "sdot {s:v}.4s, {q0:v}.16b, {y0:v}.4b[0]",
+        "sdot {s:v}.4s, {q1:v}.16b, {y0:v}.4b[1]",
+        "sdot {s:v}.4s, {q2:v}.16b, {y0:v}.4b[2]",
+        "sdot {s:v}.4s, {q3:v}.16b, {y0:v}.4b[3]",
+        "ldr {x:s}, [{sx}]",
+        "sdot {s:v}.4s, {q4:v}.16b, {y1:v}.4b[0]",
+        "sdot {s:v}.4s, {q5:v}.16b, {y1:v}.4b[1]",
+        "fmul {x:v}.4s, {dw:v}.4s, {x:v}.s[0]",
+        "sdot {s:v}.4s, {q6:v}.16b, {y1:v}.4b[2]",
+        "sdot {s:v}.4s, {q7:v}.16b, {y1:v}.4b[3]",
+        "scvtf {s:v}.4s, {s:v}.4s",
+        "fmla {acc:v}.4s, {s:v}.4s, {x:v}.4s",
+        acc = inout(vreg) acc,
+        y = in(reg) y,
+        sx = in(reg) sx,
+        y0 = out(vreg) _,
+        y1 = out(vreg) _,
+        s = out(vreg) _,
+        x = out(vreg) _,
+        dw = in(vreg) dw,
+        q0 = in(vreg) q[0],
+        q1 = in(vreg) q[1],
+        q2 = in(vreg) q[2],
+        q3 = in(vreg) q[3],
+        q4 = in(vreg) q[4],
+        q5 = in(vreg) q[5],
+        q6 = in(vreg) q[6],
+        q7 = in(vreg) q[7],
+        options(pure, readonly, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// The four rows' integer dot products (lanes) of the interleaved weights `q` with the 32 activations `y`: eight
+/// `sdot` by element into a zeroed register, in one `asm!` block (see [`token_step`]).
+///
+/// # Safety
+/// The CPU has FEAT_DotProd.
+#[inline(always)]
+unsafe fn dot_rows(q: &[int8x16_t; 8], y: [int8x16_t; 2]) -> int32x4_t {
+    let s: int32x4_t;
+    std::arch::asm!(
+        ".arch_extension dotprod",
+        "movi {s:v}.4s, #0",
+        "sdot {s:v}.4s, {q0:v}.16b, {y0:v}.4b[0]",
+        "sdot {s:v}.4s, {q1:v}.16b, {y0:v}.4b[1]",
+        "sdot {s:v}.4s, {q2:v}.16b, {y0:v}.4b[2]",
+        "sdot {s:v}.4s, {q3:v}.16b, {y0:v}.4b[3]",
+        "sdot {s:v}.4s, {q4:v}.16b, {y1:v}.4b[0]",
+        "sdot {s:v}.4s, {q5:v}.16b, {y1:v}.4b[1]",
+        "sdot {s:v}.4s, {q6:v}.16b, {y1:v}.4b[2]",
+        "sdot {s:v}.4s, {q7:v}.16b, {y1:v}.4b[3]",
+        s = out(vreg) s,
+        y0 = in(vreg) y[0],
+        y1 = in(vreg) y[1],
+        q0 = in(vreg) q[0],
+        q1 = in(vreg) q[1],
+        q2 = in(vreg) q[2],
+        q3 = in(vreg) q[3],
+        q4 = in(vreg) q[4],
+        q5 = in(vreg) q[5],
+        q6 = in(vreg) q[6],
+        q7 = in(vreg) q[7],
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    s
+}
+
+/// The one-token (GEMV) form of this tile: the results of `G` groups of four rows of `F` against one activation
+/// row `(bytes, f32 scales, block sums)`, with the same integer sums and float steps per row as [`tile`] (Q4_0's
+/// offset of 8 comes off the four rows' sums at once as `8 * sum(x)`), so bit-identical to it.
+///
+/// # Safety
+/// Every pointer of `w` and the activation row, its scales and its sums hold `nb` whole blocks; the CPU has
+/// FEAT_DotProd.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn gemv_rows<F: Interleave, const G: usize>(
+    nb: usize,
+    w: [[*const u8; ROWS]; G],
+    (xp, sp, sump): (*const u8, *const f32, *const i32),
+) -> [[f32; ROWS]; G] {
+    let mut acc = [vdupq_n_f32(0.0); G];
+    let zero = vdupq_n_u32(0);
+    let mut raw: [Raw; G] = [[uint32x4x4_t(zero, zero, zero, zero); 2]; G];
+    for b in 0..nb {
+        let yp = xp.add(b * 34 + 2) as *const i8;
+        let y = [vld1q_s8(yp), vld1q_s8(yp.add(16))];
+        let sx = *sp.add(b);
+        let bias = vdupq_n_s32(F::OFFSET * *sump.add(b));
+        for g in 0..G {
+            let wb = w[g].map(|p| p.add(b * F::W_BYTES));
+            let q = F::interleaved_offset(&wb, &mut raw[g]);
+            let isum = dot_rows(&q, y);
+            let isum = if F::OFFSET != 0 { vsubq_s32(isum, bias) } else { isum };
+            acc[g] = vfmaq_f32(acc[g], vcvtq_f32_s32(isum), vmulq_n_f32(row_scales(&wb, 0), sx));
+        }
+    }
+    let mut out = [[0f32; ROWS]; G];
+    for g in 0..G {
+        vst1q_f32(out[g].as_mut_ptr(), acc[g]);
+    }
+    out
+}
+
+/// The results of four weight rows (`w`, each `nb` blocks of `F`) with `NT` tokens: `[token][row]`.
+///
+/// # Safety
+/// Every pointer of `w` and every token's row and scales hold `nb` whole blocks; the CPU has FEAT_DotProd.
+#[target_feature(enable = "neon")]
+unsafe fn tile<F: Interleave, const NT: usize>(nb: usize, w: [*const u8; ROWS], t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
+    let mut acc = [vdupq_n_f32(0.0); NT];
+    let zero = vdupq_n_u32(0);
+    let mut raw: Raw = [uint32x4x4_t(zero, zero, zero, zero); 2];
+    for b in 0..nb {
+        let wb = w.map(|p| p.add(b * F::W_BYTES));
+        // With X16: weights times 16, scales over 16. Both are exact (|isum| < 2^24; the f16 scales over 16 and their
+        // products with the activations' f16 scales stay normal f32), so `fma(acc, f32(16 isum), dw / 16 * sx)` has
+        // the exact product of `fma(acc, f32(isum), dw * sx)` and rounds to the same result.
+        let (q, dw) = if F::X16 {
+            (F::interleaved_x16(&wb, &mut raw), vmulq_n_f32(row_scales(&wb, 0), 1.0 / 16.0))
+        } else {
+            (F::interleaved(&wb, &mut raw), row_scales(&wb, 0))
+        };
+        let mut token = |i: usize| acc[i] = token_step(acc[i], &q, dw, t[i].x.add(b * 34 + 2), t[i].s.add(b));
+        // Unrolled by hand: as a loop over eight tokens the compiler keeps the accumulators on the stack.
+        macro_rules! tokens {
+            ($($i:literal)*) => { $(if $i < NT { token($i); })* };
+        }
+        tokens!(0 1 2 3 4 5 6 7);
+    }
+    let mut out = [[0f32; ROWS]; NT];
+    for i in 0..NT {
+        vst1q_f32(out[i].as_mut_ptr(), acc[i]);
+    }
+    out
+}
+
+/// The safe entry: checks the slices, then runs tiles of eight tokens, one of four, then single tokens.
+fn tile_entry<F: Interleave>(
+    n: usize,
+    w: &[u8],
+    w_row_bytes: usize,
+    x: &ActivationRows<'_>,
+    first: usize,
+    shape: TileShape,
+    out: &mut [f32],
+) {
+    let nb = check(n, (32, F::W_BYTES, 34, 1), w, w_row_bytes, x, first, shape, out);
+    // Unused lanes of a partial tile repeat its last row (their results are dropped).
+    let rows: [*const u8; ROWS] = std::array::from_fn(|r| w[r.min(shape.rows - 1) * w_row_bytes..].as_ptr());
+    let tok = |t: usize| {
+        let t = first + t;
+        Tok { x: x.bytes[t * x.row_bytes..].as_ptr(), s: x.scales[t * x.blocks_per_row..].as_ptr() }
+    };
+    let mut put = |t0: usize, res: &[[f32; ROWS]]| {
+        for (i, lanes) in res.iter().enumerate() {
+            for (r, v) in lanes.iter().take(shape.rows).enumerate() {
+                out[r * shape.ld + t0 + i] = *v;
+            }
+        }
+    };
+    let mut t = 0;
+    // SAFETY (every call): `check` verified that the four rows (repeats of in-range rows) and every token's row and
+    // scales hold `nb` whole blocks; `kernel` hands this tile out only for CPUs with FEAT_DotProd (the caller's
+    // contract); NEON is mandatory on aarch64.
+    if shape.tokens - t == TOKENS {
+        put(t, &unsafe { tile::<F, TOKENS>(nb, rows, &std::array::from_fn(tok)) });
+        t += TOKENS;
+    }
+    if shape.tokens - t >= 4 {
+        put(t, &unsafe { tile::<F, 4>(nb, rows, &std::array::from_fn(|i| tok(t + i))) });
+        t += 4;
+    }
+    while t < shape.tokens {
+        put(t, &unsafe { tile::<F, 1>(nb, rows, &[tok(t)]) });
+        t += 1;
+    }
+}
