@@ -265,15 +265,16 @@ pub fn run_bench(path: &Path, params: &BenchParams, progress: &mut dyn FnMut(&Be
     let memory = MemoryUsage::current().unwrap_or_default();
     let mut bandwidth = Vec::new();
     if params.bandwidth {
-        let mut counts: Vec<usize> = std::iter::once(1).chain(rows.iter().map(|r| r.n_threads)).collect();
-        counts.sort_unstable();
+        let mut counts: Vec<u64> = std::iter::once(1).chain(rows.iter().map(|r| r.n_threads as u64)).collect();
+        crate::sorting::sort_u64(&mut counts);
         counts.dedup();
-        for t in counts {
+        for t in counts.into_iter().map(|t| t as usize) {
             bandwidth.push((t, crate::bandwidth::read_bandwidth(t, crate::bandwidth::DEFAULT_BYTES)? / 1e9));
         }
     }
-    let mut types: Vec<&str> = model.file().tensors().iter().map(|t| t.ggml_type.name()).collect();
-    types.sort_unstable();
+    let names: Vec<&str> = model.file().tensors().iter().map(|t| t.ggml_type.name()).collect();
+    let mut types: Vec<&str> =
+        crate::sorting::ids_sorted_by_key(names.len(), |i| names[i]).into_iter().map(|i| names[i as usize]).collect();
     types.dedup();
     Ok(BenchReport {
         model_path: path.display().to_string(),

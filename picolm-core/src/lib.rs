@@ -52,6 +52,7 @@ pub mod grammar;
 pub mod model;
 pub mod sampler;
 pub mod session;
+mod sorting;
 pub mod state_file;
 
 pub use generate::{CancelToken, GenerateParams, GenerationOutput, GenerationState, StopReason, TokenConstraint};

@@ -150,7 +150,7 @@ impl Vocab {
                 eog.push(id);
             }
         }
-        eog.sort_unstable();
+        crate::sorting::sort_u32(&mut eog);
         eog.dedup();
         Ok(Vocab {
             kind,
@@ -202,7 +202,9 @@ impl TokenIndex {
     /// Indexes `tokens` (ids are positions).
     pub(crate) fn new(tokens: &[String]) -> TokenIndex {
         let mut by_text: Vec<u32> = (0..tokens.len() as u32).collect();
-        by_text.sort_by(|&a, &b| tokens[a as usize].cmp(&tokens[b as usize]).then(a.cmp(&b)));
+        crate::sorting::sort_ids_by(&mut by_text, &mut |a, b| {
+            tokens[a as usize].cmp(&tokens[b as usize]).then(a.cmp(&b))
+        });
         TokenIndex { by_text }
     }
 
