@@ -869,8 +869,8 @@ const char *picolm_version(void);
 /**
  * The optional parts this library was built with, as a static NUL-terminated string of names separated by
  * spaces, from `jinja` (the models' own Jinja chat templates; without it the built-in ChatML, Zephyr, Llama 2 and
- * Llama 3 formats), `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`) and
- * `quantize` (`picolm_model_quantize`); "" when none. Every function is exported in every build: one whose
+ * Llama 3 formats), `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`),
+ * `quantize` (`picolm_model_quantize`) and `bench` (`picolm_bench`); "" when none. Every function is exported in every build: one whose
  * feature is left out returns PICOLM_ERR_UNSUPPORTED with a message naming the feature. Never NULL; do not free.
  */
 const char *picolm_features(void);
@@ -1385,7 +1385,8 @@ picolm_result picolm_bench_params_default(struct picolm_bench_params *params);
  * Runs the benchmark on the model file at `path` and writes the report to `buf` (NUL-terminated): a JSON object
  * when `json`, else a table. `params` may be NULL for the defaults; a wrong `struct_size`, an `n_batch` of 0 or
  * an unknown `kv_type` is PICOLM_ERR_INVALID_ARG (checked before any work). `*needed` receives the bytes needed; call again with a larger buffer on
- * PICOLM_ERR_BUFFER_TOO_SMALL (the benchmark runs again).
+ * PICOLM_ERR_BUFFER_TOO_SMALL (the benchmark runs again). PICOLM_ERR_UNSUPPORTED (after those checks) in a library
+ * built without the `bench` feature (see `picolm_features`).
  *
  * # Safety
  * `path` NUL-terminated; `params` NULL or valid with `threads` readable; `buf` NULL or `cap` writable; `needed` NULL or

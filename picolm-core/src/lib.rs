@@ -21,8 +21,9 @@
 //!
 //! Cargo features (all on by default; turn them off for small builds): `jinja` (the models' own Jinja chat
 //! templates; without it the built-in formats of [`chat::BuiltinFormat`]), `json-schema` (the JSON Schema compiler
-//! of [`grammar`]; the JSON object/value modes need no feature), `agent` (the tool-call loop, [`agent`]) and
-//! `quantize` (the model quantizer `quantize`, the K-quant search and the GGUF writer `gguf::GgufWriter`).
+//! of [`grammar`]; the JSON object/value modes need no feature), `agent` (the tool-call loop, [`agent`]),
+//! `quantize` (the model quantizer `quantize`, the K-quant search and the GGUF writer `gguf::GgufWriter`) and `bench`
+//! (running the benchmark, `bench::run_bench`, and the read-bandwidth test `bandwidth`).
 //! [`FEATURES`] lists the features of a build.
 
 // Kernels and reference formulas index several arrays with one loop variable, as the formats are specified;
@@ -52,12 +53,14 @@ pub mod grammar;
 pub mod model;
 pub mod sampler;
 pub mod session;
+mod sorting;
 pub mod state_file;
 
 pub use generate::{CancelToken, GenerateParams, GenerationOutput, GenerationState, StopReason, TokenConstraint};
 pub use model::{Model, ModelParams};
 pub use sampler::SamplerParams;
 pub use session::{Session, SessionParams};
+#[cfg(feature = "bench")]
 pub mod bandwidth;
 pub mod bench;
 pub mod memory;
@@ -66,7 +69,7 @@ pub mod perplexity;
 pub mod quantize;
 
 /// The optional Cargo features this build of the crate was compiled with, in a fixed order
-/// (`jinja`, `json-schema`, `agent`, `quantize`).
+/// (`jinja`, `json-schema`, `agent`, `quantize`, `bench`).
 pub const FEATURES: &[&str] = &[
     #[cfg(feature = "jinja")]
     "jinja",
@@ -76,4 +79,6 @@ pub const FEATURES: &[&str] = &[
     "agent",
     #[cfg(feature = "quantize")]
     "quantize",
+    #[cfg(feature = "bench")]
+    "bench",
 ];

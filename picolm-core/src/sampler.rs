@@ -120,7 +120,29 @@ pub struct Sampler {
     params: SamplerParams,
     rng: Rng,
     recent: VecDeque<u32>,
-    candidates: Vec<(u32, f32)>,
+    /// The candidates of a draw as [`candidate_key`]s (reused between draws).
+    candidates: Vec<u64>,
+}
+
+/// A candidate token as one sortable number: its logit in descending total order ([`f32::total_cmp`]) in the high
+/// half, its id in the low half, so that ascending keys are the candidates by logit, highest first, ties by id (one
+/// plain `u64` sort instead of a sort with a comparator).
+fn candidate_key(id: u32, logit: f32) -> u64 {
+    let b = logit.to_bits();
+    // The bits as an unsigned number in the total order: negatives flipped, positives above them.
+    let ascending = if b >> 31 == 1 { !b } else { b | 0x8000_0000 };
+    (u64::from(!ascending) << 32) | u64::from(id)
+}
+
+/// The id of a [`candidate_key`].
+fn candidate_id(key: u64) -> u32 {
+    key as u32
+}
+
+/// The logit of a [`candidate_key`].
+fn candidate_logit(key: u64) -> f32 {
+    let ascending = !((key >> 32) as u32);
+    f32::from_bits(if ascending >> 31 == 1 { ascending & 0x7fff_ffff } else { !ascending })
 }
 
 impl Sampler {
@@ -155,7 +177,7 @@ impl Sampler {
         if self.params.repeat_penalty != 1.0 {
             let p = self.params.repeat_penalty;
             let mut seen: Vec<u32> = self.recent.iter().copied().collect();
-            seen.sort_unstable();
+            crate::sorting::sort_u32(&mut seen);
             seen.dedup();
             for t in seen {
                 if let Some(l) = logits.get_mut(t as usize) {
@@ -173,20 +195,26 @@ impl Sampler {
         let p = &self.params;
         let c = &mut self.candidates;
         c.clear();
-        c.extend(logits.iter().enumerate().filter(|(_, l)| **l > f32::NEG_INFINITY).map(|(i, &l)| (i as u32, l)));
+        c.extend(
+            logits
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| **l > f32::NEG_INFINITY)
+                .map(|(i, &l)| candidate_key(i as u32, l)),
+        );
         if c.is_empty() {
             return argmax(logits).unwrap_or(0) as u32;
         }
-        let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        // Keys are distinct (ids are), so the unstable selection and sort have one result.
         if p.top_k > 0 && p.top_k < c.len() {
-            c.select_nth_unstable_by(p.top_k - 1, by_logit_desc);
+            c.select_nth_unstable(p.top_k - 1);
             c.truncate(p.top_k);
         }
-        c.sort_unstable_by(by_logit_desc);
+        crate::sorting::sort_u64(c);
         // Probabilities at temperature 1 for top-p / min-p (as llama.cpp does before the temperature step).
-        let softmax = |c: &[(u32, f32)], temp: f32| -> Vec<f32> {
-            let max = c[0].1;
-            let e: Vec<f32> = c.iter().map(|x| ((x.1 - max) / temp).exp()).collect();
+        let softmax = |c: &[u64], temp: f32| -> Vec<f32> {
+            let max = candidate_logit(c[0]);
+            let e: Vec<f32> = c.iter().map(|&x| ((candidate_logit(x) - max) / temp).exp()).collect();
             let s: f32 = e.iter().sum();
             e.into_iter().map(|v| v / s).collect()
         };
@@ -204,9 +232,9 @@ impl Sampler {
             c.truncate(keep.max(1));
         }
         if p.min_p > 0.0 {
-            let max = c[0].1;
+            let max = candidate_logit(c[0]);
             let threshold = max + p.min_p.ln();
-            let keep = c.iter().take_while(|x| x.1 >= threshold).count();
+            let keep = c.iter().take_while(|&&x| candidate_logit(x) >= threshold).count();
             c.truncate(keep.max(1));
         }
         let probs = softmax(c, p.temperature);
@@ -215,10 +243,10 @@ impl Sampler {
         for (i, pr) in probs.iter().enumerate() {
             cum += pr;
             if r < cum {
-                return c[i].0;
+                return candidate_id(c[i]);
             }
         }
-        c[c.len() - 1].0
+        candidate_id(c[c.len() - 1])
     }
 }
 
@@ -246,6 +274,34 @@ mod tests {
         let k1 = SamplerParams { top_k: 1, ..params.clone() };
         let best = argmax(&logits).unwrap() as u32;
         assert!(run(&k1).iter().all(|&t| t == best));
+    }
+
+    #[test]
+    fn candidate_keys_order_as_logit_descending_then_id() {
+        let logits = [
+            f32::NAN,
+            f32::INFINITY,
+            3.5,
+            1.0,
+            0.0,
+            -0.0,
+            -1.0,
+            -3.5,
+            f32::MIN,
+            -f32::NAN,
+            f32::MIN_POSITIVE,
+            -f32::MIN_POSITIVE,
+            1.0,
+        ];
+        let mut keyed: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+        let mut keys: Vec<u64> = keyed.iter().map(|&(i, l)| candidate_key(i, l)).collect();
+        for (&k, &(i, l)) in keys.iter().zip(&keyed) {
+            assert_eq!((candidate_id(k), candidate_logit(k).to_bits()), (i, l.to_bits()));
+        }
+        keyed.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        crate::sorting::sort_u64(&mut keys);
+        let ids: Vec<u32> = keys.iter().map(|&k| candidate_id(k)).collect();
+        assert_eq!(ids, keyed.iter().map(|x| x.0).collect::<Vec<_>>());
     }
 
     #[test]

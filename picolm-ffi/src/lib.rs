@@ -52,8 +52,8 @@ pub extern "C" fn picolm_version() -> *const libc::c_char {
 
 /// The optional parts this library was built with, as a static NUL-terminated string of names separated by
 /// spaces, from `jinja` (the models' own Jinja chat templates; without it the built-in ChatML, Zephyr, Llama 2 and
-/// Llama 3 formats), `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`) and
-/// `quantize` (`picolm_model_quantize`); "" when none. Every function is exported in every build: one whose
+/// Llama 3 formats), `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`),
+/// `quantize` (`picolm_model_quantize`) and `bench` (`picolm_bench`); "" when none. Every function is exported in every build: one whose
 /// feature is left out returns PICOLM_ERR_UNSUPPORTED with a message naming the feature. Never NULL; do not free.
 #[no_mangle]
 pub extern "C" fn picolm_features() -> *const libc::c_char {
@@ -77,6 +77,7 @@ mod tests {
             ("json-schema", cfg!(feature = "json-schema")),
             ("agent", cfg!(feature = "agent")),
             ("quantize", cfg!(feature = "quantize")),
+            ("bench", cfg!(feature = "bench")),
         ]
         .iter()
         .filter(|(_, on)| *on)
@@ -85,7 +86,7 @@ mod tests {
         assert_eq!(f, want.join(" "));
     }
 
-    #[cfg(not(all(feature = "quantize", feature = "agent")))]
+    #[cfg(not(all(feature = "quantize", feature = "agent", feature = "bench")))]
     fn last_error() -> String {
         // SAFETY: a NUL-terminated string owned by the library.
         unsafe { CStr::from_ptr(picolm_last_error_message()) }.to_string_lossy().into_owned()
@@ -114,6 +115,20 @@ mod tests {
             last_error()
         );
         assert!(!dir.exists());
+    }
+
+    /// Without the `bench` feature the benchmark is still there, checks its arguments and says which feature is
+    /// missing (without reading the model file).
+    #[cfg(not(feature = "bench"))]
+    #[test]
+    fn bench_is_unsupported_without_the_feature() {
+        let mut needed = 0usize;
+        // SAFETY: a NUL-terminated path, NULL params (the defaults), no buffer, a writable `needed`.
+        let r = unsafe {
+            picolm_bench(c"no-such-model.gguf".as_ptr(), std::ptr::null(), false, std::ptr::null_mut(), 0, &mut needed)
+        };
+        assert_eq!(r, picolm_result::PICOLM_ERR_UNSUPPORTED);
+        assert!(last_error().contains("picolm_bench") && last_error().contains("`bench` feature"), "{}", last_error());
     }
 
     /// Without the `agent` feature every agent function that does something returns PICOLM_ERR_UNSUPPORTED.

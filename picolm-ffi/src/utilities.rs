@@ -3,13 +3,13 @@
 
 use std::sync::OnceLock;
 
-use picolm_core::bench::{run_bench, BenchParams};
+use picolm_core::bench::BenchParams;
 use picolm_core::model::ModelParams;
 use picolm_core::perplexity::perplexity;
 
 use crate::boundary::{guard, picolm_result, Failure};
 use crate::handle::Handle;
-use crate::marshal::{cstr_arg, read_params, str_arg, write_out};
+use crate::marshal::{cstr_arg, read_params, str_arg};
 use crate::model::picolm_model;
 use crate::session::{kv_type_arg, kv_type_code};
 
@@ -148,7 +148,8 @@ unsafe fn bench_params(p: &picolm_bench_params) -> Result<BenchParams, Failure> 
 /// Runs the benchmark on the model file at `path` and writes the report to `buf` (NUL-terminated): a JSON object
 /// when `json`, else a table. `params` may be NULL for the defaults; a wrong `struct_size`, an `n_batch` of 0 or
 /// an unknown `kv_type` is PICOLM_ERR_INVALID_ARG (checked before any work). `*needed` receives the bytes needed; call again with a larger buffer on
-/// PICOLM_ERR_BUFFER_TOO_SMALL (the benchmark runs again).
+/// PICOLM_ERR_BUFFER_TOO_SMALL (the benchmark runs again). PICOLM_ERR_UNSUPPORTED (after those checks) in a library
+/// built without the `bench` feature (see `picolm_features`).
 ///
 /// # Safety
 /// `path` NUL-terminated; `params` NULL or valid with `threads` readable; `buf` NULL or `cap` writable; `needed` NULL or
@@ -169,10 +170,18 @@ pub unsafe extern "C" fn picolm_bench(
         let p = unsafe { read_params(params, "picolm_bench_params", picolm_bench_params_default) }?;
         // SAFETY: `threads` readable (caller contract of `params`).
         let bp = unsafe { bench_params(&p) }?;
-        let report = run_bench(std::path::Path::new(path), &bp, &mut |_| {})?;
-        let text = if json { report.to_json() } else { report.to_table() };
-        // SAFETY: caller contract for buf/cap/needed.
-        unsafe { write_out(text.as_bytes(), buf, cap, needed) }
+        #[cfg(not(feature = "bench"))]
+        return Err({
+            let _ = (path, bp, json, buf, cap, needed);
+            Failure::unsupported("bench", "picolm_bench")
+        });
+        #[cfg(feature = "bench")]
+        {
+            let report = picolm_core::bench::run_bench(std::path::Path::new(path), &bp, &mut |_| {})?;
+            let text = if json { report.to_json() } else { report.to_table() };
+            // SAFETY: caller contract for buf/cap/needed.
+            unsafe { crate::marshal::write_out(text.as_bytes(), buf, cap, needed) }
+        }
     })
 }
 

@@ -475,6 +475,13 @@ static void test_features(picolm_model *m) {
         CHECK(picolm_agent_params_default(&ap) == PICOLM_ERR_UNSUPPORTED);
         CHECK(strcmp(picolm_agent_stop_name(PICOLM_AGENT_ANSWERED), "answered") == 0);
     }
+    if (!has_feature("bench")) {
+        size_t needed = 0;
+        CHECK(picolm_bench(model_path, NULL, false, NULL, 0, &needed) == PICOLM_ERR_UNSUPPORTED);
+        CHECK(strstr(picolm_last_error_message(), "`bench` feature") != NULL);
+        picolm_bench_params bp;
+        CHECK(picolm_bench_params_default(&bp) == PICOLM_OK); /* the settings stay */
+    }
     if (!has_feature("json-schema")) {
         picolm_session *s = NULL;
         CHECK(picolm_session_new(m, NULL, &s) == PICOLM_OK);
@@ -830,6 +837,7 @@ static void test_bench_params(void) {
     bp.n_threads_list = 1;
     bp.kv_type = PICOLM_KV_Q8_0;
     char report[8192];
+    if (!has_feature("bench")) return; /* test_features checks PICOLM_ERR_UNSUPPORTED */
     CHECK(picolm_bench(model_path, &bp, true, report, sizeof report, &need) == PICOLM_OK);
     CHECK(strstr(report, "\"results\":[{\"test\":") != NULL);
 }

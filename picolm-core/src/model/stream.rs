@@ -45,18 +45,22 @@ pub struct StreamConfig {
 /// holding a weight matrix is never read over.
 const MAX_GAP: u64 = 64 << 10;
 
-/// The start offsets of a model's weight matrices, to tell the gaps that may be read over.
-struct Starts(std::collections::BTreeSet<u64>);
+/// The start offsets of a model's weight matrices (ascending), to tell the gaps that may be read over.
+struct Starts(Vec<u64>);
 
 impl Starts {
     fn of(weights: &LlamaWeights) -> Starts {
         let all = weights.layers.iter().flat_map(|l| l.matrices()).chain([&weights.output, &weights.token_embd]);
-        Starts(all.map(|m| m.offset as u64).collect())
+        let mut starts: Vec<u64> = all.map(|m| m.offset as u64).collect();
+        crate::sorting::sort_u64(&mut starts);
+        Starts(starts)
     }
 
     /// Whether bytes at `start` continue a range ending at `end`: after it, with a small gap holding no matrix.
     fn joins(&self, end: u64, start: u64) -> bool {
-        start >= end && start - end <= MAX_GAP && self.0.range(end..start).next().is_none()
+        // The first start at or after `end` must not lie before `start`.
+        let first = self.0.partition_point(|&s| s < end);
+        start >= end && start - end <= MAX_GAP && self.0.get(first).is_none_or(|&s| s >= start)
     }
 }
 
@@ -137,8 +141,8 @@ fn bytes_of(m: &MatrixRef) -> u64 {
 
 /// The contiguous file ranges of `mats` (joined over the gaps [`Starts::joins`] allows, in ascending file order).
 fn ranges_of(mats: &[&MatrixRef], starts: &Starts) -> Vec<ResidentRange> {
-    let mut sorted: Vec<&MatrixRef> = mats.to_vec();
-    sorted.sort_by_key(|m| m.offset);
+    let sorted =
+        crate::sorting::ids_sorted_by_key(mats.len(), |i| mats[i].offset).into_iter().map(|i| mats[i as usize]);
     let mut out: Vec<ResidentRange> = Vec::new();
     for m in sorted {
         let (start, end) = (m.offset as u64, m.offset as u64 + bytes_of(m));
@@ -192,10 +196,9 @@ fn choose_resident<'w>(weights: &'w LlamaWeights, starts: &Starts, room: u64) ->
         units.iter().zip(&kept).filter(|(_, &k)| k).flat_map(|(u, _)| u.clone()).collect();
     // Pass 3: tails of the streamed units, last matrix in the file first.
     for (u, _) in units.iter().zip(&kept).filter(|(_, &k)| !k) {
-        let mut by_file: Vec<&MatrixRef> = u.clone();
-        by_file.sort_by_key(|m| std::cmp::Reverse(m.offset));
+        let by_file = crate::sorting::ids_sorted_by_key(u.len(), |i| std::cmp::Reverse(u[i].offset));
         let mut tail: Vec<&MatrixRef> = Vec::new();
-        for m in by_file {
+        for m in by_file.into_iter().map(|i| u[i as usize]) {
             tail.push(m);
             let c = cost(&tail);
             let before = cost(&tail[..tail.len() - 1]);

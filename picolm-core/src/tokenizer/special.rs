@@ -20,7 +20,9 @@ pub(crate) fn special_tokens_by_length(vocab: &Vocab) -> Vec<u32> {
                 && !vocab.tokens[id as usize].is_empty()
         })
         .collect();
-    ids.sort_by(|&a, &b| vocab.tokens[b as usize].len().cmp(&vocab.tokens[a as usize].len()).then(a.cmp(&b)));
+    crate::sorting::sort_ids_by(&mut ids, &mut |a, b| {
+        vocab.tokens[b as usize].len().cmp(&vocab.tokens[a as usize].len()).then(a.cmp(&b))
+    });
     ids
 }
 

@@ -150,7 +150,7 @@ impl Vocab {
                 eog.push(id);
             }
         }
-        eog.sort_unstable();
+        crate::sorting::sort_u32(&mut eog);
         eog.dedup();
         Ok(Vocab {
             kind,
@@ -201,8 +201,27 @@ pub(crate) struct TokenIndex {
 impl TokenIndex {
     /// Indexes `tokens` (ids are positions).
     pub(crate) fn new(tokens: &[String]) -> TokenIndex {
-        let mut by_text: Vec<u32> = (0..tokens.len() as u32).collect();
-        by_text.sort_by(|&a, &b| tokens[a as usize].cmp(&tokens[b as usize]).then(a.cmp(&b)));
+        // First by the text's first four bytes (zero-padded; their order never contradicts the order of the texts)
+        // and then the id, packed into one `u64` (a plain integer sort); then each run of equal prefixes by the
+        // whole text. Far fewer string comparisons than one sort by text.
+        let prefix = |t: &str| {
+            let mut p = [0u8; 4];
+            let n = t.len().min(4);
+            p[..n].copy_from_slice(&t.as_bytes()[..n]);
+            u64::from(u32::from_be_bytes(p))
+        };
+        let mut keys: Vec<u64> = tokens.iter().enumerate().map(|(id, t)| (prefix(t) << 32) | id as u64).collect();
+        crate::sorting::sort_u64(&mut keys);
+        let mut by_text: Vec<u32> = keys.iter().map(|&k| k as u32).collect();
+        let mut start = 0;
+        for run in keys.chunk_by(|a, b| a >> 32 == b >> 32) {
+            if run.len() > 1 {
+                crate::sorting::sort_ids_by(&mut by_text[start..start + run.len()], &mut |a, b| {
+                    tokens[a as usize].cmp(&tokens[b as usize]).then(a.cmp(&b))
+                });
+            }
+            start += run.len();
+        }
         TokenIndex { by_text }
     }
 
@@ -231,5 +250,27 @@ mod index_tests {
             assert_eq!(index.get(&tokens, absent), None, "{absent:?}");
         }
         assert_eq!(TokenIndex::new(&[]).get(&[], "a"), None);
+    }
+
+    #[test]
+    fn ids_are_ordered_by_text_then_id() {
+        // Short texts, shared prefixes of four bytes and more, NUL bytes, duplicates and multi-byte characters.
+        let mut tokens: Vec<String> =
+            ["", "a", "a\0", "a\0\0\0\0", "ab", "abcd", "abcde", "abcda", "abc", "\u{2581}the", "\u{2581}th"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..3000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 7) as usize;
+            tokens.push((0..len).map(|i| ['a', 'b', '\0', '\u{e9}', 'z'][((x >> (8 + 3 * i)) % 5) as usize]).collect());
+        }
+        tokens.extend(tokens[..50].to_vec());
+        let mut want: Vec<u32> = (0..tokens.len() as u32).collect();
+        want.sort_by(|&a, &b| tokens[a as usize].cmp(&tokens[b as usize]));
+        assert_eq!(TokenIndex::new(&tokens).by_text, want);
     }
 }
