@@ -135,7 +135,9 @@ macro_rules! rows16_entry {
             // scales and sums are in bounds, `WideRows` and `WeightRows` point the unused lanes at the last valid
             // row, and each eight-row pass starts at one of the tile's rows.
             let mut t = 0;
-            if n_rows > ROWS {
+            // The wide kernel only runs groups of four or more tokens: one-token calls (decode) build no
+            // `WideRows`.
+            if n_rows > ROWS && shape.tokens >= TOKENS / 2 {
                 let rows = WideRows::new(w, w_row_bytes, n_rows);
                 let mut put = |t: usize, lanes: &[f32; WIDE_ROWS]| {
                     for (r, v) in lanes[..n_rows].iter().enumerate() {
