@@ -133,7 +133,8 @@ grep -q '^total [1-9]' "$out/probe.count" || die "the plugin counted nothing"
 # ---- models ----
 src_q41="$models/SmolLM2-135M-Instruct.Q4_1.gguf"
 src_f32="$models/smollm2-135m-F32.gguf"
-[ -s "$src_q41" ] && [ -s "$src_f32" ] || scripts/fetch-models.sh >/dev/null
+# (--tests: the F32 copy is one of the test files)
+[ -s "$src_q41" ] && [ -s "$src_f32" ] || scripts/fetch-models.sh --tests >/dev/null
 make -s cli >/dev/null
 mdir="$out/models"
 mkdir -p "$mdir"
