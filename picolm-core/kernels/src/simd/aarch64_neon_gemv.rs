@@ -26,7 +26,7 @@ use super::aarch64_neon_tiles::{
     block_sums, check as tile_check, nibbles, row_scales, Format, Tile, Tok, Q4K, Q4_0, Q4_1, Q5_0, Q8_0,
 };
 use super::aarch64_neon_tiles_q6k::Q6K;
-use super::aarch64_neon_tiles_sdot8::{gemv_rows, Interleave};
+use super::aarch64_neon_tiles_sdot8::{gemv8_q4_1, gemv_rows, Interleave};
 use super::{ActivationRows, GemvFn, TileShape};
 use crate::ggml_type::GgmlType;
 
@@ -39,13 +39,11 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<GemvFn> {
     Some(match (ty, sdot) {
         (GgmlType::Q4_0, true) => gemv_interleaved::<Q4_0>,
         (GgmlType::Q4_0, false) => gemv_legacy::<Q4_0, false>,
-        (GgmlType::Q4_1, true) => gemv_legacy::<Q4_1, true>,
+        (GgmlType::Q4_1, true) => gemv_q4_1,
         (GgmlType::Q4_1, false) => gemv_legacy::<Q4_1, false>,
         (GgmlType::Q5_0, true) => gemv_interleaved::<Q5_0>,
         (GgmlType::Q5_0, false) => gemv_legacy::<Q5_0, false>,
-        // Q8_0 has nothing to unpack: its rows loaded as they are and reduced pairwise take fewer instructions than
-        // interleaving them with `ld4` (the sums are the same integers, so it is still bit-identical to the tile).
-        (GgmlType::Q8_0, true) => gemv_legacy::<Q8_0, true>,
+        (GgmlType::Q8_0, true) => gemv_interleaved::<Q8_0>,
         (GgmlType::Q8_0, false) => gemv_legacy::<Q8_0, false>,
         (GgmlType::Q4_K, true) => gemv_tile::<Q4K, true>,
         (GgmlType::Q4_K, false) => gemv_tile::<Q4K, false>,
@@ -71,17 +69,30 @@ fn check(
     nb
 }
 
-/// Pointers to `G * LANES` rows starting at row `r0` of `w`, the rows past `rows` repeating the last row.
+/// Pointers to `G * LANES` rows starting at row `r0` of `w`, the rows past `rows` repeating the last row (not
+/// dereferenced here: the callers' `check` has verified that rows below `rows` are in `w`).
 fn group<const G: usize>(w: &[u8], w_row_bytes: usize, r0: usize, rows: usize) -> [[*const u8; LANES]; G] {
-    std::array::from_fn(|g| std::array::from_fn(|l| w[(r0 + g * LANES + l).min(rows - 1) * w_row_bytes..].as_ptr()))
+    std::array::from_fn(|g| {
+        std::array::from_fn(|l| w.as_ptr().wrapping_add((r0 + g * LANES + l).min(rows - 1) * w_row_bytes))
+    })
+}
+
+/// Pointers to the `G * LANES` rows starting at row `r0` of `w`, all below the call's row count (not dereferenced
+/// here, as in [`group`]).
+fn group_whole<const G: usize>(w: &[u8], w_row_bytes: usize, r0: usize) -> [[*const u8; LANES]; G] {
+    let base = w.as_ptr().wrapping_add(r0 * w_row_bytes);
+    std::array::from_fn(|g| std::array::from_fn(|l| base.wrapping_add((g * LANES + l) * w_row_bytes)))
 }
 
 /// Stores the lanes of `res` that belong to rows `r0..rows` into `out`.
 fn put<const G: usize>(out: &mut [f32], r0: usize, res: &[[f32; LANES]; G]) {
-    for (i, v) in res.iter().flatten().enumerate() {
-        if let Some(o) = out.get_mut(r0 + i) {
-            *o = *v;
-        }
+    let res = res.as_flattened();
+    if let Some(o) = out.get_mut(r0..r0 + res.len()) {
+        o.copy_from_slice(res);
+        return;
+    }
+    for (o, v) in out[r0..].iter_mut().zip(res) {
+        *o = *v;
     }
 }
 
@@ -142,7 +153,7 @@ fn gemv_legacy<F: Format, const SDOT: bool>(
     // for CPUs with FEAT_DotProd (the caller's contract); NEON is mandatory on aarch64.
     walk(
         out,
-        |r0| unsafe { legacy_rows::<F, SDOT, 2>(nb, group(w, w_row_bytes, r0, rows), xs) },
+        |r0| unsafe { legacy_rows::<F, SDOT, 2>(nb, group_whole(w, w_row_bytes, r0), xs) },
         |r0| unsafe { legacy_rows::<F, SDOT, 1>(nb, group(w, w_row_bytes, r0, rows), xs) },
     );
 }
@@ -158,8 +169,26 @@ fn gemv_interleaved<F: Interleave>(n: usize, w: &[u8], w_row_bytes: usize, x: &A
     // with FEAT_DotProd (the caller's contract); NEON is mandatory on aarch64.
     walk(
         out,
-        |r0| unsafe { gemv_rows::<F, 2>(nb, group(w, w_row_bytes, r0, rows), xs) },
+        |r0| unsafe { F::gemv8(nb, group_whole(w, w_row_bytes, r0), xs) },
         |r0| unsafe { gemv_rows::<F, 1>(nb, group(w, w_row_bytes, r0, rows), xs) },
+    );
+}
+
+/// The one-token entry of Q4_1's `neon-sdot-4x4` tile: eight rows at a time by [`gemv8_q4_1`] (rows interleaved in
+/// registers, `sdot` by element), the rest as [`gemv_legacy`]; the tile's float steps either way.
+fn gemv_q4_1(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+    let nb = check(n, (32, Q4_1::W_BYTES, 36, 2), w, w_row_bytes, x, out);
+    let rows = out.len();
+    // SAFETY (both calls): `check` verified that every row below `rows` (the group pointers repeat in-range rows)
+    // and the activation row with its scales and sums hold `nb` whole blocks; this entry is handed out only for CPUs
+    // with FEAT_DotProd (the caller's contract); NEON is mandatory on aarch64.
+    walk(
+        out,
+        |r0| unsafe { gemv8_q4_1(nb, group_whole(w, w_row_bytes, r0), (x.bytes.as_ptr(), x.scales.as_ptr())) },
+        |r0| unsafe {
+            let xs = (x.bytes.as_ptr(), x.scales.as_ptr(), x.sums.as_ptr());
+            legacy_rows::<Q4_1, true, 1>(nb, group(w, w_row_bytes, r0, rows), xs)
+        },
     );
 }
 
@@ -368,39 +397,45 @@ mod tests {
         eprintln!("{checked} aarch64 gemv results checked on {}", crate::simd::cpu_path());
     }
 
-    /// Q4_0 at the extremes of the unsigned decoding (every nibble 0 or 15, activations -127 or 127, unit scales):
-    /// the offset of 8 taken off the sums must give exactly the reference.
+    /// Q4_0 and Q8_0 at the extremes of their quants (Q4_0: nibbles 0 and 15, the ends of the unsigned decoding;
+    /// Q8_0: -128, -127, 127), activations -127 or 127, unit scales, 13 rows (a group of eight and a partial group
+    /// of four): exactly the reference (for Q4_0 with the offset of 8 taken off the sums).
     #[test]
-    fn aarch64_q4_0_gemv_is_exact_at_the_extreme_quants() {
+    fn aarch64_gemv_is_exact_at_the_extreme_quants() {
         let one = 0x3C00u16.to_le_bytes();
-        let n = 256;
-        let block = |fill: u8| {
-            let mut b = [fill; 18];
-            b[..2].copy_from_slice(&one);
-            b.repeat(n / 32)
-        };
-        let wq: Vec<u8> = [0x00u8, 0xFF, 0x0F, 0xF0, 0x00].iter().flat_map(|&f| block(f)).collect();
-        for q in [-127i8, 127] {
-            let mut xb = [q as u8; 34];
-            xb[..2].copy_from_slice(&one);
-            let xq = xb.repeat(n / 32);
-            let (mut scales, mut sums) = (vec![0f32; n / 32], vec![0i32; n / 32]);
-            prepare_activations(GgmlType::Q8_0, &xq, &mut scales, &mut sums);
-            let x = ActivationRows {
-                bytes: &xq,
-                row_bytes: xq.len(),
-                blocks_per_row: n / 32,
-                scales_per_block: 1,
-                scales: &scales,
-                sums: &sums,
-            };
-            for sdot in flavours() {
-                let mut out = vec![f32::NAN; 5];
-                kernel(GgmlType::Q4_0, sdot).unwrap()(n, &wq, 18 * n / 32, &x, &mut out);
-                for (r, got) in out.iter().enumerate() {
-                    let want = quant::vec_dot(GgmlType::Q4_0, n, &wq[r * 144..(r + 1) * 144], &xq).unwrap();
-                    assert_eq!(want, *got, "Q4_0 sdot={sdot} row {r} activations {q}");
-                    assert!(want != 0.0);
+        let (n, rows) = (256, 13);
+        for (ty, fills) in [(GgmlType::Q4_0, [0x00u8, 0xFF, 0x0F, 0xF0]), (GgmlType::Q8_0, [0x80, 0x81, 0x7F, 0x01])] {
+            let block_bytes = ty.block_bytes();
+            let row_bytes = block_bytes * n / 32;
+            let wq: Vec<u8> = (0..rows)
+                .flat_map(|r| {
+                    let mut b = vec![fills[r % 4]; block_bytes];
+                    b[..2].copy_from_slice(&one);
+                    b.repeat(n / 32)
+                })
+                .collect();
+            for q in [-127i8, 127] {
+                let mut xb = [q as u8; 34];
+                xb[..2].copy_from_slice(&one);
+                let xq = xb.repeat(n / 32);
+                let (mut scales, mut sums) = (vec![0f32; n / 32], vec![0i32; n / 32]);
+                prepare_activations(GgmlType::Q8_0, &xq, &mut scales, &mut sums);
+                let x = ActivationRows {
+                    bytes: &xq,
+                    row_bytes: xq.len(),
+                    blocks_per_row: n / 32,
+                    scales_per_block: 1,
+                    scales: &scales,
+                    sums: &sums,
+                };
+                for sdot in flavours() {
+                    let mut out = vec![f32::NAN; rows];
+                    kernel(ty, sdot).unwrap()(n, &wq, row_bytes, &x, &mut out);
+                    for (r, got) in out.iter().enumerate() {
+                        let want = quant::vec_dot(ty, n, &wq[r * row_bytes..(r + 1) * row_bytes], &xq).unwrap();
+                        assert_eq!(want, *got, "{ty} sdot={sdot} row {r} activations {q}");
+                        assert!(want != 0.0);
+                    }
                 }
             }
         }

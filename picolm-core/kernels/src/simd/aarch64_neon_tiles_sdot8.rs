@@ -42,7 +42,7 @@ pub fn kernel(ty: GgmlType) -> Option<(&'static str, TileKernel)> {
 pub(super) type Raw = [uint32x4x4_t; 2];
 
 /// A weight format's interleaved decoding (see the module comment).
-pub(super) trait Interleave: Format {
+pub(super) trait Interleave: Format + Sized {
     /// The 32 weights of each of the four rows' blocks at `wb`, interleaved: vector `4h + k`, lane `r` = the weights
     /// `16h + 4k .. 16h + 4k + 4` of row `r`.
     ///
@@ -76,6 +76,16 @@ pub(super) trait Interleave: Format {
     #[inline(always)]
     unsafe fn interleaved_offset(wb: &[*const u8; ROWS], raw: &mut Raw) -> [int8x16_t; 8] {
         Self::interleaved(wb, raw)
+    }
+
+    /// The one-token results of eight rows (two groups of four) against one activation row: [`gemv_rows`] with
+    /// two groups, or for Q4_0 and Q8_0 the same steps as one hand-scheduled loop ([`gemv8_q4_0`], [`gemv8_q8_0`]).
+    ///
+    /// # Safety
+    /// As [`gemv_rows`].
+    #[inline(always)]
+    unsafe fn gemv8(nb: usize, w: [[*const u8; ROWS]; 2], xs: (*const u8, *const f32, *const i32)) -> [[f32; ROWS]; 2] {
+        gemv_rows::<Self, 2>(nb, w, xs)
     }
 }
 
@@ -126,6 +136,11 @@ impl Interleave for Q4_0 {
         let hi = v.map(|v| vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)));
         [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
     }
+
+    #[inline(always)]
+    unsafe fn gemv8(nb: usize, w: [[*const u8; ROWS]; 2], xs: (*const u8, *const f32, *const i32)) -> [[f32; ROWS]; 2] {
+        gemv8_q4_0(nb, w, xs)
+    }
 }
 
 impl Interleave for Q8_0 {
@@ -135,6 +150,11 @@ impl Interleave for Q8_0 {
         raw[1] = ld4_rows(wb.map(|p| p.add(18)), raw[1]);
         let s = vreinterpretq_s8_u32;
         [raw[0].0, raw[0].1, raw[0].2, raw[0].3, raw[1].0, raw[1].1, raw[1].2, raw[1].3].map(|v| s(v))
+    }
+
+    #[inline(always)]
+    unsafe fn gemv8(nb: usize, w: [[*const u8; ROWS]; 2], xs: (*const u8, *const f32, *const i32)) -> [[f32; ROWS]; 2] {
+        gemv8_q8_0(nb, w, xs)
     }
 }
 
@@ -285,6 +305,298 @@ pub(super) unsafe fn gemv_rows<F: Interleave, const G: usize>(
     for g in 0..G {
         vst1q_f32(out[g].as_mut_ptr(), acc[g]);
     }
+    out
+}
+
+/// The per-block prelude of the eight-row loops: the activations' 32 bytes (`v0`, `v1`; `xa` points past the
+/// block's f16 scale, `stride` = 34) and f32 scale (`v5`), the eight rows' f16 scales (one lane each, `v2`,
+/// post-indexed: each row pointer then points at its quants) and the scale products `d_w * d_x` of rows 0..4 (`v3`)
+/// and 4..8 (`v4`).
+macro_rules! gemv8_prelude {
+    () => {
+        concat!(
+            "ld1 {{v0.16b, v1.16b}}, [{xa}], {stride}\n",
+            "ldr s5, [{xs}], #4\n",
+            "ld1 {{v2.h}}[0], [{w0}], #2\n",
+            "ld1 {{v2.h}}[1], [{w1}], #2\n",
+            "ld1 {{v2.h}}[2], [{w2}], #2\n",
+            "ld1 {{v2.h}}[3], [{w3}], #2\n",
+            "ld1 {{v2.h}}[4], [{w4}], #2\n",
+            "ld1 {{v2.h}}[5], [{w5}], #2\n",
+            "ld1 {{v2.h}}[6], [{w6}], #2\n",
+            "ld1 {{v2.h}}[7], [{w7}], #2\n",
+            "fcvtl v3.4s, v2.4h\n",
+            "fcvtl2 v4.4s, v2.8h\n",
+            "fmul v3.4s, v3.4s, v5.s[0]\n",
+            "fmul v4.4s, v4.4s, v5.s[0]\n",
+        )
+    };
+}
+
+/// Loads 16 bytes of each of four rows (post-indexed) into one lane of four consecutive vectors starting at `$v`
+/// (`ld4` to one lane, see [`ld4_rows`]).
+macro_rules! ld4_lanes {
+    ($v:literal, $a:literal, $b:literal, $c:literal, $d:literal) => {
+        concat!(
+            "ld4 {{",
+            $v,
+            "}}[0], [{",
+            $a,
+            "}], #16\n",
+            "ld4 {{",
+            $v,
+            "}}[1], [{",
+            $b,
+            "}], #16\n",
+            "ld4 {{",
+            $v,
+            "}}[2], [{",
+            $c,
+            "}], #16\n",
+            "ld4 {{",
+            $v,
+            "}}[3], [{",
+            $d,
+            "}], #16\n",
+        )
+    };
+}
+
+/// The end of a group's block: the eight `sdot` by element of the interleaved weights (`v20`..`v23` with the first
+/// 16 activations, `v16`..`v19` with the last 16) into `v24` (holding the start value), then
+/// `acc = fma(acc, f32(isum), d_w * d_x)` with the scale products `$dw`.
+macro_rules! gemv8_dot {
+    ($acc:literal, $dw:literal) => {
+        concat!(
+            "sdot v24.4s, v20.16b, v0.4b[0]\n",
+            "sdot v24.4s, v21.16b, v0.4b[1]\n",
+            "sdot v24.4s, v22.16b, v0.4b[2]\n",
+            "sdot v24.4s, v23.16b, v0.4b[3]\n",
+            "sdot v24.4s, v16.16b, v1.4b[0]\n",
+            "sdot v24.4s, v17.16b, v1.4b[1]\n",
+            "sdot v24.4s, v18.16b, v1.4b[2]\n",
+            "sdot v24.4s, v19.16b, v1.4b[3]\n",
+            "scvtf v24.4s, v24.4s\n",
+            "fmla ",
+            $acc,
+            ".4s, v24.4s, ",
+            $dw,
+            ".4s\n",
+        )
+    };
+}
+
+/// One group of four rows of packed nibbles (Q4_0, Q4_1) in the eight-row loops: the packed bytes interleaved by
+/// `ld4` (`v16`..`v19`), the low nibbles (elements 0..16, unsigned) masked by `v7` into `v20`..`v23`, the high ones
+/// shifted down in place, and the sums started by `$start` (Q4_0: at `-8 * sum(x)`, the offset of the unsigned
+/// nibbles as in [`gemv_rows`]; Q4_1: at zero).
+macro_rules! gemv8_nibbles_group {
+    ($a:literal, $b:literal, $c:literal, $d:literal, $start:literal, $acc:literal, $dw:literal) => {
+        concat!(
+            ld4_lanes!("v16.s, v17.s, v18.s, v19.s", $a, $b, $c, $d),
+            "and v20.16b, v16.16b, v7.16b\n",
+            "and v21.16b, v17.16b, v7.16b\n",
+            "and v22.16b, v18.16b, v7.16b\n",
+            "and v23.16b, v19.16b, v7.16b\n",
+            "ushr v16.16b, v16.16b, #4\n",
+            "ushr v17.16b, v17.16b, #4\n",
+            "ushr v18.16b, v18.16b, #4\n",
+            "ushr v19.16b, v19.16b, #4\n",
+            $start,
+            "\n",
+            gemv8_dot!($acc, $dw),
+        )
+    };
+}
+
+/// One group of four Q8_0 rows in the eight-row loop: the quants interleaved by `ld4` (bytes 0..16 into `v20`..`v23`,
+/// 16..32 into `v16`..`v19`), the sums started at zero.
+macro_rules! gemv8_q8_0_group {
+    ($a:literal, $b:literal, $c:literal, $d:literal, $acc:literal, $dw:literal) => {
+        concat!(
+            ld4_lanes!("v20.s, v21.s, v22.s, v23.s", $a, $b, $c, $d),
+            ld4_lanes!("v16.s, v17.s, v18.s, v19.s", $a, $b, $c, $d),
+            "movi v24.2d, #0\n",
+            gemv8_dot!($acc, $dw),
+        )
+    };
+}
+
+/// [`gemv_rows`] for eight Q4_0 rows (two groups of four) as one loop in `asm!`: per block 64 instructions for the
+/// eight rows (the compiled [`gemv_rows`] takes 82: address arithmetic per row and block), with the same integer
+/// sums and float steps per row, so bit-identical to it and to [`tile`].
+///
+/// # Safety
+/// As [`gemv_rows`].
+#[inline(always)]
+unsafe fn gemv8_q4_0(
+    nb: usize,
+    w: [[*const u8; ROWS]; 2],
+    (xp, sp, sump): (*const u8, *const f32, *const i32),
+) -> [[f32; ROWS]; 2] {
+    let (mut acc0, mut acc1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    if nb > 0 {
+        let [[w0, w1, w2, w3], [w4, w5, w6, w7]] = w;
+
+        std::arch::asm!(
+            ".arch_extension dotprod",
+            "2:",
+            gemv8_prelude!(),
+            "ld1r {{v6.4s}}, [{xsum}], #4",
+            "mul v6.4s, v6.4s, v26.4s",
+            gemv8_nibbles_group!("w0", "w1", "w2", "w3", "mov v24.16b, v6.16b", "v27", "v3"),
+            gemv8_nibbles_group!("w4", "w5", "w6", "w7", "mov v24.16b, v6.16b", "v28", "v4"),
+            "subs {n}, {n}, #1",
+            "b.ne 2b",
+            w0 = inout(reg) w0 => _,
+            w1 = inout(reg) w1 => _,
+            w2 = inout(reg) w2 => _,
+            w3 = inout(reg) w3 => _,
+            w4 = inout(reg) w4 => _,
+            w5 = inout(reg) w5 => _,
+            w6 = inout(reg) w6 => _,
+            w7 = inout(reg) w7 => _,
+            xa = inout(reg) xp.add(2) => _,
+            xs = inout(reg) sp => _,
+            xsum = inout(reg) sump => _,
+            n = inout(reg) nb => _,
+            stride = in(reg) 34usize,
+            in("v7") vdupq_n_u8(0x0F),
+            in("v26") vdupq_n_s32(-8),
+            inout("v27") acc0,
+            inout("v28") acc1,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _, out("v20") _, out("v21") _, out("v22") _,
+            out("v23") _, out("v24") _,
+            options(readonly, nostack)
+        );
+    }
+    store2(acc0, acc1)
+}
+
+/// [`gemv_rows`] for eight Q8_0 rows (two groups of four) as one loop in `asm!`: per block 54 instructions for the
+/// eight rows, with the same integer sums and float steps per row as [`tile`], so bit-identical to it.
+///
+/// # Safety
+/// As [`gemv_rows`].
+#[inline(always)]
+unsafe fn gemv8_q8_0(
+    nb: usize,
+    w: [[*const u8; ROWS]; 2],
+    (xp, sp, _): (*const u8, *const f32, *const i32),
+) -> [[f32; ROWS]; 2] {
+    let (mut acc0, mut acc1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    if nb > 0 {
+        let [[w0, w1, w2, w3], [w4, w5, w6, w7]] = w;
+
+        std::arch::asm!(
+            ".arch_extension dotprod",
+            "2:",
+            gemv8_prelude!(),
+            gemv8_q8_0_group!("w0", "w1", "w2", "w3", "v27", "v3"),
+            gemv8_q8_0_group!("w4", "w5", "w6", "w7", "v28", "v4"),
+            "subs {n}, {n}, #1",
+            "b.ne 2b",
+            w0 = inout(reg) w0 => _,
+            w1 = inout(reg) w1 => _,
+            w2 = inout(reg) w2 => _,
+            w3 = inout(reg) w3 => _,
+            w4 = inout(reg) w4 => _,
+            w5 = inout(reg) w5 => _,
+            w6 = inout(reg) w6 => _,
+            w7 = inout(reg) w7 => _,
+            xa = inout(reg) xp.add(2) => _,
+            xs = inout(reg) sp => _,
+            n = inout(reg) nb => _,
+            stride = in(reg) 34usize,
+            inout("v27") acc0,
+            inout("v28") acc1,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _, out("v20") _, out("v21") _, out("v22") _,
+            out("v23") _, out("v24") _,
+            options(readonly, nostack)
+        );
+    }
+    store2(acc0, acc1)
+}
+
+/// The one-token entry of the `neon-sdot-4x4` tile for eight Q4_1 rows (two groups of four) as one loop in `asm!`
+/// (68 instructions per block for the eight rows): the rows interleaved in registers and `sdot` by element as in
+/// this file's tile (the integer sums are exact however they are formed), and the 4x4 tile's float steps per row
+/// (`aarch64_neon_tiles.rs`): `acc = fma(acc, f32(isum), d_w * d_x)` and `mins = fma(mins, m_w, s_x)` per block,
+/// `acc + mins` at the end, so bit-identical to that tile. The activations are Q8_1 (36-byte blocks, f32 scales
+/// `d_x, s_x` per block).
+///
+/// # Safety
+/// Every pointer of `w` and the activation row and its scales hold `nb` whole blocks (Q4_1 weights, Q8_1
+/// activations); the CPU has FEAT_DotProd.
+#[inline(always)]
+pub(super) unsafe fn gemv8_q4_1(
+    nb: usize,
+    w: [[*const u8; ROWS]; 2],
+    (xp, sp): (*const u8, *const f32),
+) -> [[f32; ROWS]; 2] {
+    let (mut acc0, mut acc1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    let (mut mins0, mut mins1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
+    if nb > 0 {
+        let [[w0, w1, w2, w3], [w4, w5, w6, w7]] = w;
+        std::arch::asm!(
+            ".arch_extension dotprod",
+            "2:",
+            "ld1 {{v0.16b, v1.16b}}, [{xa}], {stride}",
+            "ldr d5, [{xs}], #8",
+            "ld2 {{v2.h, v3.h}}[0], [{w0}], #4",
+            "ld2 {{v2.h, v3.h}}[1], [{w1}], #4",
+            "ld2 {{v2.h, v3.h}}[2], [{w2}], #4",
+            "ld2 {{v2.h, v3.h}}[3], [{w3}], #4",
+            "ld2 {{v2.h, v3.h}}[4], [{w4}], #4",
+            "ld2 {{v2.h, v3.h}}[5], [{w5}], #4",
+            "ld2 {{v2.h, v3.h}}[6], [{w6}], #4",
+            "ld2 {{v2.h, v3.h}}[7], [{w7}], #4",
+            "fcvtl v4.4s, v2.4h",
+            "fcvtl2 v2.4s, v2.8h",
+            "fcvtl v6.4s, v3.4h",
+            "fcvtl2 v3.4s, v3.8h",
+            "fmul v4.4s, v4.4s, v5.s[0]",
+            "fmul v2.4s, v2.4s, v5.s[0]",
+            "fmla v29.4s, v6.4s, v5.s[1]",
+            "fmla v30.4s, v3.4s, v5.s[1]",
+            gemv8_nibbles_group!("w0", "w1", "w2", "w3", "movi v24.2d, #0", "v27", "v4"),
+            gemv8_nibbles_group!("w4", "w5", "w6", "w7", "movi v24.2d, #0", "v28", "v2"),
+            "subs {n}, {n}, #1",
+            "b.ne 2b",
+            w0 = inout(reg) w0 => _,
+            w1 = inout(reg) w1 => _,
+            w2 = inout(reg) w2 => _,
+            w3 = inout(reg) w3 => _,
+            w4 = inout(reg) w4 => _,
+            w5 = inout(reg) w5 => _,
+            w6 = inout(reg) w6 => _,
+            w7 = inout(reg) w7 => _,
+            xa = inout(reg) xp.add(4) => _,
+            xs = inout(reg) sp => _,
+            n = inout(reg) nb => _,
+            stride = in(reg) 36usize,
+            in("v7") vdupq_n_u8(0x0F),
+            inout("v27") acc0,
+            inout("v28") acc1,
+            inout("v29") mins0,
+            inout("v30") mins1,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _, out("v20") _, out("v21") _, out("v22") _,
+            out("v23") _, out("v24") _,
+            options(readonly, nostack)
+        );
+    }
+    store2(vaddq_f32(acc0, mins0), vaddq_f32(acc1, mins1))
+}
+
+/// Two vectors of four row results as arrays.
+#[inline(always)]
+unsafe fn store2(a: float32x4_t, b: float32x4_t) -> [[f32; ROWS]; 2] {
+    let mut out = [[0f32; ROWS]; 2];
+    vst1q_f32(out[0].as_mut_ptr(), a);
+    vst1q_f32(out[1].as_mut_ptr(), b);
     out
 }
 
