@@ -50,6 +50,21 @@ unsafe fn reduce8(d: &[__m256i; GROUP]) -> __m256i {
     _mm256_add_epi32(_mm256_permute2x128_si256::<0x20>(q0, q1), _mm256_permute2x128_si256::<0x31>(q0, q1))
 }
 
+/// Bytes ahead of the weights being read that one-token calls ask the caches for. Decode reads a run of rows in
+/// address order, so this also reaches into the next row. (TinyLlama-shaped Q4_0 decode on an AVX2-only Zen 3 VM
+/// under load, one thread, interleaved runs of 32 tokens, median CPU time: 1024 bytes ahead 0.90 to 0.95 of none,
+/// 2048 bytes ahead 0.94 of 1024.)
+const PREFETCH: usize = 2048;
+
+/// Asks for the cache lines [`PREFETCH`] bytes past group `b0` (eight blocks, 144 bytes) of the row at `w`.
+/// Prefetches never fault: addresses past the end of the weights are harmless.
+#[inline(always)]
+unsafe fn prefetch_group(w: *const u8, b0: usize) {
+    for line in 0..3 {
+        _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(b0 * Q4_0_BYTES + PREFETCH + 64 * line) as *const i8);
+    }
+}
+
 /// One group of `count` (1 to 8; a compile-time 8 for whole groups) blocks from block `b0` of the row at `w` into
 /// each token's accumulator.
 #[inline(always)]
@@ -93,6 +108,9 @@ pub(super) unsafe fn q4_0_row<const VNNI: bool, const NT: usize>(nb: usize, w: *
     let mut acc = [_mm256_setzero_ps(); NT];
     let mut b0 = 0;
     while b0 + GROUP <= nb {
+        if NT == 1 {
+            prefetch_group(w, b0);
+        }
         group::<VNNI, NT>(w, b0, GROUP, t, &mut acc);
         b0 += GROUP;
     }
