@@ -514,7 +514,11 @@ impl Tile for Q4K {
         w: [*const u8; ROWS],
         t: &[Tok; NT],
     ) -> [[f32; ROWS]; NT] {
-        q4_k_tile::<SDOT, NT>(nb, w, t)
+        if SDOT {
+            q4_k_tile_sdot::<NT>(nb, w, t)
+        } else {
+            q4_k_tile_neon::<NT>(nb, w, t)
+        }
     }
 }
 
@@ -564,12 +568,126 @@ pub(super) unsafe fn k4_scales(wb: &[*const u8; ROWS]) -> ([int32x4_t; 8], [int1
     (sc, mins)
 }
 
+/// A token's Q4_K block result added to its accumulator `acc`: `fma(fma(acc, f32(sumi), d * d_x), f32(summ),
+/// -dmin * d_x)` with `d_x` the f32 at `xb` and `summ_r` the sum of row `r`'s eight mins (`mins[r]`) times the
+/// sub-blocks' activation sums (pairs of the 16 i16 bsums at `bsums`, at most 2 * 16 * 128 in magnitude), in one
+/// `asm!` block so that LLVM cannot interleave the eight tokens of a tile and spill (it did: about 70 loads and
+/// stores per block of eight tokens).
+///
+/// # Safety
+/// `xb` points to 4 readable bytes and `bsums` to 32.
+#[inline(always)]
+unsafe fn q4_k_block_end(
+    acc: float32x4_t,
+    sumi: int32x4_t,
+    xb: *const u8,
+    bsums: *const i8,
+    mins: &[int16x8_t; ROWS],
+    d: float32x4_t,
+    ndmin: float32x4_t,
+) -> float32x4_t {
+    let mut acc = acc;
+    std::arch::asm!(
+        "ldr {dx:s}, [{xb}]",
+        "ldp {b0:q}, {b1:q}, [{bs}]",
+        "addp {b0:v}.8h, {b0:v}.8h, {b1:v}.8h",
+        "smull {m0:v}.4s, {n0:v}.4h, {b0:v}.4h",
+        "smlal2 {m0:v}.4s, {n0:v}.8h, {b0:v}.8h",
+        "smull {m1:v}.4s, {n1:v}.4h, {b0:v}.4h",
+        "smlal2 {m1:v}.4s, {n1:v}.8h, {b0:v}.8h",
+        "smull {m2:v}.4s, {n2:v}.4h, {b0:v}.4h",
+        "smlal2 {m2:v}.4s, {n2:v}.8h, {b0:v}.8h",
+        "smull {m3:v}.4s, {n3:v}.4h, {b0:v}.4h",
+        "smlal2 {m3:v}.4s, {n3:v}.8h, {b0:v}.8h",
+        "addp {m0:v}.4s, {m0:v}.4s, {m1:v}.4s",
+        "addp {m2:v}.4s, {m2:v}.4s, {m3:v}.4s",
+        "addp {m0:v}.4s, {m0:v}.4s, {m2:v}.4s",
+        "fmul {f1:v}.4s, {d:v}.4s, {dx:v}.s[0]",
+        "fmul {f2:v}.4s, {nd:v}.4s, {dx:v}.s[0]",
+        "scvtf {si:v}.4s, {si:v}.4s",
+        "scvtf {m0:v}.4s, {m0:v}.4s",
+        "fmla {acc:v}.4s, {si:v}.4s, {f1:v}.4s",
+        "fmla {acc:v}.4s, {m0:v}.4s, {f2:v}.4s",
+        acc = inout(vreg) acc,
+        si = inout(vreg) sumi => _,
+        xb = in(reg) xb,
+        bs = in(reg) bsums,
+        d = in(vreg) d,
+        nd = in(vreg) ndmin,
+        n0 = in(vreg) mins[0],
+        n1 = in(vreg) mins[1],
+        n2 = in(vreg) mins[2],
+        n3 = in(vreg) mins[3],
+        dx = out(vreg) _,
+        b0 = out(vreg) _,
+        b1 = out(vreg) _,
+        m0 = out(vreg) _,
+        m1 = out(vreg) _,
+        m2 = out(vreg) _,
+        m3 = out(vreg) _,
+        f1 = out(vreg) _,
+        f2 = out(vreg) _,
+        options(pure, readonly, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// The Q4_K tile with `sdot` (see [`Q4K`]).
+///
+/// # Safety
+/// Every pointer of `w` and every token's row hold `nb` whole blocks; the CPU has FEAT_DotProd.
 #[target_feature(enable = "neon")]
-unsafe fn q4_k_tile<const SDOT: bool, const NT: usize>(
-    nb: usize,
-    w: [*const u8; ROWS],
-    t: &[Tok; NT],
-) -> [[f32; ROWS]; NT] {
+unsafe fn q4_k_tile_sdot<const NT: usize>(nb: usize, w: [*const u8; ROWS], t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
+    let mut acc = [vdupq_n_f32(0.0); NT];
+    let m4 = vdupq_n_u8(0x0F);
+    for b in 0..nb {
+        let wb = [w[0].add(b * 144), w[1].add(b * 144), w[2].add(b * 144), w[3].add(b * 144)];
+        let d = row_scales(&wb, 0);
+        let dmin = row_scales(&wb, 2);
+        let (sc, mins) = k4_scales(&wb);
+        let mut sumi = [vdupq_n_s32(0); NT];
+        for j in 0..8 {
+            // Sub-block j: the low (even j) or high (odd j) nibbles of bytes 32 * (j / 2) .. + 32.
+            let q: [[int8x16_t; 2]; ROWS] = [0, 1, 2, 3].map(|r| {
+                let p = wb[r].add(16 + 32 * (j / 2));
+                let (a, c) = (vld1q_u8(p), vld1q_u8(p.add(16)));
+                let nib =
+                    |v: uint8x16_t| vreinterpretq_s8_u8(if j % 2 == 0 { vandq_u8(v, m4) } else { vshrq_n_u8::<4>(v) });
+                [nib(a), nib(c)]
+            });
+            let scj = sc[j];
+            for i in 0..NT {
+                let yp = t[i].x.add(b * 292 + 4 + 32 * j) as *const i8;
+                let y = [vld1q_s8(yp), vld1q_s8(yp.add(16))];
+                sumi[i] = vmlaq_s32(sumi[i], block_sums::<true>(Lanes::Narrow, &q, &y), scj);
+            }
+        }
+        for i in 0..NT {
+            let xb = t[i].x.add(b * 292);
+            let dx = (xb as *const f32).read_unaligned();
+            // The sub-blocks' activation sums: pairs of the 16 bsums (at most 2 * 16 * 128 in magnitude).
+            let ld = |p: *const u8| vreinterpretq_s16_u8(vld1q_u8(p));
+            let bs = vpaddq_s16(ld(xb.add(260)), ld(xb.add(276)));
+            let m: [int32x4_t; ROWS] =
+                [0, 1, 2, 3].map(|r| vmlal_high_s16(vmull_s16(vget_low_s16(mins[r]), vget_low_s16(bs)), mins[r], bs));
+            let summ = vpaddq_s32(vpaddq_s32(m[0], m[1]), vpaddq_s32(m[2], m[3]));
+            acc[i] = vfmaq_f32(acc[i], vcvtq_f32_s32(sumi[i]), vmulq_n_f32(d, dx));
+            acc[i] = vfmaq_f32(acc[i], vcvtq_f32_s32(summ), vmulq_n_f32(vnegq_f32(dmin), dx));
+        }
+    }
+    let mut out = [[0f32; ROWS]; NT];
+    for i in 0..NT {
+        vst1q_f32(out[i].as_mut_ptr(), acc[i]);
+    }
+    out
+}
+
+/// The Q4_K tile without `sdot` (see [`Q4K`]): eight tokens per call ([`K_TOKENS`]).
+///
+/// # Safety
+/// Every pointer of `w` and every token's row hold `nb` whole blocks.
+#[target_feature(enable = "neon")]
+unsafe fn q4_k_tile_neon<const NT: usize>(nb: usize, w: [*const u8; ROWS], t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
     let mut acc = [vdupq_n_f32(0.0); NT];
     let m4 = vdupq_n_u8(0x0F);
     for b in 0..nb {
@@ -590,26 +708,13 @@ unsafe fn q4_k_tile<const SDOT: bool, const NT: usize>(
             });
             let scj = sc[j];
             each_token!(NT, |i| {
-                sumi[i] = if SDOT {
-                    let y = vld1q_s8_x2(yq[i]);
-                    yq[i] = yq[i].add(32);
-                    vmlaq_s32(sumi[i], block_sums::<SDOT>(Lanes::Narrow, &q, &[y.0, y.1]), scj)
-                } else {
-                    mla_sub_block(sumi[i], &q, &mut yq[i], scj)
-                };
+                sumi[i] = mla_sub_block(sumi[i], &q, &mut yq[i], scj);
             });
         }
+        let ndmin = vnegq_f32(dmin);
         each_token!(NT, |i| {
-            let xb = t[i].x.add(b * 292);
-            let dx = (xb as *const f32).read_unaligned();
-            // The sub-blocks' activation sums: pairs of the 16 bsums (at most 2 * 16 * 128 in magnitude).
-            let bsums = vld1q_s16_x2(xb.add(260) as *const i16);
-            let bs = vpaddq_s16(bsums.0, bsums.1);
-            let m: [int32x4_t; ROWS] =
-                [0, 1, 2, 3].map(|r| vmlal_high_s16(vmull_s16(vget_low_s16(mins[r]), vget_low_s16(bs)), mins[r], bs));
-            let summ = vpaddq_s32(vpaddq_s32(m[0], m[1]), vpaddq_s32(m[2], m[3]));
-            acc[i] = vfmaq_f32(acc[i], vcvtq_f32_s32(sumi[i]), vmulq_n_f32(d, dx));
-            acc[i] = vfmaq_f32(acc[i], vcvtq_f32_s32(summ), vmulq_n_f32(vnegq_f32(dmin), dx));
+            // `yq[i]` has passed the 256 quants: it points to the bsums.
+            acc[i] = q4_k_block_end(acc[i], sumi[i], t[i].x.add(b * 292), yq[i], &mins, d, ndmin);
         });
     }
     let mut out = [[0f32; ROWS]; NT];
