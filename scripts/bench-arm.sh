@@ -32,7 +32,7 @@
 #
 # Options (environment): BENCH_ARM_CPUS (default "cortex-a53 cortex-a72 cortex-a76 cortex-a7"), BENCH_ARM_MODELS
 # (default "smollm2-Q4_1 smollm2-Q8_0 tinyllama-Q4_K_M tinyllama-Q4_0"), BENCH_ARM_LAYERS (4), BENCH_ARM_JOBS
-# (qemu processes at once, default 2), BENCH_ARM_SPLIT (per-function split of decode instructions for these
+# (qemu processes at once, default 2), BENCH_ARM_SPLIT (per-function split of decode and prefill instructions for these
 # CPU:MODEL pairs, default "cortex-a53:tinyllama-Q4_K_M cortex-a76:tinyllama-Q4_K_M"), BENCH_ARM_OUT (default
 # build/bench-arm; counts are cached there by binary, model, CPU and command, so a rerun only counts what changed),
 # BENCH_ARM_PICOLM_AARCH64 / BENCH_ARM_PICOLM_ARMV7 (a statically linked picolm CLI to measure instead of building
@@ -275,17 +275,20 @@ for model in models:
 PY
 cat "$out/table.md"
 
-# ---- where the decode instructions go ----
+# ---- where the decode and prefill instructions go ----
+# Per function, with the same differencing as the totals: decode from the tg runs, prefill from pp, tg 4 and the
+# per-function decode counts.
 for pair in $split; do
   cpu="${pair%%:*}"; c="${pair#*:}"
   for eng in picolm llama; do
     [ -n "${keys["$eng|$cpu|$c|tg$TG_LONG"]:-}" ] || continue
     reps=1
     [ "$eng" = picolm ] && reps=2
-    echo
-    echo "Decode instructions per token by function, $eng on $cpu, $c (top 12; millions):"
-    python3 - "$out/counts/${keys["$eng|$cpu|$c|tg$TG_LONG"]}" "$out/counts/${keys["$eng|$cpu|$c|tg$TG_SHORT"]}" \
-      "$((reps * (TG_LONG - TG_SHORT)))" <<'PY' | { if command -v c++filt >/dev/null; then c++filt; else cat; fi; }
+    for phase in decode prefill; do
+      echo
+      echo "${phase^} instructions per token by function, $eng on $cpu, $c (top 12; millions):"
+      python3 - "$phase" "$out/counts/${keys["$eng|$cpu|$c|pp$PP"]}" "$out/counts/${keys["$eng|$cpu|$c|tg$TG_LONG"]}" \
+        "$out/counts/${keys["$eng|$cpu|$c|tg$TG_SHORT"]}" "$reps" "$PP" "$TG_LONG" "$TG_SHORT" <<'PY' |
 import sys
 def load(p):
     d = {}
@@ -294,12 +297,20 @@ def load(p):
         if k != "total":
             d[v] = d.get(v, 0) + int(k)
     return d
-a, b, n = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3])
-diff = sorted(((a.get(s, 0) - b.get(s, 0)) / n, s) for s in set(a) | set(b))[::-1]
-total = sum(v for v, _ in diff)
-for v, s in diff[:12]:
+phase, pp, tgl, tgs = sys.argv[1], load(sys.argv[2]), load(sys.argv[3]), load(sys.argv[4])
+reps, n_pp, n_long, n_short = (int(a) for a in sys.argv[5:9])
+rows = []
+for s in set(pp) | set(tgl) | set(tgs):
+    dec = (tgl.get(s, 0) - tgs.get(s, 0)) / (reps * (n_long - n_short))
+    pre = (pp.get(s, 0) - tgs.get(s, 0) + reps * n_short * dec) / (reps * n_pp)
+    rows.append((dec if phase == "decode" else pre, s))
+rows.sort(reverse=True)
+total = sum(v for v, _ in rows)
+for v, s in rows[:12]:
     print(f"  {v / 1e6:8.2f}  {100 * v / total:5.1f}%  {s}")
 print(f"  {total / 1e6:8.2f}  total")
 PY
+        { if command -v c++filt >/dev/null; then c++filt; else cat; fi; }
+    done
   done
 done

@@ -31,6 +31,10 @@ use crate::ggml_type::GgmlType;
 const ROWS: usize = 4;
 /// Tokens per call: four accumulators (eight with Q4_1's mins) beside the eight decoded weight registers.
 const TOKENS: usize = 4;
+/// Tokens per call of the plain NEON Q4_K and Q6_K tiles: their weight decoding (nibbles or six-bit quants, the
+/// sub-block scales, two or one f16 row scales) costs more per multiply than a 32-value block's, so eight tokens
+/// share it (eight i32 accumulators beside a sub-block's eight decoded weight registers).
+pub(super) const K_TOKENS: usize = 8;
 
 /// The tile kernel for weights of type `ty` and its name: the `sdot` one when `sdot` is true (call it so only when
 /// the CPU has FEAT_DotProd), else the plain NEON one.
@@ -40,20 +44,24 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<(&'static str, TileKernel)> {
             return Some(k);
         }
     }
-    let run: TileFn = match (ty, sdot) {
-        (GgmlType::Q4_0, false) => tile_q4_0,
-        (GgmlType::Q4_1, true) => tile_q4_1_sdot,
-        (GgmlType::Q4_1, false) => tile_q4_1,
-        (GgmlType::Q5_0, false) => tile_q5_0,
-        (GgmlType::Q8_0, false) => tile_q8_0,
-        (GgmlType::Q4_K, true) => tile_q4_k_sdot,
-        (GgmlType::Q4_K, false) => tile_q4_k,
-        (GgmlType::Q6_K, true) => tile_q6_k_sdot,
-        (GgmlType::Q6_K, false) => tile_q6_k,
+    let (run, tokens): (TileFn, usize) = match (ty, sdot) {
+        (GgmlType::Q4_0, false) => (tile_q4_0, TOKENS),
+        (GgmlType::Q4_1, true) => (tile_q4_1_sdot, TOKENS),
+        (GgmlType::Q4_1, false) => (tile_q4_1, TOKENS),
+        (GgmlType::Q5_0, false) => (tile_q5_0, TOKENS),
+        (GgmlType::Q8_0, false) => (tile_q8_0, TOKENS),
+        (GgmlType::Q4_K, true) => (tile_q4_k_sdot, TOKENS),
+        (GgmlType::Q4_K, false) => (tile_q4_k, K_TOKENS),
+        (GgmlType::Q6_K, true) => (tile_q6_k_sdot, TOKENS),
+        (GgmlType::Q6_K, false) => (tile_q6_k, K_TOKENS),
         _ => return None,
     };
-    let name = if sdot { "neon-sdot-4x4" } else { "neon-4x4" };
-    Some((name, TileKernel { run, max_rows: ROWS, max_tokens: TOKENS }))
+    let name = match (sdot, tokens) {
+        (true, _) => "neon-sdot-4x4",
+        (false, TOKENS) => "neon-4x4",
+        _ => "neon-4x8",
+    };
+    Some((name, TileKernel { run, max_rows: ROWS, max_tokens: tokens }))
 }
 
 // ---- formats ----
@@ -236,8 +244,9 @@ fn tok(x: &ActivationRows<'_>, t: usize) -> Tok {
     Tok { x: x.bytes[t * x.row_bytes..].as_ptr(), s: x.scales[t * per_row..].as_ptr() }
 }
 
-/// Runs a tile of kernel `K`: full groups of [`TOKENS`] tokens, then the leftover ones one at a time.
-fn run_tile<K: Tile, const SDOT: bool>(
+/// Runs a tile of kernel `K`: full groups of `NT` tokens, then (when `NT` is larger) of [`TOKENS`], then the
+/// leftover ones one at a time.
+fn run_tile<K: Tile, const SDOT: bool, const NT: usize>(
     n: usize,
     w: &[u8],
     w_row_bytes: usize,
@@ -258,23 +267,26 @@ fn run_tile<K: Tile, const SDOT: bool>(
     };
     let mut t = 0;
     while t < shape.tokens {
-        if shape.tokens - t >= TOKENS {
-            let toks: [Tok; TOKENS] = std::array::from_fn(|i| tok(x, first + t + i));
-            // SAFETY: see `tile`: `check` verified that the four rows (repeats of in-range rows) and every
-            // token's row and scales hold `nb` whole blocks; the `sdot` variant is handed out by `kernel` only
-            // when the CPU has FEAT_DotProd (the caller's contract); NEON is mandatory on aarch64.
-            put(t, &unsafe { K::tile::<SDOT, TOKENS>(nb, rows, &toks) });
-            t += TOKENS;
+        let at = first + t;
+        // SAFETY (each call): see `tile`: `check` verified that the four rows (repeats of in-range rows) and every
+        // token's row and scales hold `nb` whole blocks (the tokens taken never pass `shape.tokens`); the `sdot`
+        // variant is handed out by `kernel` only when the CPU has FEAT_DotProd (the caller's contract); NEON is
+        // mandatory on aarch64.
+        t += if shape.tokens - t >= NT {
+            put(t, &unsafe { K::tile::<SDOT, NT>(nb, rows, &std::array::from_fn(|i| tok(x, at + i))) });
+            NT
+        } else if NT > TOKENS && shape.tokens - t >= TOKENS {
+            put(t, &unsafe { K::tile::<SDOT, TOKENS>(nb, rows, &std::array::from_fn(|i| tok(x, at + i))) });
+            TOKENS
         } else {
-            // SAFETY: as above, for one token.
-            put(t, &unsafe { K::tile::<SDOT, 1>(nb, rows, &[tok(x, first + t)]) });
-            t += 1;
-        }
+            put(t, &unsafe { K::tile::<SDOT, 1>(nb, rows, &[tok(x, at)]) });
+            1
+        };
     }
 }
 
 macro_rules! tile_entry {
-    ($name:ident, $fmt:ty, $sdot:expr) => {
+    ($name:ident, $fmt:ty, $sdot:expr, $tokens:expr) => {
         fn $name(
             n: usize,
             w: &[u8],
@@ -284,22 +296,42 @@ macro_rules! tile_entry {
             shape: TileShape,
             out: &mut [f32],
         ) {
-            run_tile::<$fmt, $sdot>(n, w, w_row_bytes, x, first, shape, out)
+            run_tile::<$fmt, $sdot, $tokens>(n, w, w_row_bytes, x, first, shape, out)
         }
     };
 }
 
-tile_entry!(tile_q4_0, Legacy<Q4_0>, false);
-tile_entry!(tile_q4_1, Legacy<Q4_1>, false);
-tile_entry!(tile_q4_1_sdot, Legacy<Q4_1>, true);
-tile_entry!(tile_q5_0, Legacy<Q5_0>, false);
-tile_entry!(tile_q8_0, Legacy<Q8_0>, false);
-tile_entry!(tile_q4_k, Q4K, false);
-tile_entry!(tile_q4_k_sdot, Q4K, true);
-tile_entry!(tile_q6_k, Q6K, false);
-tile_entry!(tile_q6_k_sdot, Q6K, true);
+tile_entry!(tile_q4_0, Legacy<Q4_0>, false, TOKENS);
+tile_entry!(tile_q4_1, Legacy<Q4_1>, false, TOKENS);
+tile_entry!(tile_q4_1_sdot, Legacy<Q4_1>, true, TOKENS);
+tile_entry!(tile_q5_0, Legacy<Q5_0>, false, TOKENS);
+tile_entry!(tile_q8_0, Legacy<Q8_0>, false, TOKENS);
+tile_entry!(tile_q4_k, Q4K, false, K_TOKENS);
+tile_entry!(tile_q4_k_sdot, Q4K, true, TOKENS);
+tile_entry!(tile_q6_k, Q6K, false, K_TOKENS);
+tile_entry!(tile_q6_k_sdot, Q6K, true, TOKENS);
 
 // ---- kernels ----
+
+/// Runs `$body` with `$i` bound to each token index `0..$nt` (`$nt` at most [`K_TOKENS`]), unrolled: the token
+/// loops of the K-quant tiles, whose per-token accumulators must stay in registers (LLVM keeps a loop of eight
+/// such bodies rolled, with the accumulators in memory: seven loads, stores and loop steps more per sub-block and
+/// token in the Q4_K tile).
+macro_rules! each_token {
+    ($nt:expr, |$i:ident| $body:block) => {{
+        const { assert!($nt <= $crate::simd::aarch64_neon_tiles::K_TOKENS) };
+        each_token!(@ $nt, $i, $body, 0 1 2 3 4 5 6 7);
+    }};
+    (@ $nt:expr, $i:ident, $body:block, $($k:literal)*) => {
+        $(
+            if $k < $nt {
+                let $i: usize = $k;
+                $body
+            }
+        )*
+    };
+}
+pub(super) use each_token;
 
 /// The little-endian u16 at `p` (any alignment).
 #[inline(always)]
@@ -336,6 +368,62 @@ unsafe fn mul16_4(q: &[int8x16_t; 2], y: &[int8x16_t; 2]) -> int16x8_t {
         options(pure, nomem, nostack, preserves_flags)
     );
     p
+}
+
+/// `acc + sc * isum` without `sdot`, where lane `r` of `isum` is the integer dot product of row `r`'s 32 weights
+/// `q[r]` (|w| <= 16) with the 32 activations at `*yp`, and `*yp` advanced past them: the narrow lanes of
+/// [`block_sums`] (the same integers), in one `asm!` block with the activations' load (post-indexed), so that LLVM
+/// cannot hoist the products of all the tokens of a tile above their reductions (it did so with eight tokens and
+/// spilled the products: 23 loads and stores more per sub-block of eight tokens in the Q4_K tile).
+///
+/// # Safety
+/// `*yp` points to 32 readable bytes.
+#[inline(always)]
+unsafe fn mla_sub_block(acc: int32x4_t, q: &[[int8x16_t; 2]; ROWS], yp: &mut *const i8, sc: int32x4_t) -> int32x4_t {
+    let mut acc = acc;
+    std::arch::asm!(
+        "ldp {y0:q}, {y1:q}, [{yp}], #32",
+        "smull {p0:v}.8h, {a0:v}.8b, {y0:v}.8b",
+        "smlal2 {p0:v}.8h, {a0:v}.16b, {y0:v}.16b",
+        "smlal {p0:v}.8h, {a1:v}.8b, {y1:v}.8b",
+        "smlal2 {p0:v}.8h, {a1:v}.16b, {y1:v}.16b",
+        "smull {p1:v}.8h, {b0:v}.8b, {y0:v}.8b",
+        "smlal2 {p1:v}.8h, {b0:v}.16b, {y0:v}.16b",
+        "smlal {p1:v}.8h, {b1:v}.8b, {y1:v}.8b",
+        "smlal2 {p1:v}.8h, {b1:v}.16b, {y1:v}.16b",
+        "smull {p2:v}.8h, {c0:v}.8b, {y0:v}.8b",
+        "smlal2 {p2:v}.8h, {c0:v}.16b, {y0:v}.16b",
+        "smlal {p2:v}.8h, {c1:v}.8b, {y1:v}.8b",
+        "smlal2 {p2:v}.8h, {c1:v}.16b, {y1:v}.16b",
+        "smull {p3:v}.8h, {d0:v}.8b, {y0:v}.8b",
+        "smlal2 {p3:v}.8h, {d0:v}.16b, {y0:v}.16b",
+        "smlal {p3:v}.8h, {d1:v}.8b, {y1:v}.8b",
+        "smlal2 {p3:v}.8h, {d1:v}.16b, {y1:v}.16b",
+        "addp {p0:v}.8h, {p0:v}.8h, {p1:v}.8h",
+        "addp {p2:v}.8h, {p2:v}.8h, {p3:v}.8h",
+        "addp {p0:v}.8h, {p0:v}.8h, {p2:v}.8h",
+        "saddlp {p0:v}.4s, {p0:v}.8h",
+        "mla {acc:v}.4s, {p0:v}.4s, {sc:v}.4s",
+        acc = inout(vreg) acc,
+        yp = inout(reg) *yp,
+        sc = in(vreg) sc,
+        a0 = in(vreg) q[0][0],
+        a1 = in(vreg) q[0][1],
+        b0 = in(vreg) q[1][0],
+        b1 = in(vreg) q[1][1],
+        c0 = in(vreg) q[2][0],
+        c1 = in(vreg) q[2][1],
+        d0 = in(vreg) q[3][0],
+        d1 = in(vreg) q[3][1],
+        y0 = out(vreg) _,
+        y1 = out(vreg) _,
+        p0 = out(vreg) _,
+        p1 = out(vreg) _,
+        p2 = out(vreg) _,
+        p3 = out(vreg) _,
+        options(pure, readonly, nostack, preserves_flags)
+    );
+    acc
 }
 
 /// Lane `r` = the integer dot product of row `r`'s 32 weights `q[r]` with the activations `y`.
@@ -426,7 +514,11 @@ impl Tile for Q4K {
         w: [*const u8; ROWS],
         t: &[Tok; NT],
     ) -> [[f32; ROWS]; NT] {
-        q4_k_tile::<SDOT, NT>(nb, w, t)
+        if SDOT {
+            q4_k_tile_sdot::<NT>(nb, w, t)
+        } else {
+            q4_k_tile_neon::<NT>(nb, w, t)
+        }
     }
 }
 
@@ -476,12 +568,76 @@ pub(super) unsafe fn k4_scales(wb: &[*const u8; ROWS]) -> ([int32x4_t; 8], [int1
     (sc, mins)
 }
 
+/// A token's Q4_K block result added to its accumulator `acc`: `fma(fma(acc, f32(sumi), d * d_x), f32(summ),
+/// -dmin * d_x)` with `d_x` the f32 at `xb` and `summ_r` the sum of row `r`'s eight mins (`mins[r]`) times the
+/// sub-blocks' activation sums (pairs of the 16 i16 bsums at `bsums`, at most 2 * 16 * 128 in magnitude), in one
+/// `asm!` block so that LLVM cannot interleave the eight tokens of a tile and spill (it did: about 70 loads and
+/// stores per block of eight tokens).
+///
+/// # Safety
+/// `xb` points to 4 readable bytes and `bsums` to 32.
+#[inline(always)]
+unsafe fn q4_k_block_end(
+    acc: float32x4_t,
+    sumi: int32x4_t,
+    xb: *const u8,
+    bsums: *const i8,
+    mins: &[int16x8_t; ROWS],
+    d: float32x4_t,
+    ndmin: float32x4_t,
+) -> float32x4_t {
+    let mut acc = acc;
+    std::arch::asm!(
+        "ldr {dx:s}, [{xb}]",
+        "ldp {b0:q}, {b1:q}, [{bs}]",
+        "addp {b0:v}.8h, {b0:v}.8h, {b1:v}.8h",
+        "smull {m0:v}.4s, {n0:v}.4h, {b0:v}.4h",
+        "smlal2 {m0:v}.4s, {n0:v}.8h, {b0:v}.8h",
+        "smull {m1:v}.4s, {n1:v}.4h, {b0:v}.4h",
+        "smlal2 {m1:v}.4s, {n1:v}.8h, {b0:v}.8h",
+        "smull {m2:v}.4s, {n2:v}.4h, {b0:v}.4h",
+        "smlal2 {m2:v}.4s, {n2:v}.8h, {b0:v}.8h",
+        "smull {m3:v}.4s, {n3:v}.4h, {b0:v}.4h",
+        "smlal2 {m3:v}.4s, {n3:v}.8h, {b0:v}.8h",
+        "addp {m0:v}.4s, {m0:v}.4s, {m1:v}.4s",
+        "addp {m2:v}.4s, {m2:v}.4s, {m3:v}.4s",
+        "addp {m0:v}.4s, {m0:v}.4s, {m2:v}.4s",
+        "fmul {f1:v}.4s, {d:v}.4s, {dx:v}.s[0]",
+        "fmul {f2:v}.4s, {nd:v}.4s, {dx:v}.s[0]",
+        "scvtf {si:v}.4s, {si:v}.4s",
+        "scvtf {m0:v}.4s, {m0:v}.4s",
+        "fmla {acc:v}.4s, {si:v}.4s, {f1:v}.4s",
+        "fmla {acc:v}.4s, {m0:v}.4s, {f2:v}.4s",
+        acc = inout(vreg) acc,
+        si = inout(vreg) sumi => _,
+        xb = in(reg) xb,
+        bs = in(reg) bsums,
+        d = in(vreg) d,
+        nd = in(vreg) ndmin,
+        n0 = in(vreg) mins[0],
+        n1 = in(vreg) mins[1],
+        n2 = in(vreg) mins[2],
+        n3 = in(vreg) mins[3],
+        dx = out(vreg) _,
+        b0 = out(vreg) _,
+        b1 = out(vreg) _,
+        m0 = out(vreg) _,
+        m1 = out(vreg) _,
+        m2 = out(vreg) _,
+        m3 = out(vreg) _,
+        f1 = out(vreg) _,
+        f2 = out(vreg) _,
+        options(pure, readonly, nostack, preserves_flags)
+    );
+    acc
+}
+
+/// The Q4_K tile with `sdot` (see [`Q4K`]).
+///
+/// # Safety
+/// Every pointer of `w` and every token's row hold `nb` whole blocks; the CPU has FEAT_DotProd.
 #[target_feature(enable = "neon")]
-unsafe fn q4_k_tile<const SDOT: bool, const NT: usize>(
-    nb: usize,
-    w: [*const u8; ROWS],
-    t: &[Tok; NT],
-) -> [[f32; ROWS]; NT] {
+unsafe fn q4_k_tile_sdot<const NT: usize>(nb: usize, w: [*const u8; ROWS], t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
     let mut acc = [vdupq_n_f32(0.0); NT];
     let m4 = vdupq_n_u8(0x0F);
     for b in 0..nb {
@@ -503,7 +659,7 @@ unsafe fn q4_k_tile<const SDOT: bool, const NT: usize>(
             for i in 0..NT {
                 let yp = t[i].x.add(b * 292 + 4 + 32 * j) as *const i8;
                 let y = [vld1q_s8(yp), vld1q_s8(yp.add(16))];
-                sumi[i] = vmlaq_s32(sumi[i], block_sums::<SDOT>(Lanes::Narrow, &q, &y), scj);
+                sumi[i] = vmlaq_s32(sumi[i], block_sums::<true>(Lanes::Narrow, &q, &y), scj);
             }
         }
         for i in 0..NT {
@@ -518,6 +674,48 @@ unsafe fn q4_k_tile<const SDOT: bool, const NT: usize>(
             acc[i] = vfmaq_f32(acc[i], vcvtq_f32_s32(sumi[i]), vmulq_n_f32(d, dx));
             acc[i] = vfmaq_f32(acc[i], vcvtq_f32_s32(summ), vmulq_n_f32(vnegq_f32(dmin), dx));
         }
+    }
+    let mut out = [[0f32; ROWS]; NT];
+    for i in 0..NT {
+        vst1q_f32(out[i].as_mut_ptr(), acc[i]);
+    }
+    out
+}
+
+/// The Q4_K tile without `sdot` (see [`Q4K`]): eight tokens per call ([`K_TOKENS`]).
+///
+/// # Safety
+/// Every pointer of `w` and every token's row hold `nb` whole blocks.
+#[target_feature(enable = "neon")]
+unsafe fn q4_k_tile_neon<const NT: usize>(nb: usize, w: [*const u8; ROWS], t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
+    let mut acc = [vdupq_n_f32(0.0); NT];
+    let m4 = vdupq_n_u8(0x0F);
+    for b in 0..nb {
+        let wb = [w[0].add(b * 144), w[1].add(b * 144), w[2].add(b * 144), w[3].add(b * 144)];
+        let d = row_scales(&wb, 0);
+        let dmin = row_scales(&wb, 2);
+        let (sc, mins) = k4_scales(&wb);
+        let mut sumi = [vdupq_n_s32(0); NT];
+        // Each token's activations of the current sub-block, advanced by 32 bytes per sub-block.
+        let mut yq: [*const i8; NT] = std::array::from_fn(|i| t[i].x.add(b * 292 + 4) as *const i8);
+        for j in 0..8 {
+            // Sub-block j: the low (even j) or high (odd j) nibbles of bytes 32 * (j / 2) .. + 32.
+            let q: [[int8x16_t; 2]; ROWS] = [0, 1, 2, 3].map(|r| {
+                let v = vld1q_u8_x2(wb[r].add(16 + 32 * (j / 2)));
+                let nib =
+                    |v: uint8x16_t| vreinterpretq_s8_u8(if j % 2 == 0 { vandq_u8(v, m4) } else { vshrq_n_u8::<4>(v) });
+                [nib(v.0), nib(v.1)]
+            });
+            let scj = sc[j];
+            each_token!(NT, |i| {
+                sumi[i] = mla_sub_block(sumi[i], &q, &mut yq[i], scj);
+            });
+        }
+        let ndmin = vnegq_f32(dmin);
+        each_token!(NT, |i| {
+            // `yq[i]` has passed the 256 quants: it points to the bsums.
+            acc[i] = q4_k_block_end(acc[i], sumi[i], t[i].x.add(b * 292), yq[i], &mins, d, ndmin);
+        });
     }
     let mut out = [[0f32; ROWS]; NT];
     for i in 0..NT {
@@ -642,7 +840,7 @@ pub(super) mod tests {
     }
 
     /// Every kernel agrees with the scalar reference on random rows, for every matrix height 1..=9 (partial row
-    /// tiles) and token counts 1..=9, 12 and 13 (whole and partial tiles of the kernel's tokens), and gives bit-identical
+    /// tiles) and token counts 1..=9, 12, 13 and 17 (whole and partial tiles of four or eight tokens), and gives bit-identical
     /// results for any tiling: whole tiles, one row at a time, one token at a time, three rows by two tokens.
     #[test]
     fn aarch64_tiles_match_the_scalar_reference_on_odd_shapes() {
@@ -660,10 +858,10 @@ pub(super) mod tests {
                         let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed * 31 + r, n, scale)).collect();
                         ws[2] = vec![0.0; n];
                         ws[5] = (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect();
-                        let mut xs: Vec<Vec<f32>> = (0..13u64).map(|t| values(seed * 57 + 100 + t, n, scale)).collect();
+                        let mut xs: Vec<Vec<f32>> = (0..17u64).map(|t| values(seed * 57 + 100 + t, n, scale)).collect();
                         xs[1] = vec![0.0; n];
                         for rows in [1usize, 2, 3, 4, 5, 7, 9] {
-                            for tokens in (1..=9).chain([12, 13]) {
+                            for tokens in (1..=9).chain([12, 13, 17]) {
                                 let case = Case::new(ty, n, &ws[..rows], &xs[..tokens]);
                                 let whole = case.matmul(&k, k.max_rows, k.max_tokens);
                                 assert_eq!(
@@ -796,6 +994,7 @@ pub(super) mod tests {
             let want = match (super::super::aarch64_neon::has_dotprod(), ty) {
                 (true, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0) => "neon-sdot-4x8",
                 (true, _) => "neon-sdot-4x4",
+                (false, GgmlType::Q4_K | GgmlType::Q6_K) => "neon-4x8",
                 (false, _) => "neon-4x4",
             };
             assert_eq!(crate::simd::prefill_kernel(ty).name, want, "{ty}");

@@ -12,7 +12,7 @@
 use std::arch::aarch64::*;
 
 use super::aarch64_neon::dot_i8;
-use super::aarch64_neon_tiles::{row_scales, Tile, Tok};
+use super::aarch64_neon_tiles::{each_token, row_scales, Tile, Tok};
 
 /// Rows per tile.
 const ROWS: usize = 4;
@@ -37,18 +37,25 @@ impl Tile for Q6K {
 
 /// Four of the 16 groups of 16 weights of the Q6_K block at `wb` as signed bytes: for `(half, part)`, groups
 /// `8 * half + 2 * k + part` for `k = 0..4` (the values `128 * half + 32 * k + 16 * part ..` + 16).
+///
+/// Each six-bit quant `q` is assembled with one shift-and-insert (`sli`/`sri`: its nibble and its two high bits,
+/// plus two bits of a neighbour above them) and sign-extended from bit 5 (`shl` 2, `sshr` 2); the high bit of each
+/// bit pair of `qh` is flipped first, so that the sign extension of `q ^ 32` gives `q - 32`.
 #[inline(always)]
 unsafe fn decode(wb: *const u8, half: usize, part: usize) -> [int8x16_t; 4] {
-    let (m4, m3, m32) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x03), vdupq_n_s8(32));
     let (ql, qh) = (wb.add(64 * half + 16 * part), wb.add(128 + 32 * half + 16 * part));
-    let (a, b, h) = (vld1q_u8(ql), vld1q_u8(ql.add(32)), vld1q_u8(qh));
+    let (a, b) = (vld1q_u8(ql), vld1q_u8(ql.add(32)));
+    let h = veorq_u8(vld1q_u8(qh), vdupq_n_u8(0xAA));
+    let h2 = vshrq_n_u8::<2>(h);
+    let sext = |v: uint8x16_t| vshrq_n_s8::<2>(vreinterpretq_s8_u8(vshlq_n_u8::<2>(v)));
     [
-        vorrq_u8(vandq_u8(a, m4), vshlq_n_u8::<4>(vandq_u8(h, m3))),
-        vorrq_u8(vandq_u8(b, m4), vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<2>(h), m3))),
-        vorrq_u8(vshrq_n_u8::<4>(a), vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<4>(h), m3))),
-        vorrq_u8(vshrq_n_u8::<4>(b), vshlq_n_u8::<4>(vshrq_n_u8::<6>(h))),
+        // Low nibbles of `a` with bits 0..2 of `h`; of `b` with bits 2..4; high nibbles of `a` with bits 4..6;
+        // of `b` with bits 6..8.
+        sext(vsliq_n_u8::<4>(a, h)),
+        sext(vsliq_n_u8::<4>(b, h2)),
+        sext(vsriq_n_u8::<4>(h, a)),
+        sext(vsriq_n_u8::<4>(h2, b)),
     ]
-    .map(|v| vsubq_s8(vreinterpretq_s8_u8(v), m32))
 }
 
 /// The four rows' 16 group scales as i32 lanes: element `g` = `[scale_g of row 0, .., of row 3]`.
@@ -86,6 +93,50 @@ unsafe fn group_sums<const SDOT: bool>(q: [int8x16_t; ROWS], y: int8x16_t) -> in
     vpaddq_s32(a, b)
 }
 
+/// `acc + sc * isum` without `sdot`, where lane `r` of `isum` is the integer dot product of row `r`'s 16 weights
+/// `q[r]` with the 16 activations at `y + at`: [`group_sums`]'s plain NEON steps (the same integers), in one `asm!`
+/// block with the activations' load (register offset: `at` is the same for every token), so that LLVM cannot hoist
+/// the products of all the tokens of a tile above their reductions and spill them.
+///
+/// # Safety
+/// `y + at` points to 16 readable bytes.
+#[inline(always)]
+unsafe fn mla_group(acc: int32x4_t, q: &[int8x16_t; ROWS], y: *const i8, at: usize, sc: int32x4_t) -> int32x4_t {
+    let mut acc = acc;
+    std::arch::asm!(
+        "ldr {y:q}, [{yp}, {at}]",
+        "smull {p0:v}.8h, {a:v}.8b, {y:v}.8b",
+        "smlal2 {p0:v}.8h, {a:v}.16b, {y:v}.16b",
+        "smull {p1:v}.8h, {b:v}.8b, {y:v}.8b",
+        "smlal2 {p1:v}.8h, {b:v}.16b, {y:v}.16b",
+        "smull {p2:v}.8h, {c:v}.8b, {y:v}.8b",
+        "smlal2 {p2:v}.8h, {c:v}.16b, {y:v}.16b",
+        "smull {p3:v}.8h, {d:v}.8b, {y:v}.8b",
+        "smlal2 {p3:v}.8h, {d:v}.16b, {y:v}.16b",
+        "addp {p0:v}.8h, {p0:v}.8h, {p1:v}.8h",
+        "addp {p2:v}.8h, {p2:v}.8h, {p3:v}.8h",
+        "saddlp {p0:v}.4s, {p0:v}.8h",
+        "saddlp {p2:v}.4s, {p2:v}.8h",
+        "addp {p0:v}.4s, {p0:v}.4s, {p2:v}.4s",
+        "mla {acc:v}.4s, {p0:v}.4s, {sc:v}.4s",
+        acc = inout(vreg) acc,
+        yp = in(reg) y,
+        at = in(reg) at,
+        sc = in(vreg) sc,
+        a = in(vreg) q[0],
+        b = in(vreg) q[1],
+        c = in(vreg) q[2],
+        d = in(vreg) q[3],
+        y = out(vreg) _,
+        p0 = out(vreg) _,
+        p1 = out(vreg) _,
+        p2 = out(vreg) _,
+        p3 = out(vreg) _,
+        options(pure, readonly, nostack, preserves_flags)
+    );
+    acc
+}
+
 /// The results of four Q6_K rows (`w`, each `nb` blocks) with `NT` Q8_K tokens: `[token][row]`.
 ///
 /// # Safety
@@ -102,6 +153,8 @@ unsafe fn q6_k_tile<const SDOT: bool, const NT: usize>(
         let d = row_scales(&wb, 208);
         let sc = group_scales(&wb);
         let mut sumi = [vdupq_n_s32(0); NT];
+        // Each token's activations of the block (group `g` at offset `16 * g`).
+        let yq: [*const i8; NT] = std::array::from_fn(|i| t[i].x.add(b * 292 + 4) as *const i8);
         // The groups by (half, part): integer sums are exact, so the order is free; this one keeps the
         // decoded groups of one (half, part) in registers.
         for half in 0..2 {
@@ -110,17 +163,20 @@ unsafe fn q6_k_tile<const SDOT: bool, const NT: usize>(
                 for k in 0..4 {
                     let g = 8 * half + 2 * k + part;
                     let qg = [q[0][k], q[1][k], q[2][k], q[3][k]];
-                    for i in 0..NT {
-                        let y = vld1q_s8(t[i].x.add(b * 292 + 4 + 16 * g) as *const i8);
-                        sumi[i] = vmlaq_s32(sumi[i], group_sums::<SDOT>(qg, y), sc[g]);
-                    }
+                    each_token!(NT, |i| {
+                        sumi[i] = if SDOT {
+                            vmlaq_s32(sumi[i], group_sums::<SDOT>(qg, vld1q_s8(yq[i].add(16 * g))), sc[g])
+                        } else {
+                            mla_group(sumi[i], &qg, yq[i], 16 * g, sc[g])
+                        };
+                    });
                 }
             }
         }
-        for i in 0..NT {
+        each_token!(NT, |i| {
             let dx = (t[i].x.add(b * 292) as *const f32).read_unaligned();
             acc[i] = vfmaq_f32(acc[i], vcvtq_f32_s32(sumi[i]), vmulq_n_f32(d, dx));
-        }
+        });
     }
     let mut out = [[0f32; ROWS]; NT];
     for i in 0..NT {

@@ -192,6 +192,7 @@ pub const DECODE_KERNEL_NAMES: &[&str] = &[
     "avx2-dot",
     "neon-sdot-4x8",
     "neon-sdot-4x4",
+    "neon-4x8",
     "neon-4x4",
     "neon-dot",
     "scalar",
