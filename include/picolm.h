@@ -870,7 +870,8 @@ const char *picolm_version(void);
  * The optional parts this library was built with, as a static NUL-terminated string of names separated by
  * spaces, from `jinja` (the models' own Jinja chat templates; without it the built-in ChatML, Zephyr, Llama 2 and
  * Llama 3 formats), `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`),
- * `quantize` (`picolm_model_quantize`) and `bench` (`picolm_bench`); "" when none. Every function is exported in every build: one whose
+ * `quantize` (`picolm_model_quantize`), `bench` (`picolm_bench`) and `state` (`picolm_session_save_state`,
+ * `picolm_session_load_state`, `picolm_state_check_path`); "" when none. Every function is exported in every build: one whose
  * feature is left out returns PICOLM_ERR_UNSUPPORTED with a message naming the feature. Never NULL; do not free.
  */
 const char *picolm_features(void);
@@ -1279,7 +1280,8 @@ picolm_result picolm_session_n_tokens(const struct picolm_session *session, uint
  * in the same directory, synced, then renamed over `path`. `path` may be a new file, an empty file or a PicoLM
  * state (which is replaced); any other file (a model, a text) is refused with PICOLM_ERR_IO and left untouched,
  * as are FIFOs, devices, sockets and directories. A symbolic link is written through to its existing target. The
- * state records the model's fingerprint and a checksum (see `picolm_session_load_state`).
+ * state records the model's fingerprint and a checksum (see `picolm_session_load_state`). PICOLM_ERR_UNSUPPORTED
+ * (after the argument checks) in a library built without the `state` feature (see `picolm_features`).
  *
  * # Safety
  * `session` live; `path` NUL-terminated.
@@ -1292,7 +1294,8 @@ picolm_result picolm_session_save_state(const struct picolm_session *session,
  * session with the same KV type and enough context. PICOLM_ERR_STATE for a file that is not a state, was saved by
  * another model, or is damaged, truncated or extended (checksum and exact length); PICOLM_ERR_CONTEXT_OVERFLOW
  * when it holds more tokens than the context; PICOLM_ERR_IO when the file cannot be opened or is not a regular
- * file (a FIFO is refused without blocking). On failure the session is empty.
+ * file (a FIFO is refused without blocking). On failure the session is empty. PICOLM_ERR_UNSUPPORTED (after the
+ * argument checks; the session is left as it is) in a library built without the `state` feature.
  *
  * # Safety
  * `session` live; `path` NUL-terminated.
@@ -1304,7 +1307,8 @@ picolm_result picolm_session_load_state(struct picolm_session *session,
  * Checks, without writing, that `picolm_session_save_state` may write `path` (NUL-terminated): it does not exist
  * (and its directory does), or it is (a link to) an empty regular file or a PicoLM state. Otherwise returns the
  * error the save would return (PICOLM_ERR_IO, with the reason in `picolm_last_error_message`). Lets a program
- * refuse a bad state path before a long generation.
+ * refuse a bad state path before a long generation. PICOLM_ERR_UNSUPPORTED (after the argument check) in a library
+ * built without the `state` feature.
  *
  * # Safety
  * `path` NUL-terminated.

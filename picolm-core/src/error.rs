@@ -46,6 +46,7 @@ pub enum Error {
     #[error("no logits: evaluate at least one token before sampling")]
     NoLogits,
     /// A saved session state does not fit this model or is damaged.
+    #[cfg(feature = "state")]
     #[error("invalid session state: {0}")]
     InvalidState(#[from] crate::state_file::StateError),
     /// A grammar or schema is invalid, or the constrained output cannot continue.

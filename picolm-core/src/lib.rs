@@ -10,7 +10,7 @@
 //! - [`tokenizer`]: GPT-2 byte-level BPE and SentencePiece-style vocabularies read from GGUF metadata.
 //! - [`model`], [`grammar`], [`sampler`], [`chat`]: hyper-parameters, weights, KV cache and the Llama forward
 //!   pass; the JSON / JSON Schema automaton and its token constraint; token selection; chat templates.
-//! - [`state_file`]: the format of saved session states and its checks (tied to a model fingerprint).
+//! - `state_file`: the format of saved session states and its checks (tied to a model fingerprint).
 //! - [`session`]: a conversation's KV cache and buffers; saving and restoring it as a state file.
 //! - [`generate`]: streaming generation over a session.
 //! - [`agent`], [`perplexity`], [`bench`], [`quantize`]: the tool-call loop and the tools built on generation.
@@ -22,8 +22,9 @@
 //! Cargo features (all on by default; turn them off for small builds): `jinja` (the models' own Jinja chat
 //! templates; without it the built-in formats of [`chat::BuiltinFormat`]), `json-schema` (the JSON Schema compiler
 //! of [`grammar`]; the JSON object/value modes need no feature), `agent` (the tool-call loop, [`agent`]),
-//! `quantize` (the model quantizer `quantize`, the K-quant search and the GGUF writer `gguf::GgufWriter`) and `bench`
-//! (running the benchmark, `bench::run_bench`, and the read-bandwidth test `bandwidth`).
+//! `quantize` (the model quantizer `quantize`, the K-quant search and the GGUF writer `gguf::GgufWriter`), `bench`
+//! (running the benchmark, `bench::run_bench`, and the read-bandwidth test `bandwidth`) and `state` (saving and
+//! restoring session states: `state_file`, the model fingerprint and the `Session::save_state` family).
 //! [`FEATURES`] lists the features of a build.
 
 // Kernels and reference formulas index several arrays with one loop variable, as the formats are specified;
@@ -54,6 +55,7 @@ pub mod model;
 pub mod sampler;
 pub mod session;
 mod sorting;
+#[cfg(feature = "state")]
 pub mod state_file;
 
 pub use generate::{CancelToken, GenerateParams, GenerationOutput, GenerationState, StopReason, TokenConstraint};
@@ -69,7 +71,7 @@ pub mod perplexity;
 pub mod quantize;
 
 /// The optional Cargo features this build of the crate was compiled with, in a fixed order
-/// (`jinja`, `json-schema`, `agent`, `quantize`, `bench`).
+/// (`jinja`, `json-schema`, `agent`, `quantize`, `bench`, `state`).
 pub const FEATURES: &[&str] = &[
     #[cfg(feature = "jinja")]
     "jinja",
@@ -81,4 +83,6 @@ pub const FEATURES: &[&str] = &[
     "quantize",
     #[cfg(feature = "bench")]
     "bench",
+    #[cfg(feature = "state")]
+    "state",
 ];

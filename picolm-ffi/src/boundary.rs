@@ -173,6 +173,7 @@ impl From<Error> for Failure {
             Error::Gguf(_) | Error::Tokenizer(_) | Error::Quant(_) => PICOLM_ERR_BAD_FILE,
             Error::Model(m) => code_of_model_error(m),
             Error::PromptTooLong { .. } | Error::ContextOverflow { .. } => PICOLM_ERR_CONTEXT_OVERFLOW,
+            #[cfg(feature = "state")]
             Error::InvalidState(_) => PICOLM_ERR_STATE,
             Error::Grammar(GrammarError::BudgetTooSmall { .. }) => PICOLM_ERR_BUDGET,
             Error::Grammar(GrammarError::SchemaDisabled) | Error::Chat(ChatError::JinjaDisabled) => {

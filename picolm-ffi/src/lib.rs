@@ -53,7 +53,8 @@ pub extern "C" fn picolm_version() -> *const libc::c_char {
 /// The optional parts this library was built with, as a static NUL-terminated string of names separated by
 /// spaces, from `jinja` (the models' own Jinja chat templates; without it the built-in ChatML, Zephyr, Llama 2 and
 /// Llama 3 formats), `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`),
-/// `quantize` (`picolm_model_quantize`) and `bench` (`picolm_bench`); "" when none. Every function is exported in every build: one whose
+/// `quantize` (`picolm_model_quantize`), `bench` (`picolm_bench`) and `state` (`picolm_session_save_state`,
+/// `picolm_session_load_state`, `picolm_state_check_path`); "" when none. Every function is exported in every build: one whose
 /// feature is left out returns PICOLM_ERR_UNSUPPORTED with a message naming the feature. Never NULL; do not free.
 #[no_mangle]
 pub extern "C" fn picolm_features() -> *const libc::c_char {
@@ -78,6 +79,7 @@ mod tests {
             ("agent", cfg!(feature = "agent")),
             ("quantize", cfg!(feature = "quantize")),
             ("bench", cfg!(feature = "bench")),
+            ("state", cfg!(feature = "state")),
         ]
         .iter()
         .filter(|(_, on)| *on)
@@ -86,7 +88,7 @@ mod tests {
         assert_eq!(f, want.join(" "));
     }
 
-    #[cfg(not(all(feature = "quantize", feature = "agent", feature = "bench")))]
+    #[cfg(not(all(feature = "quantize", feature = "agent", feature = "bench", feature = "state")))]
     fn last_error() -> String {
         // SAFETY: a NUL-terminated string owned by the library.
         unsafe { CStr::from_ptr(picolm_last_error_message()) }.to_string_lossy().into_owned()
@@ -129,6 +131,25 @@ mod tests {
         };
         assert_eq!(r, picolm_result::PICOLM_ERR_UNSUPPORTED);
         assert!(last_error().contains("picolm_bench") && last_error().contains("`bench` feature"), "{}", last_error());
+    }
+
+    /// Without the `state` feature the state functions are still there, check their arguments and say which feature
+    /// is missing (without touching the file).
+    #[cfg(not(feature = "state"))]
+    #[test]
+    fn state_files_are_unsupported_without_the_feature() {
+        let path = std::env::temp_dir().join(format!("picolm-nostate-{}", std::process::id()));
+        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { picolm_state_check_path(c_path.as_ptr()) }, picolm_result::PICOLM_ERR_UNSUPPORTED);
+        assert!(
+            last_error().contains("picolm_state_check_path") && last_error().contains("`state` feature"),
+            "{}",
+            last_error()
+        );
+        // SAFETY: a NULL path is checked (and refused) before the feature.
+        assert_eq!(unsafe { picolm_state_check_path(std::ptr::null()) }, picolm_result::PICOLM_ERR_NULL_ARG);
+        assert!(!path.exists());
     }
 
     /// Without the `agent` feature every agent function that does something returns PICOLM_ERR_UNSUPPORTED.

@@ -4,7 +4,9 @@ use std::sync::{Arc, Mutex, TryLockError};
 
 use picolm_core::memory::MemoryUsage;
 use picolm_core::model::KvType;
-use picolm_core::session::{check_state_path, Session, SessionParams};
+#[cfg(feature = "state")]
+use picolm_core::session::check_state_path;
+use picolm_core::session::{Session, SessionParams};
 use picolm_core::CancelToken;
 
 use crate::boundary::{guard, picolm_result, Failure};
@@ -260,7 +262,8 @@ pub unsafe extern "C" fn picolm_session_n_tokens(session: *const picolm_session,
 /// in the same directory, synced, then renamed over `path`. `path` may be a new file, an empty file or a PicoLM
 /// state (which is replaced); any other file (a model, a text) is refused with PICOLM_ERR_IO and left untouched,
 /// as are FIFOs, devices, sockets and directories. A symbolic link is written through to its existing target. The
-/// state records the model's fingerprint and a checksum (see `picolm_session_load_state`).
+/// state records the model's fingerprint and a checksum (see `picolm_session_load_state`). PICOLM_ERR_UNSUPPORTED
+/// (after the argument checks) in a library built without the `state` feature (see `picolm_features`).
 ///
 /// # Safety
 /// `session` live; `path` NUL-terminated.
@@ -274,6 +277,12 @@ pub unsafe extern "C" fn picolm_session_save_state(
         let s = unsafe { picolm_session::as_ref(session) }?;
         let path = unsafe { cstr_arg(path, "path") }?;
         let g = lock(s)?;
+        #[cfg(not(feature = "state"))]
+        return Err({
+            let _ = (g, path);
+            Failure::unsupported("state", "picolm_session_save_state")
+        });
+        #[cfg(feature = "state")]
         Ok(g.save_state_file(path)?)
     })
 }
@@ -282,7 +291,8 @@ pub unsafe extern "C" fn picolm_session_save_state(
 /// session with the same KV type and enough context. PICOLM_ERR_STATE for a file that is not a state, was saved by
 /// another model, or is damaged, truncated or extended (checksum and exact length); PICOLM_ERR_CONTEXT_OVERFLOW
 /// when it holds more tokens than the context; PICOLM_ERR_IO when the file cannot be opened or is not a regular
-/// file (a FIFO is refused without blocking). On failure the session is empty.
+/// file (a FIFO is refused without blocking). On failure the session is empty. PICOLM_ERR_UNSUPPORTED (after the
+/// argument checks; the session is left as it is) in a library built without the `state` feature.
 ///
 /// # Safety
 /// `session` live; `path` NUL-terminated.
@@ -296,6 +306,12 @@ pub unsafe extern "C" fn picolm_session_load_state(
         let s = unsafe { picolm_session::as_ref(session) }?;
         let path = unsafe { cstr_arg(path, "path") }?;
         let mut g = lock(s)?;
+        #[cfg(not(feature = "state"))]
+        return Err({
+            let _ = (&mut g, path);
+            Failure::unsupported("state", "picolm_session_load_state")
+        });
+        #[cfg(feature = "state")]
         Ok(g.load_state_file(path)?)
     })
 }
@@ -303,7 +319,8 @@ pub unsafe extern "C" fn picolm_session_load_state(
 /// Checks, without writing, that `picolm_session_save_state` may write `path` (NUL-terminated): it does not exist
 /// (and its directory does), or it is (a link to) an empty regular file or a PicoLM state. Otherwise returns the
 /// error the save would return (PICOLM_ERR_IO, with the reason in `picolm_last_error_message`). Lets a program
-/// refuse a bad state path before a long generation.
+/// refuse a bad state path before a long generation. PICOLM_ERR_UNSUPPORTED (after the argument check) in a library
+/// built without the `state` feature.
 ///
 /// # Safety
 /// `path` NUL-terminated.
@@ -312,6 +329,12 @@ pub unsafe extern "C" fn picolm_state_check_path(path: *const libc::c_char) -> p
     guard(|| {
         // SAFETY: caller contract.
         let path = unsafe { cstr_arg(path, "path") }?;
+        #[cfg(not(feature = "state"))]
+        return Err({
+            let _ = path;
+            Failure::unsupported("state", "picolm_state_check_path")
+        });
+        #[cfg(feature = "state")]
         Ok(check_state_path(path)?)
     })
 }

@@ -38,6 +38,15 @@ static bool collect_piece(const char *utf8, size_t len, void *user_data) {
     return c->stop_after == 0 || c->pieces < c->stop_after;
 }
 
+/* Whether the library was built with optional part `name` (picolm_features()). */
+static bool has_feature(const char *name) {
+    const char *f = picolm_features();
+    size_t n = strlen(name);
+    for (const char *p = strstr(f, name); p; p = strstr(p + 1, name))
+        if ((p == f || p[-1] == ' ') && (p[n] == 0 || p[n] == ' ')) return true;
+    return false;
+}
+
 static void test_errors_without_model(void) {
     picolm_model *m = (picolm_model *)0x1;
     CHECK(picolm_model_load(NULL, NULL, &m) == PICOLM_ERR_NULL_ARG && m == NULL);
@@ -245,22 +254,24 @@ static void test_generate(picolm_model *m) {
     picolm_generate_params_default(&gp);
 
     /* State save/load round trip into a fresh session gives the same continuation. */
-    char path[] = "/tmp/picolm-state-XXXXXX";
-    int fd = mkstemp(path);
-    close(fd);
-    CHECK(picolm_session_save_state(s, path) == PICOLM_OK);
     picolm_session *s2 = NULL;
     CHECK(picolm_session_new(m, NULL, &s2) == PICOLM_OK);
-    CHECK(picolm_session_load_state(s2, path) == PICOLM_OK);
-    size_t n1 = 0, n2 = 0;
-    picolm_session_n_tokens(s, &n1);
-    picolm_session_n_tokens(s2, &n2);
-    CHECK(n1 == n2 && n1 > 0);
-    FILE *f = fopen(path, "r+b");
-    if (f) { fseek(f, 0, SEEK_SET); fputc('X', f); fclose(f); }
-    CHECK(picolm_session_load_state(s2, path) == PICOLM_ERR_STATE);
-    CHECK(picolm_session_load_state(s2, "/nonexistent/state") == PICOLM_ERR_IO);
-    unlink(path);
+    if (has_feature("state")) {
+        char path[] = "/tmp/picolm-state-XXXXXX";
+        int fd = mkstemp(path);
+        close(fd);
+        CHECK(picolm_session_save_state(s, path) == PICOLM_OK);
+        CHECK(picolm_session_load_state(s2, path) == PICOLM_OK);
+        size_t n1 = 0, n2 = 0;
+        picolm_session_n_tokens(s, &n1);
+        picolm_session_n_tokens(s2, &n2);
+        CHECK(n1 == n2 && n1 > 0);
+        FILE *f = fopen(path, "r+b");
+        if (f) { fseek(f, 0, SEEK_SET); fputc('X', f); fclose(f); }
+        CHECK(picolm_session_load_state(s2, path) == PICOLM_ERR_STATE);
+        CHECK(picolm_session_load_state(s2, "/nonexistent/state") == PICOLM_ERR_IO);
+        unlink(path);
+    }
     picolm_memory_report mem;
     CHECK(picolm_session_memory(s, &mem) == PICOLM_OK && mem.peak_rss > 0 && mem.kv_bytes > 0);
     picolm_session_free(s2);
@@ -447,14 +458,6 @@ static bool on_agent_event(const picolm_agent_event *ev, void *user_data) {
     return true;
 }
 
-/* Whether the library was built with optional part `name` (picolm_features()). */
-static bool has_feature(const char *name) {
-    const char *f = picolm_features();
-    size_t n = strlen(name);
-    for (const char *p = strstr(f, name); p; p = strstr(p + 1, name))
-        if ((p == f || p[-1] == ' ') && (p[n] == 0 || p[n] == ' ')) return true;
-    return false;
-}
 
 /* Every function is exported in every feature set; those of a left-out feature return PICOLM_ERR_UNSUPPORTED with
  * a message naming the feature. */
@@ -481,6 +484,19 @@ static void test_features(picolm_model *m) {
         CHECK(strstr(picolm_last_error_message(), "`bench` feature") != NULL);
         picolm_bench_params bp;
         CHECK(picolm_bench_params_default(&bp) == PICOLM_OK); /* the settings stay */
+    }
+    if (!has_feature("state")) {
+        /* The arguments are checked first; then the state functions refuse without touching the file. */
+        const char *never = "/tmp/picolm-never-written.state";
+        CHECK(picolm_state_check_path(NULL) == PICOLM_ERR_NULL_ARG);
+        CHECK(picolm_state_check_path(never) == PICOLM_ERR_UNSUPPORTED);
+        CHECK(strstr(picolm_last_error_message(), "`state` feature") != NULL);
+        picolm_session *s = NULL;
+        CHECK(picolm_session_new(m, NULL, &s) == PICOLM_OK);
+        CHECK(picolm_session_save_state(s, never) == PICOLM_ERR_UNSUPPORTED);
+        CHECK(picolm_session_load_state(s, never) == PICOLM_ERR_UNSUPPORTED);
+        CHECK(access(never, F_OK) != 0);
+        picolm_session_free(s);
     }
     if (!has_feature("json-schema")) {
         picolm_session *s = NULL;
@@ -1169,7 +1185,7 @@ int main(int argc, char **argv) {
     test_tokens(m);
     test_generate(m);
     test_context_overflow(m);
-    test_state_files(m);
+    if (has_feature("state")) test_state_files(m);
     if (!quick) test_thread_clamp();
     test_contracts(m);
     test_sampler_substruct(m);

@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod config;
 mod error;
+#[cfg(feature = "state")]
 pub mod fingerprint;
 pub mod forward;
 pub mod kv_cache;
@@ -23,6 +24,7 @@ use crate::tokenizer::Tokenizer;
 pub use budget::{MemoryPlan, RssBudget};
 pub use config::LlamaConfig;
 pub use error::ModelError;
+#[cfg(feature = "state")]
 pub use fingerprint::ModelFingerprint;
 pub use forward::{forward, ForwardBuffers, Logits};
 pub use kv_cache::{KvCache, KvType};
@@ -81,6 +83,7 @@ pub struct Model {
     n_ctx: usize,
     streamer: Option<WeightStreamer>,
     memory_plan: Option<MemoryPlan>,
+    #[cfg(feature = "state")]
     fingerprint: ModelFingerprint,
     grammar_vocab: std::sync::OnceLock<std::sync::Arc<crate::grammar::VocabIndex>>,
     warnings: Vec<LoadWarning>,
@@ -112,6 +115,7 @@ impl Model {
         let weights = LlamaWeights::from_gguf(&file, &config)?;
         // The header bytes of a streamed file are only needed for the fingerprint (the metadata is parsed): freed
         // before a memory budget measures what is resident.
+        #[cfg(feature = "state")]
         let fingerprint = ModelFingerprint::of(&file);
         let mut file = file;
         file.release_header();
@@ -182,6 +186,7 @@ impl Model {
             n_ctx,
             streamer,
             memory_plan,
+            #[cfg(feature = "state")]
             fingerprint,
             grammar_vocab,
             warnings,
@@ -236,6 +241,7 @@ impl Model {
     }
 
     /// The identity of the model file (header hash and size), stored in saved session states.
+    #[cfg(feature = "state")]
     pub fn fingerprint(&self) -> &ModelFingerprint {
         &self.fingerprint
     }
