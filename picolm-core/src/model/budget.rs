@@ -284,15 +284,21 @@ mod tests {
     #[test]
     fn too_small_fails_with_what_is_needed_and_enough_streams_within_it() {
         let cfg = tinyllama();
+        // `plan` measures this process's resident set, which the tests running beside this one in the same
+        // process change between two calls (a flaky failure seen in the full suite): the figure is measured once
+        // and both plans are made from it, so "the budget said to be needed works" is checked exactly.
         let err = plan(&budget(1), &inputs(&cfg), false, 4 << 20).unwrap_err();
-        let ModelError::MemoryBudget { budget: b, needed, .. } = err else { panic!("{err:?}") };
+        let ModelError::MemoryBudget { budget: b, .. } = err else { panic!("{err:?}") };
         assert_eq!(b, 1 << 20);
+        let resident = 40 << 20;
+        let err = plan_from(&budget(1), &inputs(&cfg), resident, false, 4 << 20).unwrap_err();
+        let ModelError::MemoryBudget { needed, .. } = err else { panic!("{err:?}") };
         assert!(needed > b);
         // The budget that was said to be needed works, with the smallest slab; the plan stays within it.
-        let (placement, p) =
-            plan(&RssBudget { max_rss_bytes: needed + (1 << 20), ..budget(0) }, &inputs(&cfg), false, 4 << 20).unwrap();
+        let roomy_enough = RssBudget { max_rss_bytes: needed, ..budget(0) };
+        let (placement, p) = plan_from(&roomy_enough, &inputs(&cfg), resident, false, 4 << 20).unwrap();
         assert!(matches!(placement, Placement::Streamed { slab_bytes, .. } if slab_bytes >= 10_000));
-        assert!(p.total() <= needed + (1 << 20));
+        assert!(p.total() <= needed);
         // A budget above the whole model maps it unless streaming is forced.
         let huge = budget(1 << 20);
         assert_eq!(plan(&huge, &inputs(&cfg), false, 4 << 20).unwrap().0, Placement::Mapped);
