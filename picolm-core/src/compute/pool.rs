@@ -8,7 +8,7 @@
 //! workers yield a few dozen times and then park on a condition variable (rayon's sleep protocol), so waiting
 //! workers do not keep a core busy.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -64,6 +64,9 @@ pub struct ComputePool {
     pool: Option<ThreadPool>,
     workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
     threads: ThreadCount,
+    /// Held by the caller whose work is on the pool: callers from outside the pool run one at a time (see
+    /// [`ComputePool::run_busy`]).
+    serial: Mutex<()>,
 }
 
 impl Drop for ComputePool {
@@ -108,7 +111,7 @@ impl ComputePool {
             })
             .build()
             .map_err(|e| PoolError(e.to_string()))?;
-        Ok(ComputePool { pool: Some(pool), workers, threads })
+        Ok(ComputePool { pool: Some(pool), workers, threads, serial: Mutex::new(()) })
     }
 
     /// Number of worker threads.
@@ -122,8 +125,17 @@ impl ComputePool {
     }
 
     /// Runs `f` on the pool: parallel iterators inside `f` use exactly this pool's threads.
+    ///
+    /// Callers from outside the pool (sessions of one model on several threads share its pool) take turns: each
+    /// call has the whole pool while `f` runs. A call from inside `f` (one of this pool's workers) runs at once.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.pool.as_ref().expect("the pool lives until drop").install(f)
+        let pool = self.pool.as_ref().expect("the pool lives until drop");
+        if pool.current_thread_index().is_some() {
+            return pool.install(f);
+        }
+        // A caller that panicked inside `f` left nothing half-done in `()`: the lock is taken regardless.
+        let _turn = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        pool.install(f)
     }
 
     /// As [`ComputePool::run`], with the other workers kept awake until `f` returns: between its parallel steps
@@ -137,19 +149,46 @@ impl ComputePool {
     /// for the same reason). Here each other worker runs a poller for the duration of `f` that executes the steps'
     /// jobs as soon as they are queued. The workers burn their CPU while `f` runs serial work, so use this for a
     /// bounded compute (one forward call), not for anything that waits on I/O or on the caller.
+    ///
+    /// A poller must never run on top of a step it would wait for: it spins until `f` finishes, and a step
+    /// suspended beneath it on its worker's stack would keep `f` from finishing (a livelock seen in
+    /// `concurrent_busy_runs_on_one_pool_all_finish`). Two things rule that out: callers take turns as in
+    /// [`ComputePool::run`] (no other caller's work is on the pool), and `f` starts only when every other worker is
+    /// inside its poller (a worker that stole one of `f`'s first jobs before it took its poller would run the poller
+    /// nested above that job). A call from inside `f` runs without pollers.
     pub fn run_busy<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        if self.pool.as_ref().is_some_and(|p| p.current_thread_index().is_some()) {
+            return self.run(f);
+        }
         self.run(|| {
             if rayon::current_num_threads() <= 1 {
                 return f();
             }
             let owner = rayon::current_thread_index();
+            let others = rayon::current_num_threads() - 1;
             let done = AtomicBool::new(false);
+            let started = AtomicUsize::new(0);
             rayon::scope(|s| {
                 // One poller in each worker's own queue (a broadcast is not stolen), this one's included.
-                s.spawn_broadcast(|_, ctx| poll_until(&done, ctx.index(), owner));
+                s.spawn_broadcast(|_, ctx| {
+                    if owner != Some(ctx.index()) {
+                        started.fetch_add(1, Ordering::AcqRel);
+                        poll_until(&done);
+                    }
+                });
                 // Set on return and on unwind: the scope waits for its pollers before it returns or re-raises
                 // a panic of `f`, so they must stop in both cases.
                 let _stop = SetOnDrop(&done);
+                // Each worker is idle at its top level (callers take turns) and takes its poller at once.
+                let mut polls = 0u32;
+                while started.load(Ordering::Acquire) < others {
+                    polls = polls.wrapping_add(1);
+                    if polls.is_multiple_of(POLLS_PER_OS_YIELD) {
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
                 f()
             })
         })
@@ -169,13 +208,9 @@ impl Drop for SetOnDrop<'_> {
 /// now and then (a machine with more busy threads than CPUs) without giving up its readiness for long.
 const POLLS_PER_OS_YIELD: u32 = 256;
 
-/// The poller of [`ComputePool::run_busy`] on worker `me`: executes the pool's queued jobs until `done` is set.
-/// On the worker that runs `f` itself (`owner`: it runs its own poller while it waits for its jobs, or at the end)
-/// it returns at once, since `done` could only be set by that worker after the poller returned.
-fn poll_until(done: &AtomicBool, me: usize, owner: Option<usize>) {
-    if owner == Some(me) {
-        return;
-    }
+/// The poller of [`ComputePool::run_busy`] on a worker other than the one running `f`: executes the pool's queued
+/// jobs until `done` is set.
+fn poll_until(done: &AtomicBool) {
     let mut idle = 0u32;
     while !done.load(Ordering::Acquire) {
         match rayon::yield_now() {
@@ -197,13 +232,22 @@ mod tests {
     use super::*;
     use rayon::prelude::*;
 
+    /// The kernel's flag of a task that has begun to exit (`PF_EXITING`, set first thing in `do_exit`).
+    const PF_EXITING: u64 = 0x4;
+
+    /// Threads of this process whose name starts with `prefix` and that have not begun to exit. A joined thread can
+    /// still be listed in `/proc/self/task` for a moment: `pthread_join` returns when the kernel clears the thread's
+    /// id, before the task is released, and a test that counted it failed now and then under load.
     fn live_threads_named(prefix: &str) -> usize {
+        let live = |task: std::path::PathBuf| -> Option<bool> {
+            let comm = std::fs::read_to_string(task.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(task.join("stat")).ok()?;
+            // After the name in parentheses: state, ppid, pgrp, session, tty, tpgid, flags.
+            let flags: u64 = stat.rsplit_once(')')?.1.split_whitespace().nth(6)?.parse().ok()?;
+            Some(comm.starts_with(prefix) && flags & PF_EXITING == 0)
+        };
         std::fs::read_dir("/proc/self/task")
-            .map(|d| {
-                d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-                    .filter(|c| c.starts_with(prefix))
-                    .count()
-            })
+            .map(|d| d.filter_map(|e| live(e.ok()?.path())).filter(|&l| l).count())
             .unwrap_or(0)
     }
 
