@@ -73,7 +73,7 @@ impl Drop for ComputePool {
     fn drop(&mut self) {
         // Dropped from one of its own workers (a task that held the last reference): joining would wait for
         // ourselves; the workers then exit in the background as rayon's do.
-        if self.pool.as_ref().is_some_and(|p| p.current_thread_index().is_some()) {
+        if self.on_worker() {
             return;
         }
         // Dropping rayon's pool tells its workers to exit once idle; then wait for each of them.
@@ -114,6 +114,11 @@ impl ComputePool {
         Ok(ComputePool { pool: Some(pool), workers, threads, serial: Mutex::new(()) })
     }
 
+    /// Whether the calling thread is one of this pool's workers (inside work that the pool runs).
+    fn on_worker(&self) -> bool {
+        self.pool.as_ref().is_some_and(|p| p.current_thread_index().is_some())
+    }
+
     /// Number of worker threads.
     pub fn n_threads(&self) -> usize {
         self.threads.used
@@ -130,7 +135,7 @@ impl ComputePool {
     /// call has the whole pool while `f` runs. A call from inside `f` (one of this pool's workers) runs at once.
     pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         let pool = self.pool.as_ref().expect("the pool lives until drop");
-        if pool.current_thread_index().is_some() {
+        if self.on_worker() {
             return pool.install(f);
         }
         // A caller that panicked inside `f` left nothing half-done in `()`: the lock is taken regardless.
@@ -157,7 +162,7 @@ impl ComputePool {
     /// inside its poller (a worker that stole one of `f`'s first jobs before it took its poller would run the poller
     /// nested above that job). A call from inside `f` runs without pollers.
     pub fn run_busy<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        if self.pool.as_ref().is_some_and(|p| p.current_thread_index().is_some()) {
+        if self.on_worker() {
             return self.run(f);
         }
         self.run(|| {
@@ -180,18 +185,24 @@ impl ComputePool {
                 // a panic of `f`, so they must stop in both cases.
                 let _stop = SetOnDrop(&done);
                 // Each worker is idle at its top level (callers take turns) and takes its poller at once.
-                let mut polls = 0u32;
+                let mut idle = 0u32;
                 while started.load(Ordering::Acquire) < others {
-                    polls = polls.wrapping_add(1);
-                    if polls.is_multiple_of(POLLS_PER_OS_YIELD) {
-                        std::thread::yield_now();
-                    } else {
-                        std::hint::spin_loop();
-                    }
+                    idle_wait(&mut idle);
                 }
                 f()
             })
         })
+    }
+}
+
+/// One idle poll of a spinning wait: a spin-loop hint, and every [`POLLS_PER_OS_YIELD`]-th time a yield of the
+/// CPU to the operating system. `idle` counts the consecutive idle polls of the caller's wait.
+fn idle_wait(idle: &mut u32) {
+    *idle = idle.wrapping_add(1);
+    if idle.is_multiple_of(POLLS_PER_OS_YIELD) {
+        std::thread::yield_now();
+    } else {
+        std::hint::spin_loop();
     }
 }
 
@@ -215,14 +226,7 @@ fn poll_until(done: &AtomicBool) {
     while !done.load(Ordering::Acquire) {
         match rayon::yield_now() {
             Some(rayon::Yield::Executed) => idle = 0,
-            _ => {
-                idle = idle.wrapping_add(1);
-                if idle.is_multiple_of(POLLS_PER_OS_YIELD) {
-                    std::thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
-                }
-            }
+            _ => idle_wait(&mut idle),
         }
     }
 }
