@@ -196,40 +196,55 @@ fn forward_on_pool(
         buf.mm.try_reserve(m, n)?;
     }
     let plan = model.kernel_plan();
-    let mut mm = |m: &MatrixRef, x: &[f32], y: &mut [f32], s: &mut MatmulScratch| matmul(m, src, x, n, y, s, plan);
+    // `rows` tokens of the batch: all of them, or the last layer's output rows.
+    let mut mm = |m: &MatrixRef, x: &[f32], rows: usize, y: &mut [f32], s: &mut MatmulScratch| {
+        matmul(m, src, x, rows, y, s, plan)
+    };
 
-    for (l, lw) in w.layers.iter().enumerate() {
-        // Attention block.
-        rms_norm_rows(&buf.x[..n * d], &lw.attn_norm, cfg.rms_eps, &mut buf.xb[..n * d]);
-        let xb = &buf.xb[..n * d];
-        mm(&lw.wq, xb, &mut buf.q[..n * qd], &mut buf.mm)?;
-        mm(&lw.wk, xb, &mut buf.k[..n * kvd], &mut buf.mm)?;
-        mm(&lw.wv, xb, &mut buf.v[..n * kvd], &mut buf.mm)?;
-        for t in 0..n {
-            let pos = pos0 + t;
-            model.rope().apply(&mut buf.q[t * qd..(t + 1) * qd], hd, pos);
-            model.rope().apply(&mut buf.k[t * kvd..(t + 1) * kvd], hd, pos);
-            kv.store(l, pos, &buf.k[t * kvd..(t + 1) * kvd], &buf.v[t * kvd..(t + 1) * kvd]);
-        }
-        attention(model, kv, l, &buf.q[..n * qd], &mut buf.attn[..n * qd], pos0);
-        mm(&lw.wo, &buf.attn[..n * qd], &mut buf.proj[..n * d], &mut buf.mm)?;
-        add_rows(&mut buf.x[..n * d], &buf.proj[..n * d], d);
-
-        // Feed-forward block.
-        rms_norm_rows(&buf.x[..n * d], &lw.ffn_norm, cfg.rms_eps, &mut buf.xb[..n * d]);
-        let xb = &buf.xb[..n * d];
-        mm(&lw.w_gate, xb, &mut buf.gate[..n * ff], &mut buf.mm)?;
-        mm(&lw.w_up, xb, &mut buf.up[..n * ff], &mut buf.mm)?;
-        buf.gate[..n * ff].par_chunks_mut(ff).zip(buf.up[..n * ff].par_chunks(ff)).for_each(|(g, u)| ops::swiglu(g, u));
-        mm(&lw.w_down, &buf.gate[..n * ff], &mut buf.proj[..n * d], &mut buf.mm)?;
-        add_rows(&mut buf.x[..n * d], &buf.proj[..n * d], d);
-    }
-
-    // Output: final norm and projection for the rows asked for.
+    // The first token whose output is asked for. Before the last layer every token's hidden state feeds the next
+    // layer's keys and values; in the last layer only the output rows are needed beyond their keys and values
+    // (stored for all tokens), so its queries, attention, output projection and feed-forward run for those rows
+    // alone (llama.cpp does the same from the attention output on). Tokens never mix outside attention and the
+    // kernels' results do not depend on how many tokens a call has, so the logits are those of the full pass.
     let first = match mode {
         Logits::Last => n - 1,
         Logits::All => 0,
     };
+    let n_layer = w.layers.len();
+    for (l, lw) in w.layers.iter().enumerate() {
+        // Rows `o..n` of this layer go beyond the keys and values.
+        let o = if l + 1 == n_layer { first } else { 0 };
+        let m = n - o;
+        // Attention block.
+        rms_norm_rows(&buf.x[..n * d], &lw.attn_norm, cfg.rms_eps, &mut buf.xb[..n * d]);
+        let xb = &buf.xb[..n * d];
+        mm(&lw.wq, &xb[o * d..], m, &mut buf.q[..m * qd], &mut buf.mm)?;
+        mm(&lw.wk, xb, n, &mut buf.k[..n * kvd], &mut buf.mm)?;
+        mm(&lw.wv, xb, n, &mut buf.v[..n * kvd], &mut buf.mm)?;
+        for t in 0..n {
+            let pos = pos0 + t;
+            model.rope().apply(&mut buf.k[t * kvd..(t + 1) * kvd], hd, pos);
+            kv.store(l, pos, &buf.k[t * kvd..(t + 1) * kvd], &buf.v[t * kvd..(t + 1) * kvd]);
+        }
+        for t in 0..m {
+            model.rope().apply(&mut buf.q[t * qd..(t + 1) * qd], hd, pos0 + o + t);
+        }
+        attention(model, kv, l, &buf.q[..m * qd], &mut buf.attn[..m * qd], pos0 + o);
+        mm(&lw.wo, &buf.attn[..m * qd], m, &mut buf.proj[..m * d], &mut buf.mm)?;
+        let x = &mut buf.x[o * d..n * d];
+        add_rows(x, &buf.proj[..m * d], d);
+
+        // Feed-forward block.
+        rms_norm_rows(x, &lw.ffn_norm, cfg.rms_eps, &mut buf.xb[..m * d]);
+        let xb = &buf.xb[..m * d];
+        mm(&lw.w_gate, xb, m, &mut buf.gate[..m * ff], &mut buf.mm)?;
+        mm(&lw.w_up, xb, m, &mut buf.up[..m * ff], &mut buf.mm)?;
+        buf.gate[..m * ff].par_chunks_mut(ff).zip(buf.up[..m * ff].par_chunks(ff)).for_each(|(g, u)| ops::swiglu(g, u));
+        mm(&lw.w_down, &buf.gate[..m * ff], m, &mut buf.proj[..m * d], &mut buf.mm)?;
+        add_rows(&mut buf.x[o * d..n * d], &buf.proj[..m * d], d);
+    }
+
+    // Output: final norm and projection for the rows asked for.
     let rows = n - first;
     for t in first..n {
         ops::rms_norm(&buf.x[t * d..(t + 1) * d], &w.output_norm, cfg.rms_eps, &mut buf.xb[t * d..(t + 1) * d]);
