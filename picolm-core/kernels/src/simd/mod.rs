@@ -44,6 +44,8 @@ mod aarch64_neon_tiles;
 mod aarch64_neon_tiles_q6k;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles_sdot8;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon_tiles_sdot_k;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
 #[cfg(target_arch = "arm")]
