@@ -36,6 +36,30 @@ use super::aarch64_neon_tiles_q6k::group_scales;
 /// Weight rows per tile: the four lanes of an i32 (and f32) vector.
 const ROWS: usize = 4;
 
+/// The frame of both tiles: the results `[token][row]` of `NT` (1, 4 or 8) tokens, zero, then `superblock(wb, x,
+/// acc)` for each super-block, with the four rows' blocks `wb` (`w_bytes` each), each token's pointer into its
+/// activation row (`skip` bytes in at the start; the super-block advances them; the pointers past `NT` repeat the
+/// last token's and are never read) and the results.
+///
+/// # Safety
+/// Every pointer of `w` holds `nb` blocks of `w_bytes`; `superblock` is safe to call with them.
+#[inline(always)]
+unsafe fn superblocks<const NT: usize>(
+    nb: usize,
+    w: [*const u8; ROWS],
+    t: &[Tok; NT],
+    (w_bytes, skip): (usize, usize),
+    mut superblock: impl FnMut([*const u8; ROWS], &mut [*const u8; 8], *mut [f32; ROWS]),
+) -> [[f32; ROWS]; NT] {
+    const { assert!(NT == 1 || NT == 4 || NT == 8) };
+    let mut acc = [[0f32; ROWS]; NT];
+    let mut x: [*const u8; 8] = std::array::from_fn(|i| t[i.min(NT - 1)].x.wrapping_add(skip));
+    for b in 0..nb {
+        superblock(w.map(|p| p.add(b * w_bytes)), &mut x, acc.as_mut_ptr());
+    }
+    acc
+}
+
 /// What the Q4_K super-block `asm!` block reads besides the quants (one per super-block and tile, in memory).
 #[repr(C)]
 struct Q4kParams {
@@ -301,13 +325,8 @@ macro_rules! q4k_superblock {
 /// Every pointer of `w` and every token's row hold `nb` whole blocks; the CPU has FEAT_DotProd.
 #[target_feature(enable = "neon")]
 pub(super) unsafe fn q4_k_tile<const NT: usize>(nb: usize, w: [*const u8; ROWS], t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
-    const { assert!(NT == 1 || NT == 4 || NT == 8) };
-    let mut acc = [[0f32; ROWS]; NT];
-    let a = acc.as_mut_ptr();
-    // Each token's pointer to its current block (the tokens past NT are never read).
-    let mut x: [*const u8; 8] = std::array::from_fn(|i| t[i.min(NT - 1)].x);
-    for b in 0..nb {
-        let wb = w.map(|p| p.add(b * 144));
+    // Each token's pointer goes to its current block.
+    superblocks::<NT>(nb, w, t, (144, 0), |wb, x, a| {
         let prm = q4k_params(&wb);
         let p = &prm as *const Q4kParams;
         let q = wb.map(|p| p.add(16));
@@ -336,8 +355,7 @@ pub(super) unsafe fn q4_k_tile<const NT: usize>(nb: usize, w: [*const u8; ROWS],
                 (t7 = x[7], "ld1 {{v29.s}}[3], [{t7}], #4\n", "v15", "v23", "v29.s[3]", "112")
             ),
         }
-    }
-    acc
+    })
 }
 
 /// What the Q6_K super-block `asm!` block reads besides the quants (one per super-block and tile, in memory).
@@ -564,13 +582,8 @@ macro_rules! q6k_superblock {
 /// Every pointer of `w` and every token's row hold `nb` whole blocks; the CPU has FEAT_DotProd.
 #[target_feature(enable = "neon")]
 pub(super) unsafe fn q6_k_tile<const NT: usize>(nb: usize, w: [*const u8; ROWS], t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
-    const { assert!(NT == 1 || NT == 4 || NT == 8) };
-    let mut acc = [[0f32; ROWS]; NT];
-    let a = acc.as_mut_ptr();
-    // Each token's pointer to the quants of its current block (the tokens past NT are never read).
-    let mut x: [*const u8; 8] = std::array::from_fn(|i| t[i.min(NT - 1)].x.wrapping_add(4));
-    for b in 0..nb {
-        let wb = w.map(|p| p.add(b * 210));
+    // Each token's pointer goes to the quants of its current block.
+    superblocks::<NT>(nb, w, t, (210, 4), |wb, x, a| {
         let prm = q6k_params(&wb);
         let p = &prm as *const Q6kParams;
         match NT {
@@ -598,6 +611,5 @@ pub(super) unsafe fn q6_k_tile<const NT: usize>(nb: usize, w: [*const u8; ROWS],
                 (t7 = x[7], "v23", "112")
             ),
         }
-    }
-    acc
+    })
 }
