@@ -1,7 +1,9 @@
 //! aarch64 tile kernels for batched prefill: four weight rows against up to four activation rows (tokens) per
 //! call, for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K (in `aarch64_neon_tiles_q6k.rs`), in two flavours chosen at run time:
 //!
-//! - `neon-sdot-4x4` with `sdot` (FEAT_DotProd: Cortex-A76 of the Pi 5, Cortex-A55 and later);
+//! - `neon-sdot-4x4` with `sdot` (FEAT_DotProd: Cortex-A76 of the Pi 5, Cortex-A55 and later; only Q4_1 uses it:
+//!   the others take the four rows by eight tokens of `aarch64_neon_tiles_sdot8.rs` and, for Q4_K and Q6_K,
+//!   `aarch64_neon_tiles_sdot_k.rs`);
 //! - `neon-4x4` with plain NEON widening multiplies (`smull`/`smlal2` into i16 lanes, `saddlp`/`sadalp` into
 //!   i32), for the Cortex-A53/A72 of the Pi Zero 2W, 3 and 4.
 //!
