@@ -1,7 +1,9 @@
 //! aarch64 tile kernels for batched prefill: four weight rows against up to four activation rows (tokens) per
 //! call, for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K (in `aarch64_neon_tiles_q6k.rs`), in two flavours chosen at run time:
 //!
-//! - `neon-sdot-4x4` with `sdot` (FEAT_DotProd: Cortex-A76 of the Pi 5, Cortex-A55 and later);
+//! - `neon-sdot-4x4` with `sdot` (FEAT_DotProd: Cortex-A76 of the Pi 5, Cortex-A55 and later; only Q4_1 uses it:
+//!   the others take the four rows by eight tokens of `aarch64_neon_tiles_sdot8.rs` and, for Q4_K and Q6_K,
+//!   `aarch64_neon_tiles_sdot_k.rs`);
 //! - `neon-4x4` with plain NEON widening multiplies (`smull`/`smlal2` into i16 lanes, `saddlp`/`sadalp` into
 //!   i32), for the Cortex-A53/A72 of the Pi Zero 2W, 3 and 4.
 //!
@@ -50,14 +52,15 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<(&'static str, TileKernel)> {
         (GgmlType::Q4_1, false) => (tile_q4_1, TOKENS),
         (GgmlType::Q5_0, false) => (tile_q5_0, TOKENS),
         (GgmlType::Q8_0, false) => (tile_q8_0, TOKENS),
-        (GgmlType::Q4_K, true) => (tile_q4_k_sdot, TOKENS),
+        (GgmlType::Q4_K, true) => (tile_q4_k_sdot, K_TOKENS),
         (GgmlType::Q4_K, false) => (tile_q4_k, K_TOKENS),
-        (GgmlType::Q6_K, true) => (tile_q6_k_sdot, TOKENS),
+        (GgmlType::Q6_K, true) => (tile_q6_k_sdot, K_TOKENS),
         (GgmlType::Q6_K, false) => (tile_q6_k, K_TOKENS),
         _ => return None,
     };
     let name = match (sdot, tokens) {
-        (true, _) => "neon-sdot-4x4",
+        (true, TOKENS) => "neon-sdot-4x4",
+        (true, _) => "neon-sdot-4x8",
         (false, TOKENS) => "neon-4x4",
         _ => "neon-4x8",
     };
@@ -307,9 +310,9 @@ tile_entry!(tile_q4_1_sdot, Legacy<Q4_1>, true, TOKENS);
 tile_entry!(tile_q5_0, Legacy<Q5_0>, false, TOKENS);
 tile_entry!(tile_q8_0, Legacy<Q8_0>, false, TOKENS);
 tile_entry!(tile_q4_k, Q4K, false, K_TOKENS);
-tile_entry!(tile_q4_k_sdot, Q4K, true, TOKENS);
+tile_entry!(tile_q4_k_sdot, Q4K, true, K_TOKENS);
 tile_entry!(tile_q6_k, Q6K, false, K_TOKENS);
-tile_entry!(tile_q6_k_sdot, Q6K, true, TOKENS);
+tile_entry!(tile_q6_k_sdot, Q6K, true, K_TOKENS);
 
 // ---- kernels ----
 
@@ -515,7 +518,7 @@ impl Tile for Q4K {
         t: &[Tok; NT],
     ) -> [[f32; ROWS]; NT] {
         if SDOT {
-            q4_k_tile_sdot::<NT>(nb, w, t)
+            super::aarch64_neon_tiles_sdot_k::q4_k_tile::<NT>(nb, w, t)
         } else {
             q4_k_tile_neon::<NT>(nb, w, t)
         }
@@ -523,15 +526,14 @@ impl Tile for Q4K {
 }
 
 /// The 6-bit sub-block scales and mins of the four rows' Q4_K blocks at `wb` (12 bytes at offset 4 each, packed as
-/// in `quant::k4_scale_min`): scale `j` of every row as the i32 lanes of vector `j` (for the per-lane
-/// multiply-accumulate), and each row's eight mins as i16 lanes (for the widening multiply with the activations'
-/// sub-block sums). `ld3` to one lane per row puts bytes `4i .. 4i + 4` of row `r` in lane `r` of vector `i`, so the
-/// unpacking runs once for the four rows.
+/// in `quant::k4_scale_min`), unpacked to bytes: `[scales 0..4, scales 4..8, mins 0..4, mins 4..8]`, byte `4r + i` of
+/// each = scale or min `i` (or `4 + i`) of row `r`. `ld3` to one lane per row puts bytes `4i .. 4i + 4` of row `r` in
+/// lane `r` of vector `i`, so the unpacking runs once for the four rows.
 ///
 /// # Safety
 /// Every pointer of `wb` points to a whole Q4_K block.
 #[inline(always)]
-pub(super) unsafe fn k4_scales(wb: &[*const u8; ROWS]) -> ([int32x4_t; 8], [int16x8_t; ROWS]) {
+pub(super) unsafe fn k4_scale_bytes(wb: &[*const u8; ROWS]) -> [uint8x16_t; 4] {
     let z = vdupq_n_u32(0);
     let v = vld3q_lane_u32::<0>(wb[0].add(4) as *const u32, uint32x4x3_t(z, z, z));
     let v = vld3q_lane_u32::<1>(wb[1].add(4) as *const u32, v);
@@ -546,17 +548,19 @@ pub(super) unsafe fn k4_scales(wb: &[*const u8; ROWS]) -> ([int32x4_t; 8], [int1
     let sc_hi = vbslq_u8(m4, q8, vshrq_n_u8::<2>(q0));
     // (q[j + 4] >> 4) | ((q[j] >> 6) << 4).
     let m_hi = vbslq_u8(m4, vshrq_n_u8::<4>(q8), vshrq_n_u8::<2>(q4));
-    let byte = |v: uint8x16_t, i: usize| {
-        let w = vreinterpretq_u32_u8(v);
-        let w = match i {
-            0 => w,
-            1 => vshrq_n_u32::<8>(w),
-            2 => vshrq_n_u32::<16>(w),
-            _ => vshrq_n_u32::<24>(w),
-        };
-        vreinterpretq_s32_u32(if i == 3 { w } else { vandq_u32(w, vdupq_n_u32(0xFF)) })
-    };
-    let sc = [0, 1, 2, 3, 4, 5, 6, 7].map(|j| byte(if j < 4 { sc_lo } else { sc_hi }, j % 4));
+    [sc_lo, sc_hi, m_lo, m_hi]
+}
+
+/// The 6-bit sub-block scales and mins of the four rows' Q4_K blocks at `wb` ([`k4_scale_bytes`]): scale `j` of every
+/// row as the i32 lanes of vector `j` (for the per-lane multiply-accumulate), and each row's eight mins as i16 lanes
+/// (for the widening multiply with the activations' sub-block sums).
+///
+/// # Safety
+/// Every pointer of `wb` points to a whole Q4_K block.
+#[inline(always)]
+pub(super) unsafe fn k4_scales(wb: &[*const u8; ROWS]) -> ([int32x4_t; 8], [int16x8_t; ROWS]) {
+    let [sc_lo, sc_hi, m_lo, m_hi] = k4_scale_bytes(wb);
+    let sc = [0, 1, 2, 3, 4, 5, 6, 7].map(|j| k4_byte(if j < 4 { sc_lo } else { sc_hi }, j % 4));
     // Rows 0 and 1, then 2 and 3: each row's mins 0..4 then 4..8, widened to i16.
     let (m01, m23) = (
         vreinterpretq_u8_u32(vzip1q_u32(vreinterpretq_u32_u8(m_lo), vreinterpretq_u32_u8(m_hi))),
@@ -566,6 +570,20 @@ pub(super) unsafe fn k4_scales(wb: &[*const u8; ROWS]) -> ([int32x4_t; 8], [int1
     let mins =
         [w(vmovl_u8(vget_low_u8(m01))), w(vmovl_high_u8(m01)), w(vmovl_u8(vget_low_u8(m23))), w(vmovl_high_u8(m23))];
     (sc, mins)
+}
+
+/// Byte `i` (0..4) of each 32-bit lane of `v`, as the i32 lanes: byte `4r + i` of [`k4_scale_bytes`]'s vectors for
+/// each row `r`.
+#[inline(always)]
+pub(super) unsafe fn k4_byte(v: uint8x16_t, i: usize) -> int32x4_t {
+    let w = vreinterpretq_u32_u8(v);
+    let w = match i {
+        0 => w,
+        1 => vshrq_n_u32::<8>(w),
+        2 => vshrq_n_u32::<16>(w),
+        _ => vshrq_n_u32::<24>(w),
+    };
+    vreinterpretq_s32_u32(if i == 3 { w } else { vandq_u32(w, vdupq_n_u32(0xFF)) })
 }
 
 /// A token's Q4_K block result added to its accumulator `acc`: `fma(fma(acc, f32(sumi), d * d_x), f32(summ),
@@ -630,56 +648,6 @@ unsafe fn q4_k_block_end(
         options(pure, readonly, nostack, preserves_flags)
     );
     acc
-}
-
-/// The Q4_K tile with `sdot` (see [`Q4K`]).
-///
-/// # Safety
-/// Every pointer of `w` and every token's row hold `nb` whole blocks; the CPU has FEAT_DotProd.
-#[target_feature(enable = "neon")]
-unsafe fn q4_k_tile_sdot<const NT: usize>(nb: usize, w: [*const u8; ROWS], t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
-    let mut acc = [vdupq_n_f32(0.0); NT];
-    let m4 = vdupq_n_u8(0x0F);
-    for b in 0..nb {
-        let wb = [w[0].add(b * 144), w[1].add(b * 144), w[2].add(b * 144), w[3].add(b * 144)];
-        let d = row_scales(&wb, 0);
-        let dmin = row_scales(&wb, 2);
-        let (sc, mins) = k4_scales(&wb);
-        let mut sumi = [vdupq_n_s32(0); NT];
-        for j in 0..8 {
-            // Sub-block j: the low (even j) or high (odd j) nibbles of bytes 32 * (j / 2) .. + 32.
-            let q: [[int8x16_t; 2]; ROWS] = [0, 1, 2, 3].map(|r| {
-                let p = wb[r].add(16 + 32 * (j / 2));
-                let (a, c) = (vld1q_u8(p), vld1q_u8(p.add(16)));
-                let nib =
-                    |v: uint8x16_t| vreinterpretq_s8_u8(if j % 2 == 0 { vandq_u8(v, m4) } else { vshrq_n_u8::<4>(v) });
-                [nib(a), nib(c)]
-            });
-            let scj = sc[j];
-            for i in 0..NT {
-                let yp = t[i].x.add(b * 292 + 4 + 32 * j) as *const i8;
-                let y = [vld1q_s8(yp), vld1q_s8(yp.add(16))];
-                sumi[i] = vmlaq_s32(sumi[i], block_sums::<true>(Lanes::Narrow, &q, &y), scj);
-            }
-        }
-        for i in 0..NT {
-            let xb = t[i].x.add(b * 292);
-            let dx = (xb as *const f32).read_unaligned();
-            // The sub-blocks' activation sums: pairs of the 16 bsums (at most 2 * 16 * 128 in magnitude).
-            let ld = |p: *const u8| vreinterpretq_s16_u8(vld1q_u8(p));
-            let bs = vpaddq_s16(ld(xb.add(260)), ld(xb.add(276)));
-            let m: [int32x4_t; ROWS] =
-                [0, 1, 2, 3].map(|r| vmlal_high_s16(vmull_s16(vget_low_s16(mins[r]), vget_low_s16(bs)), mins[r], bs));
-            let summ = vpaddq_s32(vpaddq_s32(m[0], m[1]), vpaddq_s32(m[2], m[3]));
-            acc[i] = vfmaq_f32(acc[i], vcvtq_f32_s32(sumi[i]), vmulq_n_f32(d, dx));
-            acc[i] = vfmaq_f32(acc[i], vcvtq_f32_s32(summ), vmulq_n_f32(vnegq_f32(dmin), dx));
-        }
-    }
-    let mut out = [[0f32; ROWS]; NT];
-    for i in 0..NT {
-        vst1q_f32(out[i].as_mut_ptr(), acc[i]);
-    }
-    out
 }
 
 /// The Q4_K tile without `sdot` (see [`Q4K`]): eight tokens per call ([`K_TOKENS`]).
@@ -992,7 +960,9 @@ pub(super) mod tests {
     fn aarch64_tiles_are_the_prefill_kernels() {
         for ty in FORMATS {
             let want = match (super::super::aarch64_neon::has_dotprod(), ty) {
-                (true, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0) => "neon-sdot-4x8",
+                (true, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K) => {
+                    "neon-sdot-4x8"
+                }
                 (true, _) => "neon-sdot-4x4",
                 (false, GgmlType::Q4_K | GgmlType::Q6_K) => "neon-4x8",
                 (false, _) => "neon-4x4",

@@ -1,17 +1,16 @@
-//! The aarch64 Q6_K tile (four weight rows by up to four tokens, `sdot` or plain NEON), for
-//! `aarch64_neon_tiles.rs`'s kernel table.
+//! The aarch64 Q6_K tile without `sdot` (four weight rows by up to eight tokens), for `aarch64_neon_tiles.rs`'s
+//! kernel table; the `sdot` one is in `aarch64_neon_tiles_sdot_k.rs` (same float steps, bit-identical results).
 //!
 //! Q6_K `{u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d}` against Q8_K `{f32 d; i8 qs[256]; i16 bsums[16]}`: lane `r`
 //! of a token's accumulator gets `fma(acc, f32(isum_r), d_r * d_x)` per block, where `isum_r` is the sum over the 16
 //! groups of 16 values of the group's signed scale times its integer dot product (weights -32..=31). Each weight
 //! block of the four rows is decoded once per tile and multiplied with every token.
 //!
-//! Without `sdot` a group's products (at most 32 * 128 = 4096 in magnitude) are summed in i16 lanes four at a time
+//! A group's products (at most 32 * 128 = 4096 in magnitude) are summed in i16 lanes four at a time
 //! (16384) and widened to i32 before the rest of the group is added.
 
 use std::arch::aarch64::*;
 
-use super::aarch64_neon::dot_i8;
 use super::aarch64_neon_tiles::{each_token, row_scales, Tile, Tok};
 
 /// Rows per tile.
@@ -31,7 +30,11 @@ impl Tile for Q6K {
         w: [*const u8; ROWS],
         t: &[Tok; NT],
     ) -> [[f32; ROWS]; NT] {
-        q6_k_tile::<SDOT, NT>(nb, w, t)
+        if SDOT {
+            super::aarch64_neon_tiles_sdot_k::q6_k_tile::<NT>(nb, w, t)
+        } else {
+            q6_k_tile::<NT>(nb, w, t)
+        }
     }
 }
 
@@ -60,7 +63,7 @@ unsafe fn decode(wb: *const u8, half: usize, part: usize) -> [int8x16_t; 4] {
 
 /// The four rows' 16 group scales as i32 lanes: element `g` = `[scale_g of row 0, .., of row 3]`.
 #[inline(always)]
-unsafe fn group_scales(wb: &[*const u8; ROWS]) -> [int32x4_t; 16] {
+pub(super) unsafe fn group_scales(wb: &[*const u8; ROWS]) -> [int32x4_t; 16] {
     let s = wb.map(|p| vld1q_s8(p.add(192) as *const i8));
     // Interleave bytes, then pairs: [r0 r1 r2 r3] per group, four groups per vector.
     let (ab, cd) = ([vzip1q_s8(s[0], s[1]), vzip2q_s8(s[0], s[1])], [vzip1q_s8(s[2], s[3]), vzip2q_s8(s[2], s[3])]);
@@ -80,22 +83,9 @@ unsafe fn group_scales(wb: &[*const u8; ROWS]) -> [int32x4_t; 16] {
     out
 }
 
-/// Lane `r` = the integer dot product of row `r`'s 16 weights `q[r]` with the 16 activations `y`.
-#[inline(always)]
-unsafe fn group_sums<const SDOT: bool>(q: [int8x16_t; ROWS], y: int8x16_t) -> int32x4_t {
-    if SDOT {
-        let s = q.map(|q| dot_i8::<true>(vdupq_n_s32(0), q, y));
-        return vpaddq_s32(vpaddq_s32(s[0], s[1]), vpaddq_s32(s[2], s[3]));
-    }
-    // Two products per i16 lane (8192), then four (16384), widened to i32 before the last two pairings.
-    let p = q.map(|q| vmlal_high_s8(vmull_s8(vget_low_s8(q), vget_low_s8(y)), q, y));
-    let (a, b) = (vpaddlq_s16(vpaddq_s16(p[0], p[1])), vpaddlq_s16(vpaddq_s16(p[2], p[3])));
-    vpaddq_s32(a, b)
-}
-
 /// `acc + sc * isum` without `sdot`, where lane `r` of `isum` is the integer dot product of row `r`'s 16 weights
-/// `q[r]` with the 16 activations at `y + at`: [`group_sums`]'s plain NEON steps (the same integers), in one `asm!`
-/// block with the activations' load (register offset: `at` is the same for every token), so that LLVM cannot hoist
+/// `q[r]` with the 16 activations at `y + at` (two products per i16 lane (8192), then four (16384), widened to i32
+/// before the last pairing), in one `asm!` block with the activations' load (register offset: `at` is the same for every token), so that LLVM cannot hoist
 /// the products of all the tokens of a tile above their reductions and spill them.
 ///
 /// # Safety
@@ -140,13 +130,9 @@ unsafe fn mla_group(acc: int32x4_t, q: &[int8x16_t; ROWS], y: *const i8, at: usi
 /// The results of four Q6_K rows (`w`, each `nb` blocks) with `NT` Q8_K tokens: `[token][row]`.
 ///
 /// # Safety
-/// Every pointer of `w` and every token's row hold `nb` whole blocks; with `SDOT` the CPU has FEAT_DotProd.
+/// Every pointer of `w` and every token's row hold `nb` whole blocks.
 #[target_feature(enable = "neon")]
-unsafe fn q6_k_tile<const SDOT: bool, const NT: usize>(
-    nb: usize,
-    w: [*const u8; ROWS],
-    t: &[Tok; NT],
-) -> [[f32; ROWS]; NT] {
+unsafe fn q6_k_tile<const NT: usize>(nb: usize, w: [*const u8; ROWS], t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
     let mut acc = [vdupq_n_f32(0.0); NT];
     for b in 0..nb {
         let wb = w.map(|p| p.add(b * 210));
@@ -164,11 +150,7 @@ unsafe fn q6_k_tile<const SDOT: bool, const NT: usize>(
                     let g = 8 * half + 2 * k + part;
                     let qg = [q[0][k], q[1][k], q[2][k], q[3][k]];
                     each_token!(NT, |i| {
-                        sumi[i] = if SDOT {
-                            vmlaq_s32(sumi[i], group_sums::<SDOT>(qg, vld1q_s8(yq[i].add(16 * g))), sc[g])
-                        } else {
-                            mla_group(sumi[i], &qg, yq[i], 16 * g, sc[g])
-                        };
+                        sumi[i] = mla_group(sumi[i], &qg, yq[i], 16 * g, sc[g]);
                     });
                 }
             }

@@ -23,7 +23,8 @@
 //!   Q6_K; without `sdot`, Q4_K and Q6_K take eight tokens (`neon-4x8`: each token's widening multiplies one `asm!`
 //!   block); with `sdot`, Q4_0, Q5_0 and Q8_0 use the four rows by eight tokens of `aarch64_neon_tiles_sdot8.rs`
 //!   (`neon-sdot-4x8`: rows interleaved in registers for `sdot` by element), whose one-token entry for Q4_0 and
-//!   Q8_0 is a hand-scheduled eight-row `asm!` loop.
+//!   Q8_0 is a hand-scheduled eight-row `asm!` loop, and Q4_K and Q6_K those of `aarch64_neon_tiles_sdot_k.rs`
+//!   (`neon-sdot-4x8` too: one `asm!` block per super-block).
 //! - `aarch64_neon_quantize.rs`: NEON activation quantizers (f32 to Q8_0, Q8_1, Q8_K).
 //! - `aarch64_neon_gemv.rs`: the one-token (decode) entries of those tiles, bit-identical to them; decode runs
 //!   them under the tile's name.
@@ -44,6 +45,8 @@ mod aarch64_neon_tiles;
 mod aarch64_neon_tiles_q6k;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles_sdot8;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon_tiles_sdot_k;
 #[cfg(target_arch = "arm")]
 mod armv7_neon;
 #[cfg(target_arch = "arm")]

@@ -735,3 +735,145 @@ fn simd_kernels_match_the_scalar_reference() {
         }
     }
 }
+
+/// THE CONTRACT of the aarch64 Q4_K and Q6_K kernels (tiles of both flavours and their GEMV entries), in scalar
+/// code: per super-block the exact integer sums, then the float steps in their order (Q4_K:
+/// `acc = fma(fma(acc, f32(sumi), d * d_x), f32(summ), -dmin * d_x)`; Q6_K: `acc = fma(acc, f32(isum), d * d_x)`).
+/// Any kernel that keeps it gives these results bit for bit.
+#[cfg(target_arch = "aarch64")]
+fn k_quant_contract(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let f16 = |b: &[u8]| crate::half_float::f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+    let mut acc = 0f32;
+    for b in 0..n / 256 {
+        let xb = &x[b * 292..(b + 1) * 292];
+        let dx = f32::from_le_bytes([xb[0], xb[1], xb[2], xb[3]]);
+        let xq = |i: usize| xb[4 + i] as i8 as i32;
+        if ty == GgmlType::Q4_K {
+            let wb = &w[b * 144..(b + 1) * 144];
+            let (mut sumi, mut summ) = (0i32, 0i32);
+            for j in 0..8 {
+                let (sc, m) = quant::k4_scale_min(j, &wb[4..16]);
+                let (mut dot, mut xs) = (0i32, 0i32);
+                for l in 0..32 {
+                    let byte = wb[16 + 32 * (j / 2) + l];
+                    let q = if j % 2 == 0 { byte & 15 } else { byte >> 4 };
+                    dot += q as i32 * xq(32 * j + l);
+                    xs += xq(32 * j + l);
+                }
+                sumi += sc as i32 * dot;
+                summ += m as i32 * xs;
+            }
+            let (d, dmin) = (f16(&wb[0..2]), f16(&wb[2..4]));
+            acc = (sumi as f32).mul_add(d * dx, acc);
+            acc = (summ as f32).mul_add(-dmin * dx, acc);
+        } else {
+            let wb = &w[b * 210..(b + 1) * 210];
+            let mut isum = 0i32;
+            for v in 0..256 {
+                let (half, quarter, l) = (v / 128, (v % 128) / 32, v % 32);
+                let ql = wb[64 * half + 32 * (quarter % 2) + l];
+                let nibble = if quarter < 2 { ql & 15 } else { ql >> 4 };
+                let high = (wb[128 + 32 * half + l] >> (2 * quarter)) & 3;
+                let q = (nibble | high << 4) as i32 - 32;
+                isum += wb[192 + v / 16] as i8 as i32 * q * xq(v);
+            }
+            acc = (isum as f32).mul_add(f16(&wb[208..210]) * dx, acc);
+        }
+    }
+    acc
+}
+
+/// The aarch64 Q4_K and Q6_K tiles (both flavours, every tile shape: 1..=4 rows by 1..=8 tokens and more, whole
+/// and partial) and their GEMV entries equal [`k_quant_contract`] bit for bit, on rows of 256, 2048 and 5632
+/// values, random and at the extremes (Q4_K: every nibble 15 or 0 and every six-bit scale and min 63; Q6_K: every
+/// quant 0 or 63 and scales -128 or 127; activations -128 or 127 with their block sums). Swapping two float steps
+/// in a kernel fails it.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn aarch64_k_quant_kernels_keep_the_contract_bit_for_bit() {
+    let flavours = if aarch64_neon::has_dotprod() { vec![false, true] } else { vec![false] };
+    let mut checked = 0;
+    for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        for (seed, n) in [(1u64, 256usize), (2, 2048), (3, 5632)] {
+            let (rows, tokens) = (7, 13);
+            let mut ws: Vec<Vec<f32>> = (0..rows as u64).map(|r| values(seed * 7 + r, n, 1.0)).collect();
+            ws[2] = vec![0.0; n];
+            let xs: Vec<Vec<f32>> = (0..tokens as u64).map(|t| values(seed * 11 + 50 + t, n, 1.0)).collect();
+            let mut case = TileCase::new(ty, n, &ws, &xs);
+            // Extreme rows 3 and 4 and tokens 5, 6 and 9 (unit scales).
+            let one = 0x3C00u16.to_le_bytes();
+            for (r, high) in [(3, true), (4, false)] {
+                let row = &mut case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
+                for wb in row.chunks_exact_mut(ty.block_bytes()) {
+                    if ty == GgmlType::Q4_K {
+                        wb.fill(0xFF); // scales, mins and nibbles at their maxima
+                        if !high {
+                            wb[16..].fill(0x00);
+                        }
+                        wb[..2].copy_from_slice(&one);
+                        wb[2..4].copy_from_slice(&one);
+                    } else {
+                        wb[..192].fill(if high { 0xFF } else { 0x00 });
+                        wb[192..208].fill(if high { 0x7F } else { 0x80 });
+                        wb[208..].copy_from_slice(&one);
+                    }
+                }
+            }
+            for (t, q) in [(5, -128i8), (6, 127), (9, -128)] {
+                let row = &mut case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                for xb in row.chunks_exact_mut(292) {
+                    xb[..4].copy_from_slice(&1f32.to_le_bytes());
+                    xb[4..260].fill(q as u8);
+                    for k in 0..16 {
+                        xb[260 + 2 * k..262 + 2 * k].copy_from_slice(&(16 * q as i16).to_le_bytes());
+                    }
+                }
+            }
+            let want: Vec<Vec<u32>> = (0..rows)
+                .map(|r| {
+                    let w = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
+                    (0..tokens)
+                        .map(|t| k_quant_contract(ty, n, w, &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes]))
+                        .map(f32::to_bits)
+                        .collect()
+                })
+                .collect();
+            for &sdot in &flavours {
+                let (name, k) = aarch64_neon_tiles::kernel(ty, sdot).unwrap();
+                // Tiles of every shape up to the kernel's, from several first rows and tokens.
+                for shape_rows in 1..=k.max_rows {
+                    for shape_tokens in (1..=k.max_tokens).chain([MAX_TILE_TOKENS]) {
+                        for (r0, t0) in [(0, 0), (rows - shape_rows, tokens - shape_tokens), (1, 1)] {
+                            if r0 + shape_rows > rows || t0 + shape_tokens > tokens {
+                                continue;
+                            }
+                            let got = case.run(&k, n, r0, shape_rows, t0, shape_tokens);
+                            for r in 0..shape_rows {
+                                for t in 0..shape_tokens {
+                                    assert_eq!(
+                                        got[r * shape_tokens + t].to_bits(),
+                                        want[r0 + r][t0 + t],
+                                        "{ty} {name}: n={n} tile {shape_rows}x{shape_tokens} at ({r0}, {t0}): row {} token {}",
+                                        r0 + r,
+                                        t0 + t
+                                    );
+                                    checked += 1;
+                                }
+                            }
+                        }
+                    }
+                }
+                let gemv = aarch64_neon_gemv::kernel(ty, sdot).unwrap();
+                for t in 0..tokens {
+                    let mut out = vec![f32::NAN; rows];
+                    gemv(n, &case.wq, case.w_row_bytes, &case.rows().token(t), &mut out);
+                    for (r, v) in out.iter().enumerate() {
+                        assert_eq!(v.to_bits(), want[r][t], "{ty} {name} GEMV: n={n} row {r} token {t}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{checked} aarch64 K-quant results checked against the contract on {}", cpu_path());
+}
