@@ -22,6 +22,7 @@
 use std::arch::aarch64::*;
 
 use super::aarch64_neon::dot_i8;
+use super::aarch64_neon_gemv_k::{q4_k_rows, q6_k_rows};
 use super::aarch64_neon_tiles::{
     block_sums, check as tile_check, nibbles, row_scales, Format, Tile, Tok, Q4K, Q4_0, Q4_1, Q5_0, Q8_0,
 };
@@ -45,9 +46,9 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<GemvFn> {
         (GgmlType::Q5_0, false) => gemv_legacy::<Q5_0, false>,
         (GgmlType::Q8_0, true) => gemv_interleaved::<Q8_0>,
         (GgmlType::Q8_0, false) => gemv_legacy::<Q8_0, false>,
-        (GgmlType::Q4_K, true) => gemv_tile::<Q4K, true>,
+        (GgmlType::Q4_K, true) => gemv_k::<Q4K>,
         (GgmlType::Q4_K, false) => gemv_tile::<Q4K, false>,
-        (GgmlType::Q6_K, true) => gemv_tile::<Q6K, true>,
+        (GgmlType::Q6_K, true) => gemv_k::<Q6K>,
         (GgmlType::Q6_K, false) => gemv_tile::<Q6K, false>,
         _ => return None,
     })
@@ -134,6 +135,27 @@ fn gemv_tile<K: Tile, const SDOT: bool>(
         v
     };
     walk(out, |r0| [one(r0), one(r0 + LANES)], |r0| [one(r0)]);
+}
+
+/// The one-token entry of the `neon-sdot-4x4` Q4_K and Q6_K tiles: four rows per pass by the `asm!` loops of
+/// `aarch64_neon_gemv_k.rs` (the tiles' integer sums and float steps, so bit-identical to them).
+fn gemv_k<K: Tile>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+    let nb = check(n, (K::BLOCK, K::W_BYTES, K::X_BYTES, K::SPB), w, w_row_bytes, x, out);
+    let rows = out.len();
+    let four = |r0: usize| {
+        let [p] = group::<1>(w, w_row_bytes, r0, rows);
+        // SAFETY: `check` verified that every row below `rows` (the pointers repeat in-range rows) and the activation
+        // row hold `nb` whole blocks; this entry is handed out only for CPUs with FEAT_DotProd (the caller's
+        // contract); NEON is mandatory on aarch64.
+        unsafe {
+            if K::W_BYTES == Q6K::W_BYTES {
+                q6_k_rows(nb, p, x.bytes.as_ptr())
+            } else {
+                q4_k_rows(nb, p, x.bytes.as_ptr())
+            }
+        }
+    };
+    walk(out, |r0| [four(r0), four(r0 + LANES)], |r0| [four(r0)]);
 }
 
 /// The one-token entry of a 32-value format's tile (see the module comment).

@@ -37,6 +37,8 @@ mod aarch64_neon;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_gemv;
 #[cfg(target_arch = "aarch64")]
+mod aarch64_neon_gemv_k;
+#[cfg(target_arch = "aarch64")]
 mod aarch64_neon_quantize;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles;
