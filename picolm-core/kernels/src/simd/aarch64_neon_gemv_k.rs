@@ -27,6 +27,7 @@ pub(super) const ROWS: usize = 4;
 
 /// Loads 16 bytes (`ld4`; `ld3`: 12) of each of four rows (post-indexed by `$post`) into one lane of the vectors `$v`:
 /// vector `k`, lane `r` = bytes `4k .. 4k + 4` of row `r`.
+#[rustfmt::skip]
 macro_rules! ld4_rows {
     ($v:literal, $post:literal, $a:literal, $b:literal, $c:literal, $d:literal) => {
         ld4_rows!("ld4", $v, $post, $a, $b, $c, $d)
@@ -43,6 +44,7 @@ macro_rules! ld4_rows {
 
 /// Byte `$j` of each i32 lane of `$src`, sign-extended (`$signed`: `sshr`) or zero-extended (`ushr`, then the mask
 /// 0xFF of `v28` unless it is the top byte), into `v30` (Q6_K) or `v15` (Q4_K) — `$dst`.
+#[rustfmt::skip]
 macro_rules! lane_byte {
     (signed, $dst:literal, $src:literal, 0) => {
         concat!("shl ", $dst, ".4s, ", $src, ".4s, #24\n", "sshr ", $dst, ".4s, ", $dst, ".4s, #24\n")
@@ -74,6 +76,7 @@ macro_rules! lane_byte {
 /// bytes `$a`, the groups of the low nibbles (pair bits 0..2, `4 * (q - 32)` into `$t`) and of the high nibbles
 /// (pair bits 4..6, into `$t2`), each multiplied with four activations (`$i`) of its group (`v8`, `v10`) into the
 /// group sums `v12`, `v14`. `$u` is scratch.
+#[rustfmt::skip]
 macro_rules! q6k_unit_lo {
     ($h:literal, $a:literal, $i:literal, $t:literal, $t2:literal, $u:literal) => {
         concat!(
@@ -91,6 +94,7 @@ macro_rules! q6k_unit_lo {
 
 /// Q6_K, second half of a unit: the high `ql` bytes `$b` with pair bits 2..4 (into `$t`) and 6..8 (into `$h`,
 /// consumed), into the group sums `v13`, `v15` (activations `v9`, `v11`).
+#[rustfmt::skip]
 macro_rules! q6k_unit_hi {
     ($h:literal, $b:literal, $i:literal, $t:literal, $t2:literal, $u:literal) => {
         concat!(
@@ -109,6 +113,7 @@ macro_rules! q6k_unit_hi {
 /// `l`), four groups of 16 weights: `$qh_post` and `$b_post` advance the row pointers (see [`q6_k_rows`]), `$y0..$y3`
 /// are the activations' offsets of the four groups, `$s0`/`$s1` the raw scale vectors and `$j0`/`$j1` the scale bytes
 /// of the groups, `$first` starts the block sum (`mul`) or adds to it (`mla`).
+#[rustfmt::skip]
 macro_rules! q6k_step {
     ($qh_post:literal, $b_post:literal, $y0:literal, $y1:literal, $y2:literal, $y3:literal,
      $s0:literal, $s1:literal, $j0:tt, $j1:tt, $first:literal) => {
@@ -213,6 +218,7 @@ pub(super) unsafe fn q6_k_rows(nb: usize, w: [*const u8; ROWS], x: *const u8) ->
 /// One Q4_K pair of sub-blocks (`32 * $jp .. + 64`): 32 packed bytes of each row (`ld4`, low nibbles sub-block
 /// `2 jp`, high nibbles `2 jp + 1`) times the 64 activations (`$y_post` advances the activation pointer), the two
 /// sums times the rows' scales (bytes `$j0`, `$j1` of `$sc`) into the block sum `v21` (`$first`: `mul` or `mla`).
+#[rustfmt::skip]
 macro_rules! q4k_pair {
     ($y_post:literal, $sc:literal, $j0:tt, $j1:tt, $first:literal) => {
         concat!(
@@ -240,6 +246,7 @@ macro_rules! q4k_pair {
 /// Q4_K: the low nibbles of the interleaved bytes `$w` (masked by `v26` into `$t`) times four activations (`$i`) of
 /// `$y` into `v12`, the high nibbles (shifted in place) times the same four of the next sub-block (`$y` + 2
 /// registers) into `v13`.
+#[rustfmt::skip]
 macro_rules! q4k_nibbles {
     ($w:literal, "v8", $i:literal, $t:literal) => {
         q4k_nibbles!(@ $w, "v8", "v10", $i, $t)
