@@ -18,11 +18,15 @@
 //! - With `sdot` (Q4_1, Q8_0), each row's accumulator runs across the blocks (never zeroed) and a block's sums are the
 //!   difference of two consecutive pairwise reductions; i32 addition wraps, so the difference is exact whatever the
 //!   running values.
+//!
+//! For Q4_K and Q6_K with `sdot`: four rows per pass by the `asm!` loops of `aarch64_neon_gemv_k.rs` (rows
+//! interleaved in registers, `sdot` by element, the group sums times the rows' scales per lane); without `sdot`, the
+//! one-token tile.
 
 use std::arch::aarch64::*;
 
 use super::aarch64_neon::dot_i8;
-use super::aarch64_neon_gemv_k::{q4_k_rows, q6_k_rows};
+use super::aarch64_neon_gemv_k::KRows;
 use super::aarch64_neon_tiles::{
     block_sums, check as tile_check, nibbles, row_scales, Format, Tile, Tok, Q4K, Q4_0, Q4_1, Q5_0, Q8_0,
 };
@@ -47,9 +51,9 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<GemvFn> {
         (GgmlType::Q8_0, true) => gemv_interleaved::<Q8_0>,
         (GgmlType::Q8_0, false) => gemv_legacy::<Q8_0, false>,
         (GgmlType::Q4_K, true) => gemv_k::<Q4K>,
-        (GgmlType::Q4_K, false) => gemv_tile::<Q4K, false>,
+        (GgmlType::Q4_K, false) => gemv_tile::<Q4K>,
         (GgmlType::Q6_K, true) => gemv_k::<Q6K>,
-        (GgmlType::Q6_K, false) => gemv_tile::<Q6K, false>,
+        (GgmlType::Q6_K, false) => gemv_tile::<Q6K>,
         _ => return None,
     })
 }
@@ -115,23 +119,17 @@ fn walk(
     }
 }
 
-/// Any tile kernel's one-token entry: the one-token tile per group of four rows, with the slices checked once.
-fn gemv_tile<K: Tile, const SDOT: bool>(
-    n: usize,
-    w: &[u8],
-    w_row_bytes: usize,
-    x: &ActivationRows<'_>,
-    out: &mut [f32],
-) {
+/// A plain NEON tile kernel's one-token entry (Q4_K, Q6_K without `sdot`): the one-token tile per group of four
+/// rows, with the slices checked once.
+fn gemv_tile<K: Tile>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
     let nb = check(n, (K::BLOCK, K::W_BYTES, K::X_BYTES, K::SPB), w, w_row_bytes, x, out);
     let rows = out.len();
     let t = [Tok { x: x.bytes.as_ptr(), s: x.scales.as_ptr() }];
     let one = |r0: usize| {
         let [p] = group::<1>(w, w_row_bytes, r0, rows);
         // SAFETY: `check` verified that every row below `rows` (the pointers repeat in-range rows) and the activation
-        // row with its scales hold `nb` whole blocks; the `sdot` variant is handed out only for CPUs with
-        // FEAT_DotProd (the caller's contract); NEON is mandatory on aarch64.
-        let [v] = unsafe { K::tile::<SDOT, 1>(nb, p, &t) };
+        // row with its scales hold `nb` whole blocks; NEON is mandatory on aarch64.
+        let [v] = unsafe { K::tile::<false, 1>(nb, p, &t) };
         v
     };
     walk(out, |r0| [one(r0), one(r0 + LANES)], |r0| [one(r0)]);
@@ -139,7 +137,7 @@ fn gemv_tile<K: Tile, const SDOT: bool>(
 
 /// The one-token entry of the `neon-sdot-4x4` Q4_K and Q6_K tiles: four rows per pass by the `asm!` loops of
 /// `aarch64_neon_gemv_k.rs` (the tiles' integer sums and float steps, so bit-identical to them).
-fn gemv_k<K: Tile>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+fn gemv_k<K: Tile + KRows>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
     let nb = check(n, (K::BLOCK, K::W_BYTES, K::X_BYTES, K::SPB), w, w_row_bytes, x, out);
     let rows = out.len();
     let four = |r0: usize| {
@@ -147,13 +145,7 @@ fn gemv_k<K: Tile>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_
         // SAFETY: `check` verified that every row below `rows` (the pointers repeat in-range rows) and the activation
         // row hold `nb` whole blocks; this entry is handed out only for CPUs with FEAT_DotProd (the caller's
         // contract); NEON is mandatory on aarch64.
-        unsafe {
-            if K::W_BYTES == Q6K::W_BYTES {
-                q6_k_rows(nb, p, x.bytes.as_ptr())
-            } else {
-                q4_k_rows(nb, p, x.bytes.as_ptr())
-            }
-        }
+        unsafe { K::rows(nb, p, x.bytes.as_ptr()) }
     };
     walk(out, |r0| [four(r0), four(r0 + LANES)], |r0| [four(r0)]);
 }

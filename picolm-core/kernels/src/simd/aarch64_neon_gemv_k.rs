@@ -22,6 +22,9 @@
 
 use std::arch::aarch64::*;
 
+use super::aarch64_neon_tiles::Q4K;
+use super::aarch64_neon_tiles_q6k::Q6K;
+
 /// Rows per pass: the four lanes of an i32 (and f32) vector.
 pub(super) const ROWS: usize = 4;
 
@@ -159,7 +162,7 @@ macro_rules! q6k_step {
 /// Every pointer of `w` and `x` hold `nb` whole blocks (Q6_K, 210 bytes; Q8_K, 292 bytes); the CPU has
 /// FEAT_DotProd.
 #[inline(always)]
-pub(super) unsafe fn q6_k_rows(nb: usize, w: [*const u8; ROWS], x: *const u8) -> [f32; ROWS] {
+unsafe fn q6_k_rows(nb: usize, w: [*const u8; ROWS], x: *const u8) -> [f32; ROWS] {
     let mut acc = vdupq_n_f32(0.0);
     if nb > 0 {
         let [p0, p1, p2, p3] = w;
@@ -273,7 +276,7 @@ macro_rules! q4k_nibbles {
 /// Every pointer of `w` and `x` hold `nb` whole blocks (Q4_K, 144 bytes; Q8_K, 292 bytes); the CPU has
 /// FEAT_DotProd.
 #[inline(always)]
-pub(super) unsafe fn q4_k_rows(nb: usize, w: [*const u8; ROWS], x: *const u8) -> [f32; ROWS] {
+unsafe fn q4_k_rows(nb: usize, w: [*const u8; ROWS], x: *const u8) -> [f32; ROWS] {
     let mut acc = vdupq_n_f32(0.0);
     if nb > 0 {
         let [p0, p1, p2, p3] = w;
@@ -351,4 +354,28 @@ pub(super) unsafe fn q4_k_rows(nb: usize, w: [*const u8; ROWS], x: *const u8) ->
     let mut out = [0f32; ROWS];
     vst1q_f32(out.as_mut_ptr(), acc);
     out
+}
+
+/// A K-quant format's four-row one-token loop.
+pub(super) trait KRows {
+    /// The results of four rows (`w`: each row's first block) against one Q8_K activation row at `x`, `nb` blocks
+    /// each.
+    ///
+    /// # Safety
+    /// Every pointer of `w` and `x` hold `nb` whole blocks; the CPU has FEAT_DotProd.
+    unsafe fn rows(nb: usize, w: [*const u8; ROWS], x: *const u8) -> [f32; ROWS];
+}
+
+impl KRows for Q4K {
+    #[inline(always)]
+    unsafe fn rows(nb: usize, w: [*const u8; ROWS], x: *const u8) -> [f32; ROWS] {
+        q4_k_rows(nb, w, x)
+    }
+}
+
+impl KRows for Q6K {
+    #[inline(always)]
+    unsafe fn rows(nb: usize, w: [*const u8; ROWS], x: *const u8) -> [f32; ROWS] {
+        q6_k_rows(nb, w, x)
+    }
 }
