@@ -17,7 +17,7 @@
 //! one flipped, at bits 6..8: two instructions per 16 weights and one `eor` per 64), so the block sum comes out four
 //! times too large and exact (at most 2^29 in magnitude), and one arithmetic shift right by 2 restores it.
 //!
-//! Budget per four rows and super-block (1024 weights), counted in the loops below: Q6_K 379 instructions (the
+//! Budget per four rows and super-block (1024 weights), counted in the loops below: Q6_K 367 instructions (the
 //! tile's compiled one-token form took 708), Q4_K 241.
 
 use std::arch::aarch64::*;
@@ -46,7 +46,7 @@ macro_rules! ld4_rows {
 }
 
 /// Byte `$j` of each i32 lane of `$src`, sign-extended (`$signed`: `sshr`) or zero-extended (`ushr`, then the mask
-/// 0xFF of `v28` unless it is the top byte), into `v30` (Q6_K) or `v15` (Q4_K) — `$dst`.
+/// 0xFF of `v28` unless it is the top byte), into `$dst`.
 #[rustfmt::skip]
 macro_rules! lane_byte {
     (signed, $dst:literal, $src:literal, 0) => {
@@ -75,47 +75,47 @@ macro_rules! lane_byte {
     };
 }
 
-/// Q6_K, first half of a unit: from the interleaved `qh` bytes `$h` (flipped here by `v26` = 0xAA) and low `ql`
-/// bytes `$a`, the groups of the low nibbles (pair bits 0..2, `4 * (q - 32)` into `$t`) and of the high nibbles
-/// (pair bits 4..6, into `$t2`), each multiplied with four activations (`$i`) of its group (`v8`, `v10`) into the
-/// group sums `v12`, `v14`. `$u` is scratch.
+/// Q6_K, first half of a unit: from the interleaved `qh` bytes `$h` (flipped here by `v30` = 0xAA) and low `ql`
+/// bytes `$a`, the groups of the low nibbles (pair bits 0..2, `4 * (q - 32)` into `v22`) and of the high nibbles
+/// (pair bits 4..6, into `v23`), each multiplied with four activations (`$i`) of its group (`$y0`, `$y2`) into the
+/// group sums `v12`, `v14`. `v28` is scratch.
 #[rustfmt::skip]
 macro_rules! q6k_unit_lo {
-    ($h:literal, $a:literal, $i:literal, $t:literal, $t2:literal, $u:literal) => {
+    ($h:literal, $a:literal, $i:literal, $y0:literal, $y2:literal) => {
         concat!(
-            "eor ", $h, ".16b, ", $h, ".16b, v26.16b\n",
-            "shl ", $t2, ".16b, ", $h, ".16b, #2\n",
-            "shl ", $t, ".16b, ", $a, ".16b, #2\n",
-            "sli ", $t, ".16b, ", $h, ".16b, #6\n",
-            "sdot v12.4s, ", $t, ".16b, v8.4b[", $i, "]\n",
-            "and ", $u, ".16b, ", $a, ".16b, v29.16b\n",
-            "sri ", $t2, ".16b, ", $u, ".16b, #2\n",
-            "sdot v14.4s, ", $t2, ".16b, v10.4b[", $i, "]\n",
+            "eor ", $h, ".16b, ", $h, ".16b, v30.16b\n",
+            "shl v23.16b, ", $h, ".16b, #2\n",
+            "shl v22.16b, ", $a, ".16b, #2\n",
+            "sli v22.16b, ", $h, ".16b, #6\n",
+            "sdot v12.4s, v22.16b, ", $y0, ".4b[", $i, "]\n",
+            "and v28.16b, ", $a, ".16b, v29.16b\n",
+            "sri v23.16b, v28.16b, #2\n",
+            "sdot v14.4s, v23.16b, ", $y2, ".4b[", $i, "]\n",
         )
     };
 }
 
-/// Q6_K, second half of a unit: the high `ql` bytes `$b` with pair bits 2..4 (into `$t`) and 6..8 (into `$h`,
-/// consumed), into the group sums `v13`, `v15` (activations `v9`, `v11`).
+/// Q6_K, second half of a unit: the high `ql` bytes `$b` with pair bits 2..4 (into `v22`) and 6..8 (into `$h`,
+/// consumed), into the group sums `v13`, `v15` (activations `$y1`, `$y3`).
 #[rustfmt::skip]
 macro_rules! q6k_unit_hi {
-    ($h:literal, $b:literal, $i:literal, $t:literal, $t2:literal, $u:literal) => {
+    ($h:literal, $b:literal, $i:literal, $y1:literal, $y3:literal) => {
         concat!(
-            "ushr ", $t2, ".16b, ", $h, ".16b, #2\n",
-            "shl ", $t, ".16b, ", $b, ".16b, #2\n",
-            "sli ", $t, ".16b, ", $t2, ".16b, #6\n",
-            "sdot v13.4s, ", $t, ".16b, v9.4b[", $i, "]\n",
-            "and ", $u, ".16b, ", $b, ".16b, v29.16b\n",
-            "sri ", $h, ".16b, ", $u, ".16b, #2\n",
-            "sdot v15.4s, ", $h, ".16b, v11.4b[", $i, "]\n",
+            "ushr v23.16b, ", $h, ".16b, #2\n",
+            "shl v22.16b, ", $b, ".16b, #2\n",
+            "sli v22.16b, v23.16b, #6\n",
+            "sdot v13.4s, v22.16b, ", $y1, ".4b[", $i, "]\n",
+            "and v28.16b, ", $b, ".16b, v29.16b\n",
+            "sri ", $h, ".16b, v28.16b, #2\n",
+            "sdot v15.4s, ", $h, ".16b, ", $y3, ".4b[", $i, "]\n",
         )
     };
 }
 
 /// One Q6_K step: 32 values of each half of a super-block and row (`ql` 16 bytes at `l`, 16 at `l + 32`, `qh` 16 at
-/// `l`), four groups of 16 weights: `$qh_post` and `$b_post` advance the row pointers (see [`q6_k_rows`]), `$y0..$y3`
-/// are the activations' offsets of the four groups, `$s0`/`$s1` the raw scale vectors and `$j0`/`$j1` the scale bytes
-/// of the groups, `$first` starts the block sum (`mul`) or adds to it (`mla`).
+/// `l`), four groups of 16 weights: `$qh_post` and `$b_post` advance the row pointers (see [`q6_k_rows`]),
+/// `$y0..$y3` hold the activations of the four groups, `$s0`/`$s1` are the raw scale vectors and `$j0`/`$j1` the
+/// scale bytes of the groups, `$first` starts the block sum (`mul`) or adds to it (`mla`).
 #[rustfmt::skip]
 macro_rules! q6k_step {
     ($qh_post:literal, $b_post:literal, $y0:literal, $y1:literal, $y2:literal, $y3:literal,
@@ -123,31 +123,27 @@ macro_rules! q6k_step {
         concat!(
             ld4_rows!("v0.s, v1.s, v2.s, v3.s", $qh_post, "q0", "q1", "q2", "q3"),
             ld4_rows!("v4.s, v5.s, v6.s, v7.s", "{c32}", "p0", "p1", "p2", "p3"),
-            "ldur q8, [{y}, ", $y0, "]\n",
-            "ldur q10, [{y}, ", $y2, "]\n",
             "movi v12.4s, #0\n",
             "movi v14.4s, #0\n",
-            q6k_unit_lo!("v0", "v4", "0", "v22", "v23", "v24"),
-            q6k_unit_lo!("v1", "v5", "1", "v25", "v27", "v28"),
-            q6k_unit_lo!("v2", "v6", "2", "v22", "v23", "v24"),
-            q6k_unit_lo!("v3", "v7", "3", "v25", "v27", "v28"),
+            q6k_unit_lo!("v0", "v4", "0", $y0, $y2),
+            q6k_unit_lo!("v1", "v5", "1", $y0, $y2),
+            q6k_unit_lo!("v2", "v6", "2", $y0, $y2),
+            q6k_unit_lo!("v3", "v7", "3", $y0, $y2),
             ld4_rows!("v4.s, v5.s, v6.s, v7.s", $b_post, "p0", "p1", "p2", "p3"),
-            "ldur q9, [{y}, ", $y1, "]\n",
-            "ldur q11, [{y}, ", $y3, "]\n",
             "movi v13.4s, #0\n",
             "movi v15.4s, #0\n",
-            q6k_unit_hi!("v0", "v4", "0", "v22", "v23", "v24"),
-            q6k_unit_hi!("v1", "v5", "1", "v25", "v27", "v28"),
-            q6k_unit_hi!("v2", "v6", "2", "v22", "v23", "v24"),
-            q6k_unit_hi!("v3", "v7", "3", "v25", "v27", "v28"),
-            lane_byte!(signed, "v30", $s0, $j0),
-            $first, " v20.4s, v12.4s, v30.4s\n",
-            lane_byte!(signed, "v30", $s0, $j1),
-            "mla v20.4s, v13.4s, v30.4s\n",
-            lane_byte!(signed, "v30", $s1, $j0),
-            "mla v20.4s, v14.4s, v30.4s\n",
-            lane_byte!(signed, "v30", $s1, $j1),
-            "mla v20.4s, v15.4s, v30.4s\n",
+            q6k_unit_hi!("v0", "v4", "0", $y1, $y3),
+            q6k_unit_hi!("v1", "v5", "1", $y1, $y3),
+            q6k_unit_hi!("v2", "v6", "2", $y1, $y3),
+            q6k_unit_hi!("v3", "v7", "3", $y1, $y3),
+            lane_byte!(signed, "v22", $s0, $j0),
+            $first, " v20.4s, v12.4s, v22.4s\n",
+            lane_byte!(signed, "v22", $s0, $j1),
+            "mla v20.4s, v13.4s, v22.4s\n",
+            lane_byte!(signed, "v22", $s1, $j0),
+            "mla v20.4s, v14.4s, v22.4s\n",
+            lane_byte!(signed, "v22", $s1, $j1),
+            "mla v20.4s, v15.4s, v22.4s\n",
         )
     };
 }
@@ -156,7 +152,8 @@ macro_rules! q6k_step {
 /// blocks each): the `neon-sdot-4x4` tile's integer block sums and float step per row (see the module comment).
 ///
 /// Each row has two pointers: `p` walks `ql` (per block: offsets 0, 32, 16, 48, 64, 96, 80, 112, then the next
-/// block), `q` walks the rest (`d` at 208, the scales at 192, `qh` at 128..192, then the next block's `d`).
+/// block), `q` walks the rest (`d` at 208, the scales at 192, `qh` at 128..192, then the next block's `d`). The
+/// activation pointer walks `d_x`, then the quants of each half (groups 0..4 into `v8`..`v11`, 4..8 into `v24`..`v27`).
 ///
 /// # Safety
 /// Every pointer of `w` and `x` hold `nb` whole blocks (Q6_K, 210 bytes; Q8_K, 292 bytes); the CPU has
@@ -170,20 +167,25 @@ unsafe fn q6_k_rows(nb: usize, w: [*const u8; ROWS], x: *const u8) -> [f32; ROWS
         std::arch::asm!(
             ".arch_extension dotprod",
             "2:",
+            // d * d_x of the four rows (v31), the raw scales (v16..v19: lane r = four scales of row r).
             "ld1 {{v31.h}}[0], [{q0}], {cm16}",
             "ld1 {{v31.h}}[1], [{q1}], {cm16}",
             "ld1 {{v31.h}}[2], [{q2}], {cm16}",
             "ld1 {{v31.h}}[3], [{q3}], {cm16}",
+            "ldr s22, [{y}], #4",
+            "fcvtl v31.4s, v31.4h",
+            "fmul v31.4s, v31.4s, v22.s[0]",
             ld4_rows!("v16.s, v17.s, v18.s, v19.s", "{cm64}", "q0", "q1", "q2", "q3"),
-            q6k_step!("#16", "{cm16}", "#4", "#36", "#68", "#100", "v16", "v17", 0, 2, "mul"),
-            q6k_step!("#16", "#16", "#20", "#52", "#84", "#116", "v16", "v17", 1, 3, "mla"),
-            q6k_step!("#16", "{cm16}", "#132", "#164", "#196", "#228", "v18", "v19", 0, 2, "mla"),
-            q6k_step!("{c242}", "{c98}", "#148", "#180", "#212", "#244", "v18", "v19", 1, 3, "mla"),
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{y}], #64",
+            "ld1 {{v24.16b, v25.16b, v26.16b, v27.16b}}, [{y}], #64",
+            q6k_step!("#16", "{cm16}", "v8", "v10", "v24", "v26", "v16", "v17", 0, 2, "mul"),
+            q6k_step!("#16", "#16", "v9", "v11", "v25", "v27", "v16", "v17", 1, 3, "mla"),
+            "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{y}], #64",
+            "ld1 {{v24.16b, v25.16b, v26.16b, v27.16b}}, [{y}], {c96}",
+            q6k_step!("#16", "{cm16}", "v8", "v10", "v24", "v26", "v18", "v19", 0, 2, "mla"),
+            q6k_step!("{c242}", "{c98}", "v9", "v11", "v25", "v27", "v18", "v19", 1, 3, "mla"),
             "sshr v20.4s, v20.4s, #2",
             "scvtf v20.4s, v20.4s",
-            "fcvtl v31.4s, v31.4h",
-            "ld1 {{v30.s}}[0], [{y}], {c292}",
-            "fmul v31.4s, v31.4s, v30.s[0]",
             "fmla v21.4s, v20.4s, v31.4s",
             "subs {n}, {n}, #1",
             "b.ne 2b",
@@ -200,16 +202,16 @@ unsafe fn q6_k_rows(nb: usize, w: [*const u8; ROWS], x: *const u8) -> [f32; ROWS
             c32 = in(reg) 32usize,
             cm16 = in(reg) -16isize,
             cm64 = in(reg) -64isize,
+            c96 = in(reg) 96usize,
             c98 = in(reg) 98usize,
             c242 = in(reg) 242usize,
-            c292 = in(reg) 292usize,
-            in("v26") vdupq_n_u8(0xAA),
             in("v29") vdupq_n_u8(0xF0),
+            in("v30") vdupq_n_u8(0xAA),
             inout("v21") acc,
             out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _, out("v7") _,
             out("v8") _, out("v9") _, out("v10") _, out("v11") _, out("v12") _, out("v13") _, out("v14") _,
             out("v15") _, out("v16") _, out("v17") _, out("v18") _, out("v19") _, out("v20") _, out("v22") _,
-            out("v23") _, out("v24") _, out("v25") _, out("v27") _, out("v28") _, out("v30") _, out("v31") _,
+            out("v23") _, out("v24") _, out("v25") _, out("v26") _, out("v27") _, out("v28") _, out("v31") _,
             options(readonly, nostack)
         );
     }
