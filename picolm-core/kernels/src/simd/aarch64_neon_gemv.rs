@@ -18,10 +18,15 @@
 //! - With `sdot` (Q4_1, Q8_0), each row's accumulator runs across the blocks (never zeroed) and a block's sums are the
 //!   difference of two consecutive pairwise reductions; i32 addition wraps, so the difference is exact whatever the
 //!   running values.
+//!
+//! For Q4_K and Q6_K with `sdot`: four rows per pass by the `asm!` loops of `aarch64_neon_gemv_k.rs` (rows
+//! interleaved in registers, `sdot` by element, the group sums times the rows' scales per lane); without `sdot`, the
+//! one-token tile.
 
 use std::arch::aarch64::*;
 
 use super::aarch64_neon::dot_i8;
+use super::aarch64_neon_gemv_k::KRows;
 use super::aarch64_neon_tiles::{
     block_sums, check as tile_check, nibbles, row_scales, Format, Tile, Tok, Q4K, Q4_0, Q4_1, Q5_0, Q8_0,
 };
@@ -45,10 +50,10 @@ pub fn kernel(ty: GgmlType, sdot: bool) -> Option<GemvFn> {
         (GgmlType::Q5_0, false) => gemv_legacy::<Q5_0, false>,
         (GgmlType::Q8_0, true) => gemv_interleaved::<Q8_0>,
         (GgmlType::Q8_0, false) => gemv_legacy::<Q8_0, false>,
-        (GgmlType::Q4_K, true) => gemv_tile::<Q4K, true>,
-        (GgmlType::Q4_K, false) => gemv_tile::<Q4K, false>,
-        (GgmlType::Q6_K, true) => gemv_tile::<Q6K, true>,
-        (GgmlType::Q6_K, false) => gemv_tile::<Q6K, false>,
+        (GgmlType::Q4_K, true) => gemv_k::<Q4K>,
+        (GgmlType::Q4_K, false) => gemv_tile::<Q4K>,
+        (GgmlType::Q6_K, true) => gemv_k::<Q6K>,
+        (GgmlType::Q6_K, false) => gemv_tile::<Q6K>,
         _ => return None,
     })
 }
@@ -114,26 +119,35 @@ fn walk(
     }
 }
 
-/// Any tile kernel's one-token entry: the one-token tile per group of four rows, with the slices checked once.
-fn gemv_tile<K: Tile, const SDOT: bool>(
-    n: usize,
-    w: &[u8],
-    w_row_bytes: usize,
-    x: &ActivationRows<'_>,
-    out: &mut [f32],
-) {
+/// A plain NEON tile kernel's one-token entry (Q4_K, Q6_K without `sdot`): the one-token tile per group of four
+/// rows, with the slices checked once.
+fn gemv_tile<K: Tile>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
     let nb = check(n, (K::BLOCK, K::W_BYTES, K::X_BYTES, K::SPB), w, w_row_bytes, x, out);
     let rows = out.len();
     let t = [Tok { x: x.bytes.as_ptr(), s: x.scales.as_ptr() }];
     let one = |r0: usize| {
         let [p] = group::<1>(w, w_row_bytes, r0, rows);
         // SAFETY: `check` verified that every row below `rows` (the pointers repeat in-range rows) and the activation
-        // row with its scales hold `nb` whole blocks; the `sdot` variant is handed out only for CPUs with
-        // FEAT_DotProd (the caller's contract); NEON is mandatory on aarch64.
-        let [v] = unsafe { K::tile::<SDOT, 1>(nb, p, &t) };
+        // row with its scales hold `nb` whole blocks; NEON is mandatory on aarch64.
+        let [v] = unsafe { K::tile::<false, 1>(nb, p, &t) };
         v
     };
     walk(out, |r0| [one(r0), one(r0 + LANES)], |r0| [one(r0)]);
+}
+
+/// The one-token entry of the `neon-sdot-4x4` Q4_K and Q6_K tiles: four rows per pass by the `asm!` loops of
+/// `aarch64_neon_gemv_k.rs` (the tiles' integer sums and float steps, so bit-identical to them).
+fn gemv_k<K: Tile + KRows>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+    let nb = check(n, (K::BLOCK, K::W_BYTES, K::X_BYTES, K::SPB), w, w_row_bytes, x, out);
+    let rows = out.len();
+    let four = |r0: usize| {
+        let [p] = group::<1>(w, w_row_bytes, r0, rows);
+        // SAFETY: `check` verified that every row below `rows` (the pointers repeat in-range rows) and the activation
+        // row hold `nb` whole blocks; this entry is handed out only for CPUs with FEAT_DotProd (the caller's
+        // contract); NEON is mandatory on aarch64.
+        unsafe { K::rows(nb, p, x.bytes.as_ptr()) }
+    };
+    walk(out, |r0| [four(r0), four(r0 + LANES)], |r0| [four(r0)]);
 }
 
 /// The one-token entry of a 32-value format's tile (see the module comment).
@@ -301,12 +315,23 @@ mod tests {
             }
             let xt = quant::vec_dot_type(ty);
             let x_row_bytes = xt.row_bytes(n as u64).unwrap() as usize;
-            let (nb, spb) = (n / ty.block_size(), scales_per_block(xt));
             let mut xq = vec![0u8; x_row_bytes * tokens];
-            let (mut scales, mut sums) = (vec![0f32; tokens * nb * spb], vec![0i32; tokens * nb]);
-            for t in 0..tokens {
-                let row = &mut xq[t * x_row_bytes..(t + 1) * x_row_bytes];
+            for (t, row) in xq.chunks_exact_mut(x_row_bytes).enumerate() {
                 quant::quantize_row(xt, &values(seed * 977 + 50 + t as u64, n, scale), row).unwrap();
+            }
+            Case::prepared(ty, n, wq, xq)
+        }
+
+        /// Quantized weight rows `wq` and activation rows `xq` as they are, with the activations' prepared scales
+        /// and sums.
+        fn prepared(ty: GgmlType, n: usize, wq: Vec<u8>, xq: Vec<u8>) -> Case {
+            let w_row_bytes = ty.row_bytes(n as u64).unwrap() as usize;
+            let xt = quant::vec_dot_type(ty);
+            let x_row_bytes = xt.row_bytes(n as u64).unwrap() as usize;
+            let (nb, spb) = (n / ty.block_size(), scales_per_block(xt));
+            let tokens = xq.len() / x_row_bytes;
+            let (mut scales, mut sums) = (vec![0f32; tokens * nb * spb], vec![0i32; tokens * nb]);
+            for (t, row) in xq.chunks_exact(x_row_bytes).enumerate() {
                 prepare_activations(
                     xt,
                     row,
@@ -318,6 +343,14 @@ mod tests {
                 sums.clear();
             }
             Case { wq, w_row_bytes, xq, x_row_bytes, nb, spb, scales, sums }
+        }
+
+        fn rows(&self) -> usize {
+            self.wq.len() / self.w_row_bytes
+        }
+
+        fn tokens(&self) -> usize {
+            self.xq.len() / self.x_row_bytes
         }
 
         fn activations(&self) -> ActivationRows<'_> {
@@ -340,61 +373,140 @@ mod tests {
         wf.iter().zip(&xf).map(|(a, b)| (a * b).abs()).sum()
     }
 
+    /// Asserts that the GEMV entry of `ty` (`sdot` or not) gives, for the first `rows` rows of `case` (each of the
+    /// `rows` in `row_counts`) and every token, bit for bit the results of its tile run as batched prefill runs it
+    /// (tiles of the kernel's rows by tokens), and that they agree with the scalar reference. Returns the results
+    /// compared.
+    fn assert_gemv_is_the_tile(
+        ty: GgmlType,
+        sdot: bool,
+        n: usize,
+        case: &Case,
+        row_counts: &[usize],
+        what: &str,
+    ) -> usize {
+        let (name, tile) = super::super::aarch64_neon_tiles::kernel(ty, sdot).unwrap();
+        let gemv = kernel(ty, sdot).unwrap();
+        let (total, tokens) = (case.rows(), case.tokens());
+        let x = case.activations();
+        // Batched prefill: tiles of up to the kernel's rows by tokens, results [row][token].
+        let mut batched = vec![f32::NAN; total * tokens];
+        let (rs, ts) = (tile.max_rows, tile.max_tokens);
+        for r in (0..total).step_by(rs) {
+            for t in (0..tokens).step_by(ts) {
+                let shape = TileShape { rows: rs.min(total - r), tokens: ts.min(tokens - t), ld: tokens };
+                let w = &case.wq[r * case.w_row_bytes..];
+                (tile.run)(n, w, case.w_row_bytes, &x, t, shape, &mut batched[r * tokens + t..]);
+            }
+        }
+        let mut checked = 0;
+        for &rows in row_counts {
+            for t in 0..tokens {
+                let mut out = vec![f32::NAN; rows];
+                gemv(n, &case.wq[..rows * case.w_row_bytes], case.w_row_bytes, &x.token(t), &mut out);
+                for (r, got) in out.iter().enumerate() {
+                    let want = batched[r * tokens + t];
+                    assert_eq!(
+                        want.to_bits(),
+                        got.to_bits(),
+                        "{ty} {name}: n={n} {what} rows {rows} row {r} token {t}: tile {want} gemv {got}"
+                    );
+                    let wr = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
+                    let xr = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                    let reference = quant::vec_dot(ty, n, wr, xr).unwrap();
+                    let tol = 2e-5 * magnitude(ty, n, wr, xr) + 1e-6;
+                    assert!(
+                        (reference - got).abs() <= tol,
+                        "{ty} {name}: n={n} {what}: reference {reference} gemv {got}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        checked
+    }
+
     /// The GEMV entry of every aarch64 tile kernel gives bit for bit the results of its tile run as batched prefill
-    /// runs it (tiles of the kernel's rows by tokens), for every row count 1..=13 and
-    /// 17 (whole and partial groups of eight and four), several row lengths and every token; and it agrees with the
-    /// scalar reference.
+    /// runs it, for every row count 1..=13 and 17 (whole and partial groups of eight and four), several row lengths
+    /// and every token; and it agrees with the scalar reference.
     #[test]
     fn aarch64_gemv_equals_the_tile_bit_for_bit() {
         let mut checked = 0;
+        let row_counts: Vec<usize> = (1..=13).chain([17]).collect();
         for ty in FORMATS {
             for sdot in flavours() {
-                let (name, tile) = super::super::aarch64_neon_tiles::kernel(ty, sdot).unwrap();
-                let gemv = kernel(ty, sdot).unwrap();
                 let lengths: &[usize] = if ty.block_size() == 32 { &[32, 96, 256, 1536] } else { &[256, 768] };
                 for (seed, &n) in lengths.iter().enumerate() {
                     for scale in [1e-3f32, 1.0, 50.0] {
-                        let tokens = 13;
-                        let case = Case::new(ty, n, 17, tokens, seed as u64 + 1, scale);
-                        let x = case.activations();
-                        // Batched prefill: tiles of up to the kernel's rows by tokens, results [row][token].
-                        let mut batched = vec![f32::NAN; 17 * tokens];
-                        let (rs, ts) = (tile.max_rows, tile.max_tokens);
-                        for r in (0..17).step_by(rs) {
-                            for t in (0..tokens).step_by(ts) {
-                                let shape = TileShape { rows: rs.min(17 - r), tokens: ts.min(tokens - t), ld: tokens };
-                                let w = &case.wq[r * case.w_row_bytes..];
-                                (tile.run)(n, w, case.w_row_bytes, &x, t, shape, &mut batched[r * tokens + t..]);
-                            }
-                        }
-                        for rows in (1..=13).chain([17]) {
-                            for t in 0..tokens {
-                                let mut out = vec![f32::NAN; rows];
-                                gemv(n, &case.wq[..rows * case.w_row_bytes], case.w_row_bytes, &x.token(t), &mut out);
-                                for (r, got) in out.iter().enumerate() {
-                                    let want = batched[r * tokens + t];
-                                    assert_eq!(
-                                        want.to_bits(),
-                                        got.to_bits(),
-                                        "{ty} {name}: n={n} scale {scale} rows {rows} row {r} token {t}: tile {want} gemv {got}"
-                                    );
-                                    let wr = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
-                                    let xr = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
-                                    let reference = quant::vec_dot(ty, n, wr, xr).unwrap();
-                                    let tol = 2e-5 * magnitude(ty, n, wr, xr) + 1e-6;
-                                    assert!(
-                                        (reference - got).abs() <= tol,
-                                        "{ty} {name}: reference {reference} gemv {got}"
-                                    );
-                                    checked += 1;
-                                }
-                            }
-                        }
+                        let case = Case::new(ty, n, 17, 13, seed as u64 + 1, scale);
+                        checked += assert_gemv_is_the_tile(ty, sdot, n, &case, &row_counts, &format!("scale {scale}"));
                     }
                 }
             }
         }
         eprintln!("{checked} aarch64 gemv results checked on {}", crate::simd::cpu_path());
+    }
+
+    /// One Q4_K or Q6_K block at the extremes of its fields, by `kind` (0..6): every quant at its top or bottom
+    /// (Q4_K nibbles 15 or 0; Q6_K six-bit quants 63 or 0, that is 31 or -32) or alternating, every six-bit scale
+    /// and min 63 (Q4_K) or every scale 127 or -128 (Q6_K), super-block scales 1 or 0.5.
+    fn extreme_k_block(ty: GgmlType, kind: usize) -> Vec<u8> {
+        let one = 0x3C00u16.to_le_bytes();
+        let half = 0x3800u16.to_le_bytes();
+        let d = if kind % 3 == 2 { half } else { one };
+        if ty == GgmlType::Q4_K {
+            let mut b = vec![0u8; 144];
+            b[..2].copy_from_slice(&d);
+            b[2..4].copy_from_slice(&one);
+            b[4..16].fill(if kind == 5 { 0x3F } else { 0xFF }); // six-bit scales and mins all 63
+            b[16..].fill([0xFF, 0x00, 0xF0, 0x0F, 0xFF, 0x5A][kind]);
+            b
+        } else {
+            let mut b = vec![0u8; 210];
+            let (ql, qh) = [(0xFF, 0xFF), (0x00, 0x00), (0xF0, 0x33), (0x0F, 0xCC), (0xFF, 0xFF), (0x5A, 0xA5)][kind];
+            b[..128].fill(ql);
+            b[128..192].fill(qh);
+            b[192..208].fill(if kind.is_multiple_of(2) { 127 } else { 0x80 });
+            b[208..].copy_from_slice(&d);
+            b
+        }
+    }
+
+    /// The Q4_K and Q6_K GEMV entries (with `sdot`: the `asm!` loops of `aarch64_neon_gemv_k.rs`) on the row
+    /// lengths of the models (256, 2048, 5632: one, eight and 22 super-blocks), with 1, 3, 4, 5, 8, 9 and 17 rows,
+    /// on random rows and on blocks at the extremes of their fields against activations of all -128 and all 127
+    /// (the largest integer sums; the bsums then -2048 and 2032): bit for bit the tile's results, and the reference's.
+    #[test]
+    fn aarch64_k_quant_gemv_equals_the_tile_on_long_rows_and_extreme_quants() {
+        let row_counts = [1, 3, 4, 5, 8, 9, 17];
+        let mut checked = 0;
+        for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+            for sdot in flavours() {
+                for (seed, n) in [256usize, 2048, 5632].into_iter().enumerate() {
+                    let case = Case::new(ty, n, 17, 3, seed as u64 + 7, 1.0);
+                    checked += assert_gemv_is_the_tile(ty, sdot, n, &case, &row_counts, "random");
+                    // Extreme rows: each block of a row of another kind (row r, block b: kind (r + b) % 6).
+                    let wq: Vec<u8> = (0..17)
+                        .flat_map(|r| (0..n / 256).flat_map(move |b| extreme_k_block(ty, (r + b) % 6)))
+                        .collect();
+                    let xq: Vec<u8> = [-128i8, 127]
+                        .iter()
+                        .flat_map(|&q| {
+                            let mut b = vec![0u8; 292];
+                            b[..4].copy_from_slice(&1f32.to_le_bytes());
+                            b[4..260].fill(q as u8);
+                            for k in 0..16 {
+                                b[260 + 2 * k..262 + 2 * k].copy_from_slice(&(16 * q as i16).to_le_bytes());
+                            }
+                            b.repeat(n / 256)
+                        })
+                        .collect();
+                    let case = Case::prepared(ty, n, wq, xq);
+                    checked += assert_gemv_is_the_tile(ty, sdot, n, &case, &row_counts, "extreme");
+                }
+            }
+        }
+        eprintln!("{checked} aarch64 K-quant gemv results checked on {}", crate::simd::cpu_path());
     }
 
     /// Q4_0 and Q8_0 at the extremes of their quants (Q4_0: nibbles 0 and 15, the ends of the unsigned decoding;

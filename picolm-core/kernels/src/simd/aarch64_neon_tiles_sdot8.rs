@@ -422,6 +422,44 @@ macro_rules! gemv8_q8_0_group {
     };
 }
 
+/// The `asm!` block of an eight-row loop (two groups of four rows): the loop body `$body` (template strings),
+/// repeated `$nb` times, over the eight row pointers of `$w` (post-indexed by the body), the activations' quants at
+/// `$xa` (`{xa}`, `{stride}` bytes per block) and scales at `$xs` (`{xs}`), with the two groups' accumulators
+/// `$acc0` (`v27`) and `$acc1` (`v28`), the registers every loop uses as scratch, and the loop's own operands
+/// `$operands`.
+macro_rules! gemv8_asm {
+    ($w:expr, $nb:expr, ($xa:expr, $xs:expr, $stride:expr), ($acc0:ident, $acc1:ident), [$($body:tt)*],
+     $($operands:tt)*) => {{
+        let [[w0, w1, w2, w3], [w4, w5, w6, w7]] = $w;
+        std::arch::asm!(
+            ".arch_extension dotprod",
+            "2:",
+            $($body)*
+            "subs {n}, {n}, #1",
+            "b.ne 2b",
+            w0 = inout(reg) w0 => _,
+            w1 = inout(reg) w1 => _,
+            w2 = inout(reg) w2 => _,
+            w3 = inout(reg) w3 => _,
+            w4 = inout(reg) w4 => _,
+            w5 = inout(reg) w5 => _,
+            w6 = inout(reg) w6 => _,
+            w7 = inout(reg) w7 => _,
+            xa = inout(reg) $xa => _,
+            xs = inout(reg) $xs => _,
+            n = inout(reg) $nb => _,
+            stride = in(reg) $stride,
+            $($operands)*
+            inout("v27") $acc0,
+            inout("v28") $acc1,
+            out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
+            out("v16") _, out("v17") _, out("v18") _, out("v19") _, out("v20") _, out("v21") _, out("v22") _,
+            out("v23") _, out("v24") _,
+            options(readonly, nostack)
+        );
+    }};
+}
+
 /// [`gemv_rows`] for eight Q4_0 rows (two groups of four) as one loop in `asm!`: per block 64 instructions for the
 /// eight rows (the compiled [`gemv_rows`] takes 82: address arithmetic per row and block), with the same integer
 /// sums and float steps per row, so bit-identical to it and to [`tile`].
@@ -436,39 +474,22 @@ unsafe fn gemv8_q4_0(
 ) -> [[f32; ROWS]; 2] {
     let (mut acc0, mut acc1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
     if nb > 0 {
-        let [[w0, w1, w2, w3], [w4, w5, w6, w7]] = w;
-
-        std::arch::asm!(
-            ".arch_extension dotprod",
-            "2:",
-            gemv8_prelude!(),
-            "ld1r {{v6.4s}}, [{xsum}], #4",
-            "mul v6.4s, v6.4s, v26.4s",
-            gemv8_nibbles_group!("w0", "w1", "w2", "w3", "mov v24.16b, v6.16b", "v27", "v3"),
-            gemv8_nibbles_group!("w4", "w5", "w6", "w7", "mov v24.16b, v6.16b", "v28", "v4"),
-            "subs {n}, {n}, #1",
-            "b.ne 2b",
-            w0 = inout(reg) w0 => _,
-            w1 = inout(reg) w1 => _,
-            w2 = inout(reg) w2 => _,
-            w3 = inout(reg) w3 => _,
-            w4 = inout(reg) w4 => _,
-            w5 = inout(reg) w5 => _,
-            w6 = inout(reg) w6 => _,
-            w7 = inout(reg) w7 => _,
-            xa = inout(reg) xp.add(2) => _,
-            xs = inout(reg) sp => _,
+        gemv8_asm!(
+            w,
+            nb,
+            (xp.add(2), sp, 34usize),
+            (acc0, acc1),
+            [
+                gemv8_prelude!(),
+                "ld1r {{v6.4s}}, [{xsum}], #4",
+                "mul v6.4s, v6.4s, v26.4s",
+                gemv8_nibbles_group!("w0", "w1", "w2", "w3", "mov v24.16b, v6.16b", "v27", "v3"),
+                gemv8_nibbles_group!("w4", "w5", "w6", "w7", "mov v24.16b, v6.16b", "v28", "v4"),
+            ],
             xsum = inout(reg) sump => _,
-            n = inout(reg) nb => _,
-            stride = in(reg) 34usize,
             in("v7") vdupq_n_u8(0x0F),
             in("v26") vdupq_n_s32(-8),
-            inout("v27") acc0,
-            inout("v28") acc1,
-            out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
-            out("v16") _, out("v17") _, out("v18") _, out("v19") _, out("v20") _, out("v21") _, out("v22") _,
-            out("v23") _, out("v24") _,
-            options(readonly, nostack)
+            out("v6") _,
         );
     }
     store2(acc0, acc1)
@@ -487,34 +508,16 @@ unsafe fn gemv8_q8_0(
 ) -> [[f32; ROWS]; 2] {
     let (mut acc0, mut acc1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
     if nb > 0 {
-        let [[w0, w1, w2, w3], [w4, w5, w6, w7]] = w;
-
-        std::arch::asm!(
-            ".arch_extension dotprod",
-            "2:",
-            gemv8_prelude!(),
-            gemv8_q8_0_group!("w0", "w1", "w2", "w3", "v27", "v3"),
-            gemv8_q8_0_group!("w4", "w5", "w6", "w7", "v28", "v4"),
-            "subs {n}, {n}, #1",
-            "b.ne 2b",
-            w0 = inout(reg) w0 => _,
-            w1 = inout(reg) w1 => _,
-            w2 = inout(reg) w2 => _,
-            w3 = inout(reg) w3 => _,
-            w4 = inout(reg) w4 => _,
-            w5 = inout(reg) w5 => _,
-            w6 = inout(reg) w6 => _,
-            w7 = inout(reg) w7 => _,
-            xa = inout(reg) xp.add(2) => _,
-            xs = inout(reg) sp => _,
-            n = inout(reg) nb => _,
-            stride = in(reg) 34usize,
-            inout("v27") acc0,
-            inout("v28") acc1,
-            out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _,
-            out("v16") _, out("v17") _, out("v18") _, out("v19") _, out("v20") _, out("v21") _, out("v22") _,
-            out("v23") _, out("v24") _,
-            options(readonly, nostack)
+        gemv8_asm!(
+            w,
+            nb,
+            (xp.add(2), sp, 34usize),
+            (acc0, acc1),
+            [
+                gemv8_prelude!(),
+                gemv8_q8_0_group!("w0", "w1", "w2", "w3", "v27", "v3"),
+                gemv8_q8_0_group!("w4", "w5", "w6", "w7", "v28", "v4"),
+            ],
         );
     }
     store2(acc0, acc1)
@@ -539,53 +542,37 @@ pub(super) unsafe fn gemv8_q4_1(
     let (mut acc0, mut acc1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
     let (mut mins0, mut mins1) = (vdupq_n_f32(0.0), vdupq_n_f32(0.0));
     if nb > 0 {
-        let [[w0, w1, w2, w3], [w4, w5, w6, w7]] = w;
-        std::arch::asm!(
-            ".arch_extension dotprod",
-            "2:",
-            "ld1 {{v0.16b, v1.16b}}, [{xa}], {stride}",
-            "ldr d5, [{xs}], #8",
-            "ld2 {{v2.h, v3.h}}[0], [{w0}], #4",
-            "ld2 {{v2.h, v3.h}}[1], [{w1}], #4",
-            "ld2 {{v2.h, v3.h}}[2], [{w2}], #4",
-            "ld2 {{v2.h, v3.h}}[3], [{w3}], #4",
-            "ld2 {{v2.h, v3.h}}[4], [{w4}], #4",
-            "ld2 {{v2.h, v3.h}}[5], [{w5}], #4",
-            "ld2 {{v2.h, v3.h}}[6], [{w6}], #4",
-            "ld2 {{v2.h, v3.h}}[7], [{w7}], #4",
-            "fcvtl v4.4s, v2.4h",
-            "fcvtl2 v2.4s, v2.8h",
-            "fcvtl v6.4s, v3.4h",
-            "fcvtl2 v3.4s, v3.8h",
-            "fmul v4.4s, v4.4s, v5.s[0]",
-            "fmul v2.4s, v2.4s, v5.s[0]",
-            "fmla v29.4s, v6.4s, v5.s[1]",
-            "fmla v30.4s, v3.4s, v5.s[1]",
-            gemv8_nibbles_group!("w0", "w1", "w2", "w3", "movi v24.2d, #0", "v27", "v4"),
-            gemv8_nibbles_group!("w4", "w5", "w6", "w7", "movi v24.2d, #0", "v28", "v2"),
-            "subs {n}, {n}, #1",
-            "b.ne 2b",
-            w0 = inout(reg) w0 => _,
-            w1 = inout(reg) w1 => _,
-            w2 = inout(reg) w2 => _,
-            w3 = inout(reg) w3 => _,
-            w4 = inout(reg) w4 => _,
-            w5 = inout(reg) w5 => _,
-            w6 = inout(reg) w6 => _,
-            w7 = inout(reg) w7 => _,
-            xa = inout(reg) xp.add(4) => _,
-            xs = inout(reg) sp => _,
-            n = inout(reg) nb => _,
-            stride = in(reg) 36usize,
+        gemv8_asm!(
+            w,
+            nb,
+            (xp.add(4), sp, 36usize),
+            (acc0, acc1),
+            [
+                "ld1 {{v0.16b, v1.16b}}, [{xa}], {stride}",
+                "ldr d5, [{xs}], #8",
+                "ld2 {{v2.h, v3.h}}[0], [{w0}], #4",
+                "ld2 {{v2.h, v3.h}}[1], [{w1}], #4",
+                "ld2 {{v2.h, v3.h}}[2], [{w2}], #4",
+                "ld2 {{v2.h, v3.h}}[3], [{w3}], #4",
+                "ld2 {{v2.h, v3.h}}[4], [{w4}], #4",
+                "ld2 {{v2.h, v3.h}}[5], [{w5}], #4",
+                "ld2 {{v2.h, v3.h}}[6], [{w6}], #4",
+                "ld2 {{v2.h, v3.h}}[7], [{w7}], #4",
+                "fcvtl v4.4s, v2.4h",
+                "fcvtl2 v2.4s, v2.8h",
+                "fcvtl v6.4s, v3.4h",
+                "fcvtl2 v3.4s, v3.8h",
+                "fmul v4.4s, v4.4s, v5.s[0]",
+                "fmul v2.4s, v2.4s, v5.s[0]",
+                "fmla v29.4s, v6.4s, v5.s[1]",
+                "fmla v30.4s, v3.4s, v5.s[1]",
+                gemv8_nibbles_group!("w0", "w1", "w2", "w3", "movi v24.2d, #0", "v27", "v4"),
+                gemv8_nibbles_group!("w4", "w5", "w6", "w7", "movi v24.2d, #0", "v28", "v2"),
+            ],
             in("v7") vdupq_n_u8(0x0F),
-            inout("v27") acc0,
-            inout("v28") acc1,
             inout("v29") mins0,
             inout("v30") mins1,
-            out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _, out("v5") _, out("v6") _,
-            out("v16") _, out("v17") _, out("v18") _, out("v19") _, out("v20") _, out("v21") _, out("v22") _,
-            out("v23") _, out("v24") _,
-            options(readonly, nostack)
+            out("v6") _,
         );
     }
     store2(vaddq_f32(acc0, mins0), vaddq_f32(acc1, mins1))

@@ -27,7 +27,8 @@
 //!   (`neon-sdot-4x8` too: one `asm!` block per super-block).
 //! - `aarch64_neon_quantize.rs`: NEON activation quantizers (f32 to Q8_0, Q8_1, Q8_K).
 //! - `aarch64_neon_gemv.rs`: the one-token (decode) entries of those tiles, bit-identical to them; decode runs
-//!   them under the tile's name.
+//!   them under the tile's name. With `sdot`, Q4_K and Q6_K decode by the four-row `asm!` loops of
+//!   `aarch64_neon_gemv_k.rs` (rows interleaved in registers, `sdot` by element).
 //! - `armv7_neon_rows.rs`: armv7 NEON passes over four weight rows for Q4_0 and Q8_0: a tile of four rows by up to
 //!   four tokens (`neon-4x4`) for prefill and its one-token (GEMV) entry for decode, bit-identical to it.
 //! - `armv7_neon_convert.rs`: armv7 NEON activation quantizers (f32 to Q8_0, Q8_1).
@@ -37,6 +38,8 @@
 mod aarch64_neon;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_gemv;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon_gemv_k;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_quantize;
 #[cfg(target_arch = "aarch64")]
