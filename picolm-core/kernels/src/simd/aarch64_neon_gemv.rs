@@ -135,7 +135,7 @@ fn gemv_tile<K: Tile>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows
     walk(out, |r0| [one(r0), one(r0 + LANES)], |r0| [one(r0)]);
 }
 
-/// The one-token entry of the `neon-sdot-4x4` Q4_K and Q6_K tiles: four rows per pass by the `asm!` loops of
+/// The one-token entry of the `neon-sdot-4x8` Q4_K and Q6_K tiles: four rows per pass by the `asm!` loops of
 /// `aarch64_neon_gemv_k.rs` (the tiles' integer sums and float steps, so bit-identical to them).
 fn gemv_k<K: Tile + KRows>(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
     let nb = check(n, (K::BLOCK, K::W_BYTES, K::X_BYTES, K::SPB), w, w_row_bytes, x, out);

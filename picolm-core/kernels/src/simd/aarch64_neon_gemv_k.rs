@@ -1,13 +1,13 @@
-//! aarch64 one-token (GEMV) loops of the `neon-sdot-4x4` Q4_K and Q6_K tiles for CPUs with FEAT_DotProd: four
+//! aarch64 one-token (GEMV) loops of the `neon-sdot-4x8` Q4_K and Q6_K tiles for CPUs with FEAT_DotProd: four
 //! weight rows against one Q8_K activation row per pass, each loop one `asm!` block over the super-blocks, with the
 //! row pointers post-indexed (no address arithmetic per block).
 //!
 //! The four rows' quants are interleaved in registers while loading (`ld4` to one lane per row: vector `k`, lane
 //! `r` = bytes `4k .. 4k + 4` of row `r`'s 16 bytes), so `sdot` by element (`sdot v.4s, w.16b, y.4b[k]`) leaves each
 //! row's sum of a group in its own lane, with no reduction; a group's sum is then multiplied by the four rows' group
-//! scales (one i32 lane each) into the rows' integer block sums. The tiles (`aarch64_neon_tiles.rs`,
-//! `aarch64_neon_tiles_q6k.rs`) form the same exact integer sums per row and super-block another way (`sdot` per
-//! row and pairwise reductions), and these loops apply the tiles' float steps in the tiles' order, so the results
+//! scales (one i32 lane each) into the rows' integer block sums. The tiles (`aarch64_neon_tiles_sdot_k.rs`) form
+//! the same exact integer sums per row and super-block with a schedule of their own (several tokens per decoded
+//! block), and these loops apply the tiles' float steps in the tiles' order, so the results
 //! are bit-identical to the tiles':
 //! - Q4_K: `acc = fma(fma(acc, f32(sumi), d * d_x), f32(summ), -dmin * d_x)` (`fmls` by `dmin * d_x`: the same
 //!   fused operation, the product's sign flipped exactly);
@@ -149,7 +149,7 @@ macro_rules! q6k_step {
 }
 
 /// The results of four Q6_K rows (`w`: each row's first block) against one Q8_K activation row at `x` (`nb`
-/// blocks each): the `neon-sdot-4x4` tile's integer block sums and float step per row (see the module comment).
+/// blocks each): the `neon-sdot-4x8` tile's integer block sums and float step per row (see the module comment).
 ///
 /// Each row has two pointers: `p` walks `ql` (per block: offsets 0, 32, 16, 48, 64, 96, 80, 112, then the next
 /// block), `q` walks the rest (`d` at 208, the scales at 192, `qh` at 128..192, then the next block's `d`). The
@@ -270,7 +270,7 @@ macro_rules! q4k_nibbles {
 }
 
 /// The results of four Q4_K rows (`w`: each row's first block) against one Q8_K activation row at `x` (`nb` blocks
-/// each): the `neon-sdot-4x4` tile's integer block sums and float steps per row (see the module comment). Each row
+/// each): the `neon-sdot-4x8` tile's integer block sums and float steps per row (see the module comment). Each row
 /// pointer walks its blocks in order (`d` and `dmin`, the twelve bytes of scales and mins, the quants); the
 /// activation pointer walks `d_x`, then the quants (the bsums are read at an offset first).
 ///
