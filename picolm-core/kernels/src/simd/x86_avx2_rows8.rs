@@ -13,16 +13,19 @@
 //!
 //! Lanes never interact, so a result does not depend on the tile's shape: one token (decode) and [`TOKENS`] tokens
 //! (prefill) give bit-identical values, and a partial tile (fewer than eight rows) repeats the last row in the
-//! unused lanes and drops them. The matrix-vector twin ([`gemv`]) reads the rows one after the other instead (one
-//! stream, in address order: what decode's memory bandwidth wants) and runs each row's chain of FMAs in scalar
-//! code, block after block, with the same operands: bit-identical again.
+//! unused lanes and drops them. The matrix-vector twin ([`gemv`]) is the same one-token kernel over a whole run of
+//! rows in one call, eight rows at a time, asking for the next eight rows' blocks as it reads these.
+//!
+//! (An address-order twin, each row from its first block to its last with the `avx2-gemv` row kernel's integer
+//! sums and then the tile's FMAs of four rows side by side, streamed at 0.75 to 0.85 of `avx2-gemv` from memory on
+//! an AVX2-only Zen 3 under load, and at 0.75 of it from L2: its per-block float steps and transposes cost more
+//! than the eight-row kernel's decode. The eight-row kernel at one token runs at 1.3 times `avx2-gemv` from L2.)
 
 use std::arch::x86_64::*;
 
 use super::tile_common::{check, toks, Tok, L_Q4_0, L_Q8_0, Q4_0_BYTES, Q8_0_BYTES, Q8_0_QS};
 use super::x86_avx2_avx512vnni_gemv::check_gemv;
-use super::x86_common::{dot4_acc, load256, rd_u16};
-use super::x86_q4_0::{group_isums, group_sums_and_scales, reduce8, unpack_group, weight_scales, GROUP};
+use super::x86_common::rd_u16;
 use super::{ActivationRows, GemvFn, TileFn, TileKernel, TileShape};
 use crate::ggml_type::GgmlType;
 
@@ -32,13 +35,6 @@ pub(super) const ROWS: usize = 8;
 /// Tokens per call: four share each transposed weight block. (With eight, the eight accumulators and the eight
 /// transposed weight vectors fill the sixteen AVX2 registers and the loop spills.)
 const TOKENS: usize = 4;
-
-/// Software prefetch distance in bytes along each weight row of a one-token tile.
-const PREFETCH: usize = 512;
-
-/// Bytes ahead of the weights being read that the matrix-vector twin asks the caches for (that of `avx2-gemv`'s
-/// Q4_0 row kernel, which reads the rows in the same order).
-const GEMV_PREFETCH: usize = 2048;
 
 /// The eight-row tile for weights of type `ty`. Call only when AVX2/FMA/F16C are present.
 pub fn kernel(ty: GgmlType) -> Option<TileKernel> {
@@ -61,7 +57,7 @@ pub fn gemv(ty: GgmlType) -> Option<GemvFn> {
 }
 
 macro_rules! rows8_entry {
-    ($name:ident, $inner:ident, $layout:expr) => {
+    ($name:ident, $format:ty, $layout:expr) => {
         fn $name(
             n: usize,
             w: &[u8],
@@ -73,7 +69,7 @@ macro_rules! rows8_entry {
         ) {
             #[target_feature(enable = "avx2,fma,f16c")]
             unsafe fn run<const NT: usize>(nb: usize, rows: &WeightRows, t: [Tok; NT]) -> [[f32; ROWS]; NT] {
-                $inner::<NT>(nb, rows, &t)
+                rows8::<$format, NT>(nb, rows, &t)
             }
             let nb = check(n, &$layout, (ROWS, TOKENS), w, w_row_bytes, x, first, shape, out);
             let rows = WeightRows::new(w, w_row_bytes, shape.rows);
@@ -105,8 +101,8 @@ macro_rules! rows8_entry {
     };
 }
 
-rows8_entry!(rows8_q4_0, q4_0_rows8, L_Q4_0);
-rows8_entry!(rows8_q8_0, q8_0_rows8, L_Q8_0);
+rows8_entry!(rows8_q4_0, Q4_0Rows, L_Q4_0);
+rows8_entry!(rows8_q8_0, Q8_0Rows, L_Q8_0);
 
 /// The start of each of the eight rows of a tile (rows past the tile's end repeat its last row).
 pub(super) struct WeightRows {
@@ -125,9 +121,8 @@ impl WeightRows {
     }
 }
 
-/// Asks for the cache line `at` bytes into each of the eight rows. Used in decode (one-token tiles), where the
-/// rows stream from memory once per token and eight streams at once are more than the hardware prefetchers keep
-/// ahead of. Prefetches never fault, so addresses past the end of the matrix are harmless.
+/// Asks for the cache line `at` bytes into each of the eight rows. Prefetches never fault, so addresses past the
+/// end of the matrix are harmless.
 #[inline(always)]
 pub(super) unsafe fn prefetch_rows(rows: &WeightRows, at: usize) {
     for p in rows.p {
@@ -177,30 +172,49 @@ unsafe fn broadcast4(y: *const u8, k: usize) -> __m256i {
     _mm256_set1_epi32((y.add(4 * k) as *const i32).read_unaligned())
 }
 
+/// A 32-wide weight format of the eight-row kernels: its block size, how a block of the eight rows is decoded, and
+/// the exact integer sums of a decoded block with one token's activations. (A trait, not closures: a closure is not
+/// compiled with the caller's target features, and where LLVM does not inline it, as in the fat-LTO library, its
+/// intrinsics become calls.)
+trait Rows8Format {
+    /// Bytes of one weight block.
+    const WB: usize;
+    /// A decoded block of the eight rows.
+    type Weights;
+
+    /// The block of the eight rows whose quants start `at` bytes into each row.
+    ///
+    /// # Safety
+    /// AVX2 is present and the rows hold the block.
+    unsafe fn decode(rows: &WeightRows, at: usize) -> Self::Weights;
+
+    /// Lane `r`: the exact integer `sum w y` of row `r`'s block against the 32 activation quants at `y`, whose sum
+    /// is `sum`.
+    ///
+    /// # Safety
+    /// AVX2 is present and `y` points to 32 readable bytes.
+    unsafe fn dot(w: &Self::Weights, y: *const u8, sum: i32) -> __m256i;
+}
+
 /// The shared loop of the 32-wide formats against Q8_0 activations: per block, the eight rows' f16 scales and
-/// weights (`decode(at)` of the block's quants at `at`), then per token the exact integer sums
-/// (`dot(weights, activation quants, activation block sum)`) and the float steps of the `avx512vnni-rows8` tile.
+/// decoded weights, then per token the exact integer sums and the float steps of the `avx512vnni-rows8` tile.
 #[inline(always)]
-unsafe fn rows8<const NT: usize, W>(
-    nb: usize,
-    rows: &WeightRows,
-    wb: usize,
-    t: &[Tok; NT],
-    decode: impl Fn(usize) -> W,
-    dot: impl Fn(&W, *const u8, i32) -> __m256i,
-) -> [[f32; ROWS]; NT] {
+unsafe fn rows8<F: Rows8Format, const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
+    let wb = F::WB;
     let mut acc = [_mm256_setzero_ps(); NT];
     for b in 0..nb {
         if NT == 1 && b % 2 == 0 {
-            // Near the end of the rows, the start of the next tile's rows (the engine's next call), which the
-            // per-row streams would otherwise fetch on demand, one miss per row at once.
-            let ahead = b * wb + PREFETCH;
-            prefetch_rows(rows, if ahead < nb * wb { ahead } else { rows.next_tile + ahead - nb * wb });
+            // Decode streams the rows from memory once per token, eight short streams at once, which the hardware
+            // prefetchers do not keep ahead of: ask for the same blocks of the next eight rows (the next tile,
+            // contiguous with these in a matrix). (TinyLlama-shaped Q4_0 rows of 2048 values, from memory, one
+            // thread: 512 bytes ahead along each row instead ran at 0.83 of `avx2-gemv`, this at 0.95 to 1.0;
+            // rows of 5632 values 1.0 and 1.1 to 1.3.)
+            prefetch_rows(rows, rows.next_tile + b * wb);
         }
         let dw = halves_f32(rows, b * wb);
-        let wq = decode(b * wb + 2);
+        let wq = F::decode(rows, b * wb + 2);
         for i in 0..NT {
-            let isum = dot(&wq, t[i].x.add(b * Q8_0_BYTES + Q8_0_QS), *t[i].sum.add(b));
+            let isum = F::dot(&wq, t[i].x.add(b * Q8_0_BYTES + Q8_0_QS), *t[i].sum.add(b));
             let d = _mm256_mul_ps(dw, _mm256_broadcast_ss(&*t[i].s.add(b)));
             acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d, acc[i]);
         }
@@ -215,170 +229,86 @@ unsafe fn rows8<const NT: usize, W>(
 /// Q4_0: `sum (q - 8) y = sum q y - 8 sum y` with the nibbles `q` as unsigned bytes. Each `vpmaddubsw` lane is
 /// `q0 y0 + q1 y1` with `q` in 0..=15 and `y` in -128..=127, so in -3840..=3810 (no saturation); the eight of a
 /// block added in i16 are in -30720..=30480 (no wrap), and `vpmaddwd` with ones adds a lane's two halves in i32.
-#[inline(always)]
-unsafe fn q4_0_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
-    let ones = _mm256_set1_epi16(1);
-    rows8::<NT, _>(
-        nb,
-        rows,
-        Q4_0_BYTES,
-        t,
-        |at| nibbles_transposed(rows, at),
-        |wq, y, sum| {
-            let p = |k: usize| _mm256_maddubs_epi16(wq[k], broadcast4(y, k));
-            let s01 = _mm256_add_epi16(_mm256_add_epi16(p(0), p(1)), _mm256_add_epi16(p(2), p(3)));
-            let s23 = _mm256_add_epi16(_mm256_add_epi16(p(4), p(5)), _mm256_add_epi16(p(6), p(7)));
-            let dot = _mm256_madd_epi16(_mm256_add_epi16(s01, s23), ones);
-            _mm256_sub_epi32(dot, _mm256_slli_epi32::<3>(_mm256_set1_epi32(sum)))
-        },
-    )
+struct Q4_0Rows;
+
+impl Rows8Format for Q4_0Rows {
+    const WB: usize = Q4_0_BYTES;
+    type Weights = [__m256i; 8];
+
+    #[inline(always)]
+    unsafe fn decode(rows: &WeightRows, at: usize) -> [__m256i; 8] {
+        nibbles_transposed(rows, at)
+    }
+
+    #[inline(always)]
+    unsafe fn dot(wq: &[__m256i; 8], y: *const u8, sum: i32) -> __m256i {
+        let mut p = [_mm256_setzero_si256(); 8];
+        for (k, pk) in p.iter_mut().enumerate() {
+            *pk = _mm256_maddubs_epi16(wq[k], broadcast4(y, k));
+        }
+        let s01 = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
+        let s23 = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
+        let dot = _mm256_madd_epi16(_mm256_add_epi16(s01, s23), _mm256_set1_epi16(1));
+        _mm256_sub_epi32(dot, _mm256_slli_epi32::<3>(_mm256_set1_epi32(sum)))
+    }
 }
 
 /// Q8_0: `sum w y` with `vpmaddubsw` of `|w|` (0..=128) and `y` signed by `w` (the quantizer's -127..=127): pairs
 /// of products in -32512..=32512 (no saturation), each widened by `vpmaddwd` with ones before they are added.
-#[inline(always)]
-unsafe fn q8_0_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
-    let ones = _mm256_set1_epi16(1);
-    rows8::<NT, _>(
-        nb,
-        rows,
-        Q8_0_BYTES,
-        t,
-        |at| {
-            let (a, b) = (transpose16(rows, at), transpose16(rows, at + 16));
-            let wq = [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]];
-            let mut abs = wq;
-            for v in abs.iter_mut() {
-                *v = _mm256_sign_epi8(*v, *v);
-            }
-            (wq, abs)
-        },
-        |(wq, abs), y, _| {
-            let p = |k: usize| {
-                let prod = _mm256_maddubs_epi16(abs[k], _mm256_sign_epi8(broadcast4(y, k), wq[k]));
-                _mm256_madd_epi16(prod, ones)
-            };
-            let s01 = _mm256_add_epi32(_mm256_add_epi32(p(0), p(1)), _mm256_add_epi32(p(2), p(3)));
-            let s23 = _mm256_add_epi32(_mm256_add_epi32(p(4), p(5)), _mm256_add_epi32(p(6), p(7)));
-            _mm256_add_epi32(s01, s23)
-        },
-    )
-}
+struct Q8_0Rows;
 
-// ---- the matrix-vector twin (`avx2-rows8-gemv`) ----
-//
-// The tile keeps one f32 per row (a vector lane) and, block after block, does `acc = fma(f32(isum), dw dx, acc)`
-// with the block's exact integer sum `isum`. The twin takes the rows one after the other, each from its first block
-// to its last (one stream in address order, as `avx2-gemv` reads them), forms the integer sums of a group of eight
-// blocks at once with the `x86_q4_0` group code (lane `j` = block `j` of the group), the same `dw dx` products on
-// eight lanes, and then runs the row's FMAs in scalar code, one per block in block order. The FMAs of one row form
-// one dependency chain; the next row's loads and integer sums overlap it.
-
-/// `acc` after the tile's FMAs of blocks `0 .. count` of a group: `acc = fma(isum_j, d_j, acc)` for each lane `j`
-/// in order.
-#[inline(always)]
-unsafe fn chain(mut acc: __m128, isum: __m256i, d: __m256, count: usize) -> __m128 {
-    let (mut f, mut dd) = ([0f32; GROUP], [0f32; GROUP]);
-    _mm256_storeu_ps(f.as_mut_ptr(), _mm256_cvtepi32_ps(isum));
-    _mm256_storeu_ps(dd.as_mut_ptr(), d);
-    for (fj, dj) in f.iter().zip(&dd).take(count) {
-        acc = _mm_fmadd_ss(_mm_set_ss(*fj), _mm_set_ss(*dj), acc);
-    }
-    acc
-}
-
-/// A weight format of the twin: its block size, and the integer sums and `dw dx` products of a group of blocks.
-/// (A trait, not a closure: a closure is not compiled with the caller's target features, and one called from two
-/// places is not inlined, so its intrinsics would become calls.)
-trait TwinFormat {
-    /// Bytes of one weight block.
-    const WB: usize;
-
-    /// Lane `j`: the exact integer sum of block `b0 + j` of the row at `w` against the token `t`, and the product
-    /// of the two blocks' f32 scales (`dw dx`), for `j < count` (1 to 8).
-    ///
-    /// # Safety
-    /// AVX2/FMA/F16C are present; the row and the token hold the blocks.
-    unsafe fn group(w: *const u8, t: &Tok, b0: usize, count: usize) -> (__m256i, __m256);
-}
-
-/// Q4_0 in the twin: the integer sums of `avx2-gemv`'s row kernel (`x86_q4_0`).
-struct TwinQ4_0;
-
-impl TwinFormat for TwinQ4_0 {
-    const WB: usize = Q4_0_BYTES;
-
-    #[inline(always)]
-    unsafe fn group(w: *const u8, t: &Tok, b0: usize, count: usize) -> (__m256i, __m256) {
-        let (isum, dx) = group_isums::<false>(&unpack_group(w, b0, count), t, b0, count);
-        (isum, _mm256_mul_ps(weight_scales(w, Q4_0_BYTES, b0, count), dx))
-    }
-}
-
-/// Q8_0 in the twin: per block `sum w y` as in [`q8_0_rows8`] (`|w|` against `y` signed by `w`).
-struct TwinQ8_0;
-
-impl TwinFormat for TwinQ8_0 {
+impl Rows8Format for Q8_0Rows {
     const WB: usize = Q8_0_BYTES;
+    /// The signed weights and their magnitudes.
+    type Weights = ([__m256i; 8], [__m256i; 8]);
 
     #[inline(always)]
-    unsafe fn group(w: *const u8, t: &Tok, b0: usize, count: usize) -> (__m256i, __m256) {
-        let mut d = [_mm256_setzero_si256(); GROUP];
-        for (k, dk) in d.iter_mut().enumerate().take(count) {
-            let q = load256(w.add((b0 + k) * Q8_0_BYTES + Q8_0_QS));
-            let y = load256(t.x.add((b0 + k) * Q8_0_BYTES + Q8_0_QS));
-            *dk = dot4_acc::<false>(_mm256_setzero_si256(), _mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
+    unsafe fn decode(rows: &WeightRows, at: usize) -> Self::Weights {
+        let (a, b) = (transpose16(rows, at), transpose16(rows, at + 16));
+        let wq = [a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]];
+        let mut abs = wq;
+        for v in abs.iter_mut() {
+            *v = _mm256_sign_epi8(*v, *v);
         }
-        let (_, dx) = group_sums_and_scales(t, b0, count);
-        (reduce8(&d), _mm256_mul_ps(weight_scales(w, Q8_0_BYTES, b0, count), dx))
+        (wq, abs)
+    }
+
+    #[inline(always)]
+    unsafe fn dot((wq, abs): &Self::Weights, y: *const u8, _sum: i32) -> __m256i {
+        let mut p = [_mm256_setzero_si256(); 8];
+        for (k, pk) in p.iter_mut().enumerate() {
+            let prod = _mm256_maddubs_epi16(abs[k], _mm256_sign_epi8(broadcast4(y, k), wq[k]));
+            *pk = _mm256_madd_epi16(prod, _mm256_set1_epi16(1));
+        }
+        let s01 = _mm256_add_epi32(_mm256_add_epi32(p[0], p[1]), _mm256_add_epi32(p[2], p[3]));
+        let s23 = _mm256_add_epi32(_mm256_add_epi32(p[4], p[5]), _mm256_add_epi32(p[6], p[7]));
+        _mm256_add_epi32(s01, s23)
     }
 }
 
-/// Asks for the cache lines [`GEMV_PREFETCH`] bytes past the group of eight blocks (of `wb` bytes) from block `b0`
-/// of the row at `w`. Prefetches never fault: addresses past the end of the weights are harmless.
-#[inline(always)]
-unsafe fn prefetch_group(w: *const u8, wb: usize, b0: usize) {
-    for line in 0..(GROUP * wb).div_ceil(64) {
-        _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(b0 * wb + GEMV_PREFETCH + 64 * line) as *const i8);
-    }
-}
-
-/// One row of the twin (`nb` blocks at `w`) against the token `t`: the groups of eight blocks (the whole ones with
-/// a compile-time count), each followed by its blocks' FMAs.
-#[inline(always)]
-unsafe fn twin_row<F: TwinFormat>(nb: usize, w: *const u8, t: &Tok) -> f32 {
-    let mut acc = _mm_setzero_ps();
-    let mut b0 = 0;
-    while b0 + GROUP <= nb {
-        prefetch_group(w, F::WB, b0);
-        let (isum, d) = F::group(w, t, b0, GROUP);
-        acc = chain(acc, isum, d, GROUP);
-        b0 += GROUP;
-    }
-    if b0 < nb {
-        let (isum, d) = F::group(w, t, b0, nb - b0);
-        acc = chain(acc, isum, d, nb - b0);
-    }
-    _mm_cvtss_f32(acc)
-}
+// ---- the matrix-vector entry (`avx2-rows8-gemv`) ----
 
 macro_rules! gemv_entry {
     ($name:ident, $format:ty, $layout:expr) => {
+        /// The one-token kernel of the tile over a whole run of rows in one call (decode): the rows in tiles of
+        /// eight, each tile asking for the next one's rows as it goes (see [`rows8`]); bit-identical to the tile.
         fn $name(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
             #[target_feature(enable = "avx2,fma,f16c")]
-            unsafe fn rows(nb: usize, w: *const u8, stride: usize, t: Tok, out: &mut [f32]) {
-                for (r, o) in out.iter_mut().enumerate() {
-                    *o = twin_row::<$format>(nb, w.add(r * stride), &t);
-                }
+            unsafe fn run(nb: usize, rows: &WeightRows, t: [Tok; 1]) -> [[f32; ROWS]; 1] {
+                rows8::<$format, 1>(nb, rows, &t)
             }
             let (nb, t) = check_gemv(n, &$layout, w, w_row_bytes, x, out);
-            // SAFETY: handed out by `gemv` only after AVX2/FMA/F16C were detected; `check_gemv` verified that
-            // `out.len()` rows of `nb` blocks, `w_row_bytes` apart, and the token's blocks, scales and sums are in
-            // bounds; the row kernels read only inside them.
-            unsafe { rows(nb, w.as_ptr(), w_row_bytes, t, out) }
+            for (i, o) in out.chunks_mut(ROWS).enumerate() {
+                let rows = WeightRows::new(&w[i * ROWS * w_row_bytes..], w_row_bytes, o.len());
+                // SAFETY: handed out by `gemv` only after AVX2/FMA/F16C were detected; `check_gemv` verified that
+                // `out.len()` rows of `nb` blocks, `w_row_bytes` apart, and the token's blocks, scales and sums are
+                // in bounds, and `WeightRows` points the unused lanes at the last valid row.
+                let res = unsafe { run(nb, &rows, [t]) };
+                o.copy_from_slice(&res[0][..o.len()]);
+            }
         }
     };
 }
 
-gemv_entry!(gemv_q4_0, TwinQ4_0, L_Q4_0);
-gemv_entry!(gemv_q8_0, TwinQ8_0, L_Q8_0);
+gemv_entry!(gemv_q4_0, Q4_0Rows, L_Q4_0);
+gemv_entry!(gemv_q8_0, Q8_0Rows, L_Q8_0);

@@ -23,13 +23,12 @@ use super::tile_common::{Tok, Q4_0_BYTES, Q8_0_BYTES, Q8_0_QS};
 use super::x86_common::{dot4_acc, hsum_ps, load256, nibbles32, rd_u16};
 
 /// Blocks whose float steps are done together (one f32 lane each).
-pub(super) const GROUP: usize = 8;
+const GROUP: usize = 8;
 
-/// The f16 scales (the first two bytes of each block of `wb` bytes) of blocks `b0 .. b0 + count` of the row at `w`
-/// as f32 lanes (0 in the lanes past `count`).
+/// The f16 scales of blocks `b0 .. b0 + count` of the row at `w` as f32 lanes (0 in the lanes past `count`).
 #[inline(always)]
-pub(super) unsafe fn weight_scales(w: *const u8, wb: usize, b0: usize, count: usize) -> __m256 {
-    let h = |k: usize| if k < count { rd_u16(w.add((b0 + k) * wb)) as u32 } else { 0 };
+unsafe fn weight_scales(w: *const u8, b0: usize, count: usize) -> __m256 {
+    let h = |k: usize| if k < count { rd_u16(w.add((b0 + k) * Q4_0_BYTES)) as u32 } else { 0 };
     let pair = |k: usize| (h(k) | h(k + 1) << 16) as i32;
     _mm256_cvtph_ps(_mm_set_epi32(pair(6), pair(4), pair(2), pair(0)))
 }
@@ -43,7 +42,7 @@ unsafe fn lane_mask(count: usize) -> __m256i {
 /// Eight vectors of per-block partial sums (vector `k` belongs to block `k`) reduced to one: lane `k` holds the
 /// sum of vector `k`'s lanes.
 #[inline(always)]
-pub(super) unsafe fn reduce8(d: &[__m256i; GROUP]) -> __m256i {
+unsafe fn reduce8(d: &[__m256i; GROUP]) -> __m256i {
     let (h01, h23) = (_mm256_hadd_epi32(d[0], d[1]), _mm256_hadd_epi32(d[2], d[3]));
     let (h45, h67) = (_mm256_hadd_epi32(d[4], d[5]), _mm256_hadd_epi32(d[6], d[7]));
     // Per 128-bit half: the sums of blocks 0..4 (resp. 4..8) over that half's lanes.
@@ -66,45 +65,6 @@ unsafe fn prefetch_group(w: *const u8, b0: usize) {
     }
 }
 
-/// The weights of blocks `b0 .. b0 + count` (1 to 8) of the row at `w` as unsigned bytes (0..15), one vector per
-/// block (zero past `count`): unpacked once and shared by the tokens (eight registers).
-#[inline(always)]
-pub(super) unsafe fn unpack_group(w: *const u8, b0: usize, count: usize) -> [__m256i; GROUP] {
-    let mut q = [_mm256_setzero_si256(); GROUP];
-    for (k, v) in q.iter_mut().enumerate().take(count) {
-        *v = nibbles32(w.add((b0 + k) * Q4_0_BYTES + 2));
-    }
-    q
-}
-
-/// One token's integer dots with the blocks `q` of [`unpack_group`] (lane `j`: block `b0 + j`, `sum (q - 8) y`,
-/// exact; 0 past `count`) and the token's f32 block scales of those blocks (0 past `count`).
-#[inline(always)]
-pub(super) unsafe fn group_isums<const VNNI: bool>(
-    q: &[__m256i; GROUP],
-    t: &Tok,
-    b0: usize,
-    count: usize,
-) -> (__m256i, __m256) {
-    let mut d = [_mm256_setzero_si256(); GROUP];
-    for (k, (dk, qk)) in d.iter_mut().zip(q).enumerate().take(count) {
-        *dk = dot4_acc::<VNNI>(_mm256_setzero_si256(), *qk, load256(t.x.add((b0 + k) * Q8_0_BYTES + Q8_0_QS)));
-    }
-    let (sums, dx) = group_sums_and_scales(t, b0, count);
-    (_mm256_sub_epi32(reduce8(&d), _mm256_slli_epi32::<3>(sums)), dx)
-}
-
-/// The token's block sums and f32 block scales of blocks `b0 .. b0 + count` (1 to 8; 0 past `count`).
-#[inline(always)]
-pub(super) unsafe fn group_sums_and_scales(t: &Tok, b0: usize, count: usize) -> (__m256i, __m256) {
-    if count == GROUP {
-        (load256(t.sum.add(b0) as *const u8), _mm256_loadu_ps(t.s.add(b0)))
-    } else {
-        let mask = lane_mask(count);
-        (_mm256_maskload_epi32(t.sum.add(b0), mask), _mm256_maskload_ps(t.s.add(b0), mask))
-    }
-}
-
 /// One group of `count` (1 to 8; a compile-time 8 for whole groups) blocks from block `b0` of the row at `w` into
 /// each token's accumulator.
 #[inline(always)]
@@ -115,10 +75,24 @@ unsafe fn group<const VNNI: bool, const NT: usize>(
     t: &[Tok; NT],
     acc: &mut [__m256; NT],
 ) {
-    let q = unpack_group(w, b0, count);
-    let dw = weight_scales(w, Q4_0_BYTES, b0, count);
+    // The weights are unpacked once and shared by the tokens (eight registers).
+    let mut q = [_mm256_setzero_si256(); GROUP];
+    for (k, v) in q.iter_mut().enumerate().take(count) {
+        *v = nibbles32(w.add((b0 + k) * Q4_0_BYTES + 2));
+    }
+    let dw = weight_scales(w, b0, count);
+    let mask = lane_mask(count);
     for i in 0..NT {
-        let (isum, dx) = group_isums::<VNNI>(&q, &t[i], b0, count);
+        let mut d = [_mm256_setzero_si256(); GROUP];
+        for (k, (dk, qk)) in d.iter_mut().zip(&q).enumerate().take(count) {
+            *dk = dot4_acc::<VNNI>(_mm256_setzero_si256(), *qk, load256(t[i].x.add((b0 + k) * Q8_0_BYTES + Q8_0_QS)));
+        }
+        let (sums, dx) = if count == GROUP {
+            (load256(t[i].sum.add(b0) as *const u8), _mm256_loadu_ps(t[i].s.add(b0)))
+        } else {
+            (_mm256_maskload_epi32(t[i].sum.add(b0), mask), _mm256_maskload_ps(t[i].s.add(b0), mask))
+        };
+        let isum = _mm256_sub_epi32(reduce8(&d), _mm256_slli_epi32::<3>(sums));
         acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, dx), acc[i]);
     }
 }
