@@ -9,6 +9,9 @@
 //! The files, by instruction set and shape (kernel names as `PICOLM_KERNEL` and the bench report show them):
 //! - `x86_avx512vnni_tiles.rs`: AVX-512 VNNI tiles of eight weight rows by up to eight tokens
 //!   (`avx512vnni-rows8`) for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K; the prefill kernel where the CPU has VNNI.
+//! - `x86_avx2_rows8.rs`: AVX2 tiles of eight weight rows by up to four tokens (`avx2-rows8`) for Q4_0 and Q8_0,
+//!   the AVX2 port of `avx512vnni-rows8` (bit-identical to it); the prefill kernel of those formats without VNNI,
+//!   with its one-token kernel over a run of rows as the decode twin (`avx2-rows8-gemv`).
 //! - `x86_avx2_tiles.rs`: AVX2 tiles of one weight row by up to four tokens (`avx2-row`), the same formats.
 //! - `x86_avx2_avx512vnni_gemv.rs`: decode matrix-vector kernels over a run of rows (`avx2-gemv`,
 //!   `avx512vnni-gemv`), each bit-identical to one of the tiles (see [`DecodeKernel::matches_prefill`]).
