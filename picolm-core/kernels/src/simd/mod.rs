@@ -9,6 +9,9 @@
 //! The files, by instruction set and shape (kernel names as `PICOLM_KERNEL` and the bench report show them):
 //! - `x86_avx512vnni_tiles.rs`: AVX-512 VNNI tiles of eight weight rows by up to eight tokens
 //!   (`avx512vnni-rows8`) for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K; the prefill kernel where the CPU has VNNI.
+//! - `x86_avx2_rows8.rs`: AVX2 tiles of eight weight rows by up to four tokens (`avx2-rows8`) for Q4_0 and Q8_0,
+//!   the AVX2 port of `avx512vnni-rows8` (bit-identical to it); the prefill kernel of those formats without VNNI,
+//!   with its one-token kernel over a run of rows as the decode twin (`avx2-rows8-gemv`).
 //! - `x86_avx2_tiles.rs`: AVX2 tiles of one weight row by up to four tokens (`avx2-row`), the same formats.
 //! - `x86_avx2_avx512vnni_gemv.rs`: decode matrix-vector kernels over a run of rows (`avx2-gemv`,
 //!   `avx512vnni-gemv`), each bit-identical to one of the tiles (see [`DecodeKernel::matches_prefill`]).
@@ -64,6 +67,8 @@ mod x86_avx2_avx512vnni_gemv;
 mod x86_avx2_convert;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2_dot;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2_rows8;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2_tiles;
 #[cfg(target_arch = "x86_64")]
@@ -195,6 +200,8 @@ impl std::fmt::Debug for DecodeKernel {
 pub const DECODE_KERNEL_NAMES: &[&str] = &[
     "avx512vnni-rows8",
     "avx512vnni-gemv",
+    "avx2-rows8",
+    "avx2-rows8-gemv",
     "avx2-gemv",
     "avx2-row",
     "avx2-dot",
@@ -255,6 +262,9 @@ fn decode_kernel_candidates_on(ty: GgmlType, avx512: bool) -> Vec<DecodeKernel> 
             if let Some(g) = x86_avx2_avx512vnni_gemv::avx2(ty) {
                 out.push(gemv("avx2-gemv", g));
             }
+            if let Some(g) = x86_avx2_rows8::gemv(ty).filter(|_| prefill == "avx2-rows8") {
+                out.push(gemv("avx2-rows8-gemv", g));
+            }
         }
         // aarch64: the one-row NEON dot product stays a decode candidate beside the tile (forced by name only: it
         // sums in another order than the tile).
@@ -298,6 +308,7 @@ fn decode_kernel_candidates_on(ty: GgmlType, avx512: bool) -> Vec<DecodeKernel> 
 fn gemv_twin(gemv: &str, ty: GgmlType) -> &'static str {
     match (gemv, ty) {
         ("avx512vnni-gemv", GgmlType::Q4_K | GgmlType::Q6_K) => "avx512vnni-rows8",
+        ("avx2-rows8-gemv", _) => "avx2-rows8",
         _ => "avx2-row",
     }
 }
@@ -418,8 +429,12 @@ fn tile_kernel_candidates_on(ty: GgmlType, avx512: bool) -> [Option<(&'static st
     }
     #[cfg(target_arch = "x86_64")]
     if x86_common::avx2_available() {
-        let rows8 = if avx512 && x86_common::avx512vnni_available() { x86_avx512vnni_tiles::kernel(ty) } else { None };
-        return [rows8.map(|k| ("avx512vnni-rows8", k)), x86_avx2_tiles::kernel(ty).map(|k| ("avx2-row", k))];
+        let rows8 = if avx512 && x86_common::avx512vnni_available() {
+            x86_avx512vnni_tiles::kernel(ty).map(|k| ("avx512vnni-rows8", k))
+        } else {
+            x86_avx2_rows8::kernel(ty).map(|k| ("avx2-rows8", k))
+        };
+        return [rows8, x86_avx2_tiles::kernel(ty).map(|k| ("avx2-row", k))];
     }
     #[cfg(target_arch = "aarch64")]
     return [aarch64_neon_tiles::kernel(ty, aarch64_neon::has_dotprod()), None];

@@ -525,7 +525,7 @@ fn kernels_with_other_rounding_are_not_declared_identical() {
 
 /// The Q4_0 kernels (whose x86 row kernel does its float steps per group of eight blocks) on every block count
 /// from 1 to 17, so every tail of a group: each tile and decode kernel agrees with the scalar reference, a full
-/// tile with one-token tiles bit for bit, and each matrix-vector kernel with the `avx2-row` tile bit for bit. The
+/// tile with one-token tiles bit for bit, and each matrix-vector kernel with its twin tile bit for bit. The
 /// weights include all-extreme rows (nibbles 0 and 15) and the activations an all-extreme row (quants -127/127).
 #[test]
 fn q4_0_kernels_agree_on_every_block_count() {
@@ -563,17 +563,21 @@ fn q4_0_kernels_agree_on_every_block_count() {
                 }
             }
             let candidates = decode_kernel_candidates(ty);
-            let row_tile = candidates.iter().find(|k| k.name == "avx2-row");
             for k in &candidates {
+                // The tile a matrix-vector kernel repeats (x86-64), run as batched prefill runs it.
+                #[cfg(target_arch = "x86_64")]
+                let twin = candidates.iter().find(|c| k.name.ends_with("-gemv") && c.name == gemv_twin(k.name, ty));
+                #[cfg(not(target_arch = "x86_64"))]
+                let twin: Option<&DecodeKernel> = None;
+                let want = twin.map(|tile| as_matmul_runs(tile, &case, n, ws.len(), xs.len()));
                 for t in 0..xs.len() {
                     let got = decode_run(k, &case, n, 0, ws.len(), t);
                     for (r, v) in got.iter().enumerate() {
                         reference(r, t, *v, k.name);
                     }
-                    if let Some(tile) = row_tile.filter(|_| k.name.ends_with("-gemv")) {
-                        let want = decode_run(tile, &case, n, 0, ws.len(), t);
-                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                        assert_eq!(bits(&got), bits(&want), "{}: n={n} token {t} differs from avx2-row", k.name);
+                    if let (Some(want), Some(tile)) = (&want, twin) {
+                        let bits: Vec<u32> = got.iter().map(|x| x.to_bits()).collect();
+                        assert_eq!(bits, want[t], "{}: n={n} token {t} differs from {}", k.name, tile.name);
                     }
                     checked += got.len();
                 }
@@ -876,4 +880,159 @@ fn aarch64_k_quant_kernels_keep_the_contract_bit_for_bit() {
         }
     }
     eprintln!("{checked} aarch64 K-quant results checked against the contract on {}", cpu_path());
+}
+
+// ---- x86-64 (x86q40): the AVX2 eight-row tile `avx2-rows8` for Q4_0 and Q8_0 and its twin `avx2-rows8-gemv` ----
+
+/// The per-lane arithmetic of the eight-row tiles of Q4_0 and Q8_0 (`avx512vnni-rows8`, `avx2-rows8`) in scalar
+/// code, one row after another: per block in order, the exact integer `sum w y` (`w` = `q - 8` for Q4_0), the
+/// product `dw dx` of the f32 scales, one fused multiply-add into the row's f32 accumulator (from +0).
+#[cfg(target_arch = "x86_64")]
+fn rows8_lane_model(ty: GgmlType, n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+    let (wb, xb) = (ty.block_bytes(), GgmlType::Q8_0.block_bytes());
+    for (r, o) in out.iter_mut().enumerate() {
+        let mut acc = 0f32;
+        for b in 0..n / 32 {
+            let blk = &w[r * w_row_bytes + b * wb..][..wb];
+            let y = &x.bytes[b * xb + 2..(b + 1) * xb];
+            let weight = |i: usize| match ty {
+                GgmlType::Q4_0 => (blk[2 + i % 16] >> (4 * (i / 16)) & 15) as i32 - 8,
+                _ => blk[2 + i] as i8 as i32,
+            };
+            let dot: i32 = (0..32).map(|i| weight(i) * y[i] as i8 as i32).sum();
+            let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]])) * x.scales[b];
+            acc = (dot as f32).mul_add(d, acc);
+        }
+        *o = acc;
+    }
+}
+
+/// [`rows8_lane_model`] of Q4_0 as a decode kernel.
+#[cfg(target_arch = "x86_64")]
+fn q4_0_rows8_model(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+    rows8_lane_model(GgmlType::Q4_0, n, w, w_row_bytes, x, out)
+}
+
+/// [`rows8_lane_model`] of Q8_0 as a decode kernel.
+#[cfg(target_arch = "x86_64")]
+fn q8_0_rows8_model(n: usize, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &mut [f32]) {
+    rows8_lane_model(GgmlType::Q8_0, n, w, w_row_bytes, x, out)
+}
+
+/// The AVX2 path's kernels of `ty` under `name` (its tile or matrix-vector candidate).
+#[cfg(target_arch = "x86_64")]
+fn avx2_path_kernel(ty: GgmlType, name: &str) -> DecodeKernel {
+    let candidates = decode_kernel_candidates_on(ty, false);
+    *candidates.iter().find(|k| k.name == name).unwrap_or_else(|| panic!("{ty}: no {name} on the AVX2 path"))
+}
+
+/// `avx2-rows8` is the AVX2 path's prefill kernel of Q4_0 and Q8_0, and it and its matrix-vector twin repeat the
+/// per-lane arithmetic of the eight-row tiles (the scalar model above) bit for bit, on random, raw and extreme
+/// blocks, partial tiles and every tail of the block loops (see [`assert_bit_identical`]). Where the CPU has
+/// AVX-512 VNNI the model also equals the `avx512vnni-rows8` tile, so the AVX2 and AVX-512 paths agree.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_rows8_tile_and_twin_repeat_the_rows8_lane_arithmetic() {
+    if force_scalar() || !x86_common::avx2_available() {
+        return;
+    }
+    let models: [(GgmlType, GemvFn); 2] = [(GgmlType::Q4_0, q4_0_rows8_model), (GgmlType::Q8_0, q8_0_rows8_model)];
+    for (ty, model) in models {
+        let model = DecodeKernel { name: "rows8 lane model", run: DecodeFn::Gemv(model), matches_prefill: false };
+        let candidates = decode_kernel_candidates_on(ty, false);
+        assert_eq!(candidates[0].name, "avx2-rows8", "{ty}: prefill kernel of the AVX2 path");
+        for name in ["avx2-rows8", "avx2-rows8-gemv"] {
+            let k = avx2_path_kernel(ty, name);
+            assert!(k.matches_prefill, "{ty} {name}");
+            assert!(assert_bit_identical(ty, &model, &k, "AVX2 path") > 0);
+        }
+        if cpu_paths().contains(&true) {
+            let tile = decode_kernel_candidates_on(ty, true)[0];
+            assert_eq!(tile.name, "avx512vnni-rows8");
+            assert!(assert_bit_identical(ty, &model, &tile, path_name(true)) > 0);
+        }
+    }
+}
+
+/// Every shape of an `avx2-rows8` call (1 to 8 rows, 1 to 8 tokens: each token group and partial tile) gives the
+/// results of one-row one-token calls and of the scalar lane model, on rows of every block count from 1 to 17 and
+/// 176 (a 5632-value row), with extreme blocks: all nibbles 0 or 15 (Q4_0), all quants -128 or 127 (Q8_0), and
+/// extreme activations (all quants 127 or -127).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_rows8_tile_shapes_and_extremes() {
+    if force_scalar() || !x86_common::avx2_available() {
+        return;
+    }
+    let mut checked = 0;
+    for (ty, model) in [(GgmlType::Q4_0, q4_0_rows8_model as GemvFn), (GgmlType::Q8_0, q8_0_rows8_model)] {
+        let DecodeFn::Tile(k) = avx2_path_kernel(ty, "avx2-rows8").run else { panic!("{ty}: not a tile") };
+        let wb = ty.block_bytes();
+        for blocks in (1..=17usize).chain([176]) {
+            let n = 32 * blocks;
+            let seed = blocks as u64 * 7;
+            let ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed + r, n, 1.0)).collect();
+            let mut xs: Vec<Vec<f32>> = (0..MAX_TILE_TOKENS as u64).map(|t| values(seed + 50 + t, n, 2.0)).collect();
+            xs[3] = vec![1.0; n];
+            xs[6] = vec![-1.0; n];
+            let mut case = TileCase::new(ty, n, &ws, &xs);
+            // Extreme weight rows: the smallest and the largest quants, with a large and a small scale.
+            let extremes: [(usize, u8, f32); 4] = match ty {
+                GgmlType::Q4_0 => [(1, 0x00, 3.0), (2, 0xFF, 3.0), (5, 0xFF, -1e-3), (7, 0x00, 60000.0)],
+                _ => [(1, 0x80, 3.0), (2, 0x7F, 3.0), (5, 0x80, -1e-3), (7, 0x7F, 60000.0)],
+            };
+            for (r, q, scale) in extremes {
+                let row = &mut case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
+                for blk in row.chunks_exact_mut(wb) {
+                    blk[..2].copy_from_slice(&f32_to_f16(scale).to_le_bytes());
+                    blk[2..].fill(q);
+                }
+            }
+            let x = case.rows();
+            for t in 0..xs.len() {
+                let mut want = vec![0f32; ws.len()];
+                model(n, &case.wq, case.w_row_bytes, &x.token(t), &mut want);
+                for r in 0..ws.len() {
+                    let one = case.run(&k, n, r, 1, t, 1)[0];
+                    assert_eq!(one.to_bits(), want[r].to_bits(), "{ty}: n={n} row {r} token {t}: tile vs model");
+                }
+            }
+            for rows in 1..=k.max_rows {
+                for tokens in 1..=MAX_TILE_TOKENS {
+                    for (r0, t0) in [(0, 0), (ws.len() - rows, MAX_TILE_TOKENS - tokens)] {
+                        let shape = TileShape { rows, tokens, ld: MAX_TILE_TOKENS };
+                        let mut out = vec![f32::NAN; rows * MAX_TILE_TOKENS];
+                        let mut t = 0;
+                        while t < tokens {
+                            let nt = (tokens - t).min(k.max_tokens);
+                            let shape = TileShape { tokens: nt, ..shape };
+                            (k.run)(
+                                n,
+                                &case.wq[r0 * case.w_row_bytes..],
+                                case.w_row_bytes,
+                                &x,
+                                t0 + t,
+                                shape,
+                                &mut out[t..],
+                            );
+                            t += nt;
+                        }
+                        for r in 0..rows {
+                            for t in 0..tokens {
+                                let one = case.run(&k, n, r0 + r, 1, t0 + t, 1)[0];
+                                let got = out[r * MAX_TILE_TOKENS + t];
+                                assert_eq!(
+                                    got.to_bits(),
+                                    one.to_bits(),
+                                    "{ty}: n={n} {rows}x{tokens} tile, row {r} token {t}"
+                                );
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{checked} avx2-rows8 results checked");
 }

@@ -53,7 +53,14 @@ pub fn vnni(ty: GgmlType) -> Option<GemvFn> {
 
 /// Checks the slices of a GEMV call (`out.len()` rows times token 0 of `x`); returns the blocks per row and the
 /// token's pointers. Panics on a caller bug.
-fn check_gemv(n: usize, l: &Layout, w: &[u8], w_row_bytes: usize, x: &ActivationRows<'_>, out: &[f32]) -> (usize, Tok) {
+pub(super) fn check_gemv(
+    n: usize,
+    l: &Layout,
+    w: &[u8],
+    w_row_bytes: usize,
+    x: &ActivationRows<'_>,
+    out: &[f32],
+) -> (usize, Tok) {
     assert!(!out.is_empty(), "GEMV of no rows");
     // The tile check for a one-token, one-row tile covers the token and the first row; the weight slice must also
     // hold the other rows.
