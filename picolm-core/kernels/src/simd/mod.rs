@@ -59,6 +59,8 @@ mod x86_avx2_convert;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2_dot;
 #[cfg(target_arch = "x86_64")]
+mod x86_avx2_rows8_kquant;
+#[cfg(target_arch = "x86_64")]
 mod x86_avx2_tiles;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx512vnni_tiles;
@@ -189,6 +191,8 @@ impl std::fmt::Debug for DecodeKernel {
 pub const DECODE_KERNEL_NAMES: &[&str] = &[
     "avx512vnni-rows8",
     "avx512vnni-gemv",
+    "avx2-rows8",
+    "avx2-rows8-gemv",
     "avx2-gemv",
     "avx2-row",
     "avx2-dot",
@@ -246,6 +250,9 @@ fn decode_kernel_candidates_on(ty: GgmlType, avx512: bool) -> Vec<DecodeKernel> 
                     out.push(gemv("avx512vnni-gemv", g));
                 }
             }
+            if let Some(g) = x86_avx2_avx512vnni_gemv::avx2_rows8(ty).filter(|_| prefill == "avx2-rows8") {
+                out.push(gemv("avx2-rows8-gemv", g));
+            }
             if let Some(g) = x86_avx2_avx512vnni_gemv::avx2(ty) {
                 out.push(gemv("avx2-gemv", g));
             }
@@ -292,6 +299,7 @@ fn decode_kernel_candidates_on(ty: GgmlType, avx512: bool) -> Vec<DecodeKernel> 
 fn gemv_twin(gemv: &str, ty: GgmlType) -> &'static str {
     match (gemv, ty) {
         ("avx512vnni-gemv", GgmlType::Q4_K | GgmlType::Q6_K) => "avx512vnni-rows8",
+        ("avx2-rows8-gemv", _) => "avx2-rows8",
         _ => "avx2-row",
     }
 }
@@ -412,8 +420,12 @@ fn tile_kernel_candidates_on(ty: GgmlType, avx512: bool) -> [Option<(&'static st
     }
     #[cfg(target_arch = "x86_64")]
     if x86_common::avx2_available() {
-        let rows8 = if avx512 && x86_common::avx512vnni_available() { x86_avx512vnni_tiles::kernel(ty) } else { None };
-        return [rows8.map(|k| ("avx512vnni-rows8", k)), x86_avx2_tiles::kernel(ty).map(|k| ("avx2-row", k))];
+        let rows8 = if avx512 && x86_common::avx512vnni_available() {
+            x86_avx512vnni_tiles::kernel(ty).map(|k| ("avx512vnni-rows8", k))
+        } else {
+            x86_avx2_rows8_kquant::kernel(ty).map(|k| ("avx2-rows8", k))
+        };
+        return [rows8, x86_avx2_tiles::kernel(ty).map(|k| ("avx2-row", k))];
     }
     #[cfg(target_arch = "aarch64")]
     return [aarch64_neon_tiles::kernel(ty, aarch64_neon::has_dotprod()), None];

@@ -38,6 +38,16 @@ pub fn avx2(ty: GgmlType) -> Option<GemvFn> {
     })
 }
 
+/// The `avx2-rows8-gemv` kernel for `ty` (the twin of the `avx2-rows8` tile), if there is one. Call only when
+/// AVX2/FMA/F16C are present.
+pub fn avx2_rows8(ty: GgmlType) -> Option<GemvFn> {
+    Some(match ty {
+        GgmlType::Q4_K => gemv_q4_k_rows8,
+        GgmlType::Q6_K => gemv_q6_k_rows8,
+        _ => return None,
+    })
+}
+
 /// The `avx512vnni-gemv` kernel for `ty`, if there is one. Call only when AVX2/FMA/F16C and AVX-512 VNNI/VL are
 /// present.
 pub fn vnni(ty: GgmlType) -> Option<GemvFn> {
@@ -121,6 +131,8 @@ macro_rules! gemv_entry_k {
 
 gemv_entry_k!(gemv_q4_k, q4_k_row, L_Q4_K, "avx2,fma,f16c");
 gemv_entry_k!(gemv_q6_k, q6_k_row, L_Q6_K, "avx2,fma,f16c");
+gemv_entry_k!(gemv_q4_k_rows8, q4_k_row_rows8, L_Q4_K, "avx2,fma,f16c");
+gemv_entry_k!(gemv_q6_k_rows8, q6_k_row_rows8, L_Q6_K, "avx2,fma,f16c");
 gemv_entry_k!(gemv_q4_k_vnni, q4_k_row_vnni, L_Q4_K, "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl");
 gemv_entry_k!(gemv_q6_k_vnni, q6_k_row_vnni, L_Q6_K, "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl");
 
@@ -382,6 +394,50 @@ unsafe fn q6_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q6_k_ints(wb, xb, picks)), _mm256_set1_ps(d), acc);
     }
     hsum_ps(acc)
+}
+
+// ---- `avx2-rows8-gemv`: the float steps of the `avx2-rows8` tile ----
+//
+// That tile (`x86_avx2_rows8_kquant`) has the float steps of the `avx512vnni-rows8` tile (see below): per row and
+// super-block `acc = fma(f32(T), d dx, acc)` (then `acc = fnmadd(f32(S), dmin dx, acc)` for Q4_K) on one f32. These
+// kernels take the exact integer lanes of the `avx2-gemv` kernels, reduce them to `T` (and `S`) per block, then
+// take those float steps.
+
+/// Q4_K against Q8_K, one row, with the float steps of the `avx2-rows8` tile.
+#[inline(always)]
+unsafe fn q4_k_row_rows8(nb: usize, w: *const u8, t: Tok) -> f32 {
+    let picks = opaque(&Q4_K_PICKS);
+    let mut acc = _mm_setzero_ps();
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
+        // Lanes (d dx, dmin dx): the products the tile forms (f16 to f32 is exact).
+        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
+        let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(xb)));
+        let (sumi, min_pairs) = q4_k_ints(wb, xb, picks);
+        let summ = _mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), min_pairs);
+        // [T, S] in lanes 0 and 1.
+        let v = _mm_hadd_epi32(fold_epi32(sumi), fold_epi32(summ));
+        let v = _mm_cvtepi32_ps(_mm_hadd_epi32(v, v));
+        acc = _mm_fmadd_ss(v, dm, acc);
+        acc = _mm_fnmadd_ss(_mm_movehdup_ps(v), _mm_movehdup_ps(dm), acc);
+    }
+    _mm_cvtss_f32(acc)
+}
+
+/// Q6_K against Q8_K, one row, with the float step of the `avx2-rows8` tile.
+#[inline(always)]
+unsafe fn q6_k_row_rows8(nb: usize, w: *const u8, t: Tok) -> f32 {
+    let picks = opaque(&Q6_K_PICKS);
+    let mut acc = _mm_setzero_ps();
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * Q6_K_BYTES), t.x.add(i * Q8_K_BYTES));
+        let d = fp16(wb.add(208)) * q8k_d(xb);
+        let v = fold_epi32(q6_k_ints(wb, xb, picks));
+        let v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+        let total = _mm_cvtepi32_ps(_mm_add_epi32(v, _mm_shuffle_epi32::<0b01>(v)));
+        acc = _mm_fmadd_ss(total, _mm_set_ss(d), acc);
+    }
+    _mm_cvtss_f32(acc)
 }
 
 // ---- `avx512vnni-gemv` K-quants: the float steps of the `avx512vnni-rows8` tile ----
