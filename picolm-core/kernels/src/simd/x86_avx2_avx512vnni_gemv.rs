@@ -319,6 +319,17 @@ unsafe fn pair_sums(xb: *const u8) -> __m128i {
     _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums))
 }
 
+/// One Q4_K block `wb` against the Q8_K block `xb`: the lanes `(d dx, dmin dx)` (the products the tiles form; f16
+/// to f32 is exact), eight i32 lanes summing to `sum_j scale_j sum q y` (see [`q4_k_ints`]) and eight summing to
+/// `sum_j m_j (bsum_2j + bsum_2j+1)`.
+#[inline(always)]
+unsafe fn q4_k_block(wb: *const u8, xb: *const u8, picks: *const [u8; 32]) -> (__m128, __m256i, __m256i) {
+    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
+    let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(xb)));
+    let (sumi, min_pairs) = q4_k_ints(wb, xb, picks);
+    (dm, sumi, _mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), min_pairs))
+}
+
 /// Q4_K against Q8_K, one row (`avx2-gemv`). The integer sums are exact, so only the float steps decide the
 /// rounding, and they are those of the `avx2-row` tile: eight lanes of partial sums per row, per block `acc +=
 /// f32(sumi) * (d dx)` then `acc -= f32(summ) * (dmin dx)` (each one FMA), with the lane `j` of `summ` = `m_j
@@ -328,12 +339,7 @@ unsafe fn q4_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
     let picks = opaque(&Q4_K_PICKS);
     let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
-        let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
-        // Lanes (d dx, dmin dx): the products the tile forms (f16 to f32 is exact).
-        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
-        let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(xb)));
-        let (sumi, min_pairs) = q4_k_ints(wb, xb, picks);
-        let summ = _mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), min_pairs);
+        let (dm, sumi, summ) = q4_k_block(w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES), picks);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
         acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), acc);
     }
@@ -409,14 +415,9 @@ unsafe fn q4_k_row_rows8(nb: usize, w: *const u8, t: Tok) -> f32 {
     let picks = opaque(&Q4_K_PICKS);
     let mut acc = _mm_setzero_ps();
     for i in 0..nb {
-        let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
-        // Lanes (d dx, dmin dx): the products the tile forms (f16 to f32 is exact).
-        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
-        let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(xb)));
-        let (sumi, min_pairs) = q4_k_ints(wb, xb, picks);
-        let summ = _mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), min_pairs);
+        let (dm, sumi, summ) = q4_k_block(w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES), picks);
         // [T, S] in lanes 0 and 1.
-        let v = _mm_hadd_epi32(fold_epi32(sumi), fold_epi32(summ));
+        let v = fold_epi32(_mm256_hadd_epi32(sumi, summ));
         let v = _mm_cvtepi32_ps(_mm_hadd_epi32(v, v));
         acc = _mm_fmadd_ss(v, dm, acc);
         acc = _mm_fnmadd_ss(_mm_movehdup_ps(v), _mm_movehdup_ps(dm), acc);
