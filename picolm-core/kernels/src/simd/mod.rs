@@ -10,8 +10,11 @@
 //! - `x86_avx512vnni_tiles.rs`: AVX-512 VNNI tiles of eight weight rows by up to eight tokens
 //!   (`avx512vnni-rows8`) for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K; the prefill kernel where the CPU has VNNI.
 //! - `x86_avx2_tiles.rs`: AVX2 tiles of one weight row by up to four tokens (`avx2-row`), the same formats.
+//! - `x86_avx2_rows8_kquant.rs`: AVX2 tiles of eight weight rows by up to eight tokens (`avx2-rows8`) for Q4_K and
+//!   Q6_K, with the per-lane arithmetic of `avx512vnni-rows8`; the prefill kernel of these formats without VNNI.
 //! - `x86_avx2_avx512vnni_gemv.rs`: decode matrix-vector kernels over a run of rows (`avx2-gemv`,
-//!   `avx512vnni-gemv`), each bit-identical to one of the tiles (see [`DecodeKernel::matches_prefill`]).
+//!   `avx2-rows8-gemv`, `avx512vnni-gemv`), each bit-identical to one of the tiles (see
+//!   [`DecodeKernel::matches_prefill`]).
 //! - `x86_avx2_dot.rs`: AVX2 one-row dot products (`avx2-dot`) for the formats without tiles (F32, F16, BF16,
 //!   Q5_0, Q5_1, Q2_K, Q3_K, Q5_K).
 //! - `x86_avx2_convert.rs`: AVX2 activation quantizers (f32 to Q8_0, Q8_1, Q8_K) and the F16C f16 to f32 rows.

@@ -5,14 +5,17 @@
 //! byte; Q6_K's `q - 32` taken once per block from the activation block sums instead of a second `vpmaddubsw` per
 //! 32 values).
 //!
-//! Two flavours: `avx2-gemv` (AVX2 + FMA + F16C; Q4_0, Q4_1, Q8_0, Q4_K, Q6_K) and `avx512vnni-gemv` (the same
-//! formats, AVX-512 VNNI: the 32-wide formats with the 256-bit `vpdpbusd` in place of `vpmaddubsw` + `vpmaddwd`,
-//! the K-quants with 512-bit `vpdpbusd` + `vpdpwssd`). The integer sums are exact in every kernel, so a kernel's
-//! rounding is decided by its float steps alone, and each kernel repeats those of one prefill tile, which makes its
-//! results bit-identical to that tile's (declared in `simd::decode_kernel_candidates`, tested in `simd::tests`):
-//! the 32-wide formats (Q4_0, Q4_1, Q8_0) in both flavours (Q4_0 runs the very row kernel of that tile, `x86_q4_0`)
-//! and the K-quants of `avx2-gemv` follow the `avx2-row` tile (the prefill kernel of CPUs without AVX-512 VNNI);
-//! the K-quants of `avx512vnni-gemv` follow the `avx512vnni-rows8` tile (the prefill kernel of the others).
+//! Three flavours: `avx2-gemv` (AVX2 + FMA + F16C; Q4_0, Q4_1, Q8_0, Q4_K, Q6_K), `avx2-rows8-gemv` (AVX2 + FMA +
+//! F16C; Q4_K, Q6_K: the integer lanes of `avx2-gemv` with the float steps of the eight-row tiles) and
+//! `avx512vnni-gemv` (the formats of `avx2-gemv`, AVX-512 VNNI: the 32-wide formats with the 256-bit `vpdpbusd` in
+//! place of `vpmaddubsw` + `vpmaddwd`, the K-quants with 512-bit `vpdpbusd` + `vpdpwssd`). The integer sums are
+//! exact in every kernel, so a kernel's rounding is decided by its float steps alone, and each kernel repeats those
+//! of one prefill tile, which makes its results bit-identical to that tile's (declared in
+//! `simd::decode_kernel_candidates`, tested in `simd::tests`): the 32-wide formats (Q4_0, Q4_1, Q8_0) in
+//! `avx2-gemv` and `avx512vnni-gemv` (Q4_0 runs the very row kernel of that tile, `x86_q4_0`)
+//! and the K-quants of `avx2-gemv` follow the `avx2-row` tile; `avx2-rows8-gemv` follows the `avx2-rows8` tile (the
+//! K-quant prefill kernel of CPUs without AVX-512 VNNI); the K-quants of `avx512vnni-gemv` follow the
+//! `avx512vnni-rows8` tile (the prefill kernel of the others; the two eight-row tiles share their per-lane steps).
 //! Decode may use a kernel under `auto` only where its twin is the CPU's prefill kernel (see `compute::planner`).
 //! Every kernel takes the rows one after the other (see `gemv_entry_k`).
 
