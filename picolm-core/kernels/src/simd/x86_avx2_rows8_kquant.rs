@@ -99,6 +99,7 @@ pub(super) struct WeightRows {
 }
 
 impl WeightRows {
+    /// The `rows` (1..=8) rows of `row_bytes` bytes from the start of `w`; lanes past `rows` repeat the last one.
     pub(super) fn new(w: &[u8], row_bytes: usize, rows: usize) -> WeightRows {
         WeightRows { p: std::array::from_fn(|r| w[r.min(rows - 1) * row_bytes..].as_ptr()) }
     }
