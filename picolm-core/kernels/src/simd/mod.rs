@@ -13,8 +13,11 @@
 //!   the AVX2 port of `avx512vnni-rows8` (bit-identical to it); the prefill kernel of those formats without VNNI,
 //!   with its one-token kernel over a run of rows as the decode twin (`avx2-rows8-gemv`).
 //! - `x86_avx2_tiles.rs`: AVX2 tiles of one weight row by up to four tokens (`avx2-row`), the same formats.
+//! - `x86_avx2_rows8_kquant.rs`: AVX2 tiles of eight weight rows by up to eight tokens (`avx2-rows8`) for Q4_K and
+//!   Q6_K, with the per-lane arithmetic of `avx512vnni-rows8`; the prefill kernel of these formats without VNNI.
 //! - `x86_avx2_avx512vnni_gemv.rs`: decode matrix-vector kernels over a run of rows (`avx2-gemv`,
-//!   `avx512vnni-gemv`), each bit-identical to one of the tiles (see [`DecodeKernel::matches_prefill`]).
+//!   `avx2-rows8-gemv`, `avx512vnni-gemv`), each bit-identical to one of the tiles (see
+//!   [`DecodeKernel::matches_prefill`]).
 //! - `x86_avx2_dot.rs`: AVX2 one-row dot products (`avx2-dot`) for the formats without tiles (F32, F16, BF16,
 //!   Q5_0, Q5_1, Q2_K, Q3_K, Q5_K).
 //! - `x86_avx2_convert.rs`: AVX2 activation quantizers (f32 to Q8_0, Q8_1, Q8_K) and the F16C f16 to f32 rows.
@@ -69,6 +72,8 @@ mod x86_avx2_convert;
 mod x86_avx2_dot;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2_rows8;
+#[cfg(target_arch = "x86_64")]
+mod x86_avx2_rows8_kquant;
 #[cfg(target_arch = "x86_64")]
 mod x86_avx2_tiles;
 #[cfg(target_arch = "x86_64")]
@@ -259,11 +264,14 @@ fn decode_kernel_candidates_on(ty: GgmlType, avx512: bool) -> Vec<DecodeKernel> 
                     out.push(gemv("avx512vnni-gemv", g));
                 }
             }
+            // The twin of the AVX2 eight-row tile: Q4_0/Q8_0 its one-token kernel over a run of rows, Q4_K/Q6_K
+            // the address-order rows of `avx2-gemv` with the tile's float steps.
+            let rows8_twin = x86_avx2_rows8::gemv(ty).or_else(|| x86_avx2_avx512vnni_gemv::avx2_rows8(ty));
+            if let Some(g) = rows8_twin.filter(|_| prefill == "avx2-rows8") {
+                out.push(gemv("avx2-rows8-gemv", g));
+            }
             if let Some(g) = x86_avx2_avx512vnni_gemv::avx2(ty) {
                 out.push(gemv("avx2-gemv", g));
-            }
-            if let Some(g) = x86_avx2_rows8::gemv(ty).filter(|_| prefill == "avx2-rows8") {
-                out.push(gemv("avx2-rows8-gemv", g));
             }
         }
         // aarch64: the one-row NEON dot product stays a decode candidate beside the tile (forced by name only: it
@@ -432,7 +440,7 @@ fn tile_kernel_candidates_on(ty: GgmlType, avx512: bool) -> [Option<(&'static st
         let rows8 = if avx512 && x86_common::avx512vnni_available() {
             x86_avx512vnni_tiles::kernel(ty).map(|k| ("avx512vnni-rows8", k))
         } else {
-            x86_avx2_rows8::kernel(ty).map(|k| ("avx2-rows8", k))
+            x86_avx2_rows8::kernel(ty).or_else(|| x86_avx2_rows8_kquant::kernel(ty)).map(|k| ("avx2-rows8", k))
         };
         return [rows8, x86_avx2_tiles::kernel(ty).map(|k| ("avx2-row", k))];
     }

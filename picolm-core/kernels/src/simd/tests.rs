@@ -1036,3 +1036,185 @@ fn avx2_rows8_tile_shapes_and_extremes() {
     }
     eprintln!("{checked} avx2-rows8 results checked");
 }
+
+// ---- The AVX2 eight-row K-quant tiles (`avx2-rows8`, `x86_avx2_rows8_kquant.rs`) and their matrix-vector twins
+// (`avx2-rows8-gemv`) ----
+
+/// The per-row arithmetic of the K-quant eight-row tiles (`avx512vnni-rows8` and `avx2-rows8`) in scalar code: per
+/// super-block the exact integer sums `T = sum_g scale_g sum (q - offset) y` (and for Q4_K `S = sum_g min_g
+/// (bsum_2g + bsum_2g+1)`), then `acc = fma(f32(T), d dx, acc)` (and `acc = fma(-f32(S), dmin dx, acc)`).
+#[cfg(target_arch = "x86_64")]
+fn kquant_rows8_model(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let (wb_bytes, xb_bytes) = (ty.block_bytes(), GgmlType::Q8_K.block_bytes());
+    let mut acc = 0f32;
+    for b in 0..n / 256 {
+        let (wb, xb) = (&w[b * wb_bytes..(b + 1) * wb_bytes], &x[b * xb_bytes..(b + 1) * xb_bytes]);
+        let dx = f32::from_le_bytes([xb[0], xb[1], xb[2], xb[3]]);
+        let y = |i: usize| xb[4 + i] as i8 as i64;
+        let bsum = |g: usize| i16::from_le_bytes([xb[260 + 2 * g], xb[261 + 2 * g]]) as i64;
+        match ty {
+            GgmlType::Q4_K => {
+                let (mut t, mut s) = (0i64, 0i64);
+                for g in 0..8 {
+                    let (scale, min) = quant::k4_scale_min(g, &wb[4..16]);
+                    let dot: i64 = (0..32)
+                        .map(|l| {
+                            let byte = wb[16 + 32 * (g / 2) + l];
+                            (if g % 2 == 0 { byte & 15 } else { byte >> 4 }) as i64 * y(32 * g + l)
+                        })
+                        .sum();
+                    t += scale as i64 * dot;
+                    s += min as i64 * (bsum(2 * g) + bsum(2 * g + 1));
+                }
+                acc = (t as f32).mul_add(quant::f16_at(wb, 0) * dx, acc);
+                acc = (-(s as f32)).mul_add(quant::f16_at(wb, 2) * dx, acc);
+            }
+            GgmlType::Q6_K => {
+                let t: i64 = (0..256)
+                    .map(|i| {
+                        let (half, quarter, l) = (i / 128, i % 128 / 32, i % 32);
+                        let low = (wb[64 * half + 32 * (quarter % 2) + l] >> (4 * (quarter / 2))) & 15;
+                        let high = (wb[128 + 32 * half + l] >> (2 * quarter)) & 3;
+                        wb[192 + i / 16] as i8 as i64 * ((low | high << 4) as i64 - 32) * y(i)
+                    })
+                    .sum();
+                acc = (t as f32).mul_add(quant::f16_at(wb, 208) * dx, acc);
+            }
+            _ => unreachable!("{ty} has no eight-row K-quant tile"),
+        }
+    }
+    acc
+}
+
+/// The `avx2-rows8` tiles and their `avx2-rows8-gemv` twins equal the scalar model of the tiles' arithmetic
+/// ([`kquant_rows8_model`]) bit for bit, and the scalar reference within rounding: rows of 256, 2048 and 5632
+/// values, full tiles of eight rows by eight tokens, partial tiles of 1..7 rows and every token count from 1 to 8
+/// (so one token and eight tokens give the same bits), random and zero weights and the extremes (Q4_K: all nibbles
+/// 15 with all six-bit scales and mins 63; Q6_K: all quants 63 and all quants 0, with scales 127 and -128) against
+/// random, zero and extreme activations (every quant 127, every quant -128, and both alternating).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_rows8_kquant_tiles_equal_their_scalar_model_bit_for_bit() {
+    if force_scalar() || !x86_common::avx2_available() {
+        return;
+    }
+    let mut checked = 0;
+    for ty in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        let tile = x86_avx2_rows8_kquant::kernel(ty).unwrap();
+        let gemv = x86_avx2_avx512vnni_gemv::avx2_rows8(ty).unwrap();
+        assert_eq!((tile.max_rows, tile.max_tokens), (8, MAX_TILE_TOKENS));
+        for (seed, n) in [(1u64, 256usize), (2, 2048), (3, 5632)] {
+            // Twelve rows: random at three scales, zero, and the extremes (written as raw blocks below).
+            let rows = 12;
+            let ws: Vec<Vec<f32>> =
+                (0..rows).map(|r| values(seed + 300 + r as u64, n, [1e-3, 1.0, 50.0][r % 3])).collect();
+            let xs: Vec<Vec<f32>> = (0..MAX_TILE_TOKENS + 2).map(|t| values(seed + 400 + t as u64, n, 1.0)).collect();
+            let mut case = TileCase::new(ty, n, &ws, &xs);
+            let (wb_bytes, row_bytes) = (ty.block_bytes(), case.w_row_bytes);
+            // Raw weight blocks: (fill byte of the quants, fill byte of the scales) with finite f16 fields.
+            let extremes: &[(usize, u8, u8)] = match ty {
+                GgmlType::Q4_K => &[(3, 0, 0), (5, 0xFF, 0xFF), (9, 0xFF, 0xFF)],
+                _ => &[(3, 0, 0), (5, 0xFF, 0x7F), (8, 0x00, 0x80), (9, 0xFF, 0x80), (10, 0x00, 0x7F)],
+            };
+            for &(r, quants, scales) in extremes {
+                for (b, block) in case.wq[r * row_bytes..(r + 1) * row_bytes].chunks_exact_mut(wb_bytes).enumerate() {
+                    let d = if quants == 0 && scales == 0 { 0.0 } else { 0.5 + b as f32 * 0.25 };
+                    match ty {
+                        GgmlType::Q4_K => {
+                            block[4..16].fill(scales);
+                            block[16..].fill(quants);
+                            quant::put_f16(block, 0, d);
+                            quant::put_f16(block, 2, -0.75 * d);
+                        }
+                        _ => {
+                            block[..192].fill(quants);
+                            block[192..208].fill(scales);
+                            quant::put_f16(block, 208, d);
+                        }
+                    }
+                }
+            }
+            // Raw activation blocks: every quant 127, every quant -128, alternating 127 / -128, with their sums.
+            let xb_bytes = GgmlType::Q8_K.block_bytes();
+            for (t, pattern) in [(2usize, [127i8, 127]), (3, [-128, -128]), (6, [127, -128]), (7, [-128, 127])] {
+                for (b, block) in
+                    case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes].chunks_exact_mut(xb_bytes).enumerate()
+                {
+                    block[..4].copy_from_slice(&(0.01 * (b + 1) as f32).to_le_bytes());
+                    for i in 0..256 {
+                        block[4 + i] = pattern[i % 2] as u8;
+                    }
+                    for g in 0..16 {
+                        let sum = 8 * (pattern[0] as i16 + pattern[1] as i16);
+                        block[260 + 2 * g..262 + 2 * g].copy_from_slice(&sum.to_le_bytes());
+                    }
+                }
+            }
+            let want: Vec<Vec<u32>> = (0..xs.len())
+                .map(|t| {
+                    let x = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                    (0..rows)
+                        .map(|r| kquant_rows8_model(ty, n, &case.wq[r * row_bytes..(r + 1) * row_bytes], x).to_bits())
+                        .collect()
+                })
+                .collect();
+            // The model against the scalar reference (another order of the float steps).
+            for (t, row) in want.iter().enumerate() {
+                let x = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                let mut xf = vec![0f32; n];
+                quant::dequantize_row(GgmlType::Q8_K, x, &mut xf).unwrap();
+                for (r, bits) in row.iter().enumerate() {
+                    let wq = &case.wq[r * row_bytes..(r + 1) * row_bytes];
+                    let mut wf = vec![0f32; n];
+                    quant::dequantize_row(ty, wq, &mut wf).unwrap();
+                    let magnitude: f32 = wf.iter().zip(&xf).map(|(a, b)| (a * b).abs()).sum();
+                    let (got, reference) = (f32::from_bits(*bits), quant::vec_dot(ty, n, wq, x).unwrap());
+                    assert!(
+                        (got - reference).abs() <= 1e-5 * magnitude + 1e-6,
+                        "{ty}: n={n} row {r} token {t}: model {got}, reference {reference}"
+                    );
+                }
+            }
+            // Tiles of every row count 1..8 at every start, with every token count 1..8.
+            for r0 in 0..rows {
+                for take in 1..=(rows - r0).min(8) {
+                    for (t0, tokens) in
+                        [(0usize, 8usize), (1, 8), (2, 7), (0, 6), (3, 5), (4, 4), (5, 3), (6, 2), (9, 1)]
+                    {
+                        let got = case.run(&tile, n, r0, take, t0, tokens);
+                        for r in 0..take {
+                            for t in 0..tokens {
+                                assert_eq!(
+                                    got[r * tokens + t].to_bits(),
+                                    want[t0 + t][r0 + r],
+                                    "{ty} avx2-rows8: n={n} tile of {take} rows from {r0}, {tokens} tokens from {t0}: \
+                                     row {} token {}",
+                                    r0 + r,
+                                    t0 + t
+                                );
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            // The twin, over runs of rows from every start.
+            for t in 0..xs.len() {
+                for r0 in [0, 1, 5] {
+                    let mut out = vec![f32::NAN; rows - r0];
+                    gemv(n, &case.wq[r0 * row_bytes..], row_bytes, &case.rows().token(t), &mut out);
+                    for (r, v) in out.iter().enumerate() {
+                        assert_eq!(
+                            v.to_bits(),
+                            want[t][r0 + r],
+                            "{ty} avx2-rows8-gemv: n={n} row {} token {t}",
+                            r0 + r
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{checked} avx2-rows8 K-quant results checked");
+}

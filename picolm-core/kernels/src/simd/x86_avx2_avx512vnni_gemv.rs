@@ -5,14 +5,17 @@
 //! byte; Q6_K's `q - 32` taken once per block from the activation block sums instead of a second `vpmaddubsw` per
 //! 32 values).
 //!
-//! Two flavours: `avx2-gemv` (AVX2 + FMA + F16C; Q4_0, Q4_1, Q8_0, Q4_K, Q6_K) and `avx512vnni-gemv` (the same
-//! formats, AVX-512 VNNI: the 32-wide formats with the 256-bit `vpdpbusd` in place of `vpmaddubsw` + `vpmaddwd`,
-//! the K-quants with 512-bit `vpdpbusd` + `vpdpwssd`). The integer sums are exact in every kernel, so a kernel's
-//! rounding is decided by its float steps alone, and each kernel repeats those of one prefill tile, which makes its
-//! results bit-identical to that tile's (declared in `simd::decode_kernel_candidates`, tested in `simd::tests`):
-//! the 32-wide formats (Q4_0, Q4_1, Q8_0) in both flavours (Q4_0 runs the very row kernel of that tile, `x86_q4_0`)
-//! and the K-quants of `avx2-gemv` follow the `avx2-row` tile (the prefill kernel of CPUs without AVX-512 VNNI);
-//! the K-quants of `avx512vnni-gemv` follow the `avx512vnni-rows8` tile (the prefill kernel of the others).
+//! Three flavours: `avx2-gemv` (AVX2 + FMA + F16C; Q4_0, Q4_1, Q8_0, Q4_K, Q6_K), `avx2-rows8-gemv` (AVX2 + FMA +
+//! F16C; Q4_K, Q6_K: the integer lanes of `avx2-gemv` with the float steps of the eight-row tiles) and
+//! `avx512vnni-gemv` (the formats of `avx2-gemv`, AVX-512 VNNI: the 32-wide formats with the 256-bit `vpdpbusd` in
+//! place of `vpmaddubsw` + `vpmaddwd`, the K-quants with 512-bit `vpdpbusd` + `vpdpwssd`). The integer sums are
+//! exact in every kernel, so a kernel's rounding is decided by its float steps alone, and each kernel repeats those
+//! of one prefill tile, which makes its results bit-identical to that tile's (declared in
+//! `simd::decode_kernel_candidates`, tested in `simd::tests`): the 32-wide formats (Q4_0, Q4_1, Q8_0) in
+//! `avx2-gemv` and `avx512vnni-gemv` (Q4_0 runs the very row kernel of that tile, `x86_q4_0`)
+//! and the K-quants of `avx2-gemv` follow the `avx2-row` tile; `avx2-rows8-gemv` follows the `avx2-rows8` tile (the
+//! K-quant prefill kernel of CPUs without AVX-512 VNNI); the K-quants of `avx512vnni-gemv` follow the
+//! `avx512vnni-rows8` tile (the prefill kernel of the others; the two eight-row tiles share their per-lane steps).
 //! Decode may use a kernel under `auto` only where its twin is the CPU's prefill kernel (see `compute::planner`).
 //! Every kernel takes the rows one after the other (see `gemv_entry_k`).
 
@@ -34,6 +37,16 @@ pub fn avx2(ty: GgmlType) -> Option<GemvFn> {
         GgmlType::Q8_0 => gemv_q8_0::<false>,
         GgmlType::Q4_K => gemv_q4_k,
         GgmlType::Q6_K => gemv_q6_k,
+        _ => return None,
+    })
+}
+
+/// The `avx2-rows8-gemv` kernel for `ty` (the twin of the `avx2-rows8` tile), if there is one. Call only when
+/// AVX2/FMA/F16C are present.
+pub fn avx2_rows8(ty: GgmlType) -> Option<GemvFn> {
+    Some(match ty {
+        GgmlType::Q4_K => gemv_q4_k_rows8,
+        GgmlType::Q6_K => gemv_q6_k_rows8,
         _ => return None,
     })
 }
@@ -128,6 +141,8 @@ macro_rules! gemv_entry_k {
 
 gemv_entry_k!(gemv_q4_k, q4_k_row, L_Q4_K, "avx2,fma,f16c");
 gemv_entry_k!(gemv_q6_k, q6_k_row, L_Q6_K, "avx2,fma,f16c");
+gemv_entry_k!(gemv_q4_k_rows8, q4_k_row_rows8, L_Q4_K, "avx2,fma,f16c");
+gemv_entry_k!(gemv_q6_k_rows8, q6_k_row_rows8, L_Q6_K, "avx2,fma,f16c");
 gemv_entry_k!(gemv_q4_k_vnni, q4_k_row_vnni, L_Q4_K, "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl");
 gemv_entry_k!(gemv_q6_k_vnni, q6_k_row_vnni, L_Q6_K, "avx2,fma,f16c,avx512f,avx512bw,avx512vnni,avx512vl");
 
@@ -314,6 +329,17 @@ unsafe fn pair_sums(xb: *const u8) -> __m128i {
     _mm_hadd_epi16(_mm256_castsi256_si128(bsums), _mm256_extracti128_si256::<1>(bsums))
 }
 
+/// One Q4_K block `wb` against the Q8_K block `xb`: the lanes `(d dx, dmin dx)` (the products the tiles form; f16
+/// to f32 is exact), eight i32 lanes summing to `sum_j scale_j sum q y` (see [`q4_k_ints`]) and eight summing to
+/// `sum_j m_j (bsum_2j + bsum_2j+1)`.
+#[inline(always)]
+unsafe fn q4_k_block(wb: *const u8, xb: *const u8, picks: *const [u8; 32]) -> (__m128, __m256i, __m256i) {
+    let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
+    let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(xb)));
+    let (sumi, min_pairs) = q4_k_ints(wb, xb, picks);
+    (dm, sumi, _mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), min_pairs))
+}
+
 /// Q4_K against Q8_K, one row (`avx2-gemv`). The integer sums are exact, so only the float steps decide the
 /// rounding, and they are those of the `avx2-row` tile: eight lanes of partial sums per row, per block `acc +=
 /// f32(sumi) * (d dx)` then `acc -= f32(summ) * (dmin dx)` (each one FMA), with the lane `j` of `summ` = `m_j
@@ -323,12 +349,7 @@ unsafe fn q4_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
     let picks = opaque(&Q4_K_PICKS);
     let mut acc = _mm256_setzero_ps();
     for i in 0..nb {
-        let (wb, xb) = (w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES));
-        // Lanes (d dx, dmin dx): the products the tile forms (f16 to f32 is exact).
-        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128((wb as *const i32).read_unaligned()));
-        let dm = _mm_mul_ps(dm, _mm_set1_ps(q8k_d(xb)));
-        let (sumi, min_pairs) = q4_k_ints(wb, xb, picks);
-        let summ = _mm256_madd_epi16(load256(xb.add(Q8K_BSUMS)), min_pairs);
+        let (dm, sumi, summ) = q4_k_block(w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES), picks);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_broadcastss_ps(dm), acc);
         acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)), acc);
     }
@@ -389,6 +410,45 @@ unsafe fn q6_k_row(nb: usize, w: *const u8, t: Tok) -> f32 {
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q6_k_ints(wb, xb, picks)), _mm256_set1_ps(d), acc);
     }
     hsum_ps(acc)
+}
+
+// ---- `avx2-rows8-gemv`: the float steps of the `avx2-rows8` tile ----
+//
+// That tile (`x86_avx2_rows8_kquant`) has the float steps of the `avx512vnni-rows8` tile (see below): per row and
+// super-block `acc = fma(f32(T), d dx, acc)` (then `acc = fnmadd(f32(S), dmin dx, acc)` for Q4_K) on one f32. These
+// kernels take the exact integer lanes of the `avx2-gemv` kernels, reduce them to `T` (and `S`) per block, then
+// take those float steps.
+
+/// Q4_K against Q8_K, one row, with the float steps of the `avx2-rows8` tile.
+#[inline(always)]
+unsafe fn q4_k_row_rows8(nb: usize, w: *const u8, t: Tok) -> f32 {
+    let picks = opaque(&Q4_K_PICKS);
+    let mut acc = _mm_setzero_ps();
+    for i in 0..nb {
+        let (dm, sumi, summ) = q4_k_block(w.add(i * Q4_K_BYTES), t.x.add(i * Q8_K_BYTES), picks);
+        // [T, S] in lanes 0 and 1.
+        let v = fold_epi32(_mm256_hadd_epi32(sumi, summ));
+        let v = _mm_cvtepi32_ps(_mm_hadd_epi32(v, v));
+        acc = _mm_fmadd_ss(v, dm, acc);
+        acc = _mm_fnmadd_ss(_mm_movehdup_ps(v), _mm_movehdup_ps(dm), acc);
+    }
+    _mm_cvtss_f32(acc)
+}
+
+/// Q6_K against Q8_K, one row, with the float step of the `avx2-rows8` tile.
+#[inline(always)]
+unsafe fn q6_k_row_rows8(nb: usize, w: *const u8, t: Tok) -> f32 {
+    let picks = opaque(&Q6_K_PICKS);
+    let mut acc = _mm_setzero_ps();
+    for i in 0..nb {
+        let (wb, xb) = (w.add(i * Q6_K_BYTES), t.x.add(i * Q8_K_BYTES));
+        let d = fp16(wb.add(208)) * q8k_d(xb);
+        let v = fold_epi32(q6_k_ints(wb, xb, picks));
+        let v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+        let total = _mm_cvtepi32_ps(_mm_add_epi32(v, _mm_shuffle_epi32::<0b01>(v)));
+        acc = _mm_fmadd_ss(total, _mm_set_ss(d), acc);
+    }
+    _mm_cvtss_f32(acc)
 }
 
 // ---- `avx512vnni-gemv` K-quants: the float steps of the `avx512vnni-rows8` tile ----
