@@ -1,6 +1,8 @@
 //! x86-64 AVX2 + FMA + F16C row tiles (kernel name `avx2-row`): one weight row against up to four activation rows
-//! (tokens) per call, for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K. The prefill (and default decode) kernel of these formats
-//! on CPUs without AVX-512 VNNI (those use the eight-row tiles of [`super::x86_avx512vnni_tiles`]).
+//! (tokens) per call, for Q4_0, Q4_1, Q8_0, Q4_K and Q6_K. On CPUs without AVX-512 VNNI it is the prefill kernel of
+//! Q4_1 and Q8_0 (the other formats take the eight-row tiles of [`super::x86_avx2_rows8`] and
+//! [`super::x86_avx2_rows8_kquant`]); with VNNI, those of [`super::x86_avx512vnni_tiles`]. It stays a candidate
+//! for every format.
 //!
 //! A tile decodes each weight block once (nibbles, scales, mins) and multiplies it with every token of the tile, so
 //! batched prefill pays the decoding cost once per block instead of once per block and token. Decode (one token)
