@@ -168,7 +168,7 @@ pub(super) unsafe fn nibbles_transposed(rows: &WeightRows, at: usize) -> [__m256
 
 /// Activations `4k .. 4k + 4` at `y` broadcast to every 32-bit lane.
 #[inline(always)]
-unsafe fn broadcast4(y: *const u8, k: usize) -> __m256i {
+pub(super) unsafe fn broadcast4(y: *const u8, k: usize) -> __m256i {
     _mm256_set1_epi32((y.add(4 * k) as *const i32).read_unaligned())
 }
 

@@ -22,12 +22,10 @@
 use std::arch::x86_64::*;
 
 use super::tile_common::{check, toks, Tok, L_Q4_K, L_Q6_K, Q4_K_BYTES, Q6_K_BYTES, Q8K_BSUMS, Q8K_QS, Q8_K_BYTES};
-use super::x86_common::{load256, rd_u16};
+use super::x86_avx2_rows8::{broadcast4, halves_f32, prefetch_rows, transpose16, WeightRows, ROWS};
+use super::x86_common::load256;
 use super::{ActivationRows, TileFn, TileKernel, TileShape};
 use crate::ggml_type::GgmlType;
-
-/// Rows per call: one per 32-bit lane of a 256-bit vector.
-const ROWS: usize = 8;
 
 /// Most tokens per call (calls of four and one token take the rest).
 const TOKENS: usize = 8;
@@ -93,51 +91,6 @@ macro_rules! rows8_entry {
 rows8_entry!(rows8_q4_k, q4_k_rows8, L_Q4_K);
 rows8_entry!(rows8_q6_k, q6_k_rows8, L_Q6_K);
 
-/// The start of each of the eight rows of a tile (rows past the tile's end repeat its last row).
-pub(super) struct WeightRows {
-    p: [*const u8; ROWS],
-}
-
-impl WeightRows {
-    /// The `rows` (1..=8) rows of `row_bytes` bytes from the start of `w`; lanes past `rows` repeat the last one.
-    pub(super) fn new(w: &[u8], row_bytes: usize, rows: usize) -> WeightRows {
-        WeightRows { p: std::array::from_fn(|r| w[r.min(rows - 1) * row_bytes..].as_ptr()) }
-    }
-}
-
-/// Asks for the cache line `ahead` bytes past `at` in each of the eight rows: in decode (one-token tiles) the rows
-/// stream from memory, and eight streams at once are more than the hardware prefetchers keep ahead of. Prefetches
-/// never fault, so addresses past the end of the matrix are harmless.
-#[inline(always)]
-pub(super) unsafe fn prefetch_rows(rows: &WeightRows, at: usize, ahead: usize) {
-    for p in rows.p {
-        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(at + ahead) as *const i8);
-    }
-}
-
-#[inline(always)]
-unsafe fn load128(p: *const u8) -> __m128i {
-    _mm_loadu_si128(p as *const __m128i)
-}
-
-/// Dword `j` (bytes `4j..4j+4`) of the 16 bytes at `p[r] + at`, for `j = 0..4`, each as a vector with lane `r`
-/// from row `r`: a 4x8 transpose of 32-bit lanes.
-#[inline(always)]
-pub(super) unsafe fn transpose16(rows: &WeightRows, at: usize) -> [__m256i; 4] {
-    let ld = |r: usize, s: usize| {
-        _mm256_inserti128_si256(_mm256_castsi128_si256(load128(rows.p[r].add(at))), load128(rows.p[s].add(at)), 1)
-    };
-    let (a0, a1, a2, a3) = (ld(0, 4), ld(1, 5), ld(2, 6), ld(3, 7));
-    let (t0, t1) = (_mm256_unpacklo_epi32(a0, a1), _mm256_unpackhi_epi32(a0, a1));
-    let (t2, t3) = (_mm256_unpacklo_epi32(a2, a3), _mm256_unpackhi_epi32(a2, a3));
-    [
-        _mm256_unpacklo_epi64(t0, t2),
-        _mm256_unpackhi_epi64(t0, t2),
-        _mm256_unpacklo_epi64(t1, t3),
-        _mm256_unpackhi_epi64(t1, t3),
-    ]
-}
-
 /// [`transpose16`] of the 32 bytes at `at`: dword `j` of the 32 bytes of each row, `j = 0..8`.
 #[inline(always)]
 unsafe fn transpose32(rows: &WeightRows, at: usize) -> [__m256i; 8] {
@@ -196,19 +149,6 @@ unsafe fn halves_to_f32<const HIGH: bool>(v: __m256i) -> __m256 {
     _mm256_cvtph_ps(_mm_packus_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v)))
 }
 
-/// The f16 values at `p[r] + at` of the eight rows as f32, from eight scalar loads.
-#[inline(always)]
-unsafe fn halves_f32(rows: &WeightRows, at: usize) -> __m256 {
-    let h = |r: usize| rd_u16(rows.p[r].add(at)) as i16;
-    _mm256_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7)))
-}
-
-/// The four activations at `y + 4k` in every 32-bit lane.
-#[inline(always)]
-unsafe fn act4(y: *const u8, k: usize) -> __m256i {
-    _mm256_set1_epi32((y.add(4 * k) as *const i32).read_unaligned())
-}
-
 /// Per i16 half of each 32-bit lane, the sum over `k` of the two products of the bytes of that half of `w[k]`
 /// (unsigned) and of the four activations at `y + 4 (k0 + k)` (signed): `vpmaddubsw` per `k`, summed in i16. The
 /// caller bounds the weights so that neither a `vpmaddubsw` pair nor the sum leaves the i16 range (the additions
@@ -217,7 +157,7 @@ unsafe fn act4(y: *const u8, k: usize) -> __m256i {
 unsafe fn maddubs_sum<const K: usize>(w: &[__m256i], y: *const u8, k0: usize) -> __m256i {
     let mut p: [__m256i; K] = [_mm256_setzero_si256(); K];
     for (k, v) in p.iter_mut().enumerate() {
-        *v = _mm256_maddubs_epi16(w[k], act4(y, k0 + k));
+        *v = _mm256_maddubs_epi16(w[k], broadcast4(y, k0 + k));
     }
     // Pairwise, for short dependency chains.
     let mut width = K;
@@ -257,8 +197,8 @@ unsafe fn q4_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
     for b in 0..nb {
         let base = b * Q4_K_BYTES;
         if NT == 1 {
-            prefetch_rows(rows, base, PREFETCH);
-            prefetch_rows(rows, base + 64, PREFETCH);
+            prefetch_rows(rows, base + PREFETCH);
+            prefetch_rows(rows, base + 64 + PREFETCH);
         }
         // The block's first 16 bytes: d and dmin, then the 12 bytes of scales and mins.
         let [dd, g0, g1, g2] = transpose16(rows, base);
@@ -349,9 +289,9 @@ unsafe fn q6_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
     for b in 0..nb {
         let base = b * Q6_K_BYTES;
         if NT == 1 {
-            prefetch_rows(rows, base, PREFETCH);
-            prefetch_rows(rows, base + 64, PREFETCH);
-            prefetch_rows(rows, base + 128, PREFETCH);
+            prefetch_rows(rows, base + PREFETCH);
+            prefetch_rows(rows, base + 64 + PREFETCH);
+            prefetch_rows(rows, base + 128 + PREFETCH);
         }
         let dw = halves_f32(rows, base + 208);
         // Scales 4m..4m+4 in lane bytes 0..4 of `sc4[m]`.
@@ -403,7 +343,7 @@ unsafe fn q6_k_rows8<const NT: usize>(nb: usize, rows: &WeightRows, t: &[Tok; NT
             let xb = t[i].x.add(b * Q8_K_BYTES);
             let mut corr = _mm256_setzero_si256();
             for (k, p) in pairs.iter().enumerate() {
-                corr = _mm256_add_epi32(corr, _mm256_madd_epi16(*p, act4(xb.add(Q8K_BSUMS), k)));
+                corr = _mm256_add_epi32(corr, _mm256_madd_epi16(*p, broadcast4(xb.add(Q8K_BSUMS), k)));
             }
             let sum = _mm256_sub_epi32(total[i], _mm256_slli_epi32::<5>(corr));
             let dx = _mm256_set1_ps((xb as *const f32).read_unaligned());
