@@ -601,12 +601,13 @@ typedef struct picolm_generate_params {
   /**
    * JSON mode, a `picolm_json_mode` value: `PICOLM_JSON_OFF` (0, default), `PICOLM_JSON_OBJECT` (1: one JSON
    * object, compact — what agents need) or `PICOLM_JSON_VALUE` (2: any JSON value, compact). Other values are
-   * refused with PICOLM_ERR_INVALID_ARG. Ignored when `json_schema` is set.
+   * refused with PICOLM_ERR_INVALID_ARG. Ignored when `json_schema` is set. A library built without the `json`
+   * feature refuses the two JSON modes with PICOLM_ERR_UNSUPPORTED.
    */
   int32_t json_mode;
   /**
    * JSON Schema (NUL-terminated UTF-8) the output must satisfy (compact JSON), or NULL. A library built without
-   * the `json-schema` feature refuses a schema with PICOLM_ERR_UNSUPPORTED (the JSON modes work in every build).
+   * the `json-schema` feature refuses a schema with PICOLM_ERR_UNSUPPORTED (the JSON modes need only `json`).
    */
   const char *json_schema;
   /**
@@ -869,9 +870,11 @@ const char *picolm_version(void);
 /**
  * The optional parts this library was built with, as a static NUL-terminated string of names separated by
  * spaces, from `jinja` (the models' own Jinja chat templates; without it the built-in ChatML, Zephyr, Llama 2 and
- * Llama 3 formats), `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`),
+ * Llama 3 formats), `json` (`picolm_generate_params.json_mode`, and the JSON grammar under `json_schema`),
+ * `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`),
  * `quantize` (`picolm_model_quantize`), `bench` (`picolm_bench`) and `state` (`picolm_session_save_state`,
- * `picolm_session_load_state`, `picolm_state_check_path`); "" when none. Every function is exported in every build: one whose
+ * `picolm_session_load_state`, `picolm_state_check_path`) and `avx512` (x86-64 only: the AVX-512 VNNI kernels;
+ * without it those CPUs run the AVX2 kernels); "" when none. Every function is exported in every build: one whose
  * feature is left out returns PICOLM_ERR_UNSUPPORTED with a message naming the feature. Never NULL; do not free.
  */
 const char *picolm_features(void);

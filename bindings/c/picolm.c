@@ -603,7 +603,11 @@ int main(int argc, char **argv) {
     picolm_set_log_callback(on_log, NULL);
     if (argc < 2) { print_help(stderr); return 2; }
     if (is_help(argv[1])) { print_help(stdout); return 0; }
-    if (!strcmp(argv[1], "--version")) { printf("picolm %s\n", picolm_version()); return 0; }
+    if (!strcmp(argv[1], "--version")) {
+        /* Second line: the library's optional parts (picolm_features(); README "Size"). */
+        printf("picolm %s\nfeatures: %s\n", picolm_version(), picolm_features());
+        return 0;
+    }
     if (!strcmp(argv[1], "perplexity")) return cmd_perplexity(argc, argv);
     if (!strcmp(argv[1], "bench")) return cmd_bench(argc, argv);
     if (!strcmp(argv[1], "quantize")) {

@@ -71,7 +71,8 @@ pub mod perplexity;
 pub mod quantize;
 
 /// The optional Cargo features this build of the crate was compiled with, in a fixed order
-/// (`jinja`, `json-schema`, `agent`, `quantize`, `bench`, `state`).
+/// (`jinja`, `json-schema`, `agent`, `quantize`, `bench`, `state`, `avx512`; `avx512` only on x86-64, the only
+/// architecture where it changes anything).
 pub const FEATURES: &[&str] = &[
     #[cfg(feature = "jinja")]
     "jinja",
@@ -85,4 +86,6 @@ pub const FEATURES: &[&str] = &[
     "bench",
     #[cfg(feature = "state")]
     "state",
+    #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
+    "avx512",
 ];

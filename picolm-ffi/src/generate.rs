@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use picolm_core::generate::{GenerateParams, StopReason};
-use picolm_core::grammar::{Grammar, JsonConstraint, JsonMode};
+use picolm_core::grammar::JsonMode;
+#[cfg(feature = "json")]
+use picolm_core::grammar::{Grammar, JsonConstraint};
 use picolm_core::model::Model;
 use picolm_core::TokenConstraint;
 
@@ -32,10 +34,11 @@ pub struct picolm_generate_params {
     pub n_stop: usize,
     /// JSON mode, a `picolm_json_mode` value: `PICOLM_JSON_OFF` (0, default), `PICOLM_JSON_OBJECT` (1: one JSON
     /// object, compact — what agents need) or `PICOLM_JSON_VALUE` (2: any JSON value, compact). Other values are
-    /// refused with PICOLM_ERR_INVALID_ARG. Ignored when `json_schema` is set.
+    /// refused with PICOLM_ERR_INVALID_ARG. Ignored when `json_schema` is set. A library built without the `json`
+    /// feature refuses the two JSON modes with PICOLM_ERR_UNSUPPORTED.
     pub json_mode: i32,
     /// JSON Schema (NUL-terminated UTF-8) the output must satisfy (compact JSON), or NULL. A library built without
-    /// the `json-schema` feature refuses a schema with PICOLM_ERR_UNSUPPORTED (the JSON modes work in every build).
+    /// the `json-schema` feature refuses a schema with PICOLM_ERR_UNSUPPORTED (the JSON modes need only `json`).
     pub json_schema: *const libc::c_char,
     /// Add BOS/EOS to the prompt as the model asks (default true).
     pub add_special: bool,
@@ -181,16 +184,44 @@ unsafe fn constraint_for(
     schema: *const libc::c_char,
 ) -> Result<Option<Box<dyn TokenConstraint>>, Failure> {
     let mode = enum_arg(json_mode, "params.json_mode", &JSON_MODES)?;
-    let grammar = if !schema.is_null() {
+    if mode.is_none() && schema.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: `schema` NULL or NUL-terminated (our caller's contract).
+    unsafe { json_constraint(model, mode, schema) }.map(Some)
+}
+
+/// The JSON grammar constraint of [`constraint_for`]: the schema's when `schema` is non-NULL, else `mode`'s.
+///
+/// # Safety
+/// `schema` NULL or NUL-terminated.
+#[cfg(feature = "json")]
+unsafe fn json_constraint(
+    model: &Arc<Model>,
+    mode: Option<JsonMode>,
+    schema: *const libc::c_char,
+) -> Result<Box<dyn TokenConstraint>, Failure> {
+    let grammar = if schema.is_null() {
+        Grammar::for_mode(mode.unwrap_or(JsonMode::Value))
+    } else {
         // SAFETY: NUL-terminated (caller contract).
         let text = unsafe { cstr_arg(schema, "params.json_schema") }?;
         Grammar::from_schema_str(text).map_err(picolm_core::Error::from)?
-    } else if let Some(mode) = mode {
-        Grammar::for_mode(mode)
-    } else {
-        return Ok(None);
     };
-    Ok(Some(Box::new(JsonConstraint::new(Arc::new(grammar), model.grammar_vocab()))))
+    Ok(Box::new(JsonConstraint::new(Arc::new(grammar), model.grammar_vocab())))
+}
+
+/// Without the `json` feature: PICOLM_ERR_UNSUPPORTED for any JSON option (the JSON grammar is not linked in).
+///
+/// # Safety
+/// None needed (the schema is not read); `unsafe` only to match the feature's version.
+#[cfg(not(feature = "json"))]
+unsafe fn json_constraint(
+    _model: &Arc<Model>,
+    _mode: Option<JsonMode>,
+    _schema: *const libc::c_char,
+) -> Result<Box<dyn TokenConstraint>, Failure> {
+    Err(Failure::unsupported("json", "picolm_session_generate"))
 }
 
 /// Checks the settings of `params` (struct size and sampler ranges) without generating: PICOLM_OK, or

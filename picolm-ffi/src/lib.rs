@@ -52,16 +52,29 @@ pub extern "C" fn picolm_version() -> *const libc::c_char {
 
 /// The optional parts this library was built with, as a static NUL-terminated string of names separated by
 /// spaces, from `jinja` (the models' own Jinja chat templates; without it the built-in ChatML, Zephyr, Llama 2 and
-/// Llama 3 formats), `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`),
+/// Llama 3 formats), `json` (`picolm_generate_params.json_mode`, and the JSON grammar under `json_schema`),
+/// `json-schema` (`picolm_generate_params.json_schema`), `agent` (`picolm_agent_*`),
 /// `quantize` (`picolm_model_quantize`), `bench` (`picolm_bench`) and `state` (`picolm_session_save_state`,
-/// `picolm_session_load_state`, `picolm_state_check_path`); "" when none. Every function is exported in every build: one whose
+/// `picolm_session_load_state`, `picolm_state_check_path`) and `avx512` (x86-64 only: the AVX-512 VNNI kernels;
+/// without it those CPUs run the AVX2 kernels); "" when none. Every function is exported in every build: one whose
 /// feature is left out returns PICOLM_ERR_UNSUPPORTED with a message naming the feature. Never NULL; do not free.
 #[no_mangle]
 pub extern "C" fn picolm_features() -> *const libc::c_char {
     static FEATURES: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
     FEATURES
-        .get_or_init(|| std::ffi::CString::new(picolm_core::FEATURES.join(" ")).expect("feature names have no NUL"))
+        .get_or_init(|| std::ffi::CString::new(feature_names().join(" ")).expect("feature names have no NUL"))
         .as_ptr()
+}
+
+/// The features of [`picolm_features`]: picolm-core's ([`picolm_core::FEATURES`]) with this crate's own `json`
+/// after `jinja`.
+fn feature_names() -> Vec<&'static str> {
+    let mut names = picolm_core::FEATURES.to_vec();
+    if cfg!(feature = "json") {
+        let at = names.iter().position(|f| *f == "jinja").map_or(0, |i| i + 1);
+        names.insert(at, "json");
+    }
+    names
 }
 
 #[cfg(test)]
@@ -75,11 +88,13 @@ mod tests {
         let f = unsafe { CStr::from_ptr(picolm_features()) }.to_str().unwrap();
         let want: Vec<&str> = [
             ("jinja", cfg!(feature = "jinja")),
+            ("json", cfg!(feature = "json")),
             ("json-schema", cfg!(feature = "json-schema")),
             ("agent", cfg!(feature = "agent")),
             ("quantize", cfg!(feature = "quantize")),
             ("bench", cfg!(feature = "bench")),
             ("state", cfg!(feature = "state")),
+            ("avx512", cfg!(all(feature = "avx512", target_arch = "x86_64"))),
         ]
         .iter()
         .filter(|(_, on)| *on)

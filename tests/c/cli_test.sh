@@ -18,6 +18,17 @@ check() { # description, expected exit code, command...
   if [ "$got" = "$want" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $what: exit $got, expected $want"; cat "$err"; fi
 }
 has_err() { grep -q -- "$1" "$err" || { fail=$((fail + 1)); echo "FAIL: stderr lacks '$1'"; cat "$err"; return; }; pass=$((pass + 1)); }
+# The library's optional parts (second line of --version: picolm_features()). The checks of a part the library was
+# built without (`make test-c FEATURES=none`) become one check that its option fails with a message naming it.
+features=" $("$bin" --version | sed -n 's/^features: //p') "
+has_feature() { [[ "$features" == *" $1 "* ]]; }
+lacks() { # feature, description, command...: the command fails (exit 1) naming the feature
+  local feature="$1" what="$2"
+  shift 2
+  check "$what without $feature" 1 "$@"
+  has_err "\`$feature\` feature"
+}
+echo "cli: library features:$features"
 
 check "no arguments" 2 "$bin"
 check "help" 0 "$bin" --help
@@ -71,17 +82,24 @@ cmp -s "$out" "$work/mapped.out" && pass=$((pass + 1)) || { fail=$((fail + 1)); 
 echo "The capital of France is" | "$bin" "$model" -n 4 -t 0 >"$out" 2>/dev/null && grep -q "Paris" "$out" \
   && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: stdin prompt"; }
 cache=$(mktemp -u /tmp/picolm-cache-XXXXXX)
+if has_feature state; then
 check "cache first run" 0 "$bin" "$model" --cache "$cache" -p "The capital of France is" -n 4 -t 0
 cp "$out" "$work/first"
 check "cache second run" 0 "$bin" "$model" --cache "$cache" -p "The capital of France is" -n 4 -t 0
 has_err "Skipping 4 cached prompt tokens"
 cmp -s "$out" "$work/first" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: cached run differs"; }
 rm -f "$cache"
+else
+  lacks state "--cache" "$bin" "$model" --cache "$cache" -p "The capital of France is" -n 4 -t 0
+  [ ! -e "$cache" ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --cache wrote a file without state"; }
+fi
 # --cache never replaces a file that is not a PicoLM state (the model itself, a text), nor a special file, and
 # never blocks on a FIFO; a symbolic link is written through to its state file.
 sdir=$(mktemp -d)
 printf 'GGUF\003\000\000\000 stands for a model file' > "$sdir/model.gguf"
 cp "$sdir/model.gguf" "$sdir/model.orig"
+mkfifo "$sdir/fifo"
+if has_feature state; then
 check "--cache on a model file" 1 "$bin" "$model" --cache "$sdir/model.gguf" -p hi -n 2 -t 0
 has_err "refusing to overwrite"
 has_err "47 47 55 46 03 00 00 00 |GGUF....|"
@@ -89,9 +107,9 @@ cmp -s "$sdir/model.gguf" "$sdir/model.orig" && pass=$((pass + 1)) || { fail=$((
 printf '# notes\n' > "$sdir/notes.md"
 check "--cache on a text file" 1 "$bin" "$model" --cache "$sdir/notes.md" -p hi -n 2 -t 0
 grep -qx '# notes' "$sdir/notes.md" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --cache changed a text file"; }
-mkfifo "$sdir/fifo"
 check "--cache on a FIFO" 1 timeout 60 "$bin" "$model" --cache "$sdir/fifo" -p hi -n 2 -t 0
 has_err "FIFO"
+fi
 check "model is a FIFO" 1 timeout 60 "$bin" "$sdir/fifo" -p hi -n 2
 has_err "FIFO"
 check "--schema is a FIFO" 1 timeout 60 "$bin" "$model" --schema "$sdir/fifo" -p hi -n 2
@@ -103,6 +121,7 @@ has_err "FIFO"
 check "--schema is a directory" 1 "$bin" "$model" --schema "$sdir" -p hi -n 2
 has_err "directory"
 [ -p "$sdir/fifo" ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: the FIFO was replaced"; }
+if has_feature state; then
 ln -s nowhere "$sdir/link"
 check "cache through a dangling link" 1 "$bin" "$model" --cache "$sdir/link" -p "The capital of France is" -n 2 -t 0
 has_err "does not exist"
@@ -119,6 +138,7 @@ has_err "ignoring cache"
 check "replaced cache is used" 0 "$bin" "$model" --cache "$sdir/state" -p "The capital of France is" -n 2 -t 0
 has_err "Skipping 4 cached prompt tokens"
 ls -a "$sdir" | grep -q '\.tmp$' && { fail=$((fail + 1)); echo "FAIL: temporary files left"; ls -a "$sdir"; } || pass=$((pass + 1))
+fi
 rm -rf "$sdir"
 # -j above the CPU count is lowered to it with a warning; -j 0 means one thread per CPU.
 check "-j 999" 0 timeout 300 "$bin" "$model" -p "The capital of France is" -n 4 -t 0 -j 999
@@ -135,6 +155,7 @@ fi
 check "tokenize" 0 "$bin" tokenize "$model" -p "The capital of France is"
 grep -qx "504 3575 282 4649 314" "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: tokenize ids"; }
 tmpd=$(mktemp -d)
+if has_feature json; then
 # --json: one compact JSON object (checked by Python's json module, independent of the engine), also with
 # PicoClaw's call: the prompt on stdin, -n N -j T -t 0.7 --json.
 check "json mode" 0 "$bin" "$model" --chat -p "Describe a dog as JSON." --json -n 64 -t 0.8 -s 5
@@ -151,12 +172,17 @@ done
 # --json-value: any value (here a number is what the prompt asks for); it parses.
 check "json-value mode" 0 "$bin" "$model" -p "The number of legs of a spider, as a JSON number:" --json-value -n 8 -t 0
 python3 -c "import json; json.load(open('$out'))" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: --json-value output does not parse"; cat "$out"; }
+else
+  lacks json "--json" "$bin" "$model" -p "Describe a dog as JSON." --json -n 8
+  lacks json "--json-value" "$bin" "$model" -p "A number:" --json-value -n 8
+fi
+echo '{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}' > "$tmpd/schema.json"
+if has_feature json-schema; then
 # A budget too small for the schema has its own message (not "invalid grammar or schema").
 echo '{"type":"object","properties":{"name":{"type":"string","minLength":40}},"required":["name"]}' > "$tmpd/long.json"
 check "budget too small" 1 "$bin" "$model" -p "x" --schema "$tmpd/long.json" -n 4
 has_err "too small for the JSON output"
 grep -q "invalid grammar" "$err" && { fail=$((fail + 1)); echo "FAIL: budget reported as a grammar error"; } || pass=$((pass + 1))
-echo '{"type":"object","properties":{"name":{"type":"string"},"age":{"type":"integer"}},"required":["name","age"]}' > "$tmpd/schema.json"
 check "schema mode" 0 "$bin" "$model" --chat -p "Describe Alice, 30, as JSON." --schema "$tmpd/schema.json" -n 64 -t 0
 python3 -c "
 import json; v = json.load(open('$out'))
@@ -165,12 +191,18 @@ assert set(v) == {'name', 'age'} and isinstance(v['name'], str) and isinstance(v
 echo '{"type":"string","pattern":"x"}' > "$tmpd/bad.json"
 check "unsupported schema" 1 "$bin" "$model" -p hi --schema "$tmpd/bad.json"
 has_err "pattern"
+else
+  # Without json, a schema is refused naming `json` (the grammar itself is left out).
+  if has_feature json; then missing=json-schema; else missing=json; fi
+  lacks "$missing" "--schema" "$bin" "$model" -p hi --schema "$tmpd/schema.json" -n 8
+fi
 check "missing schema file" 1 "$bin" "$model" -p hi --schema "$tmpd/none.json"
 has_err "cannot open"
 cat > "$tmpd/tools.json" <<'JSON'
 [{"type":"function","function":{"name":"read_sensor","description":"Read a sensor value","parameters":{"type":"object","properties":{"name":{"enum":["temperature","humidity"]}},"required":["name"]}}},
  {"type":"function","function":{"name":"set_relay","description":"Switch a relay on or off","parameters":{"type":"object","properties":{"id":{"type":"integer"},"on":{"type":"boolean"}},"required":["id","on"]}}}]
 JSON
+if has_feature agent; then
 check "tool-call mode" 0 "$bin" "$model" -p "Turn on relay 2." --tools "$tmpd/tools.json" --tool-choice required -t 0 -n 160
 python3 -c "
 import json; v = json.load(open('$out'))
@@ -190,15 +222,20 @@ check "tools required, -n 64" 0 "$bin" "$model" -p "Turn on relay 2." --tools "$
 grep -q '^{"tool_calls":\[' "$out" && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: no call with -n 64"; cat "$out"; }
 check "bad tool-choice" 2 "$bin" "$model" -p hi --tools "$tmpd/tools.json" --tool-choice maybe
 has_err 'tool choice "maybe" is not one of auto, required, none'
+else
+  lacks agent "--tools" "$bin" "$model" -p "Turn on relay 2." --tools "$tmpd/tools.json" -t 0 -n 64
+fi
 # KV type names are the core's (parsed by the library): q8 is q8_0, others are usage errors naming the choices.
 check "--kv q8" 0 "$bin" "$model" -p hi -n 1 -t 0 -c 64 --kv q8
 check "bad --kv" 2 "$bin" "$model" -p hi --kv q4_0
 has_err 'KV cache type "q4_0" is not one of f16, q8_0'
 check "bench bad --kv" 2 "$bin" bench "$model" --kv q4_0
 has_err 'KV cache type "q4_0"'
+if has_feature agent; then
 echo '[{"function":{}}]' > "$tmpd/badtools.json"
 check "bad tools file" 1 "$bin" "$model" -p hi --tools "$tmpd/badtools.json"
 has_err "name"
+fi
 
 # --help works after every subcommand and after the model (exit 0, usage on stdout).
 for args in "$model --help" "$model -p hi -h" "bench --help" "bench $model --help" "perplexity --help" \
@@ -234,8 +271,10 @@ check "context 2048" 0 "$bin" "$model" -p hi -n 1 -t 0 -c 2048; kv_2048=$(kv_lin
 
 # One name for the grammar-complete stop reason.
 echo '{"type":"object","properties":{"ok":{"type":"boolean"}},"required":["ok"]}' > "$tmpd/ok.json"
+if has_feature json-schema; then
 check "schema stop reason" 0 "$bin" "$model" --chat -p "Is the sky blue? Answer in JSON." --schema "$tmpd/ok.json" -n 48 -t 0
 has_err "stop: grammar_complete"
+fi
 
 # tokenize: --raw-special like generation, and a clear message for a missing value.
 check "tokenize special" 0 "$bin" tokenize "$model" -p "<|im_start|>"
@@ -250,8 +289,13 @@ check "bench 17 thread counts" 2 "$bin" bench "$model" -j 1,1,1,1,1,1,1,1,1,1,1,
 has_err "at most 16 thread counts"
 
 # quantize: a failed write says so.
+if has_feature quantize; then
 check "quantize into a missing directory" 1 "$bin" quantize "$model" "$tmpd/no/such/dir/out.gguf" Q8_0
 has_err "cannot write $tmpd/no/such/dir/out.gguf"
+else
+  lacks quantize "quantize" "$bin" quantize "$model" "$tmpd/out.gguf" Q8_0
+  [ ! -e "$tmpd/out.gguf" ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: quantize wrote a file"; }
+fi
 
 # Ctrl-C: a real SIGINT to a running generation ends it; the statistics are printed and the exit status is 130.
 python3 - "$bin" "$model" <<'PY' && pass=$((pass + 1)) || fail=$((fail + 1))
