@@ -46,6 +46,10 @@ if [ -f Makefile ]; then
   else
     echo "== C library: valgrind skipped: valgrind is not installed (apt-get install valgrind)"
   fi
+  echo "== C library without its optional parts (make test-c FEATURES=none): the left-out features' functions and"
+  echo "   options fail with PICOLM_ERR_UNSUPPORTED naming the feature; everything else passes as in the default build"
+  make test-c FEATURES=none
+  make lib  # the default library again
 fi
 
 if [ -x scripts/test-python.sh ]; then
