@@ -6,9 +6,10 @@
 //! multiple of 256 fall back to Q5_0 (Q4_K), Q5_1 (Q5_K), Q8_0 (Q6_K) or Q4_0 (Q2_K/Q3_K), as llama.cpp does.
 
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
-use rayon::prelude::*;
-
+use crate::compute::pool::{chunks, chunks_mut};
+use crate::compute::ComputePool;
 use crate::error::Error;
 use crate::ggml_type::GgmlType;
 use crate::gguf::{GgufFile, GgufWriter, MetaValue};
@@ -143,7 +144,7 @@ pub fn target_type(name: &str, dims: &[u64], scheme: QuantScheme, n_layer: usize
 }
 
 /// Converts `src` to `dst` under `scheme`, keeping every metadata pair (with `general.file_type` updated).
-/// Rows are converted in parallel on the rayon pool. `progress(done, total)` is called after each tensor.
+/// Rows are converted in parallel, on a pool of one thread per CPU. `progress(done, total)` is called after each tensor.
 pub fn quantize_file(
     src: impl AsRef<Path>,
     dst: impl AsRef<Path>,
@@ -157,11 +158,13 @@ pub fn quantize_file(
     w.add_metadata("general.file_type", MetaValue::U32(scheme.file_type()));
     let mut report = QuantizeReport { tensors: Vec::new(), bytes_in: 0, bytes_out: 0 };
     let total = file.tensors().len();
+    let pool = ComputePool::new(0).map_err(crate::model::ModelError::from)?;
     for (i, t) in file.tensors().iter().enumerate() {
         let to = target_type(&t.name, &t.dims, scheme, n_layer, has_output);
         let data = file.tensor_data(t);
         report.bytes_in += data.len() as u64;
-        let out = if to == t.ggml_type { data.to_vec() } else { convert(t.ggml_type, to, t.dims[0] as usize, data)? };
+        let out =
+            if to == t.ggml_type { data.to_vec() } else { convert(&pool, t.ggml_type, to, t.dims[0] as usize, data)? };
         report.bytes_out += out.len() as u64;
         w.add_tensor(&t.name, &t.dims, to, out)?;
         report.tensors.push(QuantizedTensor { name: t.name.clone(), from: t.ggml_type, to });
@@ -171,21 +174,32 @@ pub fn quantize_file(
     Ok(report)
 }
 
-/// Converts rows of `row` values from `from` to `to`.
-fn convert(from: GgmlType, to: GgmlType, row: usize, data: &[u8]) -> Result<Vec<u8>, Error> {
+/// Converts rows of `row` values from `from` to `to`, tasks of several rows on `pool`, each task with its own
+/// f32 row buffer.
+fn convert(pool: &ComputePool, from: GgmlType, to: GgmlType, row: usize, data: &[u8]) -> Result<Vec<u8>, Error> {
     let in_row = from.row_bytes(row as u64).expect("source rows are whole blocks") as usize;
     let out_row = to.row_bytes(row as u64).expect("target chosen for whole blocks") as usize;
     let n_rows = data.len() / in_row;
     let mut out = vec![0u8; n_rows * out_row];
-    out.par_chunks_mut(out_row).zip(data.par_chunks(in_row)).try_for_each_init(
-        || vec![0f32; row],
-        |buf, (o, i)| -> Result<(), Error> {
-            quant::dequantize_row(from, i, buf)?;
-            quant::quantize_row(to, buf, o)?;
-            Ok(())
-        },
-    )?;
-    Ok(out)
+    let rows_per_task = n_rows.div_ceil(pool.n_threads() * 8).max(1);
+    let first_error = Mutex::new(None);
+    pool.run(|par| {
+        let tasks = (chunks_mut(&mut out, rows_per_task * out_row), chunks(data, rows_per_task * in_row));
+        par.for_each(tasks, |_, (out, data)| {
+            let mut buf = vec![0f32; row];
+            let converted = out.chunks_mut(out_row).zip(data.chunks(in_row)).try_for_each(|(o, i)| {
+                quant::dequantize_row(from, i, &mut buf)?;
+                quant::quantize_row(to, &buf, o)
+            });
+            if let Err(e) = converted {
+                first_error.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(e);
+            }
+        })
+    });
+    match first_error.into_inner().unwrap_or_else(PoisonError::into_inner) {
+        Some(e) => Err(e.into()),
+        None => Ok(out),
+    }
 }
 
 #[cfg(test)]

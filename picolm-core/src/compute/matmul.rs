@@ -5,11 +5,10 @@
 //! dequantize-and-dot over the weight row, read in place from the memory map (or from a streamed slab). Rows are
 //! split across the pool's threads.
 
-use rayon::prelude::*;
-
 use crate::alloc::{bytes_of, OutOfMemory};
 use crate::compute::matrix::{MatrixRef, WeightRows};
 use crate::compute::planner::KernelPlan;
+use crate::compute::pool::{chunks, chunks_mut, Parallel};
 use crate::quant;
 use crate::quant::VecDotFn;
 use crate::simd::{self, ActivationRows, DecodeFn, GemvFn, TileKernel, TileShape, MAX_TILE_TOKENS};
@@ -64,8 +63,8 @@ impl MatmulScratch {
 
 /// Rows handed to one task: enough work per task to amortise scheduling, enough tasks to balance threads, and a
 /// whole number of the kernel's row tiles (`granule`).
-fn rows_per_task(rows: usize, n_tokens: usize, granule: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
+fn rows_per_task(par: &Parallel<'_>, rows: usize, n_tokens: usize, granule: usize) -> usize {
+    let threads = par.n_threads();
     let by_balance = rows.div_ceil(threads * 8);
     // For big batches each row already carries n_tokens dot products.
     let min_rows = if n_tokens >= 8 { 1 } else { 4 };
@@ -75,11 +74,13 @@ fn rows_per_task(rows: usize, n_tokens: usize, granule: usize) -> usize {
 /// `y[t * w.rows + r] = sum_c W[r, c] * x[t * w.cols + c]` for `t < n_tokens`.
 ///
 /// Batches (prefill) use the format's tile kernel; one token (decode) uses the kernel `plan` chose for the format.
-/// `x` holds `n_tokens * w.cols` activations and `y` `n_tokens * w.rows` outputs. Must be called inside
-/// [`crate::compute::ComputePool::run`] to use the model's threads. The weight rows come from `weights`: the whole
+/// `x` holds `n_tokens * w.cols` activations and `y` `n_tokens * w.rows` outputs; the work is split across `par`'s
+/// threads (see [`crate::compute::ComputePool::run`]). The weight rows come from `weights`: the whole
 /// matrix at once from the memory map, or slab by slab in streaming mode (whose read errors are returned). Panics
 /// only on a caller bug (slice lengths that disagree with the shape checked at load).
+#[allow(clippy::too_many_arguments)] // the threads, the operands, the reused scratch and the kernel plan
 pub fn matmul<W: WeightRows + ?Sized>(
+    par: &Parallel<'_>,
     w: &MatrixRef,
     weights: &mut W,
     x: &[f32],
@@ -106,19 +107,18 @@ pub fn matmul<W: WeightRows + ?Sized>(
     // parallel step: each token's row is prepared right after its conversion, while it is in cache).
     let xc = &mut scratch.x_converted;
     xc.resize(n_tokens * x_row_bytes, 0);
-    let rows_in = xc.par_chunks_mut(x_row_bytes).zip(x.par_chunks(w.cols));
+    let rows_in = (chunks_mut(xc, x_row_bytes), chunks(x, w.cols));
     if kernel.reads_prepared() && per_block > 0 {
         let (xs, sums) = (&mut scratch.x_scales, &mut scratch.x_sums);
         xs.resize(n_tokens * blocks_per_row * per_block, 0.0);
         sums.resize(n_tokens * blocks_per_row, 0);
-        rows_in.zip(xs.par_chunks_mut(blocks_per_row * per_block).zip(sums.par_chunks_mut(blocks_per_row))).for_each(
-            |((dst, src), (sc, su))| {
-                simd::quantize_activations(dot_ty, src, dst);
-                simd::prepare_activations(dot_ty, dst, sc, su);
-            },
-        );
+        let prepared = (chunks_mut(xs, blocks_per_row * per_block), chunks_mut(sums, blocks_per_row));
+        par.for_each((rows_in, prepared), |_, ((dst, src), (sc, su))| {
+            simd::quantize_activations(dot_ty, src, dst);
+            simd::prepare_activations(dot_ty, dst, sc, su);
+        });
     } else {
-        rows_in.for_each(|(dst, src)| simd::quantize_activations(dot_ty, src, dst));
+        par.for_each(rows_in, |_, (dst, src)| simd::quantize_activations(dot_ty, src, dst));
     }
     let x = Activations {
         rows: ActivationRows {
@@ -137,13 +137,13 @@ pub fn matmul<W: WeightRows + ?Sized>(
     }
     weights.for_each_slab(w, &mut |rows, slab| {
         if n_tokens == 1 {
-            rows_times_one(&x, w, slab, &mut y[rows]);
+            rows_times_one(par, &x, w, slab, &mut y[rows]);
         } else {
-            rows_times_batch(&x, w, slab, n_tokens, &mut out[rows.start * n_tokens..rows.end * n_tokens]);
+            rows_times_batch(par, &x, w, slab, n_tokens, &mut out[rows.start * n_tokens..rows.end * n_tokens]);
         }
     })?;
     if n_tokens > 1 {
-        transpose_to_tokens(out, w.rows, n_tokens, y);
+        transpose_to_tokens(par, out, w.rows, n_tokens, y);
     }
     Ok(())
 }
@@ -156,9 +156,9 @@ const TRANSPOSE_TOKENS: usize = 16;
 /// activations, tasks of [`TRANSPOSE_TOKENS`] tokens. Each task reads its tokens' results of a row as one run
 /// (a cache line) and writes one value to each of its tokens' rows, instead of reading every value of a token
 /// from a different line (`n_tokens * 4` bytes apart), each line fetched once per token.
-fn transpose_to_tokens(by_row: &[f32], rows: usize, n_tokens: usize, y: &mut [f32]) {
+fn transpose_to_tokens(par: &Parallel<'_>, by_row: &[f32], rows: usize, n_tokens: usize, y: &mut [f32]) {
     assert!(by_row.len() >= rows * n_tokens && y.len() == rows * n_tokens, "transpose of {rows} x {n_tokens}");
-    y.par_chunks_mut(rows * TRANSPOSE_TOKENS).enumerate().for_each(|(ci, yc)| {
+    par.for_each(chunks_mut(y, rows * TRANSPOSE_TOKENS), |ci, yc| {
         let t0 = ci * TRANSPOSE_TOKENS;
         let nt = yc.len() / rows;
         for (r, run) in by_row.chunks_exact(n_tokens).take(rows).enumerate() {
@@ -264,14 +264,14 @@ impl Activations<'_> {
 }
 
 /// Decode: one output per weight row of `slab`.
-fn rows_times_one(x: &Activations<'_>, w: &MatrixRef, slab: &[u8], y: &mut [f32]) {
-    decode_rows(x, w.cols, w.row_bytes, slab, y)
+fn rows_times_one(par: &Parallel<'_>, x: &Activations<'_>, w: &MatrixRef, slab: &[u8], y: &mut [f32]) {
+    decode_rows(par, x, w.cols, w.row_bytes, slab, y)
 }
 
-/// Decode over whole rows of `row_bytes` (`cols` values each) in `slab`, split across the current pool's threads.
-fn decode_rows(x: &Activations<'_>, cols: usize, row_bytes: usize, slab: &[u8], y: &mut [f32]) {
-    let chunk = rows_per_task(y.len(), 1, x.kernel.rows_per_call());
-    y.par_chunks_mut(chunk).enumerate().for_each(|(ci, out)| {
+/// Decode over whole rows of `row_bytes` (`cols` values each) in `slab`, split across `par`'s threads.
+fn decode_rows(par: &Parallel<'_>, x: &Activations<'_>, cols: usize, row_bytes: usize, slab: &[u8], y: &mut [f32]) {
+    let chunk = rows_per_task(par, y.len(), 1, x.kernel.rows_per_call());
+    par.for_each(chunks_mut(y, chunk), |ci, out| {
         let r0 = ci * chunk;
         x.tile(cols, &slab[r0 * row_bytes..(r0 + out.len()) * row_bytes], row_bytes, 0..1, 1, out);
     });
@@ -279,11 +279,18 @@ fn decode_rows(x: &Activations<'_>, cols: usize, row_bytes: usize, slab: &[u8], 
 
 /// Batch: each task takes a group of weight rows and walks the tokens in tiles of the kernel's `max_tokens`, so a tile's
 /// activations stay in L1 while the group's rows pass over them; results are stored by row.
-fn rows_times_batch(x: &Activations<'_>, w: &MatrixRef, slab: &[u8], n_tokens: usize, out: &mut [f32]) {
+fn rows_times_batch(
+    par: &Parallel<'_>,
+    x: &Activations<'_>,
+    w: &MatrixRef,
+    slab: &[u8],
+    n_tokens: usize,
+    out: &mut [f32],
+) {
     let (cols, row_bytes) = (w.cols, w.row_bytes);
     let rows = out.len() / n_tokens;
-    let chunk = rows_per_task(rows, n_tokens, x.kernel.rows_per_call());
-    out.par_chunks_mut(chunk * n_tokens).enumerate().for_each(|(ci, block)| {
+    let chunk = rows_per_task(par, rows, n_tokens, x.kernel.rows_per_call());
+    par.for_each(chunks_mut(out, chunk * n_tokens), |ci, block| {
         let r0 = ci * chunk;
         let block_rows = &slab[r0 * row_bytes..(r0 + block.len() / n_tokens) * row_bytes];
         let mut t0 = 0;
@@ -319,9 +326,17 @@ impl PreparedToken {
         PreparedToken { bytes, scales, sums, blocks, per_block }
     }
 
-    /// Decode of `rows` (whole rows of `row_bytes`, `cols` values each) with `kernel` into `y`, split across the
-    /// current pool's threads exactly as [`matmul`] splits a decode call.
-    pub(crate) fn decode(&self, kernel: DecodeFn, cols: usize, row_bytes: usize, rows: &[u8], y: &mut [f32]) {
+    /// Decode of `rows` (whole rows of `row_bytes`, `cols` values each) with `kernel` into `y`, split across
+    /// `par`'s threads exactly as [`matmul`] splits a decode call.
+    pub(crate) fn decode(
+        &self,
+        par: &Parallel<'_>,
+        kernel: DecodeFn,
+        cols: usize,
+        row_bytes: usize,
+        rows: &[u8],
+        y: &mut [f32],
+    ) {
         let x = Activations {
             rows: ActivationRows {
                 bytes: &self.bytes,
@@ -333,13 +348,14 @@ impl PreparedToken {
             },
             kernel: Kernel::from(kernel),
         };
-        decode_rows(&x, cols, row_bytes, rows, y)
+        decode_rows(par, &x, cols, row_bytes, rows, y)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compute::ComputePool;
 
     #[test]
     fn transposing_by_row_results_places_every_value_once() {
@@ -347,7 +363,7 @@ mod tests {
         for (rows, n_tokens) in [(1, 2), (5, 16), (7, 17), (3, 31), (64, 64), (33, 40), (2, 100)] {
             let by_row: Vec<f32> = (0..rows * n_tokens).map(|i| i as f32).collect();
             let mut y = vec![f32::NAN; rows * n_tokens];
-            transpose_to_tokens(&by_row, rows, n_tokens, &mut y);
+            ComputePool::new(2).unwrap().run(|par| transpose_to_tokens(par, &by_row, rows, n_tokens, &mut y));
             for t in 0..n_tokens {
                 for r in 0..rows {
                     assert_eq!(y[t * rows + r], by_row[r * n_tokens + t], "{rows} x {n_tokens}: row {r}, token {t}");

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::compute::matmul::PreparedToken;
+use crate::compute::pool::Parallel;
 use crate::compute::{ComputePool, MatrixRef};
 use crate::ggml_type::GgmlType;
 use crate::gguf::GgufFile;
@@ -211,7 +212,7 @@ impl KernelPlan {
                 }
                 _ => {
                     let sample: Vec<&MatrixRef> = mats.iter().copied().filter(|m| m.ty == ty).collect();
-                    let timings = pool.run(|| measure(file, &sample, &candidates, start + PLAN_BUDGET));
+                    let timings = pool.run(|par| measure(par, file, &sample, &candidates, start + PLAN_BUDGET));
                     match choose(&candidates, &timings) {
                         Some(i) => entry(candidates[i], PlanSource::Measured, timings),
                         None => entry(default_kernel(&candidates), PlanSource::Unmeasured, Vec::new()),
@@ -250,6 +251,7 @@ fn default_kernel(candidates: &[DecodeKernel]) -> DecodeKernel {
 /// which no other pass touched, so that the rows come from memory as in decode (where every weight is read once
 /// per token) and not from a cache warmed by the previous candidate; the pages are mapped beforehand.
 fn measure(
+    par: &Parallel<'_>,
     file: &GgufFile,
     mats: &[&MatrixRef],
     candidates: &[DecodeKernel],
@@ -302,7 +304,7 @@ fn measure(
     let mut pass = |k: &DecodeKernel, (m, bytes, rows): (&MatrixRef, &[u8], usize)| {
         let x = &tokens.iter().find(|(c, _)| *c == m.cols).expect("prepared above").1;
         let t0 = Instant::now();
-        x.decode(k.run, m.cols, m.row_bytes, bytes, &mut out[..rows]);
+        x.decode(par, k.run, m.cols, m.row_bytes, bytes, &mut out[..rows]);
         bytes.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9) / 1e9
     };
     let mut best = vec![0f64; candidates.len()];

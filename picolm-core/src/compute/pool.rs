@@ -1,19 +1,25 @@
-//! The persistent worker pool of a model: threads are started once, at load, and reused by every matmul and by
-//! attention. Backed by rayon's thread pool (work split by rows with `par_chunks_mut`).
+//! The persistent worker pool of a model: threads are started once, at load, and reused by every matmul, norm and
+//! attention step. A fork-join pool built for the forward pass's pattern (as ggml's thread pool and the original C
+//! PicoLM's pthreads): `n - 1` workers plus the calling thread. A parallel step is a job over `n` task indices
+//! handed out one at a time by an atomic counter (whoever is free takes the next, which balances uneven tasks); the
+//! caller takes tasks too and returns when all of them are finished. Between steps the workers poll for a while
+//! and then sleep on a condition variable; during [`ComputePool::run_busy`] (one forward pass) they keep polling, so
+//! that none of the hundreds of steps of a token begins by waking a sleeping thread.
 //!
 //! The number of threads is clamped to the CPUs the process may run on ([`ThreadCount`]). More threads than CPUs
-//! never help and used to make runs crawl: every parallel step (hundreds per token) split its rows into
-//! `8 × threads` tasks and woke that many workers, and each woken worker spins through rayon's short yield loop
-//! before it sleeps, so with `-j 999` on 2 cores almost all CPU time went to waking and yielding threads. Idle
-//! workers yield a few dozen times and then park on a condition variable (rayon's sleep protocol), so waiting
-//! workers do not keep a core busy.
+//! never help and used to make runs crawl: with `-j 999` on 2 cores almost all CPU time went to waking and yielding
+//! threads.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+mod step;
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use rayon::ThreadPool;
 use thiserror::Error;
+
+use step::Shared;
+pub use step::{chunks, chunks_mut, Chunks, ChunksMut, Parts};
 
 /// The worker threads could not be started (the operating system refused a thread).
 #[derive(Debug, Error)]
@@ -57,30 +63,23 @@ impl ThreadCount {
     }
 }
 
-/// A fixed-size pool of compute threads. Dropping it joins its threads: once a model is freed, none of its
-/// threads runs any more (a C host may unload the library right after `picolm_model_free`, and leak checkers see
-/// every thread's memory returned).
+/// A fixed-size pool of compute threads: [`ComputePool::n_threads`] minus one workers, the thread that runs work
+/// on it being the last. Dropping it joins its workers: once a model is freed, none of its threads runs any more
+/// (a C host may unload the library right after `picolm_model_free`, and leak checkers see every thread's memory
+/// returned).
 pub struct ComputePool {
-    pool: Option<ThreadPool>,
-    workers: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
     threads: ThreadCount,
-    /// Held by the caller whose work is on the pool: callers from outside the pool run one at a time (see
-    /// [`ComputePool::run_busy`]).
-    serial: Mutex<()>,
+    /// Held by the caller whose work is on the pool: callers from outside the pool run one at a time.
+    turn: Mutex<()>,
 }
 
 impl Drop for ComputePool {
     fn drop(&mut self) {
-        // Dropped from one of its own workers (a task that held the last reference): joining would wait for
-        // ourselves; the workers then exit in the background as rayon's do.
-        if self.on_worker() {
-            return;
-        }
-        // Dropping rayon's pool tells its workers to exit once idle; then wait for each of them.
-        drop(self.pool.take());
-        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
-        for w in workers {
-            // A worker that panicked has already reported it; there is nothing left to clean up.
+        self.shared.exit();
+        for w in self.workers.drain(..) {
+            // Tasks' panics are caught and handed to their step's caller: a worker has nothing left to report.
             let _ = w.join();
         }
     }
@@ -99,27 +98,24 @@ impl ComputePool {
         ComputePool::named(ThreadCount::resolve(n_threads), "picolm-worker")
     }
 
-    fn named(threads: ThreadCount, name: &'static str) -> Result<ComputePool, PoolError> {
-        let workers = Arc::new(Mutex::new(Vec::with_capacity(threads.used)));
-        let spawned = workers.clone();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.used)
-            .spawn_handler(move |t| {
-                let handle = std::thread::Builder::new().name(format!("{name}-{}", t.index())).spawn(|| t.run())?;
-                spawned.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
-                Ok(())
-            })
-            .build()
-            .map_err(|e| PoolError(e.to_string()))?;
-        Ok(ComputePool { pool: Some(pool), workers, threads, serial: Mutex::new(()) })
+    /// Starts the workers, named `{name}-1` to `{name}-{used - 1}`.
+    fn named(threads: ThreadCount, name: &str) -> Result<ComputePool, PoolError> {
+        let mut pool = ComputePool {
+            shared: Arc::new(Shared::default()),
+            workers: Vec::with_capacity(threads.used - 1),
+            threads,
+            turn: Mutex::new(()),
+        };
+        for i in 1..threads.used {
+            let shared = pool.shared.clone();
+            let spawned = std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || shared.worker());
+            // On an error the workers started so far are joined by the pool's drop.
+            pool.workers.push(spawned.map_err(|e| PoolError(e.to_string()))?);
+        }
+        Ok(pool)
     }
 
-    /// Whether the calling thread is one of this pool's workers (inside work that the pool runs).
-    fn on_worker(&self) -> bool {
-        self.pool.as_ref().is_some_and(|p| p.current_thread_index().is_some())
-    }
-
-    /// Number of worker threads.
+    /// Number of threads that run parallel steps (the workers and the caller).
     pub fn n_threads(&self) -> usize {
         self.threads.used
     }
@@ -129,112 +125,95 @@ impl ComputePool {
         self.threads
     }
 
-    /// Runs `f` on the pool: parallel iterators inside `f` use exactly this pool's threads.
+    /// Runs `f` on the calling thread with the pool at its disposal: the parallel steps `f` starts through its
+    /// [`Parallel`] use the workers and the calling thread.
     ///
     /// Callers from outside the pool (sessions of one model on several threads share its pool) take turns: each
-    /// call has the whole pool while `f` runs. A call from inside `f` (one of this pool's workers) runs at once.
-    pub fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        let pool = self.pool.as_ref().expect("the pool lives until drop");
-        if self.on_worker() {
-            return pool.install(f);
+    /// call has the whole pool while `f` runs. A call from inside work on this pool (from `f`, or from a task of one
+    /// of its steps) runs `f` at once with a [`Parallel`] that runs every step serially on the calling thread.
+    pub fn run<R>(&self, f: impl FnOnce(&Parallel<'_>) -> R) -> R {
+        if self.shared.is_current() {
+            return f(&Parallel { shared: None, threads: 1, not_sync: PhantomData });
         }
-        // A caller that panicked inside `f` left nothing half-done in `()`: the lock is taken regardless.
-        let _turn = self.serial.lock().unwrap_or_else(|e| e.into_inner());
-        pool.install(f)
+        let _turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
+        let _inside = self.shared.enter();
+        let shared = (self.threads.used > 1).then_some(&*self.shared);
+        f(&Parallel { shared, threads: self.threads.used, not_sync: PhantomData })
     }
 
-    /// As [`ComputePool::run`], with the other workers kept awake until `f` returns: between its parallel steps
-    /// they poll for work instead of going to sleep.
+    /// As [`ComputePool::run`], with the workers kept polling until `f` returns instead of going to sleep between
+    /// its steps.
     ///
     /// A forward pass is hundreds of short parallel steps (per layer: norms, the activation conversion of each
-    /// matmul, its tiles, attention, ...) separated by the tail of the previous step and by serial work. Rayon's
-    /// idle workers yield a few dozen times and then park, so almost every step began by waking a parked worker,
-    /// a futex wake that in a virtual machine is an inter-processor interrupt and costs tens of microseconds
-    /// during which the step runs on fewer threads (llama.cpp's workers spin between the operations of a graph
-    /// for the same reason). Here each other worker runs a poller for the duration of `f` that executes the steps'
-    /// jobs as soon as they are queued. The workers burn their CPU while `f` runs serial work, so use this for a
-    /// bounded compute (one forward call), not for anything that waits on I/O or on the caller.
-    ///
-    /// A poller must never run on top of a step it would wait for: it spins until `f` finishes, and a step
-    /// suspended beneath it on its worker's stack would keep `f` from finishing (a livelock seen in
-    /// `concurrent_busy_runs_on_one_pool_all_finish`). Two things rule that out: callers take turns as in
-    /// [`ComputePool::run`] (no other caller's work is on the pool), and `f` starts only when every other worker is
-    /// inside its poller (a worker that stole one of `f`'s first jobs before it took its poller would run the poller
-    /// nested above that job). A call from inside `f` runs without pollers.
-    pub fn run_busy<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        if self.on_worker() {
-            return self.run(f);
-        }
-        self.run(|| {
-            if rayon::current_num_threads() <= 1 {
-                return f();
+    /// matmul, its tiles, attention, ...) separated by the tail of the previous step and by serial work. A step that
+    /// began by waking a sleeping worker would pay a futex wake, which in a virtual machine is an inter-processor
+    /// interrupt and costs tens of microseconds during which the step runs on fewer threads (llama.cpp's workers
+    /// spin between the operations of a graph for the same reason). The workers burn their CPU while `f` runs
+    /// serial work, so use this for a bounded compute (one forward call), not for anything that waits on I/O or on
+    /// the caller.
+    pub fn run_busy<R>(&self, f: impl FnOnce(&Parallel<'_>) -> R) -> R {
+        self.run(|par| match par.shared {
+            Some(shared) => {
+                shared.set_busy(true);
+                // Ends the busy run on return and on unwind.
+                let _idle = BusyRun(shared);
+                f(par)
             }
-            let owner = rayon::current_thread_index();
-            let others = rayon::current_num_threads() - 1;
-            let done = AtomicBool::new(false);
-            let started = AtomicUsize::new(0);
-            rayon::scope(|s| {
-                // One poller in each worker's own queue (a broadcast is not stolen), this one's included.
-                s.spawn_broadcast(|_, ctx| {
-                    if owner != Some(ctx.index()) {
-                        started.fetch_add(1, Ordering::AcqRel);
-                        poll_until(&done);
-                    }
-                });
-                // Set on return and on unwind: the scope waits for its pollers before it returns or re-raises
-                // a panic of `f`, so they must stop in both cases.
-                let _stop = SetOnDrop(&done);
-                // Each worker is idle at its top level (callers take turns) and takes its poller at once.
-                let mut idle = 0u32;
-                while started.load(Ordering::Acquire) < others {
-                    idle_wait(&mut idle);
-                }
-                f()
-            })
+            None => f(par),
         })
     }
 }
 
-/// One idle poll of a spinning wait: a spin-loop hint, and every [`POLLS_PER_OS_YIELD`]-th time a yield of the
-/// CPU to the operating system. `idle` counts the consecutive idle polls of the caller's wait.
-fn idle_wait(idle: &mut u32) {
-    *idle = idle.wrapping_add(1);
-    if idle.is_multiple_of(POLLS_PER_OS_YIELD) {
-        std::thread::yield_now();
-    } else {
-        std::hint::spin_loop();
-    }
-}
+/// Ends a busy run when dropped.
+struct BusyRun<'a>(&'a Shared);
 
-/// Sets its flag when dropped.
-struct SetOnDrop<'a>(&'a AtomicBool);
-
-impl Drop for SetOnDrop<'_> {
+impl Drop for BusyRun<'_> {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
+        self.0.set_busy(false);
     }
 }
 
-/// Idle polls between two yields of the CPU to the operating system: a poller gives way to other runnable threads
-/// now and then (a machine with more busy threads than CPUs) without giving up its readiness for long.
-const POLLS_PER_OS_YIELD: u32 = 256;
+/// The pool of a [`ComputePool::run`] as its `f` sees it: starts parallel steps. Only the thread that holds the
+/// pool's turn has one (it is neither `Send` nor `Sync`, so tasks cannot start steps of their own).
+pub struct Parallel<'a> {
+    /// `None`: every step runs serially on the calling thread (a pool of one thread, or a nested run).
+    shared: Option<&'a Shared>,
+    threads: usize,
+    not_sync: PhantomData<*const ()>,
+}
 
-/// The poller of [`ComputePool::run_busy`] on a worker other than the one running `f`: executes the pool's queued
-/// jobs until `done` is set.
-fn poll_until(done: &AtomicBool) {
-    let mut idle = 0u32;
-    while !done.load(Ordering::Acquire) {
-        match rayon::yield_now() {
-            Some(rayon::Yield::Executed) => idle = 0,
-            _ => idle_wait(&mut idle),
-        }
+impl Parallel<'_> {
+    /// Number of threads the steps run on (1 when they run serially).
+    pub fn n_threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f(i, part)` for each part of `parts` (tasks in any order, on any of the pool's threads) and returns
+    /// when all are finished; a panic of a task reaches the caller once the others have finished or been skipped.
+    /// `parts` is chunks of a slice ([`chunks`], [`chunks_mut`]) or a pair of such, zipped (as many parts as the
+    /// shorter side has).
+    pub fn for_each<P: Parts>(&self, parts: P, f: impl Fn(usize, P::Part) + Sync) {
+        step::for_each(self.shared, parts, f)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rayon::prelude::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// `0 + 1 + ... + (n - 1)` as a parallel step of `par`: each task sums a chunk.
+    fn parallel_sum(par: &Parallel<'_>, n: u64) -> u64 {
+        let values: Vec<u64> = (0..n).collect();
+        let mut partial = vec![0u64; values.len().div_ceil(16)];
+        par.for_each((chunks_mut(&mut partial, 1), chunks(&values, 16)), |_, (p, v)| p[0] = v.iter().sum());
+        partial.iter().sum()
+    }
+
+    /// Adds one to each of `v`'s values, a chunk of 256 per task.
+    fn parallel_increment(par: &Parallel<'_>, v: &mut [f32]) {
+        par.for_each(chunks_mut(v, 256), |_, c| c.iter_mut().for_each(|x| *x += 1.0));
+    }
 
     /// The kernel's flag of a task that has begun to exit (`PF_EXITING`, set first thing in `do_exit`).
     const PF_EXITING: u64 = 0x4;
@@ -257,11 +236,11 @@ mod tests {
 
     #[test]
     fn dropping_the_pool_joins_its_threads() {
-        // The fuzzer's leak checker found the workers of dropped models still alive (rayon lets them exit in the
-        // background): after the drop, none may be left.
-        for _ in 0..20 {
-            let pool = ComputePool::named(ThreadCount::with_available(2, 2), "pool-join-test").unwrap();
-            assert_eq!(pool.run(|| (0..1000).into_par_iter().sum::<u64>()), 499500);
+        // The fuzzer's leak checker found the workers of dropped models still alive (the thread pool used before
+        // let them exit in the background): after the drop, none may be left.
+        for threads in [1, 2, 3, 1, 2, 3] {
+            let pool = ComputePool::named(ThreadCount::with_available(threads, threads), "pool-join-test").unwrap();
+            assert_eq!(pool.run(|par| parallel_sum(par, 1000)), 499500);
             drop(pool);
             assert_eq!(live_threads_named("pool-join-test"), 0, "a worker outlived its pool");
         }
@@ -283,7 +262,7 @@ mod tests {
         let cpus = available_cpus();
         let pool = ComputePool::new(cpus + 997).unwrap();
         assert_eq!(pool.n_threads(), cpus);
-        assert_eq!(pool.run(rayon::current_num_threads), cpus, "parallel work is split for the clamped count");
+        assert_eq!(pool.run(|par| par.n_threads()), cpus, "parallel work is split for the clamped count");
         assert!(pool.threads().clamped() && pool.threads().requested == cpus + 997);
         assert_eq!(ComputePool::new(0).unwrap().n_threads(), cpus);
         assert_eq!(ComputePool::new(u32::MAX as usize).unwrap().n_threads(), cpus);
@@ -309,21 +288,21 @@ mod tests {
     fn busy_runs_keep_the_other_workers_polling_through_serial_work() {
         let pool = ComputePool::named(ThreadCount::with_available(2, 2), "pool-busy-test").unwrap();
         let mut v = vec![1.0f32; 1 << 16];
-        let states = pool.run_busy(|| {
-            v.par_chunks_mut(256).for_each(|c| c.iter_mut().for_each(|x| *x = x.sqrt() + 1.0));
-            // Serial work far longer than rayon's idle yield loop: a plain `run`'s other worker parks meanwhile.
+        let states = pool.run_busy(|par| {
+            parallel_increment(par, &mut v);
+            // Serial work far longer than the workers' idle polling: a plain `run`'s worker sleeps meanwhile.
             let mut states = Vec::new();
             for _ in 0..10 {
                 std::thread::sleep(std::time::Duration::from_millis(30));
                 states = thread_states("pool-busy-test");
             }
             // The parallel step after the serial work still sees both workers.
-            let sum: f32 = v.par_chunks(1024).map(|c| c.iter().sum::<f32>()).sum();
-            assert_eq!(sum, (1 << 16) as f32 * 2.0);
+            parallel_increment(par, &mut v);
             states
         });
-        // This worker reads the states (running); the other one polls (running or runnable), never asleep.
-        assert_eq!(states, ['R', 'R'], "a worker went to sleep during a busy run");
+        assert!(v.iter().all(|&x| x == 3.0));
+        // The worker polls (running or runnable), never asleep.
+        assert_eq!(states, ['R'], "a worker went to sleep during a busy run");
     }
 
     #[test]
@@ -331,13 +310,13 @@ mod tests {
         for threads in [1, 2, 3] {
             let pool = ComputePool::named(ThreadCount::with_available(threads, threads), "pool-stop-test").unwrap();
             for _ in 0..50 {
-                assert_eq!(pool.run_busy(|| (0..1000u64).into_par_iter().sum::<u64>()), 499500);
+                assert_eq!(pool.run_busy(|par| parallel_sum(par, 1000)), 499500);
             }
             let mut states = Vec::new();
             for _ in 0..50 {
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 states = thread_states("pool-stop-test");
-                if states.len() == threads && states.iter().all(|&s| s == 'S') {
+                if states.len() == threads - 1 && states.iter().all(|&s| s == 'S') {
                     break;
                 }
             }
@@ -347,8 +326,8 @@ mod tests {
 
     #[test]
     fn concurrent_busy_runs_on_one_pool_all_finish() {
-        // Sessions of one model on several threads share its pool: a poller may run another caller's whole
-        // busy run, and each must still finish with its own result.
+        // Sessions of one model on several threads share its pool: they take turns, and each must finish with its
+        // own result.
         for threads in [2, 3] {
             let pool = ComputePool::named(ThreadCount::with_available(threads, threads), "pool-share-test").unwrap();
             std::thread::scope(|s| {
@@ -356,8 +335,7 @@ mod tests {
                 for caller in 0..4u64 {
                     s.spawn(move || {
                         for i in 0..200u64 {
-                            let got =
-                                pool.run_busy(|| (0..1000u64).into_par_iter().map(|v| v * caller + i).sum::<u64>());
+                            let got = pool.run_busy(|par| parallel_sum(par, 1000) * caller + 1000 * i);
                             assert_eq!(got, 499500 * caller + 1000 * i);
                         }
                     });
@@ -370,13 +348,62 @@ mod tests {
     fn a_panic_in_a_busy_run_reaches_the_caller_and_the_pool_still_works() {
         let pool = ComputePool::named(ThreadCount::with_available(2, 2), "pool-panic-test").unwrap();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            pool.run_busy(|| {
-                let _: u64 = (0..1000u64).into_par_iter().sum();
+            pool.run_busy(|par| {
+                assert_eq!(parallel_sum(par, 1000), 499500);
                 panic!("inside the busy run")
             })
         }));
         assert!(r.is_err());
-        assert_eq!(pool.run_busy(|| (0..1000u64).into_par_iter().sum::<u64>()), 499500);
+        assert_eq!(pool.run_busy(|par| parallel_sum(par, 1000)), 499500);
+    }
+
+    #[test]
+    fn a_panic_in_a_workers_task_reaches_the_caller_after_the_other_tasks() {
+        let pool = ComputePool::named(ThreadCount::with_available(2, 2), "pool-task-panic").unwrap();
+        let running = AtomicUsize::new(0);
+        for _ in 0..3 {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                pool.run_busy(|par| {
+                    let mut v = vec![0u8; 64];
+                    par.for_each(chunks_mut(&mut v, 1), |_, _| {
+                        running.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                        let on_worker = std::thread::current().name().is_some_and(|n| n.starts_with("pool-task-panic"));
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        // 64 tasks of a millisecond: the polling worker takes some of them.
+                        assert!(!on_worker, "in a worker's task");
+                    });
+                })
+            }));
+            let payload = r.expect_err("the worker's panic reaches the caller");
+            assert_eq!(payload.downcast_ref::<&str>(), Some(&"in a worker's task"));
+            assert_eq!(running.load(Ordering::SeqCst), 0, "the step returned before all its tasks finished");
+            assert_eq!(pool.run(|par| parallel_sum(par, 1000)), 499500);
+        }
+    }
+
+    #[test]
+    fn steps_hand_out_every_chunk_once_and_nested_runs_are_serial() {
+        let pool = ComputePool::named(ThreadCount::with_available(3, 3), "pool-chunk-test").unwrap();
+        pool.run(|par| {
+            for (len, size) in [(0, 1), (1, 1), (7, 3), (64, 8), (1000, 7)] {
+                let mut v = vec![0usize; len];
+                let tags: Vec<usize> = (0..len + 5).collect();
+                // Zipped with a longer slice: as many parts as the shorter side has.
+                par.for_each((chunks_mut(&mut v, size), chunks(&tags, size)), |i, (c, t)| {
+                    assert_eq!(t[0], i * size);
+                    c.iter_mut().for_each(|x| *x += i + 1);
+                });
+                assert!(v.iter().enumerate().all(|(k, &x)| x == k / size + 1), "{len} by {size}: {v:?}");
+            }
+            // A run started from a task, or from the run itself, runs its steps on the calling thread.
+            let mut nested = vec![0usize; 8];
+            par.for_each(chunks_mut(&mut nested, 1), |_, n| {
+                n[0] = pool.run(|inner| inner.n_threads() * 10 + parallel_sum(inner, 100) as usize / 4950);
+            });
+            assert_eq!(nested, [11; 8]);
+            assert_eq!(pool.run(|inner| inner.n_threads()), 1);
+        });
     }
 
     #[test]
@@ -384,14 +411,14 @@ mod tests {
         let pool = ComputePool::named(ThreadCount::with_available(2, 2), "pool-idle-test").unwrap();
         let mut v = vec![1.0f32; 1 << 16];
         for _ in 0..20 {
-            pool.run(|| v.par_chunks_mut(256).for_each(|c| c.iter_mut().for_each(|x| *x = x.sqrt() + 1.0)));
+            pool.run(|par| parallel_increment(par, &mut v));
         }
-        // After a short yield loop the workers must park (state S), not stay runnable (R).
+        // After a short polling loop the worker must sleep (state S), not stay runnable (R).
         let mut states = Vec::new();
         for _ in 0..50 {
             std::thread::sleep(std::time::Duration::from_millis(100));
             states = thread_states("pool-idle-test");
-            if states.len() == 2 && states.iter().all(|&s| s == 'S') {
+            if states.len() == 1 && states.iter().all(|&s| s == 'S') {
                 return;
             }
         }

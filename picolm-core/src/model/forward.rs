@@ -5,9 +5,8 @@
 //! A call processes a batch of consecutive tokens as matrices (prefill), or a single token (decode), with the same
 //! code path.
 
-use rayon::prelude::*;
-
 use crate::alloc::{bytes_of, try_resize, try_zeroed, OutOfMemory};
+use crate::compute::pool::{chunks, chunks_mut, Parallel};
 use crate::compute::{matmul, ops, MatmulScratch, MatrixRef};
 use crate::model::config::{MAX_GROUP, MAX_GROUP_VALUES, MAX_HEAD_DIM};
 use crate::model::kv_cache::{KvCache, KvPart, KvType};
@@ -151,24 +150,26 @@ pub fn forward(
     }
     match model.streamer() {
         // Compute only: the other workers poll between the pass's parallel steps instead of parking.
-        None => model.pool().run_busy(|| {
-            forward_on_pool(model, &mut WeightSource::Mapped(model.file()), kv, buf, tokens, pos0, logits)
+        None => model.pool().run_busy(|par| {
+            forward_on_pool(par, model, &mut WeightSource::Mapped(model.file()), kv, buf, tokens, pos0, logits)
         }),
         // Reads weight slabs from the file between the steps: workers park while the reads wait.
         Some(streamer) => {
             // Locked here, outside the pool: see `WeightStreamer::lock`.
             let mut state = streamer.lock();
             let state = &mut *state;
-            model
-                .pool()
-                .run(|| forward_on_pool(model, &mut WeightSource::Streamed(state), kv, buf, tokens, pos0, logits))
+            model.pool().run(|par| {
+                forward_on_pool(par, model, &mut WeightSource::Streamed(state), kv, buf, tokens, pos0, logits)
+            })
         }
     }
 }
 
 /// The forward pass proper, run on the model's pool once [`forward`] has checked the batch, positions and token ids;
 /// the weights come from `src` (the memory map or the streaming reader).
+#[allow(clippy::too_many_arguments)] // the threads, the model and `forward`'s arguments
 fn forward_on_pool(
+    par: &Parallel<'_>,
     model: &Model,
     src: &mut WeightSource<'_>,
     kv: &mut KvCache,
@@ -198,7 +199,7 @@ fn forward_on_pool(
     let plan = model.kernel_plan();
     // `rows` tokens of the batch: all of them, or the last layer's output rows.
     let mut mm = |m: &MatrixRef, x: &[f32], rows: usize, y: &mut [f32], s: &mut MatmulScratch| {
-        matmul(m, src, x, rows, y, s, plan)
+        matmul(par, m, src, x, rows, y, s, plan)
     };
 
     // The first token whose output is asked for. Before the last layer every token's hidden state feeds the next
@@ -216,7 +217,7 @@ fn forward_on_pool(
         let o = if l + 1 == n_layer { first } else { 0 };
         let m = n - o;
         // Attention block.
-        rms_norm_rows(&buf.x[..n * d], &lw.attn_norm, cfg.rms_eps, &mut buf.xb[..n * d]);
+        rms_norm_rows(par, &buf.x[..n * d], &lw.attn_norm, cfg.rms_eps, &mut buf.xb[..n * d]);
         let xb = &buf.xb[..n * d];
         mm(&lw.wq, &xb[o * d..], m, &mut buf.q[..m * qd], &mut buf.mm)?;
         mm(&lw.wk, xb, n, &mut buf.k[..n * kvd], &mut buf.mm)?;
@@ -229,19 +230,21 @@ fn forward_on_pool(
         for t in 0..m {
             model.rope().apply(&mut buf.q[t * qd..(t + 1) * qd], hd, pos0 + o + t);
         }
-        attention(model, kv, l, &buf.q[..m * qd], &mut buf.attn[..m * qd], pos0 + o);
+        attention(par, model, kv, l, &buf.q[..m * qd], &mut buf.attn[..m * qd], pos0 + o);
         mm(&lw.wo, &buf.attn[..m * qd], m, &mut buf.proj[..m * d], &mut buf.mm)?;
         let x = &mut buf.x[o * d..n * d];
-        add_rows(x, &buf.proj[..m * d], d);
+        add_rows(par, x, &buf.proj[..m * d], d);
 
         // Feed-forward block.
-        rms_norm_rows(x, &lw.ffn_norm, cfg.rms_eps, &mut buf.xb[..m * d]);
+        rms_norm_rows(par, x, &lw.ffn_norm, cfg.rms_eps, &mut buf.xb[..m * d]);
         let xb = &buf.xb[..m * d];
         mm(&lw.w_gate, xb, m, &mut buf.gate[..m * ff], &mut buf.mm)?;
         mm(&lw.w_up, xb, m, &mut buf.up[..m * ff], &mut buf.mm)?;
-        buf.gate[..m * ff].par_chunks_mut(ff).zip(buf.up[..m * ff].par_chunks(ff)).for_each(|(g, u)| ops::swiglu(g, u));
+        par.for_each((chunks_mut(&mut buf.gate[..m * ff], ff), chunks(&buf.up[..m * ff], ff)), |_, (g, u)| {
+            ops::swiglu(g, u)
+        });
         mm(&lw.w_down, &buf.gate[..m * ff], m, &mut buf.proj[..m * d], &mut buf.mm)?;
-        add_rows(&mut buf.x[o * d..n * d], &buf.proj[..m * d], d);
+        add_rows(par, &mut buf.x[o * d..n * d], &buf.proj[..m * d], d);
     }
 
     // Output: final norm and projection for the rows asked for.
@@ -255,24 +258,24 @@ fn forward_on_pool(
     }
     buf.n_logits = rows * nv;
     buf.mm.try_reserve(&w.output, rows)?;
-    matmul(&w.output, src, &buf.xb[first * d..n * d], rows, &mut buf.logits[..rows * nv], &mut buf.mm, plan)
+    matmul(par, &w.output, src, &buf.xb[first * d..n * d], rows, &mut buf.logits[..rows * nv], &mut buf.mm, plan)
 }
 
 /// RMSNorm of each `weight.len()`-wide row of `x` into `out`, rows in parallel (each row's arithmetic is the same
 /// as alone).
-fn rms_norm_rows(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+fn rms_norm_rows(par: &Parallel<'_>, x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let d = weight.len();
-    x.par_chunks(d).zip(out.par_chunks_mut(d)).for_each(|(x, o)| ops::rms_norm(x, weight, eps, o));
+    par.for_each((chunks(x, d), chunks_mut(out, d)), |_, (x, o)| ops::rms_norm(x, weight, eps, o));
 }
 
 /// `acc += x` for rows of `d` values, rows in parallel.
-fn add_rows(acc: &mut [f32], x: &[f32], d: usize) {
-    acc.par_chunks_mut(d).zip(x.par_chunks(d)).for_each(|(a, b)| ops::add_assign(a, b));
+fn add_rows(par: &Parallel<'_>, acc: &mut [f32], x: &[f32], d: usize) {
+    par.for_each((chunks_mut(acc, d), chunks(x, d)), |_, (a, b)| ops::add_assign(a, b));
 }
 
 /// Causal grouped-query attention for the batch: token `t` (at position `pos0 + t`) attends to positions
 /// `0..=pos0 + t` of layer `l`. Single pass with an online softmax (no score buffer); query heads run in parallel.
-fn attention(model: &Model, kv: &KvCache, l: usize, q: &[f32], out: &mut [f32], pos0: usize) {
+fn attention(par: &Parallel<'_>, model: &Model, kv: &KvCache, l: usize, q: &[f32], out: &mut [f32], pos0: usize) {
     let cfg = model.config();
     let (hd, n_head) = (cfg.head_dim, cfg.n_head);
     let (group, n_head_kv) = (cfg.n_head / cfg.n_head_kv, cfg.n_head_kv);
@@ -282,7 +285,7 @@ fn attention(model: &Model, kv: &KvCache, l: usize, q: &[f32], out: &mut [f32], 
     // One task per (token, KV head): each cached key and value row is converted once and used by the `group`
     // query heads that share it. Every query head still runs its own online softmax over the positions in order,
     // so the results do not depend on how tokens are batched.
-    out.par_chunks_mut(group * hd).enumerate().for_each(|(i, o)| {
+    par.for_each(chunks_mut(out, group * hd), |i, o| {
         let (t, g) = (i / n_head_kv, i % n_head_kv);
         let n_pos = pos0 + t + 1;
         // Like ggml, the queries are rounded to the cache's 16-bit format before the dot products.
