@@ -283,34 +283,48 @@ impl Format for Q8_0 {
     }
 }
 
-/// Pairs the quants and scales of blocks `b0 .. b0 + nb` of `2 * TP` tokens (`x[i]`: token `i`'s activation row,
-/// `sx[i]`: its f32 block scales) for [`group_asm`]: per block and token pair `p`, the four 16-byte vectors `c` =
-/// `[chunk c of token 2p, chunk c of token 2p + 1]` into `q`, and `[d_2p, d_2p+1] * scale` into `s`.
+/// Pairs the quants and scales of `nb` blocks of two tokens for [`group_asm`] (token pair `p` of `TP`): per block
+/// the four 16-byte vectors `c` = `[chunk c of token a, chunk c of token b]` into `q` (then `tp * 64` bytes on), and
+/// `[d_a, d_b] * scale` into `s` (then `tp * 2` values on). `x` points to each token's first block's quants, `sx`
+/// to its f32 scale.
 ///
 /// # Safety
-/// Every `x[i]` and `sx[i]` holds blocks `b0 .. b0 + nb` (34-byte Q8_0 blocks, f32 scales); `q` holds `nb * TP * 64`
-/// bytes and `s` `nb * TP * 2` values.
+/// Both tokens' rows and scales hold the `nb` blocks (34-byte Q8_0 blocks, f32 scales); `q` holds `(nb - 1) * tp
+/// * 64 + 64` bytes and `s` `(nb - 1) * tp * 2 + 2` values; `nb >= 1`.
 #[inline(always)]
-unsafe fn pair_tokens<const TP: usize>(
-    x: &[*const u8; TOKENS],
-    sx: &[*const f32; TOKENS],
-    (b0, nb): (usize, usize),
+unsafe fn pair_tokens(
+    nb: usize,
+    x: [*const u8; 2],
+    sx: [*const f32; 2],
     scale: f32,
-    q: *mut u8,
-    s: *mut f32,
+    (q, s): (*mut u8, *mut f32),
+    tp: usize,
 ) {
-    for b in 0..nb {
-        for p in 0..TP {
-            let (xa, xb) = (x[2 * p].add((b0 + b) * 34 + 2), x[2 * p + 1].add((b0 + b) * 34 + 2));
-            let z = vdupq_n_s64(0);
-            let v = vld4q_lane_s64::<0>(xa as *const i64, int64x2x4_t(z, z, z, z));
-            let v = vld4q_lane_s64::<1>(xb as *const i64, v);
-            vst1q_s64_x4(q.add((b * TP + p) * 64) as *mut i64, v);
-            let at = s.add((b * TP + p) * 2);
-            *at = *sx[2 * p].add(b0 + b) * scale;
-            *at.add(1) = *sx[2 * p + 1].add(b0 + b) * scale;
-        }
-    }
+    std::arch::asm!(
+        "2:",
+        "ld4 {{v0.d, v1.d, v2.d, v3.d}}[0], [{xa}], {stride}",
+        "ld4 {{v0.d, v1.d, v2.d, v3.d}}[1], [{xb}], {stride}",
+        "ld1 {{v4.s}}[0], [{sa}], #4",
+        "ld1 {{v4.s}}[1], [{sb}], #4",
+        "st1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{q}], {qstep}",
+        "fmul v4.2s, v4.2s, {k:v}.2s",
+        "st1 {{v4.2s}}, [{s}], {sstep}",
+        "subs {n}, {n}, #1",
+        "b.ne 2b",
+        xa = inout(reg) x[0] => _,
+        xb = inout(reg) x[1] => _,
+        sa = inout(reg) sx[0] => _,
+        sb = inout(reg) sx[1] => _,
+        q = inout(reg) q => _,
+        s = inout(reg) s => _,
+        n = inout(reg) nb => _,
+        stride = in(reg) 34usize,
+        qstep = in(reg) tp * 64,
+        sstep = in(reg) tp * 8,
+        k = in(vreg) vdup_n_f32(scale),
+        out("v0") _, out("v1") _, out("v2") _, out("v3") _, out("v4") _,
+        options(nostack)
+    );
 }
 
 /// The results of up to [`ROWS`] rows (`rows`, groups of four; a partial group repeats its last row) with `2 * TP`
@@ -327,13 +341,18 @@ unsafe fn tile<F: Format, const TP: usize>(
     sx: &[*const f32; TOKENS],
     acc: &mut [Acc],
 ) {
-    let mut q = [vdupq_n_u8(0); RUN * 4 * 4];
-    let mut s = [0f32; RUN * 4 * 2];
+    // Written by `pair_tokens` before the groups read them (through pointers only: never referenced uninitialized).
+    let mut q = std::mem::MaybeUninit::<[uint8x16_t; RUN * 4 * 4]>::uninit();
+    let mut s = std::mem::MaybeUninit::<[f32; RUN * 4 * 2]>::uninit();
+    let (qp, sp) = (q.as_mut_ptr() as *mut u8, s.as_mut_ptr() as *mut f32);
     let mut b0 = 0;
     while b0 < nb {
         let run = RUN.min(nb - b0);
-        let (qp, sp) = (q.as_mut_ptr() as *mut u8, s.as_mut_ptr());
-        pair_tokens::<TP>(x, sx, (b0, run), F::X_SCALE, qp, sp);
+        for p in 0..TP {
+            let (a, b) = (2 * p, 2 * p + 1);
+            let xq = [x[a].add(b0 * 34 + 2), x[b].add(b0 * 34 + 2)];
+            pair_tokens(run, xq, [sx[a].add(b0), sx[b].add(b0)], F::X_SCALE, (qp.add(p * 64), sp.add(p * 2)), TP);
+        }
         for (w, a) in rows.iter_mut().zip(acc.iter_mut()) {
             F::blocks::<TP>(run, w, qp, sp, a);
         }
