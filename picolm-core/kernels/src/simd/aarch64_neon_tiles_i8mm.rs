@@ -402,15 +402,26 @@ fn tile_entry<F: Format>(
             _ => tile::<F, 4>(nb, r, &xs, &ss, a),
         }
     }
+    // Accumulator `rp * 4 + p`, lanes `2i + j`: row `2 rp + i` of the group, token `2p + j`.
     for (g, group) in acc.iter().take(groups).enumerate() {
         for (i, v) in group.iter().enumerate() {
+            let (row, token) = (g * GROUP + 2 * (i / 4), 2 * (i % 4));
+            if row + 1 < shape.rows && token + 1 < shape.tokens {
+                // SAFETY: `check` verified `out.len() >= (shape.rows - 1) * ld + shape.tokens`, so both pairs of
+                // results (rows `row`, `row + 1` < `shape.rows`, tokens `token`, `token + 1` < `shape.tokens`) are in
+                // `out`.
+                unsafe {
+                    let at = out.as_mut_ptr().add(row * shape.ld + token);
+                    vst1_f32(at, vget_low_f32(*v));
+                    vst1_f32(at.add(shape.ld), vget_high_f32(*v));
+                }
+                continue;
+            }
             let mut lanes = [0f32; 4];
             // SAFETY: four f32 into a four-element array.
             unsafe { vst1q_f32(lanes.as_mut_ptr(), *v) };
-            // Accumulator `rp * 4 + p`, lane `2i + j`: row `2 rp + i` of the group, token `2p + j`.
-            let (rp, p) = (i / 4, i % 4);
             for (l, value) in lanes.iter().enumerate() {
-                let (row, token) = (g * GROUP + 2 * rp + l / 2, 2 * p + l % 2);
+                let (row, token) = (row + l / 2, token + l % 2);
                 if row < shape.rows && token < shape.tokens {
                     out[row * shape.ld + token] = *value;
                 }
