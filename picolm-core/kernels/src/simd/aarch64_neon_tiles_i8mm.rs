@@ -205,83 +205,72 @@ macro_rules! group_asm_pairs {
     };
 }
 
-/// Q4_0 (f16 d, 16 bytes of nibbles: element `j` low, `16 + j` high).
-struct Q4_0;
-impl Format for Q4_0 {
-    const W_BYTES: usize = 18;
-    const X_SCALE: f32 = 1.0 / 16.0;
-    #[inline(always)]
-    unsafe fn blocks<const TP: usize>(
-        nb: usize,
-        w: &mut [*const u8; GROUP],
-        q: *const u8,
-        s: *const f32,
-        acc: &mut Acc,
-    ) {
-        // `ld2` of 64-bit lanes: `v16` = packed bytes 0..8 of rows 0 | 1 (low nibbles: chunk 0, high: chunk 2),
-        // `v17` = bytes 8..16 (chunks 1 and 3). XOR 0x88 makes each nibble the weight plus 8 as a signed 4-bit
-        // value: shifted to the high half of a byte (`shl`, or masking the high nibble) it is the weight times 16.
-        group_asm_pairs!(
-            TP,
-            nb,
-            w,
-            q,
-            s,
-            acc,
-            [
-                "ld2 {{v16.d, v17.d}}[0], [{w0}], #16",
-                "ld2 {{v16.d, v17.d}}[1], [{w1}], #16",
-                "ld2 {{v20.d, v21.d}}[0], [{w2}], #16",
-                "ld2 {{v20.d, v21.d}}[1], [{w3}], #16",
-                "eor v16.16b, v16.16b, v13.16b",
-                "eor v17.16b, v17.16b, v13.16b",
-                "eor v20.16b, v20.16b, v13.16b",
-                "eor v21.16b, v21.16b, v13.16b",
-                "and v18.16b, v16.16b, v14.16b",
-                "and v19.16b, v17.16b, v14.16b",
-                "and v22.16b, v20.16b, v14.16b",
-                "and v23.16b, v21.16b, v14.16b",
-                "shl v16.16b, v16.16b, #4",
-                "shl v17.16b, v17.16b, #4",
-                "shl v20.16b, v20.16b, #4",
-                "shl v21.16b, v21.16b, #4"
-            ],
-            [in("v13") vdupq_n_u8(0x88), in("v14") vdupq_n_u8(0xF0),]
-        )
-    }
+/// A [`Format`] named `$name`: its block bytes, token scale factor, weight loads (into `v16`..`v23`, see
+/// [`group_asm`]) and the constants they use.
+macro_rules! format {
+    ($(#[$doc:meta])* $name:ident, $w_bytes:expr, $x_scale:expr, $load:tt, $consts:tt) => {
+        $(#[$doc])*
+        struct $name;
+        impl Format for $name {
+            const W_BYTES: usize = $w_bytes;
+            const X_SCALE: f32 = $x_scale;
+            #[inline(always)]
+            unsafe fn blocks<const TP: usize>(
+                nb: usize,
+                w: &mut [*const u8; GROUP],
+                q: *const u8,
+                s: *const f32,
+                acc: &mut Acc,
+            ) {
+                group_asm_pairs!(TP, nb, w, q, s, acc, $load, $consts)
+            }
+        }
+    };
 }
 
-/// Q8_0 (f16 d, 32 signed bytes).
-struct Q8_0;
-impl Format for Q8_0 {
-    const W_BYTES: usize = 34;
-    const X_SCALE: f32 = 1.0;
-    #[inline(always)]
-    unsafe fn blocks<const TP: usize>(
-        nb: usize,
-        w: &mut [*const u8; GROUP],
-        q: *const u8,
-        s: *const f32,
-        acc: &mut Acc,
-    ) {
-        // `ld4` of 64-bit lanes: chunk `c` of rows 0 | 1 in `v16 + c`, of rows 2 | 3 in `v20 + c`.
-        group_asm_pairs!(
-            TP,
-            nb,
-            w,
-            q,
-            s,
-            acc,
-            [
-                "ld4 {{v16.d, v17.d, v18.d, v19.d}}[0], [{w0}], #32",
-                "ld4 {{v16.d, v17.d, v18.d, v19.d}}[1], [{w1}], #32",
-                "ld4 {{v20.d, v21.d, v22.d, v23.d}}[0], [{w2}], #32",
-                "ld4 {{v20.d, v21.d, v22.d, v23.d}}[1], [{w3}], #32"
-            ],
-            []
-        )
-    }
-}
+format!(
+    /// Q4_0 (f16 d, 16 bytes of nibbles: element `j` low, `16 + j` high). `ld2` of 64-bit lanes: `v16` = packed
+    /// bytes 0..8 of rows 0 | 1 (low nibbles: chunk 0, high: chunk 2), `v17` = bytes 8..16 (chunks 1 and 3). XOR
+    /// 0x88 makes each nibble the weight plus 8 as a signed 4-bit value: shifted to the high half of a byte (`shl`,
+    /// or masking the high nibble) it is the weight times 16.
+    Q4_0,
+    18,
+    1.0 / 16.0,
+    [
+        "ld2 {{v16.d, v17.d}}[0], [{w0}], #16",
+        "ld2 {{v16.d, v17.d}}[1], [{w1}], #16",
+        "ld2 {{v20.d, v21.d}}[0], [{w2}], #16",
+        "ld2 {{v20.d, v21.d}}[1], [{w3}], #16",
+        "eor v16.16b, v16.16b, v13.16b",
+        "eor v17.16b, v17.16b, v13.16b",
+        "eor v20.16b, v20.16b, v13.16b",
+        "eor v21.16b, v21.16b, v13.16b",
+        "and v18.16b, v16.16b, v14.16b",
+        "and v19.16b, v17.16b, v14.16b",
+        "and v22.16b, v20.16b, v14.16b",
+        "and v23.16b, v21.16b, v14.16b",
+        "shl v16.16b, v16.16b, #4",
+        "shl v17.16b, v17.16b, #4",
+        "shl v20.16b, v20.16b, #4",
+        "shl v21.16b, v21.16b, #4"
+    ],
+    [in("v13") vdupq_n_u8(0x88), in("v14") vdupq_n_u8(0xF0),]
+);
+
+format!(
+    /// Q8_0 (f16 d, 32 signed bytes). `ld4` of 64-bit lanes: chunk `c` of rows 0 | 1 in `v16 + c`, of rows 2 | 3
+    /// in `v20 + c`.
+    Q8_0,
+    34,
+    1.0,
+    [
+        "ld4 {{v16.d, v17.d, v18.d, v19.d}}[0], [{w0}], #32",
+        "ld4 {{v16.d, v17.d, v18.d, v19.d}}[1], [{w1}], #32",
+        "ld4 {{v20.d, v21.d, v22.d, v23.d}}[0], [{w2}], #32",
+        "ld4 {{v20.d, v21.d, v22.d, v23.d}}[1], [{w3}], #32"
+    ],
+    []
+);
 
 /// Pairs the quants and scales of `nb` blocks of two tokens for [`group_asm`] (token pair `p` of `TP`): per block
 /// the four 16-byte vectors `c` = `[chunk c of token a, chunk c of token b]` into `q` (then `tp * 64` bytes on), and
