@@ -370,13 +370,14 @@ fn tile_entry<F: Format>(
         nb = check(n, (32, F::W_BYTES, 34, 1), wg, w_row_bytes, x, first, part, og);
     }
     // Rows past the last repeat it, tokens past the last repeat it (their results are dropped).
+    // (Plain pointer arithmetic: `check` verified the ranges, which slicing would check again per pointer.)
     let mut rows = [[std::ptr::null::<u8>(); GROUP]; ROWS / GROUP];
     for (g, group) in rows.iter_mut().enumerate().take(groups) {
-        *group = std::array::from_fn(|r| w[(g * GROUP + r).min(shape.rows - 1) * w_row_bytes..].as_ptr());
+        *group = std::array::from_fn(|r| w.as_ptr().wrapping_add((g * GROUP + r).min(shape.rows - 1) * w_row_bytes));
     }
     let t = |i: usize| first + i.min(shape.tokens - 1);
-    let xs: [*const u8; TOKENS] = std::array::from_fn(|i| x.bytes[t(i) * x.row_bytes..].as_ptr());
-    let ss: [*const f32; TOKENS] = std::array::from_fn(|i| x.scales[t(i) * nb..].as_ptr());
+    let xs: [*const u8; TOKENS] = std::array::from_fn(|i| x.bytes.as_ptr().wrapping_add(t(i) * x.row_bytes));
+    let ss: [*const f32; TOKENS] = std::array::from_fn(|i| x.scales.as_ptr().wrapping_add(t(i) * nb));
     // SAFETY: NEON is mandatory on aarch64.
     let mut acc = unsafe { [[vdupq_n_f32(0.0); 8]; ROWS / GROUP] };
     let (r, a) = (&mut rows[..groups], &mut acc[..groups]);
