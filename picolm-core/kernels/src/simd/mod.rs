@@ -31,6 +31,9 @@
 //!   (`neon-sdot-4x8`: rows interleaved in registers for `sdot` by element), whose one-token entry for Q4_0 and
 //!   Q8_0 is a hand-scheduled eight-row `asm!` loop, and Q4_K and Q6_K those of `aarch64_neon_tiles_sdot_k.rs`
 //!   (`neon-sdot-4x8` too: one `asm!` block per super-block).
+//! - `aarch64_neon_tiles_i8mm.rs`: with FEAT_I8MM, the Q4_0 and Q8_0 prefill tiles `neon-i8mm-4x8` (`smmla`: groups
+//!   of four weight rows by eight tokens, up to 16 rows per call sharing the tokens paired once per call),
+//!   bit-identical to `neon-sdot-4x8`, whose one-token entry decodes for them.
 //! - `aarch64_neon_quantize.rs`: NEON activation quantizers (f32 to Q8_0, Q8_1, Q8_K).
 //! - `aarch64_neon_gemv.rs`: the one-token (decode) entries of those tiles, bit-identical to them; decode runs
 //!   them under the tile's name. With `sdot`, Q4_K and Q6_K decode by the four-row `asm!` loops of
