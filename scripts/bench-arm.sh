@@ -2,7 +2,9 @@
 # ARM speed without a board: guest instructions per token under qemu-user, counted by a TCG plugin
 # (scripts/qemu-insn-count.c, built here), one thread, for PicoLM and llama.cpp on the Raspberry Pi CPUs:
 #   cortex-a53 (Pi Zero 2W / Pi 3: NEON, no dotprod), cortex-a72 (Pi 4), cortex-a76 (Pi 5: NEON + dotprod) under
-#   qemu-aarch64, and cortex-a7 (32-bit Raspberry Pi OS, ARMv7 + NEON) under qemu-arm.
+#   qemu-aarch64, and cortex-a7 (32-bit Raspberry Pi OS, ARMv7 + NEON) under qemu-arm; on request (BENCH_ARM_CPUS)
+#   also `max`, qemu-aarch64's every-feature core (dotprod and the i8mm `smmla` of Armv8.6: Cortex-A510/A710,
+#   Neoverse N2/V1, Apple M2, Graviton 3), compared with the dotprod llama.cpp build.
 # Models (both engines read the same files): SmolLM2-135M Q4_1 (the fetched file) and Q8_0 (quantized from the F32
 # copy by PicoLM's quantizer), and a TinyLlama-1.1B-shaped random model with BENCH_ARM_LAYERS layers (default 4
 # instead of 22, for run time; scripts/make-bench-models.sh) in Q4_K_M and Q4_0.

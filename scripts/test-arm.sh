@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Tests PicoLM for the boards under qemu-user, built with the GNU cross toolchains (GNU ld, as on Raspberry Pi OS):
 #   1. the quantization and SIMD kernel unit tests (crate picolm-kernels): aarch64 on Cortex-A53 (Pi Zero 2W / Pi 3),
-#      Cortex-A72 (Pi 4) and Cortex-A76 (Pi 5: NEON + sdot), armv7 with NEON (32-bit Pi OS) on Cortex-A7 (Pi 2) and
-#      `max` (ARMv8 in 32-bit mode, for the Pi 3/4/5) with the NEON kernels, and on Cortex-A8 (no VFPv4) with the
-#      scalar ones;
+#      Cortex-A72 (Pi 4), Cortex-A76 (Pi 5: NEON + sdot) and `max` (qemu's every-feature core: sdot and the i8mm
+#      `smmla` of Armv8.6, as in Cortex-A510/A710, Neoverse N2/V1, Apple M2), each checked to take its kernel path;
+#      armv7 with NEON (32-bit Pi OS) on Cortex-A7 (Pi 2) and `max` (ARMv8 in 32-bit mode, for the Pi 3/4/5) with the
+#      NEON kernels, and on Cortex-A8 (no VFPv4) with the scalar ones;
 #   2. `make cross` for aarch64, armv7 (arm-linux-gnueabihf) and riscv64: libpicolm.so and libpicolm.a, picolm.h,
 #      picolm.pc and the CLI; the library's soname and exports (exactly the functions of picolm.h) are checked, an
 #      example links statically against libpicolm.a with the flags of picolm.pc, and the stripped sizes are printed;
@@ -27,9 +28,17 @@ n_gen=12
 cli_cpu_of() { case "$1" in aarch64) echo cortex-a53 ;; armv7) echo cortex-a7 ;; riscv64) echo rv64 ;; esac; }
 # armv7: qemu-arm has no cortex-a53 model, so `max` (an ARMv8 core running 32-bit code, as the Pi 3/4/5 do under
 # 32-bit Raspberry Pi OS) stands in for it; cortex-a8 (NEON without VFPv4) must keep the scalar path.
-unit_cpus_of() { case "$1" in aarch64) echo "cortex-a53 cortex-a72 cortex-a76" ;; armv7) echo "cortex-a7 max cortex-a8" ;; *) echo "" ;; esac; }
+unit_cpus_of() { case "$1" in aarch64) echo "cortex-a53 cortex-a72 cortex-a76 max" ;; armv7) echo "cortex-a7 max cortex-a8" ;; *) echo "" ;; esac; }
 # The kernel path the unit tests must report on a CPU (PICOLM_EXPECT_CPU_PATH; empty: not checked).
-expect_path_of() { case "$1:$2" in armv7:cortex-a8) echo scalar ;; armv7:*) echo armv7-neon-vfpv4 ;; esac; }
+expect_path_of() {
+  case "$1:$2" in
+    aarch64:cortex-a53|aarch64:cortex-a72) echo aarch64-neon ;;
+    aarch64:cortex-a76) echo aarch64-neon-dotprod ;;
+    aarch64:max) echo aarch64-neon-i8mm ;;
+    armv7:cortex-a8) echo scalar ;;
+    armv7:*) echo armv7-neon-vfpv4 ;;
+  esac
+}
 
 # shellcheck disable=SC2086
 arm_install_tools $targets

@@ -31,6 +31,9 @@
 //!   (`neon-sdot-4x8`: rows interleaved in registers for `sdot` by element), whose one-token entry for Q4_0 and
 //!   Q8_0 is a hand-scheduled eight-row `asm!` loop, and Q4_K and Q6_K those of `aarch64_neon_tiles_sdot_k.rs`
 //!   (`neon-sdot-4x8` too: one `asm!` block per super-block).
+//! - `aarch64_neon_tiles_i8mm.rs`: with FEAT_I8MM, the Q4_0 and Q8_0 prefill tiles `neon-i8mm-4x8` (`smmla`: groups
+//!   of four weight rows by eight tokens, up to 16 rows per call sharing the tokens paired once per call),
+//!   bit-identical to `neon-sdot-4x8`, whose one-token entry decodes for them.
 //! - `aarch64_neon_quantize.rs`: NEON activation quantizers (f32 to Q8_0, Q8_1, Q8_K).
 //! - `aarch64_neon_gemv.rs`: the one-token (decode) entries of those tiles, bit-identical to them; decode runs
 //!   them under the tile's name. With `sdot`, Q4_K and Q6_K decode by the four-row `asm!` loops of
@@ -50,6 +53,8 @@ mod aarch64_neon_gemv_k;
 mod aarch64_neon_quantize;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon_tiles_i8mm;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles_q6k;
 #[cfg(target_arch = "aarch64")]
@@ -210,6 +215,7 @@ pub const DECODE_KERNEL_NAMES: &[&str] = &[
     "avx2-gemv",
     "avx2-row",
     "avx2-dot",
+    "neon-i8mm-4x8",
     "neon-sdot-4x8",
     "neon-sdot-4x4",
     "neon-4x8",
@@ -452,7 +458,15 @@ fn tile_kernel_candidates_on(ty: GgmlType, avx512: bool) -> [Option<(&'static st
         return [rows8, row];
     }
     #[cfg(target_arch = "aarch64")]
-    return [aarch64_neon_tiles::kernel(ty, aarch64_neon::has_dotprod()), None];
+    {
+        let tile = aarch64_neon_tiles::kernel(ty, aarch64_neon::has_dotprod());
+        // With FEAT_I8MM, Q4_0 and Q8_0 prefill with `smmla` (bit-identical to the `sdot` tile, which stays a
+        // candidate that `PICOLM_KERNEL=neon-sdot-4x8` forces for decode).
+        if let Some(i8mm) = aarch64_neon_tiles_i8mm::kernel(ty).filter(|_| aarch64_neon_tiles_i8mm::available()) {
+            return [Some(i8mm), tile];
+        }
+        return [tile, None];
+    }
     #[cfg(target_arch = "arm")]
     if armv7_neon::available() {
         return [armv7_neon_rows::tile(ty).map(|k| ("neon-4x4", k)), None];
@@ -506,7 +520,8 @@ fn avx512_allowed() -> bool {
     *ALLOWED.get_or_init(|| std::env::var_os("PICOLM_NO_AVX512").is_none() && x86_common::avx512vnni_available())
 }
 
-/// The kernel path in use on this CPU (`"x86_64-avx2-fma"`, `"aarch64-neon-dotprod"`, `"scalar"`, ...).
+/// The kernel path in use on this CPU (`"x86_64-avx2-fma"`, `"aarch64-neon-dotprod"`, `"aarch64-neon-i8mm"`,
+/// `"scalar"`, ...).
 pub fn cpu_path() -> &'static str {
     if force_scalar() {
         return "scalar (PICOLM_FORCE_SCALAR)";
@@ -516,7 +531,13 @@ pub fn cpu_path() -> &'static str {
         return if avx512_allowed() { "x86_64-avx2-fma+avx512vnni" } else { "x86_64-avx2-fma" };
     }
     #[cfg(target_arch = "aarch64")]
-    return if aarch64_neon::has_dotprod() { "aarch64-neon-dotprod" } else { "aarch64-neon" };
+    return if aarch64_neon_tiles_i8mm::available() {
+        "aarch64-neon-i8mm"
+    } else if aarch64_neon::has_dotprod() {
+        "aarch64-neon-dotprod"
+    } else {
+        "aarch64-neon"
+    };
     #[cfg(target_arch = "arm")]
     if armv7_neon::available() {
         return "armv7-neon-vfpv4";

@@ -1220,3 +1220,227 @@ fn avx2_rows8_kquant_tiles_equal_their_scalar_model_bit_for_bit() {
     }
     eprintln!("{checked} avx2-rows8 K-quant results checked");
 }
+
+// ---- aarch64 (i8mm): the `smmla` tiles `neon-i8mm-4x8` for Q4_0 and Q8_0 (`aarch64_neon_tiles_i8mm.rs`) ----
+
+/// The contract of the aarch64 Q4_0 and Q8_0 tiles and their GEMV entries, in scalar code: per 32-value block the
+/// exact integer sum `isum` of weights times activation quants, then `acc = fma(acc, f32(isum), d_w * d_x)` with
+/// `d_x` the activations' prepared scale of the block.
+#[cfg(target_arch = "aarch64")]
+fn legacy_contract(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
+    let f16 = |b: &[u8]| crate::half_float::f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
+    let mut acc = 0f32;
+    for b in 0..n / 32 {
+        let xb = &x[b * 34..(b + 1) * 34];
+        let weight = |i: usize| match ty {
+            GgmlType::Q4_0 => {
+                let byte = w[b * 18 + 2 + i % 16];
+                (if i < 16 { byte & 15 } else { byte >> 4 }) as i32 - 8
+            }
+            _ => w[b * 34 + 2 + i] as i8 as i32,
+        };
+        let isum: i32 = (0..32).map(|i| weight(i) * xb[2 + i] as i8 as i32).sum();
+        let dw = f16(&w[b * ty.block_bytes()..]);
+        acc = (isum as f32).mul_add(dw * f16(xb), acc);
+    }
+    acc
+}
+
+/// The `neon-i8mm-4x8` tile of `ty`, the `neon-sdot-4x8` tile it must equal and that tile's GEMV entry (the decode
+/// kernel), or `None` (with the reason printed) when this CPU has no FEAT_I8MM.
+#[cfg(target_arch = "aarch64")]
+fn i8mm_kernels(ty: GgmlType) -> Option<(TileKernel, TileKernel, GemvFn)> {
+    if !aarch64_neon_tiles_i8mm::available() {
+        eprintln!("skipped: this CPU ({}) has no FEAT_I8MM, the neon-i8mm-4x8 tiles cannot run", cpu_path());
+        return None;
+    }
+    let (name, i8mm) = aarch64_neon_tiles_i8mm::kernel(ty).unwrap();
+    assert_eq!(name, "neon-i8mm-4x8");
+    let (name, sdot) = aarch64_neon_tiles_sdot8::kernel(ty).unwrap();
+    assert_eq!(name, "neon-sdot-4x8");
+    Some((i8mm, sdot, aarch64_neon_gemv::kernel(ty, true).unwrap()))
+}
+
+/// All results `[row][token]` of `case` (`rows` weight rows, `tokens` activation rows) by tile `k` called as a
+/// matmul calls it with tiles of `row_step` rows by `token_step` tokens (partial ones at the ends).
+#[cfg(target_arch = "aarch64")]
+fn tiled_bits(
+    case: &TileCase,
+    k: &TileKernel,
+    n: usize,
+    (rows, tokens): (usize, usize),
+    steps: (usize, usize),
+) -> Vec<Vec<u32>> {
+    let mut out = vec![vec![0u32; tokens]; rows];
+    for r0 in (0..rows).step_by(steps.0) {
+        for t0 in (0..tokens).step_by(steps.1) {
+            let (nr, nt) = (steps.0.min(rows - r0), steps.1.min(tokens - t0));
+            let res = case.run(k, n, r0, nr, t0, nt);
+            for r in 0..nr {
+                for t in 0..nt {
+                    out[r0 + r][t0 + t] = res[r * nt + t].to_bits();
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The `neon-i8mm-4x8` tiles equal [`legacy_contract`], the `neon-sdot-4x8` tile and its GEMV entry bit for bit
+/// (and the scalar reference within rounding), on rows of 256, 2048 and 5632 values (random, zero, quantized from
+/// +-65000, raw random blocks, all quant bits set) against random, zero and constant activations, called with every
+/// tile shape from 1 to 16 rows by 1 to 8 tokens over 17 rows and 9 tokens (so partial tiles of every row count
+/// and odd token counts). Swapping the float steps (`(f32(isum) * d_w) * d_x`) fails it.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn i8mm_tiles_equal_the_sdot_tile_and_its_gemv_bit_for_bit() {
+    let mut checked = 0;
+    for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
+        let Some((i8mm, sdot, gemv)) = i8mm_kernels(ty) else { return };
+        for (seed, n) in [(1u64, 256usize), (2, 2048), (3, 5632)] {
+            let (rows, tokens) = (17usize, 9usize);
+            let scale = [1e-3f32, 1.0, 50.0][seed as usize % 3];
+            let mut ws: Vec<Vec<f32>> = (0..rows as u64).map(|r| values(seed * 7 + 300 + r, n, scale)).collect();
+            ws[2] = vec![0.0; n];
+            ws[9] = (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect();
+            let mut xs: Vec<Vec<f32>> = (0..tokens as u64).map(|t| values(seed * 11 + 400 + t, n, scale)).collect();
+            xs[1] = vec![0.0; n];
+            xs[4] = vec![-scale; n];
+            let mut case = TileCase::new(ty, n, &ws, &xs);
+            let row_bytes = case.w_row_bytes;
+            // Raw random blocks in rows 5 and 11 (every quant bit pattern), all quant bits set in row 14, with
+            // finite f16 scales.
+            let mut bits = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+            let raw = [5usize, 11, 14];
+            for r in raw {
+                for (i, b) in case.wq[r * row_bytes..(r + 1) * row_bytes].iter_mut().enumerate() {
+                    bits ^= bits << 13;
+                    bits ^= bits >> 7;
+                    bits ^= bits << 17;
+                    let at = i % ty.block_bytes();
+                    *b = if at < 2 {
+                        f32_to_f16(scale * ((bits >> 40) as f32 / (1u64 << 24) as f32 - 0.5)).to_le_bytes()[at]
+                    } else if r == 14 {
+                        0xFF
+                    } else {
+                        (bits >> 32) as u8
+                    };
+                }
+            }
+            let want = tiled_bits(&case, &sdot, n, (rows, tokens), (sdot.max_rows, sdot.max_tokens));
+            for (r, row) in want.iter().enumerate() {
+                let wq = &case.wq[r * row_bytes..(r + 1) * row_bytes];
+                for (t, v) in row.iter().enumerate() {
+                    let xq = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+                    let contract = legacy_contract(ty, n, wq, xq);
+                    assert_eq!(
+                        *v,
+                        contract.to_bits(),
+                        "{ty} neon-sdot-4x8 breaks the contract: n={n} row {r} token {t}"
+                    );
+                    if raw.contains(&r) {
+                        continue; // `ws[r]` is not what the row holds
+                    }
+                    let reference = quant::vec_dot(ty, n, wq, xq).unwrap();
+                    let magnitude: f32 = ws[r].iter().zip(&xs[t]).map(|(a, b)| (a * b).abs()).sum::<f32>();
+                    let tol = 2e-5 * magnitude.max(1e-6) + 1e-6;
+                    assert!(
+                        (reference - contract).abs() <= tol,
+                        "{ty}: n={n} row {r} token {t}: {reference} vs {contract}"
+                    );
+                }
+            }
+            for (t, wants) in (0..tokens).map(|t| (t, want.iter().map(|row| row[t]).collect::<Vec<u32>>())) {
+                let mut out = vec![f32::NAN; rows];
+                gemv(n, &case.wq, row_bytes, &case.rows().token(t), &mut out);
+                let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, wants, "{ty} GEMV entry: n={n} token {t}");
+            }
+            for row_step in 1..=i8mm.max_rows {
+                for token_step in 1..=i8mm.max_tokens {
+                    let got = tiled_bits(&case, &i8mm, n, (rows, tokens), (row_step, token_step));
+                    for (r, (a, b)) in want.iter().zip(&got).enumerate() {
+                        let t = a.iter().zip(b).position(|(x, y)| x != y);
+                        assert!(
+                            t.is_none(),
+                            "{ty} neon-i8mm-4x8: n={n}, tiles of {row_step}x{token_step}: row {r} token {} is {} instead of {}",
+                            t.unwrap(),
+                            f32::from_bits(b[t.unwrap()]),
+                            f32::from_bits(a[t.unwrap()])
+                        );
+                        checked += a.len();
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("{checked} neon-i8mm-4x8 results compared on {}", cpu_path());
+}
+
+/// At the extreme quants (Q4_0 nibbles 0 or 15, Q8_0 quants -128 or 127, against activation quants -128 or 127
+/// with unit scales, so that every block sum is exact in f32), the `neon-i8mm-4x8` tiles equal the scalar
+/// reference exactly and the `neon-sdot-4x8` tile bit for bit.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn i8mm_tiles_are_exact_at_the_extreme_quants() {
+    let one = 0x3C00u16.to_le_bytes(); // f16 1.0
+    for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
+        let Some((i8mm, sdot, _)) = i8mm_kernels(ty) else { return };
+        let n = 256;
+        let fills: [u8; 2] = if ty == GgmlType::Q4_0 { [0x00, 0xFF] } else { [0x80, 0x7F] };
+        let weights = |k: usize| -> Vec<u8> {
+            let mut b = vec![fills[k % 2]; ty.block_bytes()];
+            b[..2].copy_from_slice(&one);
+            b.repeat(n / 32)
+        };
+        let acts = |q: u8| -> Vec<u8> {
+            let mut b = [q; 34];
+            b[..2].copy_from_slice(&one);
+            b.repeat(n / 32)
+        };
+        let (rows, tokens) = (7usize, 7usize);
+        let mut case = TileCase::new(ty, n, &vec![vec![0.0; n]; rows], &vec![vec![0.0; n]; tokens]);
+        case.wq = (0..rows).flat_map(|r| weights(r * 5 / 3)).collect();
+        case.xq = (0..tokens).flat_map(|t| acts([0x80, 0x7F][t * 3 / 2 % 2])).collect();
+        for t in 0..tokens {
+            let row = &case.xq[t * 34 * (n / 32)..(t + 1) * 34 * (n / 32)];
+            prepare_activations(
+                GgmlType::Q8_0,
+                row,
+                &mut case.scales[t * 8..(t + 1) * 8],
+                &mut case.sums[t * 8..(t + 1) * 8],
+            );
+        }
+        let want = tiled_bits(&case, &sdot, n, (rows, tokens), (sdot.max_rows, sdot.max_tokens));
+        let got = tiled_bits(&case, &i8mm, n, (rows, tokens), (i8mm.max_rows, i8mm.max_tokens));
+        assert_eq!(got, want, "{ty}: neon-i8mm-4x8 differs from neon-sdot-4x8");
+        for (r, row) in got.iter().enumerate() {
+            for (t, v) in row.iter().enumerate() {
+                let wq = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
+                let reference = quant::vec_dot(ty, n, wq, &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes]);
+                assert_eq!(f32::from_bits(*v), reference.unwrap(), "{ty}: row {r} token {t}");
+                assert!(f32::from_bits(*v).abs() >= n as f32 * 7.0 * 127.0, "{ty}: row {r} token {t} not extreme");
+            }
+        }
+    }
+}
+
+/// Where FEAT_I8MM is, Q4_0 and Q8_0 prefill with `neon-i8mm-4x8` and decode with the `sdot` GEMV entry under its
+/// name (bit-identical), the `neon-sdot-4x8` tile stays a candidate that `PICOLM_KERNEL` can force, and the kernel
+/// path says `aarch64-neon-i8mm`.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn i8mm_tiles_are_the_prefill_kernels_where_the_cpu_has_i8mm() {
+    for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
+        if i8mm_kernels(ty).is_none() {
+            return;
+        }
+        let candidates = decode_kernel_candidates(ty);
+        assert_eq!(prefill_kernel(ty).name, "neon-i8mm-4x8", "{ty}");
+        assert!(matches!(candidates[0].run, DecodeFn::Gemv(_)), "{ty}: decode is not the GEMV entry");
+        assert!(DECODE_KERNEL_NAMES.contains(&"neon-i8mm-4x8"));
+        let sdot = candidates.iter().find(|k| k.name == "neon-sdot-4x8");
+        assert!(sdot.is_some_and(|k| matches!(k.run, DecodeFn::Tile(_))), "{ty}: neon-sdot-4x8 cannot be forced");
+    }
+    assert_eq!(cpu_path(), "aarch64-neon-i8mm");
+}
