@@ -1,5 +1,6 @@
 //! aarch64 `smmla` tiles (FEAT_I8MM: Cortex-A510/A710/X2, Neoverse N2/V1, Apple M2 and later) for the 32-value
-//! formats Q4_0 and Q8_0: `neon-i8mm-4x8`, their prefill kernel on CPUs with FEAT_I8MM.
+//! formats Q4_0 and Q8_0: `neon-i8mm-4x8`, their prefill kernel on CPUs with FEAT_I8MM; and the frame (the safe
+//! entry, [`Tile`], the chunk pairing) that the Q4_K tile of the same name (`aarch64_neon_tiles_i8mm_k.rs`) shares.
 //!
 //! `smmla v.4s, a.16b, b.16b` multiplies a 2x8 int8 matrix (`a`: eight bytes of each of two weight rows) by the
 //! transpose of another (`b`: eight bytes of each of two tokens) into a 2x2 int32 accumulator (lanes: row 0 with
@@ -22,16 +23,17 @@
 
 use std::arch::aarch64::*;
 
-use super::aarch64_neon_tiles::check;
+use super::aarch64_neon_tiles::{check, Tok};
+use super::aarch64_neon_tiles_i8mm_k::Q4K;
 use super::{ActivationRows, TileFn, TileKernel, TileShape};
 use crate::ggml_type::GgmlType;
 
 /// Most weight rows per call: four groups of four rows share the paired tokens.
 const ROWS: usize = 16;
 /// Rows per group (two `smmla` row pairs).
-const GROUP: usize = 4;
+pub(super) const GROUP: usize = 4;
 /// Most tokens per call (four `smmla` token pairs).
-const TOKENS: usize = 8;
+pub(super) const TOKENS: usize = 8;
 /// Blocks whose paired tokens the stack buffer holds at once (the float accumulators of each group are carried
 /// from one run of blocks to the next).
 const RUN: usize = 32;
@@ -46,18 +48,31 @@ pub fn kernel(ty: GgmlType) -> Option<(&'static str, TileKernel)> {
     let run: TileFn = match ty {
         GgmlType::Q4_0 => tile_entry::<Q4_0>,
         GgmlType::Q8_0 => tile_entry::<Q8_0>,
+        GgmlType::Q4_K => tile_entry::<Q4K>,
         _ => return None,
     };
     Some(("neon-i8mm-4x8", TileKernel { run, max_rows: ROWS, max_tokens: TOKENS }))
 }
 
-/// The eight f32 accumulators of a group (`[row pair * 4 + token pair]`, lanes in `smmla` order).
-type Acc = [float32x4_t; 8];
+/// The eight f32 accumulators of a group (`[row pair * 4 + token pair]`, lanes in `smmla` order: row `2 * pair +
+/// i` with token `2 * pair + j` in lane `2i + j`).
+pub(super) type Acc = [float32x4_t; 8];
 
-/// A weight format of these tiles.
+/// A weight format of these tiles, as [`tile_entry`] runs it.
+pub(super) trait Tile {
+    /// The block layout [`check`] verifies: values, weight bytes and activation bytes per block, prepared
+    /// activation scales per block.
+    const LAYOUT: (usize, usize, usize, usize);
+    /// Adds the results of the groups of four rows `rows` (advanced past what they read) with the `2 * TP` tokens
+    /// `t` (the last repeated when the tile's count is odd), `nb` blocks each, to the groups' accumulators `acc`.
+    ///
+    /// # Safety
+    /// Every row pointer and every token's row and scales hold `nb` whole blocks; the CPU has FEAT_I8MM.
+    unsafe fn tile<const TP: usize>(nb: usize, rows: &mut [[*const u8; GROUP]], t: &[Tok; TOKENS], acc: &mut [Acc]);
+}
+
+/// A 32-value weight format of these tiles.
 trait Format {
-    /// Bytes of a weight block.
-    const W_BYTES: usize;
     /// The factor of the tokens' scales (1/16 for Q4_0, whose weights are decoded times 16).
     const X_SCALE: f32;
     /// Runs `nb` blocks of the four rows at `w` (advanced past them) against `TP` token pairs of paired quants at
@@ -212,7 +227,6 @@ macro_rules! format {
         $(#[$doc])*
         struct $name;
         impl Format for $name {
-            const W_BYTES: usize = $w_bytes;
             const X_SCALE: f32 = $x_scale;
             #[inline(always)]
             unsafe fn blocks<const TP: usize>(
@@ -223,6 +237,18 @@ macro_rules! format {
                 acc: &mut Acc,
             ) {
                 group_asm_pairs!(TP, nb, w, q, s, acc, $load, $consts)
+            }
+        }
+        impl Tile for $name {
+            const LAYOUT: (usize, usize, usize, usize) = (32, $w_bytes, 34, 1);
+            #[inline(always)]
+            unsafe fn tile<const TP: usize>(
+                nb: usize,
+                rows: &mut [[*const u8; GROUP]],
+                t: &[Tok; TOKENS],
+                acc: &mut [Acc],
+            ) {
+                tile::<Self, TP>(nb, rows, t, acc)
             }
         }
     };
@@ -272,6 +298,24 @@ format!(
     []
 );
 
+/// The `asm!` lines that pair one 32-value chunk of two tokens (quants at `{xa}` and `{xb}`, post-indexed by
+/// `$step`) into `{q}` (post-indexed by `{qstep}`): `ld4` of 64-bit lanes puts the chunk's 8-byte piece `c` of token
+/// `a` in lane 0 and of token `b` in lane 1 of `v0 + c`, stored as the four 16-byte vectors `smmla` reads.
+macro_rules! pair_chunk {
+    ($step:literal) => {
+        concat!(
+            "ld4 {{v0.d, v1.d, v2.d, v3.d}}[0], [{xa}], ",
+            $step,
+            "\n",
+            "ld4 {{v0.d, v1.d, v2.d, v3.d}}[1], [{xb}], ",
+            $step,
+            "\n",
+            "st1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{q}], {qstep}\n",
+        )
+    };
+}
+pub(super) use pair_chunk;
+
 /// Pairs the quants and scales of `nb` blocks of two tokens for [`group_asm`] (token pair `p` of `TP`): per block
 /// the four 16-byte vectors `c` = `[chunk c of token a, chunk c of token b]` into `q` (then `tp * 64` bytes on), and
 /// `[d_a, d_b] * scale` into `s` (then `tp * 2` values on). `x` points to each token's first block's quants, `sx`
@@ -291,11 +335,9 @@ unsafe fn pair_tokens(
 ) {
     std::arch::asm!(
         "2:",
-        "ld4 {{v0.d, v1.d, v2.d, v3.d}}[0], [{xa}], {stride}",
-        "ld4 {{v0.d, v1.d, v2.d, v3.d}}[1], [{xb}], {stride}",
+        pair_chunk!("{stride}"),
         "ld1 {{v4.s}}[0], [{sa}], #4",
         "ld1 {{v4.s}}[1], [{sb}], #4",
-        "st1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{q}], {qstep}",
         "fmul v4.2s, v4.2s, {k:v}.2s",
         "st1 {{v4.2s}}, [{s}], {sstep}",
         "subs {n}, {n}, #1",
@@ -317,7 +359,7 @@ unsafe fn pair_tokens(
 }
 
 /// The results of up to [`ROWS`] rows (`rows`, groups of four; a partial group repeats its last row) with `2 * TP`
-/// tokens (`x`, `sx`; the last repeated when the tile's count is odd), `nb` blocks each, added to the groups'
+/// tokens (`t`; the last repeated when the tile's count is odd), `nb` blocks each, added to the groups'
 /// accumulators `acc`.
 ///
 /// # Safety
@@ -326,8 +368,7 @@ unsafe fn pair_tokens(
 unsafe fn tile<F: Format, const TP: usize>(
     nb: usize,
     rows: &mut [[*const u8; GROUP]],
-    x: &[*const u8; TOKENS],
-    sx: &[*const f32; TOKENS],
+    t: &[Tok; TOKENS],
     acc: &mut [Acc],
 ) {
     // Written by `pair_tokens` before the groups read them (through pointers only: never referenced uninitialized).
@@ -338,9 +379,9 @@ unsafe fn tile<F: Format, const TP: usize>(
     while b0 < nb {
         let run = RUN.min(nb - b0);
         for p in 0..TP {
-            let (a, b) = (2 * p, 2 * p + 1);
-            let xq = [x[a].add(b0 * 34 + 2), x[b].add(b0 * 34 + 2)];
-            pair_tokens(run, xq, [sx[a].add(b0), sx[b].add(b0)], F::X_SCALE, (qp.add(p * 64), sp.add(p * 2)), TP);
+            let (a, b) = (t[2 * p], t[2 * p + 1]);
+            let xq = [a.x.add(b0 * 34 + 2), b.x.add(b0 * 34 + 2)];
+            pair_tokens(run, xq, [a.s.add(b0), b.s.add(b0)], F::X_SCALE, (qp.add(p * 64), sp.add(p * 2)), TP);
         }
         for (w, a) in rows.iter_mut().zip(acc.iter_mut()) {
             F::blocks::<TP>(run, w, qp, sp, a);
@@ -349,9 +390,9 @@ unsafe fn tile<F: Format, const TP: usize>(
     }
 }
 
-/// The safe entry: checks the slices (each group of four rows as the sdot tiles check theirs), pairs the tokens
-/// and runs the groups.
-fn tile_entry<F: Format>(
+/// The safe entry of format `T`: checks the slices (each group of four rows as the sdot tiles check theirs), runs
+/// the groups and stores their results.
+fn tile_entry<T: Tile>(
     n: usize,
     w: &[u8],
     w_row_bytes: usize,
@@ -367,7 +408,7 @@ fn tile_entry<F: Format>(
         let rows = GROUP.min(shape.rows - g * GROUP);
         let part = TileShape { rows, ..shape };
         let (wg, og) = (&w[g * GROUP * w_row_bytes..], &out[g * GROUP * shape.ld..]);
-        nb = check(n, (32, F::W_BYTES, 34, 1), wg, w_row_bytes, x, first, part, og);
+        nb = check(n, T::LAYOUT, wg, w_row_bytes, x, first, part, og);
     }
     // Rows past the last repeat it, tokens past the last repeat it (their results are dropped).
     // (Plain pointer arithmetic: `check` verified the ranges, which slicing would check again per pointer.)
@@ -375,9 +416,11 @@ fn tile_entry<F: Format>(
     for (g, group) in rows.iter_mut().enumerate().take(groups) {
         *group = std::array::from_fn(|r| w.as_ptr().wrapping_add((g * GROUP + r).min(shape.rows - 1) * w_row_bytes));
     }
-    let t = |i: usize| first + i.min(shape.tokens - 1);
-    let xs: [*const u8; TOKENS] = std::array::from_fn(|i| x.bytes.as_ptr().wrapping_add(t(i) * x.row_bytes));
-    let ss: [*const f32; TOKENS] = std::array::from_fn(|i| x.scales.as_ptr().wrapping_add(t(i) * nb));
+    let spb = T::LAYOUT.3;
+    let t: [Tok; TOKENS] = std::array::from_fn(|i| {
+        let t = first + i.min(shape.tokens - 1);
+        Tok { x: x.bytes.as_ptr().wrapping_add(t * x.row_bytes), s: x.scales.as_ptr().wrapping_add(t * nb * spb) }
+    });
     // SAFETY: NEON is mandatory on aarch64.
     let mut acc = unsafe { [[vdupq_n_f32(0.0); 8]; ROWS / GROUP] };
     let (r, a) = (&mut rows[..groups], &mut acc[..groups]);
@@ -386,10 +429,10 @@ fn tile_entry<F: Format>(
     // with FEAT_I8MM (the caller's contract); NEON is mandatory on aarch64.
     unsafe {
         match shape.tokens.div_ceil(2) {
-            1 => tile::<F, 1>(nb, r, &xs, &ss, a),
-            2 => tile::<F, 2>(nb, r, &xs, &ss, a),
-            3 => tile::<F, 3>(nb, r, &xs, &ss, a),
-            _ => tile::<F, 4>(nb, r, &xs, &ss, a),
+            1 => T::tile::<1>(nb, r, &t, a),
+            2 => T::tile::<2>(nb, r, &t, a),
+            3 => T::tile::<3>(nb, r, &t, a),
+            _ => T::tile::<4>(nb, r, &t, a),
         }
     }
     // Accumulator `rp * 4 + p`, lanes `2i + j`: row `2 rp + i` of the group, token `2p + j`.

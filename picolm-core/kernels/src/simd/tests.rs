@@ -1221,7 +1221,8 @@ fn avx2_rows8_kquant_tiles_equal_their_scalar_model_bit_for_bit() {
     eprintln!("{checked} avx2-rows8 K-quant results checked");
 }
 
-// ---- aarch64 (i8mm): the `smmla` tiles `neon-i8mm-4x8` for Q4_0 and Q8_0 (`aarch64_neon_tiles_i8mm.rs`) ----
+// ---- aarch64 (i8mm): the `smmla` tiles `neon-i8mm-4x8` for Q4_0 and Q8_0 (`aarch64_neon_tiles_i8mm.rs`) and Q4_K
+// (`aarch64_neon_tiles_i8mm_k.rs`) ----
 
 /// The contract of the aarch64 Q4_0 and Q8_0 tiles and their GEMV entries, in scalar code: per 32-value block the
 /// exact integer sum `isum` of weights times activation quants, then `acc = fma(acc, f32(isum), d_w * d_x)` with
@@ -1256,7 +1257,7 @@ fn i8mm_kernels(ty: GgmlType) -> Option<(TileKernel, TileKernel, GemvFn)> {
     }
     let (name, i8mm) = aarch64_neon_tiles_i8mm::kernel(ty).unwrap();
     assert_eq!(name, "neon-i8mm-4x8");
-    let (name, sdot) = aarch64_neon_tiles_sdot8::kernel(ty).unwrap();
+    let (name, sdot) = aarch64_neon_tiles::kernel(ty, true).unwrap();
     assert_eq!(name, "neon-sdot-4x8");
     Some((i8mm, sdot, aarch64_neon_gemv::kernel(ty, true).unwrap()))
 }
@@ -1286,17 +1287,21 @@ fn tiled_bits(
     out
 }
 
-/// The `neon-i8mm-4x8` tiles equal [`legacy_contract`], the `neon-sdot-4x8` tile and its GEMV entry bit for bit
-/// (and the scalar reference within rounding), on rows of 256, 2048 and 5632 values (random, zero, quantized from
-/// +-65000, raw random blocks, all quant bits set) against random, zero and constant activations, called with every
-/// tile shape from 1 to 16 rows by 1 to 8 tokens over 17 rows and 9 tokens (so partial tiles of every row count
-/// and odd token counts). Swapping the float steps (`(f32(isum) * d_w) * d_x`) fails it.
+/// The `neon-i8mm-4x8` tiles equal their contract ([`legacy_contract`], [`k_quant_contract`]), the `neon-sdot-4x8`
+/// tile and its GEMV entry bit for bit (and the scalar reference within rounding), on rows of 256, 2048 and 5632
+/// values (random, zero, quantized from +-65000, raw random blocks, all quant and scale bits set; Q4_K also all
+/// scale and min bits set with zero nibbles) against random, zero and constant activations (Q4_K also every quant
+/// -128 or 127 with unit scales), called with every tile shape from 1 to 16 rows by 1 to 8 tokens over 17 rows and
+/// 9 tokens (so partial tiles of every row count and odd token counts). Swapping the float steps (Q4_0:
+/// `(f32(isum) * d_w) * d_x`; Q4_K: the two `fma` of a super-block) fails it.
 #[cfg(target_arch = "aarch64")]
 #[test]
 fn i8mm_tiles_equal_the_sdot_tile_and_its_gemv_bit_for_bit() {
     let mut checked = 0;
-    for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
+    for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K] {
         let Some((i8mm, sdot, gemv)) = i8mm_kernels(ty) else { return };
+        let kquant = ty == GgmlType::Q4_K;
+        let contract = if kquant { k_quant_contract } else { legacy_contract };
         for (seed, n) in [(1u64, 256usize), (2, 2048), (3, 5632)] {
             let (rows, tokens) = (17usize, 9usize);
             let scale = [1e-3f32, 1.0, 50.0][seed as usize % 3];
@@ -1308,23 +1313,37 @@ fn i8mm_tiles_equal_the_sdot_tile_and_its_gemv_bit_for_bit() {
             xs[4] = vec![-scale; n];
             let mut case = TileCase::new(ty, n, &ws, &xs);
             let row_bytes = case.w_row_bytes;
-            // Raw random blocks in rows 5 and 11 (every quant bit pattern), all quant bits set in row 14, with
-            // finite f16 scales.
+            // Raw random blocks in rows 5 and 11 (every quant and packed scale bit pattern), all quant and scale
+            // bits set in row 14, for Q4_K all scale and min bits set with zero nibbles in row 15, with finite
+            // f16 fields.
             let mut bits = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
-            let raw = [5usize, 11, 14];
-            for r in raw {
+            let raw: &[usize] = if kquant { &[5, 11, 14, 15] } else { &[5, 11, 14] };
+            for &r in raw {
                 for (i, b) in case.wq[r * row_bytes..(r + 1) * row_bytes].iter_mut().enumerate() {
                     bits ^= bits << 13;
                     bits ^= bits >> 7;
                     bits ^= bits << 17;
                     let at = i % ty.block_bytes();
-                    *b = if at < 2 {
-                        f32_to_f16(scale * ((bits >> 40) as f32 / (1u64 << 24) as f32 - 0.5)).to_le_bytes()[at]
-                    } else if r == 14 {
+                    *b = if let Some(&f) = f16_fields(ty).iter().find(|&&f| at == f || at == f + 1) {
+                        f32_to_f16(scale * ((bits >> 40) as f32 / (1u64 << 24) as f32 - 0.5)).to_le_bytes()[at - f]
+                    } else if r == 14 || (r == 15 && at < 16) {
                         0xFF
+                    } else if r == 15 {
+                        0x00
                     } else {
                         (bits >> 32) as u8
                     };
+                }
+            }
+            // Q4_K: every activation quant -128 in token 5 and 127 in token 6, unit scales, their block sums.
+            let extreme = if kquant { vec![(5usize, -128i8), (6, 127)] } else { vec![] };
+            for &(t, q) in &extreme {
+                for xb in case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes].chunks_exact_mut(292) {
+                    xb[..4].copy_from_slice(&1f32.to_le_bytes());
+                    xb[4..260].fill(q as u8);
+                    for k in 0..16 {
+                        xb[260 + 2 * k..262 + 2 * k].copy_from_slice(&(16 * q as i16).to_le_bytes());
+                    }
                 }
             }
             let want = tiled_bits(&case, &sdot, n, (rows, tokens), (sdot.max_rows, sdot.max_tokens));
@@ -1332,22 +1351,19 @@ fn i8mm_tiles_equal_the_sdot_tile_and_its_gemv_bit_for_bit() {
                 let wq = &case.wq[r * row_bytes..(r + 1) * row_bytes];
                 for (t, v) in row.iter().enumerate() {
                     let xq = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
-                    let contract = legacy_contract(ty, n, wq, xq);
                     assert_eq!(
                         *v,
-                        contract.to_bits(),
+                        contract(ty, n, wq, xq).to_bits(),
                         "{ty} neon-sdot-4x8 breaks the contract: n={n} row {r} token {t}"
                     );
-                    if raw.contains(&r) {
-                        continue; // `ws[r]` is not what the row holds
+                    if raw.contains(&r) || extreme.iter().any(|e| e.0 == t) {
+                        continue; // `ws[r]` or `xs[t]` is not what the row holds
                     }
                     let reference = quant::vec_dot(ty, n, wq, xq).unwrap();
                     let magnitude: f32 = ws[r].iter().zip(&xs[t]).map(|(a, b)| (a * b).abs()).sum::<f32>();
                     let tol = 2e-5 * magnitude.max(1e-6) + 1e-6;
-                    assert!(
-                        (reference - contract).abs() <= tol,
-                        "{ty}: n={n} row {r} token {t}: {reference} vs {contract}"
-                    );
+                    let got = f32::from_bits(*v);
+                    assert!((reference - got).abs() <= tol, "{ty}: n={n} row {r} token {t}: {reference} vs {got}");
                 }
             }
             for (t, wants) in (0..tokens).map(|t| (t, want.iter().map(|row| row[t]).collect::<Vec<u32>>())) {
@@ -1425,13 +1441,13 @@ fn i8mm_tiles_are_exact_at_the_extreme_quants() {
     }
 }
 
-/// Where FEAT_I8MM is, Q4_0 and Q8_0 prefill with `neon-i8mm-4x8` and decode with the `sdot` GEMV entry under its
+/// Where FEAT_I8MM is, Q4_0, Q8_0 and Q4_K prefill with `neon-i8mm-4x8` and decode with the `sdot` GEMV entry under its
 /// name (bit-identical), the `neon-sdot-4x8` tile stays a candidate that `PICOLM_KERNEL` can force, and the kernel
 /// path says `aarch64-neon-i8mm`.
 #[cfg(target_arch = "aarch64")]
 #[test]
 fn i8mm_tiles_are_the_prefill_kernels_where_the_cpu_has_i8mm() {
-    for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
+    for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K] {
         if i8mm_kernels(ty).is_none() {
             return;
         }
