@@ -15,6 +15,20 @@ import picolm
 LONG = "Write a very long story about a dragon who learns to cook. Chapter 1:"
 
 
+@pytest.fixture(autouse=True)
+def _keyboard_interrupt_handler():
+    """Python's own Ctrl-C handler for each test, restored afterwards.
+
+    A process started in the background by a non-interactive shell (`cmd &` in a script, `nohup`) inherits SIGINT
+    as ignored, and Python then installs no handler: no KeyboardInterrupt can be raised, whatever the library does
+    (both `pthread_kill` and `interrupt_main` are ignored). These tests are about the library's checks, so they
+    install the handler an interactive Python has.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_soon(how: str, delay: float = 0.4) -> threading.Timer:
     main = threading.main_thread().ident
 
