@@ -184,29 +184,37 @@ unsafe fn constraint_for(
     schema: *const libc::c_char,
 ) -> Result<Option<Box<dyn TokenConstraint>>, Failure> {
     let mode = enum_arg(json_mode, "params.json_mode", &JSON_MODES)?;
-    if mode.is_none() && schema.is_null() {
-        return Ok(None);
-    }
+    let request = match (mode, schema.is_null()) {
+        (_, false) => JsonRequest::Schema(schema),
+        (Some(mode), true) => JsonRequest::Mode(mode),
+        (None, true) => return Ok(None),
+    };
     // SAFETY: `schema` NULL or NUL-terminated (our caller's contract).
-    unsafe { json_constraint(model, mode, schema) }.map(Some)
+    unsafe { json_constraint(model, request) }.map(Some)
 }
 
-/// The JSON grammar constraint of [`constraint_for`]: the schema's when `schema` is non-NULL, else `mode`'s.
+/// What a generation's JSON options ask for (a schema wins over the mode).
+#[cfg_attr(not(feature = "json"), allow(dead_code))] // without the grammar, only refused
+enum JsonRequest {
+    /// `json_schema`: a non-NULL C string (NUL-terminated by the caller's contract).
+    Schema(*const libc::c_char),
+    /// `json_mode` without a schema.
+    Mode(JsonMode),
+}
+
+/// The JSON grammar constraint of [`constraint_for`] for `request`.
 ///
 /// # Safety
-/// `schema` NULL or NUL-terminated.
+/// A [`JsonRequest::Schema`] pointer is NUL-terminated.
 #[cfg(feature = "json")]
-unsafe fn json_constraint(
-    model: &Arc<Model>,
-    mode: Option<JsonMode>,
-    schema: *const libc::c_char,
-) -> Result<Box<dyn TokenConstraint>, Failure> {
-    let grammar = if schema.is_null() {
-        Grammar::for_mode(mode.unwrap_or(JsonMode::Value))
-    } else {
-        // SAFETY: NUL-terminated (caller contract).
-        let text = unsafe { cstr_arg(schema, "params.json_schema") }?;
-        Grammar::from_schema_str(text).map_err(picolm_core::Error::from)?
+unsafe fn json_constraint(model: &Arc<Model>, request: JsonRequest) -> Result<Box<dyn TokenConstraint>, Failure> {
+    let grammar = match request {
+        JsonRequest::Mode(mode) => Grammar::for_mode(mode),
+        JsonRequest::Schema(schema) => {
+            // SAFETY: NUL-terminated (caller contract).
+            let text = unsafe { cstr_arg(schema, "params.json_schema") }?;
+            Grammar::from_schema_str(text).map_err(picolm_core::Error::from)?
+        }
     };
     Ok(Box::new(JsonConstraint::new(Arc::new(grammar), model.grammar_vocab())))
 }
@@ -216,11 +224,7 @@ unsafe fn json_constraint(
 /// # Safety
 /// None needed (the schema is not read); `unsafe` only to match the feature's version.
 #[cfg(not(feature = "json"))]
-unsafe fn json_constraint(
-    _model: &Arc<Model>,
-    _mode: Option<JsonMode>,
-    _schema: *const libc::c_char,
-) -> Result<Box<dyn TokenConstraint>, Failure> {
+unsafe fn json_constraint(_model: &Arc<Model>, _request: JsonRequest) -> Result<Box<dyn TokenConstraint>, Failure> {
     Err(Failure::unsupported("json", "picolm_session_generate"))
 }
 

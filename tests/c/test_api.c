@@ -390,6 +390,12 @@ static void test_json_and_chat(picolm_model *m) {
     gp.json_schema = "{\"type\":\"string\",\"pattern\":\"^a\"}";
     CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_GRAMMAR);
     CHECK(strstr(picolm_last_error_message(), "pattern") != NULL);
+    /* A schema wins over the JSON mode (the schema's error, not the mode's object), and the mode is still checked. */
+    gp.json_mode = PICOLM_JSON_OBJECT;
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_GRAMMAR);
+    gp.json_mode = 3;
+    CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_INVALID_ARG);
+    gp.json_mode = PICOLM_JSON_OFF;
     gp.json_schema = "{not json";
     CHECK(picolm_session_generate(s, prompt, strlen(prompt), &gp, NULL, NULL, NULL) == PICOLM_ERR_GRAMMAR);
     gp.json_schema = "{\"type\":\"\xff\"}";
