@@ -1,5 +1,5 @@
 //! aarch64 `smmla` tiles (FEAT_I8MM: Cortex-A510/A710/X2, Neoverse N2/V1, Apple M2 and later) for the 32-value
-//! formats Q4_0 and Q8_0: `neon-i8mm-4x8`, their prefill kernel on CPUs with FEAT_I8MM; and the frame (the safe
+//! formats Q4_0, Q5_0 and Q8_0: `neon-i8mm-4x8`, their prefill kernel on CPUs with FEAT_I8MM; and the frame (the safe
 //! entry, [`Tile`], the chunk pairing) that the Q4_K tile of the same name (`aarch64_neon_tiles_i8mm_k.rs`) shares.
 //!
 //! `smmla v.4s, a.16b, b.16b` multiplies a 2x8 int8 matrix (`a`: eight bytes of each of two weight rows) by the
@@ -9,17 +9,20 @@
 //! 32-value block, 32 `smmla` (the `neon-sdot-4x8` tile takes 64 `sdot`).
 //!
 //! Both operands must hold two rows in 8-byte halves. The weights are paired while loading, with no repacking in
-//! memory (rows are read in place from the memory map): `ld4` (Q8_0) or `ld2` (Q4_0) of 64-bit lanes puts the
-//! block's 8-byte chunk `c` of row `a` in lane 0 and of row `b` in lane 1 of vector `c`. The tokens' quants are
-//! paired the same way once per call, into a buffer on the stack that every group of four rows of the call reads
-//! (a call takes up to [`ROWS`] rows), with each block's two activation scales `[d_c, d_d]` per token pair.
+//! memory (rows are read in place from the memory map): `ld4` (Q8_0) or `ld2` (Q4_0, Q5_0: the packed nibbles) of
+//! 64-bit lanes puts the block's 8-byte chunk `c` of row `a` in lane 0 and of row `b` in lane 1 of vector `c`
+//! (Q5_0's fifth bits are spread to that layout by `tbl`, see [`Q5_0`]: 36 instructions per block of four rows for
+//! their scales and weights, against Q4_0's 20). The tokens' quants are paired the same way once per call, into a
+//! buffer on the stack that every group of four rows of the call reads (a call takes up to [`ROWS`] rows), with
+//! each block's two activation scales `[d_c, d_d]` per token pair.
 //!
 //! The float steps are those of the `neon-sdot-4x8` tile (`aarch64_neon_tiles_sdot8.rs`) per row, token and
 //! block: `acc = fma(acc, f32(isum), d_w * d_x)`, lane by lane in the accumulators' 2x2 layout, on the same exact
 //! integer sums; so the results equal that tile's and its GEMV entry's (`aarch64_neon_gemv.rs`, the decode kernel)
 //! bit for bit, for any split into tiles. Q4_0 decodes its nibbles as the weights times 16 (as the sdot tile does)
 //! and divides the tokens' scales by 16 instead of the rows': `d_w * (d_x / 16)` and `(d_w / 16) * d_x` are both the
-//! exact product of two f16 values over 16 (22 significant bits, normal), so the steps round alike.
+//! exact product of two f16 values over 16 (22 significant bits, normal), so the steps round alike. Q5_0's weights
+//! are decoded as they are (-16..=15), as in the sdot tile.
 
 use std::arch::aarch64::*;
 
@@ -47,6 +50,7 @@ pub fn available() -> bool {
 pub fn kernel(ty: GgmlType) -> Option<(&'static str, TileKernel)> {
     let run: TileFn = match ty {
         GgmlType::Q4_0 => tile_entry::<Q4_0>,
+        GgmlType::Q5_0 => tile_entry::<Q5_0>,
         GgmlType::Q8_0 => tile_entry::<Q8_0>,
         GgmlType::Q4_K => tile_entry::<Q4K>,
         _ => return None,
@@ -90,25 +94,21 @@ trait Format {
     );
 }
 
-/// The `asm!` loop over the blocks of a group (see [`Format::blocks`]): per block the four rows' f16 scales (one
-/// lane each of `v12`, post-indexed: the pointers then point at the quants), the weights `$load` (the 8-byte chunk
-/// `c` of rows 0 and 1 in `v16 + c`, of rows 2 and 3 in `v20 + c`), per token pair its four paired chunks
+/// The `asm!` loop over the blocks of a group (see [`Format::blocks`]): per block the format's `$load` (the four
+/// rows' f16 scales `d` in lanes 0..4 of `v12`, post-indexed, and their weights: the 8-byte chunk `c` of rows 0 and
+/// 1 in `v16 + c`, of rows 2 and 3 in `v20 + c`; `v0`..`v11` are free for it), per token pair its four paired chunks
 /// (`v8`..`v11`) and eight `smmla` into its two zeroed accumulators, then the token pairs' scales (`$lds`: `[d_c,
 /// d_d]` replicated to both halves of `v8 + p`), `d_w * d_x` per lane and `acc = fma(acc, f32(isum), d_w * d_x)`.
 /// Registers: `v0 + p` / `v4 + p` the integer sums of token pair `p` with row pair 0 / 1, `v24 + p` / `v28 + p`
-/// their f32 accumulators, `v13`/`v14` the constants of `$consts`.
+/// their f32 accumulators; `v13`..`v15` and the operands `$named` are the format's (declared in `$consts`).
 macro_rules! group_asm {
-    ($nb:expr, $w:expr, $q:expr, $s:expr, $acc:expr, [$($load:literal),+], $lds:literal,
-     [$(($a0:literal, $a1:literal, $tok:literal, $f0:literal, $f1:literal)),+], [$($consts:tt)*]) => {{
+    ($nb:expr, $w:expr, $q:expr, $s:expr, $acc:expr, [$($load:literal),+], [$($named:tt)*], [$($consts:tt)*],
+     $lds:literal, [$(($a0:literal, $a1:literal, $tok:literal, $f0:literal, $f1:literal)),+]) => {{
         let w: &mut [*const u8; GROUP] = $w;
         let acc: &mut Acc = $acc;
         std::arch::asm!(
             ".arch_extension i8mm",
             "2:",
-            "ld1 {{v12.h}}[0], [{w0}], #2",
-            "ld1 {{v12.h}}[1], [{w1}], #2",
-            "ld1 {{v12.h}}[2], [{w2}], #2",
-            "ld1 {{v12.h}}[3], [{w3}], #2",
             $($load,)+
             $(concat!(
                 "ld1 {{v8.16b, v9.16b, v10.16b, v11.16b}}, [{q}], #64\n",
@@ -145,6 +145,7 @@ macro_rules! group_asm {
             q = inout(reg) $q => _,
             s = inout(reg) $s => _,
             n = inout(reg) $nb => _,
+            $($named)*
             inout("v24") acc[0],
             inout("v25") acc[1],
             inout("v26") acc[2],
@@ -163,67 +164,42 @@ macro_rules! group_asm {
     }};
 }
 
-/// [`group_asm`] for one, two, three or four token pairs (`$tp`), with the format's weight loads and constants.
-macro_rules! group_asm_pairs {
-    ($tp:expr, $nb:expr, $w:expr, $q:expr, $s:expr, $acc:expr, $load:tt, $consts:tt) => {
+/// `$inner!($args, $lds, $pairs)` for one, two, three or four token pairs (`$tp`): `$lds` loads the pairs' values
+/// at `{s}` (`[v_c, v_d]` replicated to both halves of `v8 + p`, post-indexed), `$pairs` names per token pair `p` its
+/// integer sums with row pairs 0 and 1 (`v0 + p`, `v4 + p`), its values (`v8 + p`) and its f32 accumulators with row
+/// pairs 0 and 1 (`v24 + p`, `v28 + p`).
+macro_rules! by_token_pairs {
+    ($tp:expr, $inner:ident!($($args:tt)*)) => {
         match $tp {
-            1 => group_asm!(
-                $nb,
-                $w,
-                $q,
-                $s,
-                $acc,
-                $load,
-                "ld1r {{v8.2d}}, [{s}], #8",
-                [("v0", "v4", "v8", "v24", "v28")],
-                $consts
-            ),
-            2 => group_asm!(
-                $nb,
-                $w,
-                $q,
-                $s,
-                $acc,
-                $load,
+            1 => $inner!($($args)*, "ld1r {{v8.2d}}, [{s}], #8", [("v0", "v4", "v8", "v24", "v28")]),
+            2 => $inner!(
+                $($args)*,
                 "ld2r {{v8.2d, v9.2d}}, [{s}], #16",
-                [("v0", "v4", "v8", "v24", "v28"), ("v1", "v5", "v9", "v25", "v29")],
-                $consts
+                [("v0", "v4", "v8", "v24", "v28"), ("v1", "v5", "v9", "v25", "v29")]
             ),
-            3 => group_asm!(
-                $nb,
-                $w,
-                $q,
-                $s,
-                $acc,
-                $load,
+            3 => $inner!(
+                $($args)*,
                 "ld3r {{v8.2d, v9.2d, v10.2d}}, [{s}], #24",
-                [("v0", "v4", "v8", "v24", "v28"), ("v1", "v5", "v9", "v25", "v29"), ("v2", "v6", "v10", "v26", "v30")],
-                $consts
+                [("v0", "v4", "v8", "v24", "v28"), ("v1", "v5", "v9", "v25", "v29"), ("v2", "v6", "v10", "v26", "v30")]
             ),
-            _ => group_asm!(
-                $nb,
-                $w,
-                $q,
-                $s,
-                $acc,
-                $load,
+            _ => $inner!(
+                $($args)*,
                 "ld4r {{v8.2d, v9.2d, v10.2d, v11.2d}}, [{s}], #32",
                 [
                     ("v0", "v4", "v8", "v24", "v28"),
                     ("v1", "v5", "v9", "v25", "v29"),
                     ("v2", "v6", "v10", "v26", "v30"),
                     ("v3", "v7", "v11", "v27", "v31")
-                ],
-                $consts
+                ]
             ),
         }
     };
 }
 
-/// A [`Format`] named `$name`: its block bytes, token scale factor, weight loads (into `v16`..`v23`, see
-/// [`group_asm`]) and the constants they use.
+/// A [`Format`] named `$name`: its block bytes, its token scale factor, its loads (see
+/// [`group_asm`]) and the operands they use (named, then registers).
 macro_rules! format {
-    ($(#[$doc:meta])* $name:ident, $w_bytes:expr, $x_scale:expr, $load:tt, $consts:tt) => {
+    ($(#[$doc:meta])* $name:ident, $w_bytes:expr, $x_scale:expr, $load:tt, $named:tt, $consts:tt) => {
         $(#[$doc])*
         struct $name;
         impl Format for $name {
@@ -236,7 +212,7 @@ macro_rules! format {
                 s: *const f32,
                 acc: &mut Acc,
             ) {
-                group_asm_pairs!(TP, nb, w, q, s, acc, $load, $consts)
+                by_token_pairs!(TP, group_asm!(nb, w, q, s, acc, $load, $named, $consts))
             }
         }
         impl Tile for $name {
@@ -263,6 +239,10 @@ format!(
     18,
     1.0 / 16.0,
     [
+        "ld1 {{v12.h}}[0], [{w0}], #2",
+        "ld1 {{v12.h}}[1], [{w1}], #2",
+        "ld1 {{v12.h}}[2], [{w2}], #2",
+        "ld1 {{v12.h}}[3], [{w3}], #2",
         "ld2 {{v16.d, v17.d}}[0], [{w0}], #16",
         "ld2 {{v16.d, v17.d}}[1], [{w1}], #16",
         "ld2 {{v20.d, v21.d}}[0], [{w2}], #16",
@@ -280,6 +260,7 @@ format!(
         "shl v20.16b, v20.16b, #4",
         "shl v21.16b, v21.16b, #4"
     ],
+    [],
     [in("v13") vdupq_n_u8(0x88), in("v14") vdupq_n_u8(0xF0),]
 );
 
@@ -290,12 +271,86 @@ format!(
     34,
     1.0,
     [
+        "ld1 {{v12.h}}[0], [{w0}], #2",
+        "ld1 {{v12.h}}[1], [{w1}], #2",
+        "ld1 {{v12.h}}[2], [{w2}], #2",
+        "ld1 {{v12.h}}[3], [{w3}], #2",
         "ld4 {{v16.d, v17.d, v18.d, v19.d}}[0], [{w0}], #32",
         "ld4 {{v16.d, v17.d, v18.d, v19.d}}[1], [{w1}], #32",
         "ld4 {{v20.d, v21.d, v22.d, v23.d}}[0], [{w2}], #32",
         "ld4 {{v20.d, v21.d, v22.d, v23.d}}[1], [{w3}], #32"
     ],
+    [],
     []
+);
+
+/// `tbl` indices that spread Q5_0's fifth bits (see [`Q5_0`]): vector `4 rp + c` (row pair `rp`, chunk `c`) picks
+/// byte `c` of the `qh` of row `2 rp` into bytes 0..8 and of row `2 rp + 1` into bytes 8..16, from the table
+/// `{v13, v14}` where `ld3` of 16-bit lanes put `qh` bytes 0 and 1 of row `r` at bytes `2r`, `2r + 1` of `v13` and
+/// bytes 2 and 3 at those of `v14` (table index 16 on).
+static Q5_0_SPREAD: [u8; 128] = {
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 128 {
+        let (v, byte) = (i / 16, i % 16);
+        let (c, r) = (v % 4, 2 * (v / 4) + byte / 8);
+        t[i] = ((c / 2) * 16 + 2 * r + c % 2) as u8;
+        i += 1;
+    }
+    t
+};
+
+format!(
+    /// Q5_0 (f16 d, u32 qh: bit `i` the fifth bit of element `i`, 16 bytes of nibbles as in Q4_0). `ld3` of 16-bit
+    /// lanes loads each row's `d` (into `v12`) and its `qh` (into `v13`, `v14`), `ld2` of 64-bit lanes the nibbles
+    /// as for Q4_0. The fifth bits, inverted (`mvn`), are spread by `tbl` ([`Q5_0_SPREAD`]) so that byte `k` of
+    /// each half holds byte `c` of its row's inverted `qh`, and tested against bit `k` (`cmtst` with `v15`): 0xFF
+    /// where the fifth bit is 0. Its high nibble is that of the weight `q - 16` as a signed byte (the nibble `q & 15`
+    /// below it, minus 16 when the fifth bit is 0), so one `sli` (low nibbles) or `sri` (high nibbles) of the packed
+    /// bytes into it leaves the weight.
+    Q5_0,
+    22,
+    1.0,
+    [
+        "ld3 {{v12.h, v13.h, v14.h}}[0], [{w0}], #6",
+        "ld3 {{v12.h, v13.h, v14.h}}[1], [{w1}], #6",
+        "ld3 {{v12.h, v13.h, v14.h}}[2], [{w2}], #6",
+        "ld3 {{v12.h, v13.h, v14.h}}[3], [{w3}], #6",
+        "ld2 {{v16.d, v17.d}}[0], [{w0}], #16",
+        "ld2 {{v16.d, v17.d}}[1], [{w1}], #16",
+        "ld2 {{v20.d, v21.d}}[0], [{w2}], #16",
+        "ld2 {{v20.d, v21.d}}[1], [{w3}], #16",
+        "ld1 {{v0.16b, v1.16b, v2.16b, v3.16b}}, [{spread0}]",
+        "ld1 {{v4.16b, v5.16b, v6.16b, v7.16b}}, [{spread1}]",
+        "mvn v13.8b, v13.8b",
+        "mvn v14.8b, v14.8b",
+        "tbl v18.16b, {{v13.16b, v14.16b}}, v2.16b",
+        "tbl v19.16b, {{v13.16b, v14.16b}}, v3.16b",
+        "tbl v22.16b, {{v13.16b, v14.16b}}, v6.16b",
+        "tbl v23.16b, {{v13.16b, v14.16b}}, v7.16b",
+        "tbl v0.16b, {{v13.16b, v14.16b}}, v0.16b",
+        "tbl v1.16b, {{v13.16b, v14.16b}}, v1.16b",
+        "tbl v4.16b, {{v13.16b, v14.16b}}, v4.16b",
+        "tbl v5.16b, {{v13.16b, v14.16b}}, v5.16b",
+        "cmtst v18.16b, v18.16b, v15.16b",
+        "cmtst v19.16b, v19.16b, v15.16b",
+        "cmtst v22.16b, v22.16b, v15.16b",
+        "cmtst v23.16b, v23.16b, v15.16b",
+        "cmtst v0.16b, v0.16b, v15.16b",
+        "cmtst v1.16b, v1.16b, v15.16b",
+        "cmtst v4.16b, v4.16b, v15.16b",
+        "cmtst v5.16b, v5.16b, v15.16b",
+        "sri v18.16b, v16.16b, #4",
+        "sri v19.16b, v17.16b, #4",
+        "sri v22.16b, v20.16b, #4",
+        "sri v23.16b, v21.16b, #4",
+        "sli v16.16b, v0.16b, #4",
+        "sli v17.16b, v1.16b, #4",
+        "sli v20.16b, v4.16b, #4",
+        "sli v21.16b, v5.16b, #4"
+    ],
+    [spread0 = in(reg) Q5_0_SPREAD.as_ptr(), spread1 = in(reg) Q5_0_SPREAD.as_ptr().add(64),],
+    [out("v13") _, out("v14") _, in("v15") vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201)),]
 );
 
 /// The `asm!` lines that pair one 32-value chunk of two tokens (quants at `{xa}` and `{xb}`, post-indexed by
