@@ -230,7 +230,8 @@ macro_rules! format {
             }
         }
         impl Tile for $name {
-            const LAYOUT: (usize, usize, usize, usize) = (32, $w_bytes, <$name as Format>::X_BYTES, <$name as Format>::SPB);
+            const LAYOUT: (usize, usize, usize, usize) =
+                (32, $w_bytes, <$name as Format>::X_BYTES, <$name as Format>::SPB);
             #[inline(always)]
             unsafe fn tile<const TP: usize>(
                 nb: usize,

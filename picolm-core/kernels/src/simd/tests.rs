@@ -1305,12 +1305,13 @@ fn tiled_bits(
 }
 
 /// The `neon-i8mm-4x8` tiles equal their contract ([`legacy_contract`], [`k_quant_contract`]), the `sdot` tile
-/// (`neon-sdot-4x8`, Q4_1's `neon-sdot-4x4`) and its GEMV entry bit for bit (and the scalar reference within rounding), on rows of 256, 2048 and 5632
-/// values (random, zero, quantized from +-65000, raw random blocks, all quant and scale bits set; Q4_K also all
-/// scale and min bits set with zero nibbles) against random, zero and constant activations (Q4_K also every quant
-/// -128 or 127 with unit scales), called with every tile shape from 1 to 16 rows by 1 to 8 tokens over 17 rows and
-/// 9 tokens (so partial tiles of every row count and odd token counts). Swapping the float steps (Q4_0 and Q5_0:
-/// `(f32(isum) * d_w) * d_x`; Q4_1: its min term added per block; Q4_K: the two `fma` of a super-block) fails it.
+/// (`neon-sdot-4x8`, Q4_1's `neon-sdot-4x4`) and its GEMV entry bit for bit (and the scalar reference within
+/// rounding), on rows of 256, 2048 and 5632 values (random, zero, quantized from +-65000, raw random blocks, all
+/// quant and scale bits set; Q4_K also all scale and min bits set with zero nibbles) against random, zero and
+/// constant activations (Q4_K also every quant -128 or 127 with unit scales), called with every tile shape from 1 to
+/// 16 rows by 1 to 8 tokens over 17 rows and 9 tokens (so partial tiles of every row count and odd token counts).
+/// Swapping the float steps (Q4_0 and Q5_0: `(f32(isum) * d_w) * d_x`; Q4_1: its min terms added into `acc`
+/// instead of their own accumulator; Q4_K: the two `fma` of a super-block) fails it.
 #[cfg(target_arch = "aarch64")]
 #[test]
 fn i8mm_tiles_equal_the_sdot_tile_and_its_gemv_bit_for_bit() {
@@ -1463,9 +1464,9 @@ fn i8mm_tiles_are_exact_at_the_extreme_quants() {
     }
 }
 
-/// Where FEAT_I8MM is, Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K prefill with `neon-i8mm-4x8` and decode with the `sdot` GEMV entry under its
-/// name (bit-identical), the `sdot` tile (`neon-sdot-4x8`, Q4_1's `neon-sdot-4x4`) stays a candidate that
-/// `PICOLM_KERNEL` can force, and the kernel path says `aarch64-neon-i8mm`.
+/// Where FEAT_I8MM is, Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K prefill with `neon-i8mm-4x8` and decode with the `sdot`
+/// GEMV entry under its name (bit-identical), the `sdot` tile (`neon-sdot-4x8`, Q4_1's `neon-sdot-4x4`) stays a
+/// candidate that `PICOLM_KERNEL` can force, and the kernel path says `aarch64-neon-i8mm`.
 #[cfg(target_arch = "aarch64")]
 #[test]
 fn i8mm_tiles_are_the_prefill_kernels_where_the_cpu_has_i8mm() {
