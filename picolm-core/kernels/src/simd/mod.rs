@@ -463,8 +463,8 @@ fn tile_kernel_candidates_on(ty: GgmlType, avx512: bool) -> [Option<(&'static st
     #[cfg(target_arch = "aarch64")]
     {
         let tile = aarch64_neon_tiles::kernel(ty, aarch64_neon::has_dotprod());
-        // With FEAT_I8MM, Q4_0, Q8_0 and Q4_K prefill with `smmla` (bit-identical to the `sdot` tile, which stays a
-        // candidate that `PICOLM_KERNEL=neon-sdot-4x8` forces for decode).
+        // With FEAT_I8MM, Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K prefill with `smmla` (bit-identical to the `sdot` tile,
+        // which stays a candidate that `PICOLM_KERNEL=neon-sdot-4x8`, or `neon-sdot-4x4` for Q4_1, forces for decode).
         if let Some(i8mm) = aarch64_neon_tiles_i8mm::kernel(ty).filter(|_| aarch64_neon_tiles_i8mm::available()) {
             return [Some(i8mm), tile];
         }

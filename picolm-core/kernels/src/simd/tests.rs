@@ -328,7 +328,7 @@ fn cpu_paths() -> Vec<bool> {
 /// Offsets of the f16 fields of a block of the formats with tiles (set to finite values in raw random blocks).
 fn f16_fields(ty: GgmlType) -> &'static [usize] {
     match ty {
-        GgmlType::Q4_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => &[0],
         GgmlType::Q4_1 | GgmlType::Q4_K => &[0, 2],
         GgmlType::Q6_K => &[208],
         _ => &[],
@@ -1221,34 +1221,51 @@ fn avx2_rows8_kquant_tiles_equal_their_scalar_model_bit_for_bit() {
     eprintln!("{checked} avx2-rows8 K-quant results checked");
 }
 
-// ---- aarch64 (i8mm): the `smmla` tiles `neon-i8mm-4x8` for Q4_0 and Q8_0 (`aarch64_neon_tiles_i8mm.rs`) and Q4_K
-// (`aarch64_neon_tiles_i8mm_k.rs`) ----
+// ---- aarch64 (i8mm): the `smmla` tiles `neon-i8mm-4x8` for Q4_0, Q5_0 and Q8_0 (`aarch64_neon_tiles_i8mm.rs`) and
+// Q4_K (`aarch64_neon_tiles_i8mm_k.rs`) ----
 
-/// The contract of the aarch64 Q4_0 and Q8_0 tiles and their GEMV entries, in scalar code: per 32-value block the
-/// exact integer sum `isum` of weights times activation quants, then `acc = fma(acc, f32(isum), d_w * d_x)` with
-/// `d_x` the activations' prepared scale of the block.
+/// The contract of the aarch64 Q4_0, Q4_1, Q5_0 and Q8_0 tiles and their GEMV entries, in scalar code: per 32-value
+/// block the exact integer sum `isum` of weights times activation quants, then `acc = fma(acc, f32(isum), d_w *
+/// d_x)` with `d_x` the activations' prepared scale of the block; Q4_1 also `mins = fma(mins, m_w, s_x)` with the
+/// activations' sum term `s_x` (Q8_1), and `acc + mins` at the end.
 #[cfg(target_arch = "aarch64")]
 fn legacy_contract(ty: GgmlType, n: usize, w: &[u8], x: &[u8]) -> f32 {
     let f16 = |b: &[u8]| crate::half_float::f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
-    let mut acc = 0f32;
+    let (x_bytes, wb) = (quant::vec_dot_type(ty).block_bytes(), ty.block_bytes());
+    let (mut acc, mut mins) = (0f32, 0f32);
     for b in 0..n / 32 {
-        let xb = &x[b * 34..(b + 1) * 34];
+        let xb = &x[b * x_bytes..(b + 1) * x_bytes];
         let weight = |i: usize| match ty {
+            GgmlType::Q4_1 => {
+                let byte = w[b * 20 + 4 + i % 16];
+                (if i < 16 { byte & 15 } else { byte >> 4 }) as i32
+            }
             GgmlType::Q4_0 => {
                 let byte = w[b * 18 + 2 + i % 16];
                 (if i < 16 { byte & 15 } else { byte >> 4 }) as i32 - 8
             }
+            GgmlType::Q5_0 => {
+                let (byte, qh) = (w[b * 22 + 6 + i % 16], w[b * 22 + 2 + i / 8]);
+                let nibble = if i < 16 { byte & 15 } else { byte >> 4 };
+                (nibble | ((qh >> (i % 8)) & 1) << 4) as i32 - 16
+            }
             _ => w[b * 34 + 2 + i] as i8 as i32,
         };
-        let isum: i32 = (0..32).map(|i| weight(i) * xb[2 + i] as i8 as i32).sum();
-        let dw = f16(&w[b * ty.block_bytes()..]);
-        acc = (isum as f32).mul_add(dw * f16(xb), acc);
+        let isum: i32 = (0..32).map(|i| weight(i) * xb[x_bytes - 32 + i] as i8 as i32).sum();
+        acc = (isum as f32).mul_add(f16(&w[b * wb..]) * f16(xb), acc);
+        if ty == GgmlType::Q4_1 {
+            mins = f16(&w[b * wb + 2..]).mul_add(f16(&xb[2..]), mins);
+        }
     }
-    acc
+    if ty == GgmlType::Q4_1 {
+        acc + mins
+    } else {
+        acc
+    }
 }
 
-/// The `neon-i8mm-4x8` tile of `ty`, the `neon-sdot-4x8` tile it must equal and that tile's GEMV entry (the decode
-/// kernel), or `None` (with the reason printed) when this CPU has no FEAT_I8MM.
+/// The `neon-i8mm-4x8` tile of `ty`, the `sdot` tile it must equal (`neon-sdot-4x8`; Q4_1: `neon-sdot-4x4`) and
+/// that tile's GEMV entry (the decode kernel), or `None` (with the reason printed) when this CPU has no FEAT_I8MM.
 #[cfg(target_arch = "aarch64")]
 fn i8mm_kernels(ty: GgmlType) -> Option<(TileKernel, TileKernel, GemvFn)> {
     if !aarch64_neon_tiles_i8mm::available() {
@@ -1258,7 +1275,7 @@ fn i8mm_kernels(ty: GgmlType) -> Option<(TileKernel, TileKernel, GemvFn)> {
     let (name, i8mm) = aarch64_neon_tiles_i8mm::kernel(ty).unwrap();
     assert_eq!(name, "neon-i8mm-4x8");
     let (name, sdot) = aarch64_neon_tiles::kernel(ty, true).unwrap();
-    assert_eq!(name, "neon-sdot-4x8");
+    assert_eq!(name, if ty == GgmlType::Q4_1 { "neon-sdot-4x4" } else { "neon-sdot-4x8" });
     Some((i8mm, sdot, aarch64_neon_gemv::kernel(ty, true).unwrap()))
 }
 
@@ -1287,18 +1304,19 @@ fn tiled_bits(
     out
 }
 
-/// The `neon-i8mm-4x8` tiles equal their contract ([`legacy_contract`], [`k_quant_contract`]), the `neon-sdot-4x8`
-/// tile and its GEMV entry bit for bit (and the scalar reference within rounding), on rows of 256, 2048 and 5632
-/// values (random, zero, quantized from +-65000, raw random blocks, all quant and scale bits set; Q4_K also all
-/// scale and min bits set with zero nibbles) against random, zero and constant activations (Q4_K also every quant
-/// -128 or 127 with unit scales), called with every tile shape from 1 to 16 rows by 1 to 8 tokens over 17 rows and
-/// 9 tokens (so partial tiles of every row count and odd token counts). Swapping the float steps (Q4_0:
-/// `(f32(isum) * d_w) * d_x`; Q4_K: the two `fma` of a super-block) fails it.
+/// The `neon-i8mm-4x8` tiles equal their contract ([`legacy_contract`], [`k_quant_contract`]), the `sdot` tile
+/// (`neon-sdot-4x8`, Q4_1's `neon-sdot-4x4`) and its GEMV entry bit for bit (and the scalar reference within
+/// rounding), on rows of 256, 2048 and 5632 values (random, zero, quantized from +-65000, raw random blocks, all
+/// quant and scale bits set; Q4_K also all scale and min bits set with zero nibbles) against random, zero and
+/// constant activations (Q4_K also every quant -128 or 127 with unit scales), called with every tile shape from 1 to
+/// 16 rows by 1 to 8 tokens over 17 rows and 9 tokens (so partial tiles of every row count and odd token counts).
+/// Swapping the float steps (Q4_0 and Q5_0: `(f32(isum) * d_w) * d_x`; Q4_1: its min terms added into `acc`
+/// instead of their own accumulator; Q4_K: the two `fma` of a super-block) fails it.
 #[cfg(target_arch = "aarch64")]
 #[test]
 fn i8mm_tiles_equal_the_sdot_tile_and_its_gemv_bit_for_bit() {
     let mut checked = 0;
-    for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K] {
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K] {
         let Some((i8mm, sdot, gemv)) = i8mm_kernels(ty) else { return };
         let kquant = ty == GgmlType::Q4_K;
         let contract = if kquant { k_quant_contract } else { legacy_contract };
@@ -1393,25 +1411,34 @@ fn i8mm_tiles_equal_the_sdot_tile_and_its_gemv_bit_for_bit() {
     eprintln!("{checked} neon-i8mm-4x8 results compared on {}", cpu_path());
 }
 
-/// At the extreme quants (Q4_0 nibbles 0 or 15, Q8_0 quants -128 or 127, against activation quants -128 or 127
-/// with unit scales, so that every block sum is exact in f32), the `neon-i8mm-4x8` tiles equal the scalar
-/// reference exactly and the `neon-sdot-4x8` tile bit for bit.
+/// At the extreme quants (Q4_0 and Q4_1 nibbles 0 or 15, Q5_0 quants 0 or 31, Q8_0 quants -128 or 127, against
+/// activation quants -128 or 127 with unit scales and Q4_1's min 8, so that every block sum is exact in f32), the
+/// `neon-i8mm-4x8` tiles equal the scalar reference exactly and the `sdot` tile bit for bit.
 #[cfg(target_arch = "aarch64")]
 #[test]
 fn i8mm_tiles_are_exact_at_the_extreme_quants() {
     let one = 0x3C00u16.to_le_bytes(); // f16 1.0
-    for ty in [GgmlType::Q4_0, GgmlType::Q8_0] {
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0] {
         let Some((i8mm, sdot, _)) = i8mm_kernels(ty) else { return };
         let n = 256;
-        let fills: [u8; 2] = if ty == GgmlType::Q4_0 { [0x00, 0xFF] } else { [0x80, 0x7F] };
+        let fills: [u8; 2] = if ty == GgmlType::Q8_0 { [0x80, 0x7F] } else { [0x00, 0xFF] };
+        let min = ty == GgmlType::Q4_1;
         let weights = |k: usize| -> Vec<u8> {
             let mut b = vec![fills[k % 2]; ty.block_bytes()];
             b[..2].copy_from_slice(&one);
+            if min {
+                b[2..4].copy_from_slice(&f32_to_f16(8.0).to_le_bytes());
+            }
             b.repeat(n / 32)
         };
+        let (xt, spb) = (quant::vec_dot_type(ty), if min { 2 } else { 1 });
         let acts = |q: u8| -> Vec<u8> {
-            let mut b = [q; 34];
+            let mut b = vec![q; xt.block_bytes()];
             b[..2].copy_from_slice(&one);
+            if min {
+                b[2..4].copy_from_slice(&f32_to_f16(32.0 * q as i8 as f32).to_le_bytes());
+                // s = d * sum(q)
+            }
             b.repeat(n / 32)
         };
         let (rows, tokens) = (7usize, 7usize);
@@ -1419,17 +1446,13 @@ fn i8mm_tiles_are_exact_at_the_extreme_quants() {
         case.wq = (0..rows).flat_map(|r| weights(r * 5 / 3)).collect();
         case.xq = (0..tokens).flat_map(|t| acts([0x80, 0x7F][t * 3 / 2 % 2])).collect();
         for t in 0..tokens {
-            let row = &case.xq[t * 34 * (n / 32)..(t + 1) * 34 * (n / 32)];
-            prepare_activations(
-                GgmlType::Q8_0,
-                row,
-                &mut case.scales[t * 8..(t + 1) * 8],
-                &mut case.sums[t * 8..(t + 1) * 8],
-            );
+            let row = &case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes];
+            let scales = &mut case.scales[t * 8 * spb..(t + 1) * 8 * spb];
+            prepare_activations(xt, row, scales, &mut case.sums[t * 8..(t + 1) * 8]);
         }
         let want = tiled_bits(&case, &sdot, n, (rows, tokens), (sdot.max_rows, sdot.max_tokens));
         let got = tiled_bits(&case, &i8mm, n, (rows, tokens), (i8mm.max_rows, i8mm.max_tokens));
-        assert_eq!(got, want, "{ty}: neon-i8mm-4x8 differs from neon-sdot-4x8");
+        assert_eq!(got, want, "{ty}: neon-i8mm-4x8 differs from the sdot tile");
         for (r, row) in got.iter().enumerate() {
             for (t, v) in row.iter().enumerate() {
                 let wq = &case.wq[r * case.w_row_bytes..(r + 1) * case.w_row_bytes];
@@ -1441,13 +1464,13 @@ fn i8mm_tiles_are_exact_at_the_extreme_quants() {
     }
 }
 
-/// Where FEAT_I8MM is, Q4_0, Q8_0 and Q4_K prefill with `neon-i8mm-4x8` and decode with the `sdot` GEMV entry under its
-/// name (bit-identical), the `neon-sdot-4x8` tile stays a candidate that `PICOLM_KERNEL` can force, and the kernel
-/// path says `aarch64-neon-i8mm`.
+/// Where FEAT_I8MM is, Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K prefill with `neon-i8mm-4x8` and decode with the `sdot`
+/// GEMV entry under its name (bit-identical), the `sdot` tile (`neon-sdot-4x8`, Q4_1's `neon-sdot-4x4`) stays a
+/// candidate that `PICOLM_KERNEL` can force, and the kernel path says `aarch64-neon-i8mm`.
 #[cfg(target_arch = "aarch64")]
 #[test]
 fn i8mm_tiles_are_the_prefill_kernels_where_the_cpu_has_i8mm() {
-    for ty in [GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q4_K] {
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K] {
         if i8mm_kernels(ty).is_none() {
             return;
         }
@@ -1455,8 +1478,9 @@ fn i8mm_tiles_are_the_prefill_kernels_where_the_cpu_has_i8mm() {
         assert_eq!(prefill_kernel(ty).name, "neon-i8mm-4x8", "{ty}");
         assert!(matches!(candidates[0].run, DecodeFn::Gemv(_)), "{ty}: decode is not the GEMV entry");
         assert!(DECODE_KERNEL_NAMES.contains(&"neon-i8mm-4x8"));
-        let sdot = candidates.iter().find(|k| k.name == "neon-sdot-4x8");
-        assert!(sdot.is_some_and(|k| matches!(k.run, DecodeFn::Tile(_))), "{ty}: neon-sdot-4x8 cannot be forced");
+        let name = if ty == GgmlType::Q4_1 { "neon-sdot-4x4" } else { "neon-sdot-4x8" };
+        let sdot = candidates.iter().find(|k| k.name == name);
+        assert!(sdot.is_some_and(|k| matches!(k.run, DecodeFn::Tile(_))), "{ty}: {name} cannot be forced");
     }
     assert_eq!(cpu_path(), "aarch64-neon-i8mm");
 }
