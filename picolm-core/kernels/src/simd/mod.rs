@@ -32,9 +32,10 @@
 //!   Q8_0 is a hand-scheduled eight-row `asm!` loop, and Q4_K and Q6_K those of `aarch64_neon_tiles_sdot_k.rs`
 //!   (`neon-sdot-4x8` too: one `asm!` block per super-block).
 //! - `aarch64_neon_tiles_i8mm.rs`: with FEAT_I8MM, the Q4_0 and Q8_0 prefill tiles `neon-i8mm-4x8` (`smmla`: groups
-//!   of four weight rows by eight tokens, up to 16 rows per call sharing the tokens paired once per call), and
-//!   (`aarch64_neon_tiles_i8mm_k.rs`) the Q4_K one, bit-identical to `neon-sdot-4x8`, whose one-token entry decodes
-//!   for them.
+//!   of four weight rows by eight tokens, up to 16 rows per call sharing the tokens paired once per call), the Q4_K
+//!   one (`aarch64_neon_tiles_i8mm_k.rs`) and the Q6_K one (`aarch64_neon_tiles_i8mm_q6k.rs`: each super-block of a
+//!   group decoded into a stack buffer, then multiplied), bit-identical to `neon-sdot-4x8`, whose one-token entry
+//!   decodes for them.
 //! - `aarch64_neon_quantize.rs`: NEON activation quantizers (f32 to Q8_0, Q8_1, Q8_K).
 //! - `aarch64_neon_gemv.rs`: the one-token (decode) entries of those tiles, bit-identical to them; decode runs
 //!   them under the tile's name. With `sdot`, Q4_K and Q6_K decode by the four-row `asm!` loops of
@@ -58,6 +59,8 @@ mod aarch64_neon_tiles;
 mod aarch64_neon_tiles_i8mm;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles_i8mm_k;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon_tiles_i8mm_q6k;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles_q6k;
 #[cfg(target_arch = "aarch64")]
