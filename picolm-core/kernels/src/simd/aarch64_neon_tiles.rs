@@ -955,16 +955,18 @@ pub(super) mod tests {
         crate::simd::f32_to_f16(v).to_le_bytes()
     }
 
-    /// The kernels are what this CPU gets: `smmla` for Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K where FEAT_I8MM is, `sdot` where
+    /// The kernels are what this CPU gets: `smmla` for Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K where FEAT_I8MM is,
+    /// `sdot` where
     /// FEAT_DotProd is, plain NEON elsewhere.
     #[test]
     fn aarch64_tiles_are_the_prefill_kernels() {
         let i8mm = super::super::aarch64_neon_tiles_i8mm::available();
         for ty in FORMATS {
             let want = match (super::super::aarch64_neon::has_dotprod(), ty) {
-                (true, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K) if i8mm => {
-                    "neon-i8mm-4x8"
-                }
+                (
+                    true,
+                    GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K,
+                ) if i8mm => "neon-i8mm-4x8",
                 (true, GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_K | GgmlType::Q6_K) => {
                     "neon-sdot-4x8"
                 }

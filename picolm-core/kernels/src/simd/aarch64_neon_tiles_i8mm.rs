@@ -1,7 +1,7 @@
 //! aarch64 `smmla` tiles (FEAT_I8MM: Cortex-A510/A710/X2, Neoverse N2/V1, Apple M2 and later) for the 32-value
 //! formats Q4_0, Q4_1, Q5_0 and Q8_0: `neon-i8mm-4x8`, their prefill kernel on CPUs with FEAT_I8MM; and the frame
-//! (the safe entry, [`Tile`], the chunk pairing) that the Q4_K tile of the same name (`aarch64_neon_tiles_i8mm_k.rs`)
-//! shares.
+//! (the safe entry, [`Tile`], the chunk pairing) that the Q4_K and Q6_K tiles of the same name
+//! (`aarch64_neon_tiles_i8mm_k.rs`, `aarch64_neon_tiles_i8mm_q6k.rs`) share.
 //!
 //! `smmla v.4s, a.16b, b.16b` multiplies a 2x8 int8 matrix (`a`: eight bytes of each of two weight rows) by the
 //! transpose of another (`b`: eight bytes of each of two tokens) into a 2x2 int32 accumulator (lanes: row 0 with
@@ -32,6 +32,7 @@ use std::arch::aarch64::*;
 
 use super::aarch64_neon_tiles::{check, Tok};
 use super::aarch64_neon_tiles_i8mm_k::Q4K;
+use super::aarch64_neon_tiles_i8mm_q6k::Q6K;
 use super::{ActivationRows, TileFn, TileKernel, TileShape};
 use crate::ggml_type::GgmlType;
 
@@ -58,6 +59,7 @@ pub fn kernel(ty: GgmlType) -> Option<(&'static str, TileKernel)> {
         GgmlType::Q5_0 => tile_entry::<Q5_0>,
         GgmlType::Q8_0 => tile_entry::<Q8_0>,
         GgmlType::Q4_K => tile_entry::<Q4K>,
+        GgmlType::Q6_K => tile_entry::<Q6K>,
         _ => return None,
     };
     Some(("neon-i8mm-4x8", TileKernel { run, max_rows: ROWS, max_tokens: TOKENS }))

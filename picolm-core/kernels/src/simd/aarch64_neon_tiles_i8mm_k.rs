@@ -27,7 +27,7 @@ use super::aarch64_neon_tiles::{k4_scale_bytes, row_scales, Tok};
 use super::aarch64_neon_tiles_i8mm::{pair_chunk, Acc, Tile, GROUP, TOKENS};
 
 /// Bytes of a Q8_K block (f32 `d`, 256 quants, 16 i16 bsums).
-const X_BYTES: usize = 292;
+pub(super) const X_BYTES: usize = 292;
 /// Bytes of a Q4_K block (f16 `d` and `dmin`, 12 bytes of six-bit scales and mins, 128 bytes of nibbles).
 const W_BYTES: usize = 144;
 /// Bytes of one token pair's paired super-block (see [`pair_tokens`]): eight sub-blocks of four paired 16-byte
@@ -43,8 +43,30 @@ impl Tile for Q4K {
     const LAYOUT: (usize, usize, usize, usize) = (256, W_BYTES, X_BYTES, 0);
     #[inline(always)]
     unsafe fn tile<const TP: usize>(nb: usize, rows: &mut [[*const u8; GROUP]], t: &[Tok; TOKENS], acc: &mut [Acc]) {
-        tile::<TP>(nb, rows, t, acc)
+        tile::<Self, TP>(nb, rows, t, acc)
     }
+}
+
+impl SuperBlock for Q4K {
+    #[inline(always)]
+    unsafe fn superblocks<const TP: usize>(run: usize, w: &mut [*const u8; GROUP], q: *const u8, acc: &mut Acc) {
+        for s in 0..run {
+            superblock::<TP>(w, q.add(s * TP * PAIR_BYTES), acc);
+        }
+    }
+}
+
+/// A K-quant format of `neon-i8mm-4x8` against Q8_K activations (Q4_K here, Q6_K in
+/// `aarch64_neon_tiles_i8mm_q6k.rs`): runs of super-blocks of a group, with the tokens paired by [`pair_tokens`].
+pub(super) trait SuperBlock {
+    /// `run` super-blocks of the group `w` (pointers to the rows' blocks, advanced past them) with the `TP` token
+    /// pairs paired at `q` (`run` paired super-blocks of `TP` pairs, see [`pair_tokens`]), added to the group's
+    /// accumulators `acc`.
+    ///
+    /// # Safety
+    /// `run >= 1`; every pointer of `w` holds `run` whole blocks of the format; `q` holds `run` paired super-blocks
+    /// of `TP` pairs; the CPU has FEAT_I8MM.
+    unsafe fn superblocks<const TP: usize>(run: usize, w: &mut [*const u8; GROUP], q: *const u8, acc: &mut Acc);
 }
 
 /// What a group's super-block `asm!` block reads besides the quants (one per super-block and group, in memory, in
@@ -384,13 +406,18 @@ unsafe fn superblock<const TP: usize>(w: &mut [*const u8; GROUP], q: *const u8, 
     *w = w.map(|p| p.add(W_BYTES));
 }
 
-/// The results of the groups `rows` with the `2 * TP` tokens `t`, `nb` super-blocks each, added to `acc` (see
-/// [`Tile::tile`]).
+/// The results of the groups `rows` of format `K` with the `2 * TP` tokens `t`, `nb` super-blocks each, added to
+/// `acc` (see [`Tile::tile`]).
 ///
 /// # Safety
 /// As [`Tile::tile`].
 #[target_feature(enable = "neon")]
-unsafe fn tile<const TP: usize>(nb: usize, rows: &mut [[*const u8; GROUP]], t: &[Tok; TOKENS], acc: &mut [Acc]) {
+pub(super) unsafe fn tile<K: SuperBlock, const TP: usize>(
+    nb: usize,
+    rows: &mut [[*const u8; GROUP]],
+    t: &[Tok; TOKENS],
+    acc: &mut [Acc],
+) {
     // Written by `pair_tokens` before the groups read them (through pointers only: never referenced uninitialized).
     let mut paired = std::mem::MaybeUninit::<[uint8x16_t; RUN * 4 * PAIR_BYTES / 16]>::uninit();
     let pp = paired.as_mut_ptr() as *mut u8;
@@ -402,9 +429,7 @@ unsafe fn tile<const TP: usize>(nb: usize, rows: &mut [[*const u8; GROUP]], t: &
             pair_tokens(run, x, pp, p, TP);
         }
         for (w, a) in rows.iter_mut().zip(acc.iter_mut()) {
-            for s in 0..run {
-                superblock::<TP>(w, pp.add(s * TP * PAIR_BYTES), a);
-            }
+            K::superblocks::<TP>(run, w, pp, a);
         }
         b0 += run;
     }

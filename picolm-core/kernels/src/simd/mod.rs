@@ -31,10 +31,11 @@
 //!   (`neon-sdot-4x8`: rows interleaved in registers for `sdot` by element), whose one-token entry for Q4_0 and
 //!   Q8_0 is a hand-scheduled eight-row `asm!` loop, and Q4_K and Q6_K those of `aarch64_neon_tiles_sdot_k.rs`
 //!   (`neon-sdot-4x8` too: one `asm!` block per super-block).
-//! - `aarch64_neon_tiles_i8mm.rs`: with FEAT_I8MM, the Q4_0 and Q8_0 prefill tiles `neon-i8mm-4x8` (`smmla`: groups
-//!   of four weight rows by eight tokens, up to 16 rows per call sharing the tokens paired once per call), and
-//!   (`aarch64_neon_tiles_i8mm_k.rs`) the Q4_K one, bit-identical to `neon-sdot-4x8`, whose one-token entry decodes
-//!   for them.
+//! - `aarch64_neon_tiles_i8mm.rs`: with FEAT_I8MM, the Q4_0, Q4_1, Q5_0 and Q8_0 prefill tiles `neon-i8mm-4x8` (`smmla`: groups
+//!   of four weight rows by eight tokens, up to 16 rows per call sharing the tokens paired once per call), the Q4_K
+//!   one (`aarch64_neon_tiles_i8mm_k.rs`) and the Q6_K one (`aarch64_neon_tiles_i8mm_q6k.rs`: each super-block of a
+//!   group decoded into a stack buffer, then multiplied), bit-identical to `neon-sdot-4x8` (Q4_1: `neon-sdot-4x4`),
+//!   whose one-token entry decodes for them.
 //! - `aarch64_neon_quantize.rs`: NEON activation quantizers (f32 to Q8_0, Q8_1, Q8_K).
 //! - `aarch64_neon_gemv.rs`: the one-token (decode) entries of those tiles, bit-identical to them; decode runs
 //!   them under the tile's name. With `sdot`, Q4_K and Q6_K decode by the four-row `asm!` loops of
@@ -58,6 +59,8 @@ mod aarch64_neon_tiles;
 mod aarch64_neon_tiles_i8mm;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles_i8mm_k;
+#[cfg(target_arch = "aarch64")]
+mod aarch64_neon_tiles_i8mm_q6k;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_tiles_q6k;
 #[cfg(target_arch = "aarch64")]
@@ -463,7 +466,7 @@ fn tile_kernel_candidates_on(ty: GgmlType, avx512: bool) -> [Option<(&'static st
     #[cfg(target_arch = "aarch64")]
     {
         let tile = aarch64_neon_tiles::kernel(ty, aarch64_neon::has_dotprod());
-        // With FEAT_I8MM, Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K prefill with `smmla` (bit-identical to the `sdot` tile,
+        // With FEAT_I8MM, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K prefill with `smmla` (bit-identical to the `sdot` tile,
         // which stays a candidate that `PICOLM_KERNEL=neon-sdot-4x8`, or `neon-sdot-4x4` for Q4_1, forces for decode).
         if let Some(i8mm) = aarch64_neon_tiles_i8mm::kernel(ty).filter(|_| aarch64_neon_tiles_i8mm::available()) {
             return [Some(i8mm), tile];

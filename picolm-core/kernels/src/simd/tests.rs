@@ -1221,8 +1221,8 @@ fn avx2_rows8_kquant_tiles_equal_their_scalar_model_bit_for_bit() {
     eprintln!("{checked} avx2-rows8 K-quant results checked");
 }
 
-// ---- aarch64 (i8mm): the `smmla` tiles `neon-i8mm-4x8` for Q4_0, Q5_0 and Q8_0 (`aarch64_neon_tiles_i8mm.rs`) and
-// Q4_K (`aarch64_neon_tiles_i8mm_k.rs`) ----
+// ---- aarch64 (i8mm): the `smmla` tiles `neon-i8mm-4x8` for Q4_0, Q4_1, Q5_0 and Q8_0 (`aarch64_neon_tiles_i8mm.rs`),
+// Q4_K (`aarch64_neon_tiles_i8mm_k.rs`) and Q6_K (`aarch64_neon_tiles_i8mm_q6k.rs`) ----
 
 /// The contract of the aarch64 Q4_0, Q4_1, Q5_0 and Q8_0 tiles and their GEMV entries, in scalar code: per 32-value
 /// block the exact integer sum `isum` of weights times activation quants, then `acc = fma(acc, f32(isum), d_w *
@@ -1307,18 +1307,19 @@ fn tiled_bits(
 /// The `neon-i8mm-4x8` tiles equal their contract ([`legacy_contract`], [`k_quant_contract`]), the `sdot` tile
 /// (`neon-sdot-4x8`, Q4_1's `neon-sdot-4x4`) and its GEMV entry bit for bit (and the scalar reference within
 /// rounding), on rows of 256, 2048 and 5632 values (random, zero, quantized from +-65000, raw random blocks, all
-/// quant and scale bits set; Q4_K also all scale and min bits set with zero nibbles) against random, zero and
-/// constant activations (Q4_K also every quant -128 or 127 with unit scales), called with every tile shape from 1 to
-/// 16 rows by 1 to 8 tokens over 17 rows and 9 tokens (so partial tiles of every row count and odd token counts).
-/// Swapping the float steps (Q4_0 and Q5_0: `(f32(isum) * d_w) * d_x`; Q4_1: its min terms added into `acc`
-/// instead of their own accumulator; Q4_K: the two `fma` of a super-block) fails it.
+/// quant and scale bits set; Q4_K also all scale and min bits set with zero nibbles; Q6_K instead every quant 63 with
+/// scales alternating -128 and 127, and every quant 0 with scales -128) against random, zero and constant
+/// activations (K-quants also every quant -128 or 127 with unit scales), called with every tile shape from 1 to 16
+/// rows by 1 to 8 tokens over 17 rows and 9 tokens (so partial tiles of every row count and odd token counts).
+/// Swapping the float steps (Q4_0 and Q5_0: `(f32(isum) * d_w) * d_x`; Q4_1: its min terms added into `acc` instead
+/// of their own accumulator; Q4_K: the two `fma` of a super-block; Q6_K: `fma(acc, f32(isum) * d, d_x)`) fails it.
 #[cfg(target_arch = "aarch64")]
 #[test]
 fn i8mm_tiles_equal_the_sdot_tile_and_its_gemv_bit_for_bit() {
     let mut checked = 0;
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K] {
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
         let Some((i8mm, sdot, gemv)) = i8mm_kernels(ty) else { return };
-        let kquant = ty == GgmlType::Q4_K;
+        let kquant = matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K);
         let contract = if kquant { k_quant_contract } else { legacy_contract };
         for (seed, n) in [(1u64, 256usize), (2, 2048), (3, 5632)] {
             let (rows, tokens) = (17usize, 9usize);
@@ -1332,10 +1333,11 @@ fn i8mm_tiles_equal_the_sdot_tile_and_its_gemv_bit_for_bit() {
             let mut case = TileCase::new(ty, n, &ws, &xs);
             let row_bytes = case.w_row_bytes;
             // Raw random blocks in rows 5 and 11 (every quant and packed scale bit pattern), all quant and scale
-            // bits set in row 14, for Q4_K all scale and min bits set with zero nibbles in row 15, with finite
-            // f16 fields.
+            // bits set in row 14 (Q6_K: scales alternating -128 and 127), for Q4_K all scale and min bits set with
+            // zero nibbles in row 15 (Q6_K: zero quants with scales -128), with finite f16 fields.
             let mut bits = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
             let raw: &[usize] = if kquant { &[5, 11, 14, 15] } else { &[5, 11, 14] };
+            let q6k_scale = |at: usize| ty == GgmlType::Q6_K && (192..208).contains(&at);
             for &r in raw {
                 for (i, b) in case.wq[r * row_bytes..(r + 1) * row_bytes].iter_mut().enumerate() {
                     bits ^= bits << 13;
@@ -1344,7 +1346,11 @@ fn i8mm_tiles_equal_the_sdot_tile_and_its_gemv_bit_for_bit() {
                     let at = i % ty.block_bytes();
                     *b = if let Some(&f) = f16_fields(ty).iter().find(|&&f| at == f || at == f + 1) {
                         f32_to_f16(scale * ((bits >> 40) as f32 / (1u64 << 24) as f32 - 0.5)).to_le_bytes()[at - f]
-                    } else if r == 14 || (r == 15 && at < 16) {
+                    } else if r == 14 && q6k_scale(at) {
+                        [0x80, 0x7F][at % 2]
+                    } else if r == 15 && q6k_scale(at) {
+                        0x80
+                    } else if r == 14 || (r == 15 && ty == GgmlType::Q4_K && at < 16) {
                         0xFF
                     } else if r == 15 {
                         0x00
@@ -1353,7 +1359,7 @@ fn i8mm_tiles_equal_the_sdot_tile_and_its_gemv_bit_for_bit() {
                     };
                 }
             }
-            // Q4_K: every activation quant -128 in token 5 and 127 in token 6, unit scales, their block sums.
+            // K-quants: every activation quant -128 in token 5 and 127 in token 6, unit scales, their block sums.
             let extreme = if kquant { vec![(5usize, -128i8), (6, 127)] } else { vec![] };
             for &(t, q) in &extreme {
                 for xb in case.xq[t * case.x_row_bytes..(t + 1) * case.x_row_bytes].chunks_exact_mut(292) {
@@ -1464,13 +1470,13 @@ fn i8mm_tiles_are_exact_at_the_extreme_quants() {
     }
 }
 
-/// Where FEAT_I8MM is, Q4_0, Q4_1, Q5_0, Q8_0 and Q4_K prefill with `neon-i8mm-4x8` and decode with the `sdot`
+/// Where FEAT_I8MM is, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K and Q6_K prefill with `neon-i8mm-4x8` and decode with the `sdot`
 /// GEMV entry under its name (bit-identical), the `sdot` tile (`neon-sdot-4x8`, Q4_1's `neon-sdot-4x4`) stays a
 /// candidate that `PICOLM_KERNEL` can force, and the kernel path says `aarch64-neon-i8mm`.
 #[cfg(target_arch = "aarch64")]
 #[test]
 fn i8mm_tiles_are_the_prefill_kernels_where_the_cpu_has_i8mm() {
-    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K] {
+    for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
         if i8mm_kernels(ty).is_none() {
             return;
         }
