@@ -9,7 +9,7 @@
 #   make size            sizes of the stripped libpicolm.so, libpicolm.a and the CLI linked statically
 #   make size-table      that for several feature sets and targets (scripts/size-table.sh; README "Size")
 #   make lib FEATURES="jinja quantize"   a library with only these optional parts (FEATURES=none: none of them;
-#                        unset: all). Parts: jinja json-schema agent quantize bench state avx512 (picolm-core/Cargo.toml)
+#                        unset: all). Parts: jinja json-schema agent quantize bench state avx512 i8mm (picolm-core/Cargo.toml)
 #                        CORE_OPT=z KERNEL_OPT=z LINK_OPT=z: opt-levels of picolm-core (default "s"), of its
 #                        kernel crate picolm-kernels (default 3) and of the link-time optimisation (default 3);
 #                        all three z is the smallest library, slower (README "Size"); SIZE_LINK=1 links it with

@@ -71,8 +71,8 @@ pub mod perplexity;
 pub mod quantize;
 
 /// The optional Cargo features this build of the crate was compiled with, in a fixed order
-/// (`jinja`, `json-schema`, `agent`, `quantize`, `bench`, `state`, `avx512`; `avx512` only on x86-64, the only
-/// architecture where it changes anything).
+/// (`jinja`, `json-schema`, `agent`, `quantize`, `bench`, `state`, `avx512`, `i8mm`; `avx512` only on x86-64 and
+/// `i8mm` only on aarch64, the only architectures where they change anything).
 pub const FEATURES: &[&str] = &[
     #[cfg(feature = "jinja")]
     "jinja",
@@ -88,4 +88,6 @@ pub const FEATURES: &[&str] = &[
     "state",
     #[cfg(all(feature = "avx512", target_arch = "x86_64"))]
     "avx512",
+    #[cfg(all(feature = "i8mm", target_arch = "aarch64"))]
+    "i8mm",
 ];

@@ -95,6 +95,7 @@ mod tests {
             ("bench", cfg!(feature = "bench")),
             ("state", cfg!(feature = "state")),
             ("avx512", cfg!(all(feature = "avx512", target_arch = "x86_64"))),
+            ("i8mm", cfg!(all(feature = "i8mm", target_arch = "aarch64"))),
         ]
         .iter()
         .filter(|(_, on)| *on)

@@ -46,9 +46,11 @@ pub(super) const TOKENS: usize = 8;
 /// from one run of blocks to the next).
 const RUN: usize = 32;
 
-/// Whether this CPU has FEAT_I8MM (and FEAT_DotProd, whose GEMV entries decode for these tiles).
+/// Whether this CPU has FEAT_I8MM (and FEAT_DotProd, whose GEMV entries decode for these tiles). Always false in a
+/// build without the `i8mm` feature: the tiles are then unreachable and the linker leaves them out; such CPUs
+/// prefill with the `sdot` tiles, whose results are the same bit for bit.
 pub fn available() -> bool {
-    std::arch::is_aarch64_feature_detected!("i8mm") && super::aarch64_neon::has_dotprod()
+    cfg!(feature = "i8mm") && std::arch::is_aarch64_feature_detected!("i8mm") && super::aarch64_neon::has_dotprod()
 }
 
 /// The `neon-i8mm-4x8` tile for weights of type `ty` (call it only when [`available`]).
