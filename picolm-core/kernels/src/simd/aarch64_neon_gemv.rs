@@ -13,8 +13,6 @@
 //! - Q4_0's nibbles are used unsigned (0..=15, one `and` or `ushr` per 16 weights) and the offset of 8 comes off the
 //!   four rows' sums at once as `8 * sum(x)` (the activations' prepared block sums), instead of a subtraction per 16
 //!   weights. Products stay within the narrow i16 lanes of the plain NEON path: 15 * 127 * 16 = 30480.
-//! - Without `sdot`, Q5_0's blocks are decoded with the fifth bits spread by `tbl` and `cmtst` and the nibbles put
-//!   below them by a bit select and `sri` (9 instructions per row and block, the tile's decoding takes about 23).
 //! - With `sdot`, Q4_0, Q5_0 and Q8_0 run the one-token form of their `neon-sdot-4x8` tile
 //!   (`aarch64_neon_tiles_sdot8.rs`): eight rows per pass as one `asm!` loop (rows interleaved in registers by `ld4`,
 //!   `sdot` by element; Q5_0's fifth bits spread by `tbl` and `cmtst` and merged with the nibbles by `bit` and
@@ -219,38 +217,15 @@ const fn offset<F: Format>() -> i32 {
     }
 }
 
-/// The 32 weights of the block at `wb` as bytes, less [`offset`] (see the module comment); Q5_0 (the one 22-byte
-/// format) by [`decode_q5_0`].
+/// The 32 weights of the block at `wb` as bytes, less [`offset`] (see the module comment).
 #[inline(always)]
 unsafe fn decode<F: Format>(wb: *const u8) -> [int8x16_t; 2] {
     if offset::<F>() != 0 {
         let [lo, hi] = nibbles(wb.add(2));
         [vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)]
-    } else if F::W_BYTES == Q5_0::W_BYTES {
-        decode_q5_0(wb)
     } else {
         F::decode(wb)
     }
-}
-
-/// The 32 weights of the Q5_0 block at `wb` (the tile's decoding in 9 instructions instead of about 23): the
-/// block's first 16 bytes inverted (`qh` at bytes 2..6), byte `c` of `qh` spread over 8 lanes (`tbl`) and tested
-/// against one bit per lane (`cmtst`): 0xFF where the fifth bit is 0, the high nibble of the weight `q - 16` as a
-/// signed byte (the nibble `q & 15` below it, minus 16 when the fifth bit is 0); the low nibbles put below it by a
-/// bit select, the high ones by `sri`.
-///
-/// # Safety
-/// `wb` points to a whole Q5_0 block (22 bytes).
-#[inline(always)]
-unsafe fn decode_q5_0(wb: *const u8) -> [int8x16_t; 2] {
-    let head = vmvnq_u8(vld1q_u8(wb));
-    let bits = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
-    // Bytes c and c + 1 of the block over the two halves of a vector, tested bit by bit.
-    let zeros = |c: u8| vtstq_u8(vqtbl1q_u8(head, vcombine_u8(vdup_n_u8(c), vdup_n_u8(c + 1))), bits);
-    let qs = vld1q_u8(wb.add(6));
-    let lo = vbslq_u8(vdupq_n_u8(0x0F), qs, zeros(2));
-    let hi = vsriq_n_u8::<4>(zeros(4), qs);
-    [vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)]
 }
 
 /// The results of `G` groups of four rows of `F` against one activation row `(bytes, f32 scales, block sums)`.
