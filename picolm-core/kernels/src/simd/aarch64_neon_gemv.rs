@@ -13,11 +13,13 @@
 //! - Q4_0's nibbles are used unsigned (0..=15, one `and` or `ushr` per 16 weights) and the offset of 8 comes off the
 //!   four rows' sums at once as `8 * sum(x)` (the activations' prepared block sums), instead of a subtraction per 16
 //!   weights. Products stay within the narrow i16 lanes of the plain NEON path: 15 * 127 * 16 = 30480.
-//! - With `sdot`, Q4_0 and Q5_0 run the one-token form of their `neon-sdot-4x8` tile (rows interleaved in
-//!   registers, `sdot` by element; `aarch64_neon_tiles_sdot8.rs`), Q4_0 with the offset taken off as above.
-//! - With `sdot` (Q4_1, Q8_0), each row's accumulator runs across the blocks (never zeroed) and a block's sums are the
-//!   difference of two consecutive pairwise reductions; i32 addition wraps, so the difference is exact whatever the
-//!   running values.
+//! - With `sdot`, Q4_0, Q5_0 and Q8_0 run the one-token form of their `neon-sdot-4x8` tile
+//!   (`aarch64_neon_tiles_sdot8.rs`): eight rows per pass as one `asm!` loop (rows interleaved in registers by `ld4`,
+//!   `sdot` by element; Q5_0's fifth bits spread by `tbl` and `cmtst` and merged with the nibbles by `bit` and
+//!   `sri`, no decoding per row), a last group of four by its intrinsic form; Q4_0 with the offset taken off as above.
+//! - With `sdot`, Q4_1's last group of four rows: each row's accumulator runs across the blocks (never zeroed) and a
+//!   block's sums are the difference of two consecutive pairwise reductions; i32 addition wraps, so the difference
+//!   is exact whatever the running values.
 //!
 //! For Q4_K and Q6_K with `sdot`: four rows per pass by the `asm!` loops of `aarch64_neon_gemv_k.rs` (rows
 //! interleaved in registers, `sdot` by element, the group sums times the rows' scales per lane); without `sdot`, the
@@ -427,15 +429,16 @@ mod tests {
     }
 
     /// The GEMV entry of every aarch64 tile kernel gives bit for bit the results of its tile run as batched prefill
-    /// runs it, for every row count 1..=13 and 17 (whole and partial groups of eight and four), several row lengths
-    /// and every token; and it agrees with the scalar reference.
+    /// runs it, for every row count 1..=17 (whole and partial groups of eight and four), several row lengths (the
+    /// 32-value formats up to 5632, the longest rows of the models) and every token; and it agrees with the scalar
+    /// reference.
     #[test]
     fn aarch64_gemv_equals_the_tile_bit_for_bit() {
         let mut checked = 0;
-        let row_counts: Vec<usize> = (1..=13).chain([17]).collect();
+        let row_counts: Vec<usize> = (1..=17).collect();
         for ty in FORMATS {
             for sdot in flavours() {
-                let lengths: &[usize] = if ty.block_size() == 32 { &[32, 96, 256, 1536] } else { &[256, 768] };
+                let lengths: &[usize] = if ty.block_size() == 32 { &[32, 96, 256, 1536, 5632] } else { &[256, 768] };
                 for (seed, &n) in lengths.iter().enumerate() {
                     for scale in [1e-3f32, 1.0, 50.0] {
                         let case = Case::new(ty, n, 17, 13, seed as u64 + 1, scale);
@@ -509,24 +512,37 @@ mod tests {
         eprintln!("{checked} aarch64 K-quant gemv results checked on {}", crate::simd::cpu_path());
     }
 
-    /// Q4_0 and Q8_0 at the extremes of their quants (Q4_0: nibbles 0 and 15, the ends of the unsigned decoding;
-    /// Q8_0: -128, -127, 127), activations -127 or 127, unit scales, 13 rows (a group of eight and a partial group
-    /// of four): exactly the reference (for Q4_0 with the offset of 8 taken off the sums).
+    /// Q4_0, Q5_0 and Q8_0 at the extremes of their quants (Q4_0: nibbles 0 and 15, the ends of the unsigned
+    /// decoding; Q5_0: every fifth bit 0 or every one 1 with nibbles 0 or 15, that is quants -16, -1, 0 and 15, and
+    /// mixed bits; Q8_0: -128, -127, 127), activations -127 or 127 (with `sdot` also -128, which the quantizer never
+    /// produces and the i16 lanes of the plain NEON path do not hold), unit scales, 17 rows (two groups of eight and
+    /// a partial group of four, each row of a group another pattern): exactly the reference.
     #[test]
     fn aarch64_gemv_is_exact_at_the_extreme_quants() {
         let one = 0x3C00u16.to_le_bytes();
-        let (n, rows) = (256, 13);
-        for (ty, fills) in [(GgmlType::Q4_0, [0x00u8, 0xFF, 0x0F, 0xF0]), (GgmlType::Q8_0, [0x80, 0x81, 0x7F, 0x01])] {
+        let (n, rows) = (256, 17);
+        // (quant byte fill, Q5_0's `qh` byte fill) per row pattern.
+        let q5_0: &[(u8, u8)] = &[(0x00, 0x00), (0xFF, 0xFF), (0xFF, 0x00), (0x0F, 0xFF), (0xF0, 0x0F), (0xA5, 0x5A)];
+        let patterns: [(GgmlType, &[(u8, u8)]); 3] = [
+            (GgmlType::Q4_0, &[(0x00, 0), (0xFF, 0), (0x0F, 0), (0xF0, 0)]),
+            (GgmlType::Q5_0, q5_0),
+            (GgmlType::Q8_0, &[(0x80, 0), (0x81, 0), (0x7F, 0), (0x01, 0)]),
+        ];
+        for (ty, fills) in patterns {
             let block_bytes = ty.block_bytes();
             let row_bytes = block_bytes * n / 32;
             let wq: Vec<u8> = (0..rows)
                 .flat_map(|r| {
-                    let mut b = vec![fills[r % 4]; block_bytes];
+                    let (quants, qh) = fills[r % fills.len()];
+                    let mut b = vec![quants; block_bytes];
                     b[..2].copy_from_slice(&one);
+                    if ty == GgmlType::Q5_0 {
+                        b[2..6].fill(qh);
+                    }
                     b.repeat(n / 32)
                 })
                 .collect();
-            for q in [-127i8, 127] {
+            for q in [-128i8, -127, 127] {
                 let mut xb = [q as u8; 34];
                 xb[..2].copy_from_slice(&one);
                 let xq = xb.repeat(n / 32);
@@ -540,7 +556,7 @@ mod tests {
                     scales: &scales,
                     sums: &sums,
                 };
-                for sdot in flavours() {
+                for sdot in flavours().into_iter().filter(|&sdot| sdot || q != -128) {
                     let mut out = vec![f32::NAN; rows];
                     kernel(ty, sdot).unwrap()(n, &wq, row_bytes, &x, &mut out);
                     for (r, got) in out.iter().enumerate() {

@@ -133,18 +133,19 @@ impl Format for Q5_0 {
     const LANES: Lanes = Lanes::Narrow;
     #[inline(always)]
     unsafe fn decode(wb: *const u8) -> [int8x16_t; 2] {
-        // Bit `i` of the little-endian u32 at offset 2 is the fifth bit of element `i`: spread each of its bytes
-        // over 8 lanes and test one bit per lane.
-        let [lo, hi] = nibbles(wb.add(6));
-        let bit = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
-        let spread = |a: u8, b: u8| {
-            let v = vcombine_u8(vdup_n_u8(a), vdup_n_u8(b));
-            vandq_u8(vtstq_u8(v, bit), vdupq_n_u8(0x10))
-        };
-        let (h_lo, h_hi) = (spread(*wb.add(2), *wb.add(3)), spread(*wb.add(4), *wb.add(5)));
-        let sixteen = vdupq_n_s8(16);
-        let v = |q: uint8x16_t, h: uint8x16_t| vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(q, h)), sixteen);
-        [v(lo, h_lo), v(hi, h_hi)]
+        // 9 instructions: the block's first 16 bytes inverted (`qh`, bit `i` the fifth bit of element `i`, at bytes
+        // 2..6), byte `c` of `qh` spread over 8 lanes (`tbl`) and tested against one bit per lane (`cmtst`): 0xFF
+        // where the fifth bit is 0, which is the high nibble of the weight `q - 16` as a signed byte (the nibble
+        // `q & 15` below it, minus 16 when the fifth bit is 0); the low nibbles are put below it by a bit select,
+        // the high ones by `sri`.
+        let head = vmvnq_u8(vld1q_u8(wb));
+        let bits = vreinterpretq_u8_u64(vdupq_n_u64(0x8040_2010_0804_0201));
+        // Bytes c and c + 1 of the block over the two halves of a vector, tested bit by bit.
+        let zeros = |c: u8| vtstq_u8(vqtbl1q_u8(head, vcombine_u8(vdup_n_u8(c), vdup_n_u8(c + 1))), bits);
+        let qs = vld1q_u8(wb.add(6));
+        let lo = vbslq_u8(vdupq_n_u8(0x0F), qs, zeros(2));
+        let hi = vsriq_n_u8::<4>(zeros(4), qs);
+        [vreinterpretq_s8_u8(lo), vreinterpretq_s8_u8(hi)]
     }
 }
 
