@@ -36,7 +36,8 @@
 # (default "smollm2-Q4_1 smollm2-Q8_0 tinyllama-Q4_K_M tinyllama-Q4_0"), BENCH_ARM_LAYERS (4), BENCH_ARM_JOBS
 # (qemu processes at once, default 2), BENCH_ARM_SPLIT (per-function split of decode and prefill instructions for these
 # CPU:MODEL pairs, default "cortex-a53:tinyllama-Q4_K_M cortex-a76:tinyllama-Q4_K_M"), BENCH_ARM_OUT (default
-# build/bench-arm; counts are cached there by binary, model, CPU and command, so a rerun only counts what changed),
+# build/bench-arm; counts are cached there by binary, model (name and file size), CPU and command, so a rerun only
+# counts what changed),
 # BENCH_ARM_PICOLM_AARCH64 / BENCH_ARM_PICOLM_ARMV7 (a statically linked picolm CLI to measure instead of building
 # this tree's: before/after comparisons).
 # Output: a Markdown table on stdout and in BENCH_ARM_OUT/table.md, raw counts in BENCH_ARM_OUT/results.tsv.
@@ -159,11 +160,12 @@ for c in $cases; do
 done
 
 # ---- counting runs ----
-# One run: cache file name from the binary's hash, the model, the CPU and the command.
+# One run: cache file name from the binary's hash, the model (its name and its file's size, so that models of
+# another layer count or quantizer never share a count), the CPU and the command.
 declare -a queue=()
-run_key() { # engine-binary cpu model-name args... -> file name
-  local bin="$1" cpu="$2" mname="$3"; shift 3
-  echo "$(sha256sum "$bin" | cut -c1-12)-$cpu-$mname-$(echo "$*" | tr ' /' '_~')"
+run_key() { # engine-binary cpu model-name model-path args... -> file name
+  local bin="$1" cpu="$2" mname="$3" mpath="$4"; shift 4
+  echo "$(sha256sum "$bin" | cut -c1-12)-$cpu-$mname-$(stat -L -c %s "$mpath")-$(echo "$*" | tr ' /' '_~')"
 }
 queue_run() { # key target cpu binary args...
   local key="$1" t="$2" cpu="$3"
@@ -202,7 +204,7 @@ for cpu in $cpus; do
       for q in "pp $PP" "tg $TG_LONG" "tg $TG_SHORT"; do
         set -- $q
         if [ "$1" = pp ]; then args=(-p "$2" -n 0); else args=(-p 0 -n "$2"); fi
-        key=$(run_key "$bin" "$cpu" "$c" "${args[@]}")
+        key=$(run_key "$bin" "$cpu" "$c" "$m" "${args[@]}")
         keys["$eng|$cpu|$c|$1$2"]="$key"
         queue_run "$key" "$t" "$cpu" "${pre[@]}" "${args[@]}"
       done
