@@ -25,7 +25,7 @@
 
 use std::arch::aarch64::*;
 
-use super::aarch64_neon_tiles::{check, row_scales, Format, Tok, Q4_0, Q5_0, Q8_0};
+use super::aarch64_neon_tiles::{check, row_scales, Format, Q4_0, Q5_0, Q8_0};
 use super::{ActivationRows, TileFn, TileKernel, TileShape};
 use crate::ggml_type::GgmlType;
 
@@ -194,43 +194,54 @@ unsafe fn transpose(v: [int8x16_t; ROWS]) -> [[int32x4_t; 2]; 2] {
 
 /// One token's step of a block for the four rows: `acc = fma(acc, f32(isum), dw * sx)`, where `isum` (lane `r`) is
 /// the dot product of row `r`'s weights (the interleaved `q`, see [`Interleave::interleaved`]) with the token's 32
-/// activations at `y`, by `sdot` by element into a zeroed register, and `sx` the activations' scale at `sx`. One
+/// activations at `*y`, by `sdot` by element into a zeroed register, and `sx` the activations' scale at `*sx`. One
 /// `asm!` block, so that the compiler keeps each token's work together: left to itself it loaded all eight tokens'
 /// activations at the top of the block and spilled the sums and accumulators. The float steps are those of
 /// `vfmaq_f32(acc, vcvtq_f32_s32(isum), vmulq_n_f32(dw, sx))` in the other tiles and the GEMV entry.
 ///
+/// Both loads advance their pointer to the next token's block (`*y += y_step` bytes, `*sx += sx_step` bytes) in the
+/// same instruction (post-index by register): a tile walks its tokens without an address addition per token (two
+/// fewer instructions per token and block, 14 in all).
+///
 /// # Safety
-/// 32 bytes are readable at `y` and 4 at `sx` (any alignment); the CPU has FEAT_DotProd.
+/// 32 bytes are readable at `*y` and 4 at `*sx` (any alignment); the CPU has FEAT_DotProd. The advanced pointers are
+/// only dereferenced by a later call under the same contract.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn token_step(
     acc: float32x4_t,
     q: &[int8x16_t; 8],
     dw: float32x4_t,
-    y: *const u8,
-    sx: *const f32,
+    y: &mut *const u8,
+    y_step: usize,
+    sx: &mut *const f32,
+    sx_step: usize,
 ) -> float32x4_t {
     let mut acc = acc;
+    // `ld1` of two registers needs consecutive register numbers: v30 and v31, named.
     std::arch::asm!(
         ".arch_extension dotprod",
-        "ldp {y0:q}, {y1:q}, [{y}]",
+        "ld1 {{v30.16b, v31.16b}}, [{y}], {y_step}",
         "movi {s:v}.4s, #0",
-        "sdot {s:v}.4s, {q0:v}.16b, {y0:v}.4b[0]",
-        "sdot {s:v}.4s, {q1:v}.16b, {y0:v}.4b[1]",
-        "sdot {s:v}.4s, {q2:v}.16b, {y0:v}.4b[2]",
-        "sdot {s:v}.4s, {q3:v}.16b, {y0:v}.4b[3]",
-        "ldr {x:s}, [{sx}]",
-        "sdot {s:v}.4s, {q4:v}.16b, {y1:v}.4b[0]",
-        "sdot {s:v}.4s, {q5:v}.16b, {y1:v}.4b[1]",
+        "sdot {s:v}.4s, {q0:v}.16b, v30.4b[0]",
+        "sdot {s:v}.4s, {q1:v}.16b, v30.4b[1]",
+        "sdot {s:v}.4s, {q2:v}.16b, v30.4b[2]",
+        "sdot {s:v}.4s, {q3:v}.16b, v30.4b[3]",
+        "ld1 {{{x:v}.s}}[0], [{sx}], {sx_step}",
+        "sdot {s:v}.4s, {q4:v}.16b, v31.4b[0]",
+        "sdot {s:v}.4s, {q5:v}.16b, v31.4b[1]",
         "fmul {x:v}.4s, {dw:v}.4s, {x:v}.s[0]",
-        "sdot {s:v}.4s, {q6:v}.16b, {y1:v}.4b[2]",
-        "sdot {s:v}.4s, {q7:v}.16b, {y1:v}.4b[3]",
+        "sdot {s:v}.4s, {q6:v}.16b, v31.4b[2]",
+        "sdot {s:v}.4s, {q7:v}.16b, v31.4b[3]",
         "scvtf {s:v}.4s, {s:v}.4s",
         "fmla {acc:v}.4s, {s:v}.4s, {x:v}.4s",
         acc = inout(vreg) acc,
-        y = in(reg) y,
-        sx = in(reg) sx,
-        y0 = out(vreg) _,
-        y1 = out(vreg) _,
+        y = inout(reg) *y,
+        y_step = in(reg) y_step,
+        sx = inout(reg) *sx,
+        sx_step = in(reg) sx_step,
+        out("v30") _,
+        out("v31") _,
         s = out(vreg) _,
         x = out(vreg) _,
         dw = in(vreg) dw,
@@ -737,9 +748,10 @@ unsafe fn store2(a: float32x4_t, b: float32x4_t) -> [[f32; ROWS]; 2] {
 /// The results of four weight rows (`w`, each `nb` blocks of `F`) with `NT` tokens: `[token][row]`.
 ///
 /// # Safety
-/// Every pointer of `w` and every token's row and scales hold `nb` whole blocks; the CPU has FEAT_DotProd.
+/// Every pointer of `w`, and the rows and scales of the `NT` tokens of `t` (token `i` at `x + i x_step`, `s + i
+/// s_step`), hold `nb` whole blocks; the CPU has FEAT_DotProd.
 #[target_feature(enable = "neon")]
-unsafe fn tile<F: Interleave, const NT: usize>(nb: usize, w: [*const u8; ROWS], t: &[Tok; NT]) -> [[f32; ROWS]; NT] {
+unsafe fn tile<F: Interleave, const NT: usize>(nb: usize, w: [*const u8; ROWS], t: Toks) -> [[f32; ROWS]; NT] {
     let mut acc = [vdupq_n_f32(0.0); NT];
     let zero = vdupq_n_u32(0);
     let mut raw: Raw = [uint32x4x4_t(zero, zero, zero, zero); 2];
@@ -753,7 +765,10 @@ unsafe fn tile<F: Interleave, const NT: usize>(nb: usize, w: [*const u8; ROWS], 
         } else {
             (F::interleaved(&wb, &mut raw), row_scales(&wb, 0))
         };
-        let mut token = |i: usize| acc[i] = token_step(acc[i], &q, dw, t[i].x.add(b * 34 + 2), t[i].s.add(b));
+        // Token 0's block; each step moves both pointers on to the next token's block.
+        let (mut y, mut sx) = (t.x.add(b * 34 + 2), t.s.add(b));
+        let (y_step, sx_step) = (t.x_step, t.s_step * 4);
+        let mut token = |i: usize| acc[i] = token_step(acc[i], &q, dw, &mut y, y_step, &mut sx, sx_step);
         // Unrolled by hand: as a loop over eight tokens the compiler keeps the accumulators on the stack.
         macro_rules! tokens {
             ($($i:literal)*) => { $(if $i < NT { token($i); })* };
@@ -765,6 +780,20 @@ unsafe fn tile<F: Interleave, const NT: usize>(nb: usize, w: [*const u8; ROWS], 
         vst1q_f32(out[i].as_mut_ptr(), acc[i]);
     }
     out
+}
+
+/// The tokens of a tile: the first token's activation row and f32 block scales, and the distance from one token's
+/// row (scales) to the next's, in bytes (in scales).
+#[derive(Clone, Copy)]
+struct Toks {
+    /// Token 0's activation row.
+    x: *const u8,
+    /// Token 0's f32 block scales.
+    s: *const f32,
+    /// Bytes from one token's activation row to the next's.
+    x_step: usize,
+    /// Scales from one token's block scales to the next's.
+    s_step: usize,
 }
 
 /// The safe entry: checks the slices, then runs tiles of eight tokens, one of four, then single tokens.
@@ -780,9 +809,15 @@ fn tile_entry<F: Interleave>(
     let nb = check(n, (32, F::W_BYTES, 34, 1), w, w_row_bytes, x, first, shape, out);
     // Unused lanes of a partial tile repeat its last row (their results are dropped).
     let rows: [*const u8; ROWS] = std::array::from_fn(|r| w[r.min(shape.rows - 1) * w_row_bytes..].as_ptr());
-    let tok = |t: usize| {
+    // Tokens `t..` as a tile's `Toks` (the activation rows are `row_bytes` apart, their scales `blocks_per_row`).
+    let toks = |t: usize| {
         let t = first + t;
-        Tok { x: x.bytes[t * x.row_bytes..].as_ptr(), s: x.scales[t * x.blocks_per_row..].as_ptr() }
+        Toks {
+            x: x.bytes[t * x.row_bytes..].as_ptr(),
+            s: x.scales[t * x.blocks_per_row..].as_ptr(),
+            x_step: x.row_bytes,
+            s_step: x.blocks_per_row,
+        }
     };
     let mut put = |t0: usize, res: &[[f32; ROWS]]| {
         for (i, lanes) in res.iter().enumerate() {
@@ -796,15 +831,15 @@ fn tile_entry<F: Interleave>(
     // scales hold `nb` whole blocks; `kernel` hands this tile out only for CPUs with FEAT_DotProd (the caller's
     // contract); NEON is mandatory on aarch64.
     if shape.tokens - t == TOKENS {
-        put(t, &unsafe { tile::<F, TOKENS>(nb, rows, &std::array::from_fn(tok)) });
+        put(t, &unsafe { tile::<F, TOKENS>(nb, rows, toks(t)) });
         t += TOKENS;
     }
     if shape.tokens - t >= 4 {
-        put(t, &unsafe { tile::<F, 4>(nb, rows, &std::array::from_fn(|i| tok(t + i))) });
+        put(t, &unsafe { tile::<F, 4>(nb, rows, toks(t)) });
         t += 4;
     }
     while t < shape.tokens {
-        put(t, &unsafe { tile::<F, 1>(nb, rows, &[tok(t)]) });
+        put(t, &unsafe { tile::<F, 1>(nb, rows, toks(t)) });
         t += 1;
     }
 }
