@@ -824,13 +824,17 @@ pub(super) mod tests {
                 };
                 for &(seed, n) in sizes {
                     for scale in [1e-3f32, 1.0, 50.0] {
-                        let mut ws: Vec<Vec<f32>> = (0..9u64).map(|r| values(seed * 31 + r, n, scale)).collect();
+                        let mut ws: Vec<Vec<f32>> = (0..18u64).map(|r| values(seed * 31 + r, n, scale)).collect();
                         ws[2] = vec![0.0; n];
                         ws[5] = (0..n).map(|i| if i % 3 == 0 { 65000.0 } else { -65000.0 }).collect();
                         let mut xs: Vec<Vec<f32>> = (0..17u64).map(|t| values(seed * 57 + 100 + t, n, scale)).collect();
                         xs[1] = vec![0.0; n];
-                        for rows in [1usize, 2, 3, 4, 5, 7, 9] {
-                            for tokens in (1..=9).chain([12, 13, 17]) {
+                        // 18 rows: a kernel taking sixteen rows per call (neon-sdot-4x8) runs four whole groups of
+                        // four, then a partial call.
+                        for rows in [1usize, 2, 3, 4, 5, 7, 9, 18] {
+                            let token_counts: &[usize] =
+                                if rows > 9 { &[1, 4, 8, 9, 17] } else { &[1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 17] };
+                            for &tokens in token_counts {
                                 let case = Case::new(ty, n, &ws[..rows], &xs[..tokens]);
                                 let whole = case.matmul(&k, k.max_rows, k.max_tokens);
                                 assert_eq!(

@@ -25,7 +25,8 @@
 
 use std::arch::aarch64::*;
 
-use super::aarch64_neon_tiles::{check, row_scales, Format, Q4_0, Q5_0, Q8_0};
+use super::aarch64_neon_tiles::{row_scales, Format, Q4_0, Q5_0, Q8_0};
+use super::tile_common::{self, Layout};
 use super::{ActivationRows, TileFn, TileKernel, TileShape};
 use crate::ggml_type::GgmlType;
 
@@ -33,6 +34,8 @@ use crate::ggml_type::GgmlType;
 const ROWS: usize = 4;
 /// Tokens per call: eight f32 accumulators beside the eight interleaved weight registers.
 const TOKENS: usize = 8;
+/// Rows per call: four groups of [`ROWS`], so that one check and one call serve sixteen rows.
+const MAX_ROWS: usize = ROWS * 4;
 
 /// The `neon-sdot-4x8` tile for weights of type `ty` (call it only when the CPU has FEAT_DotProd).
 pub fn kernel(ty: GgmlType) -> Option<(&'static str, TileKernel)> {
@@ -42,7 +45,7 @@ pub fn kernel(ty: GgmlType) -> Option<(&'static str, TileKernel)> {
         GgmlType::Q8_0 => tile_entry::<Q8_0>,
         _ => return None,
     };
-    Some(("neon-sdot-4x8", TileKernel { run, max_rows: ROWS, max_tokens: TOKENS }))
+    Some(("neon-sdot-4x8", TileKernel { run, max_rows: MAX_ROWS, max_tokens: TOKENS }))
 }
 
 /// The raw registers that `ld4` fills one lane at a time (carried from block to block so that no register needs
@@ -745,13 +748,14 @@ unsafe fn store2(a: float32x4_t, b: float32x4_t) -> [[f32; ROWS]; 2] {
     out
 }
 
-/// The results of four weight rows (`w`, each `nb` blocks of `F`) with `NT` tokens: `[token][row]`.
+/// The results of four weight rows (`w`, each `nb` blocks of `F`) with `NT` tokens: token `i`'s in `acc[i]`, lane
+/// `r` for row `r`.
 ///
 /// # Safety
 /// Every pointer of `w`, and the rows and scales of the `NT` tokens of `t` (token `i` at `x + i x_step`, `s + i
 /// s_step`), hold `nb` whole blocks; the CPU has FEAT_DotProd.
 #[target_feature(enable = "neon")]
-unsafe fn tile<F: Interleave, const NT: usize>(nb: usize, w: [*const u8; ROWS], t: Toks) -> [[f32; ROWS]; NT] {
+unsafe fn tile<F: Interleave, const NT: usize>(nb: usize, w: [*const u8; ROWS], t: Toks) -> [float32x4_t; NT] {
     let mut acc = [vdupq_n_f32(0.0); NT];
     let zero = vdupq_n_u32(0);
     let mut raw: Raw = [uint32x4x4_t(zero, zero, zero, zero); 2];
@@ -775,11 +779,7 @@ unsafe fn tile<F: Interleave, const NT: usize>(nb: usize, w: [*const u8; ROWS], 
         }
         tokens!(0 1 2 3 4 5 6 7);
     }
-    let mut out = [[0f32; ROWS]; NT];
-    for i in 0..NT {
-        vst1q_f32(out[i].as_mut_ptr(), acc[i]);
-    }
-    out
+    acc
 }
 
 /// The tokens of a tile: the first token's activation row and f32 block scales, and the distance from one token's
@@ -796,7 +796,8 @@ struct Toks {
     s_step: usize,
 }
 
-/// The safe entry: checks the slices, then runs tiles of eight tokens, one of four, then single tokens.
+/// The safe entry: checks the slices once, then for each group of four rows runs tiles of eight tokens, one of
+/// four, then single tokens.
 fn tile_entry<F: Interleave>(
     n: usize,
     w: &[u8],
@@ -806,9 +807,10 @@ fn tile_entry<F: Interleave>(
     shape: TileShape,
     out: &mut [f32],
 ) {
-    let nb = check(n, (32, F::W_BYTES, 34, 1), w, w_row_bytes, x, first, shape, out);
-    // Unused lanes of a partial tile repeat its last row (their results are dropped).
-    let rows: [*const u8; ROWS] = std::array::from_fn(|r| w[r.min(shape.rows - 1) * w_row_bytes..].as_ptr());
+    let layout = Layout { block: 32, w_bytes: F::W_BYTES, x_bytes: 34, x_scales: true };
+    let nb = tile_common::check(n, &layout, (MAX_ROWS, TOKENS), w, w_row_bytes, x, first, shape, out);
+    // The tiles step from one token's scales to the next's by `blocks_per_row`: one scale per block (Q8_0).
+    assert!(x.scales_per_block == 1, "{} activation scales per block for 1", x.scales_per_block);
     // Tokens `t..` as a tile's `Toks` (the activation rows are `row_bytes` apart, their scales `blocks_per_row`).
     let toks = |t: usize| {
         let t = first + t;
@@ -819,27 +821,70 @@ fn tile_entry<F: Interleave>(
             s_step: x.blocks_per_row,
         }
     };
-    let mut put = |t0: usize, res: &[[f32; ROWS]]| {
-        for (i, lanes) in res.iter().enumerate() {
-            for (r, v) in lanes.iter().take(shape.rows).enumerate() {
-                out[r * shape.ld + t0 + i] = *v;
+    for r0 in (0..shape.rows).step_by(ROWS) {
+        let group = ROWS.min(shape.rows - r0);
+        // Unused lanes of a partial group repeat its last row (their results are dropped).
+        let rows: [*const u8; ROWS] = std::array::from_fn(|r| w[(r0 + r.min(group - 1)) * w_row_bytes..].as_ptr());
+        let out = &mut out[r0 * shape.ld..];
+        let mut t = 0;
+        // SAFETY (every call): `check` verified that the rows (repeats of in-range rows) and every token's row and
+        // scales hold `nb` whole blocks; `kernel` hands this tile out only for CPUs with FEAT_DotProd (the caller's
+        // contract); NEON is mandatory on aarch64.
+        if shape.tokens - t == TOKENS {
+            put(out, shape.ld, group, t, unsafe { tile::<F, TOKENS>(nb, rows, toks(t)) });
+            t += TOKENS;
+        }
+        if shape.tokens - t >= 4 {
+            put(out, shape.ld, group, t, unsafe { tile::<F, 4>(nb, rows, toks(t)) });
+            t += 4;
+        }
+        while t < shape.tokens {
+            put(out, shape.ld, group, t, unsafe { tile::<F, 1>(nb, rows, toks(t)) });
+            t += 1;
+        }
+    }
+}
+
+/// Stores a tile's results by row: `out[r * ld + t0 + i]` = lane `r` of `acc[i]`, for the first `rows` rows. A
+/// whole group of four rows and four or eight tokens is transposed in registers and stored four values at a time.
+#[inline(always)]
+fn put<const NT: usize>(out: &mut [f32], ld: usize, rows: usize, t0: usize, acc: [float32x4_t; NT]) {
+    if rows == ROWS && NT.is_multiple_of(4) {
+        for (q, a) in acc.chunks_exact(4).enumerate() {
+            for (r, v) in transpose_f32([a[0], a[1], a[2], a[3]]).into_iter().enumerate() {
+                let dst = &mut out[r * ld + t0 + 4 * q..][..4];
+                // SAFETY: `dst` holds four values.
+                unsafe { vst1q_f32(dst.as_mut_ptr(), v) };
             }
         }
-    };
-    let mut t = 0;
-    // SAFETY (every call): `check` verified that the four rows (repeats of in-range rows) and every token's row and
-    // scales hold `nb` whole blocks; `kernel` hands this tile out only for CPUs with FEAT_DotProd (the caller's
-    // contract); NEON is mandatory on aarch64.
-    if shape.tokens - t == TOKENS {
-        put(t, &unsafe { tile::<F, TOKENS>(nb, rows, toks(t)) });
-        t += TOKENS;
+    } else {
+        let mut lanes = [[0f32; ROWS]; NT];
+        for (l, a) in lanes.iter_mut().zip(acc) {
+            // SAFETY: `l` holds four values.
+            unsafe { vst1q_f32(l.as_mut_ptr(), a) };
+        }
+        for (i, l) in lanes.iter().enumerate() {
+            for (r, v) in l.iter().take(rows).enumerate() {
+                out[r * ld + t0 + i] = *v;
+            }
+        }
     }
-    if shape.tokens - t >= 4 {
-        put(t, &unsafe { tile::<F, 4>(nb, rows, toks(t)) });
-        t += 4;
-    }
-    while t < shape.tokens {
-        put(t, &unsafe { tile::<F, 1>(nb, rows, toks(t)) });
-        t += 1;
+}
+
+/// The 4x4 transpose of f32 lanes: vector `r`, lane `i` = lane `r` of `v[i]`.
+#[inline(always)]
+fn transpose_f32(v: [float32x4_t; 4]) -> [float32x4_t; 4] {
+    // SAFETY: register operations only; NEON is mandatory on aarch64.
+    unsafe {
+        let (t0, t1) = (vtrn1q_f32(v[0], v[1]), vtrn2q_f32(v[0], v[1])); // a0 b0 a2 b2, a1 b1 a3 b3
+        let (t2, t3) = (vtrn1q_f32(v[2], v[3]), vtrn2q_f32(v[2], v[3])); // c0 d0 c2 d2, c1 d1 c3 d3
+        let d = vreinterpretq_f64_f32;
+        let f = vreinterpretq_f32_f64;
+        [
+            f(vtrn1q_f64(d(t0), d(t2))),
+            f(vtrn1q_f64(d(t1), d(t3))),
+            f(vtrn2q_f64(d(t0), d(t2))),
+            f(vtrn2q_f64(d(t1), d(t3))),
+        ]
     }
 }
