@@ -220,14 +220,10 @@ pub fn rows_to_tokens(by_row: &[f32], rows: usize, n_tokens: usize, t0: usize, o
 #[inline(always)]
 unsafe fn transpose4(src: *const f32, src_stride: usize, dst: *mut f32, dst_stride: usize) {
     use std::arch::aarch64::*;
-    let v: [float32x4_t; 4] = std::array::from_fn(|k| vld1q_f32(src.add(k * src_stride)));
-    let (t0, t1) = (vtrn1q_f32(v[0], v[1]), vtrn2q_f32(v[0], v[1])); // a0 b0 a2 b2, a1 b1 a3 b3
-    let (t2, t3) = (vtrn1q_f32(v[2], v[3]), vtrn2q_f32(v[2], v[3])); // c0 d0 c2 d2, c1 d1 c3 d3
-    let (d, f) = (vreinterpretq_f64_f32, vreinterpretq_f32_f64);
-    vst1q_f32(dst, f(vtrn1q_f64(d(t0), d(t2))));
-    vst1q_f32(dst.add(dst_stride), f(vtrn1q_f64(d(t1), d(t3))));
-    vst1q_f32(dst.add(2 * dst_stride), f(vtrn2q_f64(d(t0), d(t2))));
-    vst1q_f32(dst.add(3 * dst_stride), f(vtrn2q_f64(d(t1), d(t3))));
+    let v = std::array::from_fn(|k| vld1q_f32(src.add(k * src_stride)));
+    for (j, row) in crate::simd::transpose_f32(v).into_iter().enumerate() {
+        vst1q_f32(dst.add(j * dst_stride), row);
+    }
 }
 
 /// See the aarch64 form.

@@ -11,6 +11,25 @@ use super::{blocks, q8k_bsum, q8k_d, VecDotFn};
 use crate::ggml_type::GgmlType;
 use crate::half_float::{f16_to_f32, f32_to_f16};
 
+/// The 4x4 transpose of 32-bit lanes: vector `r`, lane `i` = lane `r` of `v[i]` (`trn1`/`trn2` of 32-bit, then of
+/// 64-bit lanes). Used for results (a tile's per-token vectors to rows) and for weights (four rows' 4-byte groups
+/// interleaved).
+#[inline(always)]
+pub(crate) fn transpose_f32(v: [float32x4_t; 4]) -> [float32x4_t; 4] {
+    // SAFETY: register operations only; NEON is mandatory on aarch64.
+    unsafe {
+        let (t0, t1) = (vtrn1q_f32(v[0], v[1]), vtrn2q_f32(v[0], v[1])); // a0 b0 a2 b2, a1 b1 a3 b3
+        let (t2, t3) = (vtrn1q_f32(v[2], v[3]), vtrn2q_f32(v[2], v[3])); // c0 d0 c2 d2, c1 d1 c3 d3
+        let (d, f) = (vreinterpretq_f64_f32, vreinterpretq_f32_f64);
+        [
+            f(vtrn1q_f64(d(t0), d(t2))),
+            f(vtrn1q_f64(d(t1), d(t3))),
+            f(vtrn2q_f64(d(t0), d(t2))),
+            f(vtrn2q_f64(d(t1), d(t3))),
+        ]
+    }
+}
+
 /// Whether the CPU has the dot-product extension.
 pub fn has_dotprod() -> bool {
     std::arch::is_aarch64_feature_detected!("dotprod")

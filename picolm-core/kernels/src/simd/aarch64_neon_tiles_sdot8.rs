@@ -25,6 +25,7 @@
 
 use std::arch::aarch64::*;
 
+use super::aarch64_neon::transpose_f32;
 use super::aarch64_neon_tiles::{row_scales, Format, Q4_0, Q5_0, Q8_0};
 use super::tile_common::{self, Layout};
 use super::{ActivationRows, TileFn, TileKernel, TileShape};
@@ -185,14 +186,8 @@ impl Interleave for Q5_0 {
 /// pairs (`[k0, k1]`, `[k2, k3]`).
 #[inline(always)]
 unsafe fn transpose(v: [int8x16_t; ROWS]) -> [[int32x4_t; 2]; 2] {
-    let [a, b, c, d] = v.map(|v| vreinterpretq_s32_s8(v));
-    let (t0, t1) = (vtrn1q_s32(a, b), vtrn2q_s32(a, b)); // a0 b0 a2 b2, a1 b1 a3 b3
-    let (t2, t3) = (vtrn1q_s32(c, d), vtrn2q_s32(c, d)); // c0 d0 c2 d2, c1 d1 c3 d3
-    let k = |x: int32x4_t, y: int32x4_t, hi: bool| {
-        let (x, y) = (vreinterpretq_s64_s32(x), vreinterpretq_s64_s32(y));
-        vreinterpretq_s32_s64(if hi { vtrn2q_s64(x, y) } else { vtrn1q_s64(x, y) })
-    };
-    [[k(t0, t2, false), k(t1, t3, false)], [k(t0, t2, true), k(t1, t3, true)]]
+    let [k0, k1, k2, k3] = transpose_f32(v.map(|v| vreinterpretq_f32_s8(v))).map(|v| vreinterpretq_s32_f32(v));
+    [[k0, k1], [k2, k3]]
 }
 
 /// One token's step of a block for the four rows: `acc = fma(acc, f32(isum), dw * sx)`, where `isum` (lane `r`) is
@@ -868,23 +863,5 @@ fn put<const NT: usize>(out: &mut [f32], ld: usize, rows: usize, t0: usize, acc:
                 out[r * ld + t0 + i] = *v;
             }
         }
-    }
-}
-
-/// The 4x4 transpose of f32 lanes: vector `r`, lane `i` = lane `r` of `v[i]`.
-#[inline(always)]
-fn transpose_f32(v: [float32x4_t; 4]) -> [float32x4_t; 4] {
-    // SAFETY: register operations only; NEON is mandatory on aarch64.
-    unsafe {
-        let (t0, t1) = (vtrn1q_f32(v[0], v[1]), vtrn2q_f32(v[0], v[1])); // a0 b0 a2 b2, a1 b1 a3 b3
-        let (t2, t3) = (vtrn1q_f32(v[2], v[3]), vtrn2q_f32(v[2], v[3])); // c0 d0 c2 d2, c1 d1 c3 d3
-        let d = vreinterpretq_f64_f32;
-        let f = vreinterpretq_f32_f64;
-        [
-            f(vtrn1q_f64(d(t0), d(t2))),
-            f(vtrn1q_f64(d(t1), d(t3))),
-            f(vtrn2q_f64(d(t0), d(t2))),
-            f(vtrn2q_f64(d(t1), d(t3))),
-        ]
     }
 }

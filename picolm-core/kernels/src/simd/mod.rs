@@ -48,6 +48,8 @@
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon;
 #[cfg(target_arch = "aarch64")]
+pub(crate) use aarch64_neon::transpose_f32;
+#[cfg(target_arch = "aarch64")]
 mod aarch64_neon_gemv;
 #[cfg(target_arch = "aarch64")]
 mod aarch64_neon_gemv_k;
