@@ -37,7 +37,7 @@ features_opts() {
     local opt="${1##* @}"
     case "$opt" in s | z) opt="\"$opt\"" ;; esac
     local crate
-    for crate in picolm-core picolm-kernels picolm-ffi; do
+    for crate in picolm-core picolm-kernels picolm-ffi-api picolm-ffi; do
       echo "--config 'profile.release.package.$crate.opt-level=$opt'"
     done
   fi

@@ -16,7 +16,7 @@ pub(crate) unsafe fn str_arg<'a>(ptr: *const libc::c_char, len: usize, name: &st
         return Err(Failure::null(name));
     }
     // SAFETY: the caller guarantees `len` readable bytes at `ptr` (documented on every entry point).
-    let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
     std::str::from_utf8(bytes).map_err(|e| {
         Failure::new(
             PICOLM_ERR_INVALID_UTF8,
@@ -68,7 +68,7 @@ pub(crate) unsafe fn write_out(
     }
     // SAFETY: `cap >= len + 1` writable bytes at `buf` (checked above, guaranteed by the caller).
     unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf as *mut u8, bytes.len());
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf.cast::<u8>(), bytes.len());
         *buf.add(bytes.len()) = 0;
     }
     Ok(())
