@@ -1,5 +1,5 @@
 //! 32-bit ARM (armv7, 32-bit Raspberry Pi OS) kernels using NEON and the VFPv4 half-precision conversions: the
-//! one-row dot products (`neon-dot`: the matmul's kernel for F16, Q4_1, Q4_K and Q6_K; for Q4_0 and Q8_0, which have
+//! one-row dot products (`neon-dot`: the matmul's kernel for F16, Q4_1, Q5_0, Q4_K and Q6_K; for Q4_0 and Q8_0, which have
 //! the four-row tile of `armv7_neon_rows.rs`, a decode candidate forced by name only) and the f16 row conversions.
 //!
 //! Stable Rust has neither the `core::arch::arm` NEON intrinsics nor `#[target_feature(enable = "neon")]` on 32-bit
@@ -45,6 +45,7 @@ pub fn kernel(ty: GgmlType) -> Option<VecDotFn> {
         GgmlType::F16 => dot_f16,
         GgmlType::Q4_0 => dot_q4_0,
         GgmlType::Q4_1 => dot_q4_1,
+        GgmlType::Q5_0 => dot_q5_0,
         GgmlType::Q8_0 => dot_q8_0,
         GgmlType::Q4_K => dot_q4_k,
         GgmlType::Q6_K => dot_q6_k,
@@ -59,6 +60,7 @@ pub fn gemv(ty: GgmlType) -> Option<GemvFn> {
     Some(match ty {
         GgmlType::F16 => gemv_f16,
         GgmlType::Q4_1 => gemv_q4_1,
+        GgmlType::Q5_0 => gemv_q5_0,
         GgmlType::Q4_K => gemv_q4_k,
         GgmlType::Q6_K => gemv_q6_k,
         _ => return None,
@@ -79,6 +81,7 @@ macro_rules! dot_gemv {
 
 dot_gemv!(gemv_f16, dot_f16);
 dot_gemv!(gemv_q4_1, dot_q4_1);
+dot_gemv!(gemv_q5_0, dot_q5_0);
 dot_gemv!(gemv_q4_k, dot_q4_k);
 dot_gemv!(gemv_q6_k, dot_q6_k);
 
@@ -115,6 +118,7 @@ macro_rules! safe_kernel {
 safe_kernel!(dot_q8_0, q8_0_neon, 32, 34, 34);
 safe_kernel!(dot_q4_0, q4_0_neon, 32, 18, 34);
 safe_kernel!(dot_q4_1, q4_1_neon, 32, 20, 36);
+safe_kernel!(dot_q5_0, q5_0_neon, 32, 22, 34);
 safe_kernel!(dot_q4_k, q4_k_neon, 256, 144, 292);
 safe_kernel!(dot_q6_k, q6_k_neon, 256, 210, 292);
 safe_kernel!(dot_f16, f16_neon, 8, 16, 16);
@@ -321,6 +325,68 @@ unsafe fn q4_0_neon(nb: usize, w: *const u8, x: *const u8) -> f32 {
         "bne 2b",
         hsum_q7_f32!(),
         "vmov {out}, s28",
+        w = inout(reg) w => _,
+        x = inout(reg) x => _,
+        n = inout(reg) nb => _,
+        out = lateout(reg) out
+    );
+    f32::from_bits(out)
+}
+
+/// Q5_0 weights · Q8_0 activations (block: f16 `d`, 32 fifth bits `qh`, 16 bytes of nibbles; value `i` is nibble
+/// `i` (low nibbles first) with bit `i` of `qh` on top, minus 16). Each value is built in the top five bits of a
+/// byte and sign-extended by `vshr.s8 #3`: the nibble shifted to bits 3-6, and bit 7 set where the fifth bit is
+/// clear, which makes the 5-bit two's complement of `value - 16` (`v ^ 16`, as Q4_0's `nibble ^ 8`). The fifth bits
+/// become bytes by `vdup` of each byte of `~qh` and `vtst` against the lane's bit (`d13`: 1, 2, 4, .. 128), and go to
+/// bit 7 by `vsli #7`, which also clears what the nibble shift left there.
+///
+/// No i16 overflow: two products of at most 16 * 127.
+///
+/// # Safety
+/// `nb >= 1`; `w` holds `nb` blocks of 22 bytes, `x` `nb` blocks of 34; [`available`].
+unsafe fn q5_0_neon(nb: usize, w: *const u8, x: *const u8) -> f32 {
+    let out: u32;
+    let lane_bits: u64 = 0x8040_2010_0804_0201;
+    neon_asm!([readonly]
+        "vmov d13, {bits_lo}, {bits_hi}",
+        "vmov.i32 q7, #0",
+        "2:",
+        "vld1.16 {{d12[0]}}, [{w}]!",
+        "vld1.16 {{d12[1]}}, [{x}]!",
+        "vld1.32 {{d11[0]}}, [{w}]!",
+        "vld1.8 {{d0-d1}}, [{w}]!",
+        "vld1.8 {{d4-d7}}, [{x}]!",
+        "vmvn d11, d11",
+        "vdup.8 d8, d11[0]",
+        "vdup.8 d9, d11[1]",
+        "vdup.8 d10, d11[2]",
+        "vdup.8 d11, d11[3]",
+        "vtst.8 d8, d8, d13", // 0xFF where the fifth bit of value 0..7 is clear
+        "vtst.8 d9, d9, d13",
+        "vtst.8 d10, d10, d13",
+        "vtst.8 d11, d11, d13",
+        "vshl.i8 q1, q0, #3", // low nibbles (values 0..16) to bits 3-6
+        "vshr.u8 q0, q0, #1", // high nibbles (values 16..32) to bits 3-6
+        "vsli.8 q1, q4, #7",
+        "vsli.8 q0, q5, #7",
+        "vshr.s8 q1, q1, #3",
+        "vshr.s8 q0, q0, #3",
+        "vmull.s8 q4, d2, d4",
+        "vmlal.s8 q4, d3, d5",
+        "vmull.s8 q5, d0, d6",
+        "vmlal.s8 q5, d1, d7",
+        "vcvt.f32.f16 q0, d12",
+        "vpaddl.s16 q4, q4",
+        "vpadal.s16 q4, q5",
+        "vmul.f32 s0, s0, s1",
+        "vcvt.f32.s32 q4, q4",
+        "vmla.f32 q7, q4, d0[0]",
+        "subs {n}, {n}, #1",
+        "bne 2b",
+        hsum_q7_f32!(),
+        "vmov {out}, s28",
+        bits_lo = in(reg) lane_bits as u32,
+        bits_hi = in(reg) (lane_bits >> 32) as u32,
         w = inout(reg) w => _,
         x = inout(reg) x => _,
         n = inout(reg) nb => _,
@@ -690,6 +756,7 @@ mod tests {
         let (block, offsets): (usize, &[usize]) = match ty {
             GgmlType::Q4_0 => (18, &[0]),
             GgmlType::Q4_1 => (20, &[0, 2]),
+            GgmlType::Q5_0 => (22, &[0]),
             GgmlType::Q8_0 => (34, &[0]),
             GgmlType::Q4_K => (144, &[0, 2]),
             GgmlType::Q6_K => (210, &[208]),
@@ -759,7 +826,7 @@ mod tests {
         if !available() {
             return;
         }
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_K, GgmlType::Q6_K] {
             for n in [0usize, 256, 512, 4096] {
                 let nb = n / ty.block_size();
                 for seed in 0..8u64 {
@@ -775,6 +842,8 @@ mod tests {
                         let (lo, hi) = match ty {
                             GgmlType::Q4_0 | GgmlType::Q8_0 => (2, bb),
                             GgmlType::Q4_1 => (4, bb),
+                            // Q5_0: the fifth bits and the nibbles.
+                            GgmlType::Q5_0 => (2, bb),
                             GgmlType::Q4_K => (16, bb),
                             _ => (0, 208),
                         };
@@ -800,7 +869,7 @@ mod tests {
         if !available() {
             return;
         }
-        for ty in [GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K] {
+        for ty in [GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q4_K, GgmlType::Q6_K] {
             let (n, rows) = (512, 5);
             let nb = n / ty.block_size();
             let w = raw_weights(ty, 3, nb * rows);
