@@ -252,6 +252,17 @@ macro_rules! hsum_q7_f32 {
 // widened to i32 with `vpaddl`/`vpadal`, converted to f32 and added into `q7` times the block's scale product,
 // which `vcvt.f32.f16` makes from the two f16 scales loaded into one d register (lane 0: weights, 1: activations).
 
+/// The end of a block of the Q8_0 and Q5_0 kernels (see above): the block's 32 weight values (i8) in `d0`-`d3`
+/// times the activation quants in `d4`-`d7` (value `i` with quant `i`), summed in `q4`/`q5`, converted and added to
+/// `q7` times the product of the two f16 scales in lanes 0 and 1 of `d12`. Clobbers `q0`, `q4`, `q5`.
+macro_rules! q8_block_into_q7 {
+    () => {
+        "vmull.s8 q4, d0, d4\n vmlal.s8 q4, d1, d5\n vmull.s8 q5, d2, d6\n vmlal.s8 q5, d3, d7\n \
+         vcvt.f32.f16 q0, d12\n vpaddl.s16 q4, q4\n vpadal.s16 q4, q5\n vmul.f32 s0, s0, s1\n \
+         vcvt.f32.s32 q4, q4\n vmla.f32 q7, q4, d0[0]"
+    };
+}
+
 /// Q8_0 weights · Q8_0 activations.
 ///
 /// No i16 overflow: activations are in -127..=127 (the quantizer clamps), weights in -128..=127, so two products
@@ -268,16 +279,7 @@ unsafe fn q8_0_neon(nb: usize, w: *const u8, x: *const u8) -> f32 {
         "vld1.16 {{d12[1]}}, [{x}]!",
         "vld1.8 {{d0-d3}}, [{w}]!",
         "vld1.8 {{d4-d7}}, [{x}]!",
-        "vmull.s8 q4, d0, d4",
-        "vmlal.s8 q4, d1, d5",
-        "vmull.s8 q5, d2, d6",
-        "vmlal.s8 q5, d3, d7",
-        "vcvt.f32.f16 q0, d12",
-        "vpaddl.s16 q4, q4",
-        "vpadal.s16 q4, q5",
-        "vmul.f32 s0, s0, s1",
-        "vcvt.f32.s32 q4, q4",
-        "vmla.f32 q7, q4, d0[0]",
+        q8_block_into_q7!(),
         "subs {n}, {n}, #1",
         "bne 2b",
         hsum_q7_f32!(),
@@ -365,22 +367,13 @@ unsafe fn q5_0_neon(nb: usize, w: *const u8, x: *const u8) -> f32 {
         "vtst.8 d9, d9, d13",
         "vtst.8 d10, d10, d13",
         "vtst.8 d11, d11, d13",
-        "vshl.i8 q1, q0, #3", // low nibbles (values 0..16) to bits 3-6
-        "vshr.u8 q0, q0, #1", // high nibbles (values 16..32) to bits 3-6
-        "vsli.8 q1, q4, #7",
-        "vsli.8 q0, q5, #7",
+        "vshr.u8 q1, q0, #1", // high nibbles (values 16..32) to bits 3-6
+        "vshl.i8 q0, q0, #3", // low nibbles (values 0..16) to bits 3-6
+        "vsli.8 q0, q4, #7",
+        "vsli.8 q1, q5, #7",
+        "vshr.s8 q0, q0, #3", // values 0..16 in d0-d1, 16..32 in d2-d3, as Q8_0's
         "vshr.s8 q1, q1, #3",
-        "vshr.s8 q0, q0, #3",
-        "vmull.s8 q4, d2, d4",
-        "vmlal.s8 q4, d3, d5",
-        "vmull.s8 q5, d0, d6",
-        "vmlal.s8 q5, d1, d7",
-        "vcvt.f32.f16 q0, d12",
-        "vpaddl.s16 q4, q4",
-        "vpadal.s16 q4, q5",
-        "vmul.f32 s0, s0, s1",
-        "vcvt.f32.s32 q4, q4",
-        "vmla.f32 q7, q4, d0[0]",
+        q8_block_into_q7!(),
         "subs {n}, {n}, #1",
         "bne 2b",
         hsum_q7_f32!(),
